@@ -1,0 +1,244 @@
+//! The storage engine behind the log: one ordered keyspace of byte keys and values.
+//!
+//! The log needs four things of an engine, and nothing else, so another engine can replace sled:
+//! an atomic batch write, a durable sync, a point read and a bounded ordered range scan.
+//! [`SledStorage`] is the engine of production; [`MemoryStorage`] keeps everything in a `BTreeMap`
+//! for tests and tools that need no disk.
+
+use crate::StorageError;
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// An ordered key-value engine.
+///
+/// Only the log's single writer calls [`Storage::write`] and [`Storage::sync`]; reads may come from
+/// any thread at any time.
+pub trait Storage: Send + Sync + 'static {
+    /// Inserts all `entries` atomically: after a crash, either all of them are present or none.
+    /// They become visible to reads at once, but are durable only after [`Storage::sync`].
+    /// An error means none of them was written.
+    fn write(&self, entries: Vec<Entry>) -> Result<(), StorageError>;
+
+    /// Makes every completed [`Storage::write`] durable: on return, they survive a crash of the
+    /// process or of the machine. An error means the engine cannot tell what is durable.
+    fn sync(&self) -> Result<(), StorageError>;
+
+    /// The value stored under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// At most `limit` entries with `start <= key < end`, in ascending key order, or descending
+    /// (starting from the largest key below `end`) when `reverse` is set.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError>;
+}
+
+/// Everything in memory; `sync` does nothing. Nothing survives the process.
+#[derive(Default)]
+pub struct MemoryStorage {
+    map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+        // A panic while holding the lock cannot leave the map half-updated (each operation is
+        // a plain insert or read), so a poisoned lock is still safe to use.
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn write(&self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        let mut map = self.map();
+        for (key, value) in entries {
+            map.insert(key, value);
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.map().get(key).cloned())
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let map = self.map();
+        let range = map.range::<[u8], _>((
+            std::ops::Bound::Included(start),
+            std::ops::Bound::Excluded(end),
+        ));
+        let clone = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
+        Ok(if reverse {
+            range.rev().take(limit).map(clone).collect()
+        } else {
+            range.take(limit).map(clone).collect()
+        })
+    }
+}
+
+/// sled 0.34.7, used the way its known pitfalls require.
+///
+/// - `Db::flush` ends in `sync_file_range`, which persists neither the file's length nor the
+///   drive's write cache (sled issues #1351, #1077), so [`Storage::sync`] also calls `sync_data`
+///   on sled's data file through a handle of our own.
+/// - values too large for a log buffer go to files under `blobs/` that sled never fsyncs
+///   (`blob_io::write_blob`); `sync` fsyncs blob files it has not synced yet, and the folder.
+/// - batches and transactions serialise on a process-wide lock (#1452), so the log has one writer
+///   that batches everyone's appends (see `crate::writer`) instead of concurrent batches.
+/// - `generate_id` can jump or repeat after recovery (#654): positions come from the last key.
+/// - `watch_prefix` fires before data is durable and blocks writers when a watcher lags (#1152):
+///   the log broadcasts its own events after the sync instead.
+/// - everything lives in one tree under key prefixes, and the page cache has an explicit size.
+pub struct SledStorage {
+    _db: sled::Db,
+    tree: sled::Tree,
+    data_file: File,
+    dir: PathBuf,
+    synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
+}
+
+impl SledStorage {
+    /// Opens (or creates) a sled database in `dir` with a page cache of `cache_capacity` bytes.
+    ///
+    /// Callers hold the directory lock (see `crate::EventLog::open`), so sled's own lock never
+    /// blocks here.
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, StorageError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_capacity)
+            .open()
+            .map_err(|e| StorageError::new("open", e))?;
+        let tree = db
+            .open_tree("eventlog")
+            .map_err(|e| StorageError::new("open", e))?;
+        let data_file = File::open(dir.join("db")).map_err(|e| StorageError::new("open", e))?;
+        // The files sled just created must survive a power cut too.
+        sync_dir(dir)?;
+        Ok(Self {
+            _db: db,
+            tree,
+            data_file,
+            dir: dir.to_owned(),
+            synced_blobs: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn sync_new_blobs(&self) -> Result<(), StorageError> {
+        let blobs = self.dir.join("blobs");
+        let entries = match std::fs::read_dir(&blobs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StorageError::new("sync", e)),
+        };
+        // Only the writer calls sync; a poisoned set just means we may fsync a blob twice.
+        let mut synced = self
+            .synced_blobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut seen = HashSet::new();
+        let mut any_new = false;
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::new("sync", e))?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                match File::open(entry.path()) {
+                    Ok(file) => file.sync_data().map_err(|e| StorageError::new("sync", e))?,
+                    // sled removed it meanwhile: nothing to make durable.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StorageError::new("sync", e)),
+                }
+                any_new = true;
+            }
+            seen.insert(name);
+        }
+        if any_new {
+            sync_dir(&blobs)?;
+        }
+        // Forget blobs sled has garbage-collected, so the set stays small.
+        *synced = seen;
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::new("sync", e))
+}
+
+impl Storage for SledStorage {
+    fn write(&self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in entries {
+            batch.insert(key, value);
+        }
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| StorageError::new("write", e))
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.tree
+            .flush()
+            .map_err(|e| StorageError::new("sync", e))?;
+        self.data_file
+            .sync_data()
+            .map_err(|e| StorageError::new("sync", e))?;
+        self.sync_new_blobs()
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.tree
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| StorageError::new("read", e))
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let range = self.tree.range(start..end);
+        let own = |item: sled::Result<(sled::IVec, sled::IVec)>| {
+            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| StorageError::new("read", e))
+        };
+        if reverse {
+            range.rev().take(limit).map(own).collect()
+        } else {
+            range.take(limit).map(own).collect()
+        }
+    }
+}

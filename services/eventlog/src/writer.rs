@@ -1,0 +1,349 @@
+//! The single writer: takes every queued append, checks it against the log's state, and commits
+//! all accepted ones in one storage batch with one sync (group commit). Then it publishes the
+//! batch to live subscribers and answers the callers.
+//!
+//! One writer keeps positions and hash links trivially ordered and sidesteps sled's process-wide
+//! batch lock; throughput comes from the batch growing with the number of waiting callers.
+
+use crate::keys;
+use crate::log::{AppendOutcome, Durability, ExpectedRevision, Options, Shared};
+use crate::record::{self, RecordedEvent};
+use crate::{Error, NewEvent, Result};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+/// Streams whose last revision the writer remembers; beyond this the memory is dropped and
+/// refilled from storage as needed.
+const MAX_CACHED_STREAMS: usize = 100_000;
+
+pub(crate) struct AppendRequest {
+    pub stream_id: String,
+    pub expected: ExpectedRevision,
+    pub events: Vec<NewEvent>,
+    pub reply: oneshot::Sender<Result<AppendOutcome>>,
+}
+
+pub(crate) enum Command {
+    Append(AppendRequest),
+    Close(oneshot::Sender<()>),
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    live: broadcast::Sender<Arc<[RecordedEvent]>>,
+    durable: bool,
+    max_group_events: usize,
+    next_position: u64,
+    last_hash: [u8; 32],
+    /// Last committed revision of recently used streams.
+    revisions: HashMap<String, u64>,
+    /// Set when a sync failed: what is on disk is unknown until the log is reopened.
+    poisoned: Option<String>,
+}
+
+/// Where an already appended event is.
+struct Located {
+    stream_id: String,
+    revision: u64,
+    position: u64,
+}
+
+enum Prepared {
+    /// Append with this first revision.
+    New { first_revision: u64 },
+    /// Identical to an earlier call: answer with its outcome.
+    Replay(AppendOutcome),
+}
+
+/// What one group adds on top of the committed state, until it is committed.
+#[derive(Default)]
+struct Group {
+    entries: Vec<crate::storage::Entry>,
+    records: Vec<RecordedEvent>,
+    /// Last revision per stream written by this group.
+    revisions: HashMap<String, u64>,
+    /// Event id → index in `records`.
+    ids: HashMap<Uuid, usize>,
+    replies: Vec<(oneshot::Sender<Result<AppendOutcome>>, AppendOutcome)>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        live: broadcast::Sender<Arc<[RecordedEvent]>>,
+        options: &Options,
+        next_position: u64,
+        last_hash: [u8; 32],
+    ) -> Self {
+        Self {
+            shared,
+            live,
+            durable: options.durability == Durability::Durable,
+            max_group_events: options.max_group_events.max(1),
+            next_position,
+            last_hash,
+            revisions: HashMap::new(),
+            poisoned: None,
+        }
+    }
+
+    pub(crate) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut closing = None;
+        while let Some(first) = commands.blocking_recv() {
+            let mut group = Vec::new();
+            let mut events = 0;
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Append(request) => {
+                        events += request.events.len();
+                        group.push(request);
+                    }
+                    Command::Close(done) => {
+                        closing = Some(done);
+                        break;
+                    }
+                }
+                if events < self.max_group_events {
+                    next = commands.try_recv().ok();
+                }
+            }
+            self.commit(group);
+            if closing.is_some() {
+                break;
+            }
+        }
+        // Whatever is still queued arrived after the close.
+        commands.close();
+        while let Ok(command) = commands.try_recv() {
+            match command {
+                Command::Append(request) => {
+                    let _ = request.reply.send(Err(Error::Closed));
+                }
+                Command::Close(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        if let Err(e) = self.shared.storage.sync() {
+            tracing::error!(error = %e, "final sync of the event log failed");
+        }
+        // End the broadcast, so subscriptions end once caught up, and let go of the storage
+        // before telling the closer we are done.
+        self.shared.live_sender().take();
+        drop(self);
+        if let Some(done) = closing {
+            let _ = done.send(());
+        }
+    }
+
+    fn commit(&mut self, requests: Vec<AppendRequest>) {
+        let mut group = Group::default();
+        let recorded_at = record::now_micros();
+        for request in requests {
+            if let Some(reason) = &self.poisoned {
+                let _ = request.reply.send(Err(Error::Poisoned(reason.clone())));
+                continue;
+            }
+            match self.prepare(&request, &group) {
+                Err(e) => {
+                    let _ = request.reply.send(Err(e));
+                }
+                Ok(Prepared::Replay(outcome)) => group.replies.push((request.reply, outcome)),
+                Ok(Prepared::New { first_revision }) => {
+                    self.stage(request, first_revision, recorded_at, &mut group);
+                }
+            }
+        }
+        if group.entries.is_empty() {
+            for (reply, outcome) in group.replies {
+                let _ = reply.send(Ok(outcome));
+            }
+            return;
+        }
+        match self.write(std::mem::take(&mut group.entries)) {
+            Ok(()) => self.publish(group),
+            Err(e) => {
+                for (reply, _) in group.replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, entries: Vec<crate::storage::Entry>) -> Result<()> {
+        self.shared.storage.write(entries)?;
+        if self.durable
+            && let Err(e) = self.shared.storage.sync()
+        {
+            tracing::error!(error = %e, "sync failed; the event log refuses appends until reopened");
+            self.poisoned = Some(e.to_string());
+            return Err(Error::Poisoned(e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Makes the written group the committed state, tells subscribers, then the callers.
+    fn publish(&mut self, group: Group) {
+        let last = group.records.last().map(|r| (r.position, r.hash));
+        if let Some((position, hash)) = last {
+            self.next_position = position + 1;
+            self.last_hash = hash;
+        }
+        if self.revisions.len() + group.revisions.len() > MAX_CACHED_STREAMS {
+            self.revisions.clear();
+        }
+        self.revisions.extend(group.revisions);
+        self.shared
+            .committed
+            .store(self.next_position, Ordering::Release);
+        // No subscriber is not an error.
+        let _ = self.live.send(group.records.into());
+        for (reply, outcome) in group.replies {
+            let _ = reply.send(Ok(outcome));
+        }
+    }
+
+    fn prepare(&mut self, request: &AppendRequest, group: &Group) -> Result<Prepared> {
+        let mut located = Vec::with_capacity(request.events.len());
+        for event in &request.events {
+            located.push(self.locate(event.id, group)?);
+        }
+        if let Some(first_found) = located.iter().position(Option::is_some) {
+            return replay(request, &located).map(Prepared::Replay).ok_or(
+                Error::DuplicateEventId {
+                    id: request.events[first_found].id,
+                },
+            );
+        }
+        let actual = match group.revisions.get(&request.stream_id) {
+            Some(revision) => Some(*revision),
+            None => self.last_revision(&request.stream_id)?,
+        };
+        if !request.expected.admits(actual) {
+            return Err(Error::WrongExpectedRevision {
+                stream_id: request.stream_id.clone(),
+                expected: request.expected,
+                actual,
+            });
+        }
+        Ok(Prepared::New {
+            first_revision: actual.map_or(0, |r| r + 1),
+        })
+    }
+
+    fn stage(
+        &mut self,
+        request: AppendRequest,
+        first_revision: u64,
+        recorded_at: u64,
+        group: &mut Group,
+    ) {
+        let first_position = self.next_position + group.records.len() as u64;
+        let mut prev_hash = group.records.last().map_or(self.last_hash, |r| r.hash);
+        let count = request.events.len() as u64;
+        for (i, event) in (0u64..).zip(request.events) {
+            let position = first_position + i;
+            let revision = first_revision + i;
+            let mut recorded = RecordedEvent {
+                id: event.id,
+                stream_id: request.stream_id.clone(),
+                revision,
+                position,
+                event_type: event.event_type,
+                schema_version: event.schema_version,
+                recorded_at_micros: recorded_at,
+                metadata: event.metadata,
+                payload: event.payload,
+                hash: [0; 32],
+            };
+            let bytes = record::seal(&mut recorded, &prev_hash);
+            prev_hash = recorded.hash;
+            let at = keys::position_value(position);
+            group
+                .entries
+                .push((keys::stream(&request.stream_id, revision), at.clone()));
+            group.entries.push((keys::event_id(event.id), at));
+            group.entries.push((keys::log(position), bytes));
+            group.ids.insert(event.id, group.records.len());
+            group.records.push(recorded);
+        }
+        let last_revision = first_revision + count - 1;
+        group.revisions.insert(request.stream_id, last_revision);
+        group.replies.push((
+            request.reply,
+            AppendOutcome {
+                first_revision,
+                last_revision,
+                first_position,
+                last_position: first_position + count - 1,
+                replayed: false,
+            },
+        ));
+    }
+
+    /// Where an event id was appended, in this group or before.
+    fn locate(&self, id: Uuid, group: &Group) -> Result<Option<Located>> {
+        if let Some(&index) = group.ids.get(&id) {
+            let r = &group.records[index];
+            return Ok(Some(Located {
+                stream_id: r.stream_id.clone(),
+                revision: r.revision,
+                position: r.position,
+            }));
+        }
+        let Some(value) = self.shared.storage.get(&keys::event_id(id))? else {
+            return Ok(None);
+        };
+        let position = keys::parse_position_value(&value).ok_or_else(|| Error::Corrupt {
+            position: 0,
+            reason: format!("index entry of event {id} is not a position"),
+        })?;
+        let event = self.shared.record_at(position)?;
+        Ok(Some(Located {
+            stream_id: event.stream_id,
+            revision: event.revision,
+            position,
+        }))
+    }
+
+    fn last_revision(&mut self, stream_id: &str) -> Result<Option<u64>> {
+        if let Some(revision) = self.revisions.get(stream_id) {
+            return Ok(Some(*revision));
+        }
+        let revision = self.shared.last_revision(stream_id)?;
+        if let Some(revision) = revision {
+            if self.revisions.len() >= MAX_CACHED_STREAMS {
+                self.revisions.clear();
+            }
+            self.revisions.insert(stream_id.to_owned(), revision);
+        }
+        Ok(revision)
+    }
+}
+
+/// The earlier call's outcome if every event of `request` was appended, in this order, to the
+/// same stream by one earlier call (one call's events are contiguous in the log).
+fn replay(request: &AppendRequest, located: &[Option<Located>]) -> Option<AppendOutcome> {
+    let first = located.first()?.as_ref()?;
+    for (i, found) in (0u64..).zip(located) {
+        let found = found.as_ref()?;
+        if found.stream_id != request.stream_id
+            || found.position != first.position + i
+            || found.revision != first.revision + i
+        {
+            return None;
+        }
+    }
+    let count = located.len() as u64;
+    Some(AppendOutcome {
+        first_revision: first.revision,
+        last_revision: first.revision + count - 1,
+        first_position: first.position,
+        last_position: first.position + count - 1,
+        replayed: true,
+    })
+}
