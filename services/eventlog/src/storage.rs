@@ -129,11 +129,23 @@ impl SledStorage {
     /// Callers hold the directory lock (see `crate::EventLog::open`), so sled's own lock never
     /// blocks here.
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, StorageError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_capacity)
-            .open()
-            .map_err(|e| StorageError::new("open", e))?;
+        let config = sled::Config::new().path(dir).cache_capacity(cache_capacity);
+        // sled's background threads hold its file (and its lock) a little while after the last
+        // handle of a database is dropped, so reopening within the same process can briefly
+        // find sled's lock taken. Our own `LOCK` rules out another process, so wait it out.
+        let started = std::time::Instant::now();
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && started.elapsed() < std::time::Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(StorageError::new("open", e)),
+            }
+        };
         let tree = db
             .open_tree("eventlog")
             .map_err(|e| StorageError::new("open", e))?;
