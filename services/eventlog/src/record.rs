@@ -96,6 +96,25 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
+    /// Bytes of its stored record (see the module docs for the format).
+    pub fn encoded_len(&self) -> usize {
+        let flagged_id = |id: Option<Uuid>| 1 + id.map_or(0, |_| 16);
+        1 + 16
+            + 8 * 3
+            + 4
+            + 2
+            + self.stream_id.len()
+            + 2
+            + self.event_type.len()
+            + flagged_id(self.metadata.correlation_id)
+            + flagged_id(self.metadata.causation_id)
+            + 1
+            + self.metadata.actor.as_ref().map_or(0, |a| 2 + a.len())
+            + 4
+            + self.payload.len()
+            + 32
+    }
+
     /// When the log wrote it.
     pub fn recorded_at(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_micros(self.recorded_at_micros)
@@ -115,9 +134,7 @@ pub(crate) fn now_micros() -> u64 {
 ///
 /// Field lengths were validated before (see `crate::limits`), so every length fits its prefix.
 pub(crate) fn seal(event: &mut RecordedEvent, prev_hash: &[u8; 32]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(
-        128 + event.stream_id.len() + event.event_type.len() + event.payload.len(),
-    );
+    let mut buf = Vec::with_capacity(event.encoded_len());
     buf.push(FORMAT_VERSION);
     buf.extend_from_slice(event.id.as_bytes());
     buf.extend_from_slice(&event.position.to_be_bytes());
@@ -301,6 +318,7 @@ mod tests {
         let bytes = seal(&mut event, &GENESIS_HASH);
         let decoded = decode(&bytes).expect("a sealed record decodes");
         assert_eq!(decoded.event, event);
+        assert_eq!(bytes.len(), event.encoded_len());
         assert_eq!(chain_hash(&GENESIS_HASH, decoded.body), event.hash);
     }
 

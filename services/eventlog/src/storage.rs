@@ -161,6 +161,11 @@ impl SledStorage {
         })
     }
 
+    /// The sled tree holding the log, for tools that measure sled itself.
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
     fn sync_new_blobs(&self) -> Result<(), StorageError> {
         let blobs = self.dir.join("blobs");
         let entries = match std::fs::read_dir(&blobs) {

@@ -1,0 +1,443 @@
+//! Benchmarks. Each prints one JSON object per line with its figures next to a ceiling measured
+//! in the same run on the same disk, so the ratio means something on any machine.
+//!
+//! `naast bench eventlog` measures:
+//! - `eventlog.append`: durable appends of one event each from many concurrent writers, each on
+//!   its own stream with an exact expected revision; ceiling: the same number of records of the
+//!   same size written by one thread straight into a sled tree in batches of 64, one flush per
+//!   batch (sled's own flush, without the extra `sync_data` the log adds for real durability);
+//! - `eventlog.append_single_writer`: the latency of one writer alone; ceiling: one thread
+//!   inserting into sled and flushing after each record;
+//! - `eventlog.catchup`: a subscription reading the whole log from position 0 after a bulk
+//!   import; ceiling: a raw scan over the same sled tree;
+//! - `eventlog.read_stream`: reading one household's stream of 10,000 events in pages of 100.
+
+use bytes::Bytes;
+use naast_eventlog::{
+    Direction, Durability, EventLog, ExpectedRevision, Metadata, NewEvent, Options, SledStorage,
+};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The event log failed.
+    #[error("event log: {0}")]
+    Log(#[from] naast_eventlog::Error),
+    /// sled failed while measuring the ceiling.
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// The scratch directory or the runtime could not be set up.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A writer task died.
+    #[error("writer task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The benchmark saw something other than what it wrote.
+    #[error("benchmark check failed: {0}")]
+    Check(String),
+}
+
+/// Options of `naast bench eventlog`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EventlogArgs {
+    /// Durable appends in the concurrent append benchmark.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Concurrent writers in the append benchmark.
+    #[arg(long, default_value_t = 64)]
+    pub writers: usize,
+    /// Appends of the single-writer benchmark.
+    #[arg(long, default_value_t = 3_000)]
+    pub single_writer_events: usize,
+    /// Events imported before the catch-up benchmark reads them all.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub catchup_events: usize,
+    /// Events of the stream read page by page in the read benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    pub stream_events: usize,
+    /// Payload bytes per event (the stored record adds ~130 bytes).
+    #[arg(long, default_value_t = 350)]
+    pub payload_bytes: usize,
+    /// Where to put the scratch data (removed afterwards). Defaults to a fresh folder in the
+    /// current directory rather than the system's temp folder, which may live in memory and
+    /// would make every sync free.
+    #[arg(long)]
+    pub scratch_dir: Option<PathBuf>,
+}
+
+/// Runs `naast bench eventlog`.
+pub fn eventlog(args: &EventlogArgs) -> Result<(), BenchError> {
+    let scratch = match &args.scratch_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            tempfile::tempdir_in(dir)?
+        }
+        None => tempfile::Builder::new()
+            .prefix(".naast-bench-")
+            .tempdir_in(".")?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let payload = payload(args.payload_bytes);
+    runtime.block_on(async {
+        append_concurrent(scratch.path(), args, &payload).await?;
+        append_single_writer(scratch.path(), args, &payload).await?;
+        catchup_and_read(scratch.path(), args, &payload).await
+    })
+}
+
+/// A JSON-ish body of `len` bytes, like an agreement's.
+fn payload(len: usize) -> Bytes {
+    let head = br#"{"kind":"AgreementProposed","text":"logeeropvang twee weekenden per maand (Wlz, PGB)","filler":""#;
+    let mut body = head.to_vec();
+    body.resize(len.saturating_sub(2).max(head.len()), b'x');
+    body.extend_from_slice(b"\"}");
+    Bytes::from(body)
+}
+
+fn event(payload: &Bytes) -> NewEvent {
+    NewEvent {
+        metadata: Metadata {
+            correlation_id: Some(uuid::Uuid::now_v7()),
+            causation_id: None,
+            actor: Some("bench:supporter".into()),
+        },
+        ..NewEvent::new("AgreementProposed", payload.clone())
+    }
+}
+
+/// Size of the record the log stores for `event(payload)`, to write ceilings of the same size.
+fn record_size(log: &EventLog) -> Result<usize, BenchError> {
+    let last = log.read_all(naast_eventlog::END, Direction::Backwards, 1)?;
+    last.first()
+        .map(naast_eventlog::RecordedEvent::encoded_len)
+        .ok_or_else(|| BenchError::Check("no event to size".into()))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1e6
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// Resident memory of this process in MiB, from /proc (0 where there is none).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| round(kb / 1024.0, 1))
+}
+
+async fn append_concurrent(
+    scratch: &Path,
+    args: &EventlogArgs,
+    payload: &Bytes,
+) -> Result<(), BenchError> {
+    let dir = scratch.join("append");
+    let log = EventLog::open(&dir, Options::default())?;
+    let writers = args.writers.max(1);
+    let per_writer = (args.events / writers).max(1);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(writers);
+    for w in 0..writers {
+        let (log, payload) = (log.clone(), payload.clone());
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("household-{w}");
+            let mut latencies = Vec::with_capacity(per_writer);
+            for i in 0..per_writer {
+                let expected = match i {
+                    0 => ExpectedRevision::NoStream,
+                    i => ExpectedRevision::Exact(i as u64 - 1),
+                };
+                let t = Instant::now();
+                log.append(&stream, expected, vec![event(&payload)]).await?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, naast_eventlog::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(per_writer * writers);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let events = latencies.len();
+    if log.head() != events as u64 {
+        return Err(BenchError::Check(format!(
+            "{} events stored, {events} appended",
+            log.head()
+        )));
+    }
+    let size = record_size(&log)?;
+    let rss = rss_mb();
+    log.close().await;
+    drop(log);
+    let ceiling = sled_batched_ceiling(&scratch.join("ceiling-batched"), events, size)?;
+    let rate = events as f64 / elapsed.as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "bench": "eventlog.append",
+            "writers": writers,
+            "events": events,
+            "record_bytes": size,
+            "events_per_sec": round(rate, 0),
+            "p50_us": round(percentile(&latencies, 0.50), 0),
+            "p99_us": round(percentile(&latencies, 0.99), 0),
+            "ceiling": "sled 0.34.7, one thread, batches of 64, one flush per batch",
+            "ceiling_events_per_sec": round(ceiling, 0),
+            "ratio_to_ceiling": round(rate / ceiling, 3),
+            "rss_mb": rss,
+        })
+    );
+    Ok(())
+}
+
+async fn append_single_writer(
+    scratch: &Path,
+    args: &EventlogArgs,
+    payload: &Bytes,
+) -> Result<(), BenchError> {
+    let log = EventLog::open(scratch.join("single"), Options::default())?;
+    let mut latencies = Vec::with_capacity(args.single_writer_events);
+    let started = Instant::now();
+    for _ in 0..args.single_writer_events.max(1) {
+        let t = Instant::now();
+        log.append("household", ExpectedRevision::Any, vec![event(payload)])
+            .await?;
+        latencies.push(t.elapsed());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let events = latencies.len();
+    let size = record_size(&log)?;
+    log.close().await;
+    drop(log);
+    let ceiling = sled_flush_each_ceiling(&scratch.join("ceiling-single"), events, size)?;
+    let rate = events as f64 / elapsed.as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "bench": "eventlog.append_single_writer",
+            "writers": 1,
+            "events": events,
+            "events_per_sec": round(rate, 0),
+            "p50_us": round(percentile(&latencies, 0.50), 0),
+            "p99_us": round(percentile(&latencies, 0.99), 0),
+            "ceiling": "sled 0.34.7, one thread, one flush per record",
+            "ceiling_events_per_sec": round(ceiling, 0),
+            "ratio_to_ceiling": round(rate / ceiling, 3),
+        })
+    );
+    Ok(())
+}
+
+async fn catchup_and_read(
+    scratch: &Path,
+    args: &EventlogArgs,
+    payload: &Bytes,
+) -> Result<(), BenchError> {
+    let dir = scratch.join("catchup");
+    // Bulk import, as a migration would: async durability, large appends.
+    {
+        let log = EventLog::open(
+            &dir,
+            Options {
+                durability: Durability::Async,
+                ..Options::default()
+            },
+        )?;
+        let stream_events = args.stream_events.min(args.catchup_events);
+        import(&log, "household-read", stream_events, payload).await?;
+        let rest = args.catchup_events - stream_events;
+        let households = 1_000;
+        let mut tasks = Vec::new();
+        for h in 0..4 {
+            let (log, payload) = (log.clone(), payload.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut written = 0;
+                let mut n = 0usize;
+                while written < rest / 4 + usize::from(h < rest % 4) {
+                    let count = 500.min(rest / 4 + usize::from(h < rest % 4) - written);
+                    let stream = format!("household-{}", (n * 4 + h) % households);
+                    let batch = (0..count).map(|_| event(&payload)).collect();
+                    log.append(&stream, ExpectedRevision::Any, batch).await?;
+                    written += count;
+                    n += 1;
+                }
+                Ok::<_, naast_eventlog::Error>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        log.close().await;
+    }
+
+    let log = EventLog::open(&dir, Options::default())?;
+    let total = log.head();
+    let mut subscription = log.subscribe_all(0);
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for expected in 0..total {
+        let event = subscription.next().await?;
+        if event.position != expected {
+            return Err(BenchError::Check(format!(
+                "catch-up gave position {} for {expected}",
+                event.position
+            )));
+        }
+        bytes += event.payload.len();
+    }
+    let elapsed = started.elapsed();
+    drop(subscription);
+    let rss = rss_mb();
+
+    // Reading one household's stream page by page.
+    let mut pages = Vec::new();
+    let read_started = Instant::now();
+    let mut from = 0;
+    let mut read = 0;
+    loop {
+        let t = Instant::now();
+        let page = log.read_stream("household-read", from, Direction::Forwards, 100)?;
+        pages.push(t.elapsed());
+        let Some(last) = page.last() else { break };
+        from = last.revision + 1;
+        read += page.len();
+    }
+    let read_elapsed = read_started.elapsed();
+    pages.sort();
+    log.close().await;
+    drop(log);
+
+    let ceiling = raw_scan_ceiling(&dir.join("sled"), total)?;
+    let rate = total as f64 / elapsed.as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "bench": "eventlog.catchup",
+            "events": total,
+            "payload_mb": round(bytes as f64 / 1048576.0, 1),
+            "events_per_sec": round(rate, 0),
+            "seconds": round(elapsed.as_secs_f64(), 3),
+            "ceiling": "raw sled 0.34.7 scan of the same records",
+            "ceiling_events_per_sec": round(ceiling, 0),
+            "ratio_to_ceiling": round(rate / ceiling, 3),
+            "rss_mb": rss,
+        })
+    );
+    println!(
+        "{}",
+        json!({
+            "bench": "eventlog.read_stream",
+            "stream_events": read,
+            "page_size": 100,
+            "events_per_sec": round(read as f64 / read_elapsed.as_secs_f64(), 0),
+            "page_p50_us": round(percentile(&pages, 0.50), 0),
+            "page_p99_us": round(percentile(&pages, 0.99), 0),
+        })
+    );
+    Ok(())
+}
+
+async fn import(
+    log: &EventLog,
+    stream: &str,
+    events: usize,
+    payload: &Bytes,
+) -> Result<(), BenchError> {
+    let mut written = 0;
+    while written < events {
+        let count = 500.min(events - written);
+        let batch = (0..count).map(|_| event(payload)).collect();
+        log.append(stream, ExpectedRevision::Any, batch).await?;
+        written += count;
+    }
+    Ok(())
+}
+
+fn open_raw_sled(dir: &Path) -> Result<sled::Tree, BenchError> {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(64 * 1024 * 1024)
+        .open()?;
+    Ok(db.open_tree("ceiling")?)
+}
+
+/// One thread, batches of 64, one sled flush per batch.
+fn sled_batched_ceiling(dir: &Path, events: usize, record_size: usize) -> Result<f64, BenchError> {
+    let tree = open_raw_sled(dir)?;
+    let value = vec![0x5a_u8; record_size];
+    let started = Instant::now();
+    let mut position = 0u64;
+    while (position as usize) < events {
+        let mut batch = sled::Batch::default();
+        for _ in 0..64.min(events - position as usize) {
+            let mut key = vec![b'g'];
+            key.extend_from_slice(&position.to_be_bytes());
+            batch.insert(key, value.clone());
+            position += 1;
+        }
+        tree.apply_batch(batch)?;
+        tree.flush()?;
+    }
+    Ok(events as f64 / started.elapsed().as_secs_f64())
+}
+
+/// One thread, one sled flush after every record.
+fn sled_flush_each_ceiling(
+    dir: &Path,
+    events: usize,
+    record_size: usize,
+) -> Result<f64, BenchError> {
+    let tree = open_raw_sled(dir)?;
+    let value = vec![0x5a_u8; record_size];
+    let started = Instant::now();
+    for position in 0..events as u64 {
+        let mut key = vec![b'g'];
+        key.extend_from_slice(&position.to_be_bytes());
+        tree.insert(key, value.clone())?;
+        tree.flush()?;
+    }
+    Ok(events as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Scans the log's records straight out of sled, copying each value once, as catch-up must.
+fn raw_scan_ceiling(dir: &Path, expected: u64) -> Result<f64, BenchError> {
+    let storage = SledStorage::open(dir, 64 * 1024 * 1024).map_err(naast_eventlog::Error::from)?;
+    let tree = storage.tree();
+    let started = Instant::now();
+    let mut count = 0u64;
+    let mut bytes = 0usize;
+    for item in tree.scan_prefix(b"g") {
+        let (_, value) = item?;
+        bytes += value.to_vec().len();
+        count += 1;
+    }
+    let elapsed = started.elapsed();
+    if count != expected || bytes == 0 {
+        return Err(BenchError::Check(format!(
+            "raw scan found {count} records, expected {expected}"
+        )));
+    }
+    Ok(count as f64 / elapsed.as_secs_f64())
+}
