@@ -182,6 +182,8 @@ pub(crate) struct Shared {
     /// Where subscribers join the writer's broadcast of committed batches; `None` once the writer
     /// has stopped, which ends every subscription after its catch-up.
     pub(crate) live: Mutex<Option<broadcast::Sender<Arc<[RecordedEvent]>>>>,
+    /// Set when a sync failed: what is on disk is unknown until the log is reopened.
+    pub(crate) poisoned: std::sync::OnceLock<String>,
     /// Held for the life of the log: the data directory's lock.
     _lock: Option<File>,
 }
@@ -237,10 +239,12 @@ impl EventLog {
             storage,
             committed: AtomicU64::new(next_position),
             live: Mutex::new(Some(live.clone())),
+            poisoned: std::sync::OnceLock::new(),
             _lock: lock,
         });
         let (commands, receiver) = mpsc::channel(options.write_queue.max(1));
-        let writer = Writer::new(shared.clone(), live, &options, next_position, last_hash);
+        let writer = Writer::new(shared.clone(), live, &options, next_position, last_hash)
+            .map_err(|e| Error::Storage(crate::StorageError::new("open", e)))?;
         std::thread::Builder::new()
             .name("eventlog-writer".into())
             .spawn(move || writer.run(receiver))
@@ -318,7 +322,7 @@ impl EventLog {
     /// The revision of the stream's last committed event; `None` if it has none.
     pub fn stream_revision(&self, stream_id: &str) -> Result<Option<u64>> {
         limits::check_stream_id(stream_id)?;
-        self.shared.last_revision(stream_id)
+        self.shared.last_revision(stream_id, self.head())
     }
 
     /// Number of committed events, which is also the position the next event will get.
@@ -467,7 +471,7 @@ impl Shared {
                 index
             }
             Direction::Backwards => {
-                let Some(last) = self.last_revision(stream_id)? else {
+                let Some(last) = self.last_revision(stream_id, self.head())? else {
                     return Ok(Vec::new());
                 };
                 let mut end = keys::stream(stream_id, from.min(last));
@@ -500,10 +504,9 @@ impl Shared {
             .collect()
     }
 
-    /// The last committed revision of a stream, skipping index entries of a batch still being
-    /// committed.
-    pub(crate) fn last_revision(&self, stream_id: &str) -> Result<Option<u64>> {
-        let head = self.head();
+    /// The last revision of a stream among its events before position `head`, skipping index
+    /// entries of groups still being committed.
+    pub(crate) fn last_revision(&self, stream_id: &str, head: u64) -> Result<Option<u64>> {
         let start = keys::stream(stream_id, 0);
         let mut end = keys::stream_end(stream_id);
         loop {

@@ -120,7 +120,15 @@ pub struct SledStorage {
     tree: sled::Tree,
     data_file: File,
     dir: PathBuf,
-    synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
+    synced_blobs: Mutex<SyncedBlobs>,
+}
+
+/// Blob files already fsynced, and the blob folder's modification time when last listed: the
+/// folder is listed again only when that time changes (a file was added or removed).
+#[derive(Default)]
+struct SyncedBlobs {
+    names: HashSet<std::ffi::OsString>,
+    listed_at: Option<std::time::SystemTime>,
 }
 
 impl SledStorage {
@@ -157,7 +165,7 @@ impl SledStorage {
             tree,
             data_file,
             dir: dir.to_owned(),
-            synced_blobs: Mutex::new(HashSet::new()),
+            synced_blobs: Mutex::new(SyncedBlobs::default()),
         })
     }
 
@@ -168,22 +176,26 @@ impl SledStorage {
 
     fn sync_new_blobs(&self) -> Result<(), StorageError> {
         let blobs = self.dir.join("blobs");
-        let entries = match std::fs::read_dir(&blobs) {
-            Ok(entries) => entries,
+        let modified = match std::fs::metadata(&blobs).and_then(|m| m.modified()) {
+            Ok(modified) => modified,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(StorageError::new("sync", e)),
         };
-        // Only the writer calls sync; a poisoned set just means we may fsync a blob twice.
+        // Only the syncer calls sync; a poisoned set just means we may fsync a blob twice.
         let mut synced = self
             .synced_blobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if synced.listed_at == Some(modified) {
+            return Ok(());
+        }
+        let entries = std::fs::read_dir(&blobs).map_err(|e| StorageError::new("sync", e))?;
         let mut seen = HashSet::new();
         let mut any_new = false;
         for entry in entries {
             let entry = entry.map_err(|e| StorageError::new("sync", e))?;
             let name = entry.file_name();
-            if !synced.contains(&name) {
+            if !synced.names.contains(&name) {
                 match File::open(entry.path()) {
                     Ok(file) => file.sync_data().map_err(|e| StorageError::new("sync", e))?,
                     // sled removed it meanwhile: nothing to make durable.
@@ -198,7 +210,10 @@ impl SledStorage {
             sync_dir(&blobs)?;
         }
         // Forget blobs sled has garbage-collected, so the set stays small.
-        *synced = seen;
+        *synced = SyncedBlobs {
+            names: seen,
+            listed_at: Some(modified),
+        };
         Ok(())
     }
 }

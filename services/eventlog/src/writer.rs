@@ -1,9 +1,15 @@
-//! The single writer: takes every queued append, checks it against the log's state, and commits
-//! all accepted ones in one storage batch with one sync (group commit). Then it publishes the
-//! batch to live subscribers and answers the callers.
+//! The single writer: takes every queued append, checks it against the log's state, and writes
+//! all accepted ones in one storage batch (group commit). A second thread, the syncer, makes
+//! written groups durable with one sync for all groups waiting, then publishes them to live
+//! subscribers and answers the callers, in order.
 //!
 //! One writer keeps positions and hash links trivially ordered and sidesteps sled's process-wide
-//! batch lock; throughput comes from the batch growing with the number of waiting callers.
+//! batch lock; throughput comes from groups growing with the number of waiting callers, and from
+//! the writer preparing and writing the next group while the syncer waits for the disk.
+//!
+//! The writer's own view (next position, last hash, stream revisions) runs ahead of what is
+//! committed by the groups in the syncer's hands. If their sync fails, the log is poisoned and
+//! nothing built on that view is ever acknowledged.
 
 use crate::keys;
 use crate::log::{AppendOutcome, Durability, ExpectedRevision, Options, Shared};
@@ -31,17 +37,31 @@ pub(crate) enum Command {
     Close(oneshot::Sender<()>),
 }
 
+type Reply = oneshot::Sender<Result<AppendOutcome>>;
+
 pub(crate) struct Writer {
     shared: Arc<Shared>,
-    live: broadcast::Sender<Arc<[RecordedEvent]>>,
-    durable: bool,
     max_group_events: usize,
     next_position: u64,
     last_hash: [u8; 32],
-    /// Last committed revision of recently used streams.
+    /// Last written revision of recently used streams.
     revisions: HashMap<String, u64>,
-    /// Set when a sync failed: what is on disk is unknown until the log is reopened.
-    poisoned: Option<String>,
+    /// Written groups on their way to the syncer.
+    to_sync: std::sync::mpsc::SyncSender<Written>,
+    syncer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A group written to storage, waiting to be made durable and published.
+struct Written {
+    records: Vec<RecordedEvent>,
+    replies: Vec<(Reply, AppendOutcome)>,
+}
+
+/// Makes written groups durable, then publishes them and answers their callers.
+struct Syncer {
+    shared: Arc<Shared>,
+    live: broadcast::Sender<Arc<[RecordedEvent]>>,
+    durable: bool,
 }
 
 /// Where an already appended event is.
@@ -67,7 +87,7 @@ struct Group {
     revisions: HashMap<String, u64>,
     /// Event id → index in `records`.
     ids: HashMap<Uuid, usize>,
-    replies: Vec<(oneshot::Sender<Result<AppendOutcome>>, AppendOutcome)>,
+    replies: Vec<(Reply, AppendOutcome)>,
 }
 
 impl Writer {
@@ -77,17 +97,28 @@ impl Writer {
         options: &Options,
         next_position: u64,
         last_hash: [u8; 32],
-    ) -> Self {
-        Self {
-            shared,
+    ) -> std::io::Result<Self> {
+        // A rendezvous: while the syncer syncs one group, the writer writes the next and then
+        // waits, so appends arriving meanwhile gather into one larger group instead of many
+        // small ones (measured: larger groups, fewer syncs, higher throughput).
+        let (to_sync, written) = std::sync::mpsc::sync_channel(0);
+        let syncer = Syncer {
+            shared: shared.clone(),
             live,
             durable: options.durability == Durability::Durable,
+        };
+        let syncer = std::thread::Builder::new()
+            .name("eventlog-syncer".into())
+            .spawn(move || syncer.run(written))?;
+        Ok(Self {
+            shared,
             max_group_events: options.max_group_events.max(1),
             next_position,
             last_hash,
             revisions: HashMap::new(),
-            poisoned: None,
-        }
+            to_sync,
+            syncer: Some(syncer),
+        })
     }
 
     pub(crate) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -128,13 +159,26 @@ impl Writer {
                 }
             }
         }
-        if let Err(e) = self.shared.storage.sync() {
+        // The syncer finishes the groups it has, and stops when this writer's sender is gone.
+        let Self {
+            shared,
+            to_sync,
+            syncer,
+            ..
+        } = self;
+        drop(to_sync);
+        if let Some(syncer) = syncer
+            && syncer.join().is_err()
+        {
+            tracing::error!("the event log's syncer thread panicked");
+        }
+        if let Err(e) = shared.storage.sync() {
             tracing::error!(error = %e, "final sync of the event log failed");
         }
         // End the broadcast, so subscriptions end once caught up, and let go of the storage
         // before telling the closer we are done.
-        self.shared.live_sender().take();
-        drop(self);
+        shared.live_sender().take();
+        drop(shared);
         if let Some(done) = closing {
             let _ = done.send(());
         }
@@ -144,7 +188,7 @@ impl Writer {
         let mut group = Group::default();
         let recorded_at = record::now_micros();
         for request in requests {
-            if let Some(reason) = &self.poisoned {
+            if let Some(reason) = self.shared.poisoned.get() {
                 let _ = request.reply.send(Err(Error::Poisoned(reason.clone())));
                 continue;
             }
@@ -158,52 +202,40 @@ impl Writer {
                 }
             }
         }
-        if group.entries.is_empty() {
-            for (reply, outcome) in group.replies {
-                let _ = reply.send(Ok(outcome));
+        if !group.entries.is_empty() {
+            if let Err(e) = self
+                .shared
+                .storage
+                .write(std::mem::take(&mut group.entries))
+            {
+                for (reply, _) in group.replies {
+                    let _ = reply.send(Err(e.clone().into()));
+                }
+                return;
             }
+            if let Some(last) = group.records.last() {
+                self.next_position = last.position + 1;
+                self.last_hash = last.hash;
+            }
+            if self.revisions.len() + group.revisions.len() > MAX_CACHED_STREAMS {
+                self.revisions.clear();
+            }
+            self.revisions.extend(group.revisions);
+        }
+        if group.replies.is_empty() {
             return;
         }
-        match self.write(std::mem::take(&mut group.entries)) {
-            Ok(()) => self.publish(group),
-            Err(e) => {
-                for (reply, _) in group.replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
+        // Even a group of replays goes through the syncer: what it replays may still be on its
+        // way to disk in an earlier group.
+        let written = Written {
+            records: group.records,
+            replies: group.replies,
+        };
+        if let Err(std::sync::mpsc::SendError(written)) = self.to_sync.send(written) {
+            // The syncer is gone (it panicked): nothing can be made durable any more.
+            for (reply, _) in written.replies {
+                let _ = reply.send(Err(Error::Closed));
             }
-        }
-    }
-
-    fn write(&mut self, entries: Vec<crate::storage::Entry>) -> Result<()> {
-        self.shared.storage.write(entries)?;
-        if self.durable
-            && let Err(e) = self.shared.storage.sync()
-        {
-            tracing::error!(error = %e, "sync failed; the event log refuses appends until reopened");
-            self.poisoned = Some(e.to_string());
-            return Err(Error::Poisoned(e.to_string()));
-        }
-        Ok(())
-    }
-
-    /// Makes the written group the committed state, tells subscribers, then the callers.
-    fn publish(&mut self, group: Group) {
-        let last = group.records.last().map(|r| (r.position, r.hash));
-        if let Some((position, hash)) = last {
-            self.next_position = position + 1;
-            self.last_hash = hash;
-        }
-        if self.revisions.len() + group.revisions.len() > MAX_CACHED_STREAMS {
-            self.revisions.clear();
-        }
-        self.revisions.extend(group.revisions);
-        self.shared
-            .committed
-            .store(self.next_position, Ordering::Release);
-        // No subscriber is not an error.
-        let _ = self.live.send(group.records.into());
-        for (reply, outcome) in group.replies {
-            let _ = reply.send(Ok(outcome));
         }
     }
 
@@ -314,7 +346,8 @@ impl Writer {
         if let Some(revision) = self.revisions.get(stream_id) {
             return Ok(Some(*revision));
         }
-        let revision = self.shared.last_revision(stream_id)?;
+        // Unfiltered by the committed head: the writer builds on what it has written.
+        let revision = self.shared.last_revision(stream_id, u64::MAX)?;
         if let Some(revision) = revision {
             if self.revisions.len() >= MAX_CACHED_STREAMS {
                 self.revisions.clear();
@@ -322,6 +355,49 @@ impl Writer {
             self.revisions.insert(stream_id.to_owned(), revision);
         }
         Ok(revision)
+    }
+}
+
+impl Syncer {
+    fn run(self, written: std::sync::mpsc::Receiver<Written>) {
+        while let Ok(first) = written.recv() {
+            let mut groups = vec![first];
+            groups.extend(written.try_iter());
+            self.commit(groups);
+        }
+    }
+
+    fn commit(&self, groups: Vec<Written>) {
+        let writes = groups.iter().any(|g| !g.records.is_empty());
+        if self.durable
+            && writes
+            && self.shared.poisoned.get().is_none()
+            && let Err(e) = self.shared.storage.sync()
+        {
+            tracing::error!(error = %e, "sync failed; the event log refuses appends until reopened");
+            let _ = self.shared.poisoned.set(e.to_string());
+        }
+        if let Some(reason) = self.shared.poisoned.get() {
+            for (reply, _) in groups.into_iter().flat_map(|g| g.replies) {
+                let _ = reply.send(Err(Error::Poisoned(reason.clone())));
+            }
+            return;
+        }
+        let last = groups.iter().rev().find_map(|g| g.records.last());
+        if let Some(last) = last {
+            self.shared
+                .committed
+                .store(last.position + 1, Ordering::Release);
+        }
+        for group in groups {
+            if !group.records.is_empty() {
+                // No subscriber is not an error.
+                let _ = self.live.send(group.records.into());
+            }
+            for (reply, outcome) in group.replies {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
     }
 }
 
