@@ -417,7 +417,7 @@ impl Shared {
                 position,
                 reason: "an index points at a missing record".into(),
             })?;
-        decode_at(position, &value)
+        decode_at(position, value)
     }
 
     pub(crate) fn read_all(
@@ -439,9 +439,9 @@ impl Shared {
             }
         };
         entries
-            .iter()
+            .into_iter()
             .map(|(key, value)| {
-                let position = keys::log_position(key).unwrap_or(u64::MAX);
+                let position = keys::log_position(&key).unwrap_or(u64::MAX);
                 decode_at(position, value)
             })
             .collect()
@@ -611,19 +611,16 @@ impl Shared {
     }
 }
 
-fn decode_at(position: u64, value: &[u8]) -> Result<RecordedEvent> {
-    let decoded = record::decode(value).map_err(|e| Error::Corrupt {
+fn decode_at(position: u64, value: Vec<u8>) -> Result<RecordedEvent> {
+    let event = record::decode_owned(value).map_err(|e| Error::Corrupt {
         position,
         reason: e.0.into(),
     })?;
-    if decoded.event.position != position {
+    if event.position != position {
         return Err(Error::Corrupt {
             position,
-            reason: format!(
-                "the record stored here says position {}",
-                decoded.event.position
-            ),
+            reason: format!("the record stored here says position {}", event.position),
         });
     }
-    Ok(decoded.event)
+    Ok(event)
 }

@@ -195,8 +195,22 @@ pub(crate) struct Decoded<'a> {
 #[derive(Debug)]
 pub(crate) struct DecodeError(pub &'static str);
 
+/// Decodes an owned record, sharing its buffer with the payload instead of copying it.
+pub(crate) fn decode_owned(bytes: Vec<u8>) -> Result<RecordedEvent, DecodeError> {
+    let bytes = Bytes::from(bytes);
+    let decoded = decode_with(&bytes, |range| bytes.slice(range))?;
+    Ok(decoded.event)
+}
+
 /// Decodes record bytes written by [`seal`].
 pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
+    decode_with(bytes, |range| Bytes::copy_from_slice(&bytes[range]))
+}
+
+fn decode_with(
+    bytes: &[u8],
+    payload_of: impl FnOnce(std::ops::Range<usize>) -> Bytes,
+) -> Result<Decoded<'_>, DecodeError> {
     let mut r = Reader { bytes, at: 0 };
     if r.u8()? != FORMAT_VERSION {
         return Err(DecodeError("unknown record format version"));
@@ -216,7 +230,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
         _ => return Err(DecodeError("bad actor flag")),
     };
     let payload_len = u32::from_be_bytes(r.array::<4>()?) as usize;
-    let payload = Bytes::copy_from_slice(r.take(payload_len)?);
+    let payload_start = r.at;
+    r.take(payload_len)?;
+    let payload = payload_of(payload_start..r.at);
     let body_len = r.at;
     let hash = r.array::<32>()?;
     if r.at != bytes.len() {
@@ -318,6 +334,7 @@ mod tests {
         let bytes = seal(&mut event, &GENESIS_HASH);
         let decoded = decode(&bytes).expect("a sealed record decodes");
         assert_eq!(decoded.event, event);
+        assert_eq!(decode_owned(bytes.clone()).expect("decodes"), event);
         assert_eq!(bytes.len(), event.encoded_len());
         assert_eq!(chain_hash(&GENESIS_HASH, decoded.body), event.hash);
     }

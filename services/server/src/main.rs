@@ -3,6 +3,11 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+// mimalloc rather than glibc's malloc: measured faster catch-up and a lower, steadier RSS
+// under the event log's many short-lived record buffers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// naast: one shared timeline of care plans, goals and agreements for a family, its supporter
 /// and its care providers.
 #[derive(Parser)]
