@@ -1,5 +1,7 @@
 //! Appending, reading, expectations, idempotent retries, bad input, reopening and faults.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
 mod common;
 
 use bytes::Bytes;

@@ -1,6 +1,8 @@
 //! Many writers at once: optimistic concurrency picks exactly one winner per revision, and the
 //! global order stays gap-free.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
 mod common;
 
 use common::{events, sled_log};

@@ -1,5 +1,7 @@
 //! Subscriptions: catch-up from storage, the switch to live, lagging subscribers, closing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
 mod common;
 
 use common::{events, memory_log, sled_log};

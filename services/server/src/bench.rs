@@ -5,7 +5,8 @@
 //! - `eventlog.append`: durable appends of one event each from many concurrent writers, each on
 //!   its own stream with an exact expected revision; ceiling: the same number of records of the
 //!   same size written by one thread straight into a sled tree in batches of 64, one flush per
-//!   batch (sled's own flush, without the extra `sync_data` the log adds for real durability);
+//!   batch (sled's own flush, without the extra `sync_data` the log adds for real durability),
+//!   and a durable ceiling that adds that `sync_data` per batch;
 //! - `eventlog.append_single_writer`: the latency of one writer alone; ceiling: one thread
 //!   inserting into sled and flushing after each record;
 //! - `eventlog.catchup`: a subscription reading the whole log from position 0 after a bulk
@@ -190,7 +191,9 @@ async fn append_concurrent(
     let rss = rss_mb();
     log.close().await;
     drop(log);
-    let ceiling = sled_batched_ceiling(&scratch.join("ceiling-batched"), events, size)?;
+    let ceiling = sled_batched_ceiling(&scratch.join("ceiling-batched"), events, size, false)?;
+    let durable_ceiling =
+        sled_batched_ceiling(&scratch.join("ceiling-durable"), events, size, true)?;
     let rate = events as f64 / elapsed.as_secs_f64();
     println!(
         "{}",
@@ -205,6 +208,9 @@ async fn append_concurrent(
             "ceiling": "sled 0.34.7, one thread, batches of 64, one flush per batch",
             "ceiling_events_per_sec": round(ceiling, 0),
             "ratio_to_ceiling": round(rate / ceiling, 3),
+            "durable_ceiling": "the same, plus an fdatasync of sled's data file per batch",
+            "durable_ceiling_events_per_sec": round(durable_ceiling, 0),
+            "ratio_to_durable_ceiling": round(rate / durable_ceiling, 3),
             "rss_mb": rss,
         })
     );
@@ -383,9 +389,16 @@ fn open_raw_sled(dir: &Path) -> Result<sled::Tree, BenchError> {
     Ok(db.open_tree("ceiling")?)
 }
 
-/// One thread, batches of 64, one sled flush per batch.
-fn sled_batched_ceiling(dir: &Path, events: usize, record_size: usize) -> Result<f64, BenchError> {
+/// One thread, batches of 64, one sled flush per batch; with `sync_data`, also an fdatasync of
+/// sled's data file per batch, as the log needs for real durability.
+fn sled_batched_ceiling(
+    dir: &Path,
+    events: usize,
+    record_size: usize,
+    sync_data: bool,
+) -> Result<f64, BenchError> {
     let tree = open_raw_sled(dir)?;
+    let data_file = std::fs::File::open(dir.join("db"))?;
     let value = vec![0x5a_u8; record_size];
     let started = Instant::now();
     let mut position = 0u64;
@@ -399,6 +412,9 @@ fn sled_batched_ceiling(dir: &Path, events: usize, record_size: usize) -> Result
         }
         tree.apply_batch(batch)?;
         tree.flush()?;
+        if sync_data {
+            data_file.sync_data()?;
+        }
     }
     Ok(events as f64 / started.elapsed().as_secs_f64())
 }

@@ -1,5 +1,5 @@
 //! Helpers shared by the event log's tests.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use naast_eventlog::{Durability, EventLog, MemoryStorage, NewEvent, Options};
 use std::sync::Arc;

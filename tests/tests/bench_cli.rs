@@ -1,0 +1,66 @@
+//! `naast bench eventlog` runs end to end and prints its figures as JSON lines, each next to
+//! the ceiling measured in the same run. Small sizes: this checks the command, not the speed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
+use naast_tests::workspace_bin;
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn bench_eventlog_prints_one_json_line_per_benchmark_with_its_ceiling() {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(workspace_bin("naast"))
+        .args(["bench", "eventlog", "--events", "640", "--writers", "64"])
+        .args(["--single-writer-events", "40", "--catchup-events", "3000"])
+        .args(["--stream-events", "500", "--scratch-dir"])
+        .arg(scratch.path())
+        .output()
+        .expect("run naast");
+    assert!(
+        output.status.success(),
+        "naast bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "eventlog.append",
+            "eventlog.append_single_writer",
+            "eventlog.catchup",
+            "eventlog.read_stream"
+        ]
+    );
+    let append = &lines[0];
+    assert_eq!(append["writers"], 64);
+    assert_eq!(append["events"], 640);
+    for line in &lines[..3] {
+        let rate = line["events_per_sec"].as_f64().expect("events_per_sec");
+        let ceiling = line["ceiling_events_per_sec"].as_f64().expect("ceiling");
+        let ratio = line["ratio_to_ceiling"].as_f64().expect("ratio");
+        assert!(rate > 0.0 && ceiling > 0.0, "{line}");
+        assert!((ratio - rate / ceiling).abs() < 0.01, "{line}");
+    }
+    assert!(append["p99_us"].as_f64() >= append["p50_us"].as_f64());
+    assert!(append["rss_mb"].as_f64().is_some_and(|mb| mb > 0.0));
+    assert_eq!(lines[2]["events"], 3000);
+    assert_eq!(lines[3]["stream_events"], 500);
+    // Everything it wrote is gone again.
+    assert_eq!(std::fs::read_dir(scratch.path()).expect("list").count(), 0);
+}
+
+#[test]
+fn bench_refuses_an_unknown_target_with_a_usage_error() {
+    let output = Command::new(workspace_bin("naast"))
+        .args(["bench", "nothing"])
+        .output()
+        .expect("run naast");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nothing"));
+}
