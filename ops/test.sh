@@ -8,6 +8,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# The gRPC contract must pass buf's lint (buf comes from npm, pinned in proto/package-lock.json).
+(cd proto && npm install --no-audit --no-fund --loglevel=error && npx --no-install buf lint)
+
 cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast
 cargo test --workspace --doc

@@ -5,11 +5,19 @@
 //!   pause and reports each acknowledged append on stdout, to be killed at random moments;
 //! - `tests/eventlog_crash.rs`: kills that child again and again and checks what survived;
 //! - `tests/eventlog_lock.rs`: a data directory held by one process is refused to another;
-//! - `tests/bench_cli.rs`: the `naast bench eventlog` command prints its figures.
+//! - `tests/bench_cli.rs`: the `naast bench eventlog` command prints its figures;
+//! - `tests/api_event_log.rs`: the real `naast serve` process on loopback, through a tonic client:
+//!   appends, pages, conflicts, retries, bad requests, subscriptions, health, reflection;
+//! - `tests/serve_lifecycle.rs`: configuration, SIGTERM with open subscriptions, SIGKILL and
+//!   restart.
 //!
-//! The helpers below find binaries of this workspace that cargo built beside the test.
+//! The helpers below find binaries of this workspace that cargo built beside the test, and run
+//! the server as a child process.
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 /// Path of a binary of another package of this workspace, built into the same target folder as
 /// the running test (the test command builds all binaries first).
@@ -48,5 +56,74 @@ impl Rng {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         (z ^ (z >> 31)) % bound.max(1)
+    }
+}
+
+/// A `naast serve` child process on a free loopback port; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub address: SocketAddr,
+}
+
+impl Server {
+    /// Starts `naast serve` on `data_dir` and waits until it listens.
+    pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts `naast serve` with extra arguments.
+    pub fn start_with(data_dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(workspace_bin("naast"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("NAAST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start naast serve: {e}"));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("stdout is piped"));
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let address = line
+            .trim()
+            .strip_prefix("naast listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!("naast serve did not report its address, printed {line:?}")
+            });
+        Self { child, address }
+    }
+
+    /// The URL a tonic client connects to.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Sends SIGKILL and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
+        self.child
+            .wait()
+            .unwrap_or_else(|e| panic!("waiting for naast: {e}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

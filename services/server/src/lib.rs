@@ -1,7 +1,11 @@
-//! The naast service: for now its benchmarks; the gRPC server and the demo follow.
+//! The naast service: the gRPC server over the event log, its configuration, and benchmarks.
 //!
 //! # Layout
+//! - [`config`]: settings of `naast serve` from defaults, file, environment and flags;
+//! - [`grpc`]: the tonic services, error → status mapping, the shutdown path;
 //! - [`bench`]: `naast bench …`, throughput and latency figures printed as JSON lines next to
 //!   a ceiling measured in the same run.
 
 pub mod bench;
+pub mod config;
+pub mod grpc;

@@ -1,0 +1,316 @@
+//! `naast.v1.EventLogService`: raw access to the event log for integrators. Each handler
+//! validates, converts into event-log types, calls the log, and converts back.
+
+use super::status::{from_log_error, invalid_argument};
+use naast_eventlog::{
+    AppendOutcome, Direction, END, EventLog, ExpectedRevision, Metadata, NewEvent, RecordedEvent,
+};
+use naast_proto::pb;
+use std::pin::Pin;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+/// Most events in one page.
+pub const MAX_PAGE_SIZE: usize = 1_000;
+/// Events in a page when the request does not say.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Events a subscription may have in flight to a slow client before it waits for the client.
+const SUBSCRIPTION_BUFFER: usize = 256;
+
+/// The service, over one shared event log.
+#[derive(Clone)]
+pub struct EventLogApi {
+    log: EventLog,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl EventLogApi {
+    /// Serves `log`; open subscriptions end when `shutdown` turns true.
+    pub fn new(log: EventLog, shutdown: watch::Receiver<bool>) -> Self {
+        Self { log, shutdown }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::event_log_service_server::EventLogService for EventLogApi {
+    async fn append_events(
+        &self,
+        request: Request<pb::AppendEventsRequest>,
+    ) -> Result<Response<pb::AppendEventsResponse>, Status> {
+        let request = request.into_inner();
+        let expected = expected_revision(request.expected)?;
+        let events = request
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| new_event(i, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let event_ids = events.iter().map(|e| e.id.to_string()).collect();
+        let outcome = self
+            .log
+            .append(&request.stream_id, expected, events)
+            .await
+            .map_err(from_log_error)?;
+        Ok(Response::new(append_response(outcome, event_ids)))
+    }
+
+    async fn list_stream_events(
+        &self,
+        request: Request<pb::ListStreamEventsRequest>,
+    ) -> Result<Response<pb::ListStreamEventsResponse>, Status> {
+        let request = request.into_inner();
+        let direction = direction(request.direction)?;
+        let page_size = page_size(request.page_size)?;
+        let from = match page_token(&request.page_token, direction)? {
+            Some(from) => from,
+            None => start(request.start_revision, direction),
+        };
+        let mut events = self
+            .log
+            .read_stream(&request.stream_id, from, direction, page_size + 1)
+            .map_err(from_log_error)?;
+        let next_page_token = next_page(&mut events, page_size, direction, |e| e.revision);
+        Ok(Response::new(pb::ListStreamEventsResponse {
+            events: events.into_iter().map(event).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let request = request.into_inner();
+        let direction = direction(request.direction)?;
+        let page_size = page_size(request.page_size)?;
+        let from = match page_token(&request.page_token, direction)? {
+            Some(from) => from,
+            None => start(request.start_position, direction),
+        };
+        let mut events = self
+            .log
+            .read_all(from, direction, page_size + 1)
+            .map_err(from_log_error)?;
+        let next_page_token = next_page(&mut events, page_size, direction, |e| e.position);
+        Ok(Response::new(pb::ListEventsResponse {
+            events: events.into_iter().map(event).collect(),
+            next_page_token,
+        }))
+    }
+
+    type SubscribeEventsStream = EventStream;
+
+    async fn subscribe_events(
+        &self,
+        request: Request<pb::SubscribeEventsRequest>,
+    ) -> Result<Response<Self::SubscribeEventsStream>, Status> {
+        let request = request.into_inner();
+        let mut subscription = if request.stream_id.is_empty() {
+            let from = request.start_position.unwrap_or_else(|| self.log.head());
+            self.log.subscribe_all(from)
+        } else {
+            let from = match request.start_revision {
+                Some(revision) => revision,
+                None => self
+                    .log
+                    .stream_revision(&request.stream_id)
+                    .map_err(from_log_error)?
+                    .map_or(0, |r| r + 1),
+            };
+            self.log
+                .subscribe_stream(&request.stream_id, from)
+                .map_err(from_log_error)?
+        };
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = subscription.next() => next,
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    () = tx.closed() => break, // the client went away
+                };
+                let item = next
+                    .map(|e| pb::SubscribeEventsResponse {
+                        event: Some(event(e)),
+                    })
+                    .map_err(from_log_error);
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+fn expected_revision(
+    expected: Option<pb::append_events_request::Expected>,
+) -> Result<ExpectedRevision, Status> {
+    use pb::ExpectedStreamState as State;
+    use pb::append_events_request::Expected;
+    match expected {
+        None => Ok(ExpectedRevision::Any),
+        Some(Expected::ExpectedRevision(revision)) => Ok(ExpectedRevision::Exact(revision)),
+        Some(Expected::ExpectedState(state)) => match State::try_from(state) {
+            Ok(State::Any) => Ok(ExpectedRevision::Any),
+            Ok(State::NoStream) => Ok(ExpectedRevision::NoStream),
+            Ok(State::Exists) => Ok(ExpectedRevision::StreamExists),
+            Ok(State::Unspecified) => Err(invalid_argument(
+                "expected_state",
+                "must be ANY, NO_STREAM or EXISTS; leave `expected` unset for any",
+            )),
+            Err(_) => Err(invalid_argument(
+                "expected_state",
+                format!("{state} is not an ExpectedStreamState"),
+            )),
+        },
+    }
+}
+
+fn uuid_field(field: impl FnOnce() -> String, value: &str) -> Result<Option<Uuid>, Status> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    Uuid::parse_str(value)
+        .map(Some)
+        .map_err(|_| invalid_argument(field(), format!("{value:?} is not a UUID")))
+}
+
+fn new_event(i: usize, event: pb::NewEvent) -> Result<NewEvent, Status> {
+    let id = uuid_field(|| format!("events[{i}].id"), &event.id)?.unwrap_or_else(Uuid::now_v7);
+    let metadata = event.metadata.unwrap_or_default();
+    Ok(NewEvent {
+        id,
+        event_type: event.event_type,
+        schema_version: event.schema_version.max(1),
+        metadata: Metadata {
+            correlation_id: uuid_field(
+                || format!("events[{i}].metadata.correlation_id"),
+                &metadata.correlation_id,
+            )?,
+            causation_id: uuid_field(
+                || format!("events[{i}].metadata.causation_id"),
+                &metadata.causation_id,
+            )?,
+            actor: Some(metadata.actor).filter(|a| !a.is_empty()),
+        },
+        payload: event.payload.into(),
+    })
+}
+
+fn append_response(outcome: AppendOutcome, event_ids: Vec<String>) -> pb::AppendEventsResponse {
+    pb::AppendEventsResponse {
+        first_revision: outcome.first_revision,
+        last_revision: outcome.last_revision,
+        first_position: outcome.first_position,
+        last_position: outcome.last_position,
+        replayed: outcome.replayed,
+        event_ids,
+    }
+}
+
+fn direction(value: i32) -> Result<Direction, Status> {
+    match pb::ReadDirection::try_from(value) {
+        Ok(pb::ReadDirection::Unspecified | pb::ReadDirection::Forwards) => Ok(Direction::Forwards),
+        Ok(pb::ReadDirection::Backwards) => Ok(Direction::Backwards),
+        Err(_) => Err(invalid_argument(
+            "direction",
+            format!("{value} is not a ReadDirection"),
+        )),
+    }
+}
+
+fn page_size(value: i32) -> Result<usize, Status> {
+    match usize::try_from(value) {
+        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
+        Ok(size) if size <= MAX_PAGE_SIZE => Ok(size),
+        _ => Err(invalid_argument(
+            "page_size",
+            format!("{value} is not between 0 and {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
+fn start(start: Option<u64>, direction: Direction) -> u64 {
+    match (start, direction) {
+        (Some(from), _) => from,
+        (None, Direction::Forwards) => 0,
+        (None, Direction::Backwards) => END,
+    }
+}
+
+/// Page tokens say where the next page starts and which way it reads: `f<n>` or `b<n>`.
+/// Clients must treat them as opaque.
+fn page_token(token: &str, direction: Direction) -> Result<Option<u64>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let (mark, rest) = token.split_at(token.chars().next().map_or(0, char::len_utf8));
+    let want = match direction {
+        Direction::Forwards => "f",
+        Direction::Backwards => "b",
+    };
+    match rest.parse() {
+        Ok(from) if mark == want => Ok(Some(from)),
+        _ => Err(invalid_argument(
+            "page_token",
+            "is not a token of a previous page read in this direction",
+        )),
+    }
+}
+
+/// Trims the extra event read to see whether there is more, and makes the token for the rest.
+fn next_page(
+    events: &mut Vec<RecordedEvent>,
+    page_size: usize,
+    direction: Direction,
+    key: impl Fn(&RecordedEvent) -> u64,
+) -> String {
+    if events.len() <= page_size {
+        return String::new();
+    }
+    let next = events.get(page_size).map(&key).unwrap_or_default();
+    events.truncate(page_size);
+    match direction {
+        Direction::Forwards => format!("f{next}"),
+        Direction::Backwards => format!("b{next}"),
+    }
+}
+
+fn event(e: RecordedEvent) -> pb::Event {
+    let seconds = i64::try_from(e.recorded_at_micros / 1_000_000).unwrap_or(i64::MAX);
+    // Below one million microseconds, so the nanoseconds fit an i32.
+    let nanos = i32::try_from((e.recorded_at_micros % 1_000_000) * 1_000).unwrap_or(0);
+    pb::Event {
+        id: e.id.to_string(),
+        stream_id: e.stream_id,
+        revision: e.revision,
+        position: e.position,
+        event_type: e.event_type,
+        schema_version: e.schema_version,
+        recorded_at: Some(prost_types::Timestamp { seconds, nanos }),
+        metadata: Some(pb::EventMetadata {
+            correlation_id: e
+                .metadata
+                .correlation_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            causation_id: e
+                .metadata
+                .causation_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            actor: e.metadata.actor.unwrap_or_default(),
+        }),
+        payload: e.payload.to_vec(),
+        hash: e.hash.to_vec(),
+    }
+}

@@ -1,0 +1,100 @@
+//! The gRPC front door: the naast services, health and reflection on one listener, and the one
+//! shutdown path (stop accepting, end subscriptions, drain, close the log).
+
+mod event_log;
+pub mod status;
+mod too_large;
+
+pub use event_log::EventLogApi;
+
+use naast_eventlog::EventLog;
+use naast_proto::pb::event_log_service_server::EventLogServiceServer;
+use std::future::Future;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Largest request accepted: the event log's 4 MiB of payload per append, plus room for the
+/// envelope. Larger requests are refused with `RESOURCE_EXHAUSTED`.
+pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The gRPC transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built from the contract.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves `log` on `listener` until `shutdown` completes; then ends open subscriptions, lets
+/// in-flight calls finish, and closes the log (committing and syncing what is queued).
+pub async fn run(
+    listener: TcpListener,
+    log: EventLog,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (stop, stopped) = watch::channel(false);
+    let api = EventLogApi::new(log.clone(), stopped);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<EventLogServiceServer<EventLogApi>>()
+        .await;
+    // Both reflection versions: grpcurl and grpcio speak v1alpha, newer tools v1.
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(naast_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(naast_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let served = tonic::transport::Server::builder()
+        .layer(too_large::TooLargeLayer)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            EventLogServiceServer::new(api)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            tracing::info!("shutting down: ending subscriptions, draining calls");
+            health
+                .set_not_serving::<EventLogServiceServer<EventLogApi>>()
+                .await;
+            let _ = stop.send(true);
+        })
+        .await;
+    log.close().await;
+    tracing::info!("event log closed");
+    Ok(served?)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,55 @@
+//! Every event-log error becomes one gRPC status, here and nowhere else.
+
+use naast_eventlog::Error;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `INVALID_ARGUMENT` with a `google.rpc.BadRequest` naming the field.
+pub fn invalid_argument(field: impl Into<String>, description: impl Into<String>) -> Status {
+    let (field, description) = (field.into(), description.into());
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid {field}: {description}"),
+        ErrorDetails::with_bad_request_violation(field, description),
+    )
+}
+
+/// The status for an event-log error. Unexpected failures are logged here and reach the caller
+/// without their internals.
+pub fn from_log_error(err: Error) -> Status {
+    match err {
+        Error::InvalidInput { field, reason } => invalid_argument(field, reason),
+        Error::WrongExpectedRevision {
+            ref stream_id,
+            expected,
+            actual,
+        } => {
+            let metadata = [
+                ("stream_id".to_owned(), stream_id.clone()),
+                ("expected".to_owned(), expected.to_string()),
+                (
+                    "actual_revision".to_owned(),
+                    actual.map(|r| r.to_string()).unwrap_or_default(),
+                ),
+            ];
+            Status::with_error_details(
+                Code::Aborted,
+                err.to_string(),
+                ErrorDetails::with_error_info("WRONG_EXPECTED_REVISION", "naast", metadata),
+            )
+        }
+        Error::DuplicateEventId { .. } => Status::already_exists(err.to_string()),
+        Error::Poisoned(_) | Error::Closed => {
+            tracing::warn!(error = %err, "event log unavailable");
+            Status::unavailable(err.to_string())
+        }
+        Error::Locked { .. } | Error::Storage(_) => {
+            tracing::error!(error = %err, "event log failure");
+            Status::internal("internal storage failure; nothing was written")
+        }
+        Error::Corrupt { .. } => {
+            tracing::error!(error = %err, "event log corruption");
+            Status::data_loss("a stored event is damaged; the operators have been alerted")
+        }
+    }
+}

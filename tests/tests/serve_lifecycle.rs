@@ -1,0 +1,210 @@
+//! `naast serve` as the people running it see it: configuration from file, environment and flags,
+//! clear refusals, a graceful stop on SIGTERM with subscriptions open, and no acknowledged event
+//! lost when the process is killed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
+use naast_proto::pb;
+use naast_proto::pb::event_log_service_client::EventLogServiceClient;
+use naast_tests::{Server, workspace_bin};
+use std::process::Command;
+use std::time::Duration;
+
+fn append(stream: &str, body: &str) -> pb::AppendEventsRequest {
+    pb::AppendEventsRequest {
+        stream_id: stream.into(),
+        expected: None,
+        events: vec![pb::NewEvent {
+            event_type: "Noted".into(),
+            payload: body.as_bytes().to_vec(),
+            ..Default::default()
+        }],
+    }
+}
+
+async fn all_events(url: String) -> Vec<pb::Event> {
+    let mut api = EventLogServiceClient::connect(url).await.unwrap();
+    let mut events = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = api
+            .list_events(pb::ListEventsRequest {
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return events;
+        }
+        token = page.next_page_token;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_acknowledged_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let mut api = EventLogServiceClient::connect(server.url()).await.unwrap();
+    let mut acked = Vec::new();
+    for i in 0..200 {
+        let out = api
+            .append_events(append(&format!("household-{}", i % 7), &i.to_string()))
+            .await
+            .unwrap()
+            .into_inner();
+        acked.push((out.first_position, out.event_ids[0].clone()));
+    }
+    server.kill();
+    let server = Server::start(dir.path());
+    let stored = all_events(server.url()).await;
+    assert_eq!(stored.len(), acked.len());
+    for (position, id) in acked {
+        assert_eq!(stored[position as usize].id, id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_open_subscriptions_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let mut api = EventLogServiceClient::connect(server.url()).await.unwrap();
+    api.append_events(append("household", "before"))
+        .await
+        .unwrap();
+    let mut subscription = api
+        .subscribe_events(pb::SubscribeEventsRequest {
+            start_position: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        subscription
+            .message()
+            .await
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap()
+            .position,
+        0
+    );
+
+    let status = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || server.terminate()),
+    )
+    .await
+    .expect("the server stops within 30 s despite the open subscription")
+    .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let end = tokio::time::timeout(Duration::from_secs(10), subscription.message())
+        .await
+        .expect("the subscription ends");
+    assert!(
+        !matches!(end, Ok(Some(_))),
+        "no event after shutdown: {end:?}"
+    );
+
+    let server = Server::start(dir.path());
+    assert_eq!(all_events(server.url()).await.len(), 1);
+}
+
+#[tokio::test]
+async fn settings_come_from_file_environment_and_flags_in_that_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("naast.toml");
+    let from_file = dir.path().join("from-file");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:1\"\ndata_dir = {:?}\n",
+            from_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    // Flags beat the file: Server passes --listen 127.0.0.1:0 (the file's port 1 would fail)
+    // and --data-dir, which is the directory used.
+    let flag_dir = dir.path().join("from-flag");
+    let server = Server::start_with(&flag_dir, &["--config", config.to_str().unwrap()]);
+    drop(server);
+    assert!(flag_dir.join("LOCK").exists());
+
+    // Without the flag, the environment beats the file.
+    let env_dir = dir.path().join("from-env");
+    let mut child = Command::new(workspace_bin("naast"))
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("NAAST_DATA_DIR", &env_dir)
+        .env("NAAST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("naast listening on 127.0.0.1:"), "{line}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(env_dir.join("LOCK").exists());
+    assert!(!from_file.exists(), "the file's data dir was overridden");
+}
+
+#[test]
+fn unusable_settings_and_a_taken_data_dir_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let naast = workspace_bin("naast");
+    let run = |args: &[&str]| {
+        let out = Command::new(&naast)
+            .args(args)
+            .env("NAAST_LOG", "off")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["serve", "--listen", "localhost"]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("\"localhost\""), "{stderr}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "data_dir = 3\n").unwrap();
+    let (code, stderr) = run(&["serve", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("data_dir"), "{stderr}");
+
+    let (code, stderr) = run(&[
+        "serve",
+        "--config",
+        dir.path().join("none.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("none.toml"), "{stderr}");
+
+    let data = dir.path().join("data");
+    let _first = Server::start(&data);
+    let (code, stderr) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("locked by another process"), "{stderr}");
+}
