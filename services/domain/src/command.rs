@@ -1,0 +1,827 @@
+//! Commands: what people ask to happen. [`decide`] checks a command against the household's
+//! state and returns the events it leads to, or why it is refused.
+
+use crate::DomainError;
+use crate::event::{AgreementTerms, ContactDetails, DomainEvent, MemberDetails, Party};
+use crate::ids::{AgreementId, ContactId, EntryId, GoalId, IndicationId, MemberId, PlanId};
+use crate::state::{AgreementStatus, GoalStatus, Household, PlanStatus};
+use crate::validate::{
+    self as v, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_SHORT_CHARS, MAX_TEXT_CHARS, MAX_TITLE_CHARS,
+};
+use crate::vocab::{
+    ContactKind, ContactMode, FundingDomain, IndicationKind, LifeDomain, MemberRole, PlanKind,
+    SupportPhase, SupporterTask,
+};
+use time::Date;
+
+/// Everything that can be asked of a household.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // the fields mirror the events they lead to (see `crate::event`)
+pub enum Command {
+    /// Start the household's record.
+    RegisterHousehold { name: String },
+    /// Add a person.
+    AddMember {
+        member: MemberId,
+        details: MemberDetails,
+    },
+    /// Replace a person's details.
+    UpdateMember {
+        member: MemberId,
+        details: MemberDetails,
+    },
+    /// Remove a person (their history stays).
+    RemoveMember { member: MemberId, reason: String },
+    /// Add a network contact.
+    AddContact {
+        contact: ContactId,
+        details: ContactDetails,
+    },
+    /// Replace a contact's details.
+    UpdateContact {
+        contact: ContactId,
+        details: ContactDetails,
+    },
+    /// Remove a contact.
+    RemoveContact { contact: ContactId, reason: String },
+    /// Change the support phase and intensity.
+    ChangeSupportPhase {
+        phase: SupportPhase,
+        hours_per_week: Option<u32>,
+        on: Date,
+    },
+    /// Draft a plan.
+    DraftPlan {
+        plan: PlanId,
+        kind: PlanKind,
+        title: String,
+        summary: String,
+    },
+    /// Revise a plan (new version).
+    RevisePlan {
+        plan: PlanId,
+        title: String,
+        summary: String,
+    },
+    /// Put a drafted plan into effect.
+    ActivatePlan { plan: PlanId, on: Date },
+    /// Evaluate an active plan.
+    EvaluatePlan {
+        plan: PlanId,
+        on: Date,
+        evaluation: String,
+    },
+    /// Close a plan.
+    ClosePlan {
+        plan: PlanId,
+        on: Date,
+        reason: String,
+    },
+    /// Set a goal for a member.
+    SetGoal {
+        goal: GoalId,
+        owner: MemberId,
+        title: String,
+        description: String,
+        life_domains: Vec<LifeDomain>,
+        plan: Option<PlanId>,
+    },
+    /// Reword or retag an active goal.
+    UpdateGoal {
+        goal: GoalId,
+        title: String,
+        description: String,
+        life_domains: Vec<LifeDomain>,
+        plan: Option<PlanId>,
+    },
+    /// Note progress on an active goal.
+    NoteGoalProgress {
+        goal: GoalId,
+        on: Date,
+        note: String,
+    },
+    /// Mark an active goal achieved.
+    AchieveGoal {
+        goal: GoalId,
+        on: Date,
+        note: String,
+    },
+    /// Abandon an active goal.
+    AbandonGoal {
+        goal: GoalId,
+        on: Date,
+        reason: String,
+    },
+    /// Take up an achieved or abandoned goal again.
+    ReopenGoal { goal: GoalId, reason: String },
+    /// Propose an agreement.
+    ProposeAgreement {
+        agreement: AgreementId,
+        terms: AgreementTerms,
+    },
+    /// Accept a proposed agreement.
+    AcceptAgreement { agreement: AgreementId },
+    /// Reject a proposed agreement.
+    RejectAgreement {
+        agreement: AgreementId,
+        reason: String,
+    },
+    /// Change the terms of a proposed or accepted agreement.
+    AmendAgreement {
+        agreement: AgreementId,
+        terms: AgreementTerms,
+        reason: String,
+    },
+    /// End an accepted agreement.
+    EndAgreement {
+        agreement: AgreementId,
+        on: Date,
+        reason: String,
+    },
+    /// Report that an accepted agreement was not delivered as agreed.
+    ReportNotDelivered {
+        agreement: AgreementId,
+        on: Date,
+        description: String,
+    },
+    /// Record an indication or decision for a member.
+    RecordIndication {
+        indication: IndicationId,
+        member: MemberId,
+        kind: IndicationKind,
+        care_profile: Option<String>,
+        valid_from: Date,
+        valid_until: Option<Date>,
+    },
+    /// Record that a member's care moves from one funding domain to another. Every accepted or
+    /// proposed agreement of that member funded by `from` carries over to `to`, unchanged
+    /// otherwise: the need leads, the system follows.
+    RecordFundingTransition {
+        member: MemberId,
+        from: FundingDomain,
+        to: FundingDomain,
+        on: Date,
+        reason: String,
+    },
+    /// Add a supporter's logbook entry.
+    AddLogbookEntry {
+        entry: EntryId,
+        supporter: ContactId,
+        on: Date,
+        minutes: u32,
+        mode: ContactMode,
+        tasks: Vec<SupporterTask>,
+        life_domains: Vec<LifeDomain>,
+        summary: String,
+    },
+    /// Add a free note.
+    AddNote {
+        note: EntryId,
+        about: Option<MemberId>,
+        text: String,
+        life_domains: Vec<LifeDomain>,
+    },
+}
+
+/// The events `command` leads to in `household`, or why it is refused.
+pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent>, DomainError> {
+    use Command as C;
+    use DomainEvent as E;
+    if !household.registered && !matches!(command, C::RegisterHousehold { .. }) {
+        return Err(DomainError::not_found(
+            "household",
+            "household",
+            "(this id)",
+        ));
+    }
+    let event = match command {
+        C::RegisterHousehold { name } => {
+            if household.registered {
+                return Err(DomainError::FailedPrecondition(
+                    "the household is already registered".into(),
+                ));
+            }
+            v::text("name", &name, MAX_NAME_CHARS, false)?;
+            E::HouseholdRegistered { name }
+        }
+        C::AddMember { member, details } => {
+            if household.members.contains_key(&member) {
+                return Err(DomainError::exists("member_id", "member", member));
+            }
+            member_details(&details)?;
+            E::MemberAdded { member, details }
+        }
+        C::UpdateMember { member, details } => {
+            existing_member(household, "member_id", member)?;
+            member_details(&details)?;
+            E::MemberUpdated { member, details }
+        }
+        C::RemoveMember { member, reason } => {
+            existing_member(household, "member_id", member)?;
+            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            E::MemberRemoved { member, reason }
+        }
+        C::AddContact { contact, details } => {
+            if household.contacts.contains_key(&contact) {
+                return Err(DomainError::exists("contact_id", "contact", contact));
+            }
+            contact_details(&details)?;
+            E::ContactAdded { contact, details }
+        }
+        C::UpdateContact { contact, details } => {
+            existing_contact(household, "contact_id", contact)?;
+            contact_details(&details)?;
+            E::ContactUpdated { contact, details }
+        }
+        C::RemoveContact { contact, reason } => {
+            existing_contact(household, "contact_id", contact)?;
+            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            E::ContactRemoved { contact, reason }
+        }
+        C::ChangeSupportPhase {
+            phase,
+            hours_per_week,
+            on,
+        } => {
+            if hours_per_week.is_some_and(|h| h > v::MAX_HOURS_PER_WEEK) {
+                return Err(DomainError::invalid(
+                    "hours_per_week",
+                    format!("must be at most {}", v::MAX_HOURS_PER_WEEK),
+                ));
+            }
+            v::date("on", on)?;
+            E::SupportPhaseChanged {
+                phase,
+                hours_per_week,
+                on,
+            }
+        }
+        C::DraftPlan {
+            plan,
+            kind,
+            title,
+            summary,
+        } => {
+            if household.plans.contains_key(&plan) {
+                return Err(DomainError::exists("plan_id", "plan", plan));
+            }
+            v::text("title", &title, MAX_TITLE_CHARS, false)?;
+            v::optional_text("summary", &summary, MAX_TEXT_CHARS, true)?;
+            E::PlanDrafted {
+                plan,
+                kind,
+                title,
+                summary,
+            }
+        }
+        C::RevisePlan {
+            plan,
+            title,
+            summary,
+        } => {
+            let current = existing_plan(household, "plan_id", plan)?;
+            if current.status == PlanStatus::Closed {
+                return Err(DomainError::FailedPrecondition(format!(
+                    "plan {plan} is closed; draft a new plan instead"
+                )));
+            }
+            v::text("title", &title, MAX_TITLE_CHARS, false)?;
+            v::optional_text("summary", &summary, MAX_TEXT_CHARS, true)?;
+            E::PlanRevised {
+                plan,
+                version: current.version + 1,
+                title,
+                summary,
+            }
+        }
+        C::ActivatePlan { plan, on } => {
+            let current = existing_plan(household, "plan_id", plan)?;
+            if current.status != PlanStatus::Draft {
+                return Err(DomainError::FailedPrecondition(format!(
+                    "plan {plan} is {:?}; only a draft can be activated",
+                    current.status
+                )));
+            }
+            v::date("on", on)?;
+            E::PlanActivated { plan, on }
+        }
+        C::EvaluatePlan {
+            plan,
+            on,
+            evaluation,
+        } => {
+            let current = existing_plan(household, "plan_id", plan)?;
+            if current.status != PlanStatus::Active {
+                return Err(DomainError::FailedPrecondition(format!(
+                    "plan {plan} is {:?}; only an active plan is evaluated",
+                    current.status
+                )));
+            }
+            v::date("on", on)?;
+            v::text("evaluation", &evaluation, MAX_TEXT_CHARS, true)?;
+            E::PlanEvaluated {
+                plan,
+                on,
+                evaluation,
+            }
+        }
+        C::ClosePlan { plan, on, reason } => {
+            let current = existing_plan(household, "plan_id", plan)?;
+            if current.status == PlanStatus::Closed {
+                return Err(DomainError::FailedPrecondition(format!(
+                    "plan {plan} is already closed"
+                )));
+            }
+            v::date("on", on)?;
+            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            E::PlanClosed { plan, on, reason }
+        }
+        C::SetGoal {
+            goal,
+            owner,
+            title,
+            description,
+            life_domains,
+            plan,
+        } => {
+            if household.goals.contains_key(&goal) {
+                return Err(DomainError::exists("goal_id", "goal", goal));
+            }
+            existing_member(household, "owner_member_id", owner)?;
+            goal_fields(household, &title, &description, &life_domains, plan)?;
+            E::GoalSet {
+                goal,
+                owner,
+                title,
+                description,
+                life_domains,
+                plan,
+            }
+        }
+        C::UpdateGoal {
+            goal,
+            title,
+            description,
+            life_domains,
+            plan,
+        } => {
+            active_goal(household, goal, "updated")?;
+            goal_fields(household, &title, &description, &life_domains, plan)?;
+            E::GoalUpdated {
+                goal,
+                title,
+                description,
+                life_domains,
+                plan,
+            }
+        }
+        C::NoteGoalProgress { goal, on, note } => {
+            active_goal(household, goal, "given progress")?;
+            v::date("on", on)?;
+            v::text("note", &note, MAX_TEXT_CHARS, true)?;
+            E::GoalProgressNoted { goal, on, note }
+        }
+        C::AchieveGoal { goal, on, note } => {
+            active_goal(household, goal, "achieved")?;
+            v::date("on", on)?;
+            v::optional_text("note", &note, MAX_TEXT_CHARS, true)?;
+            E::GoalAchieved { goal, on, note }
+        }
+        C::AbandonGoal { goal, on, reason } => {
+            active_goal(household, goal, "abandoned")?;
+            v::date("on", on)?;
+            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            E::GoalAbandoned { goal, on, reason }
+        }
+        C::ReopenGoal { goal, reason } => {
+            let current = household
+                .goals
+                .get(&goal)
+                .ok_or_else(|| DomainError::not_found("goal_id", "goal", goal))?;
+            if current.status == GoalStatus::Active {
+                return Err(DomainError::FailedPrecondition(format!(
+                    "goal {goal} is active; only an achieved or abandoned goal is reopened"
+                )));
+            }
+            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            E::GoalReopened { goal, reason }
+        }
+        C::ProposeAgreement { agreement, terms } => {
+            if household.agreements.contains_key(&agreement) {
+                return Err(DomainError::exists("agreement_id", "agreement", agreement));
+            }
+            agreement_terms(household, &terms)?;
+            E::AgreementProposed { agreement, terms }
+        }
+        C::AcceptAgreement { agreement } => {
+            agreement_in(
+                household,
+                agreement,
+                &[AgreementStatus::Proposed],
+                "accepted",
+            )?;
+            E::AgreementAccepted { agreement }
+        }
+        C::RejectAgreement { agreement, reason } => {
+            agreement_in(
+                household,
+                agreement,
+                &[AgreementStatus::Proposed],
+                "rejected",
+            )?;
+            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            E::AgreementRejected { agreement, reason }
+        }
+        C::AmendAgreement {
+            agreement,
+            terms,
+            reason,
+        } => {
+            agreement_in(
+                household,
+                agreement,
+                &[AgreementStatus::Proposed, AgreementStatus::Accepted],
+                "amended",
+            )?;
+            agreement_terms(household, &terms)?;
+            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            E::AgreementAmended {
+                agreement,
+                terms,
+                reason,
+            }
+        }
+        C::EndAgreement {
+            agreement,
+            on,
+            reason,
+        } => {
+            let current =
+                agreement_in(household, agreement, &[AgreementStatus::Accepted], "ended")?;
+            v::date("on", on)?;
+            if on < current.terms.start {
+                return Err(DomainError::invalid(
+                    "on",
+                    format!(
+                        "{on} is before the agreement's start {}",
+                        current.terms.start
+                    ),
+                ));
+            }
+            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            E::AgreementEnded {
+                agreement,
+                on,
+                reason,
+            }
+        }
+        C::ReportNotDelivered {
+            agreement,
+            on,
+            description,
+        } => {
+            agreement_in(
+                household,
+                agreement,
+                &[AgreementStatus::Accepted],
+                "reported not delivered",
+            )?;
+            v::date("on", on)?;
+            v::text("description", &description, MAX_TEXT_CHARS, true)?;
+            E::AgreementNotDelivered {
+                agreement,
+                on,
+                description,
+            }
+        }
+        C::RecordIndication {
+            indication,
+            member,
+            kind,
+            care_profile,
+            valid_from,
+            valid_until,
+        } => {
+            if household.indications.contains_key(&indication) {
+                return Err(DomainError::exists(
+                    "indication_id",
+                    "indication",
+                    indication,
+                ));
+            }
+            existing_member(household, "member_id", member)?;
+            if let Some(profile) = &care_profile {
+                v::text("care_profile", profile, MAX_SHORT_CHARS, false)?;
+            }
+            v::period("valid_from", valid_from, "valid_until", valid_until)?;
+            E::IndicationRecorded {
+                indication,
+                member,
+                kind,
+                care_profile,
+                valid_from,
+                valid_until,
+            }
+        }
+        C::RecordFundingTransition {
+            member,
+            from,
+            to,
+            on,
+            reason,
+        } => return funding_transition(household, member, from, to, on, reason),
+        C::AddLogbookEntry {
+            entry,
+            supporter,
+            on,
+            minutes,
+            mode,
+            tasks,
+            life_domains,
+            summary,
+        } => {
+            if household.entries.contains(&entry) {
+                return Err(DomainError::exists("entry_id", "logbook entry", entry));
+            }
+            let contact = existing_contact(household, "supporter_contact_id", supporter)?;
+            if contact.details.kind != ContactKind::Supporter {
+                return Err(DomainError::invalid(
+                    "supporter_contact_id",
+                    format!("contact {supporter} is not a supporter"),
+                ));
+            }
+            v::date("on", on)?;
+            if minutes == 0 || minutes > v::MAX_LOGBOOK_MINUTES {
+                return Err(DomainError::invalid(
+                    "minutes",
+                    format!("must be 1 to {}", v::MAX_LOGBOOK_MINUTES),
+                ));
+            }
+            if tasks.is_empty() {
+                return Err(DomainError::invalid("tasks", "name at least one task"));
+            }
+            v::no_repeats("tasks", &tasks)?;
+            v::life_domains("life_domains", &life_domains, false)?;
+            v::text("summary", &summary, MAX_TEXT_CHARS, true)?;
+            E::LogbookEntryAdded {
+                entry,
+                supporter,
+                on,
+                minutes,
+                mode,
+                tasks,
+                life_domains,
+                summary,
+            }
+        }
+        C::AddNote {
+            note,
+            about,
+            text,
+            life_domains,
+        } => {
+            if household.entries.contains(&note) {
+                return Err(DomainError::exists("note_id", "note", note));
+            }
+            if let Some(member) = about {
+                existing_member(household, "about_member_id", member)?;
+            }
+            v::text("text", &text, MAX_TEXT_CHARS, true)?;
+            v::life_domains("life_domains", &life_domains, false)?;
+            E::NoteAdded {
+                note,
+                about,
+                text,
+                life_domains,
+            }
+        }
+    };
+    Ok(vec![event])
+}
+
+fn existing_member<'a>(
+    household: &'a Household,
+    field: &str,
+    member: MemberId,
+) -> Result<&'a crate::state::Member, DomainError> {
+    household
+        .member(member)
+        .ok_or_else(|| DomainError::not_found(field, "member", member))
+}
+
+fn existing_contact<'a>(
+    household: &'a Household,
+    field: &str,
+    contact: ContactId,
+) -> Result<&'a crate::state::Contact, DomainError> {
+    household
+        .contact(contact)
+        .ok_or_else(|| DomainError::not_found(field, "contact", contact))
+}
+
+fn existing_plan<'a>(
+    household: &'a Household,
+    field: &str,
+    plan: PlanId,
+) -> Result<&'a crate::state::Plan, DomainError> {
+    household
+        .plans
+        .get(&plan)
+        .ok_or_else(|| DomainError::not_found(field, "plan", plan))
+}
+
+fn active_goal<'a>(
+    household: &'a Household,
+    goal: GoalId,
+    verb: &str,
+) -> Result<&'a crate::state::Goal, DomainError> {
+    let current = household
+        .goals
+        .get(&goal)
+        .ok_or_else(|| DomainError::not_found("goal_id", "goal", goal))?;
+    if current.status != GoalStatus::Active {
+        return Err(DomainError::FailedPrecondition(format!(
+            "goal {goal} is {:?}; only an active goal can be {verb} (reopen it first)",
+            current.status
+        )));
+    }
+    Ok(current)
+}
+
+fn agreement_in<'a>(
+    household: &'a Household,
+    agreement: AgreementId,
+    allowed: &[AgreementStatus],
+    verb: &str,
+) -> Result<&'a crate::state::Agreement, DomainError> {
+    let current = household
+        .agreements
+        .get(&agreement)
+        .ok_or_else(|| DomainError::not_found("agreement_id", "agreement", agreement))?;
+    if !allowed.contains(&current.status) {
+        return Err(DomainError::FailedPrecondition(format!(
+            "agreement {agreement} is {:?}; it cannot be {verb}",
+            current.status
+        )));
+    }
+    Ok(current)
+}
+
+fn member_details(details: &MemberDetails) -> Result<(), DomainError> {
+    v::text("details.name", &details.name, MAX_NAME_CHARS, false)?;
+    if details.role == MemberRole::Relative && details.relation.is_none() {
+        return Err(DomainError::invalid(
+            "details.relation",
+            "a relative needs a relation",
+        ));
+    }
+    if let Some(birth) = details.birth_date {
+        v::date("details.birth_date", birth)?;
+    }
+    Ok(())
+}
+
+fn contact_details(details: &ContactDetails) -> Result<(), DomainError> {
+    v::text("details.name", &details.name, MAX_NAME_CHARS, false)?;
+    if let Some(organisation) = &details.organisation {
+        v::text("details.organisation", organisation, MAX_NAME_CHARS, false)?;
+    }
+    match details.kind {
+        ContactKind::Supporter if details.supporter_kind.is_none() => Err(DomainError::invalid(
+            "details.supporter_kind",
+            "a supporter needs a supporter kind",
+        )),
+        ContactKind::Institution if details.institution_kind.is_none() => {
+            Err(DomainError::invalid(
+                "details.institution_kind",
+                "an institution needs an institution kind",
+            ))
+        }
+        ContactKind::CareProvider | ContactKind::Professional
+            if details.supporter_kind.is_some() =>
+        {
+            Err(DomainError::invalid(
+                "details.supporter_kind",
+                "only supporters have a supporter kind",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn goal_fields(
+    household: &Household,
+    title: &str,
+    description: &str,
+    life_domains: &[LifeDomain],
+    plan: Option<PlanId>,
+) -> Result<(), DomainError> {
+    v::text("title", title, MAX_TITLE_CHARS, false)?;
+    v::optional_text("description", description, MAX_TEXT_CHARS, true)?;
+    v::life_domains("life_domains", life_domains, true)?;
+    if let Some(plan) = plan {
+        let current = existing_plan(household, "plan_id", plan)?;
+        if current.status == PlanStatus::Closed {
+            return Err(DomainError::FailedPrecondition(format!(
+                "plan {plan} is closed"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn agreement_terms(household: &Household, terms: &AgreementTerms) -> Result<(), DomainError> {
+    v::text("terms.title", &terms.title, MAX_TITLE_CHARS, false)?;
+    v::optional_text(
+        "terms.description",
+        &terms.description,
+        MAX_TEXT_CHARS,
+        true,
+    )?;
+    if terms.parties.is_empty() {
+        return Err(DomainError::invalid(
+            "terms.parties",
+            "name at least one party",
+        ));
+    }
+    v::no_repeats("terms.parties", &terms.parties)?;
+    for (i, party) in terms.parties.iter().enumerate() {
+        let field = format!("terms.parties[{i}]");
+        match *party {
+            Party::Member(member) => {
+                existing_member(household, &field, member)?;
+            }
+            Party::Contact(contact) => {
+                existing_contact(household, &field, contact)?;
+            }
+        }
+    }
+    if let Some(responsible) = terms.responsible {
+        existing_contact(household, "terms.responsible_contact_id", responsible)?;
+    }
+    v::period("terms.start", terms.start, "terms.end", terms.end)?;
+    if let Some(frequency) = &terms.frequency {
+        v::text("terms.frequency", frequency, MAX_SHORT_CHARS, false)?;
+    }
+    v::no_repeats("terms.goal_ids", &terms.goals)?;
+    for (i, goal) in terms.goals.iter().enumerate() {
+        if !household.goals.contains_key(goal) {
+            return Err(DomainError::not_found(
+                format!("terms.goal_ids[{i}]"),
+                "goal",
+                goal,
+            ));
+        }
+    }
+    if let Some(review) = terms.review_on {
+        v::date("terms.review_on", review)?;
+    }
+    if let Some(plan) = terms.plan {
+        existing_plan(household, "terms.plan_id", plan)?;
+    }
+    Ok(())
+}
+
+fn funding_transition(
+    household: &Household,
+    member: MemberId,
+    from: FundingDomain,
+    to: FundingDomain,
+    on: Date,
+    reason: String,
+) -> Result<Vec<DomainEvent>, DomainError> {
+    existing_member(household, "member_id", member)?;
+    if from == to {
+        return Err(DomainError::invalid(
+            "to",
+            "must differ from the domain the care moves from",
+        ));
+    }
+    v::date("on", on)?;
+    v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+    let mut events = vec![DomainEvent::FundingTransitionRecorded {
+        member,
+        from,
+        to,
+        on,
+        reason: reason.clone(),
+    }];
+    for (id, agreement) in &household.agreements {
+        let carries_over = matches!(
+            agreement.status,
+            AgreementStatus::Proposed | AgreementStatus::Accepted
+        ) && agreement.terms.funding == from
+            && agreement.terms.parties.contains(&Party::Member(member))
+            && agreement.terms.end.is_none_or(|end| end >= on);
+        if carries_over {
+            let mut terms = agreement.terms.clone();
+            terms.funding = to;
+            events.push(DomainEvent::AgreementAmended {
+                agreement: *id,
+                terms,
+                reason: format!("{from} → {to}: {reason}"),
+            });
+        }
+    }
+    Ok(events)
+}

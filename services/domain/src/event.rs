@@ -1,0 +1,303 @@
+//! The events of a household's stream: what happened, in the family's own timeline.
+//!
+//! Events are stored as JSON (schema version [`SCHEMA_VERSION`]) with a `type` field equal to the
+//! event type the log records. Once written, an event's shape only grows: new optional fields,
+//! never renamed or removed ones.
+
+use crate::ids::{AgreementId, ContactId, EntryId, GoalId, IndicationId, MemberId, PlanId};
+use crate::vocab::{
+    ContactKind, ContactMode, FundingDomain, IndicationKind, InstitutionKind, LifeDomain,
+    MemberRole, PlanKind, Relation, SupportPhase, SupporterKind, SupporterTask,
+};
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+/// Version of the JSON shape of every event type below.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A party to an agreement: a household member or a network contact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Party {
+    /// A member of the household.
+    Member(MemberId),
+    /// A contact of the household's network (supporter, provider, institution).
+    Contact(ContactId),
+}
+
+/// Who a person in the household is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberDetails {
+    /// Name as the family uses it.
+    pub name: String,
+    /// Client, relative or legal representative.
+    pub role: MemberRole,
+    /// For relatives and representatives: how they are related.
+    pub relation: Option<Relation>,
+    /// Date of birth, when known (it drives the 18th-birthday transition).
+    pub birth_date: Option<Date>,
+}
+
+/// Who a network contact is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactDetails {
+    /// Supporter, care provider, professional or institution.
+    pub kind: ContactKind,
+    /// Name of the person or organisation.
+    pub name: String,
+    /// The organisation a professional or supporter works for.
+    pub organisation: Option<String>,
+    /// For supporters: which kind.
+    pub supporter_kind: Option<SupporterKind>,
+    /// For institutions: which kind.
+    pub institution_kind: Option<InstitutionKind>,
+}
+
+/// The terms of an agreement (afspraak): who does what, when, funded how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgreementTerms {
+    /// What is agreed, in one line, e.g. "logeeropvang twee weekenden per maand".
+    pub title: String,
+    /// Details.
+    pub description: String,
+    /// Who is party to it.
+    pub parties: Vec<Party>,
+    /// The provider responsible for delivering it, a network contact.
+    pub responsible: Option<ContactId>,
+    /// The funding domain.
+    pub funding: FundingDomain,
+    /// Paid through a personal budget (PGB) rather than in kind.
+    pub pgb: bool,
+    /// First day it applies.
+    pub start: Date,
+    /// Last day it applies, if it ends.
+    pub end: Option<Date>,
+    /// How often, e.g. "3 dagen per week".
+    pub frequency: Option<String>,
+    /// Goals it serves.
+    pub goals: Vec<GoalId>,
+    /// When to look at it again.
+    pub review_on: Option<Date>,
+    /// The plan it belongs to, if any.
+    pub plan: Option<PlanId>,
+}
+
+/// Everything that can happen in a household's timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+#[allow(missing_docs)] // each variant's fields are described by its doc line and their types
+pub enum DomainEvent {
+    /// The household starts using naast.
+    HouseholdRegistered { name: String },
+    /// A person joins the household's record.
+    MemberAdded {
+        member: MemberId,
+        details: MemberDetails,
+    },
+    /// A person's details change (all of them are given).
+    MemberUpdated {
+        member: MemberId,
+        details: MemberDetails,
+    },
+    /// A person leaves the household's record (their history stays).
+    MemberRemoved { member: MemberId, reason: String },
+    /// A supporter, provider, professional or institution joins the network.
+    ContactAdded {
+        contact: ContactId,
+        details: ContactDetails,
+    },
+    /// A network contact's details change.
+    ContactUpdated {
+        contact: ContactId,
+        details: ContactDetails,
+    },
+    /// A contact leaves the network.
+    ContactRemoved { contact: ContactId, reason: String },
+    /// Support moves to another phase, or its intensity changes.
+    SupportPhaseChanged {
+        phase: SupportPhase,
+        hours_per_week: Option<u32>,
+        on: Date,
+    },
+    /// A plan is drafted (version 1).
+    PlanDrafted {
+        plan: PlanId,
+        kind: PlanKind,
+        title: String,
+        summary: String,
+    },
+    /// A plan gets a new version.
+    PlanRevised {
+        plan: PlanId,
+        version: u32,
+        title: String,
+        summary: String,
+    },
+    /// A plan takes effect.
+    PlanActivated { plan: PlanId, on: Date },
+    /// A plan is evaluated with the family.
+    PlanEvaluated {
+        plan: PlanId,
+        on: Date,
+        evaluation: String,
+    },
+    /// A plan is closed.
+    PlanClosed {
+        plan: PlanId,
+        on: Date,
+        reason: String,
+    },
+    /// A goal (doel, or in pilot 2 an expectation) is set for a member.
+    GoalSet {
+        goal: GoalId,
+        owner: MemberId,
+        title: String,
+        description: String,
+        life_domains: Vec<LifeDomain>,
+        plan: Option<PlanId>,
+    },
+    /// A goal is reworded or retagged.
+    GoalUpdated {
+        goal: GoalId,
+        title: String,
+        description: String,
+        life_domains: Vec<LifeDomain>,
+        plan: Option<PlanId>,
+    },
+    /// Progress on a goal is noted.
+    GoalProgressNoted {
+        goal: GoalId,
+        on: Date,
+        note: String,
+    },
+    /// A goal is achieved.
+    GoalAchieved {
+        goal: GoalId,
+        on: Date,
+        note: String,
+    },
+    /// A goal is abandoned.
+    GoalAbandoned {
+        goal: GoalId,
+        on: Date,
+        reason: String,
+    },
+    /// An achieved or abandoned goal is taken up again.
+    GoalReopened { goal: GoalId, reason: String },
+    /// An agreement is proposed.
+    AgreementProposed {
+        agreement: AgreementId,
+        terms: AgreementTerms,
+    },
+    /// A proposed agreement is accepted and applies.
+    AgreementAccepted { agreement: AgreementId },
+    /// A proposed agreement is rejected.
+    AgreementRejected {
+        agreement: AgreementId,
+        reason: String,
+    },
+    /// An agreement's terms change (all of them are given).
+    AgreementAmended {
+        agreement: AgreementId,
+        terms: AgreementTerms,
+        reason: String,
+    },
+    /// An agreement ends.
+    AgreementEnded {
+        agreement: AgreementId,
+        on: Date,
+        reason: String,
+    },
+    /// Care was not delivered as agreed; the agreement is under review until amended or ended.
+    AgreementNotDelivered {
+        agreement: AgreementId,
+        on: Date,
+        description: String,
+    },
+    /// An indication or decision giving access to funded care.
+    IndicationRecorded {
+        indication: IndicationId,
+        member: MemberId,
+        kind: IndicationKind,
+        care_profile: Option<String>,
+        valid_from: Date,
+        valid_until: Option<Date>,
+    },
+    /// A member's care moves from one funding domain to another (turning 18, a first Wlz
+    /// indication, hospital discharge). Agreements carry over by `AgreementAmended` events.
+    FundingTransitionRecorded {
+        member: MemberId,
+        from: FundingDomain,
+        to: FundingDomain,
+        on: Date,
+        reason: String,
+    },
+    /// A supporter's logbook entry.
+    LogbookEntryAdded {
+        entry: EntryId,
+        supporter: ContactId,
+        on: Date,
+        minutes: u32,
+        mode: ContactMode,
+        tasks: Vec<SupporterTask>,
+        life_domains: Vec<LifeDomain>,
+        summary: String,
+    },
+    /// A free note, by the family or anyone allowed to write.
+    NoteAdded {
+        note: EntryId,
+        about: Option<MemberId>,
+        text: String,
+        life_domains: Vec<LifeDomain>,
+    },
+}
+
+impl DomainEvent {
+    /// The event type recorded in the log; equal to the JSON `type` field.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::HouseholdRegistered { .. } => "HouseholdRegistered",
+            Self::MemberAdded { .. } => "MemberAdded",
+            Self::MemberUpdated { .. } => "MemberUpdated",
+            Self::MemberRemoved { .. } => "MemberRemoved",
+            Self::ContactAdded { .. } => "ContactAdded",
+            Self::ContactUpdated { .. } => "ContactUpdated",
+            Self::ContactRemoved { .. } => "ContactRemoved",
+            Self::SupportPhaseChanged { .. } => "SupportPhaseChanged",
+            Self::PlanDrafted { .. } => "PlanDrafted",
+            Self::PlanRevised { .. } => "PlanRevised",
+            Self::PlanActivated { .. } => "PlanActivated",
+            Self::PlanEvaluated { .. } => "PlanEvaluated",
+            Self::PlanClosed { .. } => "PlanClosed",
+            Self::GoalSet { .. } => "GoalSet",
+            Self::GoalUpdated { .. } => "GoalUpdated",
+            Self::GoalProgressNoted { .. } => "GoalProgressNoted",
+            Self::GoalAchieved { .. } => "GoalAchieved",
+            Self::GoalAbandoned { .. } => "GoalAbandoned",
+            Self::GoalReopened { .. } => "GoalReopened",
+            Self::AgreementProposed { .. } => "AgreementProposed",
+            Self::AgreementAccepted { .. } => "AgreementAccepted",
+            Self::AgreementRejected { .. } => "AgreementRejected",
+            Self::AgreementAmended { .. } => "AgreementAmended",
+            Self::AgreementEnded { .. } => "AgreementEnded",
+            Self::AgreementNotDelivered { .. } => "AgreementNotDelivered",
+            Self::IndicationRecorded { .. } => "IndicationRecorded",
+            Self::FundingTransitionRecorded { .. } => "FundingTransitionRecorded",
+            Self::LogbookEntryAdded { .. } => "LogbookEntryAdded",
+            Self::NoteAdded { .. } => "NoteAdded",
+        }
+    }
+
+    /// The JSON payload stored in the log.
+    pub fn to_payload(&self) -> Vec<u8> {
+        // Serialising these plain data types cannot fail: no maps with non-string keys, no
+        // custom serialisers that error.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads a payload written by [`DomainEvent::to_payload`] (of any schema version up to
+    /// [`SCHEMA_VERSION`]).
+    pub fn from_payload(payload: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(payload)
+    }
+}

@@ -1,0 +1,81 @@
+//! Identifiers of the things in a household's record. Each is a UUID, chosen by whoever creates
+//! the thing (a client or the server), so a retried command creates nothing twice.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new, time-ordered id (UUID v7).
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+id!(
+    /// A household: the family, its network, and its one timeline (one event stream).
+    HouseholdId
+);
+id!(
+    /// A person in the household: client, relative or legal representative.
+    MemberId
+);
+id!(
+    /// A contact of the household's network: supporter, provider, professional, institution.
+    ContactId
+);
+id!(
+    /// A plan.
+    PlanId
+);
+id!(
+    /// A goal.
+    GoalId
+);
+id!(
+    /// An agreement.
+    AgreementId
+);
+id!(
+    /// An indication or decision.
+    IndicationId
+);
+id!(
+    /// A logbook entry or note.
+    EntryId
+);
+
+impl HouseholdId {
+    /// The event stream holding this household's events.
+    pub fn stream_id(&self) -> String {
+        format!("household-{}", self.0)
+    }
+}

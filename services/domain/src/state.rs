@@ -1,0 +1,369 @@
+//! A household's current state, folded from its events. Commands are decided against it.
+
+use crate::event::{AgreementTerms, ContactDetails, DomainEvent, MemberDetails};
+use crate::ids::{AgreementId, ContactId, EntryId, GoalId, IndicationId, MemberId, PlanId};
+use crate::vocab::{IndicationKind, LifeDomain, PlanKind, SupportPhase};
+use std::collections::{BTreeMap, BTreeSet};
+use time::Date;
+
+/// A person in the household.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Who they are.
+    pub details: MemberDetails,
+    /// Removed from the record; their history stays.
+    pub removed: bool,
+}
+
+/// A network contact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    /// Who they are.
+    pub details: ContactDetails,
+    /// Removed from the network; their history stays.
+    pub removed: bool,
+}
+
+/// Where a plan is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanStatus {
+    /// Being written.
+    Draft,
+    /// In effect.
+    Active,
+    /// Closed.
+    Closed,
+}
+
+/// A plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Its kind.
+    pub kind: PlanKind,
+    /// Its title.
+    pub title: String,
+    /// Its summary.
+    pub summary: String,
+    /// Version, 1 when drafted, +1 per revision.
+    pub version: u32,
+    /// Where it is.
+    pub status: PlanStatus,
+    /// Dates it was evaluated on.
+    pub evaluations: Vec<Date>,
+}
+
+/// Where a goal is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoalStatus {
+    /// Being worked on.
+    Active,
+    /// Achieved.
+    Achieved,
+    /// Given up.
+    Abandoned,
+}
+
+/// A goal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Goal {
+    /// The member whose goal it is.
+    pub owner: MemberId,
+    /// Its title.
+    pub title: String,
+    /// Its description.
+    pub description: String,
+    /// Life domains it concerns.
+    pub life_domains: Vec<LifeDomain>,
+    /// The plan it belongs to.
+    pub plan: Option<PlanId>,
+    /// Where it is.
+    pub status: GoalStatus,
+    /// Progress notes so far.
+    pub progress_notes: u32,
+}
+
+/// Where an agreement is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgreementStatus {
+    /// Proposed, not yet accepted.
+    Proposed,
+    /// Accepted: applies over its period.
+    Accepted,
+    /// Rejected.
+    Rejected,
+    /// Ended.
+    Ended,
+}
+
+/// An agreement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agreement {
+    /// Its current terms.
+    pub terms: AgreementTerms,
+    /// Where it is.
+    pub status: AgreementStatus,
+    /// Care was reported not delivered as agreed, and it has not been amended or ended since.
+    pub under_review: bool,
+}
+
+/// An indication or decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Indication {
+    /// Whose.
+    pub member: MemberId,
+    /// Which kind.
+    pub kind: IndicationKind,
+    /// Care profile (Wlz), e.g. "VG6".
+    pub care_profile: Option<String>,
+    /// First valid day.
+    pub valid_from: Date,
+    /// Last valid day.
+    pub valid_until: Option<Date>,
+}
+
+/// A household's current state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Household {
+    /// Registered (its first event happened).
+    pub registered: bool,
+    /// Display name, e.g. "Familie Jansen".
+    pub name: String,
+    /// People, by id.
+    pub members: BTreeMap<MemberId, Member>,
+    /// Network, by id.
+    pub contacts: BTreeMap<ContactId, Contact>,
+    /// Current support phase and hours per week.
+    pub phase: Option<(SupportPhase, Option<u32>)>,
+    /// Plans, by id.
+    pub plans: BTreeMap<PlanId, Plan>,
+    /// Goals, by id.
+    pub goals: BTreeMap<GoalId, Goal>,
+    /// Agreements, by id.
+    pub agreements: BTreeMap<AgreementId, Agreement>,
+    /// Indications, by id.
+    pub indications: BTreeMap<IndicationId, Indication>,
+    /// Ids of logbook entries and notes.
+    pub entries: BTreeSet<EntryId>,
+}
+
+impl Household {
+    /// The state after all `events`, in order.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a DomainEvent>) -> Self {
+        let mut household = Self::default();
+        for event in events {
+            household.apply(event);
+        }
+        household
+    }
+
+    /// The member with this id, unless removed.
+    pub fn member(&self, id: MemberId) -> Option<&Member> {
+        self.members.get(&id).filter(|m| !m.removed)
+    }
+
+    /// The contact with this id, unless removed.
+    pub fn contact(&self, id: ContactId) -> Option<&Contact> {
+        self.contacts.get(&id).filter(|c| !c.removed)
+    }
+
+    /// Folds one event in. Events were validated when decided, so an event that refers to
+    /// something unknown (which only a damaged log could hold) changes nothing.
+    pub fn apply(&mut self, event: &DomainEvent) {
+        use DomainEvent as E;
+        match event {
+            E::HouseholdRegistered { name } => {
+                self.registered = true;
+                self.name.clone_from(name);
+            }
+            E::MemberAdded { member, details } | E::MemberUpdated { member, details } => {
+                self.members.insert(
+                    *member,
+                    Member {
+                        details: details.clone(),
+                        removed: false,
+                    },
+                );
+            }
+            E::MemberRemoved { member, .. } => {
+                if let Some(m) = self.members.get_mut(member) {
+                    m.removed = true;
+                }
+            }
+            E::ContactAdded { contact, details } | E::ContactUpdated { contact, details } => {
+                self.contacts.insert(
+                    *contact,
+                    Contact {
+                        details: details.clone(),
+                        removed: false,
+                    },
+                );
+            }
+            E::ContactRemoved { contact, .. } => {
+                if let Some(c) = self.contacts.get_mut(contact) {
+                    c.removed = true;
+                }
+            }
+            E::SupportPhaseChanged {
+                phase,
+                hours_per_week,
+                ..
+            } => self.phase = Some((*phase, *hours_per_week)),
+            E::PlanDrafted {
+                plan,
+                kind,
+                title,
+                summary,
+            } => {
+                self.plans.insert(
+                    *plan,
+                    Plan {
+                        kind: *kind,
+                        title: title.clone(),
+                        summary: summary.clone(),
+                        version: 1,
+                        status: PlanStatus::Draft,
+                        evaluations: Vec::new(),
+                    },
+                );
+            }
+            E::PlanRevised {
+                plan,
+                version,
+                title,
+                summary,
+            } => {
+                if let Some(p) = self.plans.get_mut(plan) {
+                    p.version = *version;
+                    p.title.clone_from(title);
+                    p.summary.clone_from(summary);
+                }
+            }
+            E::PlanActivated { plan, .. } => self.set_plan_status(*plan, PlanStatus::Active),
+            E::PlanEvaluated { plan, on, .. } => {
+                if let Some(p) = self.plans.get_mut(plan) {
+                    p.evaluations.push(*on);
+                }
+            }
+            E::PlanClosed { plan, .. } => self.set_plan_status(*plan, PlanStatus::Closed),
+            E::GoalSet {
+                goal,
+                owner,
+                title,
+                description,
+                life_domains,
+                plan,
+            } => {
+                self.goals.insert(
+                    *goal,
+                    Goal {
+                        owner: *owner,
+                        title: title.clone(),
+                        description: description.clone(),
+                        life_domains: life_domains.clone(),
+                        plan: *plan,
+                        status: GoalStatus::Active,
+                        progress_notes: 0,
+                    },
+                );
+            }
+            E::GoalUpdated {
+                goal,
+                title,
+                description,
+                life_domains,
+                plan,
+            } => {
+                if let Some(g) = self.goals.get_mut(goal) {
+                    g.title.clone_from(title);
+                    g.description.clone_from(description);
+                    g.life_domains.clone_from(life_domains);
+                    g.plan = *plan;
+                }
+            }
+            E::GoalProgressNoted { goal, .. } => {
+                if let Some(g) = self.goals.get_mut(goal) {
+                    g.progress_notes += 1;
+                }
+            }
+            E::GoalAchieved { goal, .. } => self.set_goal_status(*goal, GoalStatus::Achieved),
+            E::GoalAbandoned { goal, .. } => self.set_goal_status(*goal, GoalStatus::Abandoned),
+            E::GoalReopened { goal, .. } => self.set_goal_status(*goal, GoalStatus::Active),
+            E::AgreementProposed { agreement, terms } => {
+                self.agreements.insert(
+                    *agreement,
+                    Agreement {
+                        terms: terms.clone(),
+                        status: AgreementStatus::Proposed,
+                        under_review: false,
+                    },
+                );
+            }
+            E::AgreementAccepted { agreement } => {
+                self.set_agreement_status(*agreement, AgreementStatus::Accepted);
+            }
+            E::AgreementRejected { agreement, .. } => {
+                self.set_agreement_status(*agreement, AgreementStatus::Rejected);
+            }
+            E::AgreementAmended {
+                agreement, terms, ..
+            } => {
+                if let Some(a) = self.agreements.get_mut(agreement) {
+                    a.terms = terms.clone();
+                    a.under_review = false;
+                }
+            }
+            E::AgreementEnded { agreement, .. } => {
+                self.set_agreement_status(*agreement, AgreementStatus::Ended);
+                if let Some(a) = self.agreements.get_mut(agreement) {
+                    a.under_review = false;
+                }
+            }
+            E::AgreementNotDelivered { agreement, .. } => {
+                if let Some(a) = self.agreements.get_mut(agreement) {
+                    a.under_review = true;
+                }
+            }
+            E::IndicationRecorded {
+                indication,
+                member,
+                kind,
+                care_profile,
+                valid_from,
+                valid_until,
+            } => {
+                self.indications.insert(
+                    *indication,
+                    Indication {
+                        member: *member,
+                        kind: *kind,
+                        care_profile: care_profile.clone(),
+                        valid_from: *valid_from,
+                        valid_until: *valid_until,
+                    },
+                );
+            }
+            E::FundingTransitionRecorded { .. } => {}
+            E::LogbookEntryAdded { entry, .. } | E::NoteAdded { note: entry, .. } => {
+                self.entries.insert(*entry);
+            }
+        }
+    }
+
+    fn set_plan_status(&mut self, plan: PlanId, status: PlanStatus) {
+        if let Some(p) = self.plans.get_mut(&plan) {
+            p.status = status;
+        }
+    }
+
+    fn set_goal_status(&mut self, goal: GoalId, status: GoalStatus) {
+        if let Some(g) = self.goals.get_mut(&goal) {
+            g.status = status;
+        }
+    }
+
+    fn set_agreement_status(&mut self, agreement: AgreementId, status: AgreementStatus) {
+        if let Some(a) = self.agreements.get_mut(&agreement) {
+            a.status = status;
+        }
+    }
+}
