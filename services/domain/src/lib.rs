@@ -8,6 +8,7 @@
 //! - [`event`]: the events of a household's stream and their JSON payloads;
 //! - [`state`]: a household's state, folded from its events;
 //! - [`command`]: commands and [`decide`], which checks one against the state;
+//! - [`timeline`]: each event as an entry of the unified timeline;
 //! - [`validate`]: field checks and the documented limits;
 //! - `error`: [`DomainError`].
 //!
@@ -19,6 +20,7 @@ mod error;
 pub mod event;
 pub mod ids;
 pub mod state;
+pub mod timeline;
 pub mod validate;
 pub mod vocab;
 

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: settings of `naast serve` from defaults, file, environment and flags;
+//! - [`households`]: executing commands on households (load, decide, append) and reading them;
 //! - [`grpc`]: the tonic services, error → status mapping, the shutdown path;
 //! - [`bench`]: `naast bench …`, throughput and latency figures printed as JSON lines next to
 //!   a ceiling measured in the same run.
@@ -9,3 +10,4 @@
 pub mod bench;
 pub mod config;
 pub mod grpc;
+pub mod households;

@@ -1,0 +1,447 @@
+//! The unified timeline: each event of a household as one entry people can read, with the
+//! structured fields to filter on (members, life domains, funding domains, kind, date).
+
+use crate::event::{DomainEvent, Party};
+use crate::ids::MemberId;
+use crate::state::Household;
+use crate::vocab::{FundingDomain, LifeDomain};
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+/// What an entry is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// The household and its members.
+    Household,
+    /// The network: supporters, providers, institutions.
+    Network,
+    /// Support phase and intensity.
+    Support,
+    /// Plans.
+    Plan,
+    /// Goals.
+    Goal,
+    /// Agreements.
+    Agreement,
+    /// Indications and decisions.
+    Indication,
+    /// Moves between funding domains.
+    Transition,
+    /// The supporter's logbook.
+    Logbook,
+    /// Free notes.
+    Note,
+}
+
+/// One entry of a household's timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// What it is about.
+    pub kind: EntryKind,
+    /// The day it concerns: the date the event names, or else the day it was recorded.
+    pub date: Date,
+    /// One line for people, e.g. "Afspraak geaccepteerd: logeeropvang (Wlz, PGB)".
+    pub summary: String,
+    /// Members it concerns.
+    pub members: Vec<MemberId>,
+    /// Life domains it concerns.
+    pub life_domains: Vec<LifeDomain>,
+    /// Funding domains it concerns.
+    pub funding_domains: Vec<FundingDomain>,
+}
+
+/// The entry for `event`, described with `before`, the household's state before it.
+/// `recorded_on` is the day the log recorded it.
+pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> TimelineEntry {
+    use DomainEvent as E;
+    let member_name = |id: &MemberId| {
+        before
+            .members
+            .get(id)
+            .map_or_else(|| "?".to_owned(), |m| m.details.name.clone())
+    };
+    let goal_title = |id| {
+        before
+            .goals
+            .get(id)
+            .map_or_else(|| "?".to_owned(), |g| g.title.clone())
+    };
+    let goal_owner = |id| before.goals.get(id).map(|g| g.owner);
+    let goal_domains = |id| {
+        before
+            .goals
+            .get(id)
+            .map(|g| g.life_domains.clone())
+            .unwrap_or_default()
+    };
+    let agreement = |id| before.agreements.get(id);
+    let agreement_title =
+        |id| agreement(id).map_or_else(|| "?".to_owned(), |a| a.terms.title.clone());
+    let agreement_members = |id| {
+        agreement(id)
+            .map(|a| members_of(&a.terms.parties))
+            .unwrap_or_default()
+    };
+    let agreement_funding = |id| {
+        agreement(id)
+            .map(|a| vec![a.terms.funding])
+            .unwrap_or_default()
+    };
+    let plan_title = |id| {
+        before
+            .plans
+            .get(id)
+            .map_or_else(|| "?".to_owned(), |p| format!("{} ({})", p.title, p.kind))
+    };
+    let contact_name = |id| {
+        before
+            .contacts
+            .get(id)
+            .map_or_else(|| "?".to_owned(), |c| c.details.name.clone())
+    };
+    let new = |kind, date, summary: String| TimelineEntry {
+        kind,
+        date,
+        summary,
+        members: Vec::new(),
+        life_domains: Vec::new(),
+        funding_domains: Vec::new(),
+    };
+    match event {
+        E::HouseholdRegistered { name } => new(
+            EntryKind::Household,
+            recorded_on,
+            format!("Huishouden aangemeld: {name}"),
+        ),
+        E::MemberAdded { member, details } => TimelineEntry {
+            members: vec![*member],
+            ..new(
+                EntryKind::Household,
+                recorded_on,
+                format!("{} toegevoegd als {}", details.name, details.role),
+            )
+        },
+        E::MemberUpdated { member, details } => TimelineEntry {
+            members: vec![*member],
+            ..new(
+                EntryKind::Household,
+                recorded_on,
+                format!("Gegevens van {} bijgewerkt", details.name),
+            )
+        },
+        E::MemberRemoved { member, reason } => TimelineEntry {
+            members: vec![*member],
+            ..new(
+                EntryKind::Household,
+                recorded_on,
+                format!("{} uit het dossier: {reason}", member_name(member)),
+            )
+        },
+        E::ContactAdded { details, .. } => {
+            let what = details
+                .supporter_kind
+                .map(|k| k.display_name())
+                .or(details.institution_kind.map(|k| k.display_name()))
+                .unwrap_or(details.kind.display_name());
+            new(
+                EntryKind::Network,
+                recorded_on,
+                format!("{} in het netwerk ({what})", details.name),
+            )
+        }
+        E::ContactUpdated { details, .. } => new(
+            EntryKind::Network,
+            recorded_on,
+            format!("Gegevens van {} bijgewerkt", details.name),
+        ),
+        E::ContactRemoved { contact, reason } => new(
+            EntryKind::Network,
+            recorded_on,
+            format!("{} uit het netwerk: {reason}", contact_name(contact)),
+        ),
+        E::SupportPhaseChanged {
+            phase,
+            hours_per_week,
+            on,
+        } => new(
+            EntryKind::Support,
+            *on,
+            match hours_per_week {
+                Some(h) => format!("Fase: {phase}, {h} uur per week"),
+                None => format!("Fase: {phase}"),
+            },
+        ),
+        E::PlanDrafted { kind, title, .. } => new(
+            EntryKind::Plan,
+            recorded_on,
+            format!("Plan opgesteld: {title} ({kind})"),
+        ),
+        E::PlanRevised { version, title, .. } => new(
+            EntryKind::Plan,
+            recorded_on,
+            format!("Plan herzien: {title}, versie {version}"),
+        ),
+        E::PlanActivated { plan, on } => new(
+            EntryKind::Plan,
+            *on,
+            format!("Plan van kracht: {}", plan_title(plan)),
+        ),
+        E::PlanEvaluated {
+            plan,
+            on,
+            evaluation,
+        } => new(
+            EntryKind::Plan,
+            *on,
+            format!("Plan geëvalueerd: {} — {evaluation}", plan_title(plan)),
+        ),
+        E::PlanClosed { plan, on, reason } => new(
+            EntryKind::Plan,
+            *on,
+            format!("Plan afgesloten: {} — {reason}", plan_title(plan)),
+        ),
+        E::GoalSet {
+            owner,
+            title,
+            life_domains,
+            ..
+        } => TimelineEntry {
+            members: vec![*owner],
+            life_domains: life_domains.clone(),
+            ..new(
+                EntryKind::Goal,
+                recorded_on,
+                format!("Doel van {}: {title}", member_name(owner)),
+            )
+        },
+        E::GoalUpdated {
+            goal,
+            title,
+            life_domains,
+            ..
+        } => TimelineEntry {
+            members: goal_owner(goal).into_iter().collect(),
+            life_domains: life_domains.clone(),
+            ..new(
+                EntryKind::Goal,
+                recorded_on,
+                format!("Doel bijgesteld: {title}"),
+            )
+        },
+        E::GoalProgressNoted { goal, on, note } => TimelineEntry {
+            members: goal_owner(goal).into_iter().collect(),
+            life_domains: goal_domains(goal),
+            ..new(
+                EntryKind::Goal,
+                *on,
+                format!("Voortgang {}: {note}", goal_title(goal)),
+            )
+        },
+        E::GoalAchieved { goal, on, .. } => TimelineEntry {
+            members: goal_owner(goal).into_iter().collect(),
+            life_domains: goal_domains(goal),
+            ..new(
+                EntryKind::Goal,
+                *on,
+                format!("Doel bereikt: {}", goal_title(goal)),
+            )
+        },
+        E::GoalAbandoned { goal, on, reason } => TimelineEntry {
+            members: goal_owner(goal).into_iter().collect(),
+            life_domains: goal_domains(goal),
+            ..new(
+                EntryKind::Goal,
+                *on,
+                format!("Doel losgelaten: {} — {reason}", goal_title(goal)),
+            )
+        },
+        E::GoalReopened { goal, reason } => TimelineEntry {
+            members: goal_owner(goal).into_iter().collect(),
+            life_domains: goal_domains(goal),
+            ..new(
+                EntryKind::Goal,
+                recorded_on,
+                format!("Doel heropend: {} — {reason}", goal_title(goal)),
+            )
+        },
+        E::AgreementProposed { terms, .. } => TimelineEntry {
+            members: members_of(&terms.parties),
+            funding_domains: vec![terms.funding],
+            life_domains: terms
+                .goals
+                .iter()
+                .flat_map(|g| goal_domains(g))
+                .fold(Vec::new(), dedup),
+            ..new(
+                EntryKind::Agreement,
+                terms.start,
+                format!(
+                    "Afspraak voorgesteld: {} ({}{})",
+                    terms.title,
+                    terms.funding,
+                    if terms.pgb { ", PGB" } else { "" }
+                ),
+            )
+        },
+        E::AgreementAccepted { agreement: id } => TimelineEntry {
+            members: agreement_members(id),
+            funding_domains: agreement_funding(id),
+            ..new(
+                EntryKind::Agreement,
+                recorded_on,
+                format!("Afspraak geaccepteerd: {}", agreement_title(id)),
+            )
+        },
+        E::AgreementRejected {
+            agreement: id,
+            reason,
+        } => TimelineEntry {
+            members: agreement_members(id),
+            funding_domains: agreement_funding(id),
+            ..new(
+                EntryKind::Agreement,
+                recorded_on,
+                format!("Afspraak afgewezen: {} — {reason}", agreement_title(id)),
+            )
+        },
+        E::AgreementAmended {
+            agreement: id,
+            terms,
+            reason,
+        } => TimelineEntry {
+            members: members_of(&terms.parties),
+            funding_domains: agreement_funding(id)
+                .into_iter()
+                .chain([terms.funding])
+                .fold(Vec::new(), dedup),
+            ..new(
+                EntryKind::Agreement,
+                recorded_on,
+                format!("Afspraak gewijzigd: {} — {reason}", terms.title),
+            )
+        },
+        E::AgreementEnded {
+            agreement: id,
+            on,
+            reason,
+        } => TimelineEntry {
+            members: agreement_members(id),
+            funding_domains: agreement_funding(id),
+            ..new(
+                EntryKind::Agreement,
+                *on,
+                format!("Afspraak beëindigd: {} — {reason}", agreement_title(id)),
+            )
+        },
+        E::AgreementNotDelivered {
+            agreement: id,
+            on,
+            description,
+        } => TimelineEntry {
+            members: agreement_members(id),
+            funding_domains: agreement_funding(id),
+            ..new(
+                EntryKind::Agreement,
+                *on,
+                format!(
+                    "Niet geleverd zoals afgesproken: {} — {description}",
+                    agreement_title(id)
+                ),
+            )
+        },
+        E::IndicationRecorded {
+            member,
+            kind,
+            care_profile,
+            valid_from,
+            valid_until,
+            ..
+        } => TimelineEntry {
+            members: vec![*member],
+            funding_domains: vec![kind.funding_domain()],
+            ..new(
+                EntryKind::Indication,
+                *valid_from,
+                format!(
+                    "{kind} voor {}{}{}",
+                    member_name(member),
+                    care_profile
+                        .as_ref()
+                        .map(|p| format!(", zorgprofiel {p}"))
+                        .unwrap_or_default(),
+                    valid_until
+                        .map(|u| format!(", geldig tot en met {u}"))
+                        .unwrap_or_default()
+                ),
+            )
+        },
+        E::FundingTransitionRecorded {
+            member,
+            from,
+            to,
+            on,
+            reason,
+        } => TimelineEntry {
+            members: vec![*member],
+            funding_domains: vec![*from, *to],
+            ..new(
+                EntryKind::Transition,
+                *on,
+                format!("{}: van {from} naar {to} — {reason}", member_name(member)),
+            )
+        },
+        E::LogbookEntryAdded {
+            supporter,
+            on,
+            minutes,
+            mode,
+            tasks,
+            life_domains,
+            summary,
+            ..
+        } => TimelineEntry {
+            life_domains: life_domains.clone(),
+            ..new(
+                EntryKind::Logbook,
+                *on,
+                format!(
+                    "{} ({mode}, {minutes} min; {}): {summary}",
+                    contact_name(supporter),
+                    tasks
+                        .iter()
+                        .map(|t| t.display_name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        },
+        E::NoteAdded {
+            about,
+            text,
+            life_domains,
+            ..
+        } => TimelineEntry {
+            members: about.iter().copied().collect(),
+            life_domains: life_domains.clone(),
+            ..new(EntryKind::Note, recorded_on, format!("Notitie: {text}"))
+        },
+    }
+}
+
+fn members_of(parties: &[Party]) -> Vec<MemberId> {
+    parties
+        .iter()
+        .filter_map(|p| match p {
+            Party::Member(m) => Some(*m),
+            Party::Contact(_) => None,
+        })
+        .collect()
+}
+
+fn dedup<T: PartialEq>(mut acc: Vec<T>, item: T) -> Vec<T> {
+    if !acc.contains(&item) {
+        acc.push(item);
+    }
+    acc
+}

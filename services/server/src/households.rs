@@ -1,0 +1,322 @@
+//! Executing commands on households: load the household's state from its stream, decide,
+//! append the events with optimistic concurrency, and answer with the position written at.
+//!
+//! - A command may carry the revision the caller last saw (`expected_revision`); if the
+//!   household moved on, the command is refused as a conflict. Without it, a concurrent write
+//!   makes the command be decided again on the new state (a few times at most).
+//! - A command may carry a `request_id`; its events then get ids derived from it, so a retry is
+//!   recognised in the log and answered with the first outcome instead of acting twice.
+
+use naast_domain::ids::HouseholdId;
+use naast_domain::timeline::{self, TimelineEntry};
+use naast_domain::{Command, DomainError, DomainEvent, Household, decide};
+use naast_eventlog::{Direction, EventLog, ExpectedRevision, Metadata, NewEvent, RecordedEvent};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use uuid::Uuid;
+
+/// How often a command without an expected revision is decided again after losing a race.
+const MAX_ATTEMPTS: usize = 5;
+/// Households whose state is kept in memory between commands.
+const MAX_CACHED: usize = 10_000;
+/// Events read per step when loading a stream.
+const READ_CHUNK: usize = 1_000;
+
+/// Who asks, and how the command is to be applied.
+#[derive(Clone, Debug, Default)]
+pub struct CommandContext {
+    /// Makes retries idempotent: the same id, the same command, one effect.
+    pub request_id: Option<Uuid>,
+    /// The household's revision the caller based the command on.
+    pub expected_revision: Option<u64>,
+    /// The principal acting, recorded in each event's metadata.
+    pub actor: Option<String>,
+}
+
+/// What a command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Executed {
+    /// The household's revision after the command.
+    pub revision: u64,
+    /// Global position of the command's last event: pass it as a query's minimum position to
+    /// read your own write.
+    pub position: u64,
+    /// The command had been executed before under the same request id; nothing new happened.
+    pub replayed: bool,
+}
+
+/// Why a command was not executed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The domain refused it.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The household is not at the revision the caller expected.
+    #[error("household is at revision {actual:?}, not the expected {expected}")]
+    Conflict {
+        /// What the caller expected.
+        expected: u64,
+        /// Where the household is (`None`: it has no events).
+        actual: Option<u64>,
+    },
+    /// The request id was used for a different household.
+    #[error("request id {0} was already used for another household")]
+    RequestIdReused(Uuid),
+    /// Other writers kept winning the race.
+    #[error("the household changed {MAX_ATTEMPTS} times while deciding; try again")]
+    Contended,
+    /// A stored event cannot be read as a domain event.
+    #[error("stored event at position {position} is not a valid {event_type}: {reason}")]
+    BadEvent {
+        /// Where.
+        position: u64,
+        /// Its type.
+        event_type: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The event log failed.
+    #[error(transparent)]
+    Log(#[from] naast_eventlog::Error),
+}
+
+/// A household's state as of a revision.
+#[derive(Clone)]
+struct Snapshot {
+    state: Household,
+    revision: Option<u64>,
+}
+
+/// Commands and reads over all households.
+#[derive(Clone)]
+pub struct Households {
+    log: EventLog,
+    cache: Arc<Mutex<HashMap<HouseholdId, Snapshot>>>,
+}
+
+impl Households {
+    /// Serves households from `log`.
+    pub fn new(log: EventLog) -> Self {
+        Self {
+            log,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The event log underneath.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// Decides `command` on `household` and appends its events.
+    pub async fn execute(
+        &self,
+        household: HouseholdId,
+        command: Command,
+        context: &CommandContext,
+    ) -> Result<Executed, AppError> {
+        if let Some(request_id) = context.request_id
+            && let Some(done) = self.already_executed(household, request_id)?
+        {
+            return Ok(done);
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let snapshot = self.snapshot(household)?;
+            if let Some(expected) = context.expected_revision
+                && snapshot.revision != Some(expected)
+            {
+                return Err(AppError::Conflict {
+                    expected,
+                    actual: snapshot.revision,
+                });
+            }
+            let events = decide(&snapshot.state, command.clone())?;
+            let new_events = self.new_events(&events, context);
+            let expected = snapshot
+                .revision
+                .map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+            match self
+                .log
+                .append(&household.stream_id(), expected, new_events)
+                .await
+            {
+                Ok(outcome) => {
+                    let mut state = snapshot.state;
+                    for event in &events {
+                        state.apply(event);
+                    }
+                    self.remember(
+                        household,
+                        Snapshot {
+                            state,
+                            revision: Some(outcome.last_revision),
+                        },
+                    );
+                    return Ok(Executed {
+                        revision: outcome.last_revision,
+                        position: outcome.last_position,
+                        replayed: outcome.replayed,
+                    });
+                }
+                Err(naast_eventlog::Error::WrongExpectedRevision { actual, .. }) => {
+                    if let Some(expected) = context.expected_revision {
+                        return Err(AppError::Conflict { expected, actual });
+                    }
+                    // Someone else wrote first: decide again on the new state.
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Contended)
+    }
+
+    /// The household's current state and revision (`None` when it has no events).
+    pub fn state(&self, household: HouseholdId) -> Result<(Household, Option<u64>), AppError> {
+        let snapshot = self.snapshot(household)?;
+        Ok((snapshot.state, snapshot.revision))
+    }
+
+    /// The household's whole timeline, oldest first, with each entry's position.
+    pub fn timeline(
+        &self,
+        household: HouseholdId,
+    ) -> Result<Vec<(RecordedEvent, TimelineEntry)>, AppError> {
+        let mut state = Household::default();
+        let mut entries = Vec::new();
+        self.each_event(household, 0, |recorded, event| {
+            let entry = timeline::entry(&state, &event, recorded_on(&recorded));
+            state.apply(&event);
+            entries.push((recorded, entry));
+        })?;
+        Ok(entries)
+    }
+
+    fn new_events(&self, events: &[DomainEvent], context: &CommandContext) -> Vec<NewEvent> {
+        let correlation_id = context.request_id.or_else(|| Some(Uuid::now_v7()));
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| NewEvent {
+                id: match context.request_id {
+                    Some(request) => event_id(request, i),
+                    None => Uuid::now_v7(),
+                },
+                event_type: event.event_type().to_owned(),
+                schema_version: naast_domain::SCHEMA_VERSION,
+                metadata: Metadata {
+                    correlation_id,
+                    causation_id: None,
+                    actor: context.actor.clone(),
+                },
+                payload: event.to_payload().into(),
+            })
+            .collect()
+    }
+
+    /// If a command with this request id was executed, what it did.
+    fn already_executed(
+        &self,
+        household: HouseholdId,
+        request_id: Uuid,
+    ) -> Result<Option<Executed>, AppError> {
+        let Some(first) = self.log.read_event(event_id(request_id, 0))? else {
+            return Ok(None);
+        };
+        if first.stream_id != household.stream_id() {
+            return Err(AppError::RequestIdReused(request_id));
+        }
+        // The command's events follow the first one in its stream, with ids 1, 2, … of the
+        // request.
+        let mut last = first;
+        for index in 1.. {
+            let next =
+                self.log
+                    .read_stream(&last.stream_id, last.revision + 1, Direction::Forwards, 1)?;
+            match next.into_iter().next() {
+                Some(e) if e.id == event_id(request_id, index) => last = e,
+                _ => break,
+            }
+        }
+        Ok(Some(Executed {
+            revision: last.revision,
+            position: last.position,
+            replayed: true,
+        }))
+    }
+
+    fn snapshot(&self, household: HouseholdId) -> Result<Snapshot, AppError> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&household)
+            .cloned();
+        let mut snapshot = cached.unwrap_or(Snapshot {
+            state: Household::default(),
+            revision: None,
+        });
+        let from = snapshot.revision.map_or(0, |r| r + 1);
+        let mut revision = snapshot.revision;
+        self.each_event(household, from, |recorded, event| {
+            snapshot.state.apply(&event);
+            revision = Some(recorded.revision);
+        })?;
+        if revision != snapshot.revision {
+            snapshot.revision = revision;
+            self.remember(household, snapshot.clone());
+        }
+        Ok(snapshot)
+    }
+
+    fn remember(&self, household: HouseholdId, snapshot: Snapshot) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED && !cache.contains_key(&household) {
+            cache.clear();
+        }
+        cache.insert(household, snapshot);
+    }
+
+    /// Calls `f` with every event of the household from revision `from` on, decoded.
+    fn each_event(
+        &self,
+        household: HouseholdId,
+        from: u64,
+        mut f: impl FnMut(RecordedEvent, DomainEvent),
+    ) -> Result<(), AppError> {
+        let stream = household.stream_id();
+        let mut next = from;
+        loop {
+            let chunk = self
+                .log
+                .read_stream(&stream, next, Direction::Forwards, READ_CHUNK)?;
+            let Some(last) = chunk.last() else {
+                return Ok(());
+            };
+            next = last.revision + 1;
+            for recorded in chunk {
+                let event = DomainEvent::from_payload(&recorded.payload).map_err(|e| {
+                    AppError::BadEvent {
+                        position: recorded.position,
+                        event_type: recorded.event_type.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                f(recorded, event);
+            }
+        }
+    }
+}
+
+/// The id of the `index`th event of the command with this request id: a UUID v5 in the
+/// request's own namespace, so the same request always yields the same ids.
+fn event_id(request_id: Uuid, index: usize) -> Uuid {
+    Uuid::new_v5(&request_id, index.to_string().as_bytes())
+}
+
+/// The day (UTC) the log recorded an event.
+pub fn recorded_on(event: &RecordedEvent) -> time::Date {
+    let nanos = i128::from(event.recorded_at_micros) * 1_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .map(|t| t.date())
+        .unwrap_or(time::Date::MIN)
+}
