@@ -271,7 +271,7 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             life_domains: terms
                 .goals
                 .iter()
-                .flat_map(|g| goal_domains(g))
+                .flat_map(goal_domains)
                 .fold(Vec::new(), dedup),
             ..new(
                 EntryKind::Agreement,
