@@ -2,7 +2,11 @@
 //! descriptor set for gRPC reflection.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["naast/v1/event_log.proto"];
+    let protos = [
+        "naast/v1/event_log.proto",
+        "naast/v1/households.proto",
+        "naast/v1/vocabulary.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -189,7 +189,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
     use DomainEvent as E;
     if !household.registered && !matches!(command, C::RegisterHousehold { .. }) {
         return Err(DomainError::not_found(
-            "household",
+            "household_id",
             "household",
             "(this id)",
         ));
@@ -249,7 +249,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
                     format!("must be at most {}", v::MAX_HOURS_PER_WEEK),
                 ));
             }
-            v::date("on", on)?;
+            v::date("date", on)?;
             E::SupportPhaseChanged {
                 phase,
                 hours_per_week,
@@ -302,7 +302,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
                     current.status
                 )));
             }
-            v::date("on", on)?;
+            v::date("date", on)?;
             E::PlanActivated { plan, on }
         }
         C::EvaluatePlan {
@@ -317,7 +317,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
                     current.status
                 )));
             }
-            v::date("on", on)?;
+            v::date("date", on)?;
             v::text("evaluation", &evaluation, MAX_TEXT_CHARS, true)?;
             E::PlanEvaluated {
                 plan,
@@ -332,7 +332,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
                     "plan {plan} is already closed"
                 )));
             }
-            v::date("on", on)?;
+            v::date("date", on)?;
             v::text("reason", &reason, MAX_REASON_CHARS, true)?;
             E::PlanClosed { plan, on, reason }
         }
@@ -377,19 +377,19 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
         }
         C::NoteGoalProgress { goal, on, note } => {
             active_goal(household, goal, "given progress")?;
-            v::date("on", on)?;
+            v::date("date", on)?;
             v::text("note", &note, MAX_TEXT_CHARS, true)?;
             E::GoalProgressNoted { goal, on, note }
         }
         C::AchieveGoal { goal, on, note } => {
             active_goal(household, goal, "achieved")?;
-            v::date("on", on)?;
+            v::date("date", on)?;
             v::optional_text("note", &note, MAX_TEXT_CHARS, true)?;
             E::GoalAchieved { goal, on, note }
         }
         C::AbandonGoal { goal, on, reason } => {
             active_goal(household, goal, "abandoned")?;
-            v::date("on", on)?;
+            v::date("date", on)?;
             v::text("reason", &reason, MAX_REASON_CHARS, true)?;
             E::GoalAbandoned { goal, on, reason }
         }
@@ -458,10 +458,10 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
         } => {
             let current =
                 agreement_in(household, agreement, &[AgreementStatus::Accepted], "ended")?;
-            v::date("on", on)?;
+            v::date("date", on)?;
             if on < current.terms.start {
                 return Err(DomainError::invalid(
-                    "on",
+                    "date",
                     format!(
                         "{on} is before the agreement's start {}",
                         current.terms.start
@@ -486,7 +486,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
                 &[AgreementStatus::Accepted],
                 "reported not delivered",
             )?;
-            v::date("on", on)?;
+            v::date("date", on)?;
             v::text("description", &description, MAX_TEXT_CHARS, true)?;
             E::AgreementNotDelivered {
                 agreement,
@@ -550,7 +550,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
                     format!("contact {supporter} is not a supporter"),
                 ));
             }
-            v::date("on", on)?;
+            v::date("date", on)?;
             if minutes == 0 || minutes > v::MAX_LOGBOOK_MINUTES {
                 return Err(DomainError::invalid(
                     "minutes",
@@ -759,7 +759,7 @@ fn agreement_terms(household: &Household, terms: &AgreementTerms) -> Result<(), 
     if let Some(responsible) = terms.responsible {
         existing_contact(household, "terms.responsible_contact_id", responsible)?;
     }
-    v::period("terms.start", terms.start, "terms.end", terms.end)?;
+    v::period("terms.start_date", terms.start, "terms.end_date", terms.end)?;
     if let Some(frequency) = &terms.frequency {
         v::text("terms.frequency", frequency, MAX_SHORT_CHARS, false)?;
     }
@@ -774,7 +774,7 @@ fn agreement_terms(household: &Household, terms: &AgreementTerms) -> Result<(), 
         }
     }
     if let Some(review) = terms.review_on {
-        v::date("terms.review_on", review)?;
+        v::date("terms.review_date", review)?;
     }
     if let Some(plan) = terms.plan {
         existing_plan(household, "terms.plan_id", plan)?;
@@ -793,11 +793,11 @@ fn funding_transition(
     existing_member(household, "member_id", member)?;
     if from == to {
         return Err(DomainError::invalid(
-            "to",
+            "to_funding_domain",
             "must differ from the domain the care moves from",
         ));
     }
-    v::date("on", on)?;
+    v::date("date", on)?;
     v::text("reason", &reason, MAX_REASON_CHARS, true)?;
     let mut events = vec![DomainEvent::FundingTransitionRecorded {
         member,

@@ -337,7 +337,7 @@ fn an_agreement_not_delivered_is_under_review_until_amended() {
     assert_eq!(now.terms.frequency.as_deref(), Some("3 middagen per week"));
     assert!(matches!(
         decide(&f.household, Command::EndAgreement { agreement, on: date!(2025 - 08 - 01), reason: "x".into() }),
-        Err(DomainError::InvalidArgument { field, .. }) if field == "on"
+        Err(DomainError::InvalidArgument { field, .. }) if field == "date"
     ));
     run(
         &mut f.household,
@@ -440,7 +440,7 @@ fn turning_18_moves_jeugdwet_agreements_to_wmo_and_keeps_goals_and_coach() {
     assert!(f.household.contact(f.coach).is_some(), "the same coach");
     assert!(matches!(
         decide(&f.household, Command::RecordFundingTransition { member: f.teen, from: FundingDomain::Wmo, to: FundingDomain::Wmo, on: date!(2026 - 03 - 14), reason: "x".into() }),
-        Err(DomainError::InvalidArgument { field, .. }) if field == "to"
+        Err(DomainError::InvalidArgument { field, .. }) if field == "to_funding_domain"
     ));
 }
 
@@ -515,14 +515,14 @@ fn refused_commands_name_the_field() {
                 agreement: AgreementId::new(),
                 terms: bad_period,
             },
-            "terms.end",
+            "terms.end_date",
         ),
         (
             Command::ProposeAgreement {
                 agreement: AgreementId::new(),
                 terms: far_future,
             },
-            "terms.start",
+            "terms.start_date",
         ),
         (
             Command::ProposeAgreement {

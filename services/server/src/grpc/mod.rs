@@ -1,14 +1,18 @@
 //! The gRPC front door: the naast services, health and reflection on one listener, and the one
 //! shutdown path (stop accepting, end subscriptions, drain, close the log).
 
+mod convert;
 mod event_log;
+mod households;
 pub mod status;
 mod too_large;
 
 pub use event_log::EventLogApi;
+pub use households::HouseholdApi;
 
 use naast_eventlog::EventLog;
 use naast_proto::pb::event_log_service_server::EventLogServiceServer;
+use naast_proto::pb::household_service_server::HouseholdServiceServer;
 use std::future::Future;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -37,10 +41,14 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let (stop, stopped) = watch::channel(false);
     let api = EventLogApi::new(log.clone(), stopped);
+    let households = HouseholdApi::new(crate::households::Households::new(log.clone()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<EventLogServiceServer<EventLogApi>>()
+        .await;
+    health
+        .set_serving::<HouseholdServiceServer<HouseholdApi>>()
         .await;
     // Both reflection versions: grpcurl and grpcio speak v1alpha, newer tools v1.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -57,6 +65,11 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
+            HouseholdServiceServer::new(households)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
             EventLogServiceServer::new(api)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_REQUEST_BYTES),
@@ -66,6 +79,9 @@ pub async fn run(
             tracing::info!("shutting down: ending subscriptions, draining calls");
             health
                 .set_not_serving::<EventLogServiceServer<EventLogApi>>()
+                .await;
+            health
+                .set_not_serving::<HouseholdServiceServer<HouseholdApi>>()
                 .await;
             let _ = stop.send(true);
         })

@@ -53,3 +53,69 @@ pub fn from_log_error(err: Error) -> Status {
         }
     }
 }
+
+/// The status for a household command or read that failed.
+pub fn from_app_error(err: crate::households::AppError) -> Status {
+    use crate::households::AppError;
+    use naast_domain::DomainError;
+    match err {
+        AppError::Domain(DomainError::InvalidArgument { field, reason }) => {
+            invalid_argument(field, reason)
+        }
+        AppError::Domain(
+            ref e @ DomainError::NotFound {
+                ref field,
+                what,
+                ref id,
+            },
+        ) => {
+            let mut details =
+                ErrorDetails::with_bad_request_violation(field.clone(), e.to_string());
+            details.set_resource_info(what, id.clone(), "", "not in this household");
+            Status::with_error_details(Code::NotFound, e.to_string(), details)
+        }
+        AppError::Domain(
+            ref e @ DomainError::AlreadyExists {
+                ref field,
+                what,
+                ref id,
+            },
+        ) => {
+            let mut details =
+                ErrorDetails::with_bad_request_violation(field.clone(), e.to_string());
+            details.set_resource_info(what, id.clone(), "", "already in this household");
+            Status::with_error_details(Code::AlreadyExists, e.to_string(), details)
+        }
+        AppError::Domain(DomainError::FailedPrecondition(reason)) => {
+            Status::failed_precondition(reason)
+        }
+        AppError::Conflict { expected, actual } => Status::with_error_details(
+            Code::Aborted,
+            err.to_string(),
+            ErrorDetails::with_error_info(
+                "WRONG_EXPECTED_REVISION",
+                "naast",
+                [
+                    ("expected_revision".to_owned(), expected.to_string()),
+                    (
+                        "actual_revision".to_owned(),
+                        actual.map(|r| r.to_string()).unwrap_or_default(),
+                    ),
+                ],
+            ),
+        ),
+        AppError::RequestIdReused(_) => Status::with_error_details(
+            Code::AlreadyExists,
+            err.to_string(),
+            ErrorDetails::with_bad_request_violation("options.request_id", err.to_string()),
+        ),
+        AppError::Contended => Status::aborted(err.to_string()),
+        AppError::BadEvent { .. } => {
+            tracing::error!(error = %err, "undecodable event in a household stream");
+            Status::internal(
+                "a stored event of this household cannot be read; the operators have been alerted",
+            )
+        }
+        AppError::Log(e) => from_log_error(e),
+    }
+}

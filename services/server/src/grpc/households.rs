@@ -1,0 +1,650 @@
+//! `naast.v1.HouseholdService`: commands on households and their unified timeline. Each
+//! handler converts the request into a domain command (naming any bad field), executes it, and
+//! converts the outcome back.
+
+use super::convert::{self as c, Vocabulary};
+use super::status::{from_app_error, invalid_argument};
+use crate::households::{CommandContext, Executed, Households};
+use naast_domain::Command;
+use naast_domain::ids::{HouseholdId, MemberId};
+use naast_domain::state::{AgreementStatus, GoalStatus};
+use naast_domain::timeline::TimelineEntry;
+use naast_domain::vocab::{FundingDomain, LifeDomain};
+use naast_eventlog::RecordedEvent;
+use naast_proto::pb;
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+/// Entries in a timeline page when the request does not say.
+pub const DEFAULT_TIMELINE_PAGE: usize = 50;
+/// Most entries in a timeline page.
+pub const MAX_TIMELINE_PAGE: usize = 1_000;
+/// Longest a read waits for its `min_position`.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// The service over all households.
+#[derive(Clone)]
+pub struct HouseholdApi {
+    households: Households,
+}
+
+impl HouseholdApi {
+    /// Serves `households`.
+    pub fn new(households: Households) -> Self {
+        Self { households }
+    }
+
+    async fn execute(
+        &self,
+        household: HouseholdId,
+        options: Option<pb::CommandOptions>,
+        command: Command,
+    ) -> Result<pb::CommandResult, Status> {
+        let options = options.unwrap_or_default();
+        let context = CommandContext {
+            request_id: c::optional_id("options.request_id", &options.request_id)?,
+            expected_revision: options.expected_revision,
+            actor: None,
+        };
+        let Executed {
+            revision,
+            position,
+            replayed,
+        } = self
+            .households
+            .execute(household, command, &context)
+            .await
+            .map_err(from_app_error)?;
+        Ok(pb::CommandResult {
+            revision,
+            position,
+            replayed,
+        })
+    }
+
+    /// Waits until the log holds position `min_position` (if non-zero).
+    async fn reach(&self, min_position: u64) -> Result<(), Status> {
+        let log = self.households.log();
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        while min_position > 0 && log.head() <= min_position {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "position {min_position} was not reached within {MAX_WAIT:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+}
+
+fn household(id: &str) -> Result<HouseholdId, Status> {
+    c::id("household_id", id)
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl pb::household_service_server::HouseholdService for HouseholdApi {
+    async fn create_household(
+        &self,
+        request: Request<pb::CreateHouseholdRequest>,
+    ) -> Answer<pb::CreateHouseholdResponse> {
+        let r = request.into_inner();
+        let id: HouseholdId = c::new_id("household_id", &r.household_id)?;
+        let result = self
+            .execute(id, r.options, Command::RegisterHousehold { name: r.name })
+            .await?;
+        Ok(Response::new(pb::CreateHouseholdResponse {
+            result: Some(result),
+            household_id: id.to_string(),
+        }))
+    }
+
+    async fn get_household(
+        &self,
+        request: Request<pb::GetHouseholdRequest>,
+    ) -> Answer<pb::GetHouseholdResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        self.reach(r.min_position).await?;
+        let (state, revision) = self.households.state(id).map_err(from_app_error)?;
+        let Some(revision) = revision.filter(|_| state.registered) else {
+            return Err(Status::not_found(format!("household {id} not found")));
+        };
+        let household = pb::Household {
+            household_id: id.to_string(),
+            name: state.name.clone(),
+            revision,
+            members: state
+                .members
+                .iter()
+                .filter(|(_, m)| !m.removed)
+                .map(|(id, m)| pb::Member {
+                    member_id: id.to_string(),
+                    details: Some(c::member_to_proto(&m.details)),
+                })
+                .collect(),
+            contacts: state
+                .contacts
+                .iter()
+                .filter(|(_, x)| !x.removed)
+                .map(|(id, x)| pb::Contact {
+                    contact_id: id.to_string(),
+                    details: Some(c::contact_to_proto(&x.details)),
+                })
+                .collect(),
+            goals: state
+                .goals
+                .iter()
+                .map(|(id, g)| pb::Goal {
+                    goal_id: id.to_string(),
+                    owner_member_id: g.owner.to_string(),
+                    title: g.title.clone(),
+                    description: g.description.clone(),
+                    life_domains: g.life_domains.iter().map(|d| d.to_proto()).collect(),
+                    plan_id: g.plan.map(|p| p.to_string()).unwrap_or_default(),
+                    status: match g.status {
+                        GoalStatus::Active => pb::GoalStatus::Active,
+                        GoalStatus::Achieved => pb::GoalStatus::Achieved,
+                        GoalStatus::Abandoned => pb::GoalStatus::Abandoned,
+                    } as i32,
+                    progress_notes: g.progress_notes,
+                })
+                .collect(),
+            agreements: state
+                .agreements
+                .iter()
+                .map(|(id, a)| pb::Agreement {
+                    agreement_id: id.to_string(),
+                    terms: Some(c::terms_to_proto(&a.terms)),
+                    status: match a.status {
+                        AgreementStatus::Proposed => pb::AgreementStatus::Proposed,
+                        AgreementStatus::Accepted => pb::AgreementStatus::Accepted,
+                        AgreementStatus::Rejected => pb::AgreementStatus::Rejected,
+                        AgreementStatus::Ended => pb::AgreementStatus::Ended,
+                    } as i32,
+                    under_review: a.under_review,
+                })
+                .collect(),
+        };
+        Ok(Response::new(pb::GetHouseholdResponse {
+            household: Some(household),
+        }))
+    }
+
+    async fn create_member(
+        &self,
+        request: Request<pb::CreateMemberRequest>,
+    ) -> Answer<pb::CreateMemberResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let member: MemberId = c::new_id("member_id", &r.member_id)?;
+        let details = c::member_details("details", r.details)?;
+        let result = self
+            .execute(id, r.options, Command::AddMember { member, details })
+            .await?;
+        Ok(Response::new(pb::CreateMemberResponse {
+            result: Some(result),
+            member_id: member.to_string(),
+        }))
+    }
+
+    async fn update_member(
+        &self,
+        request: Request<pb::UpdateMemberRequest>,
+    ) -> Answer<pb::UpdateMemberResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let member = c::id("member_id", &r.member_id)?;
+        let details = c::member_details("details", r.details)?;
+        let result = self
+            .execute(id, r.options, Command::UpdateMember { member, details })
+            .await?;
+        Ok(Response::new(pb::UpdateMemberResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn delete_member(
+        &self,
+        request: Request<pb::DeleteMemberRequest>,
+    ) -> Answer<pb::DeleteMemberResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let member = c::id("member_id", &r.member_id)?;
+        let result = self
+            .execute(
+                id,
+                r.options,
+                Command::RemoveMember {
+                    member,
+                    reason: r.reason,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::DeleteMemberResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn create_contact(
+        &self,
+        request: Request<pb::CreateContactRequest>,
+    ) -> Answer<pb::CreateContactResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let contact = c::new_id("contact_id", &r.contact_id)?;
+        let details = c::contact_details("details", r.details)?;
+        let result = self
+            .execute(id, r.options, Command::AddContact { contact, details })
+            .await?;
+        Ok(Response::new(pb::CreateContactResponse {
+            result: Some(result),
+            contact_id: contact.to_string(),
+        }))
+    }
+
+    async fn delete_contact(
+        &self,
+        request: Request<pb::DeleteContactRequest>,
+    ) -> Answer<pb::DeleteContactResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let contact = c::id("contact_id", &r.contact_id)?;
+        let result = self
+            .execute(
+                id,
+                r.options,
+                Command::RemoveContact {
+                    contact,
+                    reason: r.reason,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::DeleteContactResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn create_goal(
+        &self,
+        request: Request<pb::CreateGoalRequest>,
+    ) -> Answer<pb::CreateGoalResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let goal = c::new_id("goal_id", &r.goal_id)?;
+        let command = Command::SetGoal {
+            goal,
+            owner: c::id("owner_member_id", &r.owner_member_id)?,
+            title: r.title,
+            description: r.description,
+            life_domains: LifeDomain::list("life_domains", &r.life_domains)?,
+            plan: c::optional_id("plan_id", &r.plan_id)?,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::CreateGoalResponse {
+            result: Some(result),
+            goal_id: goal.to_string(),
+        }))
+    }
+
+    async fn update_goal(
+        &self,
+        request: Request<pb::UpdateGoalRequest>,
+    ) -> Answer<pb::UpdateGoalResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::UpdateGoal {
+            goal: c::id("goal_id", &r.goal_id)?,
+            title: r.title,
+            description: r.description,
+            life_domains: LifeDomain::list("life_domains", &r.life_domains)?,
+            plan: c::optional_id("plan_id", &r.plan_id)?,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::UpdateGoalResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn note_goal_progress(
+        &self,
+        request: Request<pb::NoteGoalProgressRequest>,
+    ) -> Answer<pb::NoteGoalProgressResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::NoteGoalProgress {
+            goal: c::id("goal_id", &r.goal_id)?,
+            on: c::date("date", &r.date)?,
+            note: r.note,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::NoteGoalProgressResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn achieve_goal(
+        &self,
+        request: Request<pb::AchieveGoalRequest>,
+    ) -> Answer<pb::AchieveGoalResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::AchieveGoal {
+            goal: c::id("goal_id", &r.goal_id)?,
+            on: c::date("date", &r.date)?,
+            note: r.note,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::AchieveGoalResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn abandon_goal(
+        &self,
+        request: Request<pb::AbandonGoalRequest>,
+    ) -> Answer<pb::AbandonGoalResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::AbandonGoal {
+            goal: c::id("goal_id", &r.goal_id)?,
+            on: c::date("date", &r.date)?,
+            reason: r.reason,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::AbandonGoalResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn reopen_goal(
+        &self,
+        request: Request<pb::ReopenGoalRequest>,
+    ) -> Answer<pb::ReopenGoalResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::ReopenGoal {
+            goal: c::id("goal_id", &r.goal_id)?,
+            reason: r.reason,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::ReopenGoalResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn propose_agreement(
+        &self,
+        request: Request<pb::ProposeAgreementRequest>,
+    ) -> Answer<pb::ProposeAgreementResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let agreement = c::new_id("agreement_id", &r.agreement_id)?;
+        let terms = c::terms("terms", r.terms)?;
+        let result = self
+            .execute(
+                id,
+                r.options,
+                Command::ProposeAgreement { agreement, terms },
+            )
+            .await?;
+        Ok(Response::new(pb::ProposeAgreementResponse {
+            result: Some(result),
+            agreement_id: agreement.to_string(),
+        }))
+    }
+
+    async fn accept_agreement(
+        &self,
+        request: Request<pb::AcceptAgreementRequest>,
+    ) -> Answer<pb::AcceptAgreementResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::AcceptAgreement {
+            agreement: c::id("agreement_id", &r.agreement_id)?,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::AcceptAgreementResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn reject_agreement(
+        &self,
+        request: Request<pb::RejectAgreementRequest>,
+    ) -> Answer<pb::RejectAgreementResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::RejectAgreement {
+            agreement: c::id("agreement_id", &r.agreement_id)?,
+            reason: r.reason,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::RejectAgreementResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn amend_agreement(
+        &self,
+        request: Request<pb::AmendAgreementRequest>,
+    ) -> Answer<pb::AmendAgreementResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::AmendAgreement {
+            agreement: c::id("agreement_id", &r.agreement_id)?,
+            terms: c::terms("terms", r.terms)?,
+            reason: r.reason,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::AmendAgreementResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn end_agreement(
+        &self,
+        request: Request<pb::EndAgreementRequest>,
+    ) -> Answer<pb::EndAgreementResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::EndAgreement {
+            agreement: c::id("agreement_id", &r.agreement_id)?,
+            on: c::date("date", &r.date)?,
+            reason: r.reason,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::EndAgreementResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn report_agreement_not_delivered(
+        &self,
+        request: Request<pb::ReportAgreementNotDeliveredRequest>,
+    ) -> Answer<pb::ReportAgreementNotDeliveredResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::ReportNotDelivered {
+            agreement: c::id("agreement_id", &r.agreement_id)?,
+            on: c::date("date", &r.date)?,
+            description: r.description,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::ReportAgreementNotDeliveredResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn record_funding_transition(
+        &self,
+        request: Request<pb::RecordFundingTransitionRequest>,
+    ) -> Answer<pb::RecordFundingTransitionResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::RecordFundingTransition {
+            member: c::id("member_id", &r.member_id)?,
+            from: FundingDomain::required("from_funding_domain", r.from_funding_domain)?,
+            to: FundingDomain::required("to_funding_domain", r.to_funding_domain)?,
+            on: c::date("date", &r.date)?,
+            reason: r.reason,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::RecordFundingTransitionResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn create_note(
+        &self,
+        request: Request<pb::CreateNoteRequest>,
+    ) -> Answer<pb::CreateNoteResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let note = c::new_id("note_id", &r.note_id)?;
+        let command = Command::AddNote {
+            note,
+            about: c::optional_id("about_member_id", &r.about_member_id)?,
+            text: r.text,
+            life_domains: LifeDomain::list("life_domains", &r.life_domains)?,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::CreateNoteResponse {
+            result: Some(result),
+            note_id: note.to_string(),
+        }))
+    }
+
+    async fn list_timeline_entries(
+        &self,
+        request: Request<pb::ListTimelineEntriesRequest>,
+    ) -> Answer<pb::ListTimelineEntriesResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let filter = TimelineFilter::from_request(&r)?;
+        let page_size = match usize::try_from(r.page_size) {
+            Ok(0) => DEFAULT_TIMELINE_PAGE,
+            Ok(n) if n <= MAX_TIMELINE_PAGE => n,
+            _ => {
+                return Err(invalid_argument(
+                    "page_size",
+                    format!("{} is not between 0 and {MAX_TIMELINE_PAGE}", r.page_size),
+                ));
+            }
+        };
+        let start_revision = match r.page_token.as_str() {
+            "" => 0,
+            token => token
+                .strip_prefix('t')
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    invalid_argument("page_token", "is not a token of a previous page")
+                })?,
+        };
+        self.reach(r.min_position).await?;
+        let timeline = self.households.timeline(id).map_err(from_app_error)?;
+        if timeline.is_empty() {
+            return Err(Status::not_found(format!("household {id} not found")));
+        }
+        let mut matching = timeline.into_iter().filter(|(recorded, entry)| {
+            recorded.revision >= start_revision && filter.admits(entry)
+        });
+        let entries: Vec<pb::TimelineEntry> = matching
+            .by_ref()
+            .take(page_size)
+            .map(|(r, e)| entry_to_proto(&r, &e))
+            .collect();
+        let next_page_token = matching
+            .next()
+            .map(|(r, _)| format!("t{}", r.revision))
+            .unwrap_or_default();
+        Ok(Response::new(pb::ListTimelineEntriesResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+}
+
+/// Which timeline entries a request wants.
+struct TimelineFilter {
+    member: Option<MemberId>,
+    life_domains: Vec<LifeDomain>,
+    funding_domains: Vec<FundingDomain>,
+    kinds: Vec<i32>,
+    start: Option<time::Date>,
+    end: Option<time::Date>,
+}
+
+impl TimelineFilter {
+    fn from_request(r: &pb::ListTimelineEntriesRequest) -> Result<Self, Status> {
+        for (i, kind) in r.kinds.iter().enumerate() {
+            match pb::TimelineEntryKind::try_from(*kind) {
+                Ok(pb::TimelineEntryKind::Unspecified) | Err(_) => {
+                    return Err(invalid_argument(
+                        format!("kinds[{i}]"),
+                        format!("{kind} is not a timeline entry kind"),
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+        let filter = Self {
+            member: c::optional_id("member_id", &r.member_id)?,
+            life_domains: LifeDomain::list("life_domains", &r.life_domains)?,
+            funding_domains: FundingDomain::list("funding_domains", &r.funding_domains)?,
+            kinds: r.kinds.clone(),
+            start: c::optional_date("start_date", &r.start_date)?,
+            end: c::optional_date("end_date", &r.end_date)?,
+        };
+        if let (Some(start), Some(end)) = (filter.start, filter.end)
+            && end < start
+        {
+            return Err(invalid_argument(
+                "end_date",
+                format!("{end} is before start_date {start}"),
+            ));
+        }
+        Ok(filter)
+    }
+
+    fn admits(&self, entry: &TimelineEntry) -> bool {
+        self.member.is_none_or(|m| entry.members.contains(&m))
+            && (self.life_domains.is_empty()
+                || entry
+                    .life_domains
+                    .iter()
+                    .any(|d| self.life_domains.contains(d)))
+            && (self.funding_domains.is_empty()
+                || entry
+                    .funding_domains
+                    .iter()
+                    .any(|d| self.funding_domains.contains(d)))
+            && (self.kinds.is_empty()
+                || self
+                    .kinds
+                    .contains(&(c::entry_kind_to_proto(entry.kind) as i32)))
+            && self.start.is_none_or(|s| entry.date >= s)
+            && self.end.is_none_or(|e| entry.date <= e)
+    }
+}
+
+fn entry_to_proto(recorded: &RecordedEvent, entry: &TimelineEntry) -> pb::TimelineEntry {
+    let seconds = i64::try_from(recorded.recorded_at_micros / 1_000_000).unwrap_or(i64::MAX);
+    // Below one million microseconds, so the nanoseconds fit an i32.
+    let nanos = i32::try_from((recorded.recorded_at_micros % 1_000_000) * 1_000).unwrap_or(0);
+    pb::TimelineEntry {
+        position: recorded.position,
+        revision: recorded.revision,
+        kind: c::entry_kind_to_proto(entry.kind) as i32,
+        date: c::date_string(entry.date),
+        summary: entry.summary.clone(),
+        member_ids: entry.members.iter().map(|m| m.to_string()).collect(),
+        life_domains: entry.life_domains.iter().map(|d| d.to_proto()).collect(),
+        funding_domains: entry.funding_domains.iter().map(|d| d.to_proto()).collect(),
+        event_type: recorded.event_type.clone(),
+        recorded_at: Some(prost_types::Timestamp { seconds, nanos }),
+        actor: recorded.metadata.actor.clone().unwrap_or_default(),
+    }
+}

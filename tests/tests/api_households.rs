@@ -1,0 +1,948 @@
+//! The household API over gRPC against the real `naast serve` process: scenario 2 (the
+//! 16-year-old who turns 18: Jeugdwet ends, Wmo takes over, same coach and goals), the unified
+//! timeline with its filters, idempotent retries, conflicts, and a table of bad requests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
+use naast_proto::pb;
+use naast_proto::pb::household_service_client::HouseholdServiceClient;
+use naast_tests::Server;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+type Api = HouseholdServiceClient<Channel>;
+
+async fn api(server: &Server) -> Api {
+    HouseholdServiceClient::connect(server.url()).await.unwrap()
+}
+
+fn member(
+    name: &str,
+    role: pb::MemberRole,
+    relation: pb::Relation,
+    birth: &str,
+) -> Option<pb::MemberDetails> {
+    Some(pb::MemberDetails {
+        name: name.into(),
+        role: role as i32,
+        relation: relation as i32,
+        birth_date: birth.into(),
+    })
+}
+
+struct Scenario {
+    household: String,
+    teen: String,
+    mother: String,
+    coach: String,
+    provider: String,
+    goal: String,
+    agreement: String,
+}
+
+/// Scenario 2 up to the 18th birthday.
+async fn scenario_two(api: &mut Api) -> Scenario {
+    let household = api
+        .create_household(pb::CreateHouseholdRequest {
+            name: "Familie Bakker".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household_id;
+    let add = |details| pb::CreateMemberRequest {
+        household_id: household.clone(),
+        details,
+        ..Default::default()
+    };
+    let teen = api
+        .create_member(add(member(
+            "Sam",
+            pb::MemberRole::Client,
+            pb::Relation::Unspecified,
+            "2008-03-14",
+        )))
+        .await
+        .unwrap()
+        .into_inner()
+        .member_id;
+    let mother = api
+        .create_member(add(member(
+            "Ingrid",
+            pb::MemberRole::LegalRepresentative,
+            pb::Relation::Parent,
+            "",
+        )))
+        .await
+        .unwrap()
+        .into_inner()
+        .member_id;
+    api.create_member(add(member(
+        "Lotte",
+        pb::MemberRole::Relative,
+        pb::Relation::Sibling,
+        "2010-06-01",
+    )))
+    .await
+    .unwrap();
+    let contact = |kind: pb::ContactKind, name: &str, supporter: pb::SupporterKind| {
+        pb::CreateContactRequest {
+            household_id: household.clone(),
+            details: Some(pb::ContactDetails {
+                kind: kind as i32,
+                name: name.into(),
+                supporter_kind: supporter as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    };
+    let coach = api
+        .create_contact(contact(
+            pb::ContactKind::Supporter,
+            "Mirjam",
+            pb::SupporterKind::LifeCourseCoach,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact_id;
+    let provider = api
+        .create_contact(contact(
+            pb::ContactKind::CareProvider,
+            "Jeugdzorg Oost",
+            pb::SupporterKind::Unspecified,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact_id;
+    let goal = api
+        .create_goal(pb::CreateGoalRequest {
+            household_id: household.clone(),
+            owner_member_id: teen.clone(),
+            title: "structuur in de week".into(),
+            life_domains: vec![
+                pb::LifeDomain::SelfDetermination as i32,
+                pb::LifeDomain::Education as i32,
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .goal_id;
+    let agreement = api
+        .propose_agreement(pb::ProposeAgreementRequest {
+            household_id: household.clone(),
+            terms: Some(pb::AgreementTerms {
+                title: "begeleiding twee middagen per week".into(),
+                parties: vec![
+                    pb::Party {
+                        party: Some(pb::party::Party::MemberId(teen.clone())),
+                    },
+                    pb::Party {
+                        party: Some(pb::party::Party::ContactId(provider.clone())),
+                    },
+                ],
+                responsible_contact_id: provider.clone(),
+                funding_domain: pb::FundingDomain::Jeugdwet as i32,
+                start_date: "2025-09-01".into(),
+                frequency: "2 middagen per week".into(),
+                goal_ids: vec![goal.clone()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agreement_id;
+    api.accept_agreement(pb::AcceptAgreementRequest {
+        household_id: household.clone(),
+        agreement_id: agreement.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    Scenario {
+        household,
+        teen,
+        mother,
+        coach,
+        provider,
+        goal,
+        agreement,
+    }
+}
+
+#[tokio::test]
+async fn turning_18_moves_care_from_jeugdwet_to_wmo_on_one_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut api = api(&server).await;
+    let s = scenario_two(&mut api).await;
+    let transition = api
+        .record_funding_transition(pb::RecordFundingTransitionRequest {
+            household_id: s.household.clone(),
+            member_id: s.teen.clone(),
+            from_funding_domain: pb::FundingDomain::Jeugdwet as i32,
+            to_funding_domain: pb::FundingDomain::Wmo as i32,
+            date: "2026-03-14".into(),
+            reason: "18 jaar".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+
+    let household = api
+        .get_household(pb::GetHouseholdRequest {
+            household_id: s.household.clone(),
+            min_position: transition.position,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household
+        .unwrap();
+    assert_eq!(household.revision, transition.revision);
+    let agreement = household
+        .agreements
+        .iter()
+        .find(|a| a.agreement_id == s.agreement)
+        .unwrap();
+    let terms = agreement.terms.as_ref().unwrap();
+    assert_eq!(
+        terms.funding_domain,
+        pb::FundingDomain::Wmo as i32,
+        "the agreement carries on under the Wmo"
+    );
+    assert_eq!(agreement.status, pb::AgreementStatus::Accepted as i32);
+    assert_eq!(terms.goal_ids, vec![s.goal.clone()]);
+    assert_eq!(household.goals[0].status, pb::GoalStatus::Active as i32);
+    assert!(
+        household.contacts.iter().any(|c| c.contact_id == s.coach),
+        "the same coach"
+    );
+    assert_eq!(household.members.len(), 3);
+
+    let timeline = |filter: pb::ListTimelineEntriesRequest| {
+        let mut api = api.clone();
+        let household = s.household.clone();
+        async move {
+            api.list_timeline_entries(pb::ListTimelineEntriesRequest {
+                household_id: household,
+                ..filter
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    let all = timeline(Default::default()).await;
+    assert_eq!(
+        all.entries.len() as u64,
+        transition.revision + 1,
+        "one entry per event"
+    );
+    let revisions: Vec<u64> = all.entries.iter().map(|e| e.revision).collect();
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "oldest first");
+    let last_two: Vec<&str> = all.entries[all.entries.len() - 2..]
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(last_two, ["FundingTransitionRecorded", "AgreementAmended"]);
+    let moved = &all.entries[all.entries.len() - 2];
+    assert_eq!(moved.date, "2026-03-14");
+    assert!(
+        moved.summary.contains("Sam")
+            && moved.summary.contains("Jeugdwet")
+            && moved.summary.contains("Wmo"),
+        "{}",
+        moved.summary
+    );
+    assert_eq!(
+        moved.funding_domains,
+        vec![
+            pb::FundingDomain::Jeugdwet as i32,
+            pb::FundingDomain::Wmo as i32
+        ]
+    );
+
+    let wmo = timeline(pb::ListTimelineEntriesRequest {
+        funding_domains: vec![pb::FundingDomain::Wmo as i32],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        wmo.entries.len(),
+        2,
+        "the transition and the carried agreement"
+    );
+    let jeugdwet = timeline(pb::ListTimelineEntriesRequest {
+        funding_domains: vec![pb::FundingDomain::Jeugdwet as i32],
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        jeugdwet
+            .entries
+            .iter()
+            .any(|e| e.event_type == "AgreementProposed")
+    );
+    let goals = timeline(pb::ListTimelineEntriesRequest {
+        kinds: vec![pb::TimelineEntryKind::Goal as i32],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(goals.entries.len(), 1);
+    let education = timeline(pb::ListTimelineEntriesRequest {
+        life_domains: vec![pb::LifeDomain::Education as i32],
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        education
+            .entries
+            .iter()
+            .all(|e| e.life_domains.contains(&(pb::LifeDomain::Education as i32)))
+    );
+    assert!(!education.entries.is_empty());
+    let mothers = timeline(pb::ListTimelineEntriesRequest {
+        member_id: s.mother.clone(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        mothers.entries.len(),
+        1,
+        "only her own arrival concerns the mother"
+    );
+    let later = timeline(pb::ListTimelineEntriesRequest {
+        start_date: "2026-01-01".into(),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        later
+            .entries
+            .iter()
+            .all(|e| e.date.as_str() >= "2026-01-01")
+    );
+
+    // Paging walks the same entries.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = timeline(pb::ListTimelineEntriesRequest {
+            page_size: 3,
+            page_token: token.clone(),
+            ..Default::default()
+        })
+        .await;
+        assert!(page.entries.len() <= 3);
+        paged.extend(page.entries.into_iter().map(|e| e.position));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        paged,
+        all.entries.iter().map(|e| e.position).collect::<Vec<_>>()
+    );
+    let _ = (&s.provider,);
+}
+
+#[tokio::test]
+async fn a_retried_command_acts_once_and_a_stale_one_is_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut api = api(&server).await;
+    let s = scenario_two(&mut api).await;
+    let request = pb::CreateNoteRequest {
+        household_id: s.household.clone(),
+        options: Some(pb::CommandOptions {
+            request_id: "01937a4e-0000-7000-8000-00000000a001".into(),
+            expected_revision: None,
+        }),
+        text: "moeder is gestopt met werken".into(),
+        about_member_id: s.mother.clone(),
+        ..Default::default()
+    };
+    let first = api
+        .create_note(request.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    let again = api
+        .create_note(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    assert!(again.replayed && !first.replayed);
+    assert_eq!(
+        (again.revision, again.position),
+        (first.revision, first.position)
+    );
+
+    let stale = api
+        .create_note(pb::CreateNoteRequest {
+            household_id: s.household.clone(),
+            options: Some(pb::CommandOptions {
+                request_id: String::new(),
+                expected_revision: Some(first.revision - 1),
+            }),
+            text: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("stale revision");
+    assert_eq!(stale.code(), Code::Aborted);
+    let info = stale.get_details_error_info().unwrap();
+    assert_eq!(info.metadata["actual_revision"], first.revision.to_string());
+    let household = api
+        .get_household(pb::GetHouseholdRequest {
+            household_id: s.household.clone(),
+            min_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household
+        .unwrap();
+    assert_eq!(
+        household.revision, first.revision,
+        "nothing written by the retry or the stale command"
+    );
+}
+
+/// Each bad request: the code, and for field errors the field named in a BadRequest.
+#[tokio::test]
+async fn bad_requests_get_the_right_code_and_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut api = api(&server).await;
+    let s = scenario_two(&mut api).await;
+    let before = api
+        .get_household(pb::GetHouseholdRequest {
+            household_id: s.household.clone(),
+            min_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household
+        .unwrap()
+        .revision;
+    let h = || s.household.clone();
+    let unknown = "01937a4e-0000-7000-8000-00000000ffff".to_owned();
+    let good_terms = || pb::AgreementTerms {
+        title: "logeeropvang".into(),
+        parties: vec![pb::Party {
+            party: Some(pb::party::Party::MemberId(s.teen.clone())),
+        }],
+        funding_domain: pb::FundingDomain::Wlz as i32,
+        start_date: "2026-01-01".into(),
+        ..Default::default()
+    };
+    let propose = |f: &dyn Fn(&mut pb::AgreementTerms)| {
+        let mut terms = good_terms();
+        f(&mut terms);
+        pb::ProposeAgreementRequest {
+            household_id: h(),
+            terms: Some(terms),
+            ..Default::default()
+        }
+    };
+    let goal = |f: &dyn Fn(&mut pb::CreateGoalRequest)| {
+        let mut r = pb::CreateGoalRequest {
+            household_id: h(),
+            owner_member_id: s.teen.clone(),
+            title: "zelf koken".into(),
+            life_domains: vec![pb::LifeDomain::Housing as i32],
+            ..Default::default()
+        };
+        f(&mut r);
+        r
+    };
+    let mut results: Vec<(&str, Result<(), tonic::Status>, Code, &str)> = Vec::new();
+    macro_rules! case {
+        ($what:expr, $call:expr, $code:expr, $field:expr) => {
+            results.push(($what, $call.await.map(|_| ()), $code, $field));
+        };
+    }
+    case!(
+        "missing household id",
+        api.create_note(pb::CreateNoteRequest {
+            text: "x".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "household_id"
+    );
+    case!(
+        "malformed household id",
+        api.create_note(pb::CreateNoteRequest {
+            household_id: "42".into(),
+            text: "x".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "household_id"
+    );
+    case!(
+        "unknown household",
+        api.create_note(pb::CreateNoteRequest {
+            household_id: unknown.clone(),
+            text: "x".into(),
+            ..Default::default()
+        }),
+        Code::NotFound,
+        "household_id"
+    );
+    case!(
+        "unknown household read",
+        api.get_household(pb::GetHouseholdRequest {
+            household_id: unknown.clone(),
+            min_position: 0
+        }),
+        Code::NotFound,
+        ""
+    );
+    case!(
+        "empty household name",
+        api.create_household(pb::CreateHouseholdRequest {
+            name: " ".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "name"
+    );
+    case!(
+        "household name too long",
+        api.create_household(pb::CreateHouseholdRequest {
+            name: "x".repeat(201),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "name"
+    );
+    case!(
+        "registered twice",
+        api.create_household(pb::CreateHouseholdRequest {
+            household_id: h(),
+            name: "again".into(),
+            ..Default::default()
+        }),
+        Code::FailedPrecondition,
+        ""
+    );
+    case!(
+        "member without details",
+        api.create_member(pb::CreateMemberRequest {
+            household_id: h(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "details"
+    );
+    case!(
+        "member without role",
+        api.create_member(pb::CreateMemberRequest {
+            household_id: h(),
+            details: member("Oma", pb::MemberRole::Unspecified, pb::Relation::Parent, ""),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "details.role"
+    );
+    case!(
+        "member with unknown role",
+        api.create_member(pb::CreateMemberRequest {
+            household_id: h(),
+            details: Some(pb::MemberDetails {
+                name: "Oma".into(),
+                role: 77,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "details.role"
+    );
+    case!(
+        "relative without relation",
+        api.create_member(pb::CreateMemberRequest {
+            household_id: h(),
+            details: member(
+                "Oma",
+                pb::MemberRole::Relative,
+                pb::Relation::Unspecified,
+                ""
+            ),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "details.relation"
+    );
+    case!(
+        "impossible birth date",
+        api.create_member(pb::CreateMemberRequest {
+            household_id: h(),
+            details: member(
+                "Oma",
+                pb::MemberRole::Client,
+                pb::Relation::Unspecified,
+                "1950-02-30"
+            ),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "details.birth_date"
+    );
+    case!(
+        "birth date out of range",
+        api.create_member(pb::CreateMemberRequest {
+            household_id: h(),
+            details: member(
+                "Oma",
+                pb::MemberRole::Client,
+                pb::Relation::Unspecified,
+                "1850-01-01"
+            ),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "details.birth_date"
+    );
+    case!(
+        "existing member id",
+        api.create_member(pb::CreateMemberRequest {
+            household_id: h(),
+            member_id: s.teen.clone(),
+            details: member("Sam", pb::MemberRole::Client, pb::Relation::Unspecified, ""),
+            ..Default::default()
+        }),
+        Code::AlreadyExists,
+        "member_id"
+    );
+    case!(
+        "unknown member update",
+        api.update_member(pb::UpdateMemberRequest {
+            household_id: h(),
+            member_id: unknown.clone(),
+            details: member("X", pb::MemberRole::Client, pb::Relation::Unspecified, ""),
+            ..Default::default()
+        }),
+        Code::NotFound,
+        "member_id"
+    );
+    case!(
+        "supporter without kind",
+        api.create_contact(pb::CreateContactRequest {
+            household_id: h(),
+            details: Some(pb::ContactDetails {
+                kind: pb::ContactKind::Supporter as i32,
+                name: "X".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "details.supporter_kind"
+    );
+    case!(
+        "contact without kind",
+        api.create_contact(pb::CreateContactRequest {
+            household_id: h(),
+            details: Some(pb::ContactDetails {
+                name: "X".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "details.kind"
+    );
+    case!(
+        "goal without title",
+        api.create_goal(goal(&|r| r.title.clear())),
+        Code::InvalidArgument,
+        "title"
+    );
+    case!(
+        "goal title with control character",
+        api.create_goal(goal(&|r| r.title = "a\u{1b}b".into())),
+        Code::InvalidArgument,
+        "title"
+    );
+    case!(
+        "goal description too long",
+        api.create_goal(goal(&|r| r.description = "x".repeat(4001))),
+        Code::InvalidArgument,
+        "description"
+    );
+    case!(
+        "goal without life domain",
+        api.create_goal(goal(&|r| r.life_domains.clear())),
+        Code::InvalidArgument,
+        "life_domains"
+    );
+    case!(
+        "goal with unspecified life domain",
+        api.create_goal(goal(&|r| r.life_domains.push(0))),
+        Code::InvalidArgument,
+        "life_domains[1]"
+    );
+    case!(
+        "goal with unknown life domain",
+        api.create_goal(goal(&|r| r.life_domains = vec![99])),
+        Code::InvalidArgument,
+        "life_domains[0]"
+    );
+    case!(
+        "goal with a life domain twice",
+        api.create_goal(goal(&|r| r
+            .life_domains
+            .push(pb::LifeDomain::Housing as i32))),
+        Code::InvalidArgument,
+        "life_domains[1]"
+    );
+    case!(
+        "goal of an unknown member",
+        api.create_goal(goal(&|r| r.owner_member_id = unknown.clone())),
+        Code::NotFound,
+        "owner_member_id"
+    );
+    case!(
+        "goal in an unknown plan",
+        api.create_goal(goal(&|r| r.plan_id = unknown.clone())),
+        Code::NotFound,
+        "plan_id"
+    );
+    case!(
+        "progress on an unknown goal",
+        api.note_goal_progress(pb::NoteGoalProgressRequest {
+            household_id: h(),
+            goal_id: unknown.clone(),
+            date: "2026-01-01".into(),
+            note: "x".into(),
+            ..Default::default()
+        }),
+        Code::NotFound,
+        "goal_id"
+    );
+    case!(
+        "progress without date",
+        api.note_goal_progress(pb::NoteGoalProgressRequest {
+            household_id: h(),
+            goal_id: s.goal.clone(),
+            note: "x".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "date"
+    );
+    case!(
+        "reopening an active goal",
+        api.reopen_goal(pb::ReopenGoalRequest {
+            household_id: h(),
+            goal_id: s.goal.clone(),
+            reason: "x".into(),
+            ..Default::default()
+        }),
+        Code::FailedPrecondition,
+        ""
+    );
+    case!(
+        "agreement without terms",
+        api.propose_agreement(pb::ProposeAgreementRequest {
+            household_id: h(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "terms"
+    );
+    case!(
+        "agreement ending before it starts",
+        api.propose_agreement(propose(&|t| t.end_date = "2025-12-31".into())),
+        Code::InvalidArgument,
+        "terms.end_date"
+    );
+    case!(
+        "agreement without funding domain",
+        api.propose_agreement(propose(&|t| t.funding_domain = 0)),
+        Code::InvalidArgument,
+        "terms.funding_domain"
+    );
+    case!(
+        "agreement with malformed start",
+        api.propose_agreement(propose(&|t| t.start_date = "1-1-2026".into())),
+        Code::InvalidArgument,
+        "terms.start_date"
+    );
+    case!(
+        "agreement without parties",
+        api.propose_agreement(propose(&|t| t.parties.clear())),
+        Code::InvalidArgument,
+        "terms.parties"
+    );
+    case!(
+        "agreement with an empty party",
+        api.propose_agreement(propose(&|t| t.parties.push(pb::Party { party: None }))),
+        Code::InvalidArgument,
+        "terms.parties[1]"
+    );
+    case!(
+        "agreement with an unknown party",
+        api.propose_agreement(propose(&|t| t.parties.push(pb::Party {
+            party: Some(pb::party::Party::ContactId(unknown.clone()))
+        }))),
+        Code::NotFound,
+        "terms.parties[1]"
+    );
+    case!(
+        "agreement for an unknown goal",
+        api.propose_agreement(propose(&|t| t.goal_ids.push(unknown.clone()))),
+        Code::NotFound,
+        "terms.goal_ids[0]"
+    );
+    case!(
+        "accepting an accepted agreement",
+        api.accept_agreement(pb::AcceptAgreementRequest {
+            household_id: h(),
+            agreement_id: s.agreement.clone(),
+            ..Default::default()
+        }),
+        Code::FailedPrecondition,
+        ""
+    );
+    case!(
+        "ending before the start",
+        api.end_agreement(pb::EndAgreementRequest {
+            household_id: h(),
+            agreement_id: s.agreement.clone(),
+            date: "2025-01-01".into(),
+            reason: "x".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "date"
+    );
+    case!(
+        "transition to the same domain",
+        api.record_funding_transition(pb::RecordFundingTransitionRequest {
+            household_id: h(),
+            member_id: s.teen.clone(),
+            from_funding_domain: 4,
+            to_funding_domain: 4,
+            date: "2026-03-14".into(),
+            reason: "x".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "to_funding_domain"
+    );
+    case!(
+        "malformed request id",
+        api.create_note(pb::CreateNoteRequest {
+            household_id: h(),
+            options: Some(pb::CommandOptions {
+                request_id: "retry-1".into(),
+                expected_revision: None
+            }),
+            text: "x".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "options.request_id"
+    );
+    case!(
+        "timeline page too large",
+        api.list_timeline_entries(pb::ListTimelineEntriesRequest {
+            household_id: h(),
+            page_size: 1001,
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "page_size"
+    );
+    case!(
+        "timeline with bad token",
+        api.list_timeline_entries(pb::ListTimelineEntriesRequest {
+            household_id: h(),
+            page_token: "x1".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "page_token"
+    );
+    case!(
+        "timeline ending before it starts",
+        api.list_timeline_entries(pb::ListTimelineEntriesRequest {
+            household_id: h(),
+            start_date: "2026-02-01".into(),
+            end_date: "2026-01-01".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "end_date"
+    );
+    case!(
+        "timeline with unknown kind",
+        api.list_timeline_entries(pb::ListTimelineEntriesRequest {
+            household_id: h(),
+            kinds: vec![42],
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "kinds[0]"
+    );
+    case!(
+        "note too large for the wire",
+        api.create_note(pb::CreateNoteRequest {
+            household_id: h(),
+            text: "x".repeat(6 * 1024 * 1024),
+            ..Default::default()
+        }),
+        Code::ResourceExhausted,
+        ""
+    );
+
+    assert!(results.len() >= 30);
+    for (what, result, code, field) in results {
+        let status = result.expect_err(what);
+        assert_eq!(status.code(), code, "{what}: {status:?}");
+        if !field.is_empty() {
+            let bad = status
+                .get_details_bad_request()
+                .unwrap_or_else(|| panic!("{what}: no BadRequest in {status:?}"));
+            assert_eq!(bad.field_violations[0].field, field, "{what}");
+        }
+    }
+    let after = api
+        .get_household(pb::GetHouseholdRequest {
+            household_id: s.household.clone(),
+            min_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household
+        .unwrap()
+        .revision;
+    assert_eq!(
+        after, before,
+        "nothing was written for any rejected command"
+    );
+}
