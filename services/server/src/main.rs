@@ -24,6 +24,9 @@ struct Cli {
 enum Command {
     /// Serve the gRPC API over the event log in the data directory.
     Serve(ServeArgs),
+    /// Start the server, enact the five pilot scenarios through the gRPC API and print each
+    /// family's unified timeline.
+    Demo(DemoArgs),
     /// Measure throughput and latency; prints one JSON object per line.
     Bench {
         #[command(subcommand)]
@@ -44,6 +47,19 @@ struct ServeArgs {
     config: Option<std::path::PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Keep serving the demo data afterwards (until SIGINT/SIGTERM), for a PGO or a gRPC tool.
+    #[arg(long)]
+    serve: bool,
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Directory for the demo's event log [default: a fresh temporary one, removed afterwards].
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum BenchTarget {
     /// The event log: durable appends, catch-up, stream reads.
@@ -51,17 +67,23 @@ enum BenchTarget {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo's output is the timelines; the server's own notes would only get in the way.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NAAST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Demo(args) => demo(args),
         Command::Bench {
             target: BenchTarget::Eventlog(args),
         } => match naast_server::bench::eventlog(&args) {
@@ -99,6 +121,50 @@ fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("naast: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(demo_with(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("naast demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let listen: std::net::SocketAddr = args.listen.parse().map_err(|_| {
+        format!(
+            "listen address {:?} is not an IP address and port",
+            args.listen
+        )
+    })?;
+    let scratch = tempfile::Builder::new().prefix("naast-demo-").tempdir()?;
+    let data_dir = args.data_dir.unwrap_or_else(|| scratch.path().to_owned());
+    let log = EventLog::open(&data_dir, Options::default())?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(grpc::run(listener, log, async move {
+        let _ = stopped.await;
+    }));
+    naast_server::demo::run(format!("http://{address}"), &mut std::io::stdout()).await?;
+    if args.serve {
+        println!("\nnaast listening on {address} with the demo data; Ctrl-C stops it");
+        let _ = std::io::stdout().flush();
+        grpc::shutdown_signal().await;
+    }
+    let _ = stop.send(());
+    server.await??;
+    Ok(())
 }
 
 async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error>> {

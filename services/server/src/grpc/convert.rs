@@ -153,6 +153,15 @@ vocabulary!(
     pb::InstitutionKind,
     "INSTITUTION_KIND_"
 );
+vocabulary!(vocab::PlanKind, pb::PlanKind, "PLAN_KIND_");
+vocabulary!(
+    vocab::IndicationKind,
+    pb::IndicationKind,
+    "INDICATION_KIND_"
+);
+vocabulary!(vocab::SupportPhase, pb::SupportPhase, "SUPPORT_PHASE_");
+vocabulary!(vocab::ContactMode, pb::ContactMode, "CONTACT_MODE_");
+vocabulary!(vocab::SupporterTask, pb::SupporterTask, "SUPPORTER_TASK_");
 
 /// Member details from the request field `prefix`.
 pub fn member_details(
@@ -318,6 +327,11 @@ mod tests {
         round_trips(vocab::ContactKind::ALL);
         round_trips(vocab::SupporterKind::ALL);
         round_trips(vocab::InstitutionKind::ALL);
+        round_trips(vocab::PlanKind::ALL);
+        round_trips(vocab::IndicationKind::ALL);
+        round_trips(vocab::SupportPhase::ALL);
+        round_trips(vocab::ContactMode::ALL);
+        round_trips(vocab::SupporterTask::ALL);
     }
 
     #[test]

@@ -7,9 +7,12 @@ use super::status::{from_app_error, invalid_argument};
 use crate::households::{CommandContext, Executed, Households};
 use naast_domain::Command;
 use naast_domain::ids::{HouseholdId, MemberId};
+use naast_domain::state::PlanStatus;
 use naast_domain::state::{AgreementStatus, GoalStatus};
 use naast_domain::timeline::TimelineEntry;
-use naast_domain::vocab::{FundingDomain, LifeDomain};
+use naast_domain::vocab::{
+    ContactMode, FundingDomain, IndicationKind, LifeDomain, PlanKind, SupportPhase, SupporterTask,
+};
 use naast_eventlog::RecordedEvent;
 use naast_proto::pb;
 use std::time::Duration;
@@ -167,6 +170,37 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                     under_review: a.under_review,
                 })
                 .collect(),
+            plans: state
+                .plans
+                .iter()
+                .map(|(id, p)| pb::Plan {
+                    plan_id: id.to_string(),
+                    kind: p.kind.to_proto(),
+                    title: p.title.clone(),
+                    summary: p.summary.clone(),
+                    version: p.version,
+                    status: match p.status {
+                        PlanStatus::Draft => pb::PlanStatus::Draft,
+                        PlanStatus::Active => pb::PlanStatus::Active,
+                        PlanStatus::Closed => pb::PlanStatus::Closed,
+                    } as i32,
+                    evaluation_dates: p.evaluations.iter().map(|d| c::date_string(*d)).collect(),
+                })
+                .collect(),
+            indications: state
+                .indications
+                .iter()
+                .map(|(id, i)| pb::Indication {
+                    indication_id: id.to_string(),
+                    member_id: i.member.to_string(),
+                    kind: i.kind.to_proto(),
+                    care_profile: i.care_profile.clone().unwrap_or_default(),
+                    valid_from: c::date_string(i.valid_from),
+                    valid_until: i.valid_until.map(c::date_string).unwrap_or_default(),
+                })
+                .collect(),
+            support_phase: state.phase.map_or(0, |(phase, _)| phase.to_proto()),
+            hours_per_week: state.phase.and_then(|(_, hours)| hours),
         };
         Ok(Response::new(pb::GetHouseholdResponse {
             household: Some(household),
@@ -514,6 +548,156 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         Ok(Response::new(pb::CreateNoteResponse {
             result: Some(result),
             note_id: note.to_string(),
+        }))
+    }
+
+    async fn create_plan(
+        &self,
+        request: Request<pb::CreatePlanRequest>,
+    ) -> Answer<pb::CreatePlanResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let plan = c::new_id("plan_id", &r.plan_id)?;
+        let command = Command::DraftPlan {
+            plan,
+            kind: PlanKind::required("kind", r.kind)?,
+            title: r.title,
+            summary: r.summary,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::CreatePlanResponse {
+            result: Some(result),
+            plan_id: plan.to_string(),
+        }))
+    }
+
+    async fn revise_plan(
+        &self,
+        request: Request<pb::RevisePlanRequest>,
+    ) -> Answer<pb::RevisePlanResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::RevisePlan {
+            plan: c::id("plan_id", &r.plan_id)?,
+            title: r.title,
+            summary: r.summary,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::RevisePlanResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn activate_plan(
+        &self,
+        request: Request<pb::ActivatePlanRequest>,
+    ) -> Answer<pb::ActivatePlanResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::ActivatePlan {
+            plan: c::id("plan_id", &r.plan_id)?,
+            on: c::date("date", &r.date)?,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::ActivatePlanResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn evaluate_plan(
+        &self,
+        request: Request<pb::EvaluatePlanRequest>,
+    ) -> Answer<pb::EvaluatePlanResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::EvaluatePlan {
+            plan: c::id("plan_id", &r.plan_id)?,
+            on: c::date("date", &r.date)?,
+            evaluation: r.evaluation,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::EvaluatePlanResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn close_plan(
+        &self,
+        request: Request<pb::ClosePlanRequest>,
+    ) -> Answer<pb::ClosePlanResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::ClosePlan {
+            plan: c::id("plan_id", &r.plan_id)?,
+            on: c::date("date", &r.date)?,
+            reason: r.reason,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::ClosePlanResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn record_indication(
+        &self,
+        request: Request<pb::RecordIndicationRequest>,
+    ) -> Answer<pb::RecordIndicationResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let indication = c::new_id("indication_id", &r.indication_id)?;
+        let command = Command::RecordIndication {
+            indication,
+            member: c::id("member_id", &r.member_id)?,
+            kind: IndicationKind::required("kind", r.kind)?,
+            care_profile: Some(r.care_profile).filter(|p| !p.is_empty()),
+            valid_from: c::date("valid_from", &r.valid_from)?,
+            valid_until: c::optional_date("valid_until", &r.valid_until)?,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::RecordIndicationResponse {
+            result: Some(result),
+            indication_id: indication.to_string(),
+        }))
+    }
+
+    async fn change_support_phase(
+        &self,
+        request: Request<pb::ChangeSupportPhaseRequest>,
+    ) -> Answer<pb::ChangeSupportPhaseResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let command = Command::ChangeSupportPhase {
+            phase: SupportPhase::required("phase", r.phase)?,
+            hours_per_week: r.hours_per_week,
+            on: c::date("date", &r.date)?,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::ChangeSupportPhaseResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn create_logbook_entry(
+        &self,
+        request: Request<pb::CreateLogbookEntryRequest>,
+    ) -> Answer<pb::CreateLogbookEntryResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let entry = c::new_id("entry_id", &r.entry_id)?;
+        let command = Command::AddLogbookEntry {
+            entry,
+            supporter: c::id("supporter_contact_id", &r.supporter_contact_id)?,
+            on: c::date("date", &r.date)?,
+            minutes: r.minutes,
+            mode: ContactMode::required("contact_mode", r.contact_mode)?,
+            tasks: SupporterTask::list("tasks", &r.tasks)?,
+            life_domains: LifeDomain::list("life_domains", &r.life_domains)?,
+            summary: r.summary,
+        };
+        let result = self.execute(id, r.options, command).await?;
+        Ok(Response::new(pb::CreateLogbookEntryResponse {
+            result: Some(result),
+            entry_id: entry.to_string(),
         }))
     }
 

@@ -1,0 +1,746 @@
+//! `naast demo`: starts the server, enacts the five scenarios of the pilots through the public
+//! gRPC API, and prints each family's unified timeline grouped by date with its funding domains.
+//! The families are fictional, modelled on the pilots' portraits.
+
+use naast_proto::pb;
+use naast_proto::pb::household_service_client::HouseholdServiceClient;
+use pb::party::Party as P;
+use std::collections::BTreeMap;
+use tonic::transport::Channel;
+
+type Api = HouseholdServiceClient<Channel>;
+type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// One household being enacted.
+struct Family {
+    api: Api,
+    household: String,
+}
+
+fn member_id(id: &str) -> pb::Party {
+    pb::Party {
+        party: Some(P::MemberId(id.to_owned())),
+    }
+}
+
+fn contact_id(id: &str) -> pb::Party {
+    pb::Party {
+        party: Some(P::ContactId(id.to_owned())),
+    }
+}
+
+impl Family {
+    async fn register(api: &Api, name: &str) -> DemoResult<Self> {
+        let mut api = api.clone();
+        let household = api
+            .create_household(pb::CreateHouseholdRequest {
+                name: name.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .household_id;
+        Ok(Self { api, household })
+    }
+
+    async fn member(
+        &mut self,
+        name: &str,
+        role: pb::MemberRole,
+        relation: pb::Relation,
+        birth_date: &str,
+    ) -> DemoResult<String> {
+        let request = pb::CreateMemberRequest {
+            household_id: self.household.clone(),
+            details: Some(pb::MemberDetails {
+                name: name.into(),
+                role: role as i32,
+                relation: relation as i32,
+                birth_date: birth_date.into(),
+            }),
+            ..Default::default()
+        };
+        Ok(self
+            .api
+            .create_member(request)
+            .await?
+            .into_inner()
+            .member_id)
+    }
+
+    async fn supporter(
+        &mut self,
+        name: &str,
+        kind: pb::SupporterKind,
+        organisation: &str,
+    ) -> DemoResult<String> {
+        self.contact(pb::ContactDetails {
+            kind: pb::ContactKind::Supporter as i32,
+            name: name.into(),
+            organisation: organisation.into(),
+            supporter_kind: kind as i32,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn provider(&mut self, name: &str) -> DemoResult<String> {
+        self.contact(pb::ContactDetails {
+            kind: pb::ContactKind::CareProvider as i32,
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn institution(&mut self, name: &str, kind: pb::InstitutionKind) -> DemoResult<String> {
+        self.contact(pb::ContactDetails {
+            kind: pb::ContactKind::Institution as i32,
+            name: name.into(),
+            institution_kind: kind as i32,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn contact(&mut self, details: pb::ContactDetails) -> DemoResult<String> {
+        let request = pb::CreateContactRequest {
+            household_id: self.household.clone(),
+            details: Some(details),
+            ..Default::default()
+        };
+        Ok(self
+            .api
+            .create_contact(request)
+            .await?
+            .into_inner()
+            .contact_id)
+    }
+
+    async fn phase(&mut self, phase: pb::SupportPhase, hours: u32, date: &str) -> DemoResult<()> {
+        let request = pb::ChangeSupportPhaseRequest {
+            household_id: self.household.clone(),
+            phase: phase as i32,
+            hours_per_week: Some(hours),
+            date: date.into(),
+            ..Default::default()
+        };
+        self.api.change_support_phase(request).await?;
+        Ok(())
+    }
+
+    async fn plan(&mut self, kind: pb::PlanKind, title: &str, date: &str) -> DemoResult<String> {
+        let plan = self
+            .api
+            .create_plan(pb::CreatePlanRequest {
+                household_id: self.household.clone(),
+                kind: kind as i32,
+                title: title.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .plan_id;
+        self.api
+            .activate_plan(pb::ActivatePlanRequest {
+                household_id: self.household.clone(),
+                plan_id: plan.clone(),
+                date: date.into(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(plan)
+    }
+
+    async fn goal(
+        &mut self,
+        owner: &str,
+        title: &str,
+        domains: &[pb::LifeDomain],
+        plan: &str,
+    ) -> DemoResult<String> {
+        let request = pb::CreateGoalRequest {
+            household_id: self.household.clone(),
+            owner_member_id: owner.into(),
+            title: title.into(),
+            life_domains: domains.iter().map(|d| *d as i32).collect(),
+            plan_id: plan.into(),
+            ..Default::default()
+        };
+        Ok(self.api.create_goal(request).await?.into_inner().goal_id)
+    }
+
+    async fn achieve(&mut self, goal: &str, date: &str) -> DemoResult<()> {
+        let request = pb::AchieveGoalRequest {
+            household_id: self.household.clone(),
+            goal_id: goal.into(),
+            date: date.into(),
+            ..Default::default()
+        };
+        self.api.achieve_goal(request).await?;
+        Ok(())
+    }
+
+    async fn progress(&mut self, goal: &str, date: &str, note: &str) -> DemoResult<()> {
+        let request = pb::NoteGoalProgressRequest {
+            household_id: self.household.clone(),
+            goal_id: goal.into(),
+            date: date.into(),
+            note: note.into(),
+            ..Default::default()
+        };
+        self.api.note_goal_progress(request).await?;
+        Ok(())
+    }
+
+    /// Proposes and accepts an agreement.
+    async fn agreement(&mut self, terms: pb::AgreementTerms) -> DemoResult<String> {
+        let agreement = self
+            .api
+            .propose_agreement(pb::ProposeAgreementRequest {
+                household_id: self.household.clone(),
+                terms: Some(terms),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .agreement_id;
+        self.api
+            .accept_agreement(pb::AcceptAgreementRequest {
+                household_id: self.household.clone(),
+                agreement_id: agreement.clone(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(agreement)
+    }
+
+    async fn indication(
+        &mut self,
+        member: &str,
+        kind: pb::IndicationKind,
+        profile: &str,
+        from: &str,
+        until: &str,
+    ) -> DemoResult<()> {
+        let request = pb::RecordIndicationRequest {
+            household_id: self.household.clone(),
+            member_id: member.into(),
+            kind: kind as i32,
+            care_profile: profile.into(),
+            valid_from: from.into(),
+            valid_until: until.into(),
+            ..Default::default()
+        };
+        self.api.record_indication(request).await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)] // a logbook entry has this many parts
+    async fn logbook(
+        &mut self,
+        supporter: &str,
+        date: &str,
+        minutes: u32,
+        mode: pb::ContactMode,
+        tasks: &[pb::SupporterTask],
+        domains: &[pb::LifeDomain],
+        summary: &str,
+    ) -> DemoResult<()> {
+        let request = pb::CreateLogbookEntryRequest {
+            household_id: self.household.clone(),
+            supporter_contact_id: supporter.into(),
+            date: date.into(),
+            minutes,
+            contact_mode: mode as i32,
+            tasks: tasks.iter().map(|t| *t as i32).collect(),
+            life_domains: domains.iter().map(|d| *d as i32).collect(),
+            summary: summary.into(),
+            ..Default::default()
+        };
+        self.api.create_logbook_entry(request).await?;
+        Ok(())
+    }
+
+    async fn note(
+        &mut self,
+        about: &str,
+        text: &str,
+        domains: &[pb::LifeDomain],
+    ) -> DemoResult<()> {
+        let request = pb::CreateNoteRequest {
+            household_id: self.household.clone(),
+            about_member_id: about.into(),
+            text: text.into(),
+            life_domains: domains.iter().map(|d| *d as i32).collect(),
+            ..Default::default()
+        };
+        self.api.create_note(request).await?;
+        Ok(())
+    }
+}
+
+/// Terms with the common parts filled in.
+fn terms(
+    title: &str,
+    parties: Vec<pb::Party>,
+    funding: pb::FundingDomain,
+    start: &str,
+) -> pb::AgreementTerms {
+    pb::AgreementTerms {
+        title: title.into(),
+        parties,
+        funding_domain: funding as i32,
+        start_date: start.into(),
+        ..Default::default()
+    }
+}
+
+use pb::{
+    ContactMode as Mode, FundingDomain as F, LifeDomain as L, MemberRole as R, Relation as Rel,
+    SupporterTask as T,
+};
+
+/// Scenario 1: copilot, a daughter with ZEVMB, a widowed father.
+async fn copilot(api: &Api) -> DemoResult<Family> {
+    let mut f = Family::register(api, "Familie De Vries (copiloot)").await?;
+    let eva = f
+        .member("Eva", R::Client, Rel::Unspecified, "2005-04-02")
+        .await?;
+    let father = f
+        .member("Henk", R::LegalRepresentative, Rel::Parent, "")
+        .await?;
+    let copilot = f
+        .supporter("Anja", pb::SupporterKind::Copilot, "Stichting Copiloot")
+        .await?;
+    let respite = f.provider("Logeerhuis De Linde").await?;
+    f.phase(pb::SupportPhase::Crisis, 6, "2025-01-06").await?;
+    f.logbook(
+        &copilot,
+        "2025-01-07",
+        120,
+        Mode::HomeVisit,
+        &[T::ListeningEar, T::Administration],
+        &[L::FinancesAndIncome],
+        "PGB staat nog op naam van moeder; overdracht naar vader gestart",
+    )
+    .await?;
+    let pgb_goal = f
+        .goal(
+            &father,
+            "PGB op naam van vader en hoger budget",
+            &[L::FinancesAndIncome, L::CareOrganisation],
+            "",
+        )
+        .await?;
+    let mut respite_terms = terms(
+        "logeeropvang twee weekenden per maand",
+        vec![member_id(&eva), contact_id(&respite)],
+        F::Wlz,
+        "2025-02-01",
+    );
+    respite_terms.pgb = true;
+    respite_terms.frequency = "2 weekenden per maand".into();
+    respite_terms.responsible_contact_id = respite.clone();
+    f.agreement(respite_terms).await?;
+    f.agreement(terms(
+        "rouwbegeleiding voor vader",
+        vec![member_id(&father)],
+        F::Zvw,
+        "2025-02-15",
+    ))
+    .await?;
+    f.note(
+        &eva,
+        "Logeerhuis een week dicht in april; vervangende opvang gezocht",
+        &[L::CareOrganisation],
+    )
+    .await?;
+    f.achieve(&pgb_goal, "2025-04-01").await?;
+    f.phase(pb::SupportPhase::Organising, 2, "2025-04-01")
+        .await?;
+    Ok(f)
+}
+
+/// Scenario 2: life-course coach, a 16-year-old with autism who turns 18.
+async fn life_course(api: &Api) -> DemoResult<Family> {
+    let mut f = Family::register(api, "Familie Bakker (levensloopbegeleider)").await?;
+    let sam = f
+        .member("Sam", R::Client, Rel::Unspecified, "2008-03-14")
+        .await?;
+    f.member("Ingrid", R::LegalRepresentative, Rel::Parent, "")
+        .await?;
+    f.member("Lotte", R::Relative, Rel::Sibling, "2010-06-01")
+        .await?;
+    let coach = f
+        .supporter(
+            "Mirjam",
+            pb::SupporterKind::LifeCourseCoach,
+            "Levensloop Oost",
+        )
+        .await?;
+    let youth = f.provider("Jeugdzorg Oost").await?;
+    let structure = f
+        .goal(
+            &sam,
+            "structuur in de week",
+            &[L::SelfDetermination, L::Education],
+            "",
+        )
+        .await?;
+    f.goal(
+        &sam,
+        "sociale contacten buiten school",
+        &[L::SocialNetwork],
+        "",
+    )
+    .await?;
+    let mut coaching = terms(
+        "begeleiding twee middagen per week",
+        vec![member_id(&sam), contact_id(&youth)],
+        F::Jeugdwet,
+        "2024-09-01",
+    );
+    coaching.goal_ids = vec![structure.clone()];
+    coaching.responsible_contact_id = youth;
+    f.agreement(coaching).await?;
+    f.logbook(
+        &coach,
+        "2024-09-10",
+        90,
+        Mode::HomeVisit,
+        &[T::ClarifyRequest, T::StrengthenSelfDirection],
+        &[L::Education],
+        "verwachtingen opnieuw gezet: mbo met twee stages",
+    )
+    .await?;
+    f.progress(
+        &structure,
+        "2025-06-30",
+        "weekplanner werkt; eerste stage afgerond",
+    )
+    .await?;
+    f.api
+        .record_funding_transition(pb::RecordFundingTransitionRequest {
+            household_id: f.household.clone(),
+            member_id: sam.clone(),
+            from_funding_domain: F::Jeugdwet as i32,
+            to_funding_domain: F::Wmo as i32,
+            date: "2026-03-14".into(),
+            reason: "Sam wordt 18: de Jeugdwet stopt, de Wmo neemt over".into(),
+            ..Default::default()
+        })
+        .await?;
+    f.logbook(
+        &coach,
+        "2026-03-20",
+        60,
+        Mode::Video,
+        &[T::InformAndAdvise],
+        &[L::CareOrganisation],
+        "zelfde coach, zelfde doelen na de overgang naar de Wmo",
+    )
+    .await?;
+    Ok(f)
+}
+
+/// Scenario 3: brain-injury case manager, a man of 48 after a stroke.
+async fn brain_injury(api: &Api) -> DemoResult<Family> {
+    let mut f = Family::register(api, "Familie Smit (casemanager hersenletsel)").await?;
+    let kees = f
+        .member("Kees", R::Client, Rel::Unspecified, "1977-11-20")
+        .await?;
+    let wife = f.member("Marion", R::Relative, Rel::Partner, "").await?;
+    let manager = f
+        .supporter(
+            "Ruud",
+            pb::SupporterKind::BrainInjuryCaseManager,
+            "NAH Netwerk",
+        )
+        .await?;
+    let uwv = f.institution("UWV", pb::InstitutionKind::Uwv).await?;
+    let plan = f
+        .plan(
+            pb::PlanKind::CaseManagementPlan,
+            "casemanagementplan 2025",
+            "2025-03-01",
+        )
+        .await?;
+    let energy = f
+        .goal(
+            &kees,
+            "energie verdelen over de dag",
+            &[L::PhysicalHealth, L::DaytimeActivitiesAndWork],
+            &plan,
+        )
+        .await?;
+    let mut rehab = terms(
+        "cognitieve revalidatie",
+        vec![member_id(&kees)],
+        F::Zvw,
+        "2025-03-15",
+    );
+    rehab.goal_ids = vec![energy];
+    rehab.frequency = "wekelijks".into();
+    f.agreement(rehab).await?;
+    f.agreement(terms(
+        "herbeoordeling arbeidsvermogen",
+        vec![member_id(&kees), contact_id(&uwv)],
+        F::Participatiewet,
+        "2025-05-01",
+    ))
+    .await?;
+    f.goal(
+        &wife,
+        "ruimte voor eigen rouw",
+        &[L::MentalHealthAndWellbeing],
+        &plan,
+    )
+    .await?;
+    f.agreement(terms(
+        "rouwbegeleiding voor Marion",
+        vec![member_id(&wife)],
+        F::Zvw,
+        "2025-04-01",
+    ))
+    .await?;
+    f.logbook(
+        &manager,
+        "2025-03-05",
+        120,
+        Mode::HomeVisit,
+        &[T::ConditionExpertise, T::CoordinateCare],
+        &[L::PhysicalHealth],
+        "overprikkeling besproken; Reminder-app ingesteld",
+    )
+    .await?;
+    Ok(f)
+}
+
+/// Scenario 4: network guide, a man of 23 with LVB+ looking for a place to live.
+async fn network_guide(api: &Api) -> DemoResult<Family> {
+    let mut f = Family::register(api, "Familie Jansen (netwerkgids)").await?;
+    let daan = f
+        .member("Daan", R::Client, Rel::Unspecified, "2002-08-09")
+        .await?;
+    f.member("Petra", R::LegalRepresentative, Rel::Parent, "")
+        .await?;
+    let guide = f
+        .supporter(
+            "Fatima",
+            pb::SupporterKind::NetworkGuide,
+            "Netwerkgids Noord",
+        )
+        .await?;
+    let home = f.provider("Woonzorg De Horst").await?;
+    f.indication(
+        &daan,
+        pb::IndicationKind::WlzIndication,
+        "VG6",
+        "2024-01-01",
+        "",
+    )
+    .await?;
+    let place = f
+        .goal(
+            &daan,
+            "passende woonplek met 24-uurs toezicht",
+            &[L::Housing, L::Safety],
+            "",
+        )
+        .await?;
+    f.logbook(
+        &guide,
+        "2024-06-12",
+        240,
+        Mode::Accompanying,
+        &[T::CareMediation, T::AccompanyExternal],
+        &[L::Housing],
+        "bezoek aan de twaalfde aanbieder; wachtlijst",
+    )
+    .await?;
+    let mut room = terms(
+        "kamer met 24-uurs begeleiding",
+        vec![member_id(&daan), contact_id(&home)],
+        F::Wlz,
+        "2025-02-01",
+    );
+    room.goal_ids = vec![place.clone()];
+    room.responsible_contact_id = home;
+    f.agreement(room).await?;
+    f.agreement(terms(
+        "dagbesteding blijft drie dagen per week",
+        vec![member_id(&daan)],
+        F::Wlz,
+        "2025-02-01",
+    ))
+    .await?;
+    f.achieve(&place, "2025-02-01").await?;
+    f.phase(pb::SupportPhase::PilotLight, 1, "2025-03-01")
+        .await?;
+    Ok(f)
+}
+
+/// Scenario 5: ally for a whole family with three children who need care.
+async fn ally(api: &Api) -> DemoResult<Family> {
+    let mut f = Family::register(api, "Familie Mulder (bondgenoot)").await?;
+    f.member("Tim", R::Client, Rel::Child, "2005-01-15").await?;
+    let noor = f
+        .member("Noor", R::Client, Rel::Child, "2009-05-30")
+        .await?;
+    let finn = f
+        .member("Finn", R::Client, Rel::Child, "2016-09-12")
+        .await?;
+    let mother = f
+        .member("Sanne", R::LegalRepresentative, Rel::Parent, "")
+        .await?;
+    let ally = f
+        .supporter("Joost", pb::SupporterKind::Ally, "Bondgenoot van Naasten")
+        .await?;
+    let municipality = f
+        .institution("Gemeente", pb::InstitutionKind::Municipality)
+        .await?;
+    let plan = f
+        .plan(pb::PlanKind::FamilyPlan, "gezinsplan", "2024-10-01")
+        .await?;
+    f.goal(
+        &mother,
+        "lucht voor moeder: één vrije dag per week",
+        &[L::FamilyLifeAndRelationships, L::MentalHealthAndWellbeing],
+        &plan,
+    )
+    .await?;
+    f.indication(
+        &noor,
+        pb::IndicationKind::ZvwNursingIndication,
+        "",
+        "2024-01-01",
+        "2024-12-31",
+    )
+    .await?;
+    f.note(
+        &noor,
+        "Herindicatie verpleging loopt: maanden zonder geld om de zorgverleners te betalen",
+        &[L::FinancesAndIncome, L::PhysicalHealth],
+    )
+    .await?;
+    f.indication(
+        &noor,
+        pb::IndicationKind::ZvwNursingIndication,
+        "",
+        "2025-04-01",
+        "",
+    )
+    .await?;
+    let mut hoist = terms(
+        "tillift en douchebrancard",
+        vec![member_id(&finn), contact_id(&municipality)],
+        F::Wmo,
+        "2025-01-15",
+    );
+    hoist.description = "opnieuw aangevraagd door de bondgenoot en toegekend".into();
+    f.agreement(hoist).await?;
+    f.logbook(
+        &ally,
+        "2025-02-03",
+        180,
+        Mode::Phone,
+        &[T::Advocacy, T::FacilitateDialogue],
+        &[L::PhysicalHealth],
+        "ziekenhuisopname op 2,5 uur rijden onderhandeld",
+    )
+    .await?;
+    f.agreement(terms(
+        "rouwtherapeut voor het gezin",
+        vec![member_id(&mother)],
+        F::Zvw,
+        "2025-03-01",
+    ))
+    .await?;
+    f.plan(pb::PlanKind::PilotLightPlan, "waakvlamplan", "2025-10-01")
+        .await?;
+    f.phase(pb::SupportPhase::PilotLight, 1, "2025-10-01")
+        .await?;
+    Ok(f)
+}
+
+/// Enacts the five scenarios against the server at `url`, and prints each timeline.
+pub async fn run(url: String, out: &mut impl std::io::Write) -> DemoResult<()> {
+    let api = HouseholdServiceClient::connect(url).await?;
+    let families = [
+        copilot(&api).await?,
+        life_course(&api).await?,
+        brain_injury(&api).await?,
+        network_guide(&api).await?,
+        ally(&api).await?,
+    ];
+    for mut family in families {
+        print_timeline(&mut family, out).await?;
+    }
+    Ok(())
+}
+
+async fn print_timeline(family: &mut Family, out: &mut impl std::io::Write) -> DemoResult<()> {
+    let household = family
+        .api
+        .get_household(pb::GetHouseholdRequest {
+            household_id: family.household.clone(),
+            min_position: 0,
+        })
+        .await?
+        .into_inner()
+        .household
+        .unwrap_or_default();
+    let mut by_date: BTreeMap<String, Vec<pb::TimelineEntry>> = BTreeMap::new();
+    let mut token = String::new();
+    loop {
+        let page = family
+            .api
+            .list_timeline_entries(pb::ListTimelineEntriesRequest {
+                household_id: family.household.clone(),
+                page_size: 200,
+                page_token: token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        for entry in page.entries {
+            by_date.entry(entry.date.clone()).or_default().push(entry);
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    writeln!(
+        out,
+        "\n━━ {} ━━  ({} gebeurtenissen)",
+        household.name,
+        household.revision + 1
+    )?;
+    for (date, entries) in by_date {
+        for (i, entry) in entries.iter().enumerate() {
+            let domains: Vec<&str> = entry
+                .funding_domains
+                .iter()
+                .map(|d| match pb::FundingDomain::try_from(*d) {
+                    Ok(F::Wmo) => "Wmo",
+                    Ok(F::Wlz) => "Wlz",
+                    Ok(F::Zvw) => "Zvw",
+                    Ok(F::Jeugdwet) => "Jeugdwet",
+                    Ok(F::Participatiewet) => "UWV",
+                    Ok(F::Informal) => "informeel",
+                    _ => "?",
+                })
+                .collect();
+            let date = if i == 0 { date.as_str() } else { "" };
+            let domains = if domains.is_empty() {
+                String::new()
+            } else {
+                format!("[{}]", domains.join("→"))
+            };
+            writeln!(out, "  {date:<10}  {domains:<18} {}", entry.summary)?;
+        }
+    }
+    Ok(())
+}
