@@ -233,6 +233,12 @@ impl EventLog {
     }
 
     fn start(storage: Arc<dyn Storage>, options: Options, lock: Option<File>) -> Result<Self> {
+        // What recovery found may include groups written but never synced (the process died
+        // before their sync, so they were never acknowledged). Make them durable before anyone
+        // can read them, so nothing read can vanish in a later power cut. (After a *failed*
+        // sync, reopening in the same boot may still see data that never reached the disk; no
+        // sync can tell.)
+        storage.sync()?;
         let (next_position, last_hash) = recover_tail(storage.as_ref())?;
         let (live, _) = broadcast::channel(options.live_buffer_batches.max(1));
         let shared = Arc::new(Shared {
@@ -255,8 +261,10 @@ impl EventLog {
     /// Appends `events` to `stream_id` if the stream is where `expected` says, all of them or
     /// none. Returns once they are committed (durable, in [`Durability::Durable`]).
     ///
-    /// If every event id was appended before by one call to this stream, nothing is written and
-    /// that call's outcome is returned with `replayed` set, so retries are safe. Errors:
+    /// If every event id of this append is already in the log, in the same order, one after the
+    /// other in this stream (as when a call is retried), nothing is written and the outcome of
+    /// those events is returned with `replayed` set, so retries are safe. As in EventStoreDB,
+    /// the events' contents and the expectation are not compared. Errors:
     /// [`Error::InvalidInput`] (see [`crate::limits`]), [`Error::WrongExpectedRevision`],
     /// [`Error::DuplicateEventId`], [`Error::Storage`], [`Error::Poisoned`], [`Error::Closed`].
     pub async fn append(
@@ -387,7 +395,11 @@ fn recover_tail(storage: &dyn Storage) -> Result<(u64, [u8; 32])> {
             ),
         });
     }
-    Ok((position + 1, decoded.event.hash))
+    let next = position.checked_add(1).ok_or_else(|| Error::Corrupt {
+        position,
+        reason: "the log claims the last possible position".into(),
+    })?;
+    Ok((next, decoded.event.hash))
 }
 
 impl Shared {
@@ -458,17 +470,22 @@ impl Shared {
         let index = match direction {
             Direction::Forwards => {
                 let head = self.head();
-                let mut index = self.storage.scan(
+                let index = self.storage.scan(
                     &keys::stream(stream_id, from),
                     &keys::stream_end(stream_id),
                     false,
                     limit,
                 )?;
                 // Positions grow with revisions, so uncommitted entries can only be a tail.
-                index.retain(|(_, value)| {
-                    keys::parse_position_value(value).is_some_and(|p| p < head)
-                });
-                index
+                let mut committed = Vec::with_capacity(index.len());
+                for (key, value) in index {
+                    match keys::parse_position_value(&value) {
+                        Some(position) if position < head => committed.push((key, value)),
+                        Some(_) => break,
+                        None => return Err(corrupt_index(stream_id)),
+                    }
+                }
+                committed
             }
             Direction::Backwards => {
                 let Some(last) = self.last_revision(stream_id, self.head())? else {
@@ -515,7 +532,9 @@ impl Shared {
                 return Ok(None);
             };
             for (key, value) in &entries {
-                if keys::parse_position_value(value).is_some_and(|p| p < head) {
+                let position =
+                    keys::parse_position_value(value).ok_or_else(|| corrupt_index(stream_id))?;
+                if position < head {
                     return Ok(keys::stream_revision(key));
                 }
             }
@@ -608,6 +627,13 @@ impl Shared {
         } else {
             None
         })
+    }
+}
+
+fn corrupt_index(stream_id: &str) -> Error {
+    Error::Corrupt {
+        position: 0,
+        reason: format!("a stream index entry of {stream_id} is not a position"),
     }
 }
 

@@ -6,7 +6,7 @@
 //! for tests and tools that need no disk.
 
 use crate::StorageError;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -108,7 +108,8 @@ impl Storage for MemoryStorage {
 ///   drive's write cache (sled issues #1351, #1077), so [`Storage::sync`] also calls `sync_data`
 ///   on sled's data file through a handle of our own.
 /// - values too large for a log buffer go to files under `blobs/` that sled never fsyncs
-///   (`blob_io::write_blob`); `sync` fsyncs blob files it has not synced yet, and the folder.
+///   (`blob_io::write_blob`); `sync` fsyncs every blob file that is new or has changed length
+///   since it last synced it, and then the folder.
 /// - batches and transactions serialise on a process-wide lock (#1452), so the log has one writer
 ///   that batches everyone's appends (see `crate::writer`) instead of concurrent batches.
 /// - `generate_id` can jump or repeat after recovery (#654): positions come from the last key.
@@ -123,13 +124,8 @@ pub struct SledStorage {
     synced_blobs: Mutex<SyncedBlobs>,
 }
 
-/// Blob files already fsynced, and the blob folder's modification time when last listed: the
-/// folder is listed again only when that time changes (a file was added or removed).
-#[derive(Default)]
-struct SyncedBlobs {
-    names: HashSet<std::ffi::OsString>,
-    listed_at: Option<std::time::SystemTime>,
-}
+/// Blob files already fsynced, with the length they had then.
+type SyncedBlobs = HashMap<std::ffi::OsString, u64>;
 
 impl SledStorage {
     /// Opens (or creates) a sled database in `dir` with a page cache of `cache_capacity` bytes.
@@ -176,44 +172,44 @@ impl SledStorage {
 
     fn sync_new_blobs(&self) -> Result<(), StorageError> {
         let blobs = self.dir.join("blobs");
-        let modified = match std::fs::metadata(&blobs).and_then(|m| m.modified()) {
-            Ok(modified) => modified,
+        let entries = match std::fs::read_dir(&blobs) {
+            Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(StorageError::new("sync", e)),
         };
-        // Only the syncer calls sync; a poisoned set just means we may fsync a blob twice.
+        // Only the syncer calls sync; a poisoned map just means we may fsync a blob twice.
         let mut synced = self
             .synced_blobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if synced.listed_at == Some(modified) {
-            return Ok(());
-        }
-        let entries = std::fs::read_dir(&blobs).map_err(|e| StorageError::new("sync", e))?;
-        let mut seen = HashSet::new();
+        let mut seen = HashMap::new();
         let mut any_new = false;
         for entry in entries {
             let entry = entry.map_err(|e| StorageError::new("sync", e))?;
             let name = entry.file_name();
-            if !synced.names.contains(&name) {
-                match File::open(entry.path()) {
-                    Ok(file) => file.sync_data().map_err(|e| StorageError::new("sync", e))?,
-                    // sled removed it meanwhile: nothing to make durable.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(StorageError::new("sync", e)),
-                }
+            // The writer may be writing a blob of the next group right now: a blob is synced
+            // again whenever its length differs from when it was last synced.
+            let file = match File::open(entry.path()) {
+                Ok(file) => file,
+                // sled removed it meanwhile: nothing to make durable.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::new("sync", e)),
+            };
+            let len = file
+                .metadata()
+                .map_err(|e| StorageError::new("sync", e))?
+                .len();
+            if synced.get(&name) != Some(&len) {
+                file.sync_data().map_err(|e| StorageError::new("sync", e))?;
                 any_new = true;
             }
-            seen.insert(name);
+            seen.insert(name, len);
         }
         if any_new {
             sync_dir(&blobs)?;
         }
-        // Forget blobs sled has garbage-collected, so the set stays small.
-        *synced = SyncedBlobs {
-            names: seen,
-            listed_at: Some(modified),
-        };
+        // Forget blobs sled has garbage-collected, so the map stays small.
+        *synced = seen;
         Ok(())
     }
 }

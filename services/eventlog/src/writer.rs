@@ -55,6 +55,8 @@ pub(crate) struct Writer {
 struct Written {
     records: Vec<RecordedEvent>,
     replies: Vec<(Reply, AppendOutcome)>,
+    /// Appends refused against the writer's view, answered once that view is committed.
+    rejected: Vec<(Reply, Error)>,
 }
 
 /// Makes written groups durable, then publishes them and answers their callers.
@@ -88,6 +90,7 @@ struct Group {
     /// Event id → index in `records`.
     ids: HashMap<Uuid, usize>,
     replies: Vec<(Reply, AppendOutcome)>,
+    rejected: Vec<(Reply, Error)>,
 }
 
 impl Writer {
@@ -122,7 +125,7 @@ impl Writer {
     }
 
     pub(crate) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let mut closing = None;
+        let mut closing = Vec::new();
         while let Some(first) = commands.blocking_recv() {
             let mut group = Vec::new();
             let mut events = 0;
@@ -134,7 +137,7 @@ impl Writer {
                         group.push(request);
                     }
                     Command::Close(done) => {
-                        closing = Some(done);
+                        closing.push(done);
                         break;
                     }
                 }
@@ -143,7 +146,7 @@ impl Writer {
                 }
             }
             self.commit(group);
-            if closing.is_some() {
+            if !closing.is_empty() {
                 break;
             }
         }
@@ -154,9 +157,7 @@ impl Writer {
                 Command::Append(request) => {
                     let _ = request.reply.send(Err(Error::Closed));
                 }
-                Command::Close(done) => {
-                    let _ = done.send(());
-                }
+                Command::Close(done) => closing.push(done),
             }
         }
         // The syncer finishes the groups it has, and stops when this writer's sender is gone.
@@ -172,14 +173,18 @@ impl Writer {
         {
             tracing::error!("the event log's syncer thread panicked");
         }
-        if let Err(e) = shared.storage.sync() {
+        // After a failed sync nothing more is made durable: what the callers were told failed
+        // must not quietly become durable now.
+        if shared.poisoned.get().is_none()
+            && let Err(e) = shared.storage.sync()
+        {
             tracing::error!(error = %e, "final sync of the event log failed");
         }
         // End the broadcast, so subscriptions end once caught up, and let go of the storage
         // before telling the closer we are done.
         shared.live_sender().take();
         drop(shared);
-        if let Some(done) = closing {
+        for done in closing {
             let _ = done.send(());
         }
     }
@@ -193,9 +198,9 @@ impl Writer {
                 continue;
             }
             match self.prepare(&request, &group) {
-                Err(e) => {
-                    let _ = request.reply.send(Err(e));
-                }
+                // Refusals can reflect groups still being synced: they are answered in order,
+                // after those groups are committed.
+                Err(e) => group.rejected.push((request.reply, e)),
                 Ok(Prepared::Replay(outcome)) => group.replies.push((request.reply, outcome)),
                 Ok(Prepared::New { first_revision }) => {
                     self.stage(request, first_revision, recorded_at, &mut group);
@@ -203,26 +208,29 @@ impl Writer {
             }
         }
         if !group.entries.is_empty() {
-            if let Err(e) = self
-                .shared
-                .storage
-                .write(std::mem::take(&mut group.entries))
-            {
-                for (reply, _) in group.replies {
-                    let _ = reply.send(Err(e.clone().into()));
+            let entries = std::mem::take(&mut group.entries);
+            match self.shared.storage.write(entries) {
+                Ok(()) => {
+                    if let Some(last) = group.records.last() {
+                        self.next_position = last.position + 1;
+                        self.last_hash = last.hash;
+                    }
+                    if self.revisions.len() + group.revisions.len() > MAX_CACHED_STREAMS {
+                        self.revisions.clear();
+                    }
+                    self.revisions.extend(std::mem::take(&mut group.revisions));
                 }
-                return;
+                Err(e) => {
+                    // Nothing of this group was written: its appends fail now, its refusals
+                    // still wait for the groups before it.
+                    for (reply, _) in std::mem::take(&mut group.replies) {
+                        let _ = reply.send(Err(e.clone().into()));
+                    }
+                    group.records.clear();
+                }
             }
-            if let Some(last) = group.records.last() {
-                self.next_position = last.position + 1;
-                self.last_hash = last.hash;
-            }
-            if self.revisions.len() + group.revisions.len() > MAX_CACHED_STREAMS {
-                self.revisions.clear();
-            }
-            self.revisions.extend(group.revisions);
         }
-        if group.replies.is_empty() {
+        if group.replies.is_empty() && group.rejected.is_empty() {
             return;
         }
         // Even a group of replays goes through the syncer: what it replays may still be on its
@@ -230,10 +238,14 @@ impl Writer {
         let written = Written {
             records: group.records,
             replies: group.replies,
+            rejected: group.rejected,
         };
         if let Err(std::sync::mpsc::SendError(written)) = self.to_sync.send(written) {
             // The syncer is gone (it panicked): nothing can be made durable any more.
             for (reply, _) in written.replies {
+                let _ = reply.send(Err(Error::Closed));
+            }
+            for (reply, _) in written.rejected {
                 let _ = reply.send(Err(Error::Closed));
             }
         }
@@ -378,8 +390,11 @@ impl Syncer {
             let _ = self.shared.poisoned.set(e.to_string());
         }
         if let Some(reason) = self.shared.poisoned.get() {
-            for (reply, _) in groups.into_iter().flat_map(|g| g.replies) {
-                let _ = reply.send(Err(Error::Poisoned(reason.clone())));
+            for group in groups {
+                let replies = group.replies.into_iter().map(|(reply, _)| reply);
+                for reply in replies.chain(group.rejected.into_iter().map(|(reply, _)| reply)) {
+                    let _ = reply.send(Err(Error::Poisoned(reason.clone())));
+                }
             }
             return;
         }
@@ -396,6 +411,9 @@ impl Syncer {
             }
             for (reply, outcome) in group.replies {
                 let _ = reply.send(Ok(outcome));
+            }
+            for (reply, error) in group.rejected {
+                let _ = reply.send(Err(error));
             }
         }
     }
