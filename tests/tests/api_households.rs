@@ -369,7 +369,7 @@ async fn a_retried_command_acts_once_and_a_stale_one_is_aborted() {
         household_id: s.household.clone(),
         options: Some(pb::CommandOptions {
             request_id: "01937a4e-0000-7000-8000-00000000a001".into(),
-            expected_revision: None,
+            ..Default::default()
         }),
         text: "moeder is gestopt met werken".into(),
         about_member_id: s.mother.clone(),
@@ -399,8 +399,8 @@ async fn a_retried_command_acts_once_and_a_stale_one_is_aborted() {
         .create_note(pb::CreateNoteRequest {
             household_id: s.household.clone(),
             options: Some(pb::CommandOptions {
-                request_id: String::new(),
                 expected_revision: Some(first.revision - 1),
+                ..Default::default()
             }),
             text: "x".into(),
             ..Default::default()
@@ -859,13 +859,41 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
             household_id: h(),
             options: Some(pb::CommandOptions {
                 request_id: "retry-1".into(),
-                expected_revision: None
+                ..Default::default()
             }),
             text: "x".into(),
             ..Default::default()
         }),
         Code::InvalidArgument,
         "options.request_id"
+    );
+    case!(
+        "effective date in the future",
+        api.create_note(pb::CreateNoteRequest {
+            household_id: h(),
+            options: Some(pb::CommandOptions {
+                effective_date: "2199-01-01".into(),
+                ..Default::default()
+            }),
+            text: "x".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "options.effective_date"
+    );
+    case!(
+        "malformed effective date",
+        api.create_note(pb::CreateNoteRequest {
+            household_id: h(),
+            options: Some(pb::CommandOptions {
+                effective_date: "gisteren".into(),
+                ..Default::default()
+            }),
+            text: "x".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "options.effective_date"
     );
     case!(
         "timeline page too large",

@@ -288,16 +288,42 @@ impl DomainEvent {
         }
     }
 
-    /// The JSON payload stored in the log.
-    pub fn to_payload(&self) -> Vec<u8> {
+    /// The JSON payload stored in the log, with the day it happened when that was not the day
+    /// it was recorded (see [`Stored`]).
+    pub fn to_payload(&self, happened_on: Option<Date>) -> Vec<u8> {
         // Serialising these plain data types cannot fail: no maps with non-string keys, no
         // custom serialisers that error.
-        serde_json::to_vec(self).unwrap_or_default()
+        serde_json::to_vec(&StoredRef {
+            event: self,
+            happened_on,
+        })
+        .unwrap_or_default()
     }
 
     /// Reads a payload written by [`DomainEvent::to_payload`] (of any schema version up to
     /// [`SCHEMA_VERSION`]).
-    pub fn from_payload(payload: &[u8]) -> Result<Self, serde_json::Error> {
+    pub fn from_payload(payload: &[u8]) -> Result<Stored, serde_json::Error> {
         serde_json::from_slice(payload)
     }
+}
+
+/// An event as stored: the event's own fields, plus `happened_on`, the day it happened when it
+/// was recorded later (a provider backfilling an agreement that started last year, say). Events
+/// that name their own day (`GoalAchieved.on`, …) keep it; `happened_on` dates the others.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Stored {
+    /// The event.
+    #[serde(flatten)]
+    pub event: DomainEvent,
+    /// The day it happened, if not the day it was recorded.
+    #[serde(default)]
+    pub happened_on: Option<Date>,
+}
+
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    #[serde(flatten)]
+    event: &'a DomainEvent,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    happened_on: Option<Date>,
 }

@@ -52,7 +52,8 @@ pub struct TimelineEntry {
 }
 
 /// The entry for `event`, described with `before`, the household's state before it.
-/// `recorded_on` is the day the log recorded it.
+/// `recorded_on` is the day it happened: the day the log recorded it, or the day given when it
+/// was recorded later. Events that name their own day are dated by that.
 pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> TimelineEntry {
     use DomainEvent as E;
     let member_name = |id: &MemberId| {
@@ -275,12 +276,13 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
                 .fold(Vec::new(), dedup),
             ..new(
                 EntryKind::Agreement,
-                terms.start,
+                recorded_on,
                 format!(
-                    "Afspraak voorgesteld: {} ({}{})",
+                    "Afspraak voorgesteld: {} ({}{}), vanaf {}",
                     terms.title,
                     terms.funding,
-                    if terms.pgb { ", PGB" } else { "" }
+                    if terms.pgb { ", PGB" } else { "" },
+                    terms.start
                 ),
             )
         },

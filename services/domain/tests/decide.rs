@@ -751,17 +751,24 @@ fn every_event_survives_its_payload_and_names_its_type() {
         },
     ));
     for event in events {
-        let payload = event.to_payload();
+        let payload = event.to_payload(None);
         let json: serde_json::Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(json["type"], event.event_type());
-        assert_eq!(DomainEvent::from_payload(&payload).unwrap(), event);
+        let stored = DomainEvent::from_payload(&payload).unwrap();
+        assert_eq!((stored.event, stored.happened_on), (event.clone(), None));
+        let backfilled =
+            DomainEvent::from_payload(&event.to_payload(Some(date!(2024 - 05 - 01)))).unwrap();
+        assert_eq!(
+            (backfilled.event, backfilled.happened_on),
+            (event, Some(date!(2024 - 05 - 01)))
+        );
     }
     let json: serde_json::Value = serde_json::from_slice(
         &DomainEvent::AgreementProposed {
             agreement,
             terms: terms((f.teen, f.provider), FundingDomain::Wlz, vec![]),
         }
-        .to_payload(),
+        .to_payload(None),
     )
     .unwrap();
     assert_eq!(json["terms"]["start"], "2025-09-01", "dates are ISO 8601");

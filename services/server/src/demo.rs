@@ -15,6 +15,8 @@ type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 struct Family {
     api: Api,
     household: String,
+    /// The day in the story: what happens next is recorded as having happened on it.
+    day: String,
 }
 
 fn member_id(id: &str) -> pb::Party {
@@ -30,17 +32,36 @@ fn contact_id(id: &str) -> pb::Party {
 }
 
 impl Family {
-    async fn register(api: &Api, name: &str) -> DemoResult<Self> {
-        let mut api = api.clone();
-        let household = api
+    async fn register(api: &Api, name: &str, day: &str) -> DemoResult<Self> {
+        let mut family = Self {
+            api: api.clone(),
+            household: String::new(),
+            day: day.into(),
+        };
+        family.household = family
+            .api
             .create_household(pb::CreateHouseholdRequest {
                 name: name.into(),
+                options: family.opts(),
                 ..Default::default()
             })
             .await?
             .into_inner()
             .household_id;
-        Ok(Self { api, household })
+        Ok(family)
+    }
+
+    /// Moves the story to `day`.
+    fn on(&mut self, day: &str) -> &mut Self {
+        self.day = day.into();
+        self
+    }
+
+    fn opts(&self) -> Option<pb::CommandOptions> {
+        Some(pb::CommandOptions {
+            effective_date: self.day.clone(),
+            ..Default::default()
+        })
     }
 
     async fn member(
@@ -52,6 +73,7 @@ impl Family {
     ) -> DemoResult<String> {
         let request = pb::CreateMemberRequest {
             household_id: self.household.clone(),
+            options: self.opts(),
             details: Some(pb::MemberDetails {
                 name: name.into(),
                 role: role as i32,
@@ -106,6 +128,7 @@ impl Family {
     async fn contact(&mut self, details: pb::ContactDetails) -> DemoResult<String> {
         let request = pb::CreateContactRequest {
             household_id: self.household.clone(),
+            options: self.opts(),
             details: Some(details),
             ..Default::default()
         };
@@ -120,10 +143,10 @@ impl Family {
     async fn phase(&mut self, phase: pb::SupportPhase, hours: u32, date: &str) -> DemoResult<()> {
         let request = pb::ChangeSupportPhaseRequest {
             household_id: self.household.clone(),
+            options: self.opts(),
             phase: phase as i32,
             hours_per_week: Some(hours),
             date: date.into(),
-            ..Default::default()
         };
         self.api.change_support_phase(request).await?;
         Ok(())
@@ -134,6 +157,7 @@ impl Family {
             .api
             .create_plan(pb::CreatePlanRequest {
                 household_id: self.household.clone(),
+                options: self.opts(),
                 kind: kind as i32,
                 title: title.into(),
                 ..Default::default()
@@ -144,9 +168,9 @@ impl Family {
         self.api
             .activate_plan(pb::ActivatePlanRequest {
                 household_id: self.household.clone(),
+                options: self.opts(),
                 plan_id: plan.clone(),
                 date: date.into(),
-                ..Default::default()
             })
             .await?;
         Ok(plan)
@@ -161,6 +185,7 @@ impl Family {
     ) -> DemoResult<String> {
         let request = pb::CreateGoalRequest {
             household_id: self.household.clone(),
+            options: self.opts(),
             owner_member_id: owner.into(),
             title: title.into(),
             life_domains: domains.iter().map(|d| *d as i32).collect(),
@@ -173,6 +198,7 @@ impl Family {
     async fn achieve(&mut self, goal: &str, date: &str) -> DemoResult<()> {
         let request = pb::AchieveGoalRequest {
             household_id: self.household.clone(),
+            options: self.opts(),
             goal_id: goal.into(),
             date: date.into(),
             ..Default::default()
@@ -184,10 +210,10 @@ impl Family {
     async fn progress(&mut self, goal: &str, date: &str, note: &str) -> DemoResult<()> {
         let request = pb::NoteGoalProgressRequest {
             household_id: self.household.clone(),
+            options: self.opts(),
             goal_id: goal.into(),
             date: date.into(),
             note: note.into(),
-            ..Default::default()
         };
         self.api.note_goal_progress(request).await?;
         Ok(())
@@ -199,6 +225,7 @@ impl Family {
             .api
             .propose_agreement(pb::ProposeAgreementRequest {
                 household_id: self.household.clone(),
+                options: self.opts(),
                 terms: Some(terms),
                 ..Default::default()
             })
@@ -208,8 +235,8 @@ impl Family {
         self.api
             .accept_agreement(pb::AcceptAgreementRequest {
                 household_id: self.household.clone(),
+                options: self.opts(),
                 agreement_id: agreement.clone(),
-                ..Default::default()
             })
             .await?;
         Ok(agreement)
@@ -225,6 +252,7 @@ impl Family {
     ) -> DemoResult<()> {
         let request = pb::RecordIndicationRequest {
             household_id: self.household.clone(),
+            options: self.opts(),
             member_id: member.into(),
             kind: kind as i32,
             care_profile: profile.into(),
@@ -249,6 +277,7 @@ impl Family {
     ) -> DemoResult<()> {
         let request = pb::CreateLogbookEntryRequest {
             household_id: self.household.clone(),
+            options: self.opts(),
             supporter_contact_id: supporter.into(),
             date: date.into(),
             minutes,
@@ -270,6 +299,7 @@ impl Family {
     ) -> DemoResult<()> {
         let request = pb::CreateNoteRequest {
             household_id: self.household.clone(),
+            options: self.opts(),
             about_member_id: about.into(),
             text: text.into(),
             life_domains: domains.iter().map(|d| *d as i32).collect(),
@@ -303,7 +333,7 @@ use pb::{
 
 /// Scenario 1: copilot, a daughter with ZEVMB, a widowed father.
 async fn copilot(api: &Api) -> DemoResult<Family> {
-    let mut f = Family::register(api, "Familie De Vries (copiloot)").await?;
+    let mut f = Family::register(api, "Familie De Vries (copiloot)", "2025-01-06").await?;
     let eva = f
         .member("Eva", R::Client, Rel::Unspecified, "2005-04-02")
         .await?;
@@ -313,8 +343,8 @@ async fn copilot(api: &Api) -> DemoResult<Family> {
     let copilot = f
         .supporter("Anja", pb::SupporterKind::Copilot, "Stichting Copiloot")
         .await?;
-    let respite = f.provider("Logeerhuis De Linde").await?;
     f.phase(pb::SupportPhase::Crisis, 6, "2025-01-06").await?;
+    f.on("2025-01-07");
     f.logbook(
         &copilot,
         "2025-01-07",
@@ -333,6 +363,8 @@ async fn copilot(api: &Api) -> DemoResult<Family> {
             "",
         )
         .await?;
+    f.on("2025-01-20");
+    let respite = f.provider("Logeerhuis De Linde").await?;
     let mut respite_terms = terms(
         "logeeropvang twee weekenden per maand",
         vec![member_id(&eva), contact_id(&respite)],
@@ -343,6 +375,7 @@ async fn copilot(api: &Api) -> DemoResult<Family> {
     respite_terms.frequency = "2 weekenden per maand".into();
     respite_terms.responsible_contact_id = respite.clone();
     f.agreement(respite_terms).await?;
+    f.on("2025-02-10");
     f.agreement(terms(
         "rouwbegeleiding voor vader",
         vec![member_id(&father)],
@@ -350,12 +383,14 @@ async fn copilot(api: &Api) -> DemoResult<Family> {
         "2025-02-15",
     ))
     .await?;
+    f.on("2025-03-24");
     f.note(
         &eva,
         "Logeerhuis een week dicht in april; vervangende opvang gezocht",
         &[L::CareOrganisation],
     )
     .await?;
+    f.on("2025-04-01");
     f.achieve(&pgb_goal, "2025-04-01").await?;
     f.phase(pb::SupportPhase::Organising, 2, "2025-04-01")
         .await?;
@@ -364,7 +399,8 @@ async fn copilot(api: &Api) -> DemoResult<Family> {
 
 /// Scenario 2: life-course coach, a 16-year-old with autism who turns 18.
 async fn life_course(api: &Api) -> DemoResult<Family> {
-    let mut f = Family::register(api, "Familie Bakker (levensloopbegeleider)").await?;
+    let mut f =
+        Family::register(api, "Familie Bakker (levensloopbegeleider)", "2024-08-19").await?;
     let sam = f
         .member("Sam", R::Client, Rel::Unspecified, "2008-03-14")
         .await?;
@@ -379,7 +415,7 @@ async fn life_course(api: &Api) -> DemoResult<Family> {
             "Levensloop Oost",
         )
         .await?;
-    let youth = f.provider("Jeugdzorg Oost").await?;
+    f.on("2024-08-26");
     let structure = f
         .goal(
             &sam,
@@ -395,6 +431,7 @@ async fn life_course(api: &Api) -> DemoResult<Family> {
         "",
     )
     .await?;
+    let youth = f.provider("Jeugdzorg Oost").await?;
     let mut coaching = terms(
         "begeleiding twee middagen per week",
         vec![member_id(&sam), contact_id(&youth)],
@@ -404,6 +441,7 @@ async fn life_course(api: &Api) -> DemoResult<Family> {
     coaching.goal_ids = vec![structure.clone()];
     coaching.responsible_contact_id = youth;
     f.agreement(coaching).await?;
+    f.on("2024-09-10");
     f.logbook(
         &coach,
         "2024-09-10",
@@ -414,23 +452,26 @@ async fn life_course(api: &Api) -> DemoResult<Family> {
         "verwachtingen opnieuw gezet: mbo met twee stages",
     )
     .await?;
+    f.on("2025-06-30");
     f.progress(
         &structure,
         "2025-06-30",
         "weekplanner werkt; eerste stage afgerond",
     )
     .await?;
+    f.on("2026-03-14");
     f.api
         .record_funding_transition(pb::RecordFundingTransitionRequest {
             household_id: f.household.clone(),
+            options: f.opts(),
             member_id: sam.clone(),
             from_funding_domain: F::Jeugdwet as i32,
             to_funding_domain: F::Wmo as i32,
             date: "2026-03-14".into(),
             reason: "Sam wordt 18: de Jeugdwet stopt, de Wmo neemt over".into(),
-            ..Default::default()
         })
         .await?;
+    f.on("2026-03-20");
     f.logbook(
         &coach,
         "2026-03-20",
@@ -446,7 +487,8 @@ async fn life_course(api: &Api) -> DemoResult<Family> {
 
 /// Scenario 3: brain-injury case manager, a man of 48 after a stroke.
 async fn brain_injury(api: &Api) -> DemoResult<Family> {
-    let mut f = Family::register(api, "Familie Smit (casemanager hersenletsel)").await?;
+    let mut f =
+        Family::register(api, "Familie Smit (casemanager hersenletsel)", "2025-02-17").await?;
     let kees = f
         .member("Kees", R::Client, Rel::Unspecified, "1977-11-20")
         .await?;
@@ -458,7 +500,7 @@ async fn brain_injury(api: &Api) -> DemoResult<Family> {
             "NAH Netwerk",
         )
         .await?;
-    let uwv = f.institution("UWV", pb::InstitutionKind::Uwv).await?;
+    f.on("2025-03-01");
     let plan = f
         .plan(
             pb::PlanKind::CaseManagementPlan,
@@ -474,22 +516,6 @@ async fn brain_injury(api: &Api) -> DemoResult<Family> {
             &plan,
         )
         .await?;
-    let mut rehab = terms(
-        "cognitieve revalidatie",
-        vec![member_id(&kees)],
-        F::Zvw,
-        "2025-03-15",
-    );
-    rehab.goal_ids = vec![energy];
-    rehab.frequency = "wekelijks".into();
-    f.agreement(rehab).await?;
-    f.agreement(terms(
-        "herbeoordeling arbeidsvermogen",
-        vec![member_id(&kees), contact_id(&uwv)],
-        F::Participatiewet,
-        "2025-05-01",
-    ))
-    .await?;
     f.goal(
         &wife,
         "ruimte voor eigen rouw",
@@ -497,13 +523,7 @@ async fn brain_injury(api: &Api) -> DemoResult<Family> {
         &plan,
     )
     .await?;
-    f.agreement(terms(
-        "rouwbegeleiding voor Marion",
-        vec![member_id(&wife)],
-        F::Zvw,
-        "2025-04-01",
-    ))
-    .await?;
+    f.on("2025-03-05");
     f.logbook(
         &manager,
         "2025-03-05",
@@ -514,12 +534,38 @@ async fn brain_injury(api: &Api) -> DemoResult<Family> {
         "overprikkeling besproken; Reminder-app ingesteld",
     )
     .await?;
+    f.on("2025-03-10");
+    let mut rehab = terms(
+        "cognitieve revalidatie",
+        vec![member_id(&kees)],
+        F::Zvw,
+        "2025-03-15",
+    );
+    rehab.goal_ids = vec![energy];
+    rehab.frequency = "wekelijks".into();
+    f.agreement(rehab).await?;
+    f.agreement(terms(
+        "rouwbegeleiding voor Marion",
+        vec![member_id(&wife)],
+        F::Zvw,
+        "2025-04-01",
+    ))
+    .await?;
+    f.on("2025-04-14");
+    let uwv = f.institution("UWV", pb::InstitutionKind::Uwv).await?;
+    f.agreement(terms(
+        "herbeoordeling arbeidsvermogen",
+        vec![member_id(&kees), contact_id(&uwv)],
+        F::Participatiewet,
+        "2025-05-01",
+    ))
+    .await?;
     Ok(f)
 }
 
 /// Scenario 4: network guide, a man of 23 with LVB+ looking for a place to live.
 async fn network_guide(api: &Api) -> DemoResult<Family> {
-    let mut f = Family::register(api, "Familie Jansen (netwerkgids)").await?;
+    let mut f = Family::register(api, "Familie Jansen (netwerkgids)", "2024-01-15").await?;
     let daan = f
         .member("Daan", R::Client, Rel::Unspecified, "2002-08-09")
         .await?;
@@ -532,7 +578,6 @@ async fn network_guide(api: &Api) -> DemoResult<Family> {
             "Netwerkgids Noord",
         )
         .await?;
-    let home = f.provider("Woonzorg De Horst").await?;
     f.indication(
         &daan,
         pb::IndicationKind::WlzIndication,
@@ -549,6 +594,7 @@ async fn network_guide(api: &Api) -> DemoResult<Family> {
             "",
         )
         .await?;
+    f.on("2024-06-12");
     f.logbook(
         &guide,
         "2024-06-12",
@@ -559,6 +605,8 @@ async fn network_guide(api: &Api) -> DemoResult<Family> {
         "bezoek aan de twaalfde aanbieder; wachtlijst",
     )
     .await?;
+    f.on("2025-01-20");
+    let home = f.provider("Woonzorg De Horst").await?;
     let mut room = terms(
         "kamer met 24-uurs begeleiding",
         vec![member_id(&daan), contact_id(&home)],
@@ -575,7 +623,9 @@ async fn network_guide(api: &Api) -> DemoResult<Family> {
         "2025-02-01",
     ))
     .await?;
+    f.on("2025-02-01");
     f.achieve(&place, "2025-02-01").await?;
+    f.on("2025-03-01");
     f.phase(pb::SupportPhase::PilotLight, 1, "2025-03-01")
         .await?;
     Ok(f)
@@ -583,7 +633,7 @@ async fn network_guide(api: &Api) -> DemoResult<Family> {
 
 /// Scenario 5: ally for a whole family with three children who need care.
 async fn ally(api: &Api) -> DemoResult<Family> {
-    let mut f = Family::register(api, "Familie Mulder (bondgenoot)").await?;
+    let mut f = Family::register(api, "Familie Mulder (bondgenoot)", "2024-09-16").await?;
     f.member("Tim", R::Client, Rel::Child, "2005-01-15").await?;
     let noor = f
         .member("Noor", R::Client, Rel::Child, "2009-05-30")
@@ -597,9 +647,15 @@ async fn ally(api: &Api) -> DemoResult<Family> {
     let ally = f
         .supporter("Joost", pb::SupporterKind::Ally, "Bondgenoot van Naasten")
         .await?;
-    let municipality = f
-        .institution("Gemeente", pb::InstitutionKind::Municipality)
-        .await?;
+    f.indication(
+        &noor,
+        pb::IndicationKind::ZvwNursingIndication,
+        "",
+        "2024-01-01",
+        "2024-12-31",
+    )
+    .await?;
+    f.on("2024-10-01");
     let plan = f
         .plan(pb::PlanKind::FamilyPlan, "gezinsplan", "2024-10-01")
         .await?;
@@ -610,28 +666,17 @@ async fn ally(api: &Api) -> DemoResult<Family> {
         &plan,
     )
     .await?;
-    f.indication(
-        &noor,
-        pb::IndicationKind::ZvwNursingIndication,
-        "",
-        "2024-01-01",
-        "2024-12-31",
-    )
-    .await?;
+    f.on("2025-01-06");
     f.note(
         &noor,
         "Herindicatie verpleging loopt: maanden zonder geld om de zorgverleners te betalen",
         &[L::FinancesAndIncome, L::PhysicalHealth],
     )
     .await?;
-    f.indication(
-        &noor,
-        pb::IndicationKind::ZvwNursingIndication,
-        "",
-        "2025-04-01",
-        "",
-    )
-    .await?;
+    f.on("2025-01-15");
+    let municipality = f
+        .institution("Gemeente", pb::InstitutionKind::Municipality)
+        .await?;
     let mut hoist = terms(
         "tillift en douchebrancard",
         vec![member_id(&finn), contact_id(&municipality)],
@@ -640,6 +685,7 @@ async fn ally(api: &Api) -> DemoResult<Family> {
     );
     hoist.description = "opnieuw aangevraagd door de bondgenoot en toegekend".into();
     f.agreement(hoist).await?;
+    f.on("2025-02-03");
     f.logbook(
         &ally,
         "2025-02-03",
@@ -650,6 +696,7 @@ async fn ally(api: &Api) -> DemoResult<Family> {
         "ziekenhuisopname op 2,5 uur rijden onderhandeld",
     )
     .await?;
+    f.on("2025-02-24");
     f.agreement(terms(
         "rouwtherapeut voor het gezin",
         vec![member_id(&mother)],
@@ -657,6 +704,16 @@ async fn ally(api: &Api) -> DemoResult<Family> {
         "2025-03-01",
     ))
     .await?;
+    f.on("2025-04-01");
+    f.indication(
+        &noor,
+        pb::IndicationKind::ZvwNursingIndication,
+        "",
+        "2025-04-01",
+        "",
+    )
+    .await?;
+    f.on("2025-10-01");
     f.plan(pb::PlanKind::PilotLightPlan, "waakvlamplan", "2025-10-01")
         .await?;
     f.phase(pb::SupportPhase::PilotLight, 1, "2025-10-01")

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use uuid::Uuid;
 
+/// The request field of [`CommandContext::happened_on`], named in refusals.
+pub const EFFECTIVE_DATE_FIELD: &str = "options.effective_date";
 /// How often a command without an expected revision is decided again after losing a race.
 const MAX_ATTEMPTS: usize = 5;
 /// Households whose state is kept in memory between commands.
@@ -31,6 +33,8 @@ pub struct CommandContext {
     pub expected_revision: Option<u64>,
     /// The principal acting, recorded in each event's metadata.
     pub actor: Option<String>,
+    /// The day it happened, when recorded later; not in the future.
+    pub happened_on: Option<time::Date>,
 }
 
 /// What a command did.
@@ -120,6 +124,17 @@ impl Households {
         {
             return Ok(done);
         }
+        if let Some(day) = context.happened_on {
+            naast_domain::validate::date(EFFECTIVE_DATE_FIELD, day)?;
+            let today = time::OffsetDateTime::now_utc().date();
+            if day > today {
+                return Err(DomainError::invalid(
+                    EFFECTIVE_DATE_FIELD,
+                    format!("{day} is in the future; record what happened, not what is planned"),
+                )
+                .into());
+            }
+        }
         for _ in 0..MAX_ATTEMPTS {
             let snapshot = self.snapshot(household)?;
             if let Some(expected) = context.expected_revision
@@ -183,9 +198,10 @@ impl Households {
     ) -> Result<Vec<(RecordedEvent, TimelineEntry)>, AppError> {
         let mut state = Household::default();
         let mut entries = Vec::new();
-        self.each_event(household, 0, |recorded, event| {
-            let entry = timeline::entry(&state, &event, recorded_on(&recorded));
-            state.apply(&event);
+        self.each_event(household, 0, |recorded, stored| {
+            let day = stored.happened_on.unwrap_or_else(|| recorded_on(&recorded));
+            let entry = timeline::entry(&state, &stored.event, day);
+            state.apply(&stored.event);
             entries.push((recorded, entry));
         })?;
         Ok(entries)
@@ -208,7 +224,7 @@ impl Households {
                     causation_id: None,
                     actor: context.actor.clone(),
                 },
-                payload: event.to_payload().into(),
+                payload: event.to_payload(context.happened_on).into(),
             })
             .collect()
     }
@@ -257,8 +273,8 @@ impl Households {
         });
         let from = snapshot.revision.map_or(0, |r| r + 1);
         let mut revision = snapshot.revision;
-        self.each_event(household, from, |recorded, event| {
-            snapshot.state.apply(&event);
+        self.each_event(household, from, |recorded, stored| {
+            snapshot.state.apply(&stored.event);
             revision = Some(recorded.revision);
         })?;
         if revision != snapshot.revision {
@@ -281,7 +297,7 @@ impl Households {
         &self,
         household: HouseholdId,
         from: u64,
-        mut f: impl FnMut(RecordedEvent, DomainEvent),
+        mut f: impl FnMut(RecordedEvent, naast_domain::event::Stored),
     ) -> Result<(), AppError> {
         let stream = household.stream_id();
         let mut next = from;

@@ -48,6 +48,10 @@ impl HouseholdApi {
             request_id: c::optional_id("options.request_id", &options.request_id)?,
             expected_revision: options.expected_revision,
             actor: None,
+            happened_on: c::optional_date(
+                crate::households::EFFECTIVE_DATE_FIELD,
+                &options.effective_date,
+            )?,
         };
         let Executed {
             revision,

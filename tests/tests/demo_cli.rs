@@ -1,0 +1,59 @@
+//! `naast demo` enacts the five pilot scenarios through the gRPC API of a real server and
+//! prints each family's timeline: what a newcomer sees first.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
+use naast_tests::workspace_bin;
+use std::process::Command;
+
+#[test]
+fn the_demo_prints_five_timelines_with_the_18th_birthday_transition() {
+    let output = Command::new(workspace_bin("naast"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for family in [
+        "copiloot",
+        "levensloopbegeleider",
+        "casemanager hersenletsel",
+        "netwerkgids",
+        "bondgenoot",
+    ] {
+        assert!(
+            stdout.contains(&format!("({family}) ━━")),
+            "no timeline for the {family} family"
+        );
+    }
+    // Sam turns 18: the transition and the carried agreement, on the birthday.
+    let birthday: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.contains("2026-03-14"))
+        .take(2)
+        .collect();
+    assert!(
+        birthday[0].contains("[Jeugdwet→Wmo]") && birthday[0].contains("van Jeugdwet naar Wmo"),
+        "{birthday:?}"
+    );
+    assert!(
+        birthday[1].contains("Afspraak gewijzigd: begeleiding twee middagen per week"),
+        "{birthday:?}"
+    );
+    // Dates are in order within each family.
+    for timeline in stdout.split("\n━━ ").skip(1) {
+        let dates: Vec<&str> = timeline
+            .lines()
+            .filter_map(|l| l.get(2..12))
+            .filter(|d| d.starts_with("20"))
+            .collect();
+        assert!(dates.windows(2).all(|w| w[0] < w[1]), "{dates:?}");
+        assert!(dates.len() >= 4);
+    }
+    assert!(stdout.contains("Wlz-indicatie voor Daan, zorgprofiel VG6"));
+}
