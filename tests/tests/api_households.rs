@@ -974,3 +974,57 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
         "nothing was written for any rejected command"
     );
 }
+
+async fn whole_timeline(api: &mut Api, household: &str) -> Vec<pb::TimelineEntry> {
+    api.list_timeline_entries(pb::ListTimelineEntriesRequest {
+        household_id: household.into(),
+        page_size: 1000,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .entries
+}
+
+/// The timeline is a read model: after a kill, a restart and a full rebuild (`naast replay`) it
+/// is what it was.
+#[tokio::test]
+async fn the_timeline_is_the_same_after_a_kill_a_restart_and_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let mut client = api(&server).await;
+    let s = scenario_two(&mut client).await;
+    let before = whole_timeline(&mut client, &s.household).await;
+    assert!(before.len() >= 9);
+    server.kill();
+
+    let server = Server::start(dir.path());
+    let mut client = api(&server).await;
+    assert_eq!(whole_timeline(&mut client, &s.household).await, before);
+    drop(server);
+
+    let replay = std::process::Command::new(naast_tests::workspace_bin("naast"))
+        .args(["replay", "--data-dir"])
+        .arg(dir.path())
+        .env("NAAST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let said = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        said.contains(&format!(
+            "{} events projected",
+            before.last().unwrap().position + 1
+        )),
+        "{said}"
+    );
+
+    let server = Server::start(dir.path());
+    let mut client = api(&server).await;
+    assert_eq!(whole_timeline(&mut client, &s.household).await, before);
+}

@@ -133,23 +133,7 @@ impl SledStorage {
     /// Callers hold the directory lock (see `crate::EventLog::open`), so sled's own lock never
     /// blocks here.
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, StorageError> {
-        let config = sled::Config::new().path(dir).cache_capacity(cache_capacity);
-        // sled's background threads hold its file (and its lock) a little while after the last
-        // handle of a database is dropped, so reopening within the same process can briefly
-        // find sled's lock taken. Our own `LOCK` rules out another process, so wait it out.
-        let started = std::time::Instant::now();
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(e)
-                    if e.to_string().contains("could not acquire lock")
-                        && started.elapsed() < std::time::Duration::from_secs(10) =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => return Err(StorageError::new("open", e)),
-            }
-        };
+        let db = open_sled(dir, cache_capacity)?;
         let tree = db
             .open_tree("eventlog")
             .map_err(|e| StorageError::new("open", e))?;
@@ -211,6 +195,29 @@ impl SledStorage {
         // Forget blobs sled has garbage-collected, so the map stays small.
         *synced = seen;
         Ok(())
+    }
+}
+
+/// Opens (or creates) a sled database in `dir` with a page cache of `cache_capacity` bytes.
+///
+/// sled's background threads hold its file (and its lock) a little while after the last handle
+/// of a database is dropped, so reopening within the same process can briefly find sled's lock
+/// taken; this waits that out (up to 10 s). Callers must rule out another process themselves,
+/// as [`crate::EventLog::open`] does with its `LOCK` file.
+pub fn open_sled(dir: &Path, cache_capacity: u64) -> Result<sled::Db, StorageError> {
+    let config = sled::Config::new().path(dir).cache_capacity(cache_capacity);
+    let started = std::time::Instant::now();
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < std::time::Duration::from_secs(10) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(StorageError::new("open", e)),
+        }
     }
 }
 

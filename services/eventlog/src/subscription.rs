@@ -49,6 +49,13 @@ impl Subscription {
         self.caught_up && self.buffer.is_empty()
     }
 
+    /// Events already read and not yet delivered, at most `max`, without waiting or reading
+    /// storage: lets a consumer take a batch after [`Subscription::next`] returned its first.
+    pub fn ready(&mut self, max: usize) -> Vec<RecordedEvent> {
+        let n = max.min(self.buffer.len());
+        self.buffer.drain(..n).collect()
+    }
+
     /// The next event; waits for one to be committed when all are delivered. Fails with
     /// [`Error::Closed`] once the log is closed and everything committed was delivered, or with a
     /// storage error while catching up (the subscription can be polled again).

@@ -1,5 +1,6 @@
 //! Executing commands on households: load the household's state from its stream, decide,
 //! append the events with optimistic concurrency, and answer with the position written at.
+//! (The timeline is a read model: see `naast_projections`.)
 //!
 //! - A command may carry the revision the caller last saw (`expected_revision`); if the
 //!   household moved on, the command is refused as a conflict. Without it, a concurrent write
@@ -8,7 +9,6 @@
 //!   recognised in the log and answered with the first outcome instead of acting twice.
 
 use naast_domain::ids::HouseholdId;
-use naast_domain::timeline::{self, TimelineEntry};
 use naast_domain::{Command, DomainError, DomainEvent, Household, decide};
 use naast_eventlog::{Direction, EventLog, ExpectedRevision, Metadata, NewEvent, RecordedEvent};
 use std::collections::HashMap;
@@ -191,22 +191,6 @@ impl Households {
         Ok((snapshot.state, snapshot.revision))
     }
 
-    /// The household's whole timeline, oldest first, with each entry's position.
-    pub fn timeline(
-        &self,
-        household: HouseholdId,
-    ) -> Result<Vec<(RecordedEvent, TimelineEntry)>, AppError> {
-        let mut state = Household::default();
-        let mut entries = Vec::new();
-        self.each_event(household, 0, |recorded, stored| {
-            let day = stored.happened_on.unwrap_or_else(|| recorded_on(&recorded));
-            let entry = timeline::entry(&state, &stored.event, day);
-            state.apply(&stored.event);
-            entries.push((recorded, entry));
-        })?;
-        Ok(entries)
-    }
-
     fn new_events(&self, events: &[DomainEvent], context: &CommandContext) -> Vec<NewEvent> {
         let correlation_id = context.request_id.or_else(|| Some(Uuid::now_v7()));
         events
@@ -327,12 +311,4 @@ impl Households {
 /// request's own namespace, so the same request always yields the same ids.
 fn event_id(request_id: Uuid, index: usize) -> Uuid {
     Uuid::new_v5(&request_id, index.to_string().as_bytes())
-}
-
-/// The day (UTC) the log recorded an event.
-pub fn recorded_on(event: &RecordedEvent) -> time::Date {
-    let nanos = i128::from(event.recorded_at_micros) * 1_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .map(|t| t.date())
-        .unwrap_or(time::Date::MIN)
 }

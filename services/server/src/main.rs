@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use naast_eventlog::{EventLog, Options};
+use naast_projections::Projections;
 use naast_server::{config::Config, grpc};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Serve the gRPC API over the event log in the data directory.
     Serve(ServeArgs),
+    /// Rebuild the read models (the timelines) from the event log, then exit.
+    Replay(ServeArgs),
     /// Start the server, enact the five pilot scenarios through the gRPC API and print each
     /// family's unified timeline.
     Demo(DemoArgs),
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Demo(args) => demo(args),
+        Command::Replay(args) => replay(args),
         Command::Bench {
             target: BenchTarget::Eventlog(args),
         } => match naast_server::bench::eventlog(&args) {
@@ -123,6 +127,45 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+fn replay(args: ServeArgs) -> ExitCode {
+    let config = match Config::resolve(args.listen, args.data_dir, args.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("naast: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("naast: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rebuilt = runtime.block_on(async {
+        let log = EventLog::open(&config.data_dir, Options::default())?;
+        let projections = Projections::open(&config.data_dir.join("projections"))?;
+        let started = std::time::Instant::now();
+        projections.reset()?;
+        let checkpoint = projections.catch_up(&log).await?;
+        log.close().await;
+        Ok::<_, Box<dyn std::error::Error>>((checkpoint, started.elapsed()))
+    });
+    match rebuilt {
+        Ok((events, took)) => {
+            println!(
+                "naast replay: {events} events projected in {:.2} s",
+                took.as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("naast replay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn demo(args: DemoArgs) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -150,10 +193,11 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
     let scratch = tempfile::Builder::new().prefix("naast-demo-").tempdir()?;
     let data_dir = args.data_dir.unwrap_or_else(|| scratch.path().to_owned());
     let log = EventLog::open(&data_dir, Options::default())?;
+    let projections = Projections::open(&data_dir.join("projections"))?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(grpc::run(listener, log, async move {
+    let server = tokio::spawn(grpc::run(listener, log, projections, async move {
         let _ = stopped.await;
     }));
     naast_server::demo::run(format!("http://{address}"), &mut std::io::stdout()).await?;
@@ -169,6 +213,7 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
 
 async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let log = EventLog::open(&config.data_dir, Options::default())?;
+    let projections = Projections::open(&config.data_dir.join("projections"))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -177,6 +222,6 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     println!("naast listening on {address}");
     let _ = std::io::stdout().flush();
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
-    grpc::run(listener, log, grpc::shutdown_signal()).await?;
+    grpc::run(listener, log, projections, grpc::shutdown_signal()).await?;
     Ok(())
 }

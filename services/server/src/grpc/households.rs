@@ -13,7 +13,7 @@ use naast_domain::timeline::TimelineEntry;
 use naast_domain::vocab::{
     ContactMode, FundingDomain, IndicationKind, LifeDomain, PlanKind, SupportPhase, SupporterTask,
 };
-use naast_eventlog::RecordedEvent;
+use naast_projections::{Projections, StoredEntry};
 use naast_proto::pb;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -29,12 +29,16 @@ const MAX_WAIT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct HouseholdApi {
     households: Households,
+    projections: Projections,
 }
 
 impl HouseholdApi {
-    /// Serves `households`.
-    pub fn new(households: Households) -> Self {
-        Self { households }
+    /// Serves `households`, with their timelines from `projections`.
+    pub fn new(households: Households, projections: Projections) -> Self {
+        Self {
+            households,
+            projections,
+        }
     }
 
     async fn execute(
@@ -731,23 +735,30 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                     invalid_argument("page_token", "is not a token of a previous page")
                 })?,
         };
-        self.reach(r.min_position).await?;
-        let timeline = self.households.timeline(id).map_err(from_app_error)?;
-        if timeline.is_empty() {
+        // Read at least everything committed when the query arrived (and `min_position`), so a
+        // client always reads its own acknowledged writes.
+        let target = r
+            .min_position
+            .max(self.households.log().head().saturating_sub(1));
+        if self.households.log().head() > 0 {
+            self.projections
+                .wait_for(target, MAX_WAIT)
+                .await
+                .map_err(|e| Status::deadline_exceeded(e.to_string()))?;
+        }
+        if !self
+            .projections
+            .has_household(id)
+            .map_err(projection_error)?
+        {
             return Err(Status::not_found(format!("household {id} not found")));
         }
-        let mut matching = timeline.into_iter().filter(|(recorded, entry)| {
-            recorded.revision >= start_revision && filter.admits(entry)
-        });
-        let entries: Vec<pb::TimelineEntry> = matching
-            .by_ref()
-            .take(page_size)
-            .map(|(r, e)| entry_to_proto(&r, &e))
-            .collect();
-        let next_page_token = matching
-            .next()
-            .map(|(r, _)| format!("t{}", r.revision))
-            .unwrap_or_default();
+        let (stored, next) = self
+            .projections
+            .timeline(id, start_revision, |e| filter.admits(&e.entry), page_size)
+            .map_err(projection_error)?;
+        let entries = stored.iter().map(entry_to_proto).collect();
+        let next_page_token = next.map(|r| format!("t{r}")).unwrap_or_default();
         Ok(Response::new(pb::ListTimelineEntriesResponse {
             entries,
             next_page_token,
@@ -818,21 +829,28 @@ impl TimelineFilter {
     }
 }
 
-fn entry_to_proto(recorded: &RecordedEvent, entry: &TimelineEntry) -> pb::TimelineEntry {
-    let seconds = i64::try_from(recorded.recorded_at_micros / 1_000_000).unwrap_or(i64::MAX);
+fn entry_to_proto(stored: &StoredEntry) -> pb::TimelineEntry {
+    let micros = stored.recorded_at_micros;
+    let seconds = i64::try_from(micros / 1_000_000).unwrap_or(i64::MAX);
     // Below one million microseconds, so the nanoseconds fit an i32.
-    let nanos = i32::try_from((recorded.recorded_at_micros % 1_000_000) * 1_000).unwrap_or(0);
+    let nanos = i32::try_from((micros % 1_000_000) * 1_000).unwrap_or(0);
+    let entry = &stored.entry;
     pb::TimelineEntry {
-        position: recorded.position,
-        revision: recorded.revision,
+        position: stored.position,
+        revision: stored.revision,
         kind: c::entry_kind_to_proto(entry.kind) as i32,
         date: c::date_string(entry.date),
         summary: entry.summary.clone(),
         member_ids: entry.members.iter().map(|m| m.to_string()).collect(),
         life_domains: entry.life_domains.iter().map(|d| d.to_proto()).collect(),
         funding_domains: entry.funding_domains.iter().map(|d| d.to_proto()).collect(),
-        event_type: recorded.event_type.clone(),
+        event_type: stored.event_type.clone(),
         recorded_at: Some(prost_types::Timestamp { seconds, nanos }),
-        actor: recorded.metadata.actor.clone().unwrap_or_default(),
+        actor: stored.actor.clone().unwrap_or_default(),
     }
+}
+
+fn projection_error(e: naast_projections::Error) -> Status {
+    tracing::error!(error = %e, "read model failure");
+    Status::internal("the timeline cannot be read right now; the operators have been alerted")
 }

@@ -11,6 +11,7 @@ pub use event_log::EventLogApi;
 pub use households::HouseholdApi;
 
 use naast_eventlog::EventLog;
+use naast_projections::Projections;
 use naast_proto::pb::event_log_service_server::EventLogServiceServer;
 use naast_proto::pb::household_service_server::HouseholdServiceServer;
 use std::future::Future;
@@ -32,16 +33,23 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves `log` on `listener` until `shutdown` completes; then ends open subscriptions, lets
-/// in-flight calls finish, and closes the log (committing and syncing what is queued).
+/// Serves `log` on `listener` until `shutdown` completes, keeping `projections` up to date with
+/// it; then ends open subscriptions, lets in-flight calls finish, and closes the log (committing
+/// and syncing what is queued).
 pub async fn run(
     listener: TcpListener,
     log: EventLog,
+    projections: Projections,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (stop, stopped) = watch::channel(false);
+    let projector = {
+        let (projections, log) = (projections.clone(), log.clone());
+        tokio::spawn(async move { projections.run(log).await })
+    };
     let api = EventLogApi::new(log.clone(), stopped);
-    let households = HouseholdApi::new(crate::households::Households::new(log.clone()));
+    let households =
+        HouseholdApi::new(crate::households::Households::new(log.clone()), projections);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -87,6 +95,12 @@ pub async fn run(
         })
         .await;
     log.close().await;
+    // The projector ends once it has projected everything the log committed.
+    match projector.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "the projector stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "the projector task failed"),
+    }
     tracing::info!("event log closed");
     Ok(served?)
 }

@@ -1,0 +1,326 @@
+//! Read models of naast, kept in sled and fed by the event log: for now the unified timeline
+//! of every household.
+//!
+//! # Layout
+//! - [`Projections`]: the store, its checkpoint, the projector loop ([`Projections::run`]),
+//!   queries, and [`Projections::reset`] for a rebuild (`naast replay`).
+//!
+//! # How it stays right
+//! The projector follows the whole log from its checkpoint (the next position to process). Each
+//! batch of timeline entries is written together with the new checkpoint in one atomic sled
+//! batch, so after a crash the store holds exactly the entries up to its checkpoint and the
+//! projector resumes there. Everything here can be thrown away and rebuilt from the log.
+//!
+//! Keys (one sled tree, `timeline`): `c` → checkpoint (u64 BE); `e` + household id (16 bytes) +
+//! revision (u64 BE) → the entry as JSON.
+
+use naast_domain::ids::HouseholdId;
+use naast_domain::timeline::{self, TimelineEntry};
+use naast_domain::{DomainEvent, Household};
+use naast_eventlog::{Direction, EventLog, RecordedEvent};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const CHECKPOINT_KEY: &[u8] = b"c";
+const ENTRY_PREFIX: u8 = b'e';
+/// Households whose state the projector keeps between events.
+const MAX_STATES: usize = 10_000;
+/// Most events projected in one sled batch.
+const MAX_BATCH: usize = 1_000;
+
+/// What can go wrong with the read models.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// sled failed.
+    #[error("projection store: {0}")]
+    Store(String),
+    /// The event log failed.
+    #[error(transparent)]
+    Log(#[from] naast_eventlog::Error),
+    /// A stored entry cannot be read back.
+    #[error("projection entry is damaged: {0}")]
+    Damaged(String),
+    /// The projection did not reach the position in time.
+    #[error("the read model has not reached position {position} within {waited:?}")]
+    NotReached {
+        /// The position waited for.
+        position: u64,
+        /// How long.
+        waited: Duration,
+    },
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
+/// One entry of a household's timeline as stored, with where it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEntry {
+    /// Global position of the event behind it.
+    pub position: u64,
+    /// Its revision in the household's stream.
+    pub revision: u64,
+    /// Its event type.
+    pub event_type: String,
+    /// When it was recorded (µs since 1970).
+    pub recorded_at_micros: u64,
+    /// Who recorded it.
+    pub actor: Option<String>,
+    /// The entry.
+    pub entry: TimelineEntry,
+}
+
+/// The read-model store. Cheap to clone.
+#[derive(Clone)]
+pub struct Projections {
+    _db: sled::Db,
+    tree: sled::Tree,
+    checkpoint: Arc<watch::Sender<u64>>,
+}
+
+impl Projections {
+    /// Opens (or creates) the store in `dir`. The caller owns the data directory's lock.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let db = naast_eventlog::storage::open_sled(dir, 32 * 1024 * 1024)
+            .map_err(|e| Error::Store(e.to_string()))?;
+        let tree = db.open_tree("timeline")?;
+        let checkpoint = match tree.get(CHECKPOINT_KEY)? {
+            Some(value) => u64_from(&value)?,
+            None => 0,
+        };
+        Ok(Self {
+            _db: db,
+            tree,
+            checkpoint: Arc::new(watch::channel(checkpoint).0),
+        })
+    }
+
+    /// The next log position the projector will process: everything before it is projected.
+    pub fn checkpoint(&self) -> u64 {
+        *self.checkpoint.borrow()
+    }
+
+    /// Throws every entry away, to rebuild from position 0.
+    pub fn reset(&self) -> Result<(), Error> {
+        self.tree.clear()?;
+        self.tree.flush()?;
+        self.checkpoint.send_replace(0);
+        Ok(())
+    }
+
+    /// Waits until everything before `position + 1` is projected, at most `timeout`.
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), Error> {
+        let mut checkpoint = self.checkpoint.subscribe();
+        let reached = tokio::time::timeout(timeout, checkpoint.wait_for(|c| *c > position)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            // The sender lives as long as `self`: a closed channel cannot happen here.
+            Ok(Err(_)) | Err(_) => Err(Error::NotReached {
+                position,
+                waited: timeout,
+            }),
+        }
+    }
+
+    /// Entries of `household` from `from_revision` on, oldest first, that `keep` accepts: at
+    /// most `limit`, and the revision to continue from when there are more.
+    pub fn timeline(
+        &self,
+        household: HouseholdId,
+        from_revision: u64,
+        keep: impl Fn(&StoredEntry) -> bool,
+        limit: usize,
+    ) -> Result<(Vec<StoredEntry>, Option<u64>), Error> {
+        let start = entry_key(household, from_revision);
+        let end = entry_key(household, u64::MAX);
+        let mut entries = Vec::new();
+        for item in self.tree.range(start..=end) {
+            let (_, value) = item?;
+            let entry: StoredEntry =
+                serde_json::from_slice(&value).map_err(|e| Error::Damaged(e.to_string()))?;
+            if !keep(&entry) {
+                continue;
+            }
+            if entries.len() == limit {
+                return Ok((entries, Some(entry.revision)));
+            }
+            entries.push(entry);
+        }
+        Ok((entries, None))
+    }
+
+    /// One entry.
+    pub fn entry(
+        &self,
+        household: HouseholdId,
+        revision: u64,
+    ) -> Result<Option<StoredEntry>, Error> {
+        self.tree
+            .get(entry_key(household, revision))?
+            .map(|value| serde_json::from_slice(&value).map_err(|e| Error::Damaged(e.to_string())))
+            .transpose()
+    }
+
+    /// Whether the household has any entry.
+    pub fn has_household(&self, household: HouseholdId) -> Result<bool, Error> {
+        Ok(self.entry(household, 0)?.is_some())
+    }
+
+    /// Projects the log from the checkpoint on, then follows it live, until the log closes.
+    pub async fn run(&self, log: EventLog) -> Result<(), Error> {
+        if self.checkpoint() > log.head() {
+            // The store is ahead of the log it is meant to follow: it belongs to other data.
+            tracing::warn!("read models are ahead of the event log; rebuilding them");
+            self.reset()?;
+        }
+        let mut subscription = log.subscribe_all(self.checkpoint());
+        let mut states: HashMap<HouseholdId, (Household, u64)> = HashMap::new();
+        loop {
+            let first = match subscription.next().await {
+                Ok(event) => event,
+                Err(naast_eventlog::Error::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut events = vec![first];
+            events.extend(subscription.ready(MAX_BATCH - 1));
+            self.project(&log, &events, &mut states)?;
+        }
+    }
+
+    /// Projects until the checkpoint has reached the log's head; for rebuilds.
+    pub async fn catch_up(&self, log: &EventLog) -> Result<u64, Error> {
+        let head = log.head();
+        let mut states = HashMap::new();
+        while self.checkpoint() < head {
+            let events = log.read_all(self.checkpoint(), Direction::Forwards, MAX_BATCH)?;
+            if events.is_empty() {
+                break;
+            }
+            self.project(log, &events, &mut states)?;
+        }
+        Ok(self.checkpoint())
+    }
+
+    fn project(
+        &self,
+        log: &EventLog,
+        events: &[RecordedEvent],
+        states: &mut HashMap<HouseholdId, (Household, u64)>,
+    ) -> Result<(), Error> {
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        let mut batch = sled::Batch::default();
+        for recorded in events {
+            let Some(household) = household_of(&recorded.stream_id) else {
+                continue; // not a household stream: raw integrator events have no timeline
+            };
+            let stored = match DomainEvent::from_payload(&recorded.payload) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::error!(position = recorded.position, error = %e, "household event cannot be read; left off the timeline");
+                    continue;
+                }
+            };
+            let state = state_before(log, states, household, recorded.revision)?;
+            let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
+            let entry = timeline::entry(state, &stored.event, day);
+            state.apply(&stored.event);
+            if let Some((_, next)) = states.get_mut(&household) {
+                *next = recorded.revision + 1;
+            }
+            let value = StoredEntry {
+                position: recorded.position,
+                revision: recorded.revision,
+                event_type: recorded.event_type.clone(),
+                recorded_at_micros: recorded.recorded_at_micros,
+                actor: recorded.metadata.actor.clone(),
+                entry,
+            };
+            // Plain data: serialising cannot fail.
+            batch.insert(
+                entry_key(household, recorded.revision),
+                serde_json::to_vec(&value).unwrap_or_default(),
+            );
+        }
+        let checkpoint = last.position + 1;
+        batch.insert(CHECKPOINT_KEY, checkpoint.to_be_bytes().to_vec());
+        self.tree.apply_batch(batch)?;
+        self.checkpoint.send_replace(checkpoint);
+        Ok(())
+    }
+}
+
+/// The state of `household` just before `revision`, from memory or rebuilt from its stream.
+fn state_before<'a>(
+    log: &EventLog,
+    states: &'a mut HashMap<HouseholdId, (Household, u64)>,
+    household: HouseholdId,
+    revision: u64,
+) -> Result<&'a mut Household, Error> {
+    let fresh = states
+        .get(&household)
+        .is_some_and(|(_, next)| *next == revision);
+    if !fresh {
+        let mut state = Household::default();
+        let stream = household.stream_id();
+        let mut next = 0;
+        while next < revision {
+            let limit = usize::try_from(revision - next)
+                .unwrap_or(usize::MAX)
+                .min(MAX_BATCH);
+            let events = log.read_stream(&stream, next, Direction::Forwards, limit)?;
+            let Some(last) = events.last() else { break };
+            next = last.revision + 1;
+            for event in &events {
+                if let Ok(stored) = DomainEvent::from_payload(&event.payload) {
+                    state.apply(&stored.event);
+                }
+            }
+        }
+        if states.len() >= MAX_STATES {
+            states.clear();
+        }
+        states.insert(household, (state, revision));
+    }
+    // Inserted just above when missing or stale.
+    states
+        .get_mut(&household)
+        .map(|(state, _)| state)
+        .ok_or_else(|| Error::Damaged("household state vanished".into()))
+}
+
+/// The household a stream belongs to, if it is a household stream.
+pub fn household_of(stream_id: &str) -> Option<HouseholdId> {
+    stream_id.strip_prefix("household-")?.parse().ok()
+}
+
+/// The day (UTC) the log recorded an event.
+pub fn recorded_on(event: &RecordedEvent) -> time::Date {
+    let nanos = i128::from(event.recorded_at_micros) * 1_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .map(|t| t.date())
+        .unwrap_or(time::Date::MIN)
+}
+
+fn entry_key(household: HouseholdId, revision: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(25);
+    key.push(ENTRY_PREFIX);
+    key.extend_from_slice(household.0.as_bytes());
+    key.extend_from_slice(&revision.to_be_bytes());
+    key
+}
+
+fn u64_from(value: &[u8]) -> Result<u64, Error> {
+    value
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::Damaged("checkpoint is not a u64".into()))
+}
