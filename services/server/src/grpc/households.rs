@@ -15,7 +15,10 @@ use naast_domain::vocab::{
 };
 use naast_projections::{Projections, StoredEntry};
 use naast_proto::pb;
+use std::pin::Pin;
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// Entries in a timeline page when the request does not say.
@@ -30,14 +33,21 @@ const MAX_WAIT: Duration = Duration::from_secs(5);
 pub struct HouseholdApi {
     households: Households,
     projections: Projections,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl HouseholdApi {
-    /// Serves `households`, with their timelines from `projections`.
-    pub fn new(households: Households, projections: Projections) -> Self {
+    /// Serves `households`, with their timelines from `projections`; open timeline
+    /// subscriptions end when `shutdown` turns true.
+    pub fn new(
+        households: Households,
+        projections: Projections,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             households,
             projections,
+            shutdown,
         }
     }
 
@@ -94,6 +104,14 @@ fn household(id: &str) -> Result<HouseholdId, Status> {
 }
 
 type Answer<T> = Result<Response<T>, Status>;
+
+type TimelineStream =
+    Pin<Box<dyn Stream<Item = Result<pb::SubscribeTimelineResponse, Status>> + Send>>;
+
+/// Entries a timeline subscription may have in flight to a slow client.
+const SUBSCRIPTION_BUFFER: usize = 256;
+/// Longest a subscription waits for the read model to catch up with one event.
+const PROJECTION_WAIT: Duration = Duration::from_secs(30);
 
 #[tonic::async_trait]
 impl pb::household_service_server::HouseholdService for HouseholdApi {
@@ -707,6 +725,64 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             result: Some(result),
             entry_id: entry.to_string(),
         }))
+    }
+
+    type SubscribeTimelineStream = TimelineStream;
+
+    async fn subscribe_timeline(
+        &self,
+        request: Request<pb::SubscribeTimelineRequest>,
+    ) -> Answer<Self::SubscribeTimelineStream> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let log = self.households.log().clone();
+        let stream = id.stream_id();
+        let Some(last) = log
+            .stream_revision(&stream)
+            .map_err(super::status::from_log_error)?
+        else {
+            return Err(Status::not_found(format!("household {id} not found")));
+        };
+        let from = r.start_revision.unwrap_or(last + 1);
+        let mut events = log
+            .subscribe_stream(&stream, from)
+            .map_err(super::status::from_log_error)?;
+        let projections = self.projections.clone();
+        let mut shutdown = self.shutdown.clone();
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    event = events.next() => event,
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    () = tx.closed() => break,
+                };
+                // Each event of the stream becomes an entry once the read model has it; an
+                // event the read model left out (unreadable) is skipped.
+                let item = match event {
+                    Err(e) => Err(super::status::from_log_error(e)),
+                    Ok(event) => {
+                        match projections.wait_for(event.position, PROJECTION_WAIT).await {
+                            Err(e) => Err(Status::unavailable(e.to_string())),
+                            Ok(()) => match projections.entry(id, event.revision) {
+                                Ok(Some(entry)) => Ok(pb::SubscribeTimelineResponse {
+                                    entry: Some(entry_to_proto(&entry)),
+                                }),
+                                Ok(None) => continue,
+                                Err(e) => Err(projection_error(e)),
+                            },
+                        }
+                    }
+                };
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn list_timeline_entries(

@@ -47,9 +47,12 @@ pub async fn run(
         let (projections, log) = (projections.clone(), log.clone());
         tokio::spawn(async move { projections.run(log).await })
     };
-    let api = EventLogApi::new(log.clone(), stopped);
-    let households =
-        HouseholdApi::new(crate::households::Households::new(log.clone()), projections);
+    let api = EventLogApi::new(log.clone(), stopped.clone());
+    let households = HouseholdApi::new(
+        crate::households::Households::new(log.clone()),
+        projections,
+        stopped,
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
