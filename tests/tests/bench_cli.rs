@@ -64,3 +64,49 @@ fn bench_refuses_an_unknown_target_with_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("nothing"));
 }
+
+#[test]
+fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(workspace_bin("naast"))
+        .args(["bench", "api", "--clients", "4", "--commands", "40"])
+        .args(["--timeline-events", "120", "--pages", "5", "--scratch-dir"])
+        .arg(scratch.path())
+        .env("NAAST_LOG", "warn")
+        .output()
+        .expect("run naast");
+    assert!(
+        output.status.success(),
+        "naast bench api failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "api.commands",
+            "api.timeline_page",
+            "api.timeline_page_filtered"
+        ]
+    );
+    let commands = &lines[0];
+    assert_eq!(commands["clients"], 4);
+    assert_eq!(commands["commands"], 44, "40 notes and 4 registrations");
+    let rate = commands["commands_per_sec"].as_f64().expect("rate");
+    let ceiling = commands["ceiling_commands_per_sec"]
+        .as_f64()
+        .expect("ceiling");
+    assert!(rate > 0.0 && ceiling > 0.0);
+    assert!((commands["ratio_to_ceiling"].as_f64().expect("ratio") - rate / ceiling).abs() < 0.01);
+    for page in &lines[1..] {
+        assert_eq!(page["events"], 120);
+        assert_eq!(page["requests"], 5);
+        assert!(page["p99_ms"].as_f64() >= page["p50_ms"].as_f64());
+    }
+    assert_eq!(std::fs::read_dir(scratch.path()).expect("list").count(), 0);
+}

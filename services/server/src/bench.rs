@@ -457,3 +457,270 @@ fn raw_scan_ceiling(dir: &Path, expected: u64) -> Result<f64, BenchError> {
     }
     Ok(count as f64 / elapsed.as_secs_f64())
 }
+
+/// Options of `naast bench api`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Concurrent gRPC clients, each with its own connection and household.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Commands in all, over gRPC (and again through the library for the ceiling).
+    #[arg(long, default_value_t = 40_000)]
+    pub commands: usize,
+    /// Events of the household whose timeline pages are read.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeline_events: usize,
+    /// Timeline pages read for the latency figures.
+    #[arg(long, default_value_t = 500)]
+    pub pages: usize,
+    /// Where to put the scratch data (removed afterwards); defaults to the current directory.
+    #[arg(long)]
+    pub scratch_dir: Option<PathBuf>,
+}
+
+/// Runs `naast bench api`: durable commands over gRPC from many clients next to the same
+/// commands through the library, and the latency of the first timeline page.
+pub fn api(args: &ApiArgs) -> Result<(), BenchError> {
+    let scratch = scratch_dir(args.scratch_dir.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(api_benches(scratch.path(), args))
+}
+
+fn scratch_dir(dir: Option<&Path>) -> Result<tempfile::TempDir, BenchError> {
+    Ok(match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            tempfile::tempdir_in(dir)?
+        }
+        None => tempfile::Builder::new()
+            .prefix(".naast-bench-")
+            .tempdir_in(".")?,
+    })
+}
+
+fn note(text: String, domain: naast_domain::vocab::LifeDomain) -> naast_domain::Command {
+    naast_domain::Command::AddNote {
+        note: naast_domain::ids::EntryId::new(),
+        about: None,
+        text,
+        life_domains: vec![domain],
+    }
+}
+
+async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
+    use crate::households::{CommandContext, Households};
+    use naast_domain::ids::HouseholdId;
+    use naast_domain::vocab::LifeDomain;
+    use naast_proto::pb;
+    use naast_proto::pb::household_service_client::HouseholdServiceClient;
+
+    let clients = args.clients.max(1);
+    let per_client = (args.commands / clients).max(1);
+    let fail = |e: &dyn std::fmt::Display| BenchError::Check(e.to_string());
+
+    // The ceiling: the same commands through the library, no gRPC, on their own log.
+    let ceiling = {
+        let log = EventLog::open(scratch.join("library"), Options::default())?;
+        let households = Households::new(log.clone());
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let households = households.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = HouseholdId::new();
+                let context = CommandContext::default();
+                households
+                    .execute(
+                        id,
+                        naast_domain::Command::RegisterHousehold {
+                            name: format!("gezin {c}"),
+                        },
+                        &context,
+                    )
+                    .await?;
+                for i in 0..per_client {
+                    households
+                        .execute(
+                            id,
+                            note(
+                                format!("notitie {i}"),
+                                LifeDomain::ALL[i % LifeDomain::ALL.len()],
+                            ),
+                            &context,
+                        )
+                        .await?;
+                }
+                Ok::<_, crate::households::AppError>(())
+            }));
+        }
+        for task in tasks {
+            task.await?.map_err(|e| fail(&e))?;
+        }
+        let rate = (clients * (per_client + 1)) as f64 / started.elapsed().as_secs_f64();
+        log.close().await;
+        rate
+    };
+
+    // The service on loopback.
+    let data = scratch.join("served");
+    let log = EventLog::open(&data, Options::default())?;
+    let projections =
+        naast_projections::Projections::open(&data.join("projections")).map_err(|e| fail(&e))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::grpc::run(
+        listener,
+        log.clone(),
+        projections,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut api = HouseholdServiceClient::connect(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let household = api
+                .create_household(pb::CreateHouseholdRequest {
+                    name: format!("gezin {c}"),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner()
+                .household_id;
+            let mut latencies = Vec::with_capacity(per_client);
+            for i in 0..per_client {
+                let t = Instant::now();
+                api.create_note(pb::CreateNoteRequest {
+                    household_id: household.clone(),
+                    text: format!("notitie {i}"),
+                    life_domains: vec![1 + (i % 14) as i32],
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await?.map_err(|e| fail(&e))?);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let rate = (clients * (per_client + 1)) as f64 / elapsed.as_secs_f64();
+    let ms = |sorted: &[Duration], p| round(percentile(sorted, p) / 1000.0, 2);
+    println!(
+        "{}",
+        json!({
+            "bench": "api.commands",
+            "clients": clients,
+            "commands": clients * (per_client + 1),
+            "commands_per_sec": round(rate, 0),
+            "p50_ms": ms(&latencies, 0.50),
+            "p99_ms": ms(&latencies, 0.99),
+            "ceiling": "the same commands through the library, without gRPC, in the same run",
+            "ceiling_commands_per_sec": round(ceiling, 0),
+            "ratio_to_ceiling": round(rate / ceiling, 3),
+        })
+    );
+
+    // A household with a long history, written through the library into the served log.
+    let households = Households::new(log.clone());
+    let big = HouseholdId::new();
+    let context = CommandContext::default();
+    households
+        .execute(
+            big,
+            naast_domain::Command::RegisterHousehold {
+                name: "gezin met een lange geschiedenis".into(),
+            },
+            &context,
+        )
+        .await
+        .map_err(|e| fail(&e))?;
+    for i in 1..args.timeline_events.max(2) {
+        households
+            .execute(
+                big,
+                note(
+                    format!("notitie {i}"),
+                    LifeDomain::ALL[i % LifeDomain::ALL.len()],
+                ),
+                &context,
+            )
+            .await
+            .map_err(|e| fail(&e))?;
+    }
+    let mut api = HouseholdServiceClient::connect(url)
+        .await
+        .map_err(|e| fail(&e))?;
+    // Note i (from 1) is tagged with life domain i mod 14; safety is the 14th.
+    let events = args.timeline_events.max(2);
+    let expected_page = |domains: &Vec<i32>| {
+        let matching = if domains.is_empty() {
+            events
+        } else {
+            (1..events)
+                .filter(|i| i % LifeDomain::ALL.len() == LifeDomain::ALL.len() - 1)
+                .count()
+        };
+        matching.min(50)
+    };
+    for (name, domains) in [
+        ("api.timeline_page", vec![]),
+        (
+            "api.timeline_page_filtered",
+            vec![pb::LifeDomain::Safety as i32],
+        ),
+    ] {
+        let mut pages = Vec::with_capacity(args.pages);
+        for _ in 0..args.pages.max(1) {
+            let t = Instant::now();
+            let page = api
+                .list_timeline_entries(pb::ListTimelineEntriesRequest {
+                    household_id: big.to_string(),
+                    life_domains: domains.clone(),
+                    page_size: 50,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| fail(&e))?
+                .into_inner();
+            pages.push(t.elapsed());
+            if page.entries.len() != expected_page(&domains) {
+                return Err(BenchError::Check(format!(
+                    "{name}: a page of {} entries",
+                    page.entries.len()
+                )));
+            }
+        }
+        pages.sort();
+        println!(
+            "{}",
+            json!({
+                "bench": name,
+                "events": args.timeline_events,
+                "page_size": 50,
+                "filter": if domains.is_empty() { "none" } else { "life_domain = safety (1 in 14 entries)" },
+                "requests": pages.len(),
+                "p50_ms": ms(&pages, 0.50),
+                "p99_ms": ms(&pages, 0.99),
+            })
+        );
+    }
+    let _ = stop.send(());
+    server.await?.map_err(|e| fail(&e))?;
+    Ok(())
+}

@@ -2,9 +2,12 @@
 //! append the events with optimistic concurrency, and answer with the position written at.
 //! (The timeline is a read model: see `naast_projections`.)
 //!
+//! - Commands on one household take turns on its in-memory state (the consistency boundary);
+//!   commands on different households run in parallel. Appends still carry the expected
+//!   revision, so a direct append by an integrator is never overwritten: the command is decided
+//!   again on the new state (a few times at most).
 //! - A command may carry the revision the caller last saw (`expected_revision`); if the
-//!   household moved on, the command is refused as a conflict. Without it, a concurrent write
-//!   makes the command be decided again on the new state (a few times at most).
+//!   household moved on, the command is refused as a conflict.
 //! - A command may carry a `request_id`; its events then get ids derived from it, so a retry is
 //!   recognised in the log and answered with the first outcome instead of acting twice.
 
@@ -85,17 +88,21 @@ pub enum AppError {
 }
 
 /// A household's state as of a revision.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Snapshot {
     state: Household,
     revision: Option<u64>,
 }
 
+/// A household's snapshot, locked while a command on it is decided and appended: commands on
+/// one household take turns (it is the consistency boundary), others run in parallel.
+type Slot = Arc<tokio::sync::Mutex<Snapshot>>;
+
 /// Commands and reads over all households.
 #[derive(Clone)]
 pub struct Households {
     log: EventLog,
-    cache: Arc<Mutex<HashMap<HouseholdId, Snapshot>>>,
+    cache: Arc<Mutex<HashMap<HouseholdId, Slot>>>,
 }
 
 impl Households {
@@ -119,11 +126,6 @@ impl Households {
         command: Command,
         context: &CommandContext,
     ) -> Result<Executed, AppError> {
-        if let Some(request_id) = context.request_id
-            && let Some(done) = self.already_executed(household, request_id)?
-        {
-            return Ok(done);
-        }
         if let Some(day) = context.happened_on {
             naast_domain::validate::date(EFFECTIVE_DATE_FIELD, day)?;
             let today = time::OffsetDateTime::now_utc().date();
@@ -135,8 +137,17 @@ impl Households {
                 .into());
             }
         }
+        let slot = self.slot(household);
+        let mut snapshot = slot.lock().await;
+        // Under the household's lock, so two copies of one request cannot both act.
+        if let Some(request_id) = context.request_id
+            && let Some(done) = self.already_executed(household, request_id)?
+        {
+            return Ok(done);
+        }
         for _ in 0..MAX_ATTEMPTS {
-            let snapshot = self.snapshot(household)?;
+            // Integrators may append to the stream directly: read what is new first.
+            self.catch_up(household, &mut snapshot)?;
             if let Some(expected) = context.expected_revision
                 && snapshot.revision != Some(expected)
             {
@@ -156,17 +167,12 @@ impl Households {
                 .await
             {
                 Ok(outcome) => {
-                    let mut state = snapshot.state;
-                    for event in &events {
-                        state.apply(event);
+                    if !outcome.replayed {
+                        for event in &events {
+                            snapshot.state.apply(event);
+                        }
+                        snapshot.revision = Some(outcome.last_revision);
                     }
-                    self.remember(
-                        household,
-                        Snapshot {
-                            state,
-                            revision: Some(outcome.last_revision),
-                        },
-                    );
                     return Ok(Executed {
                         revision: outcome.last_revision,
                         position: outcome.last_position,
@@ -177,7 +183,7 @@ impl Households {
                     if let Some(expected) = context.expected_revision {
                         return Err(AppError::Conflict { expected, actual });
                     }
-                    // Someone else wrote first: decide again on the new state.
+                    // Someone appended directly meanwhile: decide again on the new state.
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -186,9 +192,14 @@ impl Households {
     }
 
     /// The household's current state and revision (`None` when it has no events).
-    pub fn state(&self, household: HouseholdId) -> Result<(Household, Option<u64>), AppError> {
-        let snapshot = self.snapshot(household)?;
-        Ok((snapshot.state, snapshot.revision))
+    pub async fn state(
+        &self,
+        household: HouseholdId,
+    ) -> Result<(Household, Option<u64>), AppError> {
+        let slot = self.slot(household);
+        let mut snapshot = slot.lock().await;
+        self.catch_up(household, &mut snapshot)?;
+        Ok((snapshot.state.clone(), snapshot.revision))
     }
 
     fn new_events(&self, events: &[DomainEvent], context: &CommandContext) -> Vec<NewEvent> {
@@ -244,36 +255,27 @@ impl Households {
         }))
     }
 
-    fn snapshot(&self, household: HouseholdId) -> Result<Snapshot, AppError> {
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&household)
-            .cloned();
-        let mut snapshot = cached.unwrap_or(Snapshot {
-            state: Household::default(),
-            revision: None,
-        });
-        let from = snapshot.revision.map_or(0, |r| r + 1);
-        let mut revision = snapshot.revision;
-        self.each_event(household, from, |recorded, stored| {
-            snapshot.state.apply(&stored.event);
-            revision = Some(recorded.revision);
-        })?;
-        if revision != snapshot.revision {
-            snapshot.revision = revision;
-            self.remember(household, snapshot.clone());
-        }
-        Ok(snapshot)
-    }
-
-    fn remember(&self, household: HouseholdId, snapshot: Snapshot) {
+    fn slot(&self, household: HouseholdId) -> Slot {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= MAX_CACHED && !cache.contains_key(&household) {
+            // Dropping the map drops only idle slots for good: a command holding one keeps
+            // its Arc and finishes normally.
             cache.clear();
         }
-        cache.insert(household, snapshot);
+        cache.entry(household).or_default().clone()
+    }
+
+    /// Applies the household's events after the snapshot's revision.
+    fn catch_up(&self, household: HouseholdId, snapshot: &mut Snapshot) -> Result<(), AppError> {
+        let from = snapshot.revision.map_or(0, |r| r + 1);
+        let mut revision = snapshot.revision;
+        let state = &mut snapshot.state;
+        self.each_event(household, from, |recorded, stored| {
+            state.apply(&stored.event);
+            revision = Some(recorded.revision);
+        })?;
+        snapshot.revision = revision;
+        Ok(())
     }
 
     /// Calls `f` with every event of the household from revision `from` on, decoded.

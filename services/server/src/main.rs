@@ -67,6 +67,8 @@ struct DemoArgs {
 enum BenchTarget {
     /// The event log: durable appends, catch-up, stream reads.
     Eventlog(naast_server::bench::EventlogArgs),
+    /// The gRPC API: durable commands from many clients, timeline pages.
+    Api(naast_server::bench::ApiArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,15 +90,19 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Demo(args) => demo(args),
         Command::Replay(args) => replay(args),
-        Command::Bench {
-            target: BenchTarget::Eventlog(args),
-        } => match naast_server::bench::eventlog(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("naast: {e}");
-                ExitCode::FAILURE
+        Command::Bench { target } => {
+            let result = match target {
+                BenchTarget::Eventlog(args) => naast_server::bench::eventlog(&args),
+                BenchTarget::Api(args) => naast_server::bench::api(&args),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("naast: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 

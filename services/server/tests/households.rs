@@ -61,7 +61,7 @@ async fn commands_advance_the_revision_and_report_their_position() {
         .await
         .unwrap();
     assert_eq!((out.revision, out.position, out.replayed), (1, 1, false));
-    let (state, revision) = h.state(id).unwrap();
+    let (state, revision) = h.state(id).await.unwrap();
     assert_eq!(revision, Some(1));
     assert_eq!(state.members[&member].details.name, "Jan");
     // An unknown household refuses everything but registration.
@@ -92,7 +92,7 @@ async fn a_retried_request_acts_once_and_answers_the_same() {
         (again.revision, again.position),
         (first.revision, first.position)
     );
-    assert_eq!(h.state(id).unwrap().1, Some(1));
+    assert_eq!(h.state(id).await.unwrap().1, Some(1));
     let other = registered(&h).await;
     assert!(matches!(
         h.execute(other, note("x"), &context).await,
@@ -154,7 +154,7 @@ async fn concurrent_commands_are_decided_again_or_refused_as_asked() {
     }
     revisions.sort();
     revisions.dedup();
-    let (state, revision) = h.state(id).unwrap();
+    let (state, revision) = h.state(id).await.unwrap();
     assert_eq!(
         state.entries.len(),
         revisions.len(),
@@ -199,11 +199,38 @@ async fn a_damaged_event_is_an_error_not_a_panic() {
         .await
         .unwrap();
     assert!(matches!(
-        h.state(id),
+        h.state(id).await,
         Err(AppError::BadEvent { position: 1, .. })
     ));
     assert!(matches!(
         h.execute(id, note("x"), &CommandContext::default()).await,
         Err(AppError::BadEvent { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_copies_of_one_request_act_once() {
+    let h = households();
+    let id = registered(&h).await;
+    let context = CommandContext {
+        request_id: Some(uuid::Uuid::now_v7()),
+        ..Default::default()
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (h, context) = (h.clone(), context.clone());
+        // Each copy carries its own note id, as a client without chosen ids would send.
+        tasks.push(tokio::spawn(async move {
+            h.execute(id, note("één keer"), &context).await
+        }));
+    }
+    let mut acted = 0;
+    for task in tasks {
+        let out = task.await.unwrap().unwrap();
+        assert_eq!(out.revision, 1);
+        acted += usize::from(!out.replayed);
+    }
+    assert_eq!(acted, 1);
+    let (state, revision) = h.state(id).await.unwrap();
+    assert_eq!((state.entries.len(), revision), (1, Some(1)));
 }

@@ -137,7 +137,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let r = request.into_inner();
         let id = household(&r.household_id)?;
         self.reach(r.min_position).await?;
-        let (state, revision) = self.households.state(id).map_err(from_app_error)?;
+        let (state, revision) = self.households.state(id).await.map_err(from_app_error)?;
         let Some(revision) = revision.filter(|_| state.registered) else {
             return Err(Status::not_found(format!("household {id} not found")));
         };
