@@ -1127,3 +1127,282 @@ async fn a_timeline_subscriber_sees_every_concurrent_write_exactly_once() {
         .expect_err("no such household");
     assert_eq!(unknown.code(), Code::NotFound);
 }
+
+/// The current views: a plan with its goals and agreements, goals by life domain, agreements by
+/// provider, funding domain and phase on a given day.
+#[tokio::test]
+async fn plans_goals_and_agreements_can_be_viewed_by_what_matters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut client = api(&server).await;
+    let s = scenario_two(&mut client).await;
+    let h = || s.household.clone();
+    let plan = client
+        .create_plan(pb::CreatePlanRequest {
+            household_id: h(),
+            kind: pb::PlanKind::SupportPlan as i32,
+            title: "ondersteuningsplan".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan_id;
+    let planned = client
+        .create_goal(pb::CreateGoalRequest {
+            household_id: h(),
+            owner_member_id: s.teen.clone(),
+            title: "bijbaan vinden".into(),
+            life_domains: vec![pb::LifeDomain::DaytimeActivitiesAndWork as i32],
+            plan_id: plan.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .goal_id;
+    let job_coach = client
+        .propose_agreement(pb::ProposeAgreementRequest {
+            household_id: h(),
+            terms: Some(pb::AgreementTerms {
+                title: "jobcoach".into(),
+                parties: vec![pb::Party {
+                    party: Some(pb::party::Party::MemberId(s.teen.clone())),
+                }],
+                funding_domain: pb::FundingDomain::Participatiewet as i32,
+                start_date: "2026-09-01".into(),
+                goal_ids: vec![planned.clone()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agreement_id;
+    client
+        .accept_agreement(pb::AcceptAgreementRequest {
+            household_id: h(),
+            agreement_id: job_coach.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let view = client
+        .get_plan(pb::GetPlanRequest {
+            household_id: h(),
+            plan_id: plan.clone(),
+            min_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(view.plan.unwrap().title, "ondersteuningsplan");
+    assert_eq!(
+        view.goals
+            .iter()
+            .map(|g| g.goal_id.as_str())
+            .collect::<Vec<_>>(),
+        [planned.as_str()]
+    );
+    assert_eq!(
+        view.agreements
+            .iter()
+            .map(|a| a.agreement_id.as_str())
+            .collect::<Vec<_>>(),
+        [job_coach.as_str()]
+    );
+
+    let goal_viewer = client.clone();
+    let goals = |filter: pb::ListGoalsRequest| {
+        let mut client = goal_viewer.clone();
+        async move { client.list_goals(filter).await.unwrap().into_inner().goals }
+    };
+    let education = goals(pb::ListGoalsRequest {
+        household_id: h(),
+        life_domains: vec![pb::LifeDomain::Education as i32],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        education
+            .iter()
+            .map(|g| g.goal_id.as_str())
+            .collect::<Vec<_>>(),
+        [s.goal.as_str()]
+    );
+    assert_eq!(
+        goals(pb::ListGoalsRequest {
+            household_id: h(),
+            owner_member_id: s.mother.clone(),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        0
+    );
+    assert_eq!(
+        goals(pb::ListGoalsRequest {
+            household_id: h(),
+            statuses: vec![pb::GoalStatus::Active as i32],
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+    let first = client
+        .list_goals(pb::ListGoalsRequest {
+            household_id: h(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.goals.len(), 1);
+    let second = client
+        .list_goals(pb::ListGoalsRequest {
+            household_id: h(),
+            page_size: 1,
+            page_token: first.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.goals.len(), 1);
+    assert_ne!(second.goals[0].goal_id, first.goals[0].goal_id);
+    assert!(second.next_page_token.is_empty());
+
+    let viewer = client.clone();
+    let agreements = |filter: pb::ListAgreementsRequest| {
+        let mut client = viewer.clone();
+        async move {
+            client
+                .list_agreements(filter)
+                .await
+                .unwrap()
+                .into_inner()
+                .agreements
+        }
+    };
+    let on = |day: &str, phases: Vec<pb::AgreementPhase>| pb::ListAgreementsRequest {
+        household_id: h(),
+        as_of_date: day.into(),
+        phases: phases.into_iter().map(|p| p as i32).collect(),
+        ..Default::default()
+    };
+    let upcoming = agreements(on("2026-06-01", vec![pb::AgreementPhase::Upcoming])).await;
+    assert_eq!(
+        upcoming
+            .iter()
+            .map(|a| a.agreement.as_ref().unwrap().agreement_id.as_str())
+            .collect::<Vec<_>>(),
+        [job_coach.as_str()]
+    );
+    let active = agreements(on("2026-06-01", vec![pb::AgreementPhase::Active])).await;
+    assert_eq!(
+        active
+            .iter()
+            .map(|a| a.agreement.as_ref().unwrap().agreement_id.as_str())
+            .collect::<Vec<_>>(),
+        [s.agreement.as_str()]
+    );
+    assert_eq!(
+        agreements(on("2024-08-01", vec![pb::AgreementPhase::Active]))
+            .await
+            .len(),
+        0
+    );
+    let by_provider = agreements(pb::ListAgreementsRequest {
+        household_id: h(),
+        responsible_contact_id: s.provider.clone(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_provider.len(), 1);
+    let jeugdwet = agreements(pb::ListAgreementsRequest {
+        household_id: h(),
+        funding_domains: vec![pb::FundingDomain::Jeugdwet as i32],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(jeugdwet.len(), 1);
+    client
+        .report_agreement_not_delivered(pb::ReportAgreementNotDeliveredRequest {
+            household_id: h(),
+            agreement_id: s.agreement.clone(),
+            date: "2026-01-12".into(),
+            description: "begeleider ziek, geen vervanging".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let review = agreements(on("2026-06-01", vec![pb::AgreementPhase::UnderReview])).await;
+    assert_eq!(review.len(), 1);
+
+    for (status, field) in [
+        (
+            client
+                .list_goals(pb::ListGoalsRequest {
+                    household_id: h(),
+                    statuses: vec![0],
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+            "statuses[0]",
+        ),
+        (
+            client
+                .list_agreements(pb::ListAgreementsRequest {
+                    household_id: h(),
+                    phases: vec![42],
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+            "phases[0]",
+        ),
+        (
+            client
+                .list_agreements(pb::ListAgreementsRequest {
+                    household_id: h(),
+                    as_of_date: "morgen".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+            "as_of_date",
+        ),
+        (
+            client
+                .list_goals(pb::ListGoalsRequest {
+                    household_id: h(),
+                    page_token: "zz".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+            "page_token",
+        ),
+    ] {
+        let status = status.expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.get_details_bad_request().unwrap().field_violations[0].field,
+            field
+        );
+    }
+    let missing = client
+        .get_plan(pb::GetPlanRequest {
+            household_id: h(),
+            plan_id: "01937a4e-0000-7000-8000-00000000ffff".into(),
+            min_position: 0,
+        })
+        .await
+        .expect_err("no such plan");
+    assert_eq!(missing.code(), Code::NotFound);
+}

@@ -95,6 +95,23 @@ pub enum AgreementStatus {
     Ended,
 }
 
+/// Where an agreement stands on a given day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgreementPhase {
+    /// Proposed, not accepted yet.
+    Proposed,
+    /// Accepted, starting later.
+    Upcoming,
+    /// Accepted and running.
+    Active,
+    /// Accepted and running, but reported not delivered as agreed, or past its review date.
+    UnderReview,
+    /// Ended, or past its end date.
+    Ended,
+    /// Rejected.
+    Rejected,
+}
+
 /// An agreement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Agreement {
@@ -104,6 +121,27 @@ pub struct Agreement {
     pub status: AgreementStatus,
     /// Care was reported not delivered as agreed, and it has not been amended or ended since.
     pub under_review: bool,
+}
+
+impl Agreement {
+    /// Where it stands on day `on`.
+    pub fn phase(&self, on: Date) -> AgreementPhase {
+        match self.status {
+            AgreementStatus::Proposed => AgreementPhase::Proposed,
+            AgreementStatus::Rejected => AgreementPhase::Rejected,
+            AgreementStatus::Ended => AgreementPhase::Ended,
+            AgreementStatus::Accepted if self.terms.end.is_some_and(|end| end < on) => {
+                AgreementPhase::Ended
+            }
+            AgreementStatus::Accepted if self.terms.start > on => AgreementPhase::Upcoming,
+            AgreementStatus::Accepted
+                if self.under_review || self.terms.review_on.is_some_and(|r| r <= on) =>
+            {
+                AgreementPhase::UnderReview
+            }
+            AgreementStatus::Accepted => AgreementPhase::Active,
+        }
+    }
 }
 
 /// An indication or decision.

@@ -774,3 +774,42 @@ fn every_event_survives_its_payload_and_names_its_type() {
     assert_eq!(json["terms"]["start"], "2025-09-01", "dates are ISO 8601");
     assert_eq!(json["terms"]["funding"], "wlz");
 }
+
+#[test]
+fn an_agreement_is_upcoming_active_under_review_and_ended_as_the_days_pass() {
+    use naast_domain::state::AgreementPhase as Phase;
+    let mut f = family();
+    let agreement = AgreementId::new();
+    let mut t = terms((f.teen, f.provider), FundingDomain::Wmo, vec![]);
+    t.end = Some(date!(2026 - 08 - 31));
+    t.review_on = Some(date!(2026 - 03 - 01));
+    run(
+        &mut f.household,
+        Command::ProposeAgreement {
+            agreement,
+            terms: t,
+        },
+    );
+    let phase = |h: &Household, day| h.agreements[&agreement].phase(day);
+    assert_eq!(phase(&f.household, date!(2025 - 10 - 01)), Phase::Proposed);
+    run(&mut f.household, Command::AcceptAgreement { agreement });
+    assert_eq!(phase(&f.household, date!(2025 - 08 - 01)), Phase::Upcoming);
+    assert_eq!(phase(&f.household, date!(2025 - 10 - 01)), Phase::Active);
+    assert_eq!(
+        phase(&f.household, date!(2026 - 03 - 01)),
+        Phase::UnderReview
+    );
+    assert_eq!(phase(&f.household, date!(2026 - 09 - 01)), Phase::Ended);
+    run(
+        &mut f.household,
+        Command::ReportNotDelivered {
+            agreement,
+            on: date!(2025 - 11 - 01),
+            description: "uitgevallen".into(),
+        },
+    );
+    assert_eq!(
+        phase(&f.household, date!(2025 - 11 - 02)),
+        Phase::UnderReview
+    );
+}

@@ -6,9 +6,10 @@ use super::convert::{self as c, Vocabulary};
 use super::status::{from_app_error, invalid_argument};
 use crate::households::{CommandContext, Executed, Households};
 use naast_domain::Command;
+use naast_domain::ids::{AgreementId, GoalId, PlanId};
 use naast_domain::ids::{HouseholdId, MemberId};
 use naast_domain::state::PlanStatus;
-use naast_domain::state::{AgreementStatus, GoalStatus};
+use naast_domain::state::{Agreement, AgreementPhase, AgreementStatus, Goal, GoalStatus, Plan};
 use naast_domain::timeline::TimelineEntry;
 use naast_domain::vocab::{
     ContactMode, FundingDomain, IndicationKind, LifeDomain, PlanKind, SupportPhase, SupporterTask,
@@ -21,6 +22,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+/// Most items in a page of goals or agreements.
+pub const MAX_LIST_PAGE: usize = 1_000;
 /// Entries in a timeline page when the request does not say.
 pub const DEFAULT_TIMELINE_PAGE: usize = 50;
 /// Most entries in a timeline page.
@@ -103,6 +106,106 @@ fn household(id: &str) -> Result<HouseholdId, Status> {
     c::id("household_id", id)
 }
 
+fn goal_to_proto(id: GoalId, g: &Goal) -> pb::Goal {
+    pb::Goal {
+        goal_id: id.to_string(),
+        owner_member_id: g.owner.to_string(),
+        title: g.title.clone(),
+        description: g.description.clone(),
+        life_domains: g.life_domains.iter().map(|d| d.to_proto()).collect(),
+        plan_id: g.plan.map(|p| p.to_string()).unwrap_or_default(),
+        status: goal_status(g.status) as i32,
+        progress_notes: g.progress_notes,
+    }
+}
+
+fn goal_status(status: GoalStatus) -> pb::GoalStatus {
+    match status {
+        GoalStatus::Active => pb::GoalStatus::Active,
+        GoalStatus::Achieved => pb::GoalStatus::Achieved,
+        GoalStatus::Abandoned => pb::GoalStatus::Abandoned,
+    }
+}
+
+fn agreement_to_proto(id: AgreementId, a: &Agreement) -> pb::Agreement {
+    pb::Agreement {
+        agreement_id: id.to_string(),
+        terms: Some(c::terms_to_proto(&a.terms)),
+        status: match a.status {
+            AgreementStatus::Proposed => pb::AgreementStatus::Proposed,
+            AgreementStatus::Accepted => pb::AgreementStatus::Accepted,
+            AgreementStatus::Rejected => pb::AgreementStatus::Rejected,
+            AgreementStatus::Ended => pb::AgreementStatus::Ended,
+        } as i32,
+        under_review: a.under_review,
+    }
+}
+
+fn agreement_phase(phase: AgreementPhase) -> pb::AgreementPhase {
+    match phase {
+        AgreementPhase::Proposed => pb::AgreementPhase::Proposed,
+        AgreementPhase::Upcoming => pb::AgreementPhase::Upcoming,
+        AgreementPhase::Active => pb::AgreementPhase::Active,
+        AgreementPhase::UnderReview => pb::AgreementPhase::UnderReview,
+        AgreementPhase::Ended => pb::AgreementPhase::Ended,
+        AgreementPhase::Rejected => pb::AgreementPhase::Rejected,
+    }
+}
+
+fn plan_to_proto(id: PlanId, p: &Plan) -> pb::Plan {
+    pb::Plan {
+        plan_id: id.to_string(),
+        kind: p.kind.to_proto(),
+        title: p.title.clone(),
+        summary: p.summary.clone(),
+        version: p.version,
+        status: match p.status {
+            PlanStatus::Draft => pb::PlanStatus::Draft,
+            PlanStatus::Active => pb::PlanStatus::Active,
+            PlanStatus::Closed => pb::PlanStatus::Closed,
+        } as i32,
+        evaluation_dates: p.evaluations.iter().map(|d| c::date_string(*d)).collect(),
+    }
+}
+
+/// `page_size` of a list request: 0 means `default`, above `MAX_LIST_PAGE` is refused.
+fn list_page_size(value: i32, default: usize) -> Result<usize, Status> {
+    match usize::try_from(value) {
+        Ok(0) => Ok(default),
+        Ok(n) if n <= MAX_LIST_PAGE => Ok(n),
+        _ => Err(invalid_argument(
+            "page_size",
+            format!("{value} is not between 0 and {MAX_LIST_PAGE}"),
+        )),
+    }
+}
+
+/// Offset page tokens (`o<n>`) of the per-household lists.
+fn list_offset(token: &str) -> Result<usize, Status> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    token
+        .strip_prefix('o')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| invalid_argument("page_token", "is not a token of a previous page"))
+}
+
+/// One page of `items` from `offset`, and the token for the rest.
+fn page_of<T>(items: Vec<T>, offset: usize, size: usize) -> (Vec<T>, String) {
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(offset).take(size).collect();
+    let next = offset + page.len();
+    (
+        page,
+        if next < total {
+            format!("o{next}")
+        } else {
+            String::new()
+        },
+    )
+}
+
 type Answer<T> = Result<Response<T>, Status>;
 
 type TimelineStream =
@@ -166,52 +269,17 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             goals: state
                 .goals
                 .iter()
-                .map(|(id, g)| pb::Goal {
-                    goal_id: id.to_string(),
-                    owner_member_id: g.owner.to_string(),
-                    title: g.title.clone(),
-                    description: g.description.clone(),
-                    life_domains: g.life_domains.iter().map(|d| d.to_proto()).collect(),
-                    plan_id: g.plan.map(|p| p.to_string()).unwrap_or_default(),
-                    status: match g.status {
-                        GoalStatus::Active => pb::GoalStatus::Active,
-                        GoalStatus::Achieved => pb::GoalStatus::Achieved,
-                        GoalStatus::Abandoned => pb::GoalStatus::Abandoned,
-                    } as i32,
-                    progress_notes: g.progress_notes,
-                })
+                .map(|(id, g)| goal_to_proto(*id, g))
                 .collect(),
             agreements: state
                 .agreements
                 .iter()
-                .map(|(id, a)| pb::Agreement {
-                    agreement_id: id.to_string(),
-                    terms: Some(c::terms_to_proto(&a.terms)),
-                    status: match a.status {
-                        AgreementStatus::Proposed => pb::AgreementStatus::Proposed,
-                        AgreementStatus::Accepted => pb::AgreementStatus::Accepted,
-                        AgreementStatus::Rejected => pb::AgreementStatus::Rejected,
-                        AgreementStatus::Ended => pb::AgreementStatus::Ended,
-                    } as i32,
-                    under_review: a.under_review,
-                })
+                .map(|(id, a)| agreement_to_proto(*id, a))
                 .collect(),
             plans: state
                 .plans
                 .iter()
-                .map(|(id, p)| pb::Plan {
-                    plan_id: id.to_string(),
-                    kind: p.kind.to_proto(),
-                    title: p.title.clone(),
-                    summary: p.summary.clone(),
-                    version: p.version,
-                    status: match p.status {
-                        PlanStatus::Draft => pb::PlanStatus::Draft,
-                        PlanStatus::Active => pb::PlanStatus::Active,
-                        PlanStatus::Closed => pb::PlanStatus::Closed,
-                    } as i32,
-                    evaluation_dates: p.evaluations.iter().map(|d| c::date_string(*d)).collect(),
-                })
+                .map(|(id, p)| plan_to_proto(*id, p))
                 .collect(),
             indications: state
                 .indications
@@ -302,6 +370,155 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         Ok(Response::new(pb::CreateContactResponse {
             result: Some(result),
             contact_id: contact.to_string(),
+        }))
+    }
+
+    async fn update_contact(
+        &self,
+        request: Request<pb::UpdateContactRequest>,
+    ) -> Answer<pb::UpdateContactResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let contact = c::id("contact_id", &r.contact_id)?;
+        let details = c::contact_details("details", r.details)?;
+        let result = self
+            .execute(id, r.options, Command::UpdateContact { contact, details })
+            .await?;
+        Ok(Response::new(pb::UpdateContactResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn get_plan(&self, request: Request<pb::GetPlanRequest>) -> Answer<pb::GetPlanResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let plan_id: PlanId = c::id("plan_id", &r.plan_id)?;
+        self.reach(r.min_position).await?;
+        let (state, _) = self.households.state(id).await.map_err(from_app_error)?;
+        let plan = state.plans.get(&plan_id).ok_or_else(|| {
+            Status::not_found(format!("plan {plan_id} not found in household {id}"))
+        })?;
+        let goals: Vec<_> = state
+            .goals
+            .iter()
+            .filter(|(_, g)| g.plan == Some(plan_id))
+            .collect();
+        let agreements = state
+            .agreements
+            .iter()
+            .filter(|(_, a)| {
+                a.terms.plan == Some(plan_id)
+                    || a.terms
+                        .goals
+                        .iter()
+                        .any(|g| goals.iter().any(|(id, _)| *id == g))
+            })
+            .map(|(id, a)| agreement_to_proto(*id, a))
+            .collect();
+        Ok(Response::new(pb::GetPlanResponse {
+            plan: Some(plan_to_proto(plan_id, plan)),
+            goals: goals
+                .into_iter()
+                .map(|(id, g)| goal_to_proto(*id, g))
+                .collect(),
+            agreements,
+        }))
+    }
+
+    async fn list_goals(
+        &self,
+        request: Request<pb::ListGoalsRequest>,
+    ) -> Answer<pb::ListGoalsResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let domains = LifeDomain::list("life_domains", &r.life_domains)?;
+        let owner: Option<MemberId> = c::optional_id("owner_member_id", &r.owner_member_id)?;
+        let plan: Option<PlanId> = c::optional_id("plan_id", &r.plan_id)?;
+        let mut statuses = Vec::new();
+        for (i, status) in r.statuses.iter().enumerate() {
+            match pb::GoalStatus::try_from(*status) {
+                Ok(pb::GoalStatus::Unspecified) | Err(_) => {
+                    return Err(invalid_argument(
+                        format!("statuses[{i}]"),
+                        format!("{status} is not a goal status"),
+                    ));
+                }
+                Ok(s) => statuses.push(s),
+            }
+        }
+        let size = list_page_size(r.page_size, 100)?;
+        let offset = list_offset(&r.page_token)?;
+        self.reach(r.min_position).await?;
+        let (state, revision) = self.households.state(id).await.map_err(from_app_error)?;
+        if revision.is_none() {
+            return Err(Status::not_found(format!("household {id} not found")));
+        }
+        let goals: Vec<pb::Goal> = state
+            .goals
+            .iter()
+            .filter(|(_, g)| {
+                (domains.is_empty() || g.life_domains.iter().any(|d| domains.contains(d)))
+                    && owner.is_none_or(|o| g.owner == o)
+                    && plan.is_none_or(|p| g.plan == Some(p))
+                    && (statuses.is_empty() || statuses.contains(&goal_status(g.status)))
+            })
+            .map(|(id, g)| goal_to_proto(*id, g))
+            .collect();
+        let (goals, next_page_token) = page_of(goals, offset, size);
+        Ok(Response::new(pb::ListGoalsResponse {
+            goals,
+            next_page_token,
+        }))
+    }
+
+    async fn list_agreements(
+        &self,
+        request: Request<pb::ListAgreementsRequest>,
+    ) -> Answer<pb::ListAgreementsResponse> {
+        let r = request.into_inner();
+        let id = household(&r.household_id)?;
+        let provider: Option<naast_domain::ids::ContactId> =
+            c::optional_id("responsible_contact_id", &r.responsible_contact_id)?;
+        let funding = FundingDomain::list("funding_domains", &r.funding_domains)?;
+        let mut phases = Vec::new();
+        for (i, phase) in r.phases.iter().enumerate() {
+            match pb::AgreementPhase::try_from(*phase) {
+                Ok(pb::AgreementPhase::Unspecified) | Err(_) => {
+                    return Err(invalid_argument(
+                        format!("phases[{i}]"),
+                        format!("{phase} is not an agreement phase"),
+                    ));
+                }
+                Ok(p) => phases.push(p),
+            }
+        }
+        let as_of = c::optional_date("as_of_date", &r.as_of_date)?
+            .unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+        let size = list_page_size(r.page_size, 100)?;
+        let offset = list_offset(&r.page_token)?;
+        self.reach(r.min_position).await?;
+        let (state, revision) = self.households.state(id).await.map_err(from_app_error)?;
+        if revision.is_none() {
+            return Err(Status::not_found(format!("household {id} not found")));
+        }
+        let agreements: Vec<pb::AgreementView> = state
+            .agreements
+            .iter()
+            .map(|(id, a)| (id, a, agreement_phase(a.phase(as_of))))
+            .filter(|(_, a, phase)| {
+                provider.is_none_or(|p| a.terms.responsible == Some(p))
+                    && (funding.is_empty() || funding.contains(&a.terms.funding))
+                    && (phases.is_empty() || phases.contains(phase))
+            })
+            .map(|(id, a, phase)| pb::AgreementView {
+                agreement: Some(agreement_to_proto(*id, a)),
+                phase: phase as i32,
+            })
+            .collect();
+        let (agreements, next_page_token) = page_of(agreements, offset, size);
+        Ok(Response::new(pb::ListAgreementsResponse {
+            agreements,
+            next_page_token,
         }))
     }
 
