@@ -208,3 +208,13 @@ fn unusable_settings_and_a_taken_data_dir_are_refused_clearly() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("locked by another process"), "{stderr}");
 }
+
+#[test]
+fn the_example_configuration_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/naast.toml");
+    // The example's data_dir is a system path: the flag points it at a temporary one.
+    let server = Server::start_with(&dir.path().join("data"), &["--config", example]);
+    assert!(server.address.ip().is_loopback());
+    assert!(dir.path().join("data").join("LOCK").exists());
+}
