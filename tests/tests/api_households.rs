@@ -544,8 +544,8 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
             name: "again".into(),
             ..Default::default()
         }),
-        Code::FailedPrecondition,
-        ""
+        Code::AlreadyExists,
+        "household_id"
     );
     case!(
         "member without details",

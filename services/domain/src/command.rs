@@ -197,8 +197,10 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
     let event = match command {
         C::RegisterHousehold { name } => {
             if household.registered {
-                return Err(DomainError::FailedPrecondition(
-                    "the household is already registered".into(),
+                return Err(DomainError::exists(
+                    "household_id",
+                    "household",
+                    "(this id)",
                 ));
             }
             v::text("name", &name, MAX_NAME_CHARS, false)?;

@@ -676,7 +676,7 @@ fn refused_commands_name_the_field() {
             Command::RegisterHousehold {
                 name: "again".into(),
             },
-            "",
+            "household_id",
         ),
     ];
     for (command, field) in cases {

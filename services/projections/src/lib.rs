@@ -180,8 +180,30 @@ impl Projections {
             tracing::warn!("read models are ahead of the event log; rebuilding them");
             self.reset()?;
         }
-        let mut subscription = log.subscribe_all(self.checkpoint());
         let mut states: HashMap<HouseholdId, (Household, u64)> = HashMap::new();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.follow(&log, &mut states).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    // A read model that stops is worse than one that is late: report at once,
+                    // then start again from the checkpoint (which is always consistent).
+                    tracing::error!(error = %e, retry_in = ?backoff, "projector failed; restarting from its checkpoint");
+                    states.clear();
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Follows the log from the checkpoint until it closes (`Ok`) or something fails.
+    async fn follow(
+        &self,
+        log: &EventLog,
+        states: &mut HashMap<HouseholdId, (Household, u64)>,
+    ) -> Result<(), Error> {
+        let mut subscription = log.subscribe_all(self.checkpoint());
         loop {
             let first = match subscription.next().await {
                 Ok(event) => event,
@@ -190,7 +212,7 @@ impl Projections {
             };
             let mut events = vec![first];
             events.extend(subscription.ready(MAX_BATCH - 1));
-            self.project(&log, &events, &mut states)?;
+            self.project(log, &events, states)?;
         }
     }
 
@@ -299,7 +321,9 @@ fn state_before<'a>(
 
 /// The household a stream belongs to, if it is a household stream.
 pub fn household_of(stream_id: &str) -> Option<HouseholdId> {
-    stream_id.strip_prefix("household-")?.parse().ok()
+    let id: HouseholdId = stream_id.strip_prefix("household-")?.parse().ok()?;
+    // Only the canonical spelling: `household-<UPPERCASE>` or braced forms are other streams.
+    (id.stream_id() == stream_id).then_some(id)
 }
 
 /// The day (UTC) the log recorded an event.

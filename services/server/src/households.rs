@@ -196,7 +196,12 @@ impl Households {
         &self,
         household: HouseholdId,
     ) -> Result<(Household, Option<u64>), AppError> {
-        let slot = self.slot(household);
+        let Some(slot) = self.known_slot(household) else {
+            // Not cached (maybe not even there): read it without keeping it.
+            let mut snapshot = Snapshot::default();
+            self.catch_up(household, &mut snapshot)?;
+            return Ok((snapshot.state, snapshot.revision));
+        };
         let mut snapshot = slot.lock().await;
         self.catch_up(household, &mut snapshot)?;
         Ok((snapshot.state.clone(), snapshot.revision))
@@ -258,24 +263,31 @@ impl Households {
     fn slot(&self, household: HouseholdId) -> Slot {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= MAX_CACHED && !cache.contains_key(&household) {
-            // Dropping the map drops only idle slots for good: a command holding one keeps
-            // its Arc and finishes normally.
-            cache.clear();
+            // Forget idle households only: a slot in use must stay the one slot of its
+            // household, or two commands could run on it at once.
+            cache.retain(|_, slot| Arc::strong_count(slot) > 1);
         }
         cache.entry(household).or_default().clone()
+    }
+
+    /// The slot of a household already known, for reads that must not fill the cache.
+    fn known_slot(&self, household: HouseholdId) -> Option<Slot> {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&household)
+            .cloned()
     }
 
     /// Applies the household's events after the snapshot's revision.
     fn catch_up(&self, household: HouseholdId, snapshot: &mut Snapshot) -> Result<(), AppError> {
         let from = snapshot.revision.map_or(0, |r| r + 1);
-        let mut revision = snapshot.revision;
-        let state = &mut snapshot.state;
+        // State and revision move together, event by event: a read failing halfway leaves a
+        // consistent snapshot to continue from.
         self.each_event(household, from, |recorded, stored| {
-            state.apply(&stored.event);
-            revision = Some(recorded.revision);
-        })?;
-        snapshot.revision = revision;
-        Ok(())
+            snapshot.state.apply(&stored.event);
+            snapshot.revision = Some(recorded.revision);
+        })
     }
 
     /// Calls `f` with every event of the household from revision `from` on, decoded.

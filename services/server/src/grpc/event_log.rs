@@ -140,7 +140,12 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
                     })
                     .map_err(from_log_error);
                 let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
+                // A client that stops reading must not keep the server from shutting down.
+                let sent = tokio::select! {
+                    sent = tx.send(item) => sent.is_ok(),
+                    _ = shutdown.wait_for(|stop| *stop) => false,
+                };
+                if !sent || failed {
                     break;
                 }
             }

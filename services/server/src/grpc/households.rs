@@ -449,8 +449,8 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let size = list_page_size(r.page_size, 100)?;
         let offset = list_offset(&r.page_token)?;
         self.reach(r.min_position).await?;
-        let (state, revision) = self.households.state(id).await.map_err(from_app_error)?;
-        if revision.is_none() {
+        let (state, _) = self.households.state(id).await.map_err(from_app_error)?;
+        if !state.registered {
             return Err(Status::not_found(format!("household {id} not found")));
         }
         let goals: Vec<pb::Goal> = state
@@ -497,8 +497,8 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let size = list_page_size(r.page_size, 100)?;
         let offset = list_offset(&r.page_token)?;
         self.reach(r.min_position).await?;
-        let (state, revision) = self.households.state(id).await.map_err(from_app_error)?;
-        if revision.is_none() {
+        let (state, _) = self.households.state(id).await.map_err(from_app_error)?;
+        if !state.registered {
             return Err(Status::not_found(format!("household {id} not found")));
         }
         let agreements: Vec<pb::AgreementView> = state
@@ -979,7 +979,11 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                 let item = match event {
                     Err(e) => Err(super::status::from_log_error(e)),
                     Ok(event) => {
-                        match projections.wait_for(event.position, PROJECTION_WAIT).await {
+                        let reached = tokio::select! {
+                            reached = projections.wait_for(event.position, PROJECTION_WAIT) => reached,
+                            _ = shutdown.wait_for(|stop| *stop) => break,
+                        };
+                        match reached {
                             Err(e) => Err(Status::unavailable(e.to_string())),
                             Ok(()) => match projections.entry(id, event.revision) {
                                 Ok(Some(entry)) => Ok(pb::SubscribeTimelineResponse {
@@ -992,7 +996,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                     }
                 };
                 let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
+                // A client that stops reading must not keep the server from shutting down.
+                let sent = tokio::select! {
+                    sent = tx.send(item) => sent.is_ok(),
+                    _ = shutdown.wait_for(|stop| *stop) => false,
+                };
+                if !sent || failed {
                     break;
                 }
             }
@@ -1028,12 +1037,22 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                     invalid_argument("page_token", "is not a token of a previous page")
                 })?,
         };
-        // Read at least everything committed when the query arrived (and `min_position`), so a
-        // client always reads its own acknowledged writes.
-        let target = r
-            .min_position
-            .max(self.households.log().head().saturating_sub(1));
-        if self.households.log().head() > 0 {
+        // Read at least everything of this household committed when the query arrived (and
+        // `min_position`), so a client always reads its own acknowledged writes.
+        let last_of_household = self
+            .households
+            .log()
+            .read_stream(
+                &id.stream_id(),
+                naast_eventlog::END,
+                naast_eventlog::Direction::Backwards,
+                1,
+            )
+            .map_err(super::status::from_log_error)?
+            .first()
+            .map(|e| e.position);
+        let target = last_of_household.unwrap_or(0).max(r.min_position);
+        if last_of_household.is_some() || r.min_position > 0 {
             self.projections
                 .wait_for(target, MAX_WAIT)
                 .await
