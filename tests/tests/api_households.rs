@@ -256,7 +256,10 @@ async fn turning_18_moves_care_from_jeugdwet_to_wmo_on_one_timeline() {
         .iter()
         .map(|e| e.event_type.as_str())
         .collect();
-    assert_eq!(last_two, ["FundingTransitionRecorded", "AgreementAmended"]);
+    assert_eq!(
+        last_two,
+        ["FundingTransitionRecorded", "AgreementCarriedOver"]
+    );
     let moved = &all.entries[all.entries.len() - 2];
     assert_eq!(moved.date, "2026-03-14");
     assert!(

@@ -42,7 +42,9 @@ fn the_demo_prints_five_timelines_with_the_18th_birthday_transition() {
         "{birthday:?}"
     );
     assert!(
-        birthday[1].contains("Afspraak gewijzigd: begeleiding twee middagen per week"),
+        birthday[1].contains(
+            "Afspraak loopt door onder de Wmo (was Jeugdwet): begeleiding twee middagen per week"
+        ),
         "{birthday:?}"
     );
     // Dates are in order within each family.

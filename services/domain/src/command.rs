@@ -154,8 +154,9 @@ pub enum Command {
         valid_until: Option<Date>,
     },
     /// Record that a member's care moves from one funding domain to another. Every accepted or
-    /// proposed agreement of that member funded by `from` carries over to `to`, unchanged
-    /// otherwise: the need leads, the system follows.
+    /// proposed agreement of that member funded by `from` and still running on `on` carries over
+    /// to `to` from that day, unchanged otherwise (same goals, parties, provider, review state):
+    /// the need leads, the system follows.
     RecordFundingTransition {
         member: MemberId,
         from: FundingDomain,
@@ -482,13 +483,20 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
             on,
             description,
         } => {
-            agreement_in(
+            let current = agreement_in(
                 household,
                 agreement,
                 &[AgreementStatus::Accepted],
                 "reported not delivered",
             )?;
             v::date("date", on)?;
+            let terms = &current.terms;
+            if on < terms.start || terms.end.is_some_and(|end| on > end) {
+                return Err(DomainError::invalid(
+                    "date",
+                    format!("{on} is outside the agreement's period"),
+                ));
+            }
             v::text("description", &description, MAX_TEXT_CHARS, true)?;
             E::AgreementNotDelivered {
                 agreement,
@@ -699,12 +707,20 @@ fn contact_details(details: &ContactDetails) -> Result<(), DomainError> {
                 "an institution needs an institution kind",
             ))
         }
-        ContactKind::CareProvider | ContactKind::Professional
+        ContactKind::CareProvider | ContactKind::Professional | ContactKind::Institution
             if details.supporter_kind.is_some() =>
         {
             Err(DomainError::invalid(
                 "details.supporter_kind",
                 "only supporters have a supporter kind",
+            ))
+        }
+        ContactKind::CareProvider | ContactKind::Professional | ContactKind::Supporter
+            if details.institution_kind.is_some() =>
+        {
+            Err(DomainError::invalid(
+                "details.institution_kind",
+                "only institutions have an institution kind",
             ))
         }
         _ => Ok(()),
@@ -778,8 +794,12 @@ fn agreement_terms(household: &Household, terms: &AgreementTerms) -> Result<(), 
     if let Some(review) = terms.review_on {
         v::date("terms.review_date", review)?;
     }
-    if let Some(plan) = terms.plan {
-        existing_plan(household, "terms.plan_id", plan)?;
+    if let Some(plan) = terms.plan
+        && existing_plan(household, "terms.plan_id", plan)?.status == PlanStatus::Closed
+    {
+        return Err(DomainError::FailedPrecondition(format!(
+            "plan {plan} is closed"
+        )));
     }
     Ok(())
 }
@@ -816,12 +836,11 @@ fn funding_transition(
             && agreement.terms.parties.contains(&Party::Member(member))
             && agreement.terms.end.is_none_or(|end| end >= on);
         if carries_over {
-            let mut terms = agreement.terms.clone();
-            terms.funding = to;
-            events.push(DomainEvent::AgreementAmended {
+            events.push(DomainEvent::AgreementCarriedOver {
                 agreement: *id,
-                terms,
-                reason: format!("{from} → {to}: {reason}"),
+                from,
+                to,
+                on,
             });
         }
     }

@@ -224,13 +224,21 @@ pub enum DomainEvent {
         valid_until: Option<Date>,
     },
     /// A member's care moves from one funding domain to another (turning 18, a first Wlz
-    /// indication, hospital discharge). Agreements carry over by `AgreementAmended` events.
+    /// indication, hospital discharge). Running agreements follow by `AgreementCarriedOver`.
     FundingTransitionRecorded {
         member: MemberId,
         from: FundingDomain,
         to: FundingDomain,
         on: Date,
         reason: String,
+    },
+    /// A running agreement continues, unchanged otherwise, under another funding domain from day
+    /// `on` (because its member's care moved there).
+    AgreementCarriedOver {
+        agreement: AgreementId,
+        from: FundingDomain,
+        to: FundingDomain,
+        on: Date,
     },
     /// A supporter's logbook entry.
     LogbookEntryAdded {
@@ -283,6 +291,7 @@ impl DomainEvent {
             Self::AgreementNotDelivered { .. } => "AgreementNotDelivered",
             Self::IndicationRecorded { .. } => "IndicationRecorded",
             Self::FundingTransitionRecorded { .. } => "FundingTransitionRecorded",
+            Self::AgreementCarriedOver { .. } => "AgreementCarriedOver",
             Self::LogbookEntryAdded { .. } => "LogbookEntryAdded",
             Self::NoteAdded { .. } => "NoteAdded",
         }

@@ -3,6 +3,7 @@
 //! Pure logic: no storage, no network, no generated code.
 //!
 //! # Layout
+//! - [`calendar`]: days as they are in the Netherlands;
 //! - [`vocab`]: the closed vocabularies (funding domains, life domains, roles, the 18 tasks …);
 //! - [`ids`]: the identifiers of households, members, goals, …;
 //! - [`event`]: the events of a household's stream and their JSON payloads;
@@ -15,6 +16,7 @@
 //! One household is one consistency boundary: a command is decided against that household's
 //! state alone, and its events are appended to that household's stream.
 
+pub mod calendar;
 pub mod command;
 mod error;
 pub mod event;

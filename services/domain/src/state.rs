@@ -2,7 +2,7 @@
 
 use crate::event::{AgreementTerms, ContactDetails, DomainEvent, MemberDetails};
 use crate::ids::{AgreementId, ContactId, EntryId, GoalId, IndicationId, MemberId, PlanId};
-use crate::vocab::{IndicationKind, LifeDomain, PlanKind, SupportPhase};
+use crate::vocab::{FundingDomain, IndicationKind, LifeDomain, PlanKind, SupportPhase};
 use std::collections::{BTreeMap, BTreeSet};
 use time::Date;
 
@@ -121,9 +121,20 @@ pub struct Agreement {
     pub status: AgreementStatus,
     /// Care was reported not delivered as agreed, and it has not been amended or ended since.
     pub under_review: bool,
+    /// The funding domain it had before it was carried over, and the day the carry-over took
+    /// effect (`terms.funding` holds the domain from that day on).
+    pub funded_before: Option<(FundingDomain, Date)>,
 }
 
 impl Agreement {
+    /// The funding domain on day `on`.
+    pub fn funding_on(&self, on: Date) -> FundingDomain {
+        match self.funded_before {
+            Some((before, from)) if on < from => before,
+            _ => self.terms.funding,
+        }
+    }
+
     /// Where it stands on day `on`.
     pub fn phase(&self, on: Date) -> AgreementPhase {
         match self.status {
@@ -333,6 +344,7 @@ impl Household {
                         terms: terms.clone(),
                         status: AgreementStatus::Proposed,
                         under_review: false,
+                        funded_before: None,
                     },
                 );
             }
@@ -381,6 +393,17 @@ impl Household {
                 );
             }
             E::FundingTransitionRecorded { .. } => {}
+            E::AgreementCarriedOver {
+                agreement,
+                from,
+                to,
+                on,
+            } => {
+                if let Some(a) = self.agreements.get_mut(agreement) {
+                    a.terms.funding = *to;
+                    a.funded_before = Some((*from, *on));
+                }
+            }
             E::LogbookEntryAdded { entry, .. } | E::NoteAdded { note: entry, .. } => {
                 self.entries.insert(*entry);
             }

@@ -393,6 +393,23 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
                 format!("{}: van {from} naar {to} — {reason}", member_name(member)),
             )
         },
+        E::AgreementCarriedOver {
+            agreement: id,
+            from,
+            to,
+            on,
+        } => TimelineEntry {
+            members: agreement_members(id),
+            funding_domains: vec![*from, *to],
+            ..new(
+                EntryKind::Agreement,
+                *on,
+                format!(
+                    "Afspraak loopt door onder de {to} (was {from}): {}",
+                    agreement_title(id)
+                ),
+            )
+        },
         E::LogbookEntryAdded {
             supporter,
             on,

@@ -313,6 +313,13 @@ fn an_agreement_not_delivered_is_under_review_until_amended() {
         Err(DomainError::FailedPrecondition(_))
     ));
     run(&mut f.household, Command::AcceptAgreement { agreement });
+    assert!(
+        matches!(
+            decide(&f.household, Command::ReportNotDelivered { agreement, on: date!(2025 - 08 - 01), description: "x".into() }),
+            Err(DomainError::InvalidArgument { field, .. }) if field == "date"
+        ),
+        "a report before the agreement started"
+    );
     run(
         &mut f.household,
         Command::ReportNotDelivered {
@@ -401,6 +408,14 @@ fn turning_18_moves_jeugdwet_agreements_to_wmo_and_keeps_goals_and_coach() {
         },
     );
 
+    run(
+        &mut f.household,
+        Command::ReportNotDelivered {
+            agreement: youth,
+            on: date!(2026 - 02 - 02),
+            description: "begeleider niet gekomen".into(),
+        },
+    );
     let events = run(
         &mut f.household,
         Command::RecordFundingTransition {
@@ -424,8 +439,24 @@ fn turning_18_moves_jeugdwet_agreements_to_wmo_and_keeps_goals_and_coach() {
         2,
         "only the running Jeugdwet agreement carries over: {events:?}"
     );
+    assert!(
+        matches!(events[1], DomainEvent::AgreementCarriedOver { agreement, from: FundingDomain::Jeugdwet, to: FundingDomain::Wmo, .. } if agreement == youth)
+    );
     let carried = &f.household.agreements[&youth];
     assert_eq!(carried.terms.funding, FundingDomain::Wmo);
+    assert_eq!(
+        carried.funding_on(date!(2026 - 03 - 13)),
+        FundingDomain::Jeugdwet,
+        "before the birthday"
+    );
+    assert_eq!(
+        carried.funding_on(date!(2026 - 03 - 14)),
+        FundingDomain::Wmo
+    );
+    assert!(
+        carried.under_review,
+        "an open not-delivered report stays open across the transition"
+    );
     assert_eq!(carried.status, AgreementStatus::Accepted);
     assert_eq!(carried.terms.goals, vec![goal], "linked goals carry on");
     assert_eq!(
@@ -494,6 +525,32 @@ fn refused_commands_name_the_field() {
     let mut ghost_party = terms((f.teen, f.provider), FundingDomain::Wmo, vec![]);
     ghost_party.parties.push(Party::Contact(ContactId::new()));
     let cases: Vec<(Command, &str)> = vec![
+        (
+            Command::AddContact {
+                contact: ContactId::new(),
+                details: ContactDetails {
+                    kind: ContactKind::Institution,
+                    name: "CIZ".into(),
+                    organisation: None,
+                    supporter_kind: Some(SupporterKind::Ally),
+                    institution_kind: Some(InstitutionKind::Ciz),
+                },
+            },
+            "details.supporter_kind",
+        ),
+        (
+            Command::AddContact {
+                contact: ContactId::new(),
+                details: ContactDetails {
+                    kind: ContactKind::Supporter,
+                    name: "Joost".into(),
+                    organisation: None,
+                    supporter_kind: Some(SupporterKind::Ally),
+                    institution_kind: Some(InstitutionKind::Ciz),
+                },
+            },
+            "details.institution_kind",
+        ),
         (goal(f.teen, "", vec![LifeDomain::Housing]), "title"),
         (goal(f.teen, "   ", vec![LifeDomain::Housing]), "title"),
         (goal(f.teen, &long, vec![LifeDomain::Housing]), "title"),

@@ -326,11 +326,11 @@ pub fn household_of(stream_id: &str) -> Option<HouseholdId> {
     (id.stream_id() == stream_id).then_some(id)
 }
 
-/// The day (UTC) the log recorded an event.
+/// The day (in the Netherlands) the log recorded an event.
 pub fn recorded_on(event: &RecordedEvent) -> time::Date {
     let nanos = i128::from(event.recorded_at_micros) * 1_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .map(|t| t.date())
+        .map(naast_domain::calendar::dutch_date)
         .unwrap_or(time::Date::MIN)
 }
 

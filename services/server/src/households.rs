@@ -128,7 +128,7 @@ impl Households {
     ) -> Result<Executed, AppError> {
         if let Some(day) = context.happened_on {
             naast_domain::validate::date(EFFECTIVE_DATE_FIELD, day)?;
-            let today = time::OffsetDateTime::now_utc().date();
+            let today = naast_domain::calendar::dutch_today();
             if day > today {
                 return Err(DomainError::invalid(
                     EFFECTIVE_DATE_FIELD,

@@ -493,7 +493,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             }
         }
         let as_of = c::optional_date("as_of_date", &r.as_of_date)?
-            .unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+            .unwrap_or_else(naast_domain::calendar::dutch_today);
         let size = list_page_size(r.page_size, 100)?;
         let offset = list_offset(&r.page_token)?;
         self.reach(r.min_position).await?;
@@ -504,15 +504,16 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let agreements: Vec<pb::AgreementView> = state
             .agreements
             .iter()
-            .map(|(id, a)| (id, a, agreement_phase(a.phase(as_of))))
-            .filter(|(_, a, phase)| {
+            .map(|(id, a)| (id, a, agreement_phase(a.phase(as_of)), a.funding_on(as_of)))
+            .filter(|(_, a, phase, funded)| {
                 provider.is_none_or(|p| a.terms.responsible == Some(p))
-                    && (funding.is_empty() || funding.contains(&a.terms.funding))
+                    && (funding.is_empty() || funding.contains(funded))
                     && (phases.is_empty() || phases.contains(phase))
             })
-            .map(|(id, a, phase)| pb::AgreementView {
+            .map(|(id, a, phase, funded)| pb::AgreementView {
                 agreement: Some(agreement_to_proto(*id, a)),
                 phase: phase as i32,
+                funding_domain: funded.to_proto(),
             })
             .collect();
         let (agreements, next_page_token) = page_of(agreements, offset, size);
