@@ -59,3 +59,38 @@ fn the_demo_prints_five_timelines_with_the_18th_birthday_transition() {
     }
     assert!(stdout.contains("Wlz-indicatie voor Daan, zorgprofiel VG6"));
 }
+
+#[test]
+fn verify_reports_the_demo_log_intact_and_refuses_a_locked_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let naast = workspace_bin("naast");
+    let demo = Command::new(&naast)
+        .arg("demo")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(demo.status.success());
+    let verify = Command::new(&naast)
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{said}");
+    assert!(
+        said.contains("intact") && said.contains("in 5 streams"),
+        "{said}"
+    );
+
+    let _server = naast_tests::Server::start(dir.path());
+    let verify = Command::new(&naast)
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&verify.stderr).contains("locked"));
+}

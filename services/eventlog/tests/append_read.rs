@@ -519,3 +519,43 @@ async fn a_failed_write_surfaces_as_an_error_and_leaves_the_log_consistent() {
     );
     assert_eq!(log.stream_revision("s").expect("revision"), Some(2));
 }
+
+#[tokio::test]
+async fn verify_finds_a_tampered_record_and_a_redirected_index() {
+    let storage = Arc::new(MemoryStorage::new());
+    let log = EventLog::with_storage(storage.clone(), Options::default()).expect("open");
+    for i in 0..5 {
+        log.append(&format!("s{}", i % 2), ExpectedRevision::Any, events(1))
+            .await
+            .expect("append");
+    }
+    assert_eq!(log.verify().expect("verify").first_break, None);
+
+    // Change one byte of the payload of the record at position 2 (key `g` + position, as the
+    // storage layout documents).
+    let key = |position: u64| [&[b'g'][..], &position.to_be_bytes()].concat();
+    let original = storage.get(&key(2)).expect("get").expect("record 2");
+    let mut tampered = original.clone();
+    let at = tampered.len() - 33; // the last payload byte, just before the 32-byte hash
+    tampered[at] ^= 1;
+    storage.write(vec![(key(2), tampered)]).expect("write");
+    let report = log.verify().expect("verify");
+    let broken = report.first_break.expect("a broken link");
+    assert_eq!(broken.position, 2);
+    assert!(broken.reason.contains("hash"), "{}", broken.reason);
+    assert_eq!(report.events, 2, "the two records before it are intact");
+
+    // Restore it, then point the stream index of s1 revision 0 (position 1) at position 3.
+    storage.write(vec![(key(2), original)]).expect("write");
+    let index = [&[b's', 2][..], b"s1", &0u64.to_be_bytes()].concat();
+    storage
+        .write(vec![(index, 3u64.to_be_bytes().to_vec())])
+        .expect("write");
+    let broken = log
+        .verify()
+        .expect("verify")
+        .first_break
+        .expect("a broken link");
+    assert_eq!(broken.position, 1);
+    assert!(broken.reason.contains("stream index"), "{}", broken.reason);
+}

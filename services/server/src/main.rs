@@ -27,6 +27,9 @@ enum Command {
     Serve(ServeArgs),
     /// Rebuild the read models (the timelines) from the event log, then exit.
     Replay(ServeArgs),
+    /// Check the event log's hash chain and indexes from the first event to the last, then exit:
+    /// 0 when intact, 1 with the first broken link.
+    Verify(ServeArgs),
     /// Start the server, enact the five pilot scenarios through the gRPC API and print each
     /// family's unified timeline.
     Demo(DemoArgs),
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Demo(args) => demo(args),
         Command::Replay(args) => replay(args),
+        Command::Verify(args) => verify(args),
         Command::Bench { target } => {
             let result = match target {
                 BenchTarget::Eventlog(args) => naast_server::bench::eventlog(&args),
@@ -167,6 +171,39 @@ fn replay(args: ServeArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("naast replay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn verify(args: ServeArgs) -> ExitCode {
+    let config = match Config::resolve(args.listen, args.data_dir, args.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("naast: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let report = EventLog::open(&config.data_dir, Options::default()).and_then(|log| log.verify());
+    match report {
+        Ok(report) => match report.first_break {
+            None => {
+                println!(
+                    "naast verify: intact: {} events in {} streams",
+                    report.events, report.streams
+                );
+                ExitCode::SUCCESS
+            }
+            Some(broken) => {
+                println!(
+                    "naast verify: BROKEN at position {}: {} ({} events intact before it)",
+                    broken.position, broken.reason, report.events
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("naast verify: {e}");
             ExitCode::FAILURE
         }
     }
