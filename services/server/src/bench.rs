@@ -71,15 +71,7 @@ pub struct EventlogArgs {
 
 /// Runs `naast bench eventlog`.
 pub fn eventlog(args: &EventlogArgs) -> Result<(), BenchError> {
-    let scratch = match &args.scratch_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            tempfile::tempdir_in(dir)?
-        }
-        None => tempfile::Builder::new()
-            .prefix(".naast-bench-")
-            .tempdir_in(".")?,
-    };
+    let scratch = scratch_dir(args.scratch_dir.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

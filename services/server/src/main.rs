@@ -89,140 +89,87 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Demo(args) => demo(args),
-        Command::Replay(args) => replay(args),
-        Command::Verify(args) => verify(args),
-        Command::Bench { target } => {
-            let result = match target {
-                BenchTarget::Eventlog(args) => naast_server::bench::eventlog(&args),
-                BenchTarget::Api(args) => naast_server::bench::api(&args),
-            };
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("naast: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+    let outcome = match cli.command {
+        Command::Serve(args) => config(args).and_then(|c| block_on(serve_with(c))),
+        Command::Demo(args) => block_on(demo_with(args)),
+        Command::Replay(args) => config(args).and_then(|c| block_on(replay_with(c))),
+        Command::Verify(args) => config(args).and_then(verify),
+        Command::Bench { target } => match target {
+            BenchTarget::Eventlog(args) => naast_server::bench::eventlog(&args).map_err(failed),
+            BenchTarget::Api(args) => naast_server::bench::api(&args).map_err(failed),
+        },
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("naast: {}", failure.message);
+            ExitCode::from(failure.code)
         }
     }
+}
+
+/// Why a command ends without success, and its exit code.
+struct Failure {
+    code: u8,
+    message: String,
 }
 
 /// Exit code for a configuration that cannot be used (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 
-fn serve(args: ServeArgs) -> ExitCode {
-    let config = match Config::resolve(args.listen, args.data_dir, args.config.as_deref()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("naast: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("naast: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve_with(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("naast: {e}");
-            ExitCode::FAILURE
-        }
+fn failed(e: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: 1,
+        message: e.to_string(),
     }
 }
 
-fn replay(args: ServeArgs) -> ExitCode {
-    let config = match Config::resolve(args.listen, args.data_dir, args.config.as_deref()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("naast: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("naast: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rebuilt = runtime.block_on(async {
-        let log = EventLog::open(&config.data_dir, Options::default())?;
-        let projections = Projections::open(&config.data_dir.join("projections"))?;
-        let started = std::time::Instant::now();
-        projections.reset()?;
-        let checkpoint = projections.catch_up(&log).await?;
-        log.close().await;
-        Ok::<_, Box<dyn std::error::Error>>((checkpoint, started.elapsed()))
-    });
-    match rebuilt {
-        Ok((events, took)) => {
+/// The settings of `serve`, `replay` and `verify`, checked before anything is opened.
+fn config(args: ServeArgs) -> Result<Config, Failure> {
+    Config::resolve(args.listen, args.data_dir, args.config.as_deref()).map_err(|e| Failure {
+        code: EXIT_CONFIG,
+        message: e.to_string(),
+    })
+}
+
+fn block_on<E: std::fmt::Display>(
+    work: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| failed(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(work).map_err(failed)
+}
+
+async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let log = EventLog::open(&config.data_dir, Options::default())?;
+    let projections = Projections::open(&config.data_dir.join("projections"))?;
+    let started = std::time::Instant::now();
+    projections.reset()?;
+    let events = projections.catch_up(&log).await?;
+    log.close().await;
+    println!(
+        "naast replay: {events} events projected in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn verify(config: Config) -> Result<(), Failure> {
+    let report = EventLog::open(&config.data_dir, Options::default())
+        .and_then(|log| log.verify())
+        .map_err(failed)?;
+    match report.first_break {
+        None => {
             println!(
-                "naast replay: {events} events projected in {:.2} s",
-                took.as_secs_f64()
+                "naast verify: intact: {} events in {} streams",
+                report.events, report.streams
             );
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Err(e) => {
-            eprintln!("naast replay: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn verify(args: ServeArgs) -> ExitCode {
-    let config = match Config::resolve(args.listen, args.data_dir, args.config.as_deref()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("naast: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let report = EventLog::open(&config.data_dir, Options::default()).and_then(|log| log.verify());
-    match report {
-        Ok(report) => match report.first_break {
-            None => {
-                println!(
-                    "naast verify: intact: {} events in {} streams",
-                    report.events, report.streams
-                );
-                ExitCode::SUCCESS
-            }
-            Some(broken) => {
-                println!(
-                    "naast verify: BROKEN at position {}: {} ({} events intact before it)",
-                    broken.position, broken.reason, report.events
-                );
-                ExitCode::FAILURE
-            }
-        },
-        Err(e) => {
-            eprintln!("naast verify: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn demo(args: DemoArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("naast: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(demo_with(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("naast demo: {e}");
-            ExitCode::FAILURE
-        }
+        Some(broken) => Err(failed(format!(
+            "verify: BROKEN at position {}: {} ({} events intact before it)",
+            broken.position, broken.reason, report.events
+        ))),
     }
 }
 

@@ -1,13 +1,15 @@
 //! `naast.v1.EventLogService`: raw access to the event log for integrators. Each handler
 //! validates, converts into event-log types, calls the log, and converts back.
 
+use super::forward::{Next, Step, forward};
 use super::status::{from_log_error, invalid_argument};
+use naast_eventlog::Subscription;
 use naast_eventlog::{
     AppendOutcome, Direction, END, EventLog, ExpectedRevision, Metadata, NewEvent, RecordedEvent,
 };
 use naast_proto::pb;
 use std::pin::Pin;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -16,8 +18,6 @@ use uuid::Uuid;
 pub const MAX_PAGE_SIZE: usize = 1_000;
 /// Events in a page when the request does not say.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
-/// Events a subscription may have in flight to a slow client before it waits for the client.
-const SUBSCRIPTION_BUFFER: usize = 256;
 
 /// The service, over one shared event log.
 #[derive(Clone)]
@@ -109,7 +109,7 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
         request: Request<pb::SubscribeEventsRequest>,
     ) -> Result<Response<Self::SubscribeEventsStream>, Status> {
         let request = request.into_inner();
-        let mut subscription = if request.stream_id.is_empty() {
+        let subscription = if request.stream_id.is_empty() {
             let from = request.start_position.unwrap_or_else(|| self.log.head());
             self.log.subscribe_all(from)
         } else {
@@ -125,34 +125,21 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
                 .subscribe_stream(&request.stream_id, from)
                 .map_err(from_log_error)?
         };
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        let mut shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    next = subscription.next() => next,
-                    _ = shutdown.wait_for(|stop| *stop) => break,
-                    () = tx.closed() => break, // the client went away
-                };
-                let item = next
-                    .map(|e| pb::SubscribeEventsResponse {
-                        event: Some(event(e)),
-                    })
-                    .map_err(from_log_error);
-                let failed = item.is_err();
-                // A client that stops reading must not keep the server from shutting down.
-                let sent = tokio::select! {
-                    sent = tx.send(item) => sent.is_ok(),
-                    _ = shutdown.wait_for(|stop| *stop) => false,
-                };
-                if !sent || failed {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        fn next(subscription: &mut Subscription) -> Next<'_, pb::SubscribeEventsResponse> {
+            Box::pin(async move {
+                Step::Send(
+                    subscription
+                        .next()
+                        .await
+                        .map(|e| pb::SubscribeEventsResponse {
+                            event: Some(event(e)),
+                        })
+                        .map_err(from_log_error),
+                )
+            })
+        }
+        let stream = forward(subscription, next, self.shutdown.clone());
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

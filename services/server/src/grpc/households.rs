@@ -3,6 +3,7 @@
 //! converts the outcome back.
 
 use super::convert::{self as c, Vocabulary};
+use super::forward::{Next, Step, forward};
 use super::status::{from_app_error, invalid_argument};
 use crate::households::{CommandContext, Executed, Households};
 use naast_domain::Command;
@@ -14,11 +15,12 @@ use naast_domain::timeline::TimelineEntry;
 use naast_domain::vocab::{
     ContactMode, FundingDomain, IndicationKind, LifeDomain, PlanKind, SupportPhase, SupporterTask,
 };
+use naast_eventlog::Subscription;
 use naast_projections::{Projections, StoredEntry};
 use naast_proto::pb;
 use std::pin::Pin;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -211,8 +213,6 @@ type Answer<T> = Result<Response<T>, Status>;
 type TimelineStream =
     Pin<Box<dyn Stream<Item = Result<pb::SubscribeTimelineResponse, Status>> + Send>>;
 
-/// Entries a timeline subscription may have in flight to a slow client.
-const SUBSCRIPTION_BUFFER: usize = 256;
 /// Longest a subscription waits for the read model to catch up with one event.
 const PROJECTION_WAIT: Duration = Duration::from_secs(30);
 
@@ -962,54 +962,46 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             return Err(Status::not_found(format!("household {id} not found")));
         };
         let from = r.start_revision.unwrap_or(last + 1);
-        let mut events = log
+        let events = log
             .subscribe_stream(&stream, from)
             .map_err(super::status::from_log_error)?;
-        let projections = self.projections.clone();
-        let mut shutdown = self.shutdown.clone();
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        tokio::spawn(async move {
-            loop {
-                let event = tokio::select! {
-                    event = events.next() => event,
-                    _ = shutdown.wait_for(|stop| *stop) => break,
-                    () = tx.closed() => break,
+        /// The household's event subscription and where its entries are.
+        struct Source {
+            events: Subscription,
+            projections: Projections,
+            household: HouseholdId,
+        }
+        // Each event of the stream becomes an entry once the read model has it; an event the
+        // read model left out (unreadable) is skipped.
+        fn next(source: &mut Source) -> Next<'_, pb::SubscribeTimelineResponse> {
+            Box::pin(async move {
+                let event = match source.events.next().await {
+                    Ok(event) => event,
+                    Err(e) => return Step::Send(Err(super::status::from_log_error(e))),
                 };
-                // Each event of the stream becomes an entry once the read model has it; an
-                // event the read model left out (unreadable) is skipped.
-                let item = match event {
-                    Err(e) => Err(super::status::from_log_error(e)),
-                    Ok(event) => {
-                        let reached = tokio::select! {
-                            reached = projections.wait_for(event.position, PROJECTION_WAIT) => reached,
-                            _ = shutdown.wait_for(|stop| *stop) => break,
-                        };
-                        match reached {
-                            Err(e) => Err(Status::unavailable(e.to_string())),
-                            Ok(()) => match projections.entry(id, event.revision) {
-                                Ok(Some(entry)) => Ok(pb::SubscribeTimelineResponse {
-                                    entry: Some(entry_to_proto(&entry)),
-                                }),
-                                Ok(None) => continue,
-                                Err(e) => Err(projection_error(e)),
-                            },
-                        }
-                    }
-                };
-                let failed = item.is_err();
-                // A client that stops reading must not keep the server from shutting down.
-                let sent = tokio::select! {
-                    sent = tx.send(item) => sent.is_ok(),
-                    _ = shutdown.wait_for(|stop| *stop) => false,
-                };
-                if !sent || failed {
-                    break;
+                if let Err(e) = source
+                    .projections
+                    .wait_for(event.position, PROJECTION_WAIT)
+                    .await
+                {
+                    return Step::Send(Err(Status::unavailable(e.to_string())));
                 }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+                match source.projections.entry(source.household, event.revision) {
+                    Ok(Some(entry)) => Step::Send(Ok(pb::SubscribeTimelineResponse {
+                        entry: Some(entry_to_proto(&entry)),
+                    })),
+                    Ok(None) => Step::Skip,
+                    Err(e) => Step::Send(Err(projection_error(e))),
+                }
+            })
+        }
+        let source = Source {
+            events,
+            projections: self.projections.clone(),
+            household: id,
+        };
+        let stream = forward(source, next, self.shutdown.clone());
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_timeline_entries(

@@ -3,6 +3,7 @@
 
 mod convert;
 mod event_log;
+mod forward;
 mod households;
 pub mod status;
 mod too_large;

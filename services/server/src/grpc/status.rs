@@ -68,24 +68,21 @@ pub fn from_app_error(err: crate::households::AppError) -> Status {
                 what,
                 ref id,
             },
-        ) => {
-            let mut details =
-                ErrorDetails::with_bad_request_violation(field.clone(), e.to_string());
-            details.set_resource_info(what, id.clone(), "", "not in this household");
-            Status::with_error_details(Code::NotFound, e.to_string(), details)
-        }
+        ) => resource_error(Code::NotFound, field, what, id, "not in this household", e),
         AppError::Domain(
             ref e @ DomainError::AlreadyExists {
                 ref field,
                 what,
                 ref id,
             },
-        ) => {
-            let mut details =
-                ErrorDetails::with_bad_request_violation(field.clone(), e.to_string());
-            details.set_resource_info(what, id.clone(), "", "already in this household");
-            Status::with_error_details(Code::AlreadyExists, e.to_string(), details)
-        }
+        ) => resource_error(
+            Code::AlreadyExists,
+            field,
+            what,
+            id,
+            "already in this household",
+            e,
+        ),
         AppError::Domain(DomainError::FailedPrecondition(reason)) => {
             Status::failed_precondition(reason)
         }
@@ -118,4 +115,18 @@ pub fn from_app_error(err: crate::households::AppError) -> Status {
         }
         AppError::Log(e) => from_log_error(e),
     }
+}
+
+/// A status about a missing or existing thing, naming the request field that refers to it.
+fn resource_error(
+    code: Code,
+    field: &str,
+    what: &str,
+    id: &str,
+    description: &str,
+    error: &impl std::fmt::Display,
+) -> Status {
+    let mut details = ErrorDetails::with_bad_request_violation(field, error.to_string());
+    details.set_resource_info(what, id, "", description);
+    Status::with_error_details(code, error.to_string(), details)
 }
