@@ -218,3 +218,96 @@ fn the_example_configuration_is_accepted() {
     assert!(server.address.ip().is_loopback());
     assert!(dir.path().join("data").join("LOCK").exists());
 }
+
+/// Clients write household notes as fast as they can while the server is killed with SIGKILL:
+/// after a restart every acknowledged note is on its household's timeline, at the revision it
+/// was acknowledged with, and the log verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_under_load_loses_no_acknowledged_command() {
+    use naast_proto::pb::household_service_client::HouseholdServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let url = server.url();
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let url = url.clone();
+        writers.push(tokio::spawn(async move {
+            let mut api = HouseholdServiceClient::connect(url).await.unwrap();
+            let household = api
+                .create_household(pb::CreateHouseholdRequest {
+                    name: format!("gezin {w}"),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .household_id;
+            let mut acked = Vec::new();
+            for i in 0.. {
+                match api
+                    .create_note(pb::CreateNoteRequest {
+                        household_id: household.clone(),
+                        text: format!("notitie {i}"),
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    Ok(out) => acked.push((
+                        out.into_inner().result.unwrap().revision,
+                        format!("notitie {i}"),
+                    )),
+                    Err(_) => break, // the server is gone
+                }
+            }
+            (household, acked)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.kill();
+    let mut results = Vec::new();
+    for w in writers {
+        results.push(w.await.unwrap());
+    }
+    assert!(
+        results.iter().map(|(_, a)| a.len()).sum::<usize>() > 20,
+        "the writers got going before the kill"
+    );
+
+    let server = Server::start(dir.path());
+    let mut api = HouseholdServiceClient::connect(server.url()).await.unwrap();
+    for (household, acked) in results {
+        let entries = api
+            .list_timeline_entries(pb::ListTimelineEntriesRequest {
+                household_id: household.clone(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        for (revision, text) in acked {
+            let entry = entries
+                .iter()
+                .find(|e| e.revision == revision)
+                .unwrap_or_else(|| panic!("{household}: acknowledged revision {revision} is lost"));
+            assert_eq!(
+                entry.summary,
+                format!("Notitie: {text}"),
+                "{household}: revision {revision}"
+            );
+        }
+    }
+    drop(server);
+    let verify = Command::new(workspace_bin("naast"))
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
