@@ -614,6 +614,21 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
         "details.birth_date"
     );
     case!(
+        "birth date in the future",
+        api.create_member(pb::CreateMemberRequest {
+            household_id: h(),
+            details: member(
+                "Baby",
+                pb::MemberRole::Client,
+                pb::Relation::Unspecified,
+                "2199-01-01"
+            ),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "details.birth_date"
+    );
+    case!(
         "birth date out of range",
         api.create_member(pb::CreateMemberRequest {
             household_id: h(),

@@ -137,6 +137,13 @@ impl Households {
                 .into());
             }
         }
+        if let Command::AddMember { details, .. } | Command::UpdateMember { details, .. } = &command
+            && details
+                .birth_date
+                .is_some_and(|born| born > naast_domain::calendar::dutch_today())
+        {
+            return Err(DomainError::invalid("details.birth_date", "is in the future").into());
+        }
         let slot = self.slot(household);
         let mut snapshot = slot.lock().await;
         // Under the household's lock, so two copies of one request cannot both act.
