@@ -260,7 +260,56 @@ pub enum DomainEvent {
     },
 }
 
+/// The plan, goal or agreement an event changes, if any: what a read model of current views
+/// must refresh after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A plan.
+    Plan(PlanId),
+    /// A goal.
+    Goal(GoalId),
+    /// An agreement.
+    Agreement(AgreementId),
+}
+
 impl DomainEvent {
+    /// The plan, goal or agreement this event changes.
+    pub fn subject(&self) -> Option<Subject> {
+        use DomainEvent as E;
+        match self {
+            E::PlanDrafted { plan, .. }
+            | E::PlanRevised { plan, .. }
+            | E::PlanActivated { plan, .. }
+            | E::PlanEvaluated { plan, .. }
+            | E::PlanClosed { plan, .. } => Some(Subject::Plan(*plan)),
+            E::GoalSet { goal, .. }
+            | E::GoalUpdated { goal, .. }
+            | E::GoalProgressNoted { goal, .. }
+            | E::GoalAchieved { goal, .. }
+            | E::GoalAbandoned { goal, .. }
+            | E::GoalReopened { goal, .. } => Some(Subject::Goal(*goal)),
+            E::AgreementProposed { agreement, .. }
+            | E::AgreementAccepted { agreement }
+            | E::AgreementRejected { agreement, .. }
+            | E::AgreementAmended { agreement, .. }
+            | E::AgreementEnded { agreement, .. }
+            | E::AgreementNotDelivered { agreement, .. }
+            | E::AgreementCarriedOver { agreement, .. } => Some(Subject::Agreement(*agreement)),
+            E::HouseholdRegistered { .. }
+            | E::MemberAdded { .. }
+            | E::MemberUpdated { .. }
+            | E::MemberRemoved { .. }
+            | E::ContactAdded { .. }
+            | E::ContactUpdated { .. }
+            | E::ContactRemoved { .. }
+            | E::SupportPhaseChanged { .. }
+            | E::IndicationRecorded { .. }
+            | E::FundingTransitionRecorded { .. }
+            | E::LogbookEntryAdded { .. }
+            | E::NoteAdded { .. } => None,
+        }
+    }
+
     /// The event type recorded in the log; equal to the JSON `type` field.
     pub fn event_type(&self) -> &'static str {
         match self {

@@ -3,6 +3,7 @@
 use crate::event::{AgreementTerms, ContactDetails, DomainEvent, MemberDetails};
 use crate::ids::{AgreementId, ContactId, EntryId, GoalId, IndicationId, MemberId, PlanId};
 use crate::vocab::{FundingDomain, IndicationKind, LifeDomain, PlanKind, SupportPhase};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use time::Date;
 
@@ -25,7 +26,7 @@ pub struct Contact {
 }
 
 /// Where a plan is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PlanStatus {
     /// Being written.
     Draft,
@@ -36,7 +37,7 @@ pub enum PlanStatus {
 }
 
 /// A plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// Its kind.
     pub kind: PlanKind,
@@ -53,7 +54,7 @@ pub struct Plan {
 }
 
 /// Where a goal is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GoalStatus {
     /// Being worked on.
     Active,
@@ -64,7 +65,7 @@ pub enum GoalStatus {
 }
 
 /// A goal.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Goal {
     /// The member whose goal it is.
     pub owner: MemberId,
@@ -83,7 +84,7 @@ pub struct Goal {
 }
 
 /// Where an agreement is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgreementStatus {
     /// Proposed, not yet accepted.
     Proposed,
@@ -113,7 +114,7 @@ pub enum AgreementPhase {
 }
 
 /// An agreement.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Agreement {
     /// Its current terms.
     pub terms: AgreementTerms,

@@ -1,5 +1,5 @@
-//! Read models of naast, kept in sled and fed by the event log: for now the unified timeline
-//! of every household.
+//! Read models of naast, kept in sled and fed by the event log: the unified timeline of every
+//! household, and its current plans, goals and agreements.
 //!
 //! # Layout
 //! - [`Projections`]: the store, its checkpoint, the projector loop ([`Projections::run`]),
@@ -11,10 +11,13 @@
 //! batch, so after a crash the store holds exactly the entries up to its checkpoint and the
 //! projector resumes there. Everything here can be thrown away and rebuilt from the log.
 //!
-//! Keys (one sled tree, `timeline`): `c` → checkpoint (u64 BE); `e` + household id (16 bytes) +
-//! revision (u64 BE) → the entry as JSON.
+//! Keys (one sled tree, `timeline`, so one batch covers them all): `c` → checkpoint (u64 BE);
+//! `e` + household id (16 bytes) + revision (u64 BE) → a timeline entry; `p`, `g`, `a` +
+//! household id + plan, goal or agreement id (16 bytes) → its current state; all as JSON.
 
-use naast_domain::ids::HouseholdId;
+use naast_domain::event::Subject;
+use naast_domain::ids::{AgreementId, GoalId, HouseholdId, PlanId};
+use naast_domain::state::{Agreement, Goal, Plan};
 use naast_domain::timeline::{self, TimelineEntry};
 use naast_domain::{DomainEvent, Household};
 use naast_eventlog::{Direction, EventLog, RecordedEvent};
@@ -27,6 +30,9 @@ use tokio::sync::watch;
 
 const CHECKPOINT_KEY: &[u8] = b"c";
 const ENTRY_PREFIX: u8 = b'e';
+const PLAN_PREFIX: u8 = b'p';
+const GOAL_PREFIX: u8 = b'g';
+const AGREEMENT_PREFIX: u8 = b'a';
 /// Households whose state the projector keeps between events.
 const MAX_STATES: usize = 10_000;
 /// Most events projected in one sled batch.
@@ -168,6 +174,47 @@ impl Projections {
             .transpose()
     }
 
+    /// The household's plans.
+    pub fn plans(&self, household: HouseholdId) -> Result<Vec<(PlanId, Plan)>, Error> {
+        self.rows(PLAN_PREFIX, household, PlanId)
+    }
+
+    /// The household's goals.
+    pub fn goals(&self, household: HouseholdId) -> Result<Vec<(GoalId, Goal)>, Error> {
+        self.rows(GOAL_PREFIX, household, GoalId)
+    }
+
+    /// The household's agreements.
+    pub fn agreements(
+        &self,
+        household: HouseholdId,
+    ) -> Result<Vec<(AgreementId, Agreement)>, Error> {
+        self.rows(AGREEMENT_PREFIX, household, AgreementId)
+    }
+
+    fn rows<I, T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: u8,
+        household: HouseholdId,
+        id: fn(uuid::Uuid) -> I,
+    ) -> Result<Vec<(I, T)>, Error> {
+        let mut start = vec![prefix];
+        start.extend_from_slice(household.0.as_bytes());
+        self.tree
+            .scan_prefix(&start)
+            .map(|item| {
+                let (key, value) = item?;
+                let raw: [u8; 16] = key
+                    .get(17..)
+                    .and_then(|k| k.try_into().ok())
+                    .ok_or_else(|| Error::Damaged("a view key of the wrong length".into()))?;
+                let row =
+                    serde_json::from_slice(&value).map_err(|e| Error::Damaged(e.to_string()))?;
+                Ok((id(uuid::Uuid::from_bytes(raw)), row))
+            })
+            .collect()
+    }
+
     /// Whether the household has any entry.
     pub fn has_household(&self, household: HouseholdId) -> Result<bool, Error> {
         Ok(self.entry(household, 0)?.is_some())
@@ -255,6 +302,26 @@ impl Projections {
             let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
             let entry = timeline::entry(state, &stored.event, day);
             state.apply(&stored.event);
+            if let Some(subject) = stored.event.subject() {
+                let (key, row) = match subject {
+                    Subject::Plan(id) => (
+                        view_key(PLAN_PREFIX, household, id.0),
+                        state.plans.get(&id).map(serde_json::to_vec),
+                    ),
+                    Subject::Goal(id) => (
+                        view_key(GOAL_PREFIX, household, id.0),
+                        state.goals.get(&id).map(serde_json::to_vec),
+                    ),
+                    Subject::Agreement(id) => (
+                        view_key(AGREEMENT_PREFIX, household, id.0),
+                        state.agreements.get(&id).map(serde_json::to_vec),
+                    ),
+                };
+                // Plain data: serialising cannot fail.
+                if let Some(Ok(row)) = row {
+                    batch.insert(key, row);
+                }
+            }
             if let Some((_, next)) = states.get_mut(&household) {
                 *next = recorded.revision + 1;
             }
@@ -339,6 +406,14 @@ fn entry_key(household: HouseholdId, revision: u64) -> Vec<u8> {
     key.push(ENTRY_PREFIX);
     key.extend_from_slice(household.0.as_bytes());
     key.extend_from_slice(&revision.to_be_bytes());
+    key
+}
+
+fn view_key(prefix: u8, household: HouseholdId, id: uuid::Uuid) -> Vec<u8> {
+    let mut key = Vec::with_capacity(33);
+    key.push(prefix);
+    key.extend_from_slice(household.0.as_bytes());
+    key.extend_from_slice(id.as_bytes());
     key
 }
 

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
-use naast_domain::ids::{EntryId, HouseholdId, MemberId};
+use naast_domain::ids::{EntryId, GoalId, HouseholdId, MemberId};
 use naast_domain::timeline::EntryKind;
 use naast_domain::vocab::{LifeDomain, MemberRole};
 use naast_domain::{Command, Household, MemberDetails, decide};
@@ -92,6 +92,22 @@ async fn the_timeline_follows_the_log_survives_a_reopen_and_rebuilds_identically
     )
     .await
     .unwrap();
+    let goal = GoalId::new();
+    execute(
+        &log,
+        h,
+        &mut state,
+        Command::SetGoal {
+            goal,
+            owner: member,
+            title: "vrienden maken".into(),
+            description: String::new(),
+            life_domains: vec![LifeDomain::SocialNetwork],
+            plan: None,
+        },
+        None,
+    )
+    .await;
     let last = execute(
         &log,
         h,
@@ -114,18 +130,25 @@ async fn the_timeline_follows_the_log_survives_a_reopen_and_rebuilds_identically
     let revisions: Vec<u64> = live.iter().map(|e| e.revision).collect();
     assert_eq!(
         revisions,
-        vec![0, 1, 3],
+        vec![0, 1, 3, 4],
         "the damaged event (revision 2) is left out"
     );
+    let goals = projections.goals(h).unwrap();
+    assert_eq!(
+        goals,
+        vec![(goal, state.goals[&goal].clone())],
+        "the current goals view"
+    );
+    assert!(projections.goals(HouseholdId::new()).unwrap().is_empty());
     assert_eq!(
         live[0].entry.date,
         date!(2024 - 05 - 01),
         "a backfilled event is dated by the day it happened"
     );
     assert_eq!(live[0].entry.kind, EntryKind::Household);
-    assert_eq!(live[2].entry.members, vec![member]);
-    assert!(live[2].entry.summary.contains("eerste gesprek"));
-    assert_eq!(live[2].position, last);
+    assert_eq!(live[3].entry.members, vec![member]);
+    assert!(live[3].entry.summary.contains("eerste gesprek"));
+    assert_eq!(live[3].position, last);
     let (page, next) = projections
         .timeline(h, 0, |e| e.entry.kind == EntryKind::Household, 1)
         .unwrap();
@@ -148,6 +171,11 @@ async fn the_timeline_follows_the_log_survives_a_reopen_and_rebuilds_identically
         all(&reopened, h),
         live,
         "a rebuild from the log gives the same timeline"
+    );
+    assert_eq!(
+        reopened.goals(h).unwrap(),
+        goals,
+        "and the same current views"
     );
 }
 

@@ -88,6 +88,41 @@ impl HouseholdApi {
         })
     }
 
+    /// Waits until the read models hold everything of the household committed when the query
+    /// arrived, and `min_position`, so a client always reads its own acknowledged writes; then
+    /// checks that the household exists.
+    async fn read_model(&self, id: HouseholdId, min_position: u64) -> Result<(), Status> {
+        // Read at least everything of this household committed when the query arrived (and
+        // `min_position`), so a client always reads its own acknowledged writes.
+        let last_of_household = self
+            .households
+            .log()
+            .read_stream(
+                &id.stream_id(),
+                naast_eventlog::END,
+                naast_eventlog::Direction::Backwards,
+                1,
+            )
+            .map_err(super::status::from_log_error)?
+            .first()
+            .map(|e| e.position);
+        let target = last_of_household.unwrap_or(0).max(min_position);
+        if last_of_household.is_some() || min_position > 0 {
+            self.projections
+                .wait_for(target, MAX_WAIT)
+                .await
+                .map_err(|e| Status::deadline_exceeded(e.to_string()))?;
+        }
+        if !self
+            .projections
+            .has_household(id)
+            .map_err(projection_error)?
+        {
+            return Err(Status::not_found(format!("household {id} not found")));
+        }
+        Ok(())
+    }
+
     /// Waits until the log holds position `min_position` (if non-zero).
     async fn reach(&self, min_position: u64) -> Result<(), Status> {
         let log = self.households.log();
@@ -393,25 +428,31 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let r = request.into_inner();
         let id = household(&r.household_id)?;
         let plan_id: PlanId = c::id("plan_id", &r.plan_id)?;
-        self.reach(r.min_position).await?;
-        let (state, _) = self.households.state(id).await.map_err(from_app_error)?;
-        let plan = state.plans.get(&plan_id).ok_or_else(|| {
-            Status::not_found(format!("plan {plan_id} not found in household {id}"))
-        })?;
-        let goals: Vec<_> = state
-            .goals
+        self.read_model(id, r.min_position).await?;
+        let plans = self.projections.plans(id).map_err(projection_error)?;
+        let plan = plans
+            .iter()
+            .find(|(pid, _)| *pid == plan_id)
+            .map(|(_, p)| p)
+            .ok_or_else(|| {
+                Status::not_found(format!("plan {plan_id} not found in household {id}"))
+            })?;
+        let all_goals = self.projections.goals(id).map_err(projection_error)?;
+        let goals: Vec<_> = all_goals
             .iter()
             .filter(|(_, g)| g.plan == Some(plan_id))
             .collect();
-        let agreements = state
-            .agreements
+        let agreements = self
+            .projections
+            .agreements(id)
+            .map_err(projection_error)?
             .iter()
             .filter(|(_, a)| {
                 a.terms.plan == Some(plan_id)
                     || a.terms
                         .goals
                         .iter()
-                        .any(|g| goals.iter().any(|(id, _)| *id == g))
+                        .any(|g| goals.iter().any(|(id, _)| id == g))
             })
             .map(|(id, a)| agreement_to_proto(*id, a))
             .collect();
@@ -448,13 +489,11 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         }
         let size = list_page_size(r.page_size, 100)?;
         let offset = list_offset(&r.page_token)?;
-        self.reach(r.min_position).await?;
-        let (state, _) = self.households.state(id).await.map_err(from_app_error)?;
-        if !state.registered {
-            return Err(Status::not_found(format!("household {id} not found")));
-        }
-        let goals: Vec<pb::Goal> = state
-            .goals
+        self.read_model(id, r.min_position).await?;
+        let goals: Vec<pb::Goal> = self
+            .projections
+            .goals(id)
+            .map_err(projection_error)?
             .iter()
             .filter(|(_, g)| {
                 (domains.is_empty() || g.life_domains.iter().any(|d| domains.contains(d)))
@@ -496,13 +535,11 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             .unwrap_or_else(naast_domain::calendar::dutch_today);
         let size = list_page_size(r.page_size, 100)?;
         let offset = list_offset(&r.page_token)?;
-        self.reach(r.min_position).await?;
-        let (state, _) = self.households.state(id).await.map_err(from_app_error)?;
-        if !state.registered {
-            return Err(Status::not_found(format!("household {id} not found")));
-        }
-        let agreements: Vec<pb::AgreementView> = state
-            .agreements
+        self.read_model(id, r.min_position).await?;
+        let agreements: Vec<pb::AgreementView> = self
+            .projections
+            .agreements(id)
+            .map_err(projection_error)?
             .iter()
             .map(|(id, a)| (id, a, agreement_phase(a.phase(as_of)), a.funding_on(as_of)))
             .filter(|(_, a, phase, funded)| {
@@ -1030,34 +1067,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                     invalid_argument("page_token", "is not a token of a previous page")
                 })?,
         };
-        // Read at least everything of this household committed when the query arrived (and
-        // `min_position`), so a client always reads its own acknowledged writes.
-        let last_of_household = self
-            .households
-            .log()
-            .read_stream(
-                &id.stream_id(),
-                naast_eventlog::END,
-                naast_eventlog::Direction::Backwards,
-                1,
-            )
-            .map_err(super::status::from_log_error)?
-            .first()
-            .map(|e| e.position);
-        let target = last_of_household.unwrap_or(0).max(r.min_position);
-        if last_of_household.is_some() || r.min_position > 0 {
-            self.projections
-                .wait_for(target, MAX_WAIT)
-                .await
-                .map_err(|e| Status::deadline_exceeded(e.to_string()))?;
-        }
-        if !self
-            .projections
-            .has_household(id)
-            .map_err(projection_error)?
-        {
-            return Err(Status::not_found(format!("household {id} not found")));
-        }
+        self.read_model(id, r.min_position).await?;
         let (stored, next) = self
             .projections
             .timeline(id, start_revision, |e| filter.admits(&e.entry), page_size)
