@@ -5,11 +5,16 @@
 //!   pause and reports each acknowledged append on stdout, to be killed at random moments;
 //! - `tests/eventlog_crash.rs`: kills that child again and again and checks what survived;
 //! - `tests/eventlog_lock.rs`: a data directory held by one process is refused to another;
-//! - `tests/bench_cli.rs`: the `naast bench eventlog` command prints its figures;
+//! - `tests/bench_cli.rs`: `naast bench eventlog` and `naast bench api` print their figures;
 //! - `tests/api_event_log.rs`: the real `naast serve` process on loopback, through a tonic client:
 //!   appends, pages, conflicts, retries, bad requests, subscriptions, health, reflection;
-//! - `tests/serve_lifecycle.rs`: configuration, SIGTERM with open subscriptions, SIGKILL and
-//!   restart.
+//! - `tests/api_households.rs`: the household API — scenario 2 with the 18th birthday, the
+//!   timeline, retries, conflicts, a table of bad requests, subscriptions, the views, a kill, a
+//!   restart and a replay;
+//! - `tests/serve_lifecycle.rs`: configuration, SIGTERM with open subscriptions, SIGKILL under
+//!   load and restart;
+//! - `tests/demo_cli.rs`: `naast demo` and `naast verify`;
+//! - `tests/independent_client.rs`: Python's grpcio against the server (`python/`).
 //!
 //! The helpers below find binaries of this workspace that cargo built beside the test, and run
 //! the server as a child process.
