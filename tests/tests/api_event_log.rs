@@ -54,7 +54,7 @@ async fn appended_events_read_back_page_by_page_in_both_directions() {
             Expected::ExpectedRevision(i * 5 - 1)
         };
         let out = api
-            .append_events(append("household-1", Some(expected), events))
+            .append_events(append("pgo-1", Some(expected), events))
             .await
             .unwrap()
             .into_inner();
@@ -62,7 +62,7 @@ async fn appended_events_read_back_page_by_page_in_both_directions() {
         assert_eq!(out.event_ids.len(), 5);
         assert!(!out.replayed);
     }
-    api.append_events(append("household-2", None, vec![new_event("Noted", "x")]))
+    api.append_events(append("pgo-2", None, vec![new_event("Noted", "x")]))
         .await
         .unwrap();
 
@@ -76,7 +76,7 @@ async fn appended_events_read_back_page_by_page_in_both_directions() {
         loop {
             let page = api
                 .list_stream_events(pb::ListStreamEventsRequest {
-                    stream_id: "household-1".into(),
+                    stream_id: "pgo-1".into(),
                     direction: direction as i32,
                     page_size: 4,
                     page_token: token.clone(),
@@ -87,7 +87,7 @@ async fn appended_events_read_back_page_by_page_in_both_directions() {
                 .into_inner();
             assert!(page.events.len() <= 4);
             revisions.extend(page.events.iter().map(|e| e.revision));
-            assert!(page.events.iter().all(|e| e.stream_id == "household-1"));
+            assert!(page.events.iter().all(|e| e.stream_id == "pgo-1"));
             pages += 1;
             if page.next_page_token.is_empty() {
                 break;
@@ -111,7 +111,7 @@ async fn appended_events_read_back_page_by_page_in_both_directions() {
     assert_eq!(positions, vec![13, 14, 15]);
     assert!(all.next_page_token.is_empty());
     let last = &all.events[2];
-    assert_eq!(last.stream_id, "household-2");
+    assert_eq!(last.stream_id, "pgo-2");
     assert_eq!(last.payload, b"x");
     assert_eq!(last.schema_version, 1);
     assert_eq!(last.hash.len(), 32);
@@ -131,7 +131,7 @@ async fn a_conflict_is_aborted_with_the_actual_revision_and_a_retry_is_replayed(
         actor: "bondgenoot:7".into(),
     });
     let request = append(
-        "household-5",
+        "pgo-5",
         Some(Expected::ExpectedState(
             pb::ExpectedStreamState::NoStream as i32,
         )),
@@ -151,7 +151,7 @@ async fn a_conflict_is_aborted_with_the_actual_revision_and_a_retry_is_replayed(
 
     let conflict = api
         .append_events(append(
-            "household-5",
+            "pgo-5",
             Some(Expected::ExpectedRevision(7)),
             vec![new_event("AgreementAccepted", "")],
         ))
@@ -169,7 +169,7 @@ async fn a_conflict_is_aborted_with_the_actual_revision_and_a_retry_is_replayed(
 
     let reused = api
         .append_events(append(
-            "household-6",
+            "pgo-6",
             None,
             vec![pb::NewEvent {
                 id: "01937a4e-0000-7000-8000-000000000001".into(),
@@ -214,6 +214,16 @@ async fn bad_requests_are_refused_with_the_code_and_the_field() {
         (
             "long stream id",
             append(&"h".repeat(201), None, vec![ok_event()]),
+            Code::InvalidArgument,
+            "stream_id",
+        ),
+        (
+            "household stream",
+            append(
+                "household-01937a4e-0000-7000-8000-000000000001",
+                None,
+                vec![ok_event()],
+            ),
             Code::InvalidArgument,
             "stream_id",
         ),

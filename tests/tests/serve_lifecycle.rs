@@ -52,7 +52,7 @@ async fn sigkill_loses_no_acknowledged_append() {
     let mut acked = Vec::new();
     for i in 0..200 {
         let out = api
-            .append_events(append(&format!("household-{}", i % 7), &i.to_string()))
+            .append_events(append(&format!("pgo-{}", i % 7), &i.to_string()))
             .await
             .unwrap()
             .into_inner();

@@ -14,6 +14,9 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+/// Streams of households; raw appends to them are refused.
+const HOUSEHOLD_STREAM_PREFIX: &str = "household-";
+
 /// Most events in one page.
 pub const MAX_PAGE_SIZE: usize = 1_000;
 /// Events in a page when the request does not say.
@@ -42,6 +45,14 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
         request: Request<pb::AppendEventsRequest>,
     ) -> Result<Response<pb::AppendEventsResponse>, Status> {
         let request = request.into_inner();
+        if request.stream_id.starts_with(HOUSEHOLD_STREAM_PREFIX) {
+            // A household's stream holds only events its commands decided: anything else would
+            // stop its state from folding, and its family's commands with it.
+            return Err(invalid_argument(
+                "stream_id",
+                "household streams are written through naast.v1.HouseholdService, which checks every command",
+            ));
+        }
         let expected = expected_revision(request.expected)?;
         let events = request
             .events
