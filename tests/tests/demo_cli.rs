@@ -94,3 +94,69 @@ fn verify_reports_the_demo_log_intact_and_refuses_a_locked_directory() {
     assert_eq!(verify.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&verify.stderr).contains("locked"));
 }
+
+/// `naast demo --serve` keeps the demo data available to a gRPC client, with the household ids
+/// printed, until it is stopped. The client here keeps its connection open and cannot answer
+/// (this single-threaded test blocks in `wait`): the server still stops, after its drain
+/// deadline, instead of waiting for the client forever.
+#[tokio::test(flavor = "current_thread")]
+async fn the_demo_can_keep_serving_its_data() {
+    use naast_proto::pb;
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(workspace_bin("naast"))
+        .args(["demo", "--serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut household = None;
+    let mut address = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if household.is_none() && line.contains("(levensloopbegeleider)") {
+            household = line
+                .split("household_id ")
+                .nth(1)
+                .map(|id| id.trim_end_matches(')').to_owned());
+        }
+        if let Some(a) = line.strip_prefix("naast listening on ") {
+            address = a.split(' ').next().map(str::to_owned);
+            break;
+        }
+    }
+    let (household, address) = (
+        household.expect("household id printed"),
+        address.expect("address printed"),
+    );
+    let mut api =
+        pb::household_service_client::HouseholdServiceClient::connect(format!("http://{address}"))
+            .await
+            .unwrap();
+    let view = api
+        .get_household(pb::GetHouseholdRequest {
+            household_id: household,
+            min_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household
+        .unwrap();
+    assert_eq!(view.name, "Familie Bakker (levensloopbegeleider)");
+    assert!(
+        view.agreements
+            .iter()
+            .any(|a| a.terms.as_ref().unwrap().funding_domain == pb::FundingDomain::Wmo as i32)
+    );
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Returns at all only because of the drain deadline (a hang is ended by the test runner).
+    assert!(child.wait().unwrap().success());
+    drop(api);
+}

@@ -771,9 +771,10 @@ async fn print_timeline(family: &mut Family, out: &mut impl std::io::Write) -> D
     }
     writeln!(
         out,
-        "\n━━ {} ━━  ({} gebeurtenissen)",
+        "\n━━ {} ━━  ({} gebeurtenissen, household_id {})",
         household.name,
-        household.revision + 1
+        household.revision + 1,
+        household.household_id
     )?;
     for (date, entries) in by_date {
         for (i, entry) in entries.iter().enumerate() {

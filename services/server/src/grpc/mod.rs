@@ -23,6 +23,9 @@ use tokio::sync::watch;
 /// envelope. Larger requests are refused with `RESOURCE_EXHAUSTED`.
 pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
 
+/// Longest the server waits, after a shutdown signal, for clients to finish and disconnect.
+pub const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -44,6 +47,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (stop, stopped) = watch::channel(false);
+    let stopped_for_drain = stopped.clone();
     let projector = {
         let (projections, log) = (projections.clone(), log.clone());
         tokio::spawn(async move { projections.run(log).await })
@@ -98,8 +102,21 @@ pub async fn run(
                 .set_not_serving::<HouseholdServiceServer<HouseholdApi>>()
                 .await;
             let _ = stop.send(true);
-        })
-        .await;
+        });
+    // Draining waits for every connection to close; a client that never lets go must not keep
+    // the log from being closed. After the deadline the remaining connections are dropped.
+    let mut draining = stopped_for_drain;
+    let deadline = async move {
+        let _ = draining.wait_for(|stop| *stop).await;
+        tokio::time::sleep(DRAIN_DEADLINE).await;
+    };
+    let served = tokio::select! {
+        served = served => served,
+        () = deadline => {
+            tracing::warn!(deadline = ?DRAIN_DEADLINE, "connections still open after the drain deadline; closing them");
+            Ok(())
+        }
+    };
     log.close().await;
     // The projector ends once it has projected everything the log committed.
     match projector.await {
