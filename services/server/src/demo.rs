@@ -2,6 +2,7 @@
 //! gRPC API, and prints each family's unified timeline grouped by date with its funding domains.
 //! The families are fictional, modelled on the pilots' portraits.
 
+use crate::grpc::convert::Vocabulary;
 use naast_proto::pb;
 use naast_proto::pb::household_service_client::HouseholdServiceClient;
 use pb::party::Party as P;
@@ -781,14 +782,9 @@ async fn print_timeline(family: &mut Family, out: &mut impl std::io::Write) -> D
             let domains: Vec<&str> = entry
                 .funding_domains
                 .iter()
-                .map(|d| match pb::FundingDomain::try_from(*d) {
-                    Ok(F::Wmo) => "Wmo",
-                    Ok(F::Wlz) => "Wlz",
-                    Ok(F::Zvw) => "Zvw",
-                    Ok(F::Jeugdwet) => "Jeugdwet",
-                    Ok(F::Participatiewet) => "UWV",
-                    Ok(F::Informal) => "informeel",
-                    _ => "?",
+                .map(|d| {
+                    <naast_domain::vocab::FundingDomain as Vocabulary>::required("", *d)
+                        .map_or("?", |d| d.display_name())
                 })
                 .collect();
             let date = if i == 0 { date.as_str() } else { "" };

@@ -4,8 +4,8 @@
 //!
 //! - Commands on one household take turns on its in-memory state (the consistency boundary);
 //!   commands on different households run in parallel. Appends still carry the expected
-//!   revision, so a direct append by an integrator is never overwritten: the command is decided
-//!   again on the new state (a few times at most).
+//!   revision, so an event written past this state (by another process on the same log, say)
+//!   is never overwritten: the command reads it and is decided again (a few times at most).
 //! - A command may carry the revision the caller last saw (`expected_revision`); if the
 //!   household moved on, the command is refused as a conflict.
 //! - A command may carry a `request_id`; its events then get ids derived from it, so a retry is
@@ -152,9 +152,14 @@ impl Households {
         {
             return Ok(done);
         }
+        // Only commands write household streams, and they take turns on this slot, so a cached
+        // snapshot is current; should anything else have written, the append's expected
+        // revision refuses it and the loop reads what is new.
+        let mut stale = snapshot.revision.is_none();
         for _ in 0..MAX_ATTEMPTS {
-            // Integrators may append to the stream directly: read what is new first.
-            self.catch_up(household, &mut snapshot)?;
+            if stale {
+                self.catch_up(household, &mut snapshot)?;
+            }
             if let Some(expected) = context.expected_revision
                 && snapshot.revision != Some(expected)
             {
@@ -190,7 +195,8 @@ impl Households {
                     if let Some(expected) = context.expected_revision {
                         return Err(AppError::Conflict { expected, actual });
                     }
-                    // Someone appended directly meanwhile: decide again on the new state.
+                    // Something else wrote meanwhile: read it and decide again.
+                    stale = true;
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -61,6 +61,15 @@ pub fn optional_date(field: &str, value: &str) -> Result<Option<Date>, Status> {
     }
 }
 
+/// A recorded-at time (µs since 1970) as a protobuf timestamp.
+pub fn timestamp(micros: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: i64::try_from(micros / 1_000_000).unwrap_or(i64::MAX),
+        // Below one million microseconds, so the nanoseconds fit an i32.
+        nanos: i32::try_from((micros % 1_000_000) * 1_000).unwrap_or(0),
+    }
+}
+
 /// A day as ISO 8601.
 pub fn date_string(date: Date) -> String {
     date.format(format_description!("[year]-[month]-[day]"))

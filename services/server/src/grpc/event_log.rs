@@ -289,9 +289,6 @@ fn next_page(
 }
 
 fn event(e: RecordedEvent) -> pb::Event {
-    let seconds = i64::try_from(e.recorded_at_micros / 1_000_000).unwrap_or(i64::MAX);
-    // Below one million microseconds, so the nanoseconds fit an i32.
-    let nanos = i32::try_from((e.recorded_at_micros % 1_000_000) * 1_000).unwrap_or(0);
     pb::Event {
         id: e.id.to_string(),
         stream_id: e.stream_id,
@@ -299,7 +296,7 @@ fn event(e: RecordedEvent) -> pb::Event {
         position: e.position,
         event_type: e.event_type,
         schema_version: e.schema_version,
-        recorded_at: Some(prost_types::Timestamp { seconds, nanos }),
+        recorded_at: Some(super::convert::timestamp(e.recorded_at_micros)),
         metadata: Some(pb::EventMetadata {
             correlation_id: e
                 .metadata

@@ -1145,10 +1145,6 @@ impl TimelineFilter {
 }
 
 fn entry_to_proto(stored: &StoredEntry) -> pb::TimelineEntry {
-    let micros = stored.recorded_at_micros;
-    let seconds = i64::try_from(micros / 1_000_000).unwrap_or(i64::MAX);
-    // Below one million microseconds, so the nanoseconds fit an i32.
-    let nanos = i32::try_from((micros % 1_000_000) * 1_000).unwrap_or(0);
     let entry = &stored.entry;
     pb::TimelineEntry {
         position: stored.position,
@@ -1160,7 +1156,7 @@ fn entry_to_proto(stored: &StoredEntry) -> pb::TimelineEntry {
         life_domains: entry.life_domains.iter().map(|d| d.to_proto()).collect(),
         funding_domains: entry.funding_domains.iter().map(|d| d.to_proto()).collect(),
         event_type: stored.event_type.clone(),
-        recorded_at: Some(prost_types::Timestamp { seconds, nanos }),
+        recorded_at: Some(c::timestamp(stored.recorded_at_micros)),
         actor: stored.actor.clone().unwrap_or_default(),
     }
 }

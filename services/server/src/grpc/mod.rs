@@ -1,7 +1,7 @@
 //! The gRPC front door: the naast services, health and reflection on one listener, and the one
 //! shutdown path (stop accepting, end subscriptions, drain, close the log).
 
-mod convert;
+pub(crate) mod convert;
 mod event_log;
 mod forward;
 mod households;
