@@ -2,8 +2,14 @@
 //! state and returns the events it leads to, or why it is refused.
 
 use crate::DomainError;
-use crate::event::{AgreementTerms, ContactDetails, DomainEvent, MemberDetails, Party};
-use crate::ids::{AgreementId, ContactId, EntryId, GoalId, IndicationId, MemberId, PlanId};
+use crate::event::{
+    AgreementTerms, ContactDetails, DomainEvent, GrantTerms, Grantee, Identity, MemberDetails,
+    Party,
+};
+use crate::ids::{
+    AccessRequestId, AgreementId, ContactId, EntryId, GoalId, GrantId, IndicationId, MemberId,
+    PlanId,
+};
 use crate::state::{AgreementStatus, GoalStatus, Household, PlanStatus};
 use crate::validate::{
     self as v, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_SHORT_CHARS, MAX_TEXT_CHARS, MAX_TITLE_CHARS,
@@ -19,7 +25,39 @@ use time::Date;
 #[allow(missing_docs)] // the fields mirror the events they lead to (see `crate::event`)
 pub enum Command {
     /// Start the household's record.
-    RegisterHousehold { name: String },
+    RegisterHousehold {
+        name: String,
+        /// The signed-in client or legal representative registering it.
+        registered_by: Option<Identity>,
+    },
+    /// Link a member or contact to the identity they sign in with (and a contact to the
+    /// organisation its professionals act for), or unlink them (both `None`).
+    LinkIdentity {
+        party: Party,
+        identity: Option<Identity>,
+        organisation_id: Option<String>,
+    },
+    /// Allow someone to see or do something, possibly answering their request.
+    GrantAccess {
+        grant: GrantId,
+        grantee: Grantee,
+        terms: GrantTerms,
+        request: Option<AccessRequestId>,
+    },
+    /// End a grant.
+    RevokeAccess { grant: GrantId, reason: String },
+    /// Ask the family for access.
+    RequestAccess {
+        request: AccessRequestId,
+        requester: Grantee,
+        terms: GrantTerms,
+        reason: String,
+    },
+    /// Decline a request for access.
+    DeclineAccessRequest {
+        request: AccessRequestId,
+        reason: String,
+    },
     /// Add a person.
     AddMember {
         member: MemberId,
@@ -196,7 +234,10 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
         ));
     }
     let event = match command {
-        C::RegisterHousehold { name } => {
+        C::RegisterHousehold {
+            name,
+            registered_by,
+        } => {
             if household.registered {
                 return Err(DomainError::exists(
                     "household_id",
@@ -205,7 +246,134 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
                 ));
             }
             v::text("name", &name, MAX_NAME_CHARS, false)?;
-            E::HouseholdRegistered { name }
+            if let Some(identity) = &registered_by {
+                v::identity("registered_by", identity)?;
+            }
+            E::HouseholdRegistered {
+                name,
+                registered_by,
+            }
+        }
+        C::LinkIdentity {
+            party,
+            identity,
+            organisation_id,
+        } => {
+            match party {
+                Party::Member(m) => {
+                    existing_member(household, "member_id", m)?;
+                    if organisation_id.is_some() {
+                        return Err(DomainError::invalid(
+                            "organisation_id",
+                            "only a contact acts for an organisation",
+                        ));
+                    }
+                }
+                Party::Contact(c) => {
+                    existing_contact(household, "contact_id", c)?;
+                }
+            }
+            if let Some(identity) = &identity {
+                v::identity("identity", identity)?;
+                if let Some((other, _)) = household
+                    .links
+                    .iter()
+                    .find(|(p, l)| **p != party && l.identity.as_ref() == Some(identity))
+                {
+                    return Err(DomainError::invalid(
+                        "identity",
+                        format!("is already linked to {}", party_name(other)),
+                    ));
+                }
+            }
+            if let Some(org) = &organisation_id {
+                v::text("organisation_id", org, MAX_SHORT_CHARS, false)?;
+            }
+            E::IdentityLinked {
+                party,
+                identity,
+                organisation_id,
+            }
+        }
+        C::GrantAccess {
+            grant,
+            grantee,
+            terms,
+            request,
+        } => {
+            if household.grants.contains_key(&grant) {
+                return Err(DomainError::exists("grant_id", "grant", grant));
+            }
+            v::grantee("grantee", &grantee)?;
+            grant_terms(&terms)?;
+            if let Some(r) = request {
+                let asked = household
+                    .access_requests
+                    .get(&r)
+                    .ok_or_else(|| DomainError::not_found("access_request_id", "request", r))?;
+                if asked.status != crate::state::RequestStatus::Open {
+                    return Err(DomainError::invalid(
+                        "access_request_id",
+                        "has been answered already",
+                    ));
+                }
+                if asked.requester != grantee {
+                    return Err(DomainError::invalid(
+                        "grantee",
+                        format!("the request came from {}", asked.requester),
+                    ));
+                }
+            }
+            E::AccessGranted {
+                grant,
+                grantee,
+                terms,
+                request,
+            }
+        }
+        C::RevokeAccess { grant, reason } => {
+            let held = household
+                .grants
+                .get(&grant)
+                .ok_or_else(|| DomainError::not_found("grant_id", "grant", grant))?;
+            if held.revoked {
+                return Err(DomainError::invalid("grant_id", "is revoked already"));
+            }
+            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            E::AccessRevoked { grant, reason }
+        }
+        C::RequestAccess {
+            request,
+            requester,
+            terms,
+            reason,
+        } => {
+            if household.access_requests.contains_key(&request) {
+                return Err(DomainError::exists("access_request_id", "request", request));
+            }
+            v::grantee("requester", &requester)?;
+            grant_terms(&terms)?;
+            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            E::AccessRequested {
+                request,
+                requester,
+                terms,
+                reason,
+            }
+        }
+        C::DeclineAccessRequest { request, reason } => {
+            let asked = household
+                .access_requests
+                .get(&request)
+                .ok_or_else(|| DomainError::not_found("access_request_id", "request", request))?;
+            if asked.status != crate::state::RequestStatus::Open {
+                return Err(DomainError::invalid(
+                    "access_request_id",
+                    "has been answered already",
+                ));
+            }
+            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            E::AccessRequestDeclined { request, reason }
         }
         C::AddMember { member, details } => {
             if household.members.contains_key(&member) {
@@ -675,6 +843,29 @@ fn agreement_in<'a>(
         )));
     }
     Ok(current)
+}
+
+fn party_name(party: &Party) -> String {
+    match party {
+        Party::Member(m) => format!("member {m}"),
+        Party::Contact(c) => format!("contact {c}"),
+    }
+}
+
+fn grant_terms(terms: &GrantTerms) -> Result<(), DomainError> {
+    if terms.scopes.is_empty() {
+        return Err(DomainError::invalid(
+            "terms.scopes",
+            "name at least one thing to allow",
+        ));
+    }
+    v::no_repeats("terms.scopes", &terms.scopes)?;
+    v::no_repeats("terms.life_domains", &terms.life_domains)?;
+    v::no_repeats("terms.funding_domains", &terms.funding_domains)?;
+    if let Some(until) = terms.until {
+        v::date("terms.until", until)?;
+    }
+    Ok(())
 }
 
 fn member_details(details: &MemberDetails) -> Result<(), DomainError> {

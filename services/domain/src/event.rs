@@ -4,10 +4,13 @@
 //! event type the log records. Once written, an event's shape only grows: new optional fields,
 //! never renamed or removed ones.
 
-use crate::ids::{AgreementId, ContactId, EntryId, GoalId, IndicationId, MemberId, PlanId};
+use crate::ids::{
+    AccessRequestId, AgreementId, ContactId, EntryId, GoalId, GrantId, IndicationId, MemberId,
+    PlanId,
+};
 use crate::vocab::{
-    ContactKind, ContactMode, FundingDomain, IndicationKind, InstitutionKind, LifeDomain,
-    MemberRole, PlanKind, Relation, SupportPhase, SupporterKind, SupporterTask,
+    AccessScope, ContactKind, ContactMode, FundingDomain, IndicationKind, InstitutionKind,
+    LifeDomain, MemberRole, PlanKind, Relation, SupportPhase, SupporterKind, SupporterTask,
 };
 use serde::{Deserialize, Serialize};
 use time::Date;
@@ -16,13 +19,76 @@ use time::Date;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A party to an agreement: a household member or a network contact.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 pub enum Party {
     /// A member of the household.
     Member(MemberId),
     /// A contact of the household's network (supporter, provider, institution).
     Contact(ContactId),
+}
+
+/// A signed-in identity: the subject (`sub`) an OpenID issuer (`iss`) vouches for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Identity {
+    /// The issuer's URL, exactly as in its tokens.
+    pub issuer: String,
+    /// The subject at that issuer.
+    pub subject: String,
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {}", self.subject, self.issuer)
+    }
+}
+
+/// Who a consent grant or an access request is for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Grantee {
+    /// One person (a supporter, a professional, a relative).
+    Person {
+        /// Their identity.
+        identity: Identity,
+    },
+    /// Every professional of an organisation (by its identifier, e.g. an AGB or URA code, as
+    /// the organisation's tokens carry it).
+    Organisation {
+        /// The organisation's identifier.
+        id: String,
+    },
+    /// A PGO platform: an OAuth client acting for a household member. What it may do is at most
+    /// what that member may do.
+    Platform {
+        /// The issuer that authenticates the platform.
+        issuer: String,
+        /// The platform's client id there.
+        client_id: String,
+    },
+}
+
+impl std::fmt::Display for Grantee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Person { identity } => write!(f, "persoon {}", identity.subject),
+            Self::Organisation { id } => write!(f, "organisatie {id}"),
+            Self::Platform { client_id, .. } => write!(f, "PGO {client_id}"),
+        }
+    }
+}
+
+/// What a consent grant allows, and within which domains it lets its holder read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantTerms {
+    /// What is allowed.
+    pub scopes: Vec<AccessScope>,
+    /// Life domains it may read; empty: all.
+    pub life_domains: Vec<LifeDomain>,
+    /// Funding domains it may read; empty: all.
+    pub funding_domains: Vec<FundingDomain>,
+    /// Last day it holds; `None`: until revoked.
+    pub until: Option<Date>,
 }
 
 /// Who a person in the household is.
@@ -87,8 +153,43 @@ pub struct AgreementTerms {
 #[serde(tag = "type")]
 #[allow(missing_docs)] // each variant's fields are described by its doc line and their types
 pub enum DomainEvent {
-    /// The household starts using naast.
-    HouseholdRegistered { name: String },
+    /// The household starts using naast. Who registered it (a client or legal representative,
+    /// signed in) decides who may see it, with the household's linked clients and legal
+    /// representatives.
+    HouseholdRegistered {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        registered_by: Option<Identity>,
+    },
+    /// A member or contact is linked to the identity they sign in with (and a contact to the
+    /// organisation its professionals' tokens name), or unlinked (`None`, `None`).
+    IdentityLinked {
+        party: Party,
+        identity: Option<Identity>,
+        organisation_id: Option<String>,
+    },
+    /// The client or legal representative allows someone to see or do something.
+    AccessGranted {
+        grant: GrantId,
+        grantee: Grantee,
+        terms: GrantTerms,
+        /// The request it answers, if any.
+        request: Option<AccessRequestId>,
+    },
+    /// A grant ends before its time.
+    AccessRevoked { grant: GrantId, reason: String },
+    /// Someone asks the family for access.
+    AccessRequested {
+        request: AccessRequestId,
+        requester: Grantee,
+        terms: GrantTerms,
+        reason: String,
+    },
+    /// The family declines a request for access.
+    AccessRequestDeclined {
+        request: AccessRequestId,
+        reason: String,
+    },
     /// A person joins the household's record.
     MemberAdded {
         member: MemberId,
@@ -296,6 +397,11 @@ impl DomainEvent {
             | E::AgreementNotDelivered { agreement, .. }
             | E::AgreementCarriedOver { agreement, .. } => Some(Subject::Agreement(*agreement)),
             E::HouseholdRegistered { .. }
+            | E::IdentityLinked { .. }
+            | E::AccessGranted { .. }
+            | E::AccessRevoked { .. }
+            | E::AccessRequested { .. }
+            | E::AccessRequestDeclined { .. }
             | E::MemberAdded { .. }
             | E::MemberUpdated { .. }
             | E::MemberRemoved { .. }
@@ -314,6 +420,11 @@ impl DomainEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             Self::HouseholdRegistered { .. } => "HouseholdRegistered",
+            Self::IdentityLinked { .. } => "IdentityLinked",
+            Self::AccessGranted { .. } => "AccessGranted",
+            Self::AccessRevoked { .. } => "AccessRevoked",
+            Self::AccessRequested { .. } => "AccessRequested",
+            Self::AccessRequestDeclined { .. } => "AccessRequestDeclined",
             Self::MemberAdded { .. } => "MemberAdded",
             Self::MemberUpdated { .. } => "MemberUpdated",
             Self::MemberRemoved { .. } => "MemberRemoved",

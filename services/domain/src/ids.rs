@@ -73,6 +73,15 @@ id!(
     EntryId
 );
 
+id!(
+    /// A consent grant: who may see or do what in a household.
+    GrantId
+);
+id!(
+    /// A request for access, awaiting the family's answer.
+    AccessRequestId
+);
+
 impl HouseholdId {
     /// The event stream holding this household's events.
     pub fn stream_id(&self) -> String {

@@ -3,6 +3,7 @@
 //! Pure logic: no storage, no network, no generated code.
 //!
 //! # Layout
+//! - [`access`]: who may do what: owners, consent grants, parties, platforms;
 //! - [`calendar`]: days as they are in the Netherlands;
 //! - [`vocab`]: the closed vocabularies (funding domains, life domains, roles, the 18 tasks …);
 //! - [`ids`]: the identifiers of households, members, goals, …;
@@ -16,6 +17,7 @@
 //! One household is one consistency boundary: a command is decided against that household's
 //! state alone, and its events are appended to that household's stream.
 
+pub mod access;
 pub mod calendar;
 pub mod command;
 mod error;
@@ -29,6 +31,7 @@ pub mod vocab;
 pub use command::{Command, decide};
 pub use error::DomainError;
 pub use event::{
-    AgreementTerms, ContactDetails, DomainEvent, MemberDetails, Party, SCHEMA_VERSION,
+    AgreementTerms, ContactDetails, DomainEvent, GrantTerms, Grantee, Identity, MemberDetails, Party,
+    SCHEMA_VERSION,
 };
 pub use state::Household;

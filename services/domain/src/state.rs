@@ -1,7 +1,13 @@
 //! A household's current state, folded from its events. Commands are decided against it.
 
-use crate::event::{AgreementTerms, ContactDetails, DomainEvent, MemberDetails};
-use crate::ids::{AgreementId, ContactId, EntryId, GoalId, IndicationId, MemberId, PlanId};
+use crate::event::{
+    AgreementTerms, ContactDetails, DomainEvent, GrantTerms, Grantee, Identity, MemberDetails,
+    Party,
+};
+use crate::ids::{
+    AccessRequestId, AgreementId, ContactId, EntryId, GoalId, GrantId, IndicationId, MemberId,
+    PlanId,
+};
 use crate::vocab::{FundingDomain, IndicationKind, LifeDomain, PlanKind, SupportPhase};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -171,6 +177,59 @@ pub struct Indication {
     pub valid_until: Option<Date>,
 }
 
+/// The identity a member or contact signs in with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Link {
+    /// Their own identity.
+    pub identity: Option<Identity>,
+    /// For a contact: the organisation whose professionals act as this contact.
+    pub organisation_id: Option<String>,
+}
+
+/// A consent grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Who holds it.
+    pub grantee: Grantee,
+    /// What it allows, until when.
+    pub terms: GrantTerms,
+    /// The request it answered.
+    pub request: Option<AccessRequestId>,
+    /// Revoked before its time.
+    pub revoked: bool,
+}
+
+impl Grant {
+    /// Whether it holds on `day`.
+    pub fn holds_on(&self, day: Date) -> bool {
+        !self.revoked && self.terms.until.is_none_or(|until| day <= until)
+    }
+}
+
+/// Where a request for access is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestStatus {
+    /// Awaiting the family.
+    Open,
+    /// Answered with this grant.
+    Granted(GrantId),
+    /// Declined.
+    Declined,
+}
+
+/// A request for access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRequest {
+    /// Who asks.
+    pub requester: Grantee,
+    /// What they ask for.
+    pub terms: GrantTerms,
+    /// Why.
+    pub reason: String,
+    /// Where it is.
+    pub status: RequestStatus,
+}
+
 /// A household's current state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Household {
@@ -178,6 +237,14 @@ pub struct Household {
     pub registered: bool,
     /// Display name, e.g. "Familie Jansen".
     pub name: String,
+    /// Who registered it.
+    pub registered_by: Option<Identity>,
+    /// Identities linked to members and contacts.
+    pub links: BTreeMap<Party, Link>,
+    /// Consent grants, by id (revoked ones too).
+    pub grants: BTreeMap<GrantId, Grant>,
+    /// Requests for access, by id.
+    pub access_requests: BTreeMap<AccessRequestId, AccessRequest>,
     /// People, by id.
     pub members: BTreeMap<MemberId, Member>,
     /// Network, by id.
@@ -221,9 +288,75 @@ impl Household {
     pub fn apply(&mut self, event: &DomainEvent) {
         use DomainEvent as E;
         match event {
-            E::HouseholdRegistered { name } => {
+            E::HouseholdRegistered {
+                name,
+                registered_by,
+            } => {
                 self.registered = true;
                 self.name.clone_from(name);
+                self.registered_by.clone_from(registered_by);
+            }
+            E::IdentityLinked {
+                party,
+                identity,
+                organisation_id,
+            } => {
+                if identity.is_none() && organisation_id.is_none() {
+                    self.links.remove(party);
+                } else {
+                    self.links.insert(
+                        *party,
+                        Link {
+                            identity: identity.clone(),
+                            organisation_id: organisation_id.clone(),
+                        },
+                    );
+                }
+            }
+            E::AccessGranted {
+                grant,
+                grantee,
+                terms,
+                request,
+            } => {
+                self.grants.insert(
+                    *grant,
+                    Grant {
+                        grantee: grantee.clone(),
+                        terms: terms.clone(),
+                        request: *request,
+                        revoked: false,
+                    },
+                );
+                if let Some(r) = request.and_then(|r| self.access_requests.get_mut(&r)) {
+                    r.status = RequestStatus::Granted(*grant);
+                }
+            }
+            E::AccessRevoked { grant, .. } => {
+                if let Some(g) = self.grants.get_mut(grant) {
+                    g.revoked = true;
+                }
+            }
+            E::AccessRequested {
+                request,
+                requester,
+                terms,
+                reason,
+            } => {
+                self.access_requests.insert(
+                    *request,
+                    AccessRequest {
+                        requester: requester.clone(),
+                        terms: terms.clone(),
+                        reason: reason.clone(),
+                        status: RequestStatus::Open,
+                    },
+                );
+            }
+            E::AccessRequestDeclined { request, .. } => {
+                if let Some(r) = self.access_requests.get_mut(request) {
+                    r.status = RequestStatus::Declined;
+                }
             }
             E::MemberAdded { member, details } | E::MemberUpdated { member, details } => {
                 self.members.insert(

@@ -32,6 +32,8 @@ pub enum EntryKind {
     Logbook,
     /// Free notes.
     Note,
+    /// Consent: identities, grants and requests for access.
+    Access,
 }
 
 /// One entry of a household's timeline.
@@ -110,11 +112,62 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
         funding_domains: Vec::new(),
     };
     match event {
-        E::HouseholdRegistered { name } => new(
+        E::HouseholdRegistered { name, .. } => new(
             EntryKind::Household,
             recorded_on,
             format!("Huishouden aangemeld: {name}"),
         ),
+        E::IdentityLinked {
+            party, identity, ..
+        } => {
+            let (name, members) = match party {
+                Party::Member(m) => (member_name(m), vec![*m]),
+                Party::Contact(c) => (contact_name(c), Vec::new()),
+            };
+            let summary = if identity.is_some() {
+                format!("Inlog gekoppeld aan {name}")
+            } else {
+                format!("Inlog van {name} ontkoppeld")
+            };
+            TimelineEntry {
+                members,
+                ..new(EntryKind::Access, recorded_on, summary)
+            }
+        }
+        E::AccessGranted { grantee, terms, .. } => new(
+            EntryKind::Access,
+            recorded_on,
+            format!("Toegang verleend aan {grantee}: {}", describe_terms(terms)),
+        ),
+        E::AccessRevoked { grant, reason } => {
+            let who = before
+                .grants
+                .get(grant)
+                .map_or_else(|| "?".to_owned(), |g| g.grantee.to_string());
+            new(
+                EntryKind::Access,
+                recorded_on,
+                format!("Toegang van {who} ingetrokken: {reason}"),
+            )
+        }
+        E::AccessRequested {
+            requester, terms, ..
+        } => new(
+            EntryKind::Access,
+            recorded_on,
+            format!("{requester} vraagt toegang: {}", describe_terms(terms)),
+        ),
+        E::AccessRequestDeclined { request, reason } => {
+            let who = before
+                .access_requests
+                .get(request)
+                .map_or_else(|| "?".to_owned(), |r| r.requester.to_string());
+            new(
+                EntryKind::Access,
+                recorded_on,
+                format!("Toegangsverzoek van {who} afgewezen: {reason}"),
+            )
+        }
         E::MemberAdded { member, details } => TimelineEntry {
             members: vec![*member],
             ..new(
@@ -445,6 +498,25 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             life_domains: life_domains.clone(),
             ..new(EntryKind::Note, recorded_on, format!("Notitie: {text}"))
         },
+    }
+}
+
+/// "tijdlijn inzien, logboek bijhouden (Wonen, Gezondheid; tot 2027-01-01)".
+fn describe_terms(terms: &crate::event::GrantTerms) -> String {
+    let scopes: Vec<&str> = terms.scopes.iter().map(|s| s.display_name()).collect();
+    let mut limits: Vec<String> = terms
+        .life_domains
+        .iter()
+        .map(|d| d.display_name().to_owned())
+        .chain(terms.funding_domains.iter().map(|d| d.display_name().to_owned()))
+        .collect();
+    if let Some(until) = terms.until {
+        limits.push(format!("tot en met {until}"));
+    }
+    if limits.is_empty() {
+        scopes.join(", ")
+    } else {
+        format!("{} ({})", scopes.join(", "), limits.join("; "))
     }
 }
 

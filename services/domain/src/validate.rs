@@ -111,3 +111,40 @@ pub fn no_repeats<T: PartialEq + std::fmt::Debug>(
     }
     Ok(())
 }
+
+/// Longest issuer URL of an identity.
+pub const MAX_ISSUER_CHARS: usize = 500;
+
+/// A signed-in identity: issuer and subject both given, on one line.
+pub fn identity(field: &str, value: &crate::event::Identity) -> Result<(), DomainError> {
+    text(&format!("{field}.issuer"), &value.issuer, MAX_ISSUER_CHARS, false)?;
+    text(&format!("{field}.subject"), &value.subject, MAX_NAME_CHARS, false)
+}
+
+/// Who a grant or request is for.
+pub fn grantee(field: &str, value: &crate::event::Grantee) -> Result<(), DomainError> {
+    use crate::event::Grantee as G;
+    match value {
+        G::Person { identity: who } => identity(&format!("{field}.person"), who),
+        G::Organisation { id } => text(
+            &format!("{field}.organisation_id"),
+            id,
+            MAX_SHORT_CHARS,
+            false,
+        ),
+        G::Platform { issuer, client_id } => {
+            text(
+                &format!("{field}.platform.issuer"),
+                issuer,
+                MAX_ISSUER_CHARS,
+                false,
+            )?;
+            text(
+                &format!("{field}.platform.client_id"),
+                client_id,
+                MAX_NAME_CHARS,
+                false,
+            )
+        }
+    }
+}

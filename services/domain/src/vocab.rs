@@ -341,3 +341,40 @@ mod tests {
         );
     }
 }
+
+vocabulary! {
+    /// What a consent grant allows. Reading is limited further by the grant's life and funding
+    /// domains; each of the others allows the writes it names.
+    AccessScope {
+        /// Read the timeline, goals, agreements and plans (within the grant's domains).
+        ReadTimeline = "read_timeline", "tijdlijn inzien";
+        /// Set and update goals, write notes.
+        WriteGoalsNotes = "write_goals_notes", "doelen en notities schrijven";
+        /// Propose, amend and end agreements, report them not delivered.
+        ProposeAgreements = "propose_agreements", "afspraken voorstellen";
+        /// Keep the supporter's logbook.
+        KeepLogbook = "keep_logbook", "logboek bijhouden";
+        /// Add, change and remove network contacts.
+        ManageNetwork = "manage_network", "netwerk beheren";
+        /// Plans, support phases, indications and funding transitions.
+        ManagePlans = "manage_plans", "plannen beheren";
+    }
+}
+
+vocabulary! {
+    /// Who a caller is, as their access token says.
+    PrincipalRole {
+        /// A person of a household (client, relative, legal representative).
+        Citizen = "citizen", "burger";
+        /// A client supporter.
+        Supporter = "supporter", "cliëntondersteuner";
+        /// A professional of a care provider, on behalf of an organisation.
+        Professional = "professional", "zorgprofessional";
+        /// A PGO platform, acting for a household member named in the token.
+        Platform = "pgo", "PGO-platform";
+        /// A programme evaluator: aggregate figures only.
+        Evaluator = "evaluator", "evaluator";
+        /// A service administrator: runs the service, reads no household's data.
+        Administrator = "admin", "beheerder";
+    }
+}

@@ -37,6 +37,7 @@ fn family() -> Family {
         &mut household,
         Command::RegisterHousehold {
             name: "Familie Bakker".into(),
+            registered_by: None,
         },
     );
     let (teen, mother) = (MemberId::new(), MemberId::new());
@@ -732,6 +733,7 @@ fn refused_commands_name_the_field() {
         (
             Command::RegisterHousehold {
                 name: "again".into(),
+                registered_by: None,
             },
             "household_id",
         ),

@@ -95,7 +95,10 @@ fn command(ids: &Ids) -> impl Strategy<Value = Command> + use<> {
     let domains = proptest::collection::vec(pick(LifeDomain::ALL.to_vec()), 0..3);
     let funding = pick(FundingDomain::ALL.to_vec());
     prop_oneof![
-        text().prop_map(|name| Command::RegisterHousehold { name }),
+        text().prop_map(|name| Command::RegisterHousehold {
+            name,
+            registered_by: None,
+        }),
         (
             m.clone(),
             text(),

@@ -56,6 +56,7 @@ async fn the_timeline_follows_the_log_survives_a_reopen_and_rebuilds_identically
         &mut state,
         Command::RegisterHousehold {
             name: "Familie Kok".into(),
+            registered_by: None,
         },
         Some(date!(2024 - 05 - 01)),
     )

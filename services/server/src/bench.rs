@@ -528,6 +528,7 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
                         id,
                         naast_domain::Command::RegisterHousehold {
                             name: format!("gezin {c}"),
+                            registered_by: None,
                         },
                         &context,
                     )
@@ -637,6 +638,7 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
             big,
             naast_domain::Command::RegisterHousehold {
                 name: "gezin met een lange geschiedenis".into(),
+                registered_by: None,
             },
             &context,
         )

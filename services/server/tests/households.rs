@@ -31,6 +31,7 @@ async fn registered(h: &Households) -> HouseholdId {
         id,
         Command::RegisterHousehold {
             name: "Familie Visser".into(),
+            registered_by: None,
         },
         &CommandContext::default(),
     )

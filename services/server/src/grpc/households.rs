@@ -260,7 +260,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let r = request.into_inner();
         let id: HouseholdId = c::new_id("household_id", &r.household_id)?;
         let result = self
-            .execute(id, r.options, Command::RegisterHousehold { name: r.name })
+            .execute(id, r.options, Command::RegisterHousehold { name: r.name, registered_by: None })
             .await?;
         Ok(Response::new(pb::CreateHouseholdResponse {
             result: Some(result),

@@ -1,0 +1,475 @@
+//! Who may do what in a household: the family's consent, applied to a caller.
+//!
+//! - **Owners** are the identity that registered the household and every member with the role
+//!   client or legal representative who is linked to an identity. Owners may do everything, and
+//!   only owners manage members, linked identities and consent.
+//! - **Grantees** act through consent grants that hold today: grants to them as a person, to
+//!   their organisation, or (for a PGO platform) to the platform.
+//! - **Parties**: a contact linked to a professional's identity or organisation makes that
+//!   professional a party to the agreements naming the contact. A party sees those agreements
+//!   and the goals they serve, and may accept or reject them — nothing else unless granted more.
+//! - A **PGO platform** acts for the member its token names: it may do what both that member and
+//!   the platform's own grant allow, and sees what both may see.
+//! - **Evaluators** see aggregate figures only, and **administrators** run the service: neither
+//!   reads any household's data.
+//!
+//! A household that does not exist and one the caller may not see are refused alike, so a
+//! refusal tells nothing about which households exist.
+
+use crate::event::{Grantee, Identity, Party};
+use crate::ids::{AgreementId, ContactId, GoalId, GrantId};
+use crate::state::{Agreement, Goal, Grant, Household};
+use crate::timeline::TimelineEntry;
+use crate::vocab::{AccessScope, FundingDomain, LifeDomain, MemberRole, PrincipalRole};
+use std::collections::BTreeSet;
+use time::Date;
+
+/// The caller, as their verified access token describes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// Issuer and subject.
+    pub identity: Identity,
+    /// What kind of caller.
+    pub role: PrincipalRole,
+    /// Display name, when the token gives one.
+    pub name: Option<String>,
+    /// The organisation a professional or supporter acts for.
+    pub organisation: Option<String>,
+    /// The OAuth client the token was issued to.
+    pub client_id: Option<String>,
+    /// For a PGO platform: the member it acts for (same issuer).
+    pub acting_for: Option<Identity>,
+}
+
+impl Principal {
+    /// Who a grant or request for this caller is for: the platform for a PGO, else the person.
+    pub fn as_grantee(&self) -> Grantee {
+        match (&self.role, &self.client_id) {
+            (PrincipalRole::Platform, Some(client_id)) => Grantee::Platform {
+                issuer: self.identity.issuer.clone(),
+                client_id: client_id.clone(),
+            },
+            _ => Grantee::Person {
+                identity: self.identity.clone(),
+            },
+        }
+    }
+}
+
+/// What a caller wants to do in a household.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Register it.
+    Register,
+    /// Manage members, linked identities and consent.
+    Own,
+    /// A write one of the scopes allows (never [`AccessScope::ReadTimeline`]).
+    Write(AccessScope),
+    /// Accept or reject an agreement.
+    Respond(AgreementId),
+    /// Report an agreement not delivered.
+    ReportNotDelivered(AgreementId),
+    /// Ask the family for access.
+    RequestAccess,
+    /// Read something.
+    Read(ReadKind),
+}
+
+/// What is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadKind {
+    /// The household: its members and network.
+    Household,
+    /// The timeline.
+    Timeline,
+    /// Goals.
+    Goals,
+    /// Agreements.
+    Agreements,
+    /// Plans.
+    Plans,
+}
+
+/// Why an action is allowed, and what the caller may see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// The grants, roles or links that allow it, e.g. `["owner:registrant"]`,
+    /// `["grant:0193…"]`, `["party:0193…"]` (for an audit record).
+    pub basis: Vec<String>,
+    /// What may be seen.
+    pub view: View,
+}
+
+/// Why an action is refused (for the caller and the audit record).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+/// What a caller may see: an item is visible when every layer admits it (one layer for a
+/// person; for a PGO platform, the member's and the platform's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    layers: Vec<Layer>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Layer {
+    /// Everything.
+    all: bool,
+    /// Read grants: life and funding domains (empty: all).
+    reads: Vec<(Vec<LifeDomain>, Vec<FundingDomain>)>,
+    /// Contacts the caller acts as: their agreements and the goals these serve.
+    parties: BTreeSet<ContactId>,
+}
+
+impl View {
+    /// Sees everything (an owner, or no authorisation at all).
+    pub fn everything() -> Self {
+        Self {
+            layers: vec![Layer {
+                all: true,
+                ..Layer::default()
+            }],
+        }
+    }
+
+    /// Whether the timeline entry is visible.
+    pub fn entry(&self, entry: &TimelineEntry) -> bool {
+        self.layers.iter().all(|l| {
+            l.all
+                || l.reads.iter().any(|(life, funding)| {
+                    overlaps(life, &entry.life_domains) && overlaps(funding, &entry.funding_domains)
+                })
+        })
+    }
+
+    /// Whether the goal is visible (`today` decides agreements' funding domains).
+    pub fn goal(&self, household: &Household, id: GoalId, goal: &Goal, today: Date) -> bool {
+        let serving = || {
+            household
+                .agreements
+                .values()
+                .filter(move |a| a.terms.goals.contains(&id))
+        };
+        self.layers.iter().all(|l| {
+            l.all
+                || l.reads.iter().any(|(life, funding)| {
+                    overlaps(life, &goal.life_domains)
+                        && (funding.is_empty()
+                            || serving().any(|a| funding.contains(&a.funding_on(today))))
+                })
+                || serving().any(|a| party_to(&l.parties, a))
+        })
+    }
+
+    /// Whether the agreement is visible.
+    pub fn agreement(&self, household: &Household, agreement: &Agreement, today: Date) -> bool {
+        let goal_domains: Vec<LifeDomain> = agreement
+            .terms
+            .goals
+            .iter()
+            .filter_map(|g| household.goals.get(g))
+            .flat_map(|g| g.life_domains.iter().copied())
+            .collect();
+        self.layers.iter().all(|l| {
+            l.all
+                || l.reads.iter().any(|(life, funding)| {
+                    overlaps(life, &goal_domains)
+                        && (funding.is_empty() || funding.contains(&agreement.funding_on(today)))
+                })
+                || party_to(&l.parties, agreement)
+        })
+    }
+
+    /// Whether whole plans are visible: they span every domain, so only to those who may read
+    /// the whole timeline.
+    pub fn plans(&self) -> bool {
+        self.layers.iter().all(Layer::unrestricted)
+    }
+
+    /// Whether the view is limited at all.
+    pub fn is_everything(&self) -> bool {
+        self.layers.iter().all(|l| l.all)
+    }
+}
+
+impl Layer {
+    fn unrestricted(&self) -> bool {
+        self.all
+            || self
+                .reads
+                .iter()
+                .any(|(life, funding)| life.is_empty() && funding.is_empty())
+    }
+}
+
+/// `allowed` is empty (no limit) or shares a value with `values`.
+fn overlaps<T: PartialEq>(allowed: &[T], values: &[T]) -> bool {
+    allowed.is_empty() || values.iter().any(|v| allowed.contains(v))
+}
+
+fn party_to(parties: &BTreeSet<ContactId>, agreement: &Agreement) -> bool {
+    agreement
+        .terms
+        .responsible
+        .is_some_and(|c| parties.contains(&c))
+        || agreement
+            .terms
+            .parties
+            .iter()
+            .any(|p| matches!(p, Party::Contact(c) if parties.contains(c)))
+}
+
+/// Where one caller (or the platform they use) stands in a household.
+struct Standing<'a> {
+    owner: Option<String>,
+    grants: Vec<(GrantId, &'a Grant)>,
+    parties: BTreeSet<ContactId>,
+}
+
+impl<'a> Standing<'a> {
+    fn of_person(
+        household: &'a Household,
+        identity: &Identity,
+        organisation: Option<&str>,
+        today: Date,
+    ) -> Self {
+        let owner = if household.registered_by.as_ref() == Some(identity) {
+            Some("owner:registrant".to_owned())
+        } else {
+            household.links.iter().find_map(|(party, link)| match party {
+                Party::Member(m)
+                    if link.identity.as_ref() == Some(identity)
+                        && household.member(*m).is_some_and(|member| {
+                            matches!(
+                                member.details.role,
+                                MemberRole::Client | MemberRole::LegalRepresentative
+                            )
+                        }) =>
+                {
+                    Some(format!("owner:member:{m}"))
+                }
+                _ => None,
+            })
+        };
+        let grants = household
+            .grants
+            .iter()
+            .filter(|(_, g)| g.holds_on(today))
+            .filter(|(_, g)| match &g.grantee {
+                Grantee::Person { identity: who } => who == identity,
+                Grantee::Organisation { id } => organisation == Some(id.as_str()),
+                Grantee::Platform { .. } => false,
+            })
+            .map(|(id, g)| (*id, g))
+            .collect();
+        let parties = household
+            .links
+            .iter()
+            .filter_map(|(party, link)| match party {
+                Party::Contact(c)
+                    if household.contact(*c).is_some()
+                        && (link.identity.as_ref() == Some(identity)
+                            || (organisation.is_some()
+                                && link.organisation_id.as_deref() == organisation)) =>
+                {
+                    Some(*c)
+                }
+                _ => None,
+            })
+            .collect();
+        Self {
+            owner,
+            grants,
+            parties,
+        }
+    }
+
+    fn of_platform(household: &'a Household, issuer: &str, client_id: &str, today: Date) -> Self {
+        let grants = household
+            .grants
+            .iter()
+            .filter(|(_, g)| g.holds_on(today))
+            .filter(|(_, g)| {
+                matches!(&g.grantee, Grantee::Platform { issuer: i, client_id: c }
+                    if i == issuer && c == client_id)
+            })
+            .map(|(id, g)| (*id, g))
+            .collect();
+        Self {
+            owner: None,
+            grants,
+            parties: BTreeSet::new(),
+        }
+    }
+
+    fn grants_with(&self, scope: AccessScope) -> impl Iterator<Item = &(GrantId, &'a Grant)> {
+        self.grants
+            .iter()
+            .filter(move |(_, g)| g.terms.scopes.contains(&scope))
+    }
+
+    fn basis_of_grants(&self, scope: AccessScope) -> Vec<String> {
+        self.grants_with(scope)
+            .map(|(id, _)| format!("grant:{id}"))
+            .collect()
+    }
+
+    fn party_basis(&self, agreement: Option<&Agreement>) -> Vec<String> {
+        self.parties
+            .iter()
+            .filter(|c| agreement.is_none_or(|a| party_to(&BTreeSet::from([**c]), a)))
+            .map(|c| format!("party:{c}"))
+            .collect()
+    }
+
+    /// The basis and the layer of what may be seen, if `action` is allowed.
+    fn allows(&self, household: &Household, action: Action) -> Option<(Vec<String>, Layer)> {
+        if let Some(owner) = &self.owner {
+            return Some((
+                vec![owner.clone()],
+                Layer {
+                    all: true,
+                    ..Layer::default()
+                },
+            ));
+        }
+        let nonempty = |basis: Vec<String>| (!basis.is_empty()).then_some(basis);
+        let nothing = Layer::default();
+        match action {
+            Action::Register | Action::Own => None,
+            Action::RequestAccess => Some((vec!["request".to_owned()], nothing)),
+            Action::Write(scope) => nonempty(self.basis_of_grants(scope)).map(|b| (b, nothing)),
+            Action::Respond(agreement) => {
+                let a = household.agreements.get(&agreement)?;
+                nonempty(self.party_basis(Some(a))).map(|b| (b, nothing))
+            }
+            Action::ReportNotDelivered(agreement) => {
+                let a = household.agreements.get(&agreement)?;
+                let mut basis = self.basis_of_grants(AccessScope::ProposeAgreements);
+                basis.extend(self.party_basis(Some(a)));
+                nonempty(basis).map(|b| (b, nothing))
+            }
+            Action::Read(kind) => {
+                let reads: Vec<_> = self.grants_with(AccessScope::ReadTimeline).collect();
+                let mut layer = Layer {
+                    all: false,
+                    reads: reads
+                        .iter()
+                        .map(|(_, g)| (g.terms.life_domains.clone(), g.terms.funding_domains.clone()))
+                        .collect(),
+                    parties: BTreeSet::new(),
+                };
+                let mut basis: Vec<String> =
+                    reads.iter().map(|(id, _)| format!("grant:{id}")).collect();
+                match kind {
+                    ReadKind::Household => {
+                        // Names and network of the whole family: whole-timeline readers and
+                        // those who manage the network.
+                        basis = self
+                            .grants
+                            .iter()
+                            .filter(|(_, g)| {
+                                g.terms.scopes.contains(&AccessScope::ManageNetwork)
+                                    || (g.terms.scopes.contains(&AccessScope::ReadTimeline)
+                                        && g.terms.life_domains.is_empty()
+                                        && g.terms.funding_domains.is_empty())
+                            })
+                            .map(|(id, _)| format!("grant:{id}"))
+                            .collect();
+                        layer = Layer {
+                            all: true,
+                            ..Layer::default()
+                        };
+                    }
+                    ReadKind::Plans => {
+                        if !layer.unrestricted() {
+                            return None;
+                        }
+                    }
+                    ReadKind::Timeline => {}
+                    ReadKind::Goals | ReadKind::Agreements => {
+                        basis.extend(self.party_basis(None));
+                        layer.parties = self.parties.clone();
+                    }
+                }
+                nonempty(basis).map(|b| (b, layer))
+            }
+        }
+    }
+}
+
+/// Whether `principal` may do `action` in `household` on `today`, on what basis, seeing what.
+pub fn authorize(
+    household: &Household,
+    principal: &Principal,
+    action: Action,
+    today: Date,
+) -> Result<Access, Denied> {
+    let no_access = || Denied("no such household, or no access to it".to_owned());
+    match principal.role {
+        PrincipalRole::Evaluator => {
+            return Err(Denied(
+                "an evaluator sees aggregate figures, never one household".to_owned(),
+            ));
+        }
+        PrincipalRole::Administrator => {
+            return Err(Denied(
+                "an administrator runs the service and reads no household's data".to_owned(),
+            ));
+        }
+        _ => {}
+    }
+    let acting_for = match principal.role {
+        PrincipalRole::Platform => Some(principal.acting_for.as_ref().ok_or_else(|| {
+            Denied("the platform's token names no member it acts for".to_owned())
+        })?),
+        _ => None,
+    };
+    if action == Action::Register {
+        // Only a client or legal representative (possibly through their PGO) registers a
+        // household, and becomes its first owner.
+        return match (household.registered, principal.role) {
+            (false, PrincipalRole::Citizen | PrincipalRole::Platform) => Ok(Access {
+                basis: vec!["owner:registrant".to_owned()],
+                view: View::everything(),
+            }),
+            (false, _) => Err(Denied(
+                "a household is registered by its client or legal representative".to_owned(),
+            )),
+            (true, _) => Err(no_access()),
+        };
+    }
+    if !household.registered {
+        return Err(no_access());
+    }
+    let person = acting_for.unwrap_or(&principal.identity);
+    let organisation = match principal.role {
+        PrincipalRole::Platform => None,
+        _ => principal.organisation.as_deref(),
+    };
+    let standing = Standing::of_person(household, person, organisation, today);
+    let (mut basis, layer) = standing.allows(household, action).ok_or_else(no_access)?;
+    let mut layers = vec![layer];
+    if principal.role == PrincipalRole::Platform {
+        let client_id = principal.client_id.as_deref().unwrap_or_default();
+        let platform = Standing::of_platform(
+            household,
+            &principal.identity.issuer,
+            client_id,
+            today,
+        );
+        let (platform_basis, platform_layer) =
+            platform.allows(household, action).ok_or_else(|| {
+                Denied(format!(
+                    "the household has not allowed platform {client_id} to do this"
+                ))
+            })?;
+        basis.extend(platform_basis);
+        layers.push(platform_layer);
+    }
+    Ok(Access {
+        basis,
+        view: View { layers },
+    })
+}
