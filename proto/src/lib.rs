@@ -20,3 +20,43 @@ pub mod pb {
 
 /// The encoded `FileDescriptorSet` of the contract, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("naast_descriptor");
+
+/// Clients that sign every call with a bearer token.
+pub mod client {
+    use tonic::metadata::{Ascii, MetadataValue};
+    use tonic::service::interceptor::InterceptedService;
+    use tonic::transport::Channel;
+    use tonic::{Request, Status};
+
+    /// Adds `authorization: Bearer <token>` to every call (nothing when it has no token).
+    #[derive(Clone, Debug, Default)]
+    pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+    impl Bearer {
+        /// Signs calls with `token`. A token that cannot be a header value (it has bytes
+        /// outside visible ASCII) is refused.
+        pub fn new(token: &str) -> Result<Self, Status> {
+            format!("Bearer {token}")
+                .parse()
+                .map(|value| Self(Some(value)))
+                .map_err(|_| Status::invalid_argument("the token is not a valid header value"))
+        }
+
+        /// Sends no token.
+        pub fn none() -> Self {
+            Self(None)
+        }
+    }
+
+    impl tonic::service::Interceptor for Bearer {
+        fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+            if let Some(value) = &self.0 {
+                request.metadata_mut().insert("authorization", value.clone());
+            }
+            Ok(request)
+        }
+    }
+
+    /// A channel whose calls carry a bearer token.
+    pub type Signed = InterceptedService<Channel, Bearer>;
+}

@@ -19,6 +19,7 @@
 //! The helpers below find binaries of this workspace that cargo built beside the test, and run
 //! the server as a child process.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,12 +70,15 @@ pub struct Server {
     child: Child,
     /// Where it listens.
     pub address: SocketAddr,
+    /// Tokens the development issuer printed, by persona (`ouder`, `ondersteuner`,
+    /// `zorgverlener`, `pgo`, `evaluator`, `beheerder`).
+    pub tokens: HashMap<String, String>,
 }
 
 impl Server {
-    /// Starts `naast serve` on `data_dir` and waits until it listens.
+    /// Starts `naast serve --dev` on `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path) -> Self {
-        Self::start_with(data_dir, &[])
+        Self::start_with(data_dir, &["--dev"])
     }
 
     /// Starts `naast serve` with extra arguments.
@@ -92,17 +96,46 @@ impl Server {
             .stdout
             .take()
             .unwrap_or_else(|| panic!("stdout is piped"));
+        // Dev tokens come first, then the address.
+        let mut tokens = HashMap::new();
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let address = line
-            .trim()
-            .strip_prefix("naast listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| {
+        let address = loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
                 let _ = child.kill();
-                panic!("naast serve did not report its address, printed {line:?}")
-            });
-        Self { child, address }
+                panic!("naast serve ended before it reported its address");
+            }
+            if let Some(rest) = line.trim().strip_prefix("naast dev token ") {
+                if let Some((persona, token)) = rest.split_once(' ') {
+                    tokens.insert(persona.to_owned(), token.to_owned());
+                }
+                continue;
+            }
+            if let Some(address) = line.trim().strip_prefix("naast listening on ") {
+                break address.parse().unwrap_or_else(|_| {
+                    let _ = child.kill();
+                    panic!("naast serve reported a bad address: {line:?}")
+                });
+            }
+        };
+        Self {
+            child,
+            address,
+            tokens,
+        }
+    }
+
+    /// The development issuer's token for `persona`.
+    pub fn token(&self, persona: &str) -> &str {
+        self.tokens
+            .get(persona)
+            .unwrap_or_else(|| panic!("no dev token for {persona}: was the server started with --dev?"))
+    }
+
+    /// A channel to the server whose calls carry `persona`'s token.
+    pub async fn signed(&self, persona: &str) -> naast_proto::client::Signed {
+        signed(&self.url(), self.token(persona)).await
     }
 
     /// The URL a tonic client connects to.
@@ -131,4 +164,17 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A channel to `url` whose calls carry `token`.
+pub async fn signed(url: &str, token: &str) -> naast_proto::client::Signed {
+    let channel = tonic::transport::Channel::from_shared(url.to_owned())
+        .unwrap_or_else(|e| panic!("bad url {url}: {e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+    tonic::service::interceptor::InterceptedService::new(
+        channel,
+        naast_proto::client::Bearer::new(token).unwrap_or_else(|e| panic!("bad token: {e}")),
+    )
 }

@@ -12,10 +12,9 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-async fn client(server: &Server) -> EventLogServiceClient<Channel> {
-    EventLogServiceClient::connect(server.url())
-        .await
-        .expect("connect")
+/// The raw log is for service administrators (and their integrations).
+async fn client(server: &Server) -> EventLogServiceClient<naast_proto::client::Signed> {
+    EventLogServiceClient::new(server.signed("beheerder").await)
         .max_encoding_message_size(64 * 1024 * 1024)
 }
 
@@ -571,7 +570,18 @@ async fn health_reports_serving_and_reflection_lists_the_service() {
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let mut reflection = ServerReflectionClient::new(channel);
+    // Reflection needs a token like every call but health.
+    let mut unsigned = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let refused = unsigned
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let mut reflection = ServerReflectionClient::new(server.signed("ondersteuner").await);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),

@@ -8,13 +8,13 @@ use naast_proto::pb;
 use naast_proto::pb::household_service_client::HouseholdServiceClient;
 use naast_tests::Server;
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-type Api = HouseholdServiceClient<Channel>;
+type Api = HouseholdServiceClient<naast_proto::client::Signed>;
 
+/// The parent persona registers every household here, so it owns them and may do everything.
 async fn api(server: &Server) -> Api {
-    HouseholdServiceClient::connect(server.url()).await.unwrap()
+    HouseholdServiceClient::new(server.signed("ouder").await)
 }
 
 fn member(
@@ -510,8 +510,10 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
             text: "x".into(),
             ..Default::default()
         }),
-        Code::NotFound,
-        "household_id"
+        // Refused like a household the caller may not see: a refusal tells nothing about
+        // which households exist.
+        Code::PermissionDenied,
+        ""
     );
     case!(
         "unknown household read",
@@ -519,7 +521,7 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
             household_id: unknown.clone(),
             min_position: 0
         }),
-        Code::NotFound,
+        Code::PermissionDenied,
         ""
     );
     case!(
@@ -1143,7 +1145,7 @@ async fn a_timeline_subscriber_sees_every_concurrent_write_exactly_once() {
         })
         .await
         .expect_err("no such household");
-    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(unknown.code(), Code::PermissionDenied);
 }
 
 /// The current views: a plan with its goals and agreements, goals by life domain, agreements by

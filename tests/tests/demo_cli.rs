@@ -111,8 +111,12 @@ async fn the_demo_can_keep_serving_its_data() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut household = None;
     let mut address = None;
+    let mut token = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
+        if let Some(t) = line.strip_prefix("naast dev token ouder ") {
+            token = Some(t.to_owned());
+        }
         if household.is_none() && line.contains("(levensloopbegeleider)") {
             household = line
                 .split("household_id ")
@@ -124,14 +128,14 @@ async fn the_demo_can_keep_serving_its_data() {
             break;
         }
     }
-    let (household, address) = (
+    let (household, address, token) = (
         household.expect("household id printed"),
         address.expect("address printed"),
+        token.expect("the parent's dev token printed"),
     );
-    let mut api =
-        pb::household_service_client::HouseholdServiceClient::connect(format!("http://{address}"))
-            .await
-            .unwrap();
+    let mut api = pb::household_service_client::HouseholdServiceClient::new(
+        naast_tests::signed(&format!("http://{address}"), &token).await,
+    );
     let view = api
         .get_household(pb::GetHouseholdRequest {
             household_id: household,

@@ -1,6 +1,6 @@
 //! An independent gRPC implementation against the real server: Python's grpcio, with stubs
 //! generated from the committed .proto files by its own protoc, checks health, reflection,
-//! commands, the timeline and a refused request's BadRequest. The test command installs the
+//! commands, the timeline and a refused request's BadRequest, with and without a bearer token. The test command installs the
 //! Python packages (`tests/python/requirements.txt`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
@@ -17,6 +17,7 @@ fn a_python_grpcio_client_gets_what_the_contract_promises() {
         .arg(format!("{root}/tests/python/independent_client.py"))
         .arg(server.address.to_string())
         .arg(format!("{root}/proto"))
+        .arg(server.token("ouder"))
         .output()
         .expect("python3 runs");
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -22,8 +22,8 @@ fn append(stream: &str, body: &str) -> pb::AppendEventsRequest {
     }
 }
 
-async fn all_events(url: String) -> Vec<pb::Event> {
-    let mut api = EventLogServiceClient::connect(url).await.unwrap();
+async fn all_events(server: &Server) -> Vec<pb::Event> {
+    let mut api = EventLogServiceClient::new(server.signed("beheerder").await);
     let mut events = Vec::new();
     let mut token = String::new();
     loop {
@@ -48,7 +48,7 @@ async fn all_events(url: String) -> Vec<pb::Event> {
 async fn sigkill_loses_no_acknowledged_append() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
-    let mut api = EventLogServiceClient::connect(server.url()).await.unwrap();
+    let mut api = EventLogServiceClient::new(server.signed("beheerder").await);
     let mut acked = Vec::new();
     for i in 0..200 {
         let out = api
@@ -60,7 +60,7 @@ async fn sigkill_loses_no_acknowledged_append() {
     }
     server.kill();
     let server = Server::start(dir.path());
-    let stored = all_events(server.url()).await;
+    let stored = all_events(&server).await;
     assert_eq!(stored.len(), acked.len());
     for (position, id) in acked {
         assert_eq!(stored[position as usize].id, id);
@@ -71,7 +71,7 @@ async fn sigkill_loses_no_acknowledged_append() {
 async fn sigterm_ends_open_subscriptions_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
-    let mut api = EventLogServiceClient::connect(server.url()).await.unwrap();
+    let mut api = EventLogServiceClient::new(server.signed("beheerder").await);
     api.append_events(append("household", "before"))
         .await
         .unwrap();
@@ -112,7 +112,7 @@ async fn sigterm_ends_open_subscriptions_and_exits_cleanly() {
     );
 
     let server = Server::start(dir.path());
-    assert_eq!(all_events(server.url()).await.len(), 1);
+    assert_eq!(all_events(&server).await.len(), 1);
 }
 
 #[tokio::test]
@@ -131,7 +131,7 @@ async fn settings_come_from_file_environment_and_flags_in_that_order() {
     // Flags beat the file: Server passes --listen 127.0.0.1:0 (the file's port 1 would fail)
     // and --data-dir, which is the directory used.
     let flag_dir = dir.path().join("from-flag");
-    let server = Server::start_with(&flag_dir, &["--config", config.to_str().unwrap()]);
+    let server = Server::start_with(&flag_dir, &["--dev", "--config", config.to_str().unwrap()]);
     drop(server);
     assert!(flag_dir.join("LOCK").exists());
 
@@ -146,16 +146,16 @@ async fn settings_come_from_file_environment_and_flags_in_that_order() {
             "127.0.0.1:0",
         ])
         .env("NAAST_DATA_DIR", &env_dir)
+        .env("NAAST_DEV", "true")
         .env("NAAST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    // The dev issuer prints its tokens first.
+    let line = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()))
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("naast listening on"))
+        .unwrap();
     assert!(line.starts_with("naast listening on 127.0.0.1:"), "{line}");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -196,10 +196,19 @@ fn unusable_settings_and_a_taken_data_dir_are_refused_clearly() {
     assert_eq!(code, Some(64));
     assert!(stderr.contains("none.toml"), "{stderr}");
 
+    // Nobody could sign in to a server without a trusted issuer.
+    let (code, stderr) = run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("no trusted token issuer"), "{stderr}");
+    let (code, stderr) = run(&["serve", "--issuer", "login.example.nl"]);
+    assert_eq!(code, Some(64));
+    assert!(stderr.contains("login.example.nl"), "{stderr}");
+
     let data = dir.path().join("data");
     let _first = Server::start(&data);
     let (code, stderr) = run(&[
         "serve",
+        "--dev",
         "--listen",
         "127.0.0.1:0",
         "--data-dir",
@@ -228,11 +237,12 @@ async fn a_kill_under_load_loses_no_acknowledged_command() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let url = server.url();
+    let token = server.token("ouder").to_owned();
     let mut writers = Vec::new();
     for w in 0..6 {
-        let url = url.clone();
+        let (url, token) = (url.clone(), token.clone());
         writers.push(tokio::spawn(async move {
-            let mut api = HouseholdServiceClient::connect(url).await.unwrap();
+            let mut api = HouseholdServiceClient::new(naast_tests::signed(&url, &token).await);
             let household = api
                 .create_household(pb::CreateHouseholdRequest {
                     name: format!("gezin {w}"),
@@ -274,7 +284,7 @@ async fn a_kill_under_load_loses_no_acknowledged_command() {
     );
 
     let server = Server::start(dir.path());
-    let mut api = HouseholdServiceClient::connect(server.url()).await.unwrap();
+    let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
     for (household, acked) in results {
         let entries = api
             .list_timeline_entries(pb::ListTimelineEntriesRequest {

@@ -473,3 +473,100 @@ pub fn authorize(
         view: View { layers },
     })
 }
+
+/// What executing `command` amounts to, for [`authorize`].
+pub fn action_for(command: &crate::Command) -> Action {
+    use crate::Command as C;
+    use AccessScope as S;
+    match command {
+        C::RegisterHousehold { .. } => Action::Register,
+        C::AddMember { .. }
+        | C::UpdateMember { .. }
+        | C::RemoveMember { .. }
+        | C::LinkIdentity { .. }
+        | C::GrantAccess { .. }
+        | C::RevokeAccess { .. }
+        | C::DeclineAccessRequest { .. } => Action::Own,
+        C::RequestAccess { .. } => Action::RequestAccess,
+        C::AddContact { .. } | C::UpdateContact { .. } | C::RemoveContact { .. } => {
+            Action::Write(S::ManageNetwork)
+        }
+        C::ChangeSupportPhase { .. }
+        | C::DraftPlan { .. }
+        | C::RevisePlan { .. }
+        | C::ActivatePlan { .. }
+        | C::EvaluatePlan { .. }
+        | C::ClosePlan { .. }
+        | C::RecordIndication { .. }
+        | C::RecordFundingTransition { .. } => Action::Write(S::ManagePlans),
+        C::SetGoal { .. }
+        | C::UpdateGoal { .. }
+        | C::NoteGoalProgress { .. }
+        | C::AchieveGoal { .. }
+        | C::AbandonGoal { .. }
+        | C::ReopenGoal { .. }
+        | C::AddNote { .. } => Action::Write(S::WriteGoalsNotes),
+        C::ProposeAgreement { .. } | C::AmendAgreement { .. } | C::EndAgreement { .. } => {
+            Action::Write(S::ProposeAgreements)
+        }
+        C::AcceptAgreement { agreement } | C::RejectAgreement { agreement, .. } => {
+            Action::Respond(*agreement)
+        }
+        C::ReportNotDelivered { agreement, .. } => Action::ReportNotDelivered(*agreement),
+        C::AddLogbookEntry { .. } => Action::Write(S::KeepLogbook),
+    }
+}
+
+/// The ids a command touches within its household (for an audit record).
+pub fn objects_of(command: &crate::Command) -> Vec<String> {
+    use crate::Command as C;
+    let party = |p: &Party| match p {
+        Party::Member(m) => m.to_string(),
+        Party::Contact(c) => c.to_string(),
+    };
+    match command {
+        C::RegisterHousehold { .. } => Vec::new(),
+        C::AddMember { member, .. }
+        | C::UpdateMember { member, .. }
+        | C::RemoveMember { member, .. }
+        | C::RecordFundingTransition { member, .. } => vec![member.to_string()],
+        C::LinkIdentity { party: p, .. } => vec![party(p)],
+        C::GrantAccess { grant, request, .. } => std::iter::once(grant.to_string())
+            .chain(request.map(|r| r.to_string()))
+            .collect(),
+        C::RevokeAccess { grant, .. } => vec![grant.to_string()],
+        C::RequestAccess { request, .. } | C::DeclineAccessRequest { request, .. } => {
+            vec![request.to_string()]
+        }
+        C::AddContact { contact, .. }
+        | C::UpdateContact { contact, .. }
+        | C::RemoveContact { contact, .. } => vec![contact.to_string()],
+        C::ChangeSupportPhase { .. } => Vec::new(),
+        C::DraftPlan { plan, .. }
+        | C::RevisePlan { plan, .. }
+        | C::ActivatePlan { plan, .. }
+        | C::EvaluatePlan { plan, .. }
+        | C::ClosePlan { plan, .. } => vec![plan.to_string()],
+        C::RecordIndication {
+            indication, member, ..
+        } => vec![indication.to_string(), member.to_string()],
+        C::SetGoal { goal, owner, .. } => vec![goal.to_string(), owner.to_string()],
+        C::UpdateGoal { goal, .. }
+        | C::NoteGoalProgress { goal, .. }
+        | C::AchieveGoal { goal, .. }
+        | C::AbandonGoal { goal, .. }
+        | C::ReopenGoal { goal, .. } => vec![goal.to_string()],
+        C::AddNote { note, about, .. } => std::iter::once(note.to_string())
+            .chain(about.map(|m| m.to_string()))
+            .collect(),
+        C::ProposeAgreement { agreement, .. }
+        | C::AmendAgreement { agreement, .. }
+        | C::EndAgreement { agreement, .. }
+        | C::AcceptAgreement { agreement }
+        | C::RejectAgreement { agreement, .. }
+        | C::ReportNotDelivered { agreement, .. } => vec![agreement.to_string()],
+        C::AddLogbookEntry {
+            entry, supporter, ..
+        } => vec![entry.to_string(), supporter.to_string()],
+    }
+}

@@ -515,14 +515,14 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
     // The ceiling: the same commands through the library, no gRPC, on their own log.
     let ceiling = {
         let log = EventLog::open(scratch.join("library"), Options::default())?;
-        let households = Households::new(log.clone());
+        let households = Households::new(log.clone(), None);
         let started = Instant::now();
         let mut tasks = Vec::new();
         for c in 0..clients {
             let households = households.clone();
             tasks.push(tokio::spawn(async move {
                 let id = HouseholdId::new();
-                let context = CommandContext::default();
+                let context = CommandContext::unguarded();
                 households
                     .execute(
                         id,
@@ -568,6 +568,7 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
         listener,
         log.clone(),
         projections,
+        None,
         async move {
             let _ = stopped.await;
         },
@@ -630,9 +631,9 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
     );
 
     // A household with a long history, written through the library into the served log.
-    let households = Households::new(log.clone());
+    let households = Households::new(log.clone(), None);
     let big = HouseholdId::new();
-    let context = CommandContext::default();
+    let context = CommandContext::unguarded();
     households
         .execute(
             big,

@@ -1,15 +1,21 @@
 //! Configuration of `naast serve`: defaults, overridden by a TOML file (`--config`), overridden by
-//! environment variables (`NAAST_LISTEN`, `NAAST_DATA_DIR`), overridden by flags. Validated before
-//! any port is bound or any file opened.
+//! environment variables (`NAAST_LISTEN`, `NAAST_DATA_DIR`, `NAAST_ISSUERS`, `NAAST_AUDIENCE`,
+//! `NAAST_DEV`), overridden by flags. Validated before any port is bound or any file opened: a
+//! server that is not in dev mode refuses to start without a trusted issuer.
 
+use crate::auth::{AuthSettings, DEFAULT_JWKS_MIN_REFRESH, DEFAULT_LEEWAY};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Where the service listens when nothing else is said.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// Where the service keeps its data when nothing else is said.
 pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// The audience tokens must name when nothing else is said.
+pub const DEFAULT_AUDIENCE: &str = "naast";
 
 /// The settings of a running service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +24,29 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory of the event log.
     pub data_dir: PathBuf,
+    /// How tokens are checked.
+    pub auth: AuthSettings,
+    /// Run the built-in development issuer (not for production).
+    pub dev: bool,
+}
+
+/// What flags and environment said (clap merges the two, flags first).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// Listen address.
+    pub listen: Option<String>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Trusted issuers.
+    pub issuers: Vec<String>,
+    /// Audience.
+    pub audience: Option<String>,
+    /// Dev mode.
+    pub dev: bool,
+    /// Clock skew tolerated, in seconds.
+    pub leeway_seconds: Option<u64>,
+    /// Least seconds between JWKS fetches caused by unknown key ids.
+    pub jwks_min_refresh_seconds: Option<u64>,
 }
 
 /// The settings a TOML config file may hold; unknown keys are refused.
@@ -28,6 +57,27 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// `data_dir = "/var/lib/naast"`
     pub data_dir: Option<PathBuf>,
+    /// `[auth]`
+    #[serde(default)]
+    pub auth: FileAuth,
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAuth {
+    /// `issuers = ["https://login.example.nl"]`
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// `audience = "naast"`
+    pub audience: Option<String>,
+    /// `dev = true` (not for production)
+    #[serde(default)]
+    pub dev: bool,
+    /// `leeway_seconds = 60`
+    pub leeway_seconds: Option<u64>,
+    /// `jwks_min_refresh_seconds = 10`
+    pub jwks_min_refresh_seconds: Option<u64>,
 }
 
 /// Why the configuration cannot be used.
@@ -58,16 +108,35 @@ pub enum ConfigError {
     /// The data directory is empty.
     #[error("data_dir must not be empty")]
     EmptyDataDir,
+    /// No issuer is trusted and dev mode is off: nobody could sign in.
+    #[error(
+        "no trusted token issuer: give --issuer URL (or NAAST_ISSUERS, or auth.issuers in the config file), or --dev for the built-in development issuer"
+    )]
+    NoIssuer,
+    /// An issuer is not an http(s) URL.
+    #[error("issuer {value:?} is not an http(s) URL")]
+    Issuer {
+        /// The value given.
+        value: String,
+    },
+    /// The audience is empty.
+    #[error("audience must not be empty")]
+    EmptyAudience,
 }
 
 impl Config {
-    /// Resolves the settings: `listen` and `data_dir` are what flags or environment gave (clap
-    /// merges the two, flags first), the file fills what they left open, defaults the rest.
-    pub fn resolve(
-        listen: Option<String>,
-        data_dir: Option<PathBuf>,
-        file: Option<&Path>,
-    ) -> Result<Self, ConfigError> {
+    /// Resolves the settings: `overrides` are what flags or environment gave (clap merges the
+    /// two, flags first), the file fills what they left open, defaults the rest.
+    pub fn resolve(overrides: Overrides, file: Option<&Path>) -> Result<Self, ConfigError> {
+        let Overrides {
+            listen,
+            data_dir,
+            issuers,
+            audience,
+            dev,
+            leeway_seconds,
+            jwks_min_refresh_seconds,
+        } = overrides;
         let file = match file {
             Some(path) => load(path)?,
             None => FileConfig::default(),
@@ -84,7 +153,48 @@ impl Config {
         if data_dir.as_os_str().is_empty() {
             return Err(ConfigError::EmptyDataDir);
         }
-        Ok(Self { listen, data_dir })
+        let issuers = if issuers.is_empty() {
+            file.auth.issuers
+        } else {
+            issuers
+        };
+        let issuers: Vec<String> = issuers
+            .into_iter()
+            .map(|i| i.trim().to_owned())
+            .filter(|i| !i.is_empty())
+            .collect();
+        if let Some(bad) = issuers
+            .iter()
+            .find(|i| !(i.starts_with("https://") || i.starts_with("http://")))
+        {
+            return Err(ConfigError::Issuer { value: bad.clone() });
+        }
+        let dev = dev || file.auth.dev;
+        if issuers.is_empty() && !dev {
+            return Err(ConfigError::NoIssuer);
+        }
+        let audience = audience
+            .or(file.auth.audience)
+            .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
+        if audience.trim().is_empty() {
+            return Err(ConfigError::EmptyAudience);
+        }
+        let auth = AuthSettings {
+            issuers,
+            audience,
+            leeway: leeway_seconds
+                .or(file.auth.leeway_seconds)
+                .map_or(DEFAULT_LEEWAY, Duration::from_secs),
+            jwks_min_refresh: jwks_min_refresh_seconds
+                .or(file.auth.jwks_min_refresh_seconds)
+                .map_or(DEFAULT_JWKS_MIN_REFRESH, Duration::from_secs),
+        };
+        Ok(Self {
+            listen,
+            data_dir,
+            auth,
+            dev,
+        })
     }
 }
 
@@ -109,43 +219,91 @@ mod tests {
         let file = dir.path().join("naast.toml");
         std::fs::write(
             &file,
-            "listen = \"0.0.0.0:7000\"\ndata_dir = \"/srv/naast\"\n",
+            "listen = \"0.0.0.0:7000\"\ndata_dir = \"/srv/naast\"\n[auth]\nissuers = [\"https://login.example.nl\"]\naudience = \"naast-test\"\n",
         )
         .unwrap();
+        let dev = Overrides {
+            dev: true,
+            ..Overrides::default()
+        };
         assert_eq!(
-            Config::resolve(None, None, None).unwrap(),
+            Config::resolve(dev.clone(), None).unwrap(),
             Config {
                 listen: DEFAULT_LISTEN.parse().unwrap(),
-                data_dir: DEFAULT_DATA_DIR.into()
+                data_dir: DEFAULT_DATA_DIR.into(),
+                auth: AuthSettings {
+                    issuers: Vec::new(),
+                    audience: DEFAULT_AUDIENCE.into(),
+                    leeway: DEFAULT_LEEWAY,
+                    jwks_min_refresh: DEFAULT_JWKS_MIN_REFRESH,
+                },
+                dev: true,
             }
         );
-        let from_file = Config::resolve(None, None, Some(&file)).unwrap();
+        let from_file = Config::resolve(Overrides::default(), Some(&file)).unwrap();
         assert_eq!(from_file.listen, "0.0.0.0:7000".parse().unwrap());
         assert_eq!(from_file.data_dir, PathBuf::from("/srv/naast"));
-        let flags = Config::resolve(Some("127.0.0.1:9".into()), None, Some(&file)).unwrap();
+        assert_eq!(from_file.auth.issuers, ["https://login.example.nl"]);
+        assert_eq!(from_file.auth.audience, "naast-test");
+        assert!(!from_file.dev);
+        let flags = Config::resolve(
+            Overrides {
+                listen: Some("127.0.0.1:9".into()),
+                issuers: vec!["http://127.0.0.1:4000".into()],
+                ..Overrides::default()
+            },
+            Some(&file),
+        )
+        .unwrap();
         assert_eq!(flags.listen, "127.0.0.1:9".parse().unwrap());
         assert_eq!(flags.data_dir, PathBuf::from("/srv/naast"));
+        assert_eq!(flags.auth.issuers, ["http://127.0.0.1:4000"]);
     }
 
     #[test]
     fn bad_settings_are_refused_with_what_is_wrong() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("naast.toml");
+        let dev = || Overrides {
+            dev: true,
+            ..Overrides::default()
+        };
         std::fs::write(&file, "listen = \"here\"\n").unwrap();
         assert!(matches!(
-            Config::resolve(None, None, Some(&file)),
+            Config::resolve(dev(), Some(&file)),
             Err(ConfigError::Listen { value }) if value == "here"
         ));
         std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
-        let err = Config::resolve(None, None, Some(&file)).unwrap_err();
+        let err = Config::resolve(dev(), Some(&file)).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
         assert!(matches!(
-            Config::resolve(None, None, Some(&dir.path().join("missing.toml"))),
+            Config::resolve(dev(), Some(&dir.path().join("missing.toml"))),
             Err(ConfigError::Read { .. })
         ));
         assert!(matches!(
-            Config::resolve(None, Some(PathBuf::new()), None),
+            Config::resolve(
+                Overrides {
+                    data_dir: Some(PathBuf::new()),
+                    ..dev()
+                },
+                None
+            ),
             Err(ConfigError::EmptyDataDir)
+        ));
+        // Nobody could sign in: refused.
+        assert!(matches!(
+            Config::resolve(Overrides::default(), None),
+            Err(ConfigError::NoIssuer)
+        ));
+        assert!(matches!(
+            Config::resolve(
+                Overrides {
+                    issuers: vec!["login.example.nl".into()],
+                    ..Overrides::default()
+                },
+                None
+            ),
+            Err(ConfigError::Issuer { value }) if value == "login.example.nl"
         ));
     }
 }

@@ -9,7 +9,7 @@ use pb::party::Party as P;
 use std::collections::BTreeMap;
 use tonic::transport::Channel;
 
-type Api = HouseholdServiceClient<Channel>;
+type Api = HouseholdServiceClient<naast_proto::client::Signed>;
 type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// One household being enacted.
@@ -722,9 +722,15 @@ async fn ally(api: &Api) -> DemoResult<Family> {
     Ok(f)
 }
 
-/// Enacts the five scenarios against the server at `url`, and prints each timeline.
-pub async fn run(url: String, out: &mut impl std::io::Write) -> DemoResult<()> {
-    let api = HouseholdServiceClient::connect(url).await?;
+/// Enacts the five scenarios against the server at `url`, signed in with `token` (a client or
+/// legal representative, who registers the households and so may see them), and prints each
+/// timeline.
+pub async fn run(url: String, token: &str, out: &mut impl std::io::Write) -> DemoResult<()> {
+    let channel = Channel::from_shared(url)?.connect().await?;
+    let api = HouseholdServiceClient::with_interceptor(
+        channel,
+        naast_proto::client::Bearer::new(token)?,
+    );
     let families = [
         copilot(&api).await?,
         life_course(&api).await?,

@@ -11,6 +11,9 @@
 //! - A command may carry a `request_id`; its events then get ids derived from it, so a retry is
 //!   recognised in the log and answered with the first outcome instead of acting twice.
 
+use crate::audit::{self, Auditor};
+use crate::auth::layer::Calling;
+use naast_domain::access::{self, Access, Action, View};
 use naast_domain::ids::HouseholdId;
 use naast_domain::{Command, DomainError, DomainEvent, Household, decide};
 use naast_eventlog::{Direction, EventLog, ExpectedRevision, Metadata, NewEvent, RecordedEvent};
@@ -28,8 +31,10 @@ const MAX_CACHED: usize = 10_000;
 const READ_CHUNK: usize = 1_000;
 
 /// Who asks, and how the command is to be applied.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CommandContext {
+    /// Who calls: the command is authorised against the household's consent and audited.
+    pub calling: Calling,
     /// Makes retries idempotent: the same id, the same command, one effect.
     pub request_id: Option<Uuid>,
     /// The household's revision the caller based the command on.
@@ -38,6 +43,20 @@ pub struct CommandContext {
     pub actor: Option<String>,
     /// The day it happened, when recorded later; not in the future.
     pub happened_on: Option<time::Date>,
+}
+
+impl CommandContext {
+    /// A context for embedded use (benchmarks, tools): no caller, so nothing is authorised or
+    /// audited.
+    pub fn unguarded() -> Self {
+        Self {
+            calling: Calling::Unguarded,
+            request_id: None,
+            expected_revision: None,
+            actor: None,
+            happened_on: None,
+        }
+    }
 }
 
 /// What a command did.
@@ -85,6 +104,12 @@ pub enum AppError {
     /// The event log failed.
     #[error(transparent)]
     Log(#[from] naast_eventlog::Error),
+    /// The caller may not do this.
+    #[error("permission denied: {0}")]
+    Denied(String),
+    /// The access could not be recorded in the audit log, so it was not granted.
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }
 
 /// A household's state as of a revision.
@@ -102,16 +127,159 @@ type Slot = Arc<tokio::sync::Mutex<Snapshot>>;
 #[derive(Clone)]
 pub struct Households {
     log: EventLog,
+    auditor: Option<Auditor>,
     cache: Arc<Mutex<HashMap<HouseholdId, Slot>>>,
 }
 
 impl Households {
-    /// Serves households from `log`.
-    pub fn new(log: EventLog) -> Self {
+    /// Serves households from `log`, recording every guarded access with `auditor`.
+    pub fn new(log: EventLog, auditor: Option<Auditor>) -> Self {
         Self {
             log,
+            auditor,
             cache: Arc::default(),
         }
+    }
+
+    /// Decides whether the caller may do `action` in `household` (in `state`), and records
+    /// the decision in the audit log before anything is done or shown. `objects` are the ids
+    /// touched, for the record. Unguarded calls may do everything and are not recorded.
+    pub async fn guard(
+        &self,
+        calling: &Calling,
+        household: HouseholdId,
+        state: &Household,
+        action: Action,
+        objects: Vec<String>,
+    ) -> Result<Access, AppError> {
+        let decision = self.decide_access(calling, state, action);
+        self.record(calling, household, &decision, objects).await?;
+        decision.map_err(|denied| AppError::Denied(denied.0))
+    }
+
+    /// [`Self::guard`] on the household's current state, for reads; `f` is given the state and
+    /// the access to pick what the caller may see (under the household's lock: keep it short).
+    pub async fn guard_read<R>(
+        &self,
+        calling: &Calling,
+        household: HouseholdId,
+        action: Action,
+        objects: Vec<String>,
+        f: impl FnOnce(&Household, Option<u64>, &Access) -> R,
+    ) -> Result<(Access, R), AppError> {
+        let (decision, seen) = self
+            .inspect(household, |state, revision| {
+                let decision = self.decide_access(calling, state, action);
+                let seen = decision
+                    .as_ref()
+                    .ok()
+                    .map(|access| f(state, revision, access));
+                (decision, seen)
+            })
+            .await?;
+        self.record(calling, household, &decision, objects).await?;
+        match (decision, seen) {
+            (Ok(access), Some(seen)) => Ok((access, seen)),
+            (Err(denied), _) => Err(AppError::Denied(denied.0)),
+            (Ok(_), None) => Err(AppError::Denied("no access".into())),
+        }
+    }
+
+    /// Whether the caller may still do `action` (an open subscription asks before each item).
+    /// Only a refusal is recorded: the access itself was recorded when the stream opened.
+    pub async fn recheck(
+        &self,
+        calling: &Calling,
+        household: HouseholdId,
+        action: Action,
+    ) -> Result<Access, AppError> {
+        let decision = self
+            .inspect(household, |state, _| self.decide_access(calling, state, action))
+            .await?;
+        match decision {
+            Ok(access) => Ok(access),
+            Err(denied) => {
+                let ended = access::Denied(format!("stream ended: {}", denied.0));
+                self.record(calling, household, &Err(ended.clone()), Vec::new())
+                    .await?;
+                Err(AppError::Denied(ended.0))
+            }
+        }
+    }
+
+    fn decide_access(
+        &self,
+        calling: &Calling,
+        state: &Household,
+        action: Action,
+    ) -> Result<Access, access::Denied> {
+        match calling {
+            Calling::Unguarded => Ok(Access {
+                basis: Vec::new(),
+                view: View::everything(),
+            }),
+            Calling::Caller(caller) => access::authorize(
+                state,
+                &caller.principal,
+                action,
+                naast_domain::calendar::dutch_today(),
+            ),
+        }
+    }
+
+    async fn record(
+        &self,
+        calling: &Calling,
+        household: HouseholdId,
+        decision: &Result<Access, access::Denied>,
+        objects: Vec<String>,
+    ) -> Result<(), AppError> {
+        let Calling::Caller(caller) = calling else {
+            return Ok(());
+        };
+        let mut record = caller.record(match decision {
+            Ok(_) => audit::Outcome::Allowed,
+            Err(_) => audit::Outcome::Denied,
+        });
+        record.household = Some(household);
+        record.objects = objects;
+        match decision {
+            Ok(access) => record.basis.clone_from(&access.basis),
+            Err(denied) => record.reason = Some(denied.0.clone()),
+        }
+        let auditor = self.auditor.as_ref().ok_or_else(|| {
+            AppError::Audit(audit::AuditError::Unavailable(
+                "no audit log is configured for guarded calls".into(),
+            ))
+        })?;
+        auditor.record(&record).await?;
+        Ok(())
+    }
+
+    /// Calls `f` with the household's current state and revision (`None`: no events).
+    pub async fn inspect<R>(
+        &self,
+        household: HouseholdId,
+        f: impl FnOnce(&Household, Option<u64>) -> R,
+    ) -> Result<R, AppError> {
+        let Some(slot) = self.known_slot(household) else {
+            let mut snapshot = Snapshot::default();
+            self.catch_up(household, &mut snapshot)?;
+            if snapshot.state.registered {
+                // Keep it: the next read or command need not load it again.
+                let slot = self.slot(household);
+                let mut cached = slot.lock().await;
+                if cached.revision.is_none() {
+                    *cached = snapshot;
+                }
+                self.catch_up(household, &mut cached)?;
+                return Ok(f(&cached.state, cached.revision));
+            }
+            return Ok(f(&snapshot.state, snapshot.revision));
+        };
+        let mut snapshot = slot.lock().await;
+        self.catch_up(household, &mut snapshot)?;
+        Ok(f(&snapshot.state, snapshot.revision))
     }
 
     /// The event log underneath.
@@ -146,16 +314,27 @@ impl Households {
         }
         let slot = self.slot(household);
         let mut snapshot = slot.lock().await;
+        // Only commands write household streams, and they take turns on this slot, so a cached
+        // snapshot is current; should anything else have written, the append's expected
+        // revision refuses it and the loop reads what is new.
+        if snapshot.revision.is_none() {
+            self.catch_up(household, &mut snapshot)?;
+        }
+        self.guard(
+            &context.calling,
+            household,
+            &snapshot.state,
+            access::action_for(&command),
+            access::objects_of(&command),
+        )
+        .await?;
         // Under the household's lock, so two copies of one request cannot both act.
         if let Some(request_id) = context.request_id
             && let Some(done) = self.already_executed(household, request_id)?
         {
             return Ok(done);
         }
-        // Only commands write household streams, and they take turns on this slot, so a cached
-        // snapshot is current; should anything else have written, the append's expected
-        // revision refuses it and the loop reads what is new.
-        let mut stale = snapshot.revision.is_none();
+        let mut stale = false;
         for _ in 0..MAX_ATTEMPTS {
             if stale {
                 self.catch_up(household, &mut snapshot)?;

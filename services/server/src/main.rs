@@ -3,7 +3,12 @@
 use clap::{Parser, Subcommand};
 use naast_eventlog::{EventLog, Options};
 use naast_projections::Projections;
-use naast_server::{config::Config, grpc};
+use naast_server::audit::Auditor;
+use naast_server::auth::dev::{DEV_ISSUER, DEV_TOKEN_LIFETIME, DevIssuer, PERSONAS};
+use naast_server::auth::layer::Guard;
+use naast_server::auth::{AuthSettings, Authenticator};
+use naast_server::config::{Config, Overrides};
+use naast_server::grpc;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -48,9 +53,28 @@ struct ServeArgs {
     /// Directory of the event log [default: ./data].
     #[arg(long, env = "NAAST_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
-    /// TOML file with `listen` and `data_dir`; flags and environment override it.
+    /// TOML file with `listen`, `data_dir` and an `[auth]` table; flags and environment
+    /// override it.
     #[arg(long)]
     config: Option<std::path::PathBuf>,
+    /// A trusted OpenID issuer URL, exactly as its tokens' `iss` (repeatable; the environment
+    /// takes a comma-separated list).
+    #[arg(long = "issuer", env = "NAAST_ISSUERS", value_delimiter = ',')]
+    issuers: Vec<String>,
+    /// The audience tokens must name [default: naast].
+    #[arg(long, env = "NAAST_AUDIENCE")]
+    audience: Option<String>,
+    /// Run the built-in development issuer and print tokens for the demo personas. NOT FOR
+    /// PRODUCTION: anyone with the data directory can sign in as anyone.
+    #[arg(long, env = "NAAST_DEV")]
+    dev: bool,
+    /// Clock skew tolerated on token expiry, in seconds [default: 60].
+    #[arg(long, env = "NAAST_LEEWAY_SECONDS")]
+    leeway_seconds: Option<u64>,
+    /// Least seconds between two fetches of an issuer's keys caused by an unknown key id
+    /// [default: 10].
+    #[arg(long, env = "NAAST_JWKS_MIN_REFRESH_SECONDS")]
+    jwks_min_refresh_seconds: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -90,10 +114,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let outcome = match cli.command {
-        Command::Serve(args) => config(args).and_then(|c| block_on(serve_with(c))),
+        Command::Serve(args) => config(args, true).and_then(|c| block_on(serve_with(c))),
         Command::Demo(args) => block_on(demo_with(args)),
-        Command::Replay(args) => config(args).and_then(|c| block_on(replay_with(c))),
-        Command::Verify(args) => config(args).and_then(verify),
+        Command::Replay(args) => config(args, false).and_then(|c| block_on(replay_with(c))),
+        Command::Verify(args) => config(args, false).and_then(verify),
         Command::Bench { target } => match target {
             BenchTarget::Eventlog(args) => naast_server::bench::eventlog(&args).map_err(failed),
             BenchTarget::Api(args) => naast_server::bench::api(&args).map_err(failed),
@@ -124,12 +148,62 @@ fn failed(e: impl std::fmt::Display) -> Failure {
     }
 }
 
-/// The settings of `serve`, `replay` and `verify`, checked before anything is opened.
-fn config(args: ServeArgs) -> Result<Config, Failure> {
-    Config::resolve(args.listen, args.data_dir, args.config.as_deref()).map_err(|e| Failure {
+/// The settings of `serve`, `replay` and `verify`, checked before anything is opened. Only a
+/// server that `serves` needs someone to trust: the offline commands sign nobody in.
+fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        issuers: args.issuers,
+        audience: args.audience,
+        dev: args.dev || !serves,
+        leeway_seconds: args.leeway_seconds,
+        jwks_min_refresh_seconds: args.jwks_min_refresh_seconds,
+    };
+    Config::resolve(overrides, args.config.as_deref()).map_err(|e| Failure {
         code: EXIT_CONFIG,
         message: e.to_string(),
     })
+}
+
+/// Authentication and audit for a server on `data_dir`: the trusted issuers of `auth`, and with
+/// `dev` the development issuer (its persona tokens are printed on stdout).
+fn guard(
+    data_dir: &std::path::Path,
+    auth: &AuthSettings,
+    dev: bool,
+) -> Result<(Guard, Option<DevIssuer>), Box<dyn std::error::Error + Send + Sync>> {
+    let auditor = Auditor::open(&data_dir.join("audit"))?;
+    let dev = if dev {
+        Some(DevIssuer::open(data_dir, &auth.audience)?)
+    } else {
+        None
+    };
+    let builtin = dev
+        .iter()
+        .map(|d| (DEV_ISSUER.to_owned(), d.jwks()))
+        .collect();
+    let authenticator = Authenticator::new(auth, builtin)?;
+    Ok((
+        Guard {
+            authenticator,
+            auditor,
+        },
+        dev,
+    ))
+}
+
+/// Prints a token for each demo persona, loudly marked.
+fn print_dev_tokens(dev: &DevIssuer) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    println!("naast: DEVELOPMENT ISSUER {DEV_ISSUER} IS ON. NOT FOR PRODUCTION: these tokens sign in as demo personas.");
+    for persona in PERSONAS {
+        println!(
+            "naast dev token {} {}",
+            persona.key,
+            dev.mint(persona, DEV_TOKEN_LIFETIME)?
+        );
+    }
+    Ok(())
 }
 
 fn block_on<E: std::fmt::Display>(
@@ -155,6 +229,19 @@ async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn verify(config: Config) -> Result<(), Failure> {
+    let audit = config.data_dir.join("audit");
+    if audit.exists() {
+        let report = EventLog::open(&audit, Options::default())
+            .and_then(|log| log.verify())
+            .map_err(failed)?;
+        if let Some(broken) = report.first_break {
+            return Err(failed(format!(
+                "verify: audit log BROKEN at position {}: {} ({} records intact before it)",
+                broken.position, broken.reason, report.events
+            )));
+        }
+        println!("naast verify: audit log intact: {} records", report.events);
+    }
     let report = EventLog::open(&config.data_dir, Options::default())
         .and_then(|log| log.verify())
         .map_err(failed)?;
@@ -184,14 +271,33 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
     let data_dir = args.data_dir.unwrap_or_else(|| scratch.path().to_owned());
     let log = EventLog::open(&data_dir, Options::default())?;
     let projections = Projections::open(&data_dir.join("projections"))?;
+    let auth = AuthSettings {
+        issuers: Vec::new(),
+        audience: naast_server::config::DEFAULT_AUDIENCE.to_owned(),
+        leeway: naast_server::auth::DEFAULT_LEEWAY,
+        jwks_min_refresh: naast_server::auth::DEFAULT_JWKS_MIN_REFRESH,
+    };
+    let (guard, dev) = guard(&data_dir, &auth, true)?;
+    let dev = dev.ok_or("the development issuer did not start")?;
+    let parent = naast_server::auth::dev::Persona::named("ouder")
+        .ok_or("the demo persona `ouder` is missing")?;
+    let token = dev.mint(parent, DEV_TOKEN_LIFETIME)?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(grpc::run(listener, log, projections, async move {
-        let _ = stopped.await;
-    }));
-    naast_server::demo::run(format!("http://{address}"), &mut std::io::stdout()).await?;
+    let server = tokio::spawn(grpc::run(
+        listener,
+        log,
+        projections,
+        Some(guard),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    naast_server::demo::run(format!("http://{address}"), &token, &mut std::io::stdout()).await?;
     if args.serve {
+        println!();
+        print_dev_tokens(&dev)?;
         println!("\nnaast listening on {address} with the demo data; Ctrl-C stops it");
         let _ = std::io::stdout().flush();
         grpc::shutdown_signal().await;
@@ -201,9 +307,13 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
     Ok(())
 }
 
-async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let log = EventLog::open(&config.data_dir, Options::default())?;
     let projections = Projections::open(&config.data_dir.join("projections"))?;
+    let (guard, dev) = guard(&config.data_dir, &config.auth, config.dev)?;
+    if let Some(dev) = &dev {
+        print_dev_tokens(dev)?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -212,6 +322,6 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     println!("naast listening on {address}");
     let _ = std::io::stdout().flush();
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
-    grpc::run(listener, log, projections, grpc::shutdown_signal()).await?;
+    grpc::run(listener, log, projections, Some(guard), grpc::shutdown_signal()).await?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 fn households() -> Households {
     Households::new(
         EventLog::with_storage(Arc::new(MemoryStorage::new()), Options::default()).unwrap(),
+        None,
     )
 }
 
@@ -33,7 +34,7 @@ async fn registered(h: &Households) -> HouseholdId {
             name: "Familie Visser".into(),
             registered_by: None,
         },
-        &CommandContext::default(),
+        &CommandContext::unguarded(),
     )
     .await
     .unwrap();
@@ -57,7 +58,7 @@ async fn commands_advance_the_revision_and_report_their_position() {
                     birth_date: None,
                 },
             },
-            &CommandContext::default(),
+            &CommandContext::unguarded(),
         )
         .await
         .unwrap();
@@ -67,7 +68,7 @@ async fn commands_advance_the_revision_and_report_their_position() {
     assert_eq!(state.members[&member].details.name, "Jan");
     // An unknown household refuses everything but registration.
     assert!(matches!(
-        h.execute(HouseholdId::new(), note("x"), &CommandContext::default())
+        h.execute(HouseholdId::new(), note("x"), &CommandContext::unguarded())
             .await,
         Err(AppError::Domain(DomainError::NotFound {
             what: "household",
@@ -82,7 +83,7 @@ async fn a_retried_request_acts_once_and_answers_the_same() {
     let id = registered(&h).await;
     let context = CommandContext {
         request_id: Some(uuid::Uuid::now_v7()),
-        ..Default::default()
+        ..CommandContext::unguarded()
     };
     let command = note("gesprek met school");
     let first = h.execute(id, command.clone(), &context).await.unwrap();
@@ -105,12 +106,12 @@ async fn a_retried_request_acts_once_and_answers_the_same() {
 async fn a_stale_expected_revision_is_a_conflict_and_writes_nothing() {
     let h = households();
     let id = registered(&h).await;
-    h.execute(id, note("een"), &CommandContext::default())
+    h.execute(id, note("een"), &CommandContext::unguarded())
         .await
         .unwrap();
     let stale = CommandContext {
         expected_revision: Some(0),
-        ..Default::default()
+        ..CommandContext::unguarded()
     };
     assert!(matches!(
         h.execute(id, note("twee"), &stale).await,
@@ -121,7 +122,7 @@ async fn a_stale_expected_revision_is_a_conflict_and_writes_nothing() {
     ));
     let fresh = CommandContext {
         expected_revision: Some(1),
-        ..Default::default()
+        ..CommandContext::unguarded()
     };
     assert_eq!(
         h.execute(id, note("twee"), &fresh).await.unwrap().revision,
@@ -140,7 +141,7 @@ async fn concurrent_commands_are_decided_again_or_refused_as_asked() {
             h.execute(
                 id,
                 note(&format!("notitie {i}")),
-                &CommandContext::default(),
+                &CommandContext::unguarded(),
             )
             .await
         }));
@@ -171,7 +172,7 @@ async fn concurrent_commands_are_decided_again_or_refused_as_asked() {
         tasks.push(tokio::spawn(async move {
             let context = CommandContext {
                 expected_revision: Some(base),
-                ..Default::default()
+                ..CommandContext::unguarded()
             };
             h.execute(id, note(&format!("race {i}")), &context).await
         }));
@@ -204,7 +205,7 @@ async fn a_damaged_event_is_an_error_not_a_panic() {
         Err(AppError::BadEvent { position: 1, .. })
     ));
     assert!(matches!(
-        h.execute(id, note("x"), &CommandContext::default()).await,
+        h.execute(id, note("x"), &CommandContext::unguarded()).await,
         Err(AppError::BadEvent { .. })
     ));
 }
@@ -215,7 +216,7 @@ async fn simultaneous_copies_of_one_request_act_once() {
     let id = registered(&h).await;
     let context = CommandContext {
         request_id: Some(uuid::Uuid::now_v7()),
-        ..Default::default()
+        ..CommandContext::unguarded()
     };
     let mut tasks = Vec::new();
     for _ in 0..8 {

@@ -171,6 +171,8 @@ vocabulary!(
 vocabulary!(vocab::SupportPhase, pb::SupportPhase, "SUPPORT_PHASE_");
 vocabulary!(vocab::ContactMode, pb::ContactMode, "CONTACT_MODE_");
 vocabulary!(vocab::SupporterTask, pb::SupporterTask, "SUPPORTER_TASK_");
+vocabulary!(vocab::AccessScope, pb::AccessScope, "ACCESS_SCOPE_");
+vocabulary!(vocab::PrincipalRole, pb::PrincipalRole, "PRINCIPAL_ROLE_");
 
 /// Member details from the request field `prefix`.
 pub fn member_details(
@@ -312,6 +314,7 @@ pub fn entry_kind_to_proto(kind: EntryKind) -> pb::TimelineEntryKind {
         EntryKind::Transition => pb::TimelineEntryKind::Transition,
         EntryKind::Logbook => pb::TimelineEntryKind::Logbook,
         EntryKind::Note => pb::TimelineEntryKind::Note,
+        EntryKind::Access => pb::TimelineEntryKind::Access,
     }
 }
 
@@ -341,6 +344,8 @@ mod tests {
         round_trips(vocab::SupportPhase::ALL);
         round_trips(vocab::ContactMode::ALL);
         round_trips(vocab::SupporterTask::ALL);
+        round_trips(vocab::AccessScope::ALL);
+        round_trips(vocab::PrincipalRole::ALL);
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! validates, converts into event-log types, calls the log, and converts back.
 
 use super::forward::{Next, Step, forward};
+use super::households::split;
+use crate::audit::{self, Auditor};
+use crate::auth::layer::Calling;
+use naast_domain::vocab::PrincipalRole;
 use super::status::{from_log_error, invalid_argument};
 use naast_eventlog::Subscription;
 use naast_eventlog::{
@@ -26,14 +30,63 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 #[derive(Clone)]
 pub struct EventLogApi {
     log: EventLog,
+    auditor: Option<Auditor>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl EventLogApi {
-    /// Serves `log`; open subscriptions end when `shutdown` turns true.
-    pub fn new(log: EventLog, shutdown: watch::Receiver<bool>) -> Self {
-        Self { log, shutdown }
+    /// Serves `log`, recording guarded calls with `auditor`; open subscriptions end when
+    /// `shutdown` turns true.
+    pub fn new(log: EventLog, auditor: Option<Auditor>, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            log,
+            auditor,
+            shutdown,
+        }
     }
+
+    /// Whether the caller may use the raw log on `stream` (`None`: the whole log), recorded in
+    /// the audit log. The raw log is for service administrators and their integrations; a
+    /// household's stream is read only through `HouseholdService`, which applies the family's
+    /// consent. Returns whether household events must be left out of what is read.
+    async fn admit(&self, calling: &Calling, stream: Option<&str>) -> Result<bool, Status> {
+        let Calling::Caller(caller) = calling else {
+            return Ok(false);
+        };
+        let refusal = if caller.principal.role != PrincipalRole::Administrator {
+            Some("the raw event log is for service administrators; households are read and written through HouseholdService")
+        } else if stream.is_some_and(|s| s.starts_with(HOUSEHOLD_STREAM_PREFIX)) {
+            Some("a household's stream is read through HouseholdService, which applies the family's consent")
+        } else {
+            None
+        };
+        let mut record = caller.record(if refusal.is_some() {
+            audit::Outcome::Denied
+        } else {
+            audit::Outcome::Allowed
+        });
+        record.objects = stream.map(|s| vec![s.to_owned()]).unwrap_or_default();
+        match refusal {
+            Some(reason) => record.reason = Some(reason.to_owned()),
+            None => record.basis = vec!["role:admin".to_owned()],
+        }
+        let auditor = self
+            .auditor
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("the audit log is unavailable"))?;
+        auditor.record(&record).await.map_err(|e| {
+            tracing::error!(error = %e, "audit log failure: access refused");
+            Status::unavailable("the audit log is unavailable, so no access can be given")
+        })?;
+        match refusal {
+            Some(reason) => Err(Status::permission_denied(reason)),
+            None => Ok(true),
+        }
+    }
+}
+
+fn household_event(e: &RecordedEvent) -> bool {
+    e.stream_id.starts_with(HOUSEHOLD_STREAM_PREFIX)
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeEventsResponse, Status>> + Send>>;
@@ -44,7 +97,7 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
         &self,
         request: Request<pb::AppendEventsRequest>,
     ) -> Result<Response<pb::AppendEventsResponse>, Status> {
-        let request = request.into_inner();
+        let (calling, request) = split(request)?;
         if request.stream_id.starts_with(HOUSEHOLD_STREAM_PREFIX) {
             // A household's stream holds only events its commands decided: anything else would
             // stop its state from folding, and its family's commands with it.
@@ -54,6 +107,7 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
             ));
         }
         let expected = expected_revision(request.expected)?;
+        self.admit(&calling, Some(&request.stream_id)).await?;
         let events = request
             .events
             .into_iter()
@@ -73,7 +127,8 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
         &self,
         request: Request<pb::ListStreamEventsRequest>,
     ) -> Result<Response<pb::ListStreamEventsResponse>, Status> {
-        let request = request.into_inner();
+        let (calling, request) = split(request)?;
+        self.admit(&calling, Some(&request.stream_id)).await?;
         let direction = direction(request.direction)?;
         let page_size = page_size(request.page_size)?;
         let from = match page_token(&request.page_token, direction)? {
@@ -95,7 +150,8 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        let request = request.into_inner();
+        let (calling, request) = split(request)?;
+        let without_households = self.admit(&calling, None).await?;
         let direction = direction(request.direction)?;
         let page_size = page_size(request.page_size)?;
         let from = match page_token(&request.page_token, direction)? {
@@ -107,6 +163,9 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
             .read_all(from, direction, page_size + 1)
             .map_err(from_log_error)?;
         let next_page_token = next_page(&mut events, page_size, direction, |e| e.position);
+        if without_households {
+            events.retain(|e| !household_event(e));
+        }
         Ok(Response::new(pb::ListEventsResponse {
             events: events.into_iter().map(event).collect(),
             next_page_token,
@@ -119,7 +178,9 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
         &self,
         request: Request<pb::SubscribeEventsRequest>,
     ) -> Result<Response<Self::SubscribeEventsStream>, Status> {
-        let request = request.into_inner();
+        let (calling, request) = split(request)?;
+        let stream = Some(request.stream_id.as_str()).filter(|s| !s.is_empty());
+        let without_households = self.admit(&calling, stream).await?;
         let subscription = if request.stream_id.is_empty() {
             let from = request.start_position.unwrap_or_else(|| self.log.head());
             self.log.subscribe_all(from)
@@ -136,20 +197,27 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
                 .subscribe_stream(&request.stream_id, from)
                 .map_err(from_log_error)?
         };
-        fn next(subscription: &mut Subscription) -> Next<'_, pb::SubscribeEventsResponse> {
+        /// The subscription, and whether household events are left out.
+        struct Source {
+            subscription: Subscription,
+            without_households: bool,
+        }
+        fn next(source: &mut Source) -> Next<'_, pb::SubscribeEventsResponse> {
             Box::pin(async move {
-                Step::Send(
-                    subscription
-                        .next()
-                        .await
-                        .map(|e| pb::SubscribeEventsResponse {
-                            event: Some(event(e)),
-                        })
-                        .map_err(from_log_error),
-                )
+                match source.subscription.next().await {
+                    Ok(e) if source.without_households && household_event(&e) => Step::Skip,
+                    Ok(e) => Step::Send(Ok(pb::SubscribeEventsResponse {
+                        event: Some(event(e)),
+                    })),
+                    Err(e) => Step::Send(Err(from_log_error(e))),
+                }
             })
         }
-        let stream = forward(subscription, next, self.shutdown.clone());
+        let source = Source {
+            subscription,
+            without_households,
+        };
+        let stream = forward(source, next, self.shutdown.clone());
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -5,8 +5,10 @@
 use super::convert::{self as c, Vocabulary};
 use super::forward::{Next, Step, forward};
 use super::status::{from_app_error, invalid_argument};
+use crate::auth::layer::Calling;
 use crate::households::{CommandContext, Executed, Households};
 use naast_domain::Command;
+use naast_domain::access::{Action, ReadKind, View};
 use naast_domain::ids::{AgreementId, GoalId, PlanId};
 use naast_domain::ids::{HouseholdId, MemberId};
 use naast_domain::state::PlanStatus;
@@ -36,7 +38,7 @@ const MAX_WAIT: Duration = Duration::from_secs(5);
 /// The service over all households.
 #[derive(Clone)]
 pub struct HouseholdApi {
-    households: Households,
+    pub(super) households: Households,
     projections: Projections,
     shutdown: watch::Receiver<bool>,
 }
@@ -56,14 +58,16 @@ impl HouseholdApi {
         }
     }
 
-    async fn execute(
+    pub(super) async fn execute(
         &self,
+        calling: &Calling,
         household: HouseholdId,
         options: Option<pb::CommandOptions>,
         command: Command,
     ) -> Result<pb::CommandResult, Status> {
         let options = options.unwrap_or_default();
         let context = CommandContext {
+            calling: calling.clone(),
             request_id: c::optional_id("options.request_id", &options.request_id)?,
             expected_revision: options.expected_revision,
             actor: None,
@@ -139,7 +143,114 @@ impl HouseholdApi {
     }
 }
 
-fn household(id: &str) -> Result<HouseholdId, Status> {
+/// Who calls (put there by the authentication layer) and the request's message. A request that
+/// did not pass the layer is refused: access is never given by omission.
+pub(crate) fn split<T>(request: Request<T>) -> Result<(Calling, T), Status> {
+    let calling = request
+        .extensions()
+        .get::<Calling>()
+        .cloned()
+        .ok_or_else(|| Status::internal("the call did not pass authentication"))?;
+    Ok((calling, request.into_inner()))
+}
+
+/// What `calling` may see of the household's goals, agreements and plans: what the timeline
+/// shows them (`None`: nothing).
+fn timeline_view(calling: &Calling, state: &naast_domain::Household) -> Option<View> {
+    match calling {
+        Calling::Unguarded => Some(View::everything()),
+        Calling::Caller(caller) => naast_domain::access::authorize(
+            state,
+            &caller.principal,
+            Action::Read(ReadKind::Timeline),
+            naast_domain::calendar::dutch_today(),
+        )
+        .ok()
+        .map(|access| access.view),
+    }
+}
+
+fn household_to_proto(
+    id: HouseholdId,
+    state: &naast_domain::Household,
+    revision: u64,
+    view: Option<&View>,
+) -> pb::Household {
+    let today = naast_domain::calendar::dutch_today();
+    let plans_visible = view.is_some_and(View::plans);
+    pb::Household {
+        household_id: id.to_string(),
+        name: state.name.clone(),
+        revision,
+        members: state
+            .members
+            .iter()
+            .filter(|(_, m)| !m.removed)
+            .map(|(id, m)| pb::Member {
+                member_id: id.to_string(),
+                details: Some(c::member_to_proto(&m.details)),
+            })
+            .collect(),
+        contacts: state
+            .contacts
+            .iter()
+            .filter(|(_, x)| !x.removed)
+            .map(|(id, x)| pb::Contact {
+                contact_id: id.to_string(),
+                details: Some(c::contact_to_proto(&x.details)),
+            })
+            .collect(),
+        goals: state
+            .goals
+            .iter()
+            .filter(|(gid, g)| view.is_some_and(|v| v.goal(state, **gid, g, today)))
+            .map(|(id, g)| goal_to_proto(*id, g))
+            .collect(),
+        agreements: state
+            .agreements
+            .iter()
+            .filter(|(_, a)| view.is_some_and(|v| v.agreement(state, a, today)))
+            .map(|(id, a)| agreement_to_proto(*id, a))
+            .collect(),
+        plans: state
+            .plans
+            .iter()
+            .filter(|_| plans_visible)
+            .map(|(id, p)| plan_to_proto(*id, p))
+            .collect(),
+        indications: state
+            .indications
+            .iter()
+            .filter(|_| plans_visible)
+            .map(|(id, i)| pb::Indication {
+                indication_id: id.to_string(),
+                member_id: i.member.to_string(),
+                kind: i.kind.to_proto(),
+                care_profile: i.care_profile.clone().unwrap_or_default(),
+                valid_from: c::date_string(i.valid_from),
+                valid_until: i.valid_until.map(c::date_string).unwrap_or_default(),
+            })
+            .collect(),
+        support_phase: state.phase.map_or(0, |(phase, _)| phase.to_proto()),
+        hours_per_week: state.phase.and_then(|(_, hours)| hours),
+    }
+}
+
+/// Who registers a household: the signed-in citizen, or the member a PGO platform acts for.
+fn registrant(calling: &Calling) -> Option<naast_domain::Identity> {
+    match calling {
+        Calling::Unguarded => None,
+        Calling::Caller(caller) => Some(
+            caller
+                .principal
+                .acting_for
+                .clone()
+                .unwrap_or_else(|| caller.principal.identity.clone()),
+        ),
+    }
+}
+
+pub(super) fn household(id: &str) -> Result<HouseholdId, Status> {
     c::id("household_id", id)
 }
 
@@ -206,7 +317,7 @@ fn plan_to_proto(id: PlanId, p: &Plan) -> pb::Plan {
 }
 
 /// `page_size` of a list request: 0 means `default`, above `MAX_LIST_PAGE` is refused.
-fn list_page_size(value: i32, default: usize) -> Result<usize, Status> {
+pub(super) fn list_page_size(value: i32, default: usize) -> Result<usize, Status> {
     match usize::try_from(value) {
         Ok(0) => Ok(default),
         Ok(n) if n <= MAX_LIST_PAGE => Ok(n),
@@ -243,7 +354,7 @@ fn page_of<T>(items: Vec<T>, offset: usize, size: usize) -> (Vec<T>, String) {
     )
 }
 
-type Answer<T> = Result<Response<T>, Status>;
+pub(super) type Answer<T> = Result<Response<T>, Status>;
 
 type TimelineStream =
     Pin<Box<dyn Stream<Item = Result<pb::SubscribeTimelineResponse, Status>> + Send>>;
@@ -257,10 +368,13 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::CreateHouseholdRequest>,
     ) -> Answer<pb::CreateHouseholdResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id: HouseholdId = c::new_id("household_id", &r.household_id)?;
         let result = self
-            .execute(id, r.options, Command::RegisterHousehold { name: r.name, registered_by: None })
+            .execute(&calling, id, r.options, Command::RegisterHousehold {
+                    name: r.name,
+                    registered_by: registrant(&calling),
+                },)
             .await?;
         Ok(Response::new(pb::CreateHouseholdResponse {
             result: Some(result),
@@ -272,65 +386,27 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::GetHouseholdRequest>,
     ) -> Answer<pb::GetHouseholdResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         self.reach(r.min_position).await?;
-        let (state, revision) = self.households.state(id).await.map_err(from_app_error)?;
-        let Some(revision) = revision.filter(|_| state.registered) else {
-            return Err(Status::not_found(format!("household {id} not found")));
-        };
-        let household = pb::Household {
-            household_id: id.to_string(),
-            name: state.name.clone(),
-            revision,
-            members: state
-                .members
-                .iter()
-                .filter(|(_, m)| !m.removed)
-                .map(|(id, m)| pb::Member {
-                    member_id: id.to_string(),
-                    details: Some(c::member_to_proto(&m.details)),
-                })
-                .collect(),
-            contacts: state
-                .contacts
-                .iter()
-                .filter(|(_, x)| !x.removed)
-                .map(|(id, x)| pb::Contact {
-                    contact_id: id.to_string(),
-                    details: Some(c::contact_to_proto(&x.details)),
-                })
-                .collect(),
-            goals: state
-                .goals
-                .iter()
-                .map(|(id, g)| goal_to_proto(*id, g))
-                .collect(),
-            agreements: state
-                .agreements
-                .iter()
-                .map(|(id, a)| agreement_to_proto(*id, a))
-                .collect(),
-            plans: state
-                .plans
-                .iter()
-                .map(|(id, p)| plan_to_proto(*id, p))
-                .collect(),
-            indications: state
-                .indications
-                .iter()
-                .map(|(id, i)| pb::Indication {
-                    indication_id: id.to_string(),
-                    member_id: i.member.to_string(),
-                    kind: i.kind.to_proto(),
-                    care_profile: i.care_profile.clone().unwrap_or_default(),
-                    valid_from: c::date_string(i.valid_from),
-                    valid_until: i.valid_until.map(c::date_string).unwrap_or_default(),
-                })
-                .collect(),
-            support_phase: state.phase.map_or(0, |(phase, _)| phase.to_proto()),
-            hours_per_week: state.phase.and_then(|(_, hours)| hours),
-        };
+        let (_, household) = self
+            .households
+            .guard_read(
+                &calling,
+                id,
+                Action::Read(ReadKind::Household),
+                Vec::new(),
+                |state, revision, _| {
+                    let view = timeline_view(&calling, state);
+                    revision
+                        .filter(|_| state.registered)
+                        .map(|revision| household_to_proto(id, state, revision, view.as_ref()))
+                },
+            )
+            .await
+            .map_err(from_app_error)?;
+        let household =
+            household.ok_or_else(|| Status::not_found(format!("household {id} not found")))?;
         Ok(Response::new(pb::GetHouseholdResponse {
             household: Some(household),
         }))
@@ -340,12 +416,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::CreateMemberRequest>,
     ) -> Answer<pb::CreateMemberResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let member: MemberId = c::new_id("member_id", &r.member_id)?;
         let details = c::member_details("details", r.details)?;
         let result = self
-            .execute(id, r.options, Command::AddMember { member, details })
+            .execute(&calling, id, r.options, Command::AddMember { member, details })
             .await?;
         Ok(Response::new(pb::CreateMemberResponse {
             result: Some(result),
@@ -357,12 +433,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::UpdateMemberRequest>,
     ) -> Answer<pb::UpdateMemberResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let member = c::id("member_id", &r.member_id)?;
         let details = c::member_details("details", r.details)?;
         let result = self
-            .execute(id, r.options, Command::UpdateMember { member, details })
+            .execute(&calling, id, r.options, Command::UpdateMember { member, details })
             .await?;
         Ok(Response::new(pb::UpdateMemberResponse {
             result: Some(result),
@@ -373,11 +449,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::DeleteMemberRequest>,
     ) -> Answer<pb::DeleteMemberResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let member = c::id("member_id", &r.member_id)?;
         let result = self
             .execute(
+                &calling,
                 id,
                 r.options,
                 Command::RemoveMember {
@@ -395,12 +472,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::CreateContactRequest>,
     ) -> Answer<pb::CreateContactResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let contact = c::new_id("contact_id", &r.contact_id)?;
         let details = c::contact_details("details", r.details)?;
         let result = self
-            .execute(id, r.options, Command::AddContact { contact, details })
+            .execute(&calling, id, r.options, Command::AddContact { contact, details })
             .await?;
         Ok(Response::new(pb::CreateContactResponse {
             result: Some(result),
@@ -412,12 +489,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::UpdateContactRequest>,
     ) -> Answer<pb::UpdateContactResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let contact = c::id("contact_id", &r.contact_id)?;
         let details = c::contact_details("details", r.details)?;
         let result = self
-            .execute(id, r.options, Command::UpdateContact { contact, details })
+            .execute(&calling, id, r.options, Command::UpdateContact { contact, details })
             .await?;
         Ok(Response::new(pb::UpdateContactResponse {
             result: Some(result),
@@ -425,9 +502,19 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
     }
 
     async fn get_plan(&self, request: Request<pb::GetPlanRequest>) -> Answer<pb::GetPlanResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let plan_id: PlanId = c::id("plan_id", &r.plan_id)?;
+        self.households
+            .guard_read(
+                &calling,
+                id,
+                Action::Read(ReadKind::Plans),
+                vec![plan_id.to_string()],
+                |_, _, _| (),
+            )
+            .await
+            .map_err(from_app_error)?;
         self.read_model(id, r.min_position).await?;
         let plans = self.projections.plans(id).map_err(projection_error)?;
         let plan = plans
@@ -470,7 +557,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::ListGoalsRequest>,
     ) -> Answer<pb::ListGoalsResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let domains = LifeDomain::list("life_domains", &r.life_domains)?;
         let owner: Option<MemberId> = c::optional_id("owner_member_id", &r.owner_member_id)?;
@@ -489,14 +576,36 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         }
         let size = list_page_size(r.page_size, 100)?;
         let offset = list_offset(&r.page_token)?;
+        let today = naast_domain::calendar::dutch_today();
+        let (_, visible) = self
+            .households
+            .guard_read(
+                &calling,
+                id,
+                Action::Read(ReadKind::Goals),
+                Vec::new(),
+                |state, _, access| {
+                    (!access.view.is_everything()).then(|| {
+                        state
+                            .goals
+                            .iter()
+                            .filter(|(gid, g)| access.view.goal(state, **gid, g, today))
+                            .map(|(gid, _)| *gid)
+                            .collect::<std::collections::BTreeSet<_>>()
+                    })
+                },
+            )
+            .await
+            .map_err(from_app_error)?;
         self.read_model(id, r.min_position).await?;
         let goals: Vec<pb::Goal> = self
             .projections
             .goals(id)
             .map_err(projection_error)?
             .iter()
-            .filter(|(_, g)| {
-                (domains.is_empty() || g.life_domains.iter().any(|d| domains.contains(d)))
+            .filter(|(gid, g)| {
+                visible.as_ref().is_none_or(|v| v.contains(gid))
+                    && (domains.is_empty() || g.life_domains.iter().any(|d| domains.contains(d)))
                     && owner.is_none_or(|o| g.owner == o)
                     && plan.is_none_or(|p| g.plan == Some(p))
                     && (statuses.is_empty() || statuses.contains(&goal_status(g.status)))
@@ -514,7 +623,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::ListAgreementsRequest>,
     ) -> Answer<pb::ListAgreementsResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let provider: Option<naast_domain::ids::ContactId> =
             c::optional_id("responsible_contact_id", &r.responsible_contact_id)?;
@@ -535,6 +644,27 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             .unwrap_or_else(naast_domain::calendar::dutch_today);
         let size = list_page_size(r.page_size, 100)?;
         let offset = list_offset(&r.page_token)?;
+        let today = naast_domain::calendar::dutch_today();
+        let (_, visible) = self
+            .households
+            .guard_read(
+                &calling,
+                id,
+                Action::Read(ReadKind::Agreements),
+                Vec::new(),
+                |state, _, access| {
+                    (!access.view.is_everything()).then(|| {
+                        state
+                            .agreements
+                            .iter()
+                            .filter(|(_, a)| access.view.agreement(state, a, today))
+                            .map(|(aid, _)| *aid)
+                            .collect::<std::collections::BTreeSet<_>>()
+                    })
+                },
+            )
+            .await
+            .map_err(from_app_error)?;
         self.read_model(id, r.min_position).await?;
         let agreements: Vec<pb::AgreementView> = self
             .projections
@@ -542,8 +672,9 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             .map_err(projection_error)?
             .iter()
             .map(|(id, a)| (id, a, agreement_phase(a.phase(as_of)), a.funding_on(as_of)))
-            .filter(|(_, a, phase, funded)| {
-                provider.is_none_or(|p| a.terms.responsible == Some(p))
+            .filter(|(aid, a, phase, funded)| {
+                visible.as_ref().is_none_or(|v| v.contains(*aid))
+                    && provider.is_none_or(|p| a.terms.responsible == Some(p))
                     && (funding.is_empty() || funding.contains(funded))
                     && (phases.is_empty() || phases.contains(phase))
             })
@@ -564,11 +695,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::DeleteContactRequest>,
     ) -> Answer<pb::DeleteContactResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let contact = c::id("contact_id", &r.contact_id)?;
         let result = self
             .execute(
+                &calling,
                 id,
                 r.options,
                 Command::RemoveContact {
@@ -586,7 +718,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::CreateGoalRequest>,
     ) -> Answer<pb::CreateGoalResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let goal = c::new_id("goal_id", &r.goal_id)?;
         let command = Command::SetGoal {
@@ -597,7 +729,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             life_domains: LifeDomain::list("life_domains", &r.life_domains)?,
             plan: c::optional_id("plan_id", &r.plan_id)?,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::CreateGoalResponse {
             result: Some(result),
             goal_id: goal.to_string(),
@@ -608,7 +740,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::UpdateGoalRequest>,
     ) -> Answer<pb::UpdateGoalResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::UpdateGoal {
             goal: c::id("goal_id", &r.goal_id)?,
@@ -617,7 +749,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             life_domains: LifeDomain::list("life_domains", &r.life_domains)?,
             plan: c::optional_id("plan_id", &r.plan_id)?,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::UpdateGoalResponse {
             result: Some(result),
         }))
@@ -627,14 +759,14 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::NoteGoalProgressRequest>,
     ) -> Answer<pb::NoteGoalProgressResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::NoteGoalProgress {
             goal: c::id("goal_id", &r.goal_id)?,
             on: c::date("date", &r.date)?,
             note: r.note,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::NoteGoalProgressResponse {
             result: Some(result),
         }))
@@ -644,14 +776,14 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::AchieveGoalRequest>,
     ) -> Answer<pb::AchieveGoalResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::AchieveGoal {
             goal: c::id("goal_id", &r.goal_id)?,
             on: c::date("date", &r.date)?,
             note: r.note,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::AchieveGoalResponse {
             result: Some(result),
         }))
@@ -661,14 +793,14 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::AbandonGoalRequest>,
     ) -> Answer<pb::AbandonGoalResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::AbandonGoal {
             goal: c::id("goal_id", &r.goal_id)?,
             on: c::date("date", &r.date)?,
             reason: r.reason,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::AbandonGoalResponse {
             result: Some(result),
         }))
@@ -678,13 +810,13 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::ReopenGoalRequest>,
     ) -> Answer<pb::ReopenGoalResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::ReopenGoal {
             goal: c::id("goal_id", &r.goal_id)?,
             reason: r.reason,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::ReopenGoalResponse {
             result: Some(result),
         }))
@@ -694,12 +826,13 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::ProposeAgreementRequest>,
     ) -> Answer<pb::ProposeAgreementResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let agreement = c::new_id("agreement_id", &r.agreement_id)?;
         let terms = c::terms("terms", r.terms)?;
         let result = self
             .execute(
+                &calling,
                 id,
                 r.options,
                 Command::ProposeAgreement { agreement, terms },
@@ -715,12 +848,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::AcceptAgreementRequest>,
     ) -> Answer<pb::AcceptAgreementResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::AcceptAgreement {
             agreement: c::id("agreement_id", &r.agreement_id)?,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::AcceptAgreementResponse {
             result: Some(result),
         }))
@@ -730,13 +863,13 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::RejectAgreementRequest>,
     ) -> Answer<pb::RejectAgreementResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::RejectAgreement {
             agreement: c::id("agreement_id", &r.agreement_id)?,
             reason: r.reason,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::RejectAgreementResponse {
             result: Some(result),
         }))
@@ -746,14 +879,14 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::AmendAgreementRequest>,
     ) -> Answer<pb::AmendAgreementResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::AmendAgreement {
             agreement: c::id("agreement_id", &r.agreement_id)?,
             terms: c::terms("terms", r.terms)?,
             reason: r.reason,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::AmendAgreementResponse {
             result: Some(result),
         }))
@@ -763,14 +896,14 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::EndAgreementRequest>,
     ) -> Answer<pb::EndAgreementResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::EndAgreement {
             agreement: c::id("agreement_id", &r.agreement_id)?,
             on: c::date("date", &r.date)?,
             reason: r.reason,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::EndAgreementResponse {
             result: Some(result),
         }))
@@ -780,14 +913,14 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::ReportAgreementNotDeliveredRequest>,
     ) -> Answer<pb::ReportAgreementNotDeliveredResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::ReportNotDelivered {
             agreement: c::id("agreement_id", &r.agreement_id)?,
             on: c::date("date", &r.date)?,
             description: r.description,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::ReportAgreementNotDeliveredResponse {
             result: Some(result),
         }))
@@ -797,7 +930,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::RecordFundingTransitionRequest>,
     ) -> Answer<pb::RecordFundingTransitionResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::RecordFundingTransition {
             member: c::id("member_id", &r.member_id)?,
@@ -806,7 +939,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             on: c::date("date", &r.date)?,
             reason: r.reason,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::RecordFundingTransitionResponse {
             result: Some(result),
         }))
@@ -816,7 +949,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::CreateNoteRequest>,
     ) -> Answer<pb::CreateNoteResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let note = c::new_id("note_id", &r.note_id)?;
         let command = Command::AddNote {
@@ -825,7 +958,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             text: r.text,
             life_domains: LifeDomain::list("life_domains", &r.life_domains)?,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::CreateNoteResponse {
             result: Some(result),
             note_id: note.to_string(),
@@ -836,7 +969,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::CreatePlanRequest>,
     ) -> Answer<pb::CreatePlanResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let plan = c::new_id("plan_id", &r.plan_id)?;
         let command = Command::DraftPlan {
@@ -845,7 +978,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             title: r.title,
             summary: r.summary,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::CreatePlanResponse {
             result: Some(result),
             plan_id: plan.to_string(),
@@ -856,14 +989,14 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::RevisePlanRequest>,
     ) -> Answer<pb::RevisePlanResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::RevisePlan {
             plan: c::id("plan_id", &r.plan_id)?,
             title: r.title,
             summary: r.summary,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::RevisePlanResponse {
             result: Some(result),
         }))
@@ -873,13 +1006,13 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::ActivatePlanRequest>,
     ) -> Answer<pb::ActivatePlanResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::ActivatePlan {
             plan: c::id("plan_id", &r.plan_id)?,
             on: c::date("date", &r.date)?,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::ActivatePlanResponse {
             result: Some(result),
         }))
@@ -889,14 +1022,14 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::EvaluatePlanRequest>,
     ) -> Answer<pb::EvaluatePlanResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::EvaluatePlan {
             plan: c::id("plan_id", &r.plan_id)?,
             on: c::date("date", &r.date)?,
             evaluation: r.evaluation,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::EvaluatePlanResponse {
             result: Some(result),
         }))
@@ -906,14 +1039,14 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::ClosePlanRequest>,
     ) -> Answer<pb::ClosePlanResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::ClosePlan {
             plan: c::id("plan_id", &r.plan_id)?,
             on: c::date("date", &r.date)?,
             reason: r.reason,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::ClosePlanResponse {
             result: Some(result),
         }))
@@ -923,7 +1056,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::RecordIndicationRequest>,
     ) -> Answer<pb::RecordIndicationResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let indication = c::new_id("indication_id", &r.indication_id)?;
         let command = Command::RecordIndication {
@@ -934,7 +1067,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             valid_from: c::date("valid_from", &r.valid_from)?,
             valid_until: c::optional_date("valid_until", &r.valid_until)?,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::RecordIndicationResponse {
             result: Some(result),
             indication_id: indication.to_string(),
@@ -945,14 +1078,14 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::ChangeSupportPhaseRequest>,
     ) -> Answer<pb::ChangeSupportPhaseResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let command = Command::ChangeSupportPhase {
             phase: SupportPhase::required("phase", r.phase)?,
             hours_per_week: r.hours_per_week,
             on: c::date("date", &r.date)?,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::ChangeSupportPhaseResponse {
             result: Some(result),
         }))
@@ -962,7 +1095,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::CreateLogbookEntryRequest>,
     ) -> Answer<pb::CreateLogbookEntryResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let entry = c::new_id("entry_id", &r.entry_id)?;
         let command = Command::AddLogbookEntry {
@@ -975,7 +1108,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             life_domains: LifeDomain::list("life_domains", &r.life_domains)?,
             summary: r.summary,
         };
-        let result = self.execute(id, r.options, command).await?;
+        let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::CreateLogbookEntryResponse {
             result: Some(result),
             entry_id: entry.to_string(),
@@ -988,14 +1121,22 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::SubscribeTimelineRequest>,
     ) -> Answer<Self::SubscribeTimelineStream> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
+        let (_, last) = self
+            .households
+            .guard_read(
+                &calling,
+                id,
+                Action::Read(ReadKind::Timeline),
+                Vec::new(),
+                |_, revision, _| revision,
+            )
+            .await
+            .map_err(from_app_error)?;
         let log = self.households.log().clone();
         let stream = id.stream_id();
-        let Some(last) = log
-            .stream_revision(&stream)
-            .map_err(super::status::from_log_error)?
-        else {
+        let Some(last) = last else {
             return Err(Status::not_found(format!("household {id} not found")));
         };
         let from = r.start_revision.unwrap_or(last + 1);
@@ -1006,15 +1147,31 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         struct Source {
             events: Subscription,
             projections: Projections,
+            households: Households,
+            calling: Calling,
             household: HouseholdId,
         }
         // Each event of the stream becomes an entry once the read model has it; an event the
-        // read model left out (unreadable) is skipped.
+        // read model left out (unreadable) is skipped. Before each entry the caller's access is
+        // checked again: a revoked or expired grant ends the stream at once, and what the
+        // caller may see is what the grant shows now.
         fn next(source: &mut Source) -> Next<'_, pb::SubscribeTimelineResponse> {
             Box::pin(async move {
                 let event = match source.events.next().await {
                     Ok(event) => event,
                     Err(e) => return Step::Send(Err(super::status::from_log_error(e))),
+                };
+                let view = match source
+                    .households
+                    .recheck(
+                        &source.calling,
+                        source.household,
+                        Action::Read(ReadKind::Timeline),
+                    )
+                    .await
+                {
+                    Ok(access) => access.view,
+                    Err(e) => return Step::Send(Err(from_app_error(e))),
                 };
                 if let Err(e) = source
                     .projections
@@ -1024,10 +1181,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                     return Step::Send(Err(Status::unavailable(e.to_string())));
                 }
                 match source.projections.entry(source.household, event.revision) {
-                    Ok(Some(entry)) => Step::Send(Ok(pb::SubscribeTimelineResponse {
-                        entry: Some(entry_to_proto(&entry)),
-                    })),
-                    Ok(None) => Step::Skip,
+                    Ok(Some(entry)) if view.entry(&entry.entry) => {
+                        Step::Send(Ok(pb::SubscribeTimelineResponse {
+                            entry: Some(entry_to_proto(&entry)),
+                        }))
+                    }
+                    Ok(_) => Step::Skip,
                     Err(e) => Step::Send(Err(projection_error(e))),
                 }
             })
@@ -1035,6 +1194,8 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let source = Source {
             events,
             projections: self.projections.clone(),
+            households: self.households.clone(),
+            calling,
             household: id,
         };
         let stream = forward(source, next, self.shutdown.clone());
@@ -1045,7 +1206,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         &self,
         request: Request<pb::ListTimelineEntriesRequest>,
     ) -> Answer<pb::ListTimelineEntriesResponse> {
-        let r = request.into_inner();
+        let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let filter = TimelineFilter::from_request(&r)?;
         let page_size = match usize::try_from(r.page_size) {
@@ -1067,10 +1228,27 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                     invalid_argument("page_token", "is not a token of a previous page")
                 })?,
         };
+        let (access, ()) = self
+            .households
+            .guard_read(
+                &calling,
+                id,
+                Action::Read(ReadKind::Timeline),
+                Vec::new(),
+                |_, _, _| (),
+            )
+            .await
+            .map_err(from_app_error)?;
         self.read_model(id, r.min_position).await?;
+        let view = access.view;
         let (stored, next) = self
             .projections
-            .timeline(id, start_revision, |e| filter.admits(&e.entry), page_size)
+            .timeline(
+                id,
+                start_revision,
+                |e| view.entry(&e.entry) && filter.admits(&e.entry),
+                page_size,
+            )
             .map_err(projection_error)?;
         let entries = stored.iter().map(entry_to_proto).collect();
         let next_page_token = next.map(|r| format!("t{r}")).unwrap_or_default();

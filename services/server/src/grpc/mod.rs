@@ -1,6 +1,8 @@
 //! The gRPC front door: the naast services, health and reflection on one listener, and the one
 //! shutdown path (stop accepting, end subscriptions, drain, close the log).
 
+mod audit;
+mod consent;
 pub(crate) mod convert;
 mod event_log;
 mod forward;
@@ -8,11 +10,15 @@ mod households;
 pub mod status;
 mod too_large;
 
+pub use audit::AuditApi;
 pub use event_log::EventLogApi;
 pub use households::HouseholdApi;
 
 use naast_eventlog::EventLog;
 use naast_projections::Projections;
+use crate::auth::layer::{AuthLayer, Guard};
+use naast_proto::pb::audit_service_server::AuditServiceServer;
+use naast_proto::pb::consent_service_server::ConsentServiceServer;
 use naast_proto::pb::event_log_service_server::EventLogServiceServer;
 use naast_proto::pb::household_service_server::HouseholdServiceServer;
 use std::future::Future;
@@ -39,11 +45,14 @@ pub enum ServeError {
 
 /// Serves `log` on `listener` until `shutdown` completes, keeping `projections` up to date with
 /// it; then ends open subscriptions, lets in-flight calls finish, and closes the log (committing
-/// and syncing what is queued).
+/// and syncing what is queued). With a `guard`, every call but health needs a valid token, is
+/// authorised against the family's consent, and is recorded in the audit log; without one,
+/// everything is open (benchmarks and embedded use only: `naast serve` always guards).
 pub async fn run(
     listener: TcpListener,
     log: EventLog,
     projections: Projections,
+    guard: Option<Guard>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (stop, stopped) = watch::channel(false);
@@ -52,12 +61,11 @@ pub async fn run(
         let (projections, log) = (projections.clone(), log.clone());
         tokio::spawn(async move { projections.run(log).await })
     };
-    let api = EventLogApi::new(log.clone(), stopped.clone());
-    let households = HouseholdApi::new(
-        crate::households::Households::new(log.clone()),
-        projections,
-        stopped,
-    );
+    let auditor = guard.as_ref().map(|g| g.auditor.clone());
+    let api = EventLogApi::new(log.clone(), auditor.clone(), stopped.clone());
+    let households = crate::households::Households::new(log.clone(), auditor.clone());
+    let audit = AuditApi::new(auditor.clone(), households.clone());
+    let households = HouseholdApi::new(households, projections, stopped);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -66,6 +74,10 @@ pub async fn run(
     health
         .set_serving::<HouseholdServiceServer<HouseholdApi>>()
         .await;
+    health
+        .set_serving::<ConsentServiceServer<HouseholdApi>>()
+        .await;
+    health.set_serving::<AuditServiceServer<AuditApi>>().await;
     // Both reflection versions: grpcurl and grpcio speak v1alpha, newer tools v1.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(naast_proto::FILE_DESCRIPTOR_SET)
@@ -79,9 +91,12 @@ pub async fn run(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
         .layer(too_large::TooLargeLayer)
+        .layer(AuthLayer::new(guard))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
+        .add_service(ConsentServiceServer::new(households.clone()))
+        .add_service(AuditServiceServer::new(audit))
         .add_service(
             HouseholdServiceServer::new(households)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
@@ -118,6 +133,9 @@ pub async fn run(
         }
     };
     log.close().await;
+    if let Some(auditor) = &auditor {
+        auditor.log().close().await;
+    }
     // The projector ends once it has projected everything the log committed.
     match projector.await {
         Ok(Ok(())) => {}

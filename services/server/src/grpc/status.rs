@@ -114,6 +114,11 @@ pub fn from_app_error(err: crate::households::AppError) -> Status {
             )
         }
         AppError::Log(e) => from_log_error(e),
+        AppError::Denied(reason) => Status::permission_denied(reason),
+        AppError::Audit(e) => {
+            tracing::error!(error = %e, "audit log failure: access refused");
+            Status::unavailable("the audit log is unavailable, so no access can be given")
+        }
     }
 }
 

@@ -1,0 +1,208 @@
+//! The authentication layer in front of every service: it turns the bearer token into a
+//! [`Caller`] in the request's extensions, or answers `UNAUTHENTICATED` and records the refusal
+//! in the audit log. Health checks pass without a token.
+
+use super::Authenticator;
+use crate::audit::{self, Auditor, Record};
+use naast_domain::access::Principal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tonic::codegen::{BoxFuture, Service, http};
+
+/// Calls to these paths need no token.
+const OPEN_PATHS: &[&str] = &["/grpc.health.v1.Health/"];
+/// The header naming the purpose of use (NEN 7513), e.g. `care`, `research`.
+pub const PURPOSE_HEADER: &str = "naast-purpose";
+/// Purpose recorded when the caller names none.
+pub const DEFAULT_PURPOSE: &str = "care";
+/// Longest purpose recorded.
+const MAX_PURPOSE_CHARS: usize = 64;
+
+/// Who is calling, put in each request's extensions by the layer.
+#[derive(Clone, Debug)]
+pub enum Calling {
+    /// Authorisation is switched off (benchmarks and embedded use): everything is allowed and
+    /// nothing is audited.
+    Unguarded,
+    /// An authenticated caller.
+    Caller(Arc<Caller>),
+}
+
+/// An authenticated call.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// Who, as their token says.
+    pub principal: Principal,
+    /// The gRPC method.
+    pub operation: String,
+    /// Their address.
+    pub peer: Option<SocketAddr>,
+    /// The `x-request-id` header, if any.
+    pub request_id: Option<String>,
+    /// Purpose of use.
+    pub purpose: String,
+}
+
+impl Caller {
+    /// An audit record of this call, with `outcome` and the rest to fill in.
+    pub fn record(&self, outcome: audit::Outcome) -> Record {
+        let (user, responsible) = Record::users(&self.principal);
+        Record {
+            operation: self.operation.clone(),
+            action: audit::Action::of_operation(&self.operation),
+            outcome,
+            reason: None,
+            user: Some(user),
+            responsible,
+            purpose: self.purpose.clone(),
+            network_access_point: self.peer.map(|p| p.to_string()),
+            household: None,
+            objects: Vec::new(),
+            basis: Vec::new(),
+            emergency: false,
+            source_system: self.principal.client_id.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// Authentication and its audit, or none of it (`None`).
+#[derive(Clone)]
+pub struct Guard {
+    /// Checks tokens.
+    pub authenticator: Authenticator,
+    /// Records every call.
+    pub auditor: Auditor,
+}
+
+/// See the module documentation.
+#[derive(Clone)]
+pub struct AuthLayer {
+    guard: Option<Guard>,
+}
+
+impl AuthLayer {
+    /// Guards every call with `guard`; `None` lets every call through unguarded.
+    pub fn new(guard: Option<Guard>) -> Self {
+        Self { guard }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            guard: self.guard.clone(),
+        }
+    }
+}
+
+/// See [`AuthLayer`].
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    guard: Option<Guard>,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for AuthService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        // The ready service answers this call; a fresh clone waits for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let Some(guard) = self.guard.clone() else {
+            request.extensions_mut().insert(Calling::Unguarded);
+            return Box::pin(inner.call(request));
+        };
+        let operation = request.uri().path().to_owned();
+        if OPEN_PATHS.iter().any(|p| operation.starts_with(p)) {
+            return Box::pin(inner.call(request));
+        }
+        Box::pin(async move {
+            let headers = request.headers();
+            let header_text = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let peer = request
+                .extensions()
+                .get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(|info| info.remote_addr());
+            let request_id = header_text("x-request-id").map(|id| truncate(&id, 128));
+            let purpose = header_text(PURPOSE_HEADER)
+                .map(|p| truncate(&p, MAX_PURPOSE_CHARS))
+                .unwrap_or_else(|| DEFAULT_PURPOSE.to_owned());
+            let authorization = header_text("authorization");
+            match guard
+                .authenticator
+                .authenticate(authorization.as_deref())
+                .await
+            {
+                Ok(principal) => {
+                    request
+                        .extensions_mut()
+                        .insert(Calling::Caller(Arc::new(Caller {
+                            principal,
+                            operation,
+                            peer,
+                            request_id,
+                            purpose,
+                        })));
+                    inner.call(request).await
+                }
+                Err(refused) => {
+                    let record = Record {
+                        operation: operation.clone(),
+                        action: audit::Action::of_operation(&operation),
+                        outcome: audit::Outcome::Denied,
+                        reason: Some(format!("not authenticated: {refused}")),
+                        user: None,
+                        responsible: None,
+                        purpose,
+                        network_access_point: peer.map(|p| p.to_string()),
+                        household: None,
+                        objects: Vec::new(),
+                        basis: Vec::new(),
+                        emergency: false,
+                        source_system: None,
+                        request_id,
+                    };
+                    let status = match guard.auditor.record(&record).await {
+                        Ok(()) => tonic::Status::unauthenticated(refused.to_string()),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot record a refused call");
+                            tonic::Status::unavailable("the audit log is unavailable")
+                        }
+                    };
+                    Ok(status.into_http())
+                }
+            }
+        })
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
