@@ -11,6 +11,9 @@ fi
 # The gRPC contract must pass buf's lint (buf comes from npm, pinned in proto/package-lock.json).
 (cd proto && npm install --no-audit --no-fund --loglevel=error && npx --no-install buf lint)
 
+# A real OpenID provider (oidc-provider on Node) issues the tokens of the auth tests.
+(cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+
 # An independent gRPC client (Python grpcio) is one of the end-to-end tests.
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/python/requirements.txt
 

@@ -51,7 +51,9 @@ pub mod client {
     impl tonic::service::Interceptor for Bearer {
         fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
             if let Some(value) = &self.0 {
-                request.metadata_mut().insert("authorization", value.clone());
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
             }
             Ok(request)
         }

@@ -14,7 +14,10 @@
 //! - `tests/serve_lifecycle.rs`: configuration, SIGTERM with open subscriptions, SIGKILL under
 //!   load and restart;
 //! - `tests/demo_cli.rs`: `naast demo` and `naast verify`;
-//! - `tests/independent_client.rs`: Python's grpcio against the server (`python/`).
+//! - `tests/independent_client.rs`: Python's grpcio against the server (`python/`);
+//! - `tests/auth_oidc.rs`: tokens from a real OpenID provider (`idp/`, oidc-provider on Node):
+//!   what is refused and how, consent (grants, requests, revocation mid-stream, life domains,
+//!   parties, platforms), and the audit log of it all.
 //!
 //! The helpers below find binaries of this workspace that cargo built beside the test, and run
 //! the server as a child process.
@@ -128,9 +131,9 @@ impl Server {
 
     /// The development issuer's token for `persona`.
     pub fn token(&self, persona: &str) -> &str {
-        self.tokens
-            .get(persona)
-            .unwrap_or_else(|| panic!("no dev token for {persona}: was the server started with --dev?"))
+        self.tokens.get(persona).unwrap_or_else(|| {
+            panic!("no dev token for {persona}: was the server started with --dev?")
+        })
     }
 
     /// A channel to the server whose calls carry `persona`'s token.
@@ -177,4 +180,152 @@ pub async fn signed(url: &str, token: &str) -> naast_proto::client::Signed {
         channel,
         naast_proto::client::Bearer::new(token).unwrap_or_else(|e| panic!("bad token: {e}")),
     )
+}
+
+/// A real OpenID provider (oidc-provider, `tests/idp/idp.mjs`) on a free loopback port; killed
+/// when dropped. The test command installs its npm packages.
+pub struct Idp {
+    child: Child,
+    /// Its issuer URL.
+    pub issuer: String,
+    keys: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Idp {
+    /// Starts the provider and waits until it listens.
+    pub fn start() -> Self {
+        let keys = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/idp/idp.mjs");
+        let mut child = Command::new("node")
+            .arg(script)
+            .arg(keys.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start node {script}: {e}"));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("stdout is piped"));
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let Some(issuer) = line.trim().strip_prefix("idp listening on ") else {
+            let _ = child.kill();
+            panic!(
+                "the test identity provider did not start (printed {line:?}); \
+                 install it with `npm ci` in tests/idp (ops/test.sh does)"
+            );
+        };
+        Self {
+            issuer: issuer.to_owned(),
+            child,
+            keys,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// An access token for the persona client `client_id` (client_secret_basic) for
+    /// `resource`, or the provider's refusal.
+    pub async fn token_for(&self, client_id: &str, resource: &str) -> String {
+        let response = self
+            .http
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(client_id, Some(format!("secret-{client_id}")))
+            .form(&[("grant_type", "client_credentials"), ("resource", resource)])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("token request: {e}"));
+        access_token(response).await
+    }
+
+    /// An access token for a persona at naast (`https://naast.test/api`).
+    pub async fn token(&self, client_id: &str) -> String {
+        self.token_for(client_id, "https://naast.test/api").await
+    }
+
+    /// An access token for the system client `client_id`, which authenticates with a JWT
+    /// assertion signed with its own private key (private_key_jwt), acting for `acting_for`.
+    pub async fn system_token(&self, client_id: &str, acting_for: &str) -> String {
+        use base64::Engine as _;
+        use rsa::pkcs8::DecodePrivateKey as _;
+        use rsa::signature::{SignatureEncoding as _, Signer as _};
+        let pem = std::fs::read_to_string(self.keys.path().join(format!("{client_id}.pem")))
+            .unwrap_or_else(|e| panic!("key of {client_id}: {e}"));
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
+            .unwrap_or_else(|e| panic!("key of {client_id}: {e}"));
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key);
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let endpoint = format!("{}/token", self.issuer);
+        let header =
+            serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": format!("{client_id}-1")});
+        let claims = serde_json::json!({
+            "iss": client_id, "sub": client_id, "aud": endpoint,
+            "jti": uuid::Uuid::now_v7().to_string(), "iat": now, "exp": now + 60,
+        });
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signature = signer.sign(input.as_bytes()).to_bytes();
+        let assertion = format!("{input}.{}", b64(&signature));
+        let response = self
+            .http
+            .post(endpoint)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("resource", "https://naast.test/api"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &assertion),
+                ("acting_for", acting_for),
+            ])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("token request: {e}"));
+        access_token(response).await
+    }
+
+    /// Makes the provider sign with a new key (the old one stays published).
+    pub async fn rotate_keys(&self) {
+        let response = self
+            .http
+            .post(format!("{}/test/rotate", self.issuer))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("rotate: {e}"));
+        assert!(
+            response.status().is_success(),
+            "rotate: {}",
+            response.status()
+        );
+    }
+}
+
+async fn access_token(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("token response: {e}"));
+    assert!(status.is_success(), "the provider refused: {status} {body}");
+    let json: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("token response {body}: {e}"));
+    json["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {body}"))
+        .to_owned()
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

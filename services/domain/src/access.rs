@@ -237,20 +237,23 @@ impl<'a> Standing<'a> {
         let owner = if household.registered_by.as_ref() == Some(identity) {
             Some("owner:registrant".to_owned())
         } else {
-            household.links.iter().find_map(|(party, link)| match party {
-                Party::Member(m)
-                    if link.identity.as_ref() == Some(identity)
-                        && household.member(*m).is_some_and(|member| {
-                            matches!(
-                                member.details.role,
-                                MemberRole::Client | MemberRole::LegalRepresentative
-                            )
-                        }) =>
-                {
-                    Some(format!("owner:member:{m}"))
-                }
-                _ => None,
-            })
+            household
+                .links
+                .iter()
+                .find_map(|(party, link)| match party {
+                    Party::Member(m)
+                        if link.identity.as_ref() == Some(identity)
+                            && household.member(*m).is_some_and(|member| {
+                                matches!(
+                                    member.details.role,
+                                    MemberRole::Client | MemberRole::LegalRepresentative
+                                )
+                            }) =>
+                    {
+                        Some(format!("owner:member:{m}"))
+                    }
+                    _ => None,
+                })
         };
         let grants = household
             .grants
@@ -356,7 +359,12 @@ impl<'a> Standing<'a> {
                     all: false,
                     reads: reads
                         .iter()
-                        .map(|(_, g)| (g.terms.life_domains.clone(), g.terms.funding_domains.clone()))
+                        .map(|(_, g)| {
+                            (
+                                g.terms.life_domains.clone(),
+                                g.terms.funding_domains.clone(),
+                            )
+                        })
                         .collect(),
                     parties: BTreeSet::new(),
                 };
@@ -426,20 +434,24 @@ pub fn authorize(
         })?),
         _ => None,
     };
-    if action == Action::Register {
+    let action = match (action, household.registered, principal.role) {
         // Only a client or legal representative (possibly through their PGO) registers a
         // household, and becomes its first owner.
-        return match (household.registered, principal.role) {
-            (false, PrincipalRole::Citizen | PrincipalRole::Platform) => Ok(Access {
+        (Action::Register, false, PrincipalRole::Citizen | PrincipalRole::Platform) => {
+            return Ok(Access {
                 basis: vec!["owner:registrant".to_owned()],
                 view: View::everything(),
-            }),
-            (false, _) => Err(Denied(
+            });
+        }
+        (Action::Register, false, _) => {
+            return Err(Denied(
                 "a household is registered by its client or legal representative".to_owned(),
-            )),
-            (true, _) => Err(no_access()),
-        };
-    }
+            ));
+        }
+        // Registering it again: only its owners may learn that it exists.
+        (Action::Register, true, _) => Action::Own,
+        (action, ..) => action,
+    };
     if !household.registered {
         return Err(no_access());
     }
@@ -453,12 +465,8 @@ pub fn authorize(
     let mut layers = vec![layer];
     if principal.role == PrincipalRole::Platform {
         let client_id = principal.client_id.as_deref().unwrap_or_default();
-        let platform = Standing::of_platform(
-            household,
-            &principal.identity.issuer,
-            client_id,
-            today,
-        );
+        let platform =
+            Standing::of_platform(household, &principal.identity.issuer, client_id, today);
         let (platform_basis, platform_layer) =
             platform.allows(household, action).ok_or_else(|| {
                 Denied(format!(

@@ -339,7 +339,8 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
             if held.revoked {
                 return Err(DomainError::invalid("grant_id", "is revoked already"));
             }
-            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            // The family owes nobody a reason.
+            v::optional_text("reason", &reason, MAX_REASON_CHARS, true)?;
             E::AccessRevoked { grant, reason }
         }
         C::RequestAccess {
@@ -372,7 +373,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
                     "has been answered already",
                 ));
             }
-            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            v::optional_text("reason", &reason, MAX_REASON_CHARS, true)?;
             E::AccessRequestDeclined { request, reason }
         }
         C::AddMember { member, details } => {

@@ -31,7 +31,7 @@ pub mod vocab;
 pub use command::{Command, decide};
 pub use error::DomainError;
 pub use event::{
-    AgreementTerms, ContactDetails, DomainEvent, GrantTerms, Grantee, Identity, MemberDetails, Party,
-    SCHEMA_VERSION,
+    AgreementTerms, ContactDetails, DomainEvent, GrantTerms, Grantee, Identity, MemberDetails,
+    Party, SCHEMA_VERSION,
 };
 pub use state::Household;

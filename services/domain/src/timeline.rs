@@ -118,16 +118,18 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             format!("Huishouden aangemeld: {name}"),
         ),
         E::IdentityLinked {
-            party, identity, ..
+            party,
+            identity,
+            organisation_id,
         } => {
             let (name, members) = match party {
                 Party::Member(m) => (member_name(m), vec![*m]),
                 Party::Contact(c) => (contact_name(c), Vec::new()),
             };
-            let summary = if identity.is_some() {
-                format!("Inlog gekoppeld aan {name}")
-            } else {
-                format!("Inlog van {name} ontkoppeld")
+            let summary = match (identity, organisation_id) {
+                (None, None) => format!("Inlog van {name} ontkoppeld"),
+                (Some(_), None) => format!("Inlog gekoppeld aan {name}"),
+                (_, Some(org)) => format!("{name} gekoppeld aan organisatie {org}"),
             };
             TimelineEntry {
                 members,
@@ -147,7 +149,7 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             new(
                 EntryKind::Access,
                 recorded_on,
-                format!("Toegang van {who} ingetrokken: {reason}"),
+                with_reason(format!("Toegang van {who} ingetrokken"), reason),
             )
         }
         E::AccessRequested {
@@ -165,7 +167,7 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             new(
                 EntryKind::Access,
                 recorded_on,
-                format!("Toegangsverzoek van {who} afgewezen: {reason}"),
+                with_reason(format!("Toegangsverzoek van {who} afgewezen"), reason),
             )
         }
         E::MemberAdded { member, details } => TimelineEntry {
@@ -501,6 +503,15 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
     }
 }
 
+/// `what`, with `: reason` when one was given.
+fn with_reason(what: String, reason: &str) -> String {
+    if reason.trim().is_empty() {
+        what
+    } else {
+        format!("{what}: {reason}")
+    }
+}
+
 /// "tijdlijn inzien, logboek bijhouden (Wonen, Gezondheid; tot 2027-01-01)".
 fn describe_terms(terms: &crate::event::GrantTerms) -> String {
     let scopes: Vec<&str> = terms.scopes.iter().map(|s| s.display_name()).collect();
@@ -508,7 +519,12 @@ fn describe_terms(terms: &crate::event::GrantTerms) -> String {
         .life_domains
         .iter()
         .map(|d| d.display_name().to_owned())
-        .chain(terms.funding_domains.iter().map(|d| d.display_name().to_owned()))
+        .chain(
+            terms
+                .funding_domains
+                .iter()
+                .map(|d| d.display_name().to_owned()),
+        )
         .collect();
     if let Some(until) = terms.until {
         limits.push(format!("tot en met {until}"));

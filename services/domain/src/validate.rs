@@ -117,8 +117,18 @@ pub const MAX_ISSUER_CHARS: usize = 500;
 
 /// A signed-in identity: issuer and subject both given, on one line.
 pub fn identity(field: &str, value: &crate::event::Identity) -> Result<(), DomainError> {
-    text(&format!("{field}.issuer"), &value.issuer, MAX_ISSUER_CHARS, false)?;
-    text(&format!("{field}.subject"), &value.subject, MAX_NAME_CHARS, false)
+    text(
+        &format!("{field}.issuer"),
+        &value.issuer,
+        MAX_ISSUER_CHARS,
+        false,
+    )?;
+    text(
+        &format!("{field}.subject"),
+        &value.subject,
+        MAX_NAME_CHARS,
+        false,
+    )
 }
 
 /// Who a grant or request is for.

@@ -202,7 +202,9 @@ impl Filter {
         self.household.is_none_or(|h| r.household == Some(h))
             && self.subject.as_ref().is_none_or(|s| {
                 r.user.as_ref().is_some_and(|u| &u.identity.subject == s)
-                    || r.responsible.as_ref().is_some_and(|u| &u.identity.subject == s)
+                    || r.responsible
+                        .as_ref()
+                        .is_some_and(|u| &u.identity.subject == s)
             })
             && self
                 .organisation
@@ -283,10 +285,16 @@ impl Auditor {
         filter: &Filter,
     ) -> Result<(Vec<Stored>, Option<u64>), AuditError> {
         let stream = format!("audit-{}", household.0);
-        self.scan(limit, filter, from, |next| {
-            self.log
-                .read_stream(&stream, next, Direction::Forwards, SCAN_CHUNK)
-        }, |r| r.revision)
+        self.scan(
+            limit,
+            filter,
+            from,
+            |next| {
+                self.log
+                    .read_stream(&stream, next, Direction::Forwards, SCAN_CHUNK)
+            },
+            |r| r.revision,
+        )
     }
 
     /// Up to `limit` records of the whole audit log from global position `from` on that
@@ -297,9 +305,13 @@ impl Auditor {
         limit: usize,
         filter: &Filter,
     ) -> Result<(Vec<Stored>, Option<u64>), AuditError> {
-        self.scan(limit, filter, from, |next| {
-            self.log.read_all(next, Direction::Forwards, SCAN_CHUNK)
-        }, |r| r.position)
+        self.scan(
+            limit,
+            filter,
+            from,
+            |next| self.log.read_all(next, Direction::Forwards, SCAN_CHUNK),
+            |r| r.position,
+        )
     }
 
     fn scan(

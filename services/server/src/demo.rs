@@ -727,10 +727,8 @@ async fn ally(api: &Api) -> DemoResult<Family> {
 /// timeline.
 pub async fn run(url: String, token: &str, out: &mut impl std::io::Write) -> DemoResult<()> {
     let channel = Channel::from_shared(url)?.connect().await?;
-    let api = HouseholdServiceClient::with_interceptor(
-        channel,
-        naast_proto::client::Bearer::new(token)?,
-    );
+    let api =
+        HouseholdServiceClient::with_interceptor(channel, naast_proto::client::Bearer::new(token)?);
     let families = [
         copilot(&api).await?,
         life_course(&api).await?,

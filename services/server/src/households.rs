@@ -194,7 +194,9 @@ impl Households {
         action: Action,
     ) -> Result<Access, AppError> {
         let decision = self
-            .inspect(household, |state, _| self.decide_access(calling, state, action))
+            .inspect(household, |state, _| {
+                self.decide_access(calling, state, action)
+            })
             .await?;
         match decision {
             Ok(access) => Ok(access),

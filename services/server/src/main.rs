@@ -195,7 +195,9 @@ fn guard(
 
 /// Prints a token for each demo persona, loudly marked.
 fn print_dev_tokens(dev: &DevIssuer) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    println!("naast: DEVELOPMENT ISSUER {DEV_ISSUER} IS ON. NOT FOR PRODUCTION: these tokens sign in as demo personas.");
+    println!(
+        "naast: DEVELOPMENT ISSUER {DEV_ISSUER} IS ON. NOT FOR PRODUCTION: these tokens sign in as demo personas."
+    );
     for persona in PERSONAS {
         println!(
             "naast dev token {} {}",
@@ -322,6 +324,13 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Se
     println!("naast listening on {address}");
     let _ = std::io::stdout().flush();
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
-    grpc::run(listener, log, projections, Some(guard), grpc::shutdown_signal()).await?;
+    grpc::run(
+        listener,
+        log,
+        projections,
+        Some(guard),
+        grpc::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -7,9 +7,7 @@ use super::{AccessJwt, NaastClaims};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use naast_domain::Identity;
 use naast_domain::vocab::PrincipalRole;
-use openidconnect::core::{
-    CoreEdDsaPrivateSigningKey, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
-};
+use openidconnect::core::{CoreEdDsaPrivateSigningKey, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
 use openidconnect::{
     Audience, EndUserName, IdTokenClaims, IssuerUrl, JsonWebKeyId, LocalizedClaim,
     PrivateSigningKey, StandardClaims, SubjectIdentifier,
@@ -191,9 +189,11 @@ impl DevIssuer {
 
     /// A token for `persona`, valid for `lifetime` from now.
     pub fn mint(&self, persona: &Persona, lifetime: Duration) -> Result<String, DevError> {
-        let issuer = IssuerUrl::new(DEV_ISSUER.to_owned()).map_err(|e| DevError::Sign(e.to_string()))?;
+        let issuer =
+            IssuerUrl::new(DEV_ISSUER.to_owned()).map_err(|e| DevError::Sign(e.to_string()))?;
         let now = chrono::Utc::now();
-        let lifetime = chrono::Duration::from_std(lifetime).map_err(|e| DevError::Sign(e.to_string()))?;
+        let lifetime =
+            chrono::Duration::from_std(lifetime).map_err(|e| DevError::Sign(e.to_string()))?;
         let mut name = LocalizedClaim::new();
         name.insert(None, EndUserName::new(persona.name.to_owned()));
         let claims = IdTokenClaims::new(
@@ -201,7 +201,8 @@ impl DevIssuer {
             vec![Audience::new(self.audience.clone())],
             now + lifetime,
             now,
-            StandardClaims::new(SubjectIdentifier::new(persona.subject.to_owned())).set_name(Some(name)),
+            StandardClaims::new(SubjectIdentifier::new(persona.subject.to_owned()))
+                .set_name(Some(name)),
             NaastClaims {
                 naast_role: Some(persona.role.wire_name().to_owned()),
                 naast_org: persona.organisation.map(str::to_owned),
@@ -210,8 +211,14 @@ impl DevIssuer {
                 nbf: None,
             },
         );
-        let token = AccessJwt::new(claims, &self.key, CoreJwsSigningAlgorithm::EdDsa, None, None)
-            .map_err(|e| DevError::Sign(e.to_string()))?;
+        let token = AccessJwt::new(
+            claims,
+            &self.key,
+            CoreJwsSigningAlgorithm::EdDsa,
+            None,
+            None,
+        )
+        .map_err(|e| DevError::Sign(e.to_string()))?;
         Ok(token.to_string())
     }
 }

@@ -29,9 +29,9 @@ impl AuditApi {
     }
 
     fn auditor(&self) -> Result<&Auditor, Status> {
-        self.auditor
-            .as_ref()
-            .ok_or_else(|| Status::failed_precondition("there is no audit log: authentication is switched off"))
+        self.auditor.as_ref().ok_or_else(|| {
+            Status::failed_precondition("there is no audit log: authentication is switched off")
+        })
     }
 }
 
@@ -172,7 +172,10 @@ impl pb::audit_service_server::AuditService for AuditApi {
             Outcome::Denied
         });
         record.household = None;
-        record.objects = filter.household.map(|h| vec![h.to_string()]).unwrap_or_default();
+        record.objects = filter
+            .household
+            .map(|h| vec![h.to_string()])
+            .unwrap_or_default();
         if allowed {
             record.basis = vec!["role:admin".to_owned()];
         } else {

@@ -3,10 +3,10 @@
 
 use super::forward::{Next, Step, forward};
 use super::households::split;
+use super::status::{from_log_error, invalid_argument};
 use crate::audit::{self, Auditor};
 use crate::auth::layer::Calling;
 use naast_domain::vocab::PrincipalRole;
-use super::status::{from_log_error, invalid_argument};
 use naast_eventlog::Subscription;
 use naast_eventlog::{
     AppendOutcome, Direction, END, EventLog, ExpectedRevision, Metadata, NewEvent, RecordedEvent,
@@ -54,9 +54,13 @@ impl EventLogApi {
             return Ok(false);
         };
         let refusal = if caller.principal.role != PrincipalRole::Administrator {
-            Some("the raw event log is for service administrators; households are read and written through HouseholdService")
+            Some(
+                "the raw event log is for service administrators; households are read and written through HouseholdService",
+            )
         } else if stream.is_some_and(|s| s.starts_with(HOUSEHOLD_STREAM_PREFIX)) {
-            Some("a household's stream is read through HouseholdService, which applies the family's consent")
+            Some(
+                "a household's stream is read through HouseholdService, which applies the family's consent",
+            )
         } else {
             None
         };

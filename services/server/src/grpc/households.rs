@@ -68,9 +68,12 @@ impl HouseholdApi {
         let options = options.unwrap_or_default();
         let context = CommandContext {
             calling: calling.clone(),
+            actor: match calling {
+                Calling::Unguarded => None,
+                Calling::Caller(caller) => Some(caller.principal.identity.subject.clone()),
+            },
             request_id: c::optional_id("options.request_id", &options.request_id)?,
             expected_revision: options.expected_revision,
-            actor: None,
             happened_on: c::optional_date(
                 crate::households::EFFECTIVE_DATE_FIELD,
                 &options.effective_date,
@@ -371,10 +374,15 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let (calling, r) = split(request)?;
         let id: HouseholdId = c::new_id("household_id", &r.household_id)?;
         let result = self
-            .execute(&calling, id, r.options, Command::RegisterHousehold {
+            .execute(
+                &calling,
+                id,
+                r.options,
+                Command::RegisterHousehold {
                     name: r.name,
                     registered_by: registrant(&calling),
-                },)
+                },
+            )
             .await?;
         Ok(Response::new(pb::CreateHouseholdResponse {
             result: Some(result),
@@ -421,7 +429,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let member: MemberId = c::new_id("member_id", &r.member_id)?;
         let details = c::member_details("details", r.details)?;
         let result = self
-            .execute(&calling, id, r.options, Command::AddMember { member, details })
+            .execute(
+                &calling,
+                id,
+                r.options,
+                Command::AddMember { member, details },
+            )
             .await?;
         Ok(Response::new(pb::CreateMemberResponse {
             result: Some(result),
@@ -438,7 +451,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let member = c::id("member_id", &r.member_id)?;
         let details = c::member_details("details", r.details)?;
         let result = self
-            .execute(&calling, id, r.options, Command::UpdateMember { member, details })
+            .execute(
+                &calling,
+                id,
+                r.options,
+                Command::UpdateMember { member, details },
+            )
             .await?;
         Ok(Response::new(pb::UpdateMemberResponse {
             result: Some(result),
@@ -477,7 +495,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let contact = c::new_id("contact_id", &r.contact_id)?;
         let details = c::contact_details("details", r.details)?;
         let result = self
-            .execute(&calling, id, r.options, Command::AddContact { contact, details })
+            .execute(
+                &calling,
+                id,
+                r.options,
+                Command::AddContact { contact, details },
+            )
             .await?;
         Ok(Response::new(pb::CreateContactResponse {
             result: Some(result),
@@ -494,7 +517,12 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let contact = c::id("contact_id", &r.contact_id)?;
         let details = c::contact_details("details", r.details)?;
         let result = self
-            .execute(&calling, id, r.options, Command::UpdateContact { contact, details })
+            .execute(
+                &calling,
+                id,
+                r.options,
+                Command::UpdateContact { contact, details },
+            )
             .await?;
         Ok(Response::new(pb::UpdateContactResponse {
             result: Some(result),

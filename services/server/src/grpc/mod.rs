@@ -14,9 +14,9 @@ pub use audit::AuditApi;
 pub use event_log::EventLogApi;
 pub use households::HouseholdApi;
 
+use crate::auth::layer::{AuthLayer, Guard};
 use naast_eventlog::EventLog;
 use naast_projections::Projections;
-use crate::auth::layer::{AuthLayer, Guard};
 use naast_proto::pb::audit_service_server::AuditServiceServer;
 use naast_proto::pb::consent_service_server::ConsentServiceServer;
 use naast_proto::pb::event_log_service_server::EventLogServiceServer;

@@ -1,0 +1,487 @@
+//! The access policy: owners, linked members, grants (person, organisation, platform) with their
+//! domains and last days, parties to agreements, and the roles that never read a household.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
+use naast_domain::access::{Action, Principal, ReadKind, authorize};
+use naast_domain::ids::{AgreementId, ContactId, GoalId, GrantId, MemberId};
+use naast_domain::timeline::{EntryKind, TimelineEntry};
+use naast_domain::vocab::*;
+use naast_domain::{
+    AgreementTerms, Command, ContactDetails, GrantTerms, Grantee, Household, Identity,
+    MemberDetails, Party, decide,
+};
+use time::macros::date;
+
+const ISSUER: &str = "https://login.example.nl";
+const TODAY: time::Date = date!(2026 - 11 - 23);
+
+fn id(subject: &str) -> Identity {
+    Identity {
+        issuer: ISSUER.into(),
+        subject: subject.into(),
+    }
+}
+
+fn person(subject: &str, role: PrincipalRole, organisation: Option<&str>) -> Principal {
+    Principal {
+        identity: id(subject),
+        role,
+        name: None,
+        organisation: organisation.map(str::to_owned),
+        client_id: Some("app".into()),
+        acting_for: None,
+    }
+}
+
+fn run(household: &mut Household, command: Command) {
+    for event in decide(household, command.clone()).unwrap_or_else(|e| panic!("{command:?}: {e}")) {
+        household.apply(&event);
+    }
+}
+
+struct World {
+    household: Household,
+    mother: MemberId,
+    father: MemberId,
+    provider: ContactId,
+    other_provider: ContactId,
+    goal: GoalId,
+    other_goal: GoalId,
+    agreement: AgreementId,
+    other_agreement: AgreementId,
+}
+
+fn world() -> World {
+    let mut household = Household::default();
+    run(
+        &mut household,
+        Command::RegisterHousehold {
+            name: "Familie Jansen".into(),
+            registered_by: Some(id("registrant")),
+        },
+    );
+    let member = |name: &str, role, relation| MemberDetails {
+        name: name.into(),
+        role,
+        relation,
+        birth_date: None,
+    };
+    let (child, mother, father) = (MemberId::new(), MemberId::new(), MemberId::new());
+    for (m, details) in [
+        (child, member("Eva", MemberRole::Client, None)),
+        (
+            mother,
+            member(
+                "Ilse",
+                MemberRole::LegalRepresentative,
+                Some(Relation::Parent),
+            ),
+        ),
+        (
+            father,
+            member("Joost", MemberRole::Relative, Some(Relation::Parent)),
+        ),
+    ] {
+        run(&mut household, Command::AddMember { member: m, details });
+    }
+    for (m, subject) in [(mother, "ilse"), (father, "joost")] {
+        run(
+            &mut household,
+            Command::LinkIdentity {
+                party: Party::Member(m),
+                identity: Some(id(subject)),
+                organisation_id: None,
+            },
+        );
+    }
+    let (provider, other_provider) = (ContactId::new(), ContactId::new());
+    for (c, name) in [(provider, "Thuiszorg"), (other_provider, "Logeerhuis")] {
+        run(
+            &mut household,
+            Command::AddContact {
+                contact: c,
+                details: ContactDetails {
+                    kind: ContactKind::CareProvider,
+                    name: name.into(),
+                    organisation: None,
+                    supporter_kind: None,
+                    institution_kind: None,
+                },
+            },
+        );
+    }
+    run(
+        &mut household,
+        Command::LinkIdentity {
+            party: Party::Contact(provider),
+            identity: None,
+            organisation_id: Some("AGB-1".into()),
+        },
+    );
+    let (goal, other_goal) = (GoalId::new(), GoalId::new());
+    for (g, domain) in [
+        (goal, LifeDomain::PhysicalHealth),
+        (other_goal, LifeDomain::Housing),
+    ] {
+        run(
+            &mut household,
+            Command::SetGoal {
+                goal: g,
+                owner: child,
+                title: "doel".into(),
+                description: String::new(),
+                life_domains: vec![domain],
+                plan: None,
+            },
+        );
+    }
+    let (agreement, other_agreement) = (AgreementId::new(), AgreementId::new());
+    for (a, c, g, funding) in [
+        (agreement, provider, goal, FundingDomain::Wlz),
+        (
+            other_agreement,
+            other_provider,
+            other_goal,
+            FundingDomain::Wmo,
+        ),
+    ] {
+        run(
+            &mut household,
+            Command::ProposeAgreement {
+                agreement: a,
+                terms: AgreementTerms {
+                    title: "afspraak".into(),
+                    description: String::new(),
+                    parties: vec![Party::Contact(c)],
+                    responsible: Some(c),
+                    funding,
+                    pgb: false,
+                    start: date!(2026 - 01 - 01),
+                    end: None,
+                    frequency: None,
+                    goals: vec![g],
+                    review_on: None,
+                    plan: None,
+                },
+            },
+        );
+    }
+    World {
+        household,
+        mother,
+        father,
+        provider,
+        other_provider,
+        goal,
+        other_goal,
+        agreement,
+        other_agreement,
+    }
+}
+
+fn grant(w: &mut World, grantee: Grantee, terms: GrantTerms) -> GrantId {
+    let grant = GrantId::new();
+    run(
+        &mut w.household,
+        Command::GrantAccess {
+            grant,
+            grantee,
+            terms,
+            request: None,
+        },
+    );
+    grant
+}
+
+fn terms(scopes: &[AccessScope]) -> GrantTerms {
+    GrantTerms {
+        scopes: scopes.to_vec(),
+        life_domains: Vec::new(),
+        funding_domains: Vec::new(),
+        until: None,
+    }
+}
+
+fn entry(life: &[LifeDomain], funding: &[FundingDomain]) -> TimelineEntry {
+    TimelineEntry {
+        kind: EntryKind::Note,
+        date: TODAY,
+        summary: String::new(),
+        members: Vec::new(),
+        life_domains: life.to_vec(),
+        funding_domains: funding.to_vec(),
+    }
+}
+
+#[test]
+fn owners_do_everything_and_others_only_what_is_granted() {
+    let mut w = world();
+    let h = &w.household;
+    for (who, subject) in [
+        ("registrant", "registrant"),
+        ("legal representative", "ilse"),
+    ] {
+        let access = authorize(
+            h,
+            &person(subject, PrincipalRole::Citizen, None),
+            Action::Own,
+            TODAY,
+        )
+        .unwrap_or_else(|e| panic!("{who}: {e}"));
+        assert!(access.view.is_everything());
+        assert!(access.basis[0].starts_with("owner:"), "{who}");
+    }
+    // A linked relative is no owner: nothing without a grant.
+    let joost = person("joost", PrincipalRole::Citizen, None);
+    assert!(authorize(h, &joost, Action::Read(ReadKind::Timeline), TODAY).is_err());
+    assert!(authorize(h, &joost, Action::Own, TODAY).is_err());
+    // Unlinking the mother takes her ownership away.
+    let mother = w.mother;
+    run(
+        &mut w.household,
+        Command::LinkIdentity {
+            party: Party::Member(mother),
+            identity: None,
+            organisation_id: None,
+        },
+    );
+    let ilse = person("ilse", PrincipalRole::Citizen, None);
+    assert!(authorize(&w.household, &ilse, Action::Own, TODAY).is_err());
+    // One identity links to one member only.
+    let father = w.father;
+    let refused = decide(
+        &w.household,
+        Command::LinkIdentity {
+            party: Party::Member(mother),
+            identity: Some(id("joost")),
+            organisation_id: None,
+        },
+    )
+    .unwrap_err();
+    assert!(refused.to_string().contains("identity"), "{refused}");
+    let _ = father;
+
+    // A grant gives exactly its scopes, until its last day, and not after revocation.
+    let g = grant(
+        &mut w,
+        Grantee::Person {
+            identity: id("joost"),
+        },
+        GrantTerms {
+            until: Some(TODAY),
+            ..terms(&[AccessScope::ReadTimeline, AccessScope::WriteGoalsNotes])
+        },
+    );
+    let h = &w.household;
+    let access = authorize(h, &joost, Action::Read(ReadKind::Timeline), TODAY).unwrap();
+    assert_eq!(access.basis, [format!("grant:{g}")]);
+    assert!(
+        authorize(
+            h,
+            &joost,
+            Action::Write(AccessScope::WriteGoalsNotes),
+            TODAY
+        )
+        .is_ok()
+    );
+    assert!(authorize(h, &joost, Action::Write(AccessScope::KeepLogbook), TODAY).is_err());
+    let tomorrow = TODAY.next_day().unwrap();
+    assert!(authorize(h, &joost, Action::Read(ReadKind::Timeline), tomorrow).is_err());
+    run(
+        &mut w.household,
+        Command::RevokeAccess {
+            grant: g,
+            reason: String::new(),
+        },
+    );
+    assert!(
+        authorize(
+            &w.household,
+            &joost,
+            Action::Read(ReadKind::Timeline),
+            TODAY
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn domains_limit_what_a_reader_sees() {
+    let mut w = world();
+    grant(
+        &mut w,
+        Grantee::Organisation { id: "MEE".into() },
+        GrantTerms {
+            life_domains: vec![LifeDomain::Housing],
+            ..terms(&[AccessScope::ReadTimeline])
+        },
+    );
+    // Anyone of the organisation, not only one person.
+    let supporter = person("s", PrincipalRole::Supporter, Some("MEE"));
+    let h = &w.household;
+    let view = authorize(h, &supporter, Action::Read(ReadKind::Timeline), TODAY)
+        .unwrap()
+        .view;
+    assert!(view.entry(&entry(&[LifeDomain::Housing], &[])));
+    assert!(!view.entry(&entry(&[LifeDomain::PhysicalHealth], &[])));
+    assert!(
+        !view.entry(&entry(&[], &[])),
+        "no domain: not within the grant"
+    );
+    assert!(!view.plans());
+    assert!(view.goal(h, w.other_goal, &h.goals[&w.other_goal], TODAY));
+    assert!(!view.goal(h, w.goal, &h.goals[&w.goal], TODAY));
+    assert!(view.agreement(h, &h.agreements[&w.other_agreement], TODAY));
+    assert!(!view.agreement(h, &h.agreements[&w.agreement], TODAY));
+    // The household's names and network need a whole-timeline grant.
+    assert!(authorize(h, &supporter, Action::Read(ReadKind::Household), TODAY).is_err());
+    // Funding domains limit too.
+    grant(
+        &mut w,
+        Grantee::Person { identity: id("w") },
+        GrantTerms {
+            funding_domains: vec![FundingDomain::Wlz],
+            ..terms(&[AccessScope::ReadTimeline])
+        },
+    );
+    let h = &w.household;
+    let wlz = authorize(
+        h,
+        &person("w", PrincipalRole::Supporter, None),
+        Action::Read(ReadKind::Agreements),
+        TODAY,
+    )
+    .unwrap()
+    .view;
+    assert!(wlz.agreement(h, &h.agreements[&w.agreement], TODAY));
+    assert!(!wlz.agreement(h, &h.agreements[&w.other_agreement], TODAY));
+    assert!(wlz.entry(&entry(&[LifeDomain::Housing], &[FundingDomain::Wlz])));
+    assert!(!wlz.entry(&entry(&[LifeDomain::Housing], &[FundingDomain::Wmo])));
+}
+
+#[test]
+fn a_provider_sees_its_own_agreements_and_nothing_else() {
+    let w = world();
+    let h = &w.household;
+    let professional = person("p", PrincipalRole::Professional, Some("AGB-1"));
+    let view = authorize(h, &professional, Action::Read(ReadKind::Agreements), TODAY)
+        .unwrap()
+        .view;
+    assert!(view.agreement(h, &h.agreements[&w.agreement], TODAY));
+    assert!(!view.agreement(h, &h.agreements[&w.other_agreement], TODAY));
+    assert!(view.goal(h, w.goal, &h.goals[&w.goal], TODAY));
+    assert!(!view.goal(h, w.other_goal, &h.goals[&w.other_goal], TODAY));
+    let access = authorize(h, &professional, Action::Respond(w.agreement), TODAY).unwrap();
+    assert_eq!(access.basis, [format!("party:{}", w.provider)]);
+    assert!(authorize(h, &professional, Action::Respond(w.other_agreement), TODAY).is_err());
+    assert!(authorize(h, &professional, Action::Read(ReadKind::Timeline), TODAY).is_err());
+    assert!(
+        authorize(
+            h,
+            &professional,
+            Action::Write(AccessScope::ProposeAgreements),
+            TODAY
+        )
+        .is_err()
+    );
+    // Another organisation is no party.
+    let stranger = person("q", PrincipalRole::Professional, Some("AGB-2"));
+    assert!(authorize(h, &stranger, Action::Respond(w.agreement), TODAY).is_err());
+    let _ = w.other_provider;
+}
+
+#[test]
+fn a_platform_does_what_both_it_and_its_member_may() {
+    let mut w = world();
+    let platform = |acting_for: &str| Principal {
+        identity: id("pgo"),
+        role: PrincipalRole::Platform,
+        name: None,
+        organisation: None,
+        client_id: Some("pgo-app".into()),
+        acting_for: Some(id(acting_for)),
+    };
+    let read = Action::Read(ReadKind::Timeline);
+    // The member may, the platform is not yet allowed.
+    assert!(authorize(&w.household, &platform("ilse"), read, TODAY).is_err());
+    grant(
+        &mut w,
+        Grantee::Platform {
+            issuer: ISSUER.into(),
+            client_id: "pgo-app".into(),
+        },
+        GrantTerms {
+            life_domains: vec![LifeDomain::Housing],
+            ..terms(&[AccessScope::ReadTimeline])
+        },
+    );
+    let h = &w.household;
+    let view = authorize(h, &platform("ilse"), read, TODAY).unwrap().view;
+    assert!(view.entry(&entry(&[LifeDomain::Housing], &[])));
+    assert!(
+        !view.entry(&entry(&[LifeDomain::Safety], &[])),
+        "the platform's grant limits the owner's view"
+    );
+    // The platform is allowed, the member it acts for is not.
+    assert!(authorize(h, &platform("joost"), read, TODAY).is_err());
+    assert!(authorize(h, &platform("nobody"), read, TODAY).is_err());
+    let mut anonymous = platform("ilse");
+    anonymous.acting_for = None;
+    assert!(authorize(h, &anonymous, read, TODAY).is_err());
+}
+
+#[test]
+fn evaluators_and_administrators_never_read_a_household() {
+    let w = world();
+    for role in [PrincipalRole::Evaluator, PrincipalRole::Administrator] {
+        let who = person("registrant", role, None);
+        for action in [
+            Action::Read(ReadKind::Timeline),
+            Action::Read(ReadKind::Household),
+            Action::Own,
+            Action::RequestAccess,
+        ] {
+            assert!(
+                authorize(&w.household, &who, action, TODAY).is_err(),
+                "{role:?} {action:?}"
+            );
+        }
+    }
+    // Registration: a citizen (or a platform for one), not a supporter.
+    let empty = Household::default();
+    assert!(
+        authorize(
+            &empty,
+            &person("x", PrincipalRole::Citizen, None),
+            Action::Register,
+            TODAY
+        )
+        .is_ok()
+    );
+    assert!(
+        authorize(
+            &empty,
+            &person("x", PrincipalRole::Supporter, None),
+            Action::Register,
+            TODAY
+        )
+        .is_err()
+    );
+    // An unknown household is refused like one the caller may not see.
+    let refused = authorize(
+        &empty,
+        &person("x", PrincipalRole::Citizen, None),
+        Action::Read(ReadKind::Timeline),
+        TODAY,
+    )
+    .unwrap_err();
+    let hidden = authorize(
+        &w.household,
+        &person("x", PrincipalRole::Citizen, None),
+        Action::Read(ReadKind::Timeline),
+        TODAY,
+    )
+    .unwrap_err();
+    assert_eq!(refused, hidden);
+}

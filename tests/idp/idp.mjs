@@ -1,0 +1,134 @@
+// A real OpenID provider for naast's end-to-end tests: oidc-provider on loopback, issuing RS256
+// JWT access tokens (RFC 9068) on POST /token with grant_type=client_credentials.
+//
+// - System clients (a PGO platform) authenticate with a signed JWT client assertion
+//   (private_key_jwt), as Koppeltaal 2.0 and SMART Backend Services ask. Their private keys are
+//   written to KEYS_DIR/<client_id>.pem for the test to sign assertions with.
+// - People sign in interactively in production; no browser runs here, so each test persona is a
+//   client (client_secret_basic) whose tokens carry that person's subject and claims. naast sees
+//   the same kind of signed access token either way.
+// - Resources: https://naast.test/api (audience "naast"), https://naast.test/short (audience
+//   "naast", 1 s lifetime), https://other.test/api (audience "other").
+// - POST /test/rotate makes the provider sign with a new key (the old one is still published),
+//   as an issuer rotating its keys does.
+//
+// usage: node idp.mjs KEYS_DIR   (prints "idp listening on http://127.0.0.1:PORT")
+
+import Provider from 'oidc-provider';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+
+const keysDir = process.argv[2];
+if (!keysDir) {
+  console.error('usage: node idp.mjs KEYS_DIR');
+  process.exit(64);
+}
+
+function signingKey(kid) {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig', alg: 'RS256' };
+}
+
+// The people of the tests, by client id.
+const personas = {
+  'ouder-a': { sub: 'burger-ouder-a', naast_role: 'citizen', name: 'Ouder A' },
+  'ouder-b': { sub: 'burger-ouder-b', naast_role: 'citizen', name: 'Ouder B' },
+  ondersteuner: { sub: 'ondersteuner-1', naast_role: 'supporter', naast_org: 'MEE-0001', name: 'Cliëntondersteuner' },
+  zorgverlener: { sub: 'zorgverlener-1', naast_role: 'professional', naast_org: 'AGB-01234567', name: 'Zorgverlener' },
+  evaluator: { sub: 'evaluator-1', naast_role: 'evaluator', name: 'Evaluator' },
+  beheerder: { sub: 'beheerder-1', naast_role: 'admin', name: 'Beheerder' },
+  // Ouder A's token, valid only an hour from now.
+  toekomst: { sub: 'burger-ouder-a', naast_role: 'citizen', nbf_offset: 3600 },
+};
+
+// System clients with their own key pairs.
+const systems = { 'pgo-platform': { naast_role: 'pgo', name: 'PGO-platform' } };
+const systemClients = Object.keys(systems).map((clientId) => {
+  const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  fs.writeFileSync(path.join(keysDir, `${clientId}.pem`), privateKey.export({ format: 'pem', type: 'pkcs8' }));
+  return {
+    client_id: clientId,
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: 'RS256',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    jwks: { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: `${clientId}-1`, use: 'sig', alg: 'RS256' }] },
+  };
+});
+
+const resources = {
+  'https://naast.test/api': { audience: 'naast', accessTokenTTL: 3600 },
+  'https://naast.test/short': { audience: 'naast', accessTokenTTL: 1 },
+  'https://other.test/api': { audience: 'other', accessTokenTTL: 3600 },
+};
+
+function build(issuer, keys) {
+  const provider = new Provider(issuer, {
+    jwks: { keys },
+    clients: [
+      ...Object.keys(personas).map((clientId) => ({
+        client_id: clientId,
+        client_secret: `secret-${clientId}`,
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+      })),
+      ...systemClients,
+    ],
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => 'https://naast.test/api',
+        useGrantedResource: () => true,
+        getResourceServerInfo: (ctx, resource) => {
+          const info = resources[resource];
+          if (!info) throw new Error(`unknown resource ${resource}`);
+          return { scope: 'naast', accessTokenFormat: 'jwt', ...info };
+        },
+      },
+    },
+    extraTokenClaims: (ctx, token) => {
+      const who = personas[token.clientId] ?? systems[token.clientId];
+      if (!who) return undefined;
+      const claims = { naast_role: who.naast_role, name: who.name };
+      if (who.naast_org) claims.naast_org = who.naast_org;
+      // A platform names the member it acts for in its token request.
+      const actingFor = ctx?.oidc?.body?.acting_for;
+      if (who.naast_role === 'pgo' && actingFor) claims.naast_acting_for = String(actingFor);
+      return claims;
+    },
+    formats: {
+      customizers: {
+        jwt: (ctx, token, jwt) => {
+          const who = personas[token.clientId];
+          if (who?.sub) jwt.payload.sub = who.sub;
+          if (who?.nbf_offset) jwt.payload.nbf = Math.floor(Date.now() / 1000) + who.nbf_offset;
+        },
+      },
+    },
+  });
+  return provider.callback();
+}
+
+const first = signingKey('idp-key-1');
+let handler = null;
+const server = http.createServer((req, res) => {
+  if (req.method === 'POST' && req.url === '/test/rotate') {
+    handler = build(issuer, [signingKey('idp-key-2'), first]);
+    res.end('rotated\n');
+    return;
+  }
+  handler(req, res);
+});
+let issuer = '';
+server.listen(0, '127.0.0.1', () => {
+  issuer = `http://127.0.0.1:${server.address().port}`;
+  handler = build(issuer, [first]);
+  console.log(`idp listening on ${issuer}`);
+});
