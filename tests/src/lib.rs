@@ -329,3 +329,19 @@ impl Drop for Idp {
         let _ = self.child.wait();
     }
 }
+
+/// A master key file (32 random bytes, base64) in `dir`, for a server that is not in dev mode.
+pub fn master_key_file(dir: &Path) -> PathBuf {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    // A test key: it need not be secret, only the one this server is given.
+    bytes[..16].copy_from_slice(uuid::Uuid::now_v7().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::now_v7().as_bytes());
+    let path = dir.join("master.key");
+    std::fs::write(
+        &path,
+        base64::engine::general_purpose::STANDARD.encode(bytes),
+    )
+    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}

@@ -18,9 +18,12 @@ use tonic::Code;
 /// A server trusting `idp`, with no clock leeway (so expiry is exact) and keys fetched again as
 /// soon as a token names an unknown one.
 fn server_trusting(dir: &std::path::Path, idp: &Idp) -> Server {
+    let key = naast_tests::master_key_file(dir);
     Server::start_with(
-        dir,
+        &dir.join("data"),
         &[
+            "--master-key-file",
+            key.to_str().unwrap(),
             "--issuer",
             &idp.issuer,
             "--leeway-seconds",

@@ -91,7 +91,8 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
         [
             "api.commands",
             "api.timeline_page",
-            "api.timeline_page_filtered"
+            "api.timeline_page_filtered",
+            "api.auth_cost"
         ]
     );
     let commands = &lines[0];
@@ -103,10 +104,22 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
         .expect("ceiling");
     assert!(rate > 0.0 && ceiling > 0.0);
     assert!((commands["ratio_to_ceiling"].as_f64().expect("ratio") - rate / ceiling).abs() < 0.01);
-    for page in &lines[1..] {
+    for page in &lines[1..3] {
         assert_eq!(page["events"], 120);
         assert_eq!(page["requests"], 5);
         assert!(page["p99_ms"].as_f64() >= page["p50_ms"].as_f64());
     }
+    // The cost of authentication, consent, audit and encryption: the same run with them off.
+    let cost = &lines[3];
+    assert_eq!(
+        cost["commands_per_sec_with_auth"],
+        commands["commands_per_sec"]
+    );
+    let without = cost["commands_per_sec_without_auth"]
+        .as_f64()
+        .expect("rate");
+    assert!(without > 0.0);
+    let loss = cost["throughput_loss"].as_f64().expect("loss");
+    assert!((loss - (1.0 - rate / without)).abs() < 0.01);
     assert_eq!(std::fs::read_dir(scratch.path()).expect("list").count(), 0);
 }

@@ -223,7 +223,17 @@ fn the_example_configuration_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/naast.toml");
     // The example's data_dir is a system path: the flag points it at a temporary one.
-    let server = Server::start_with(&dir.path().join("data"), &["--config", example]);
+    // The example's master key file is a system path too.
+    let key = naast_tests::master_key_file(dir.path());
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--config",
+            example,
+            "--master-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
     assert!(server.address.ip().is_loopback());
     assert!(dir.path().join("data").join("LOCK").exists());
 }

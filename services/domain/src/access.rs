@@ -452,7 +452,7 @@ pub fn authorize(
         (Action::Register, true, _) => Action::Own,
         (action, ..) => action,
     };
-    if !household.registered {
+    if !household.registered || household.erased {
         return Err(no_access());
     }
     let person = acting_for.unwrap_or(&principal.identity);
@@ -488,7 +488,8 @@ pub fn action_for(command: &crate::Command) -> Action {
     use AccessScope as S;
     match command {
         C::RegisterHousehold { .. } => Action::Register,
-        C::AddMember { .. }
+        C::EraseHousehold
+        | C::AddMember { .. }
         | C::UpdateMember { .. }
         | C::RemoveMember { .. }
         | C::LinkIdentity { .. }
@@ -533,7 +534,7 @@ pub fn objects_of(command: &crate::Command) -> Vec<String> {
         Party::Contact(c) => c.to_string(),
     };
     match command {
-        C::RegisterHousehold { .. } => Vec::new(),
+        C::RegisterHousehold { .. } | C::EraseHousehold => Vec::new(),
         C::AddMember { member, .. }
         | C::UpdateMember { member, .. }
         | C::RemoveMember { member, .. }

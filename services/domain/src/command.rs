@@ -30,6 +30,8 @@ pub enum Command {
         /// The signed-in client or legal representative registering it.
         registered_by: Option<Identity>,
     },
+    /// Forget the household: its data key is destroyed, its history unreadable for good.
+    EraseHousehold,
     /// Link a member or contact to the identity they sign in with (and a contact to the
     /// organisation its professionals act for), or unlink them (both `None`).
     LinkIdentity {
@@ -233,7 +235,13 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
             "(this id)",
         ));
     }
+    if household.erased {
+        return Err(DomainError::FailedPrecondition(
+            "the household was erased".to_owned(),
+        ));
+    }
     let event = match command {
+        C::EraseHousehold => E::HouseholdErased {},
         C::RegisterHousehold {
             name,
             registered_by,

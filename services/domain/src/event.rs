@@ -168,6 +168,10 @@ pub enum DomainEvent {
         identity: Option<Identity>,
         organisation_id: Option<String>,
     },
+    /// The household is forgotten (the right to erasure): its data key is destroyed, so every
+    /// earlier event of its stream is unreadable for good. This tombstone itself holds nothing
+    /// personal and stays readable.
+    HouseholdErased {},
     /// The client or legal representative allows someone to see or do something.
     AccessGranted {
         grant: GrantId,
@@ -397,6 +401,7 @@ impl DomainEvent {
             | E::AgreementNotDelivered { agreement, .. }
             | E::AgreementCarriedOver { agreement, .. } => Some(Subject::Agreement(*agreement)),
             E::HouseholdRegistered { .. }
+            | E::HouseholdErased {}
             | E::IdentityLinked { .. }
             | E::AccessGranted { .. }
             | E::AccessRevoked { .. }
@@ -420,6 +425,7 @@ impl DomainEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             Self::HouseholdRegistered { .. } => "HouseholdRegistered",
+            Self::HouseholdErased {} => "HouseholdErased",
             Self::IdentityLinked { .. } => "IdentityLinked",
             Self::AccessGranted { .. } => "AccessGranted",
             Self::AccessRevoked { .. } => "AccessRevoked",

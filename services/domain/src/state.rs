@@ -239,6 +239,8 @@ pub struct Household {
     pub name: String,
     /// Who registered it.
     pub registered_by: Option<Identity>,
+    /// Erased: nothing of it is left but this mark.
+    pub erased: bool,
     /// Identities linked to members and contacts.
     pub links: BTreeMap<Party, Link>,
     /// Consent grants, by id (revoked ones too).
@@ -295,6 +297,13 @@ impl Household {
                 self.registered = true;
                 self.name.clone_from(name);
                 self.registered_by.clone_from(registered_by);
+            }
+            E::HouseholdErased {} => {
+                *self = Household {
+                    registered: true,
+                    erased: true,
+                    ..Household::default()
+                };
             }
             E::IdentityLinked {
                 party,

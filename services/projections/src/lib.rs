@@ -89,6 +89,7 @@ pub struct Projections {
     _db: sled::Db,
     tree: sled::Tree,
     checkpoint: Arc<watch::Sender<u64>>,
+    vault: Option<naast_vault::Vault>,
 }
 
 impl Projections {
@@ -105,7 +106,16 @@ impl Projections {
             _db: db,
             tree,
             checkpoint: Arc::new(watch::channel(checkpoint).0),
+            vault: None,
         })
+    }
+
+    /// Opens sealed household payloads with `vault`, and destroys an erased household's key
+    /// when its tombstone passes (so a crash between the tombstone and the key's destruction is
+    /// finished here).
+    pub fn with_vault(mut self, vault: naast_vault::Vault) -> Self {
+        self.vault = Some(vault);
+        self
     }
 
     /// The next log position the projector will process: everything before it is projected.
@@ -291,14 +301,42 @@ impl Projections {
             let Some(household) = household_of(&recorded.stream_id) else {
                 continue; // not a household stream: raw integrator events have no timeline
             };
-            let stored = match DomainEvent::from_payload(&recorded.payload) {
+            let stored = match decode(self.vault.as_ref(), household, recorded) {
                 Ok(stored) => stored,
-                Err(e) => {
+                Err(Unreadable::Erased) => continue, // forgotten: nothing to show
+                Err(Unreadable::Bad(e)) => {
                     tracing::error!(position = recorded.position, error = %e, "household event cannot be read; left off the timeline");
                     continue;
                 }
             };
-            let state = state_before(log, states, household, recorded.revision)?;
+            if matches!(stored.event, DomainEvent::HouseholdErased {}) {
+                // Everything before the tombstone is committed first, then the household's key
+                // is destroyed and all its rows go, with the checkpoint past the tombstone.
+                batch.insert(CHECKPOINT_KEY, recorded.position.to_be_bytes().to_vec());
+                self.tree.apply_batch(std::mem::take(&mut batch))?;
+                self.checkpoint.send_replace(recorded.position);
+                if let Some(vault) = &self.vault {
+                    vault
+                        .erase(household.0)
+                        .map_err(|e| Error::Store(e.to_string()))?;
+                }
+                for prefix in [ENTRY_PREFIX, PLAN_PREFIX, GOAL_PREFIX, AGREEMENT_PREFIX] {
+                    let mut start = vec![prefix];
+                    start.extend_from_slice(household.0.as_bytes());
+                    for key in self.tree.scan_prefix(&start).keys() {
+                        batch.remove(key?);
+                    }
+                }
+                states.remove(&household);
+                continue;
+            }
+            let state = state_before(
+                log,
+                states,
+                household,
+                recorded.revision,
+                self.vault.as_ref(),
+            )?;
             let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
             let entry = timeline::entry(state, &stored.event, day);
             state.apply(&stored.event);
@@ -347,12 +385,42 @@ impl Projections {
     }
 }
 
+/// Why a household event is left off the timeline.
+enum Unreadable {
+    /// Its household was erased.
+    Erased,
+    /// It is damaged.
+    Bad(String),
+}
+
+/// The household event `recorded`, opened with `vault` when sealed.
+fn decode(
+    vault: Option<&naast_vault::Vault>,
+    household: HouseholdId,
+    recorded: &RecordedEvent,
+) -> Result<naast_domain::event::Stored, Unreadable> {
+    let payload = match vault {
+        Some(vault) => vault
+            .open_payload(household.0, recorded.id, &recorded.payload)
+            .map_err(|e| match e {
+                naast_vault::VaultError::Erased(_) => Unreadable::Erased,
+                e => Unreadable::Bad(e.to_string()),
+            })?,
+        None if naast_vault::Vault::is_sealed(&recorded.payload) => {
+            return Err(Unreadable::Bad("sealed, and no vault to open it".into()));
+        }
+        None => std::borrow::Cow::Borrowed(&recorded.payload[..]),
+    };
+    DomainEvent::from_payload(&payload).map_err(|e| Unreadable::Bad(e.to_string()))
+}
+
 /// The state of `household` just before `revision`, from memory or rebuilt from its stream.
 fn state_before<'a>(
     log: &EventLog,
     states: &'a mut HashMap<HouseholdId, (Household, u64)>,
     household: HouseholdId,
     revision: u64,
+    vault: Option<&naast_vault::Vault>,
 ) -> Result<&'a mut Household, Error> {
     let fresh = states
         .get(&household)
@@ -369,7 +437,7 @@ fn state_before<'a>(
             let Some(last) = events.last() else { break };
             next = last.revision + 1;
             for event in &events {
-                if let Ok(stored) = DomainEvent::from_payload(&event.payload) {
+                if let Ok(stored) = decode(vault, household, event) {
                     state.apply(&stored.event);
                 }
             }

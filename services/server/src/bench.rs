@@ -505,8 +505,6 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
     use crate::households::{CommandContext, Households};
     use naast_domain::ids::HouseholdId;
     use naast_domain::vocab::LifeDomain;
-    use naast_proto::pb;
-    use naast_proto::pb::household_service_client::HouseholdServiceClient;
 
     let clients = args.clients.max(1);
     let per_client = (args.commands / clients).max(1);
@@ -556,11 +554,134 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
         rate
     };
 
-    // The service on loopback.
-    let data = scratch.join("served");
-    let log = EventLog::open(&data, Options::default())?;
-    let projections =
+    // The service on loopback: as it runs (every call authenticated, authorised against the
+    // family's consent and recorded in the audit log), and again with all of that switched off.
+    let open = served(
+        &scratch.join("served-open"),
+        false,
+        args,
+        clients,
+        per_client,
+    )
+    .await?;
+    let guarded = served(&scratch.join("served"), true, args, clients, per_client).await?;
+    let ms = |sorted: &[Duration], p| round(percentile(sorted, p) / 1000.0, 2);
+    println!(
+        "{}",
+        json!({
+            "bench": "api.commands",
+            "clients": clients,
+            "commands": clients * (per_client + 1),
+            "auth": "bearer token checked, consent decided, audit record durable before the answer, payload sealed with the household's key",
+            "commands_per_sec": round(guarded.rate, 0),
+            "p50_ms": ms(&guarded.latencies, 0.50),
+            "p99_ms": ms(&guarded.latencies, 0.99),
+            "ceiling": "the same commands through the library, without gRPC or auth, in the same run",
+            "ceiling_commands_per_sec": round(ceiling, 0),
+            "ratio_to_ceiling": round(guarded.rate / ceiling, 3),
+        })
+    );
+    for (name, pages) in &guarded.pages {
+        println!(
+            "{}",
+            json!({
+                "bench": name,
+                "events": args.timeline_events,
+                "page_size": 50,
+                "filter": if name.ends_with("filtered") { "life_domain = safety (1 in 14 entries)" } else { "none" },
+                "requests": pages.len(),
+                "p50_ms": ms(pages, 0.50),
+                "p99_ms": ms(pages, 0.99),
+            })
+        );
+    }
+    let page_p99 = |run: &Served| ms(&run.pages[0].1, 0.99);
+    println!(
+        "{}",
+        json!({
+            "bench": "api.auth_cost",
+            "commands_per_sec_with_auth": round(guarded.rate, 0),
+            "commands_per_sec_without_auth": round(open.rate, 0),
+            "throughput_loss": round(1.0 - guarded.rate / open.rate, 3),
+            "command_p99_ms_with_auth": ms(&guarded.latencies, 0.99),
+            "command_p99_ms_without_auth": ms(&open.latencies, 0.99),
+            "timeline_page_p99_ms_with_auth": page_p99(&guarded),
+            "timeline_page_p99_ms_without_auth": page_p99(&open),
+            "target_throughput_loss": 0.15,
+        })
+    );
+    Ok(())
+}
+
+/// What one run of the served API measured.
+struct Served {
+    rate: f64,
+    latencies: Vec<Duration>,
+    pages: Vec<(&'static str, Vec<Duration>)>,
+}
+
+/// Commands from `clients` gRPC clients, then timeline pages, against a server on `data`;
+/// `guarded`: with authentication, consent and audit (the dev issuer signs the clients' tokens).
+async fn served(
+    data: &Path,
+    guarded: bool,
+    args: &ApiArgs,
+    clients: usize,
+    per_client: usize,
+) -> Result<Served, BenchError> {
+    use crate::households::{CommandContext, Households};
+    use naast_domain::ids::HouseholdId;
+    use naast_domain::vocab::LifeDomain;
+    use naast_proto::client::Bearer;
+    use naast_proto::pb;
+    use naast_proto::pb::household_service_client::HouseholdServiceClient;
+    let fail = |e: &dyn std::fmt::Display| BenchError::Check(e.to_string());
+
+    let log = EventLog::open(data, Options::default())?;
+    let vault = if guarded {
+        let key = naast_vault::MasterKey::from_base64(&naast_vault::MasterKey::generate_base64())
+            .map_err(|e| fail(&e))?;
+        Some(naast_vault::Vault::open(&data.join("keys"), &key).map_err(|e| fail(&e))?)
+    } else {
+        None
+    };
+    let mut projections =
         naast_projections::Projections::open(&data.join("projections")).map_err(|e| fail(&e))?;
+    if let Some(vault) = &vault {
+        projections = projections.with_vault(vault.clone());
+    }
+    let parent = crate::auth::dev::Persona::named("ouder")
+        .ok_or_else(|| BenchError::Check("no dev persona `ouder`".into()))?;
+    let (guard, bearer, registrant) = if guarded {
+        let dev = crate::auth::dev::DevIssuer::open(data, crate::config::DEFAULT_AUDIENCE)
+            .map_err(|e| fail(&e))?;
+        let settings = crate::auth::AuthSettings {
+            issuers: Vec::new(),
+            audience: crate::config::DEFAULT_AUDIENCE.to_owned(),
+            leeway: crate::auth::DEFAULT_LEEWAY,
+            jwks_min_refresh: crate::auth::DEFAULT_JWKS_MIN_REFRESH,
+        };
+        let authenticator = crate::auth::Authenticator::new(
+            &settings,
+            vec![(crate::auth::dev::DEV_ISSUER.to_owned(), dev.jwks())],
+        )
+        .map_err(|e| fail(&e))?;
+        let auditor = crate::audit::Auditor::open(&data.join("audit")).map_err(|e| fail(&e))?;
+        let token = dev
+            .mint(parent, crate::auth::dev::DEV_TOKEN_LIFETIME)
+            .map_err(|e| fail(&e))?;
+        (
+            Some(crate::auth::layer::Guard {
+                authenticator,
+                auditor,
+                vault: vault.clone(),
+            }),
+            Bearer::new(&token).map_err(|e| fail(&e))?,
+            Some(parent.identity()),
+        )
+    } else {
+        (None, Bearer::none(), None)
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -568,20 +689,26 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
         listener,
         log.clone(),
         projections,
-        None,
+        guard,
         async move {
             let _ = stopped.await;
         },
     ));
+    let connect = |url: String, bearer: Bearer| async move {
+        let channel = tonic::transport::Channel::from_shared(url)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(HouseholdServiceClient::with_interceptor(channel, bearer))
+    };
 
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let url = url.clone();
+        let (url, bearer) = (url.clone(), bearer.clone());
         tasks.push(tokio::spawn(async move {
-            let mut api = HouseholdServiceClient::connect(url)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut api = connect(url, bearer).await?;
             let household = api
                 .create_household(pb::CreateHouseholdRequest {
                     name: format!("gezin {c}"),
@@ -614,24 +741,12 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
     let elapsed = started.elapsed();
     latencies.sort();
     let rate = (clients * (per_client + 1)) as f64 / elapsed.as_secs_f64();
-    let ms = |sorted: &[Duration], p| round(percentile(sorted, p) / 1000.0, 2);
-    println!(
-        "{}",
-        json!({
-            "bench": "api.commands",
-            "clients": clients,
-            "commands": clients * (per_client + 1),
-            "commands_per_sec": round(rate, 0),
-            "p50_ms": ms(&latencies, 0.50),
-            "p99_ms": ms(&latencies, 0.99),
-            "ceiling": "the same commands through the library, without gRPC, in the same run",
-            "ceiling_commands_per_sec": round(ceiling, 0),
-            "ratio_to_ceiling": round(rate / ceiling, 3),
-        })
-    );
 
     // A household with a long history, written through the library into the served log.
-    let households = Households::new(log.clone(), None);
+    let mut households = Households::new(log.clone(), None);
+    if let Some(vault) = vault {
+        households = households.with_vault(vault);
+    }
     let big = HouseholdId::new();
     let context = CommandContext::unguarded();
     households
@@ -639,7 +754,7 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
             big,
             naast_domain::Command::RegisterHousehold {
                 name: "gezin met een lange geschiedenis".into(),
-                registered_by: None,
+                registered_by: registrant,
             },
             &context,
         )
@@ -658,9 +773,7 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
             .await
             .map_err(|e| fail(&e))?;
     }
-    let mut api = HouseholdServiceClient::connect(url)
-        .await
-        .map_err(|e| fail(&e))?;
+    let mut api = connect(url, bearer).await.map_err(|e| fail(&e))?;
     // Note i (from 1) is tagged with life domain i mod 14; safety is the 14th.
     let events = args.timeline_events.max(2);
     let expected_page = |domains: &Vec<i32>| {
@@ -673,6 +786,7 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
         };
         matching.min(50)
     };
+    let mut measured = Vec::new();
     for (name, domains) in [
         ("api.timeline_page", vec![]),
         (
@@ -702,20 +816,13 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
             }
         }
         pages.sort();
-        println!(
-            "{}",
-            json!({
-                "bench": name,
-                "events": args.timeline_events,
-                "page_size": 50,
-                "filter": if domains.is_empty() { "none" } else { "life_domain = safety (1 in 14 entries)" },
-                "requests": pages.len(),
-                "p50_ms": ms(&pages, 0.50),
-                "p99_ms": ms(&pages, 0.99),
-            })
-        );
+        measured.push((name, pages));
     }
     let _ = stop.send(());
     server.await?.map_err(|e| fail(&e))?;
-    Ok(())
+    Ok(Served {
+        rate,
+        latencies,
+        pages: measured,
+    })
 }

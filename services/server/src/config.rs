@@ -28,6 +28,19 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Run the built-in development issuer (not for production).
     pub dev: bool,
+    /// The master key wrapping every household's data key (base64); in dev mode without one,
+    /// a key kept in the data directory.
+    pub master_key: Option<Secret>,
+}
+
+/// A secret setting: compared, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
 }
 
 /// What flags and environment said (clap merges the two, flags first).
@@ -47,6 +60,10 @@ pub struct Overrides {
     pub leeway_seconds: Option<u64>,
     /// Least seconds between JWKS fetches caused by unknown key ids.
     pub jwks_min_refresh_seconds: Option<u64>,
+    /// The master key itself (base64), e.g. from `NAAST_MASTER_KEY`.
+    pub master_key: Option<String>,
+    /// A file holding the master key (base64).
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// The settings a TOML config file may hold; unknown keys are refused.
@@ -57,6 +74,8 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// `data_dir = "/var/lib/naast"`
     pub data_dir: Option<PathBuf>,
+    /// `master_key_file = "/etc/naast/master.key"` (base64 of 32 bytes, readable by naast only)
+    pub master_key_file: Option<PathBuf>,
     /// `[auth]`
     #[serde(default)]
     pub auth: FileAuth,
@@ -122,12 +141,31 @@ pub enum ConfigError {
     /// The audience is empty.
     #[error("audience must not be empty")]
     EmptyAudience,
+    /// No master key and dev mode is off: household data could not be encrypted.
+    #[error(
+        "no master key: give --master-key-file FILE (or NAAST_MASTER_KEY, or master_key_file in the config file) holding 32 random bytes as base64, e.g. from `openssl rand -base64 32`; or --dev"
+    )]
+    NoMasterKey,
+    /// The master key cannot be used.
+    #[error("master key{}: {reason}", .file.as_ref().map(|f| format!(" in {}", f.display())).unwrap_or_default())]
+    MasterKey {
+        /// The file it came from.
+        file: Option<PathBuf>,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Config {
     /// Resolves the settings: `overrides` are what flags or environment gave (clap merges the
-    /// two, flags first), the file fills what they left open, defaults the rest.
-    pub fn resolve(overrides: Overrides, file: Option<&Path>) -> Result<Self, ConfigError> {
+    /// two, flags first), the file fills what they left open, defaults the rest. A server that
+    /// `serves` needs someone to trust and a master key (or dev mode); the offline commands
+    /// sign nobody in.
+    pub fn resolve(
+        overrides: Overrides,
+        file: Option<&Path>,
+        serves: bool,
+    ) -> Result<Self, ConfigError> {
         let Overrides {
             listen,
             data_dir,
@@ -136,6 +174,8 @@ impl Config {
             dev,
             leeway_seconds,
             jwks_min_refresh_seconds,
+            master_key,
+            master_key_file,
         } = overrides;
         let file = match file {
             Some(path) => load(path)?,
@@ -170,9 +210,31 @@ impl Config {
             return Err(ConfigError::Issuer { value: bad.clone() });
         }
         let dev = dev || file.auth.dev;
-        if issuers.is_empty() && !dev {
+        if issuers.is_empty() && !dev && serves {
             return Err(ConfigError::NoIssuer);
         }
+        let master_key = match (master_key, master_key_file.or(file.master_key_file)) {
+            (Some(key), _) => Some((key, None)),
+            (None, Some(path)) => Some((
+                std::fs::read_to_string(&path).map_err(|e| ConfigError::MasterKey {
+                    file: Some(path.clone()),
+                    reason: e.to_string(),
+                })?,
+                Some(path),
+            )),
+            (None, None) => None,
+        };
+        let master_key = match master_key {
+            Some((key, file)) => {
+                naast_vault::MasterKey::from_base64(&key).map_err(|e| ConfigError::MasterKey {
+                    file,
+                    reason: e.to_string(),
+                })?;
+                Some(Secret(key.trim().to_owned()))
+            }
+            None if serves && !dev => return Err(ConfigError::NoMasterKey),
+            None => None,
+        };
         let audience = audience
             .or(file.auth.audience)
             .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
@@ -194,6 +256,7 @@ impl Config {
             data_dir,
             auth,
             dev,
+            master_key,
         })
     }
 }
@@ -227,7 +290,7 @@ mod tests {
             ..Overrides::default()
         };
         assert_eq!(
-            Config::resolve(dev.clone(), None).unwrap(),
+            Config::resolve(dev.clone(), None, true).unwrap(),
             Config {
                 listen: DEFAULT_LISTEN.parse().unwrap(),
                 data_dir: DEFAULT_DATA_DIR.into(),
@@ -238,9 +301,18 @@ mod tests {
                     jwks_min_refresh: DEFAULT_JWKS_MIN_REFRESH,
                 },
                 dev: true,
+                master_key: None,
             }
         );
-        let from_file = Config::resolve(Overrides::default(), Some(&file)).unwrap();
+        let from_file = Config::resolve(
+            Overrides {
+                master_key: Some(naast_vault::MasterKey::generate_base64()),
+                ..Overrides::default()
+            },
+            Some(&file),
+            true,
+        )
+        .unwrap();
         assert_eq!(from_file.listen, "0.0.0.0:7000".parse().unwrap());
         assert_eq!(from_file.data_dir, PathBuf::from("/srv/naast"));
         assert_eq!(from_file.auth.issuers, ["https://login.example.nl"]);
@@ -250,9 +322,11 @@ mod tests {
             Overrides {
                 listen: Some("127.0.0.1:9".into()),
                 issuers: vec!["http://127.0.0.1:4000".into()],
+                master_key: Some(naast_vault::MasterKey::generate_base64()),
                 ..Overrides::default()
             },
             Some(&file),
+            true,
         )
         .unwrap();
         assert_eq!(flags.listen, "127.0.0.1:9".parse().unwrap());
@@ -270,14 +344,14 @@ mod tests {
         };
         std::fs::write(&file, "listen = \"here\"\n").unwrap();
         assert!(matches!(
-            Config::resolve(dev(), Some(&file)),
+            Config::resolve(dev(), Some(&file), true),
             Err(ConfigError::Listen { value }) if value == "here"
         ));
         std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
-        let err = Config::resolve(dev(), Some(&file)).unwrap_err();
+        let err = Config::resolve(dev(), Some(&file), true).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
         assert!(matches!(
-            Config::resolve(dev(), Some(&dir.path().join("missing.toml"))),
+            Config::resolve(dev(), Some(&dir.path().join("missing.toml")), true),
             Err(ConfigError::Read { .. })
         ));
         assert!(matches!(
@@ -286,22 +360,57 @@ mod tests {
                     data_dir: Some(PathBuf::new()),
                     ..dev()
                 },
-                None
+                None,
+                true
             ),
             Err(ConfigError::EmptyDataDir)
         ));
         // Nobody could sign in: refused.
         assert!(matches!(
-            Config::resolve(Overrides::default(), None),
+            Config::resolve(Overrides::default(), None, true),
             Err(ConfigError::NoIssuer)
         ));
+        // Offline commands need no issuer.
+        assert!(Config::resolve(Overrides::default(), None, false).is_ok());
+        // Nor could household data be encrypted without a master key.
+        let trusted = || Overrides {
+            issuers: vec!["https://login.example.nl".into()],
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            Config::resolve(trusted(), None, true),
+            Err(ConfigError::NoMasterKey)
+        ));
+        let short = Overrides {
+            master_key: Some("c2hvcnQ=".into()),
+            ..trusted()
+        };
+        assert!(matches!(
+            Config::resolve(short, None, true),
+            Err(ConfigError::MasterKey { .. })
+        ));
+        let secret = naast_vault::MasterKey::generate_base64();
+        let config = Config::resolve(
+            Overrides {
+                master_key: Some(secret.clone()),
+                ..trusted()
+            },
+            None,
+            true,
+        )
+        .unwrap();
+        assert!(
+            !format!("{config:?}").contains(&secret),
+            "the key is never printed"
+        );
         assert!(matches!(
             Config::resolve(
                 Overrides {
                     issuers: vec!["login.example.nl".into()],
                     ..Overrides::default()
                 },
-                None
+                None,
+                true
             ),
             Err(ConfigError::Issuer { value }) if value == "login.example.nl"
         ));

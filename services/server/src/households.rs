@@ -107,6 +107,9 @@ pub enum AppError {
     /// The caller may not do this.
     #[error("permission denied: {0}")]
     Denied(String),
+    /// A household key could not be made, read or destroyed.
+    #[error("key store: {0}")]
+    Vault(String),
     /// The access could not be recorded in the audit log, so it was not granted.
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
@@ -128,6 +131,7 @@ type Slot = Arc<tokio::sync::Mutex<Snapshot>>;
 pub struct Households {
     log: EventLog,
     auditor: Option<Auditor>,
+    vault: Option<naast_vault::Vault>,
     cache: Arc<Mutex<HashMap<HouseholdId, Slot>>>,
 }
 
@@ -137,8 +141,16 @@ impl Households {
         Self {
             log,
             auditor,
+            vault: None,
             cache: Arc::default(),
         }
+    }
+
+    /// Seals every household payload with its household's key from `vault` (encryption at
+    /// rest), so erasing a household forgets it.
+    pub fn with_vault(mut self, vault: naast_vault::Vault) -> Self {
+        self.vault = Some(vault);
+        self
     }
 
     /// Decides whether the caller may do `action` in `household` (in `state`), and records
@@ -350,7 +362,7 @@ impl Households {
                 });
             }
             let events = decide(&snapshot.state, command.clone())?;
-            let new_events = self.new_events(&events, context);
+            let new_events = self.new_events(household, &events, context)?;
             let expected = snapshot
                 .revision
                 .map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
@@ -365,6 +377,13 @@ impl Households {
                             snapshot.state.apply(event);
                         }
                         snapshot.revision = Some(outcome.last_revision);
+                    }
+                    if snapshot.state.erased
+                        && let Some(vault) = &self.vault
+                    {
+                        // The tombstone is durable: now the key goes. (Should the process die
+                        // in between, the projector destroys it when the tombstone passes.)
+                        vault.erase(household.0).map_err(vault_error)?;
                     }
                     return Ok(Executed {
                         revision: outcome.last_revision,
@@ -401,24 +420,40 @@ impl Households {
         Ok((snapshot.state.clone(), snapshot.revision))
     }
 
-    fn new_events(&self, events: &[DomainEvent], context: &CommandContext) -> Vec<NewEvent> {
+    fn new_events(
+        &self,
+        household: HouseholdId,
+        events: &[DomainEvent],
+        context: &CommandContext,
+    ) -> Result<Vec<NewEvent>, AppError> {
         let correlation_id = context.request_id.or_else(|| Some(Uuid::now_v7()));
         events
             .iter()
             .enumerate()
-            .map(|(i, event)| NewEvent {
-                id: match context.request_id {
+            .map(|(i, event)| {
+                let id = match context.request_id {
                     Some(request) => event_id(request, i),
                     None => Uuid::now_v7(),
-                },
-                event_type: event.event_type().to_owned(),
-                schema_version: naast_domain::SCHEMA_VERSION,
-                metadata: Metadata {
-                    correlation_id,
-                    causation_id: None,
-                    actor: context.actor.clone(),
-                },
-                payload: event.to_payload(context.happened_on).into(),
+                };
+                let plain = event.to_payload(context.happened_on);
+                let payload = match &self.vault {
+                    // The tombstone stays readable: it is what is left after the key is gone.
+                    Some(vault) if !matches!(event, DomainEvent::HouseholdErased {}) => {
+                        vault.seal(household.0, id, &plain).map_err(vault_error)?
+                    }
+                    _ => plain,
+                };
+                Ok(NewEvent {
+                    id,
+                    event_type: event.event_type().to_owned(),
+                    schema_version: naast_domain::SCHEMA_VERSION,
+                    metadata: Metadata {
+                        correlation_id,
+                        causation_id: None,
+                        actor: context.actor.clone(),
+                    },
+                    payload: payload.into(),
+                })
             })
             .collect()
     }
@@ -502,17 +537,31 @@ impl Households {
             };
             next = last.revision + 1;
             for recorded in chunk {
-                let event = DomainEvent::from_payload(&recorded.payload).map_err(|e| {
-                    AppError::BadEvent {
-                        position: recorded.position,
-                        event_type: recorded.event_type.clone(),
-                        reason: e.to_string(),
+                let bad = |reason: String| AppError::BadEvent {
+                    position: recorded.position,
+                    event_type: recorded.event_type.clone(),
+                    reason,
+                };
+                let payload = match &self.vault {
+                    Some(vault) => {
+                        match vault.open_payload(household.0, recorded.id, &recorded.payload) {
+                            Ok(payload) => payload,
+                            // An erased household's history: only its tombstone is left.
+                            Err(naast_vault::VaultError::Erased(_)) => continue,
+                            Err(e) => return Err(bad(e.to_string())),
+                        }
                     }
-                })?;
+                    None => std::borrow::Cow::Borrowed(&recorded.payload[..]),
+                };
+                let event = DomainEvent::from_payload(&payload).map_err(|e| bad(e.to_string()))?;
                 f(recorded, event);
             }
         }
     }
+}
+
+fn vault_error(e: naast_vault::VaultError) -> AppError {
+    AppError::Vault(e.to_string())
 }
 
 /// The id of the `index`th event of the command with this request id: a UUID v5 in the

@@ -75,6 +75,11 @@ struct ServeArgs {
     /// [default: 10].
     #[arg(long, env = "NAAST_JWKS_MIN_REFRESH_SECONDS")]
     jwks_min_refresh_seconds: Option<u64>,
+    /// A file holding the master key that wraps every household's data key: 32 random bytes as
+    /// base64 (`openssl rand -base64 32`). The key itself may instead be given in the
+    /// environment as NAAST_MASTER_KEY (never as a flag: flags show in the process list).
+    #[arg(long, env = "NAAST_MASTER_KEY_FILE")]
+    master_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -156,22 +161,64 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
         data_dir: args.data_dir,
         issuers: args.issuers,
         audience: args.audience,
-        dev: args.dev || !serves,
+        dev: args.dev,
         leeway_seconds: args.leeway_seconds,
         jwks_min_refresh_seconds: args.jwks_min_refresh_seconds,
+        master_key: std::env::var("NAAST_MASTER_KEY").ok(),
+        master_key_file: args.master_key_file,
     };
-    Config::resolve(overrides, args.config.as_deref()).map_err(|e| Failure {
+    Config::resolve(overrides, args.config.as_deref(), serves).map_err(|e| Failure {
         code: EXIT_CONFIG,
         message: e.to_string(),
     })
 }
 
-/// Authentication and audit for a server on `data_dir`: the trusted issuers of `auth`, and with
-/// `dev` the development issuer (its persona tokens are printed on stdout).
+/// The file of the development master key in a data directory.
+const DEV_MASTER_KEY_FILE: &str = "dev-master-key";
+
+/// The key store of `data_dir`, unlocked by the configured master key; in `dev` mode without
+/// one, by a development key kept in the data directory (made on first use). `None` when there
+/// is no key at all (an offline command on data of a server given its key elsewhere).
+fn vault(
+    data_dir: &std::path::Path,
+    master_key: Option<&naast_server::config::Secret>,
+    dev: bool,
+) -> Result<Option<naast_vault::Vault>, Box<dyn std::error::Error + Send + Sync>> {
+    let dev_file = data_dir.join(DEV_MASTER_KEY_FILE);
+    let text = match master_key {
+        Some(secret) => secret.0.clone(),
+        None if dev_file.exists() => std::fs::read_to_string(&dev_file)?,
+        None if dev => {
+            std::fs::create_dir_all(data_dir)?;
+            let key = naast_vault::MasterKey::generate_base64();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                options.mode(0o600);
+            }
+            let mut file = options.open(&dev_file)?;
+            file.write_all(key.as_bytes())?;
+            file.sync_all()?;
+            key
+        }
+        None => return Ok(None),
+    };
+    let key = naast_vault::MasterKey::from_base64(&text)?;
+    Ok(Some(naast_vault::Vault::open(
+        &data_dir.join("keys"),
+        &key,
+    )?))
+}
+
+/// Authentication, audit and encryption at rest for a server on `data_dir`: the trusted issuers
+/// of `auth`, and with `dev` the development issuer (its persona tokens are printed on stdout).
 fn guard(
     data_dir: &std::path::Path,
     auth: &AuthSettings,
     dev: bool,
+    vault: Option<naast_vault::Vault>,
 ) -> Result<(Guard, Option<DevIssuer>), Box<dyn std::error::Error + Send + Sync>> {
     let auditor = Auditor::open(&data_dir.join("audit"))?;
     let dev = if dev {
@@ -188,6 +235,7 @@ fn guard(
         Guard {
             authenticator,
             auditor,
+            vault,
         },
         dev,
     ))
@@ -216,9 +264,15 @@ fn block_on<E: std::fmt::Display>(
     runtime.block_on(work).map_err(failed)
 }
 
-async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let log = EventLog::open(&config.data_dir, Options::default())?;
-    let projections = Projections::open(&config.data_dir.join("projections"))?;
+    let mut projections = Projections::open(&config.data_dir.join("projections"))?;
+    match vault(&config.data_dir, config.master_key.as_ref(), false)? {
+        Some(vault) => projections = projections.with_vault(vault),
+        None => eprintln!(
+            "naast replay: no master key given: sealed household events are left off the timelines"
+        ),
+    }
     let started = std::time::Instant::now();
     projections.reset()?;
     let events = projections.catch_up(&log).await?;
@@ -272,14 +326,18 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
     let scratch = tempfile::Builder::new().prefix("naast-demo-").tempdir()?;
     let data_dir = args.data_dir.unwrap_or_else(|| scratch.path().to_owned());
     let log = EventLog::open(&data_dir, Options::default())?;
-    let projections = Projections::open(&data_dir.join("projections"))?;
+    let vault = vault(&data_dir, None, true)?;
+    let mut projections = Projections::open(&data_dir.join("projections"))?;
+    if let Some(vault) = &vault {
+        projections = projections.with_vault(vault.clone());
+    }
     let auth = AuthSettings {
         issuers: Vec::new(),
         audience: naast_server::config::DEFAULT_AUDIENCE.to_owned(),
         leeway: naast_server::auth::DEFAULT_LEEWAY,
         jwks_min_refresh: naast_server::auth::DEFAULT_JWKS_MIN_REFRESH,
     };
-    let (guard, dev) = guard(&data_dir, &auth, true)?;
+    let (guard, dev) = guard(&data_dir, &auth, true, vault)?;
     let dev = dev.ok_or("the development issuer did not start")?;
     let parent = naast_server::auth::dev::Persona::named("ouder")
         .ok_or("the demo persona `ouder` is missing")?;
@@ -311,8 +369,11 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
 
 async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let log = EventLog::open(&config.data_dir, Options::default())?;
-    let projections = Projections::open(&config.data_dir.join("projections"))?;
-    let (guard, dev) = guard(&config.data_dir, &config.auth, config.dev)?;
+    let vault =
+        vault(&config.data_dir, config.master_key.as_ref(), config.dev)?.ok_or("no master key")?;
+    let projections =
+        Projections::open(&config.data_dir.join("projections"))?.with_vault(vault.clone());
+    let (guard, dev) = guard(&config.data_dir, &config.auth, config.dev, Some(vault))?;
     if let Some(dev) = &dev {
         print_dev_tokens(dev)?;
     }

@@ -67,13 +67,15 @@ impl Caller {
     }
 }
 
-/// Authentication and its audit, or none of it (`None`).
+/// Authentication, its audit, and encryption at rest, or none of it (`None`).
 #[derive(Clone)]
 pub struct Guard {
     /// Checks tokens.
     pub authenticator: Authenticator,
     /// Records every call.
     pub auditor: Auditor,
+    /// Seals household payloads with per-household keys.
+    pub vault: Option<naast_vault::Vault>,
 }
 
 /// See the module documentation.

@@ -51,6 +51,9 @@ pub const DEFAULT_JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest accepted token, in bytes (a JWT in a header).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Verified tokens remembered (by their SHA-256) so a client's every call does not verify its
+/// signature again; when full, the memory starts afresh.
+const MAX_CACHED_TOKENS: usize = 10_000;
 
 /// The claims naast reads beyond the standard ones.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -129,6 +132,13 @@ struct Issuer {
     keys: Mutex<Keys>,
 }
 
+/// A token verified before: who it stands for, and its validity (seconds since 1970).
+struct Verified {
+    principal: Principal,
+    expires: i64,
+    not_before: Option<i64>,
+}
+
 #[derive(Default)]
 struct Keys {
     set: Option<CoreJsonWebKeySet>,
@@ -143,6 +153,7 @@ pub struct Authenticator {
 
 struct Inner {
     issuers: HashMap<String, Issuer>,
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
     audience: String,
     leeway: Duration,
     jwks_min_refresh: Duration,
@@ -192,6 +203,7 @@ impl Authenticator {
         Ok(Self {
             inner: Arc::new(Inner {
                 issuers,
+                verified: std::sync::Mutex::default(),
                 audience: settings.audience.clone(),
                 leeway: settings.leeway,
                 jwks_min_refresh: settings.jwks_min_refresh,
@@ -213,6 +225,33 @@ impl Authenticator {
                 "longer than {MAX_TOKEN_BYTES} bytes"
             )));
         }
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = chrono::Utc::now().timestamp();
+        let leeway = i64::try_from(self.inner.leeway.as_secs()).unwrap_or(i64::MAX);
+        if let Some(known) = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&digest)
+        {
+            // The signature was checked when it was first seen; time moves on, so the times
+            // are checked again.
+            if now >= known.expires.saturating_add(leeway) {
+                return Err(AuthError::Invalid("the token has expired".into()));
+            }
+            if known
+                .not_before
+                .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+            {
+                return Err(AuthError::Invalid(format!(
+                    "the token is not valid before {} (seconds since 1970)",
+                    known.not_before.unwrap_or_default()
+                )));
+            }
+            return Ok(known.principal.clone());
+        }
         let issuer_url = unverified_issuer(token)?;
         let issuer = self
             .inner
@@ -230,17 +269,38 @@ impl Authenticator {
                     // Perhaps the issuer rotated its keys: fetch them again, once.
                     refreshed = true;
                 }
-                result => return result.map_err(AuthError::from),
+                Ok((principal, expires, not_before)) => {
+                    let mut verified = self
+                        .inner
+                        .verified
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if verified.len() >= MAX_CACHED_TOKENS {
+                        verified.clear();
+                    }
+                    verified.insert(
+                        digest,
+                        Verified {
+                            principal: principal.clone(),
+                            expires,
+                            not_before,
+                        },
+                    );
+                    return Ok(principal);
+                }
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
+    /// The principal a token stands for, with its `exp` and `nbf`, once its signature and
+    /// claims are checked.
     fn verify(
         &self,
         issuer: &Issuer,
         jwt: &AccessJwt,
         keys: CoreJsonWebKeySet,
-    ) -> Result<Principal, ClaimsVerificationError> {
+    ) -> Result<(Principal, i64, Option<i64>), ClaimsVerificationError> {
         let leeway = chrono::Duration::from_std(self.inner.leeway).unwrap_or_default();
         let verifier = IdTokenVerifier::new_public_client(
             ClientId::new(self.inner.audience.clone()),
@@ -286,7 +346,7 @@ impl Authenticator {
             issuer: issuer_url.clone(),
             subject: subject.clone(),
         });
-        Ok(Principal {
+        let principal = Principal {
             identity: Identity {
                 issuer: issuer_url,
                 subject: claims.subject().to_string(),
@@ -299,7 +359,8 @@ impl Authenticator {
             organisation: extra.naast_org.clone(),
             client_id: extra.client_id.clone(),
             acting_for,
-        })
+        };
+        Ok((principal, claims.expiration().timestamp(), extra.nbf))
     }
 
     /// The issuer's keys: cached, or fetched when none are cached or `refresh` asks for it

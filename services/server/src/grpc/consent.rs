@@ -292,6 +292,20 @@ impl pb::consent_service_server::ConsentService for HouseholdApi {
         Ok(Response::new(response))
     }
 
+    async fn erase_household(
+        &self,
+        request: Request<pb::EraseHouseholdRequest>,
+    ) -> Answer<pb::EraseHouseholdResponse> {
+        let (calling, r) = split(request)?;
+        let id = household(&r.household_id)?;
+        let result = self
+            .execute(&calling, id, r.options, Command::EraseHousehold)
+            .await?;
+        Ok(Response::new(pb::EraseHouseholdResponse {
+            result: Some(result),
+        }))
+    }
+
     async fn get_caller(
         &self,
         request: Request<pb::GetCallerRequest>,

@@ -63,7 +63,10 @@ pub async fn run(
     };
     let auditor = guard.as_ref().map(|g| g.auditor.clone());
     let api = EventLogApi::new(log.clone(), auditor.clone(), stopped.clone());
-    let households = crate::households::Households::new(log.clone(), auditor.clone());
+    let mut households = crate::households::Households::new(log.clone(), auditor.clone());
+    if let Some(vault) = guard.as_ref().and_then(|g| g.vault.clone()) {
+        households = households.with_vault(vault);
+    }
     let audit = AuditApi::new(auditor.clone(), households.clone());
     let households = HouseholdApi::new(households, projections, stopped);
 

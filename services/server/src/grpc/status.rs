@@ -115,6 +115,10 @@ pub fn from_app_error(err: crate::households::AppError) -> Status {
         }
         AppError::Log(e) => from_log_error(e),
         AppError::Denied(reason) => Status::permission_denied(reason),
+        AppError::Vault(_) => {
+            tracing::error!(error = %err, "key store failure");
+            Status::internal("the key store failed; nothing was written")
+        }
         AppError::Audit(e) => {
             tracing::error!(error = %e, "audit log failure: access refused");
             Status::unavailable("the audit log is unavailable, so no access can be given")

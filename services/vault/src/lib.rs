@@ -1,0 +1,407 @@
+//! Per-household data keys, so a household can be forgotten without breaking the event log.
+//!
+//! Every household has its own 256-bit data key. Event payloads of the household are sealed
+//! with it (ChaCha20-Poly1305, a random 96-bit nonce per event, the household and event ids as
+//! associated data, so a sealed payload cannot be moved to another event or household). The
+//! event log hashes what it stores — the sealed bytes — so its chain still verifies after the key
+//! is gone.
+//!
+//! Data keys are kept one file per household under `<dir>/`, each wrapped (sealed) with the
+//! master key from the configuration; a key file is durable (written, synced, renamed, directory
+//! synced) before the first payload sealed with it is. Erasing a household deletes its key file
+//! and syncs the directory: its payloads can no longer be opened by anyone, the service included.
+//! (Like any file deletion, this relies on the file system and disk not keeping old blocks
+//! readable; the master key wrapping every data key is the second lock.)
+//!
+//! A payload that does not start with [`MAGIC`] is plaintext (JSON starts with `{`), so a log
+//! written before encryption reads as before.
+
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use uuid::Uuid;
+
+/// The first bytes of a sealed payload: a zero byte (no JSON document starts with one) and a
+/// version.
+pub const MAGIC: &[u8; 4] = b"\0nv1";
+const NONCE_BYTES: usize = 12;
+/// Associated data of a wrapped data key.
+const WRAP_CONTEXT: &[u8] = b"naast household data key v1";
+
+/// Why a payload could not be sealed or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The household was erased: its key is gone, its payloads are unreadable for good.
+    #[error("household {0} was erased")]
+    Erased(Uuid),
+    /// A sealed payload or a key file failed authentication: damaged, or sealed under another
+    /// key.
+    #[error("{what} does not authenticate: damaged, or sealed under another key")]
+    Corrupt {
+        /// What failed.
+        what: String,
+    },
+    /// Reading or writing a key file failed.
+    #[error("key store {}: {source}", .path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The master key is not 32 bytes (base64).
+    #[error("the master key must be 32 bytes, given as base64: {0}")]
+    MasterKey(String),
+}
+
+/// The master key that wraps every data key.
+#[derive(Clone)]
+pub struct MasterKey(Key);
+
+impl MasterKey {
+    /// A master key from its base64 text (standard alphabet, padding optional; surrounding
+    /// whitespace ignored).
+    pub fn from_base64(text: &str) -> Result<Self, VaultError> {
+        let text = text.trim();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+            .map_err(|e| VaultError::MasterKey(e.to_string()))?;
+        if bytes.len() != 32 {
+            return Err(VaultError::MasterKey(format!(
+                "{} bytes given",
+                bytes.len()
+            )));
+        }
+        Ok(Self(*Key::from_slice(&bytes)))
+    }
+
+    /// A new random master key, as base64 (for `naast` to write a development key).
+    pub fn generate_base64() -> String {
+        base64::engine::general_purpose::STANDARD.encode(ChaCha20Poly1305::generate_key(&mut OsRng))
+    }
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(…)")
+    }
+}
+
+/// The key store. Cheap to clone.
+#[derive(Clone)]
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    master: ChaCha20Poly1305,
+    /// Data keys in use, and households known to be erased (`None`).
+    keys: Mutex<HashMap<Uuid, Option<ChaCha20Poly1305>>>,
+}
+
+impl Vault {
+    /// The key store in `dir` (created if missing), unlocked by `master`.
+    pub fn open(dir: &Path, master: &MasterKey) -> Result<Self, VaultError> {
+        std::fs::create_dir_all(dir).map_err(|source| VaultError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                master: ChaCha20Poly1305::new(&master.0),
+                keys: Mutex::default(),
+            }),
+        })
+    }
+
+    /// `plaintext`, the payload of event `event` of `household`, sealed with the household's
+    /// key (created, durably, on first use).
+    pub fn seal(
+        &self,
+        household: Uuid,
+        event: Uuid,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        let cipher = self.key(household, true)?;
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let aad = associated(household, event);
+        let sealed = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| VaultError::Corrupt {
+                what: "sealing".into(),
+            })?;
+        let mut out = Vec::with_capacity(MAGIC.len() + NONCE_BYTES + sealed.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// The plaintext of `payload` of event `event` of `household`: itself when it was never
+    /// sealed, else opened with the household's key.
+    pub fn open_payload<'a>(
+        &self,
+        household: Uuid,
+        event: Uuid,
+        payload: &'a [u8],
+    ) -> Result<Cow<'a, [u8]>, VaultError> {
+        let Some(rest) = payload.strip_prefix(MAGIC.as_slice()) else {
+            return Ok(Cow::Borrowed(payload));
+        };
+        if rest.len() < NONCE_BYTES {
+            return Err(VaultError::Corrupt {
+                what: format!("the payload of event {event}"),
+            });
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_BYTES);
+        let cipher = self.key(household, false)?;
+        cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &associated(household, event),
+                },
+            )
+            .map(Cow::Owned)
+            .map_err(|_| VaultError::Corrupt {
+                what: format!("the payload of event {event}"),
+            })
+    }
+
+    /// Whether `payload` is sealed.
+    pub fn is_sealed(payload: &[u8]) -> bool {
+        payload.starts_with(MAGIC)
+    }
+
+    /// Destroys the household's key, durably: its sealed payloads can never be opened again.
+    /// Erasing a household without a key (or twice) does nothing more.
+    pub fn erase(&self, household: Uuid) -> Result<(), VaultError> {
+        let mut keys = self
+            .inner
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let path = self.path(household);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(VaultError::Io { path, source }),
+        }
+        sync_dir(&self.inner.dir)?;
+        keys.insert(household, None);
+        Ok(())
+    }
+
+    /// Whether the household's key is gone (erased, or never made).
+    pub fn has_key(&self, household: Uuid) -> Result<bool, VaultError> {
+        match self.key(household, false) {
+            Ok(_) => Ok(true),
+            Err(VaultError::Erased(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn path(&self, household: Uuid) -> PathBuf {
+        self.inner.dir.join(format!("{household}.key"))
+    }
+
+    /// The household's cipher; with `create`, made (durably) when there is none yet.
+    fn key(&self, household: Uuid, create: bool) -> Result<ChaCha20Poly1305, VaultError> {
+        let mut keys = self
+            .inner
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(Some(cipher)) = keys.get(&household) {
+            return Ok(cipher.clone());
+        }
+        let path = self.path(household);
+        let cipher = match std::fs::read(&path) {
+            Ok(wrapped) => self.unwrap_key(household, &wrapped)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !create {
+                    keys.insert(household, None);
+                    return Err(VaultError::Erased(household));
+                }
+                let key = ChaCha20Poly1305::generate_key(&mut OsRng);
+                let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+                let wrapped = self
+                    .inner
+                    .master
+                    .encrypt(
+                        &nonce,
+                        Payload {
+                            msg: key.as_slice(),
+                            aad: &wrap_context(household),
+                        },
+                    )
+                    .map_err(|_| VaultError::Corrupt {
+                        what: "wrapping a key".into(),
+                    })?;
+                let mut file_bytes = nonce.to_vec();
+                file_bytes.extend_from_slice(&wrapped);
+                write_durably(&self.inner.dir, &path, &file_bytes)?;
+                ChaCha20Poly1305::new(&key)
+            }
+            Err(source) => return Err(VaultError::Io { path, source }),
+        };
+        keys.insert(household, Some(cipher.clone()));
+        Ok(cipher)
+    }
+
+    fn unwrap_key(&self, household: Uuid, wrapped: &[u8]) -> Result<ChaCha20Poly1305, VaultError> {
+        let corrupt = || VaultError::Corrupt {
+            what: format!("the key of household {household}"),
+        };
+        if wrapped.len() < NONCE_BYTES {
+            return Err(corrupt());
+        }
+        let (nonce, sealed) = wrapped.split_at(NONCE_BYTES);
+        let key = self
+            .inner
+            .master
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &wrap_context(household),
+                },
+            )
+            .map_err(|_| corrupt())?;
+        if key.len() != 32 {
+            return Err(corrupt());
+        }
+        Ok(ChaCha20Poly1305::new(Key::from_slice(&key)))
+    }
+}
+
+fn associated(household: Uuid, event: Uuid) -> [u8; 32] {
+    let mut aad = [0; 32];
+    aad[..16].copy_from_slice(household.as_bytes());
+    aad[16..].copy_from_slice(event.as_bytes());
+    aad
+}
+
+fn wrap_context(household: Uuid) -> Vec<u8> {
+    let mut aad = WRAP_CONTEXT.to_vec();
+    aad.extend_from_slice(household.as_bytes());
+    aad
+}
+
+/// Writes `bytes` to `path` so that after a crash it is either absent or complete.
+fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+    let io = |source| VaultError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let temporary = path.with_extension("key.new");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temporary).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), VaultError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| VaultError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in tests a panic is a failed check
+    use super::*;
+
+    fn master() -> MasterKey {
+        MasterKey::from_base64(&MasterKey::generate_base64()).unwrap()
+    }
+
+    #[test]
+    fn sealed_payloads_open_only_for_their_event_until_erased() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = master();
+        let vault = Vault::open(dir.path(), &key).unwrap();
+        let (h, e) = (Uuid::now_v7(), Uuid::now_v7());
+        let sealed = vault.seal(h, e, b"{\"type\":\"NoteAdded\"}").unwrap();
+        assert!(Vault::is_sealed(&sealed));
+        assert!(!sealed.windows(7).any(|w| w == b"NoteAdd"), "no plaintext");
+        assert_eq!(
+            &*vault.open_payload(h, e, &sealed).unwrap(),
+            b"{\"type\":\"NoteAdded\"}"
+        );
+        // Plaintext (written before encryption) reads as it is.
+        assert_eq!(&*vault.open_payload(h, e, b"{}").unwrap(), b"{}");
+        // Bound to its event and household.
+        assert!(matches!(
+            vault.open_payload(h, Uuid::now_v7(), &sealed),
+            Err(VaultError::Corrupt { .. })
+        ));
+        let mut flipped = sealed.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            vault.open_payload(h, e, &flipped),
+            Err(VaultError::Corrupt { .. })
+        ));
+        // The key survives a restart, and needs the same master key.
+        let reopened = Vault::open(dir.path(), &key).unwrap();
+        assert!(reopened.open_payload(h, e, &sealed).is_ok());
+        let other = Vault::open(dir.path(), &master()).unwrap();
+        assert!(matches!(
+            other.open_payload(h, e, &sealed),
+            Err(VaultError::Corrupt { .. })
+        ));
+        // Erased: gone for this vault and any later one.
+        vault.erase(h).unwrap();
+        assert!(matches!(
+            vault.open_payload(h, e, &sealed),
+            Err(VaultError::Erased(_))
+        ));
+        let after = Vault::open(dir.path(), &key).unwrap();
+        assert!(matches!(
+            after.open_payload(h, e, &sealed),
+            Err(VaultError::Erased(_))
+        ));
+        assert!(!after.has_key(h).unwrap());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_master_key_is_32_bytes_of_base64() {
+        assert!(MasterKey::from_base64(&MasterKey::generate_base64()).is_ok());
+        assert!(matches!(
+            MasterKey::from_base64("c2hvcnQ="),
+            Err(VaultError::MasterKey(_))
+        ));
+        assert!(matches!(
+            MasterKey::from_base64("not base64!"),
+            Err(VaultError::MasterKey(_))
+        ));
+    }
+}
