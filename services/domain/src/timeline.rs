@@ -144,13 +144,17 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
         E::AccessGranted { grantee, terms, .. } => new(
             EntryKind::Access,
             recorded_on,
-            format!("Toegang verleend aan {grantee}: {}", describe_terms(terms)),
+            format!(
+                "Toegang verleend aan {}: {}",
+                grantee_name(before, grantee),
+                describe_terms(terms)
+            ),
         ),
         E::AccessRevoked { grant, reason } => {
             let who = before
                 .grants
                 .get(grant)
-                .map_or_else(|| "?".to_owned(), |g| g.grantee.to_string());
+                .map_or_else(|| "?".to_owned(), |g| grantee_name(before, &g.grantee));
             new(
                 EntryKind::Access,
                 recorded_on,
@@ -162,13 +166,17 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
         } => new(
             EntryKind::Access,
             recorded_on,
-            format!("{requester} vraagt toegang: {}", describe_terms(terms)),
+            format!(
+                "{} vraagt toegang: {}",
+                grantee_name(before, requester),
+                describe_terms(terms)
+            ),
         ),
         E::AccessRequestDeclined { request, reason } => {
             let who = before
                 .access_requests
                 .get(request)
-                .map_or_else(|| "?".to_owned(), |r| r.requester.to_string());
+                .map_or_else(|| "?".to_owned(), |r| grantee_name(before, &r.requester));
             new(
                 EntryKind::Access,
                 recorded_on,
@@ -506,6 +514,22 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             ..new(EntryKind::Note, recorded_on, format!("Notitie: {text}"))
         },
     }
+}
+
+/// Who a grantee is, by the name of the member or contact their identity is linked to, if any.
+fn grantee_name(household: &Household, grantee: &crate::event::Grantee) -> String {
+    let crate::event::Grantee::Person { identity } = grantee else {
+        return grantee.to_string();
+    };
+    household
+        .links
+        .iter()
+        .find(|(_, link)| link.identity.as_ref() == Some(identity))
+        .and_then(|(party, _)| match party {
+            Party::Member(m) => household.members.get(m).map(|m| m.details.name.clone()),
+            Party::Contact(c) => household.contacts.get(c).map(|c| c.details.name.clone()),
+        })
+        .unwrap_or_else(|| grantee.to_string())
 }
 
 /// `what`, with `: reason` when one was given.

@@ -10,11 +10,21 @@ use std::collections::BTreeMap;
 use tonic::transport::Channel;
 
 type Api = HouseholdServiceClient<naast_proto::client::Signed>;
+type Consent =
+    naast_proto::pb::consent_service_client::ConsentServiceClient<naast_proto::client::Signed>;
+
+/// The demo's connections: commands and consent, signed in as the parent persona.
+#[derive(Clone)]
+struct Clients {
+    households: Api,
+    consent: Consent,
+}
 type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// One household being enacted.
 struct Family {
     api: Api,
+    consent: Consent,
     household: String,
     /// The day in the story: what happens next is recorded as having happened on it.
     day: String,
@@ -33,9 +43,10 @@ fn contact_id(id: &str) -> pb::Party {
 }
 
 impl Family {
-    async fn register(api: &Api, name: &str, day: &str) -> DemoResult<Self> {
+    async fn register(clients: &Clients, name: &str, day: &str) -> DemoResult<Self> {
         let mut family = Self {
-            api: api.clone(),
+            api: clients.households.clone(),
+            consent: clients.consent.clone(),
             household: String::new(),
             day: day.into(),
         };
@@ -91,20 +102,63 @@ impl Family {
             .member_id)
     }
 
+    /// Adds the family's supporter, who signs in as the demo's supporter persona, and gives
+    /// them what a supporter needs: reading the timeline, goals and notes, the logbook, the
+    /// network and the plans.
     async fn supporter(
         &mut self,
         name: &str,
         kind: pb::SupporterKind,
         organisation: &str,
     ) -> DemoResult<String> {
-        self.contact(pb::ContactDetails {
-            kind: pb::ContactKind::Supporter as i32,
-            name: name.into(),
-            organisation: organisation.into(),
-            supporter_kind: kind as i32,
-            ..Default::default()
-        })
-        .await
+        let contact = self
+            .contact(pb::ContactDetails {
+                kind: pb::ContactKind::Supporter as i32,
+                name: name.into(),
+                organisation: organisation.into(),
+                supporter_kind: kind as i32,
+                ..Default::default()
+            })
+            .await?;
+        let persona = crate::auth::dev::Persona::named("ondersteuner")
+            .ok_or("the demo persona `ondersteuner` is missing")?;
+        let identity = pb::Identity {
+            issuer: crate::auth::dev::DEV_ISSUER.into(),
+            subject: persona.subject.into(),
+        };
+        self.consent
+            .link_identity(pb::LinkIdentityRequest {
+                household_id: self.household.clone(),
+                options: self.opts(),
+                party: Some(pb::link_identity_request::Party::ContactId(contact.clone())),
+                identity: Some(identity.clone()),
+                ..Default::default()
+            })
+            .await?;
+        use pb::AccessScope as S;
+        self.consent
+            .grant_access(pb::GrantAccessRequest {
+                household_id: self.household.clone(),
+                options: self.opts(),
+                grantee: Some(pb::Grantee {
+                    kind: Some(pb::grantee::Kind::Person(identity)),
+                }),
+                terms: Some(pb::GrantTerms {
+                    scopes: [
+                        S::ReadTimeline,
+                        S::WriteGoalsNotes,
+                        S::KeepLogbook,
+                        S::ManageNetwork,
+                        S::ManagePlans,
+                    ]
+                    .map(|s| s as i32)
+                    .to_vec(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await?;
+        Ok(contact)
     }
 
     async fn provider(&mut self, name: &str) -> DemoResult<String> {
@@ -333,7 +387,7 @@ use pb::{
 };
 
 /// Scenario 1: copilot, a daughter with ZEVMB, a widowed father.
-async fn copilot(api: &Api) -> DemoResult<Family> {
+async fn copilot(api: &Clients) -> DemoResult<Family> {
     let mut f = Family::register(api, "Familie De Vries (copiloot)", "2025-01-06").await?;
     let eva = f
         .member("Eva", R::Client, Rel::Unspecified, "2005-04-02")
@@ -399,7 +453,7 @@ async fn copilot(api: &Api) -> DemoResult<Family> {
 }
 
 /// Scenario 2: life-course coach, a 16-year-old with autism who turns 18.
-async fn life_course(api: &Api) -> DemoResult<Family> {
+async fn life_course(api: &Clients) -> DemoResult<Family> {
     let mut f =
         Family::register(api, "Familie Bakker (levensloopbegeleider)", "2024-08-19").await?;
     let sam = f
@@ -487,7 +541,7 @@ async fn life_course(api: &Api) -> DemoResult<Family> {
 }
 
 /// Scenario 3: brain-injury case manager, a man of 48 after a stroke.
-async fn brain_injury(api: &Api) -> DemoResult<Family> {
+async fn brain_injury(api: &Clients) -> DemoResult<Family> {
     let mut f =
         Family::register(api, "Familie Smit (casemanager hersenletsel)", "2025-02-17").await?;
     let kees = f
@@ -565,7 +619,7 @@ async fn brain_injury(api: &Api) -> DemoResult<Family> {
 }
 
 /// Scenario 4: network guide, a man of 23 with LVB+ looking for a place to live.
-async fn network_guide(api: &Api) -> DemoResult<Family> {
+async fn network_guide(api: &Clients) -> DemoResult<Family> {
     let mut f = Family::register(api, "Familie Jansen (netwerkgids)", "2024-01-15").await?;
     let daan = f
         .member("Daan", R::Client, Rel::Unspecified, "2002-08-09")
@@ -633,7 +687,7 @@ async fn network_guide(api: &Api) -> DemoResult<Family> {
 }
 
 /// Scenario 5: ally for a whole family with three children who need care.
-async fn ally(api: &Api) -> DemoResult<Family> {
+async fn ally(api: &Clients) -> DemoResult<Family> {
     let mut f = Family::register(api, "Familie Mulder (bondgenoot)", "2024-09-16").await?;
     f.member("Tim", R::Client, Rel::Child, "2005-01-15").await?;
     let noor = f
@@ -727,8 +781,13 @@ async fn ally(api: &Api) -> DemoResult<Family> {
 /// timeline.
 pub async fn run(url: String, token: &str, out: &mut impl std::io::Write) -> DemoResult<()> {
     let channel = Channel::from_shared(url)?.connect().await?;
-    let api =
-        HouseholdServiceClient::with_interceptor(channel, naast_proto::client::Bearer::new(token)?);
+    let bearer = naast_proto::client::Bearer::new(token)?;
+    let api = Clients {
+        households: HouseholdServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+        consent: naast_proto::pb::consent_service_client::ConsentServiceClient::with_interceptor(
+            channel, bearer,
+        ),
+    };
     let families = [
         copilot(&api).await?,
         life_course(&api).await?,
