@@ -1,8 +1,13 @@
 //! The audit log, after NEN 7513 (2018): every call, allowed or refused, is recorded before it is
 //! answered, append-only and hash-chained, in an event log of its own (`<data_dir>/audit`).
 //!
+//! The log is kept per calendar year (UTC), one hash-chained event log each under
+//! `<data_dir>/audit/<year>/`; a year's records go as a whole once the year ended more than the
+//! configured retention ago (MedMij asks five years, the default), so records are kept at least
+//! the retention and less than a year longer, and every year that remains still verifies.
+//!
 //! Records about a household go to the stream `audit-<household id>`, so the family's "who
-//! looked at our data" is one stream read; the others (refused sign-ins, searches of the log
+//! looked at our data" is one stream read per year; the others (refused sign-ins, searches of the log
 //! itself, calls that name no household) go to `audit-service`. A record holds no personal data
 //! of the household beyond ids: who called, on what basis, and what they touched.
 
@@ -24,7 +29,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The stream of records about no household.
 pub const SERVICE_STREAM: &str = "audit-service";
 /// Retention when the configuration names none: MedMij asks for five years.
-pub const DEFAULT_RETENTION_DAYS: u32 = 5 * 365 + 1;
+pub const DEFAULT_RETENTION_DAYS: u64 = 5 * 365 + 2;
 
 /// The kind of access, as FHIR AuditEvent.action codes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,125 +227,334 @@ impl Filter {
 
 /// Records scanned per step of a search.
 const SCAN_CHUNK: usize = 1_000;
+/// sled's page cache of each yearly partition.
+const PARTITION_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// The audit log. Cheap to clone.
+/// Where a listing continues: a year's partition and a cursor within it (a stream revision or a
+/// global position).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// The year.
+    pub year: i32,
+    /// Within that year's partition.
+    pub at: u64,
+}
+
+impl Cursor {
+    /// As a page token: `a<year>.<at>`.
+    pub fn token(self) -> String {
+        format!("a{}.{}", self.year, self.at)
+    }
+
+    /// From a page token; `None` when it is not one.
+    pub fn parse(token: &str) -> Option<Self> {
+        let (year, at) = token.strip_prefix('a')?.split_once('.')?;
+        Some(Self {
+            year: year.parse().ok()?,
+            at: at.parse().ok()?,
+        })
+    }
+}
+
+/// The audit log: one hash-chained event log per calendar year (UTC) under its directory, so
+/// that records past their retention go a whole year at a time, while every remaining year
+/// still verifies. Cheap to clone.
 #[derive(Clone)]
 pub struct Auditor {
-    log: EventLog,
+    inner: std::sync::Arc<Partitions>,
+}
+
+struct Partitions {
+    dir: std::path::PathBuf,
+    retention: std::time::Duration,
+    open: std::sync::Mutex<std::collections::BTreeMap<i32, EventLog>>,
 }
 
 impl Auditor {
-    /// Opens (or creates) the audit log in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, AuditError> {
-        Ok(Self {
-            log: EventLog::open(dir, Options::default())?,
-        })
+    /// Opens (or creates) the audit log in `dir`, keeping records at least `retention` (and
+    /// less than a year longer).
+    pub fn open(dir: &Path, retention: std::time::Duration) -> Result<Self, AuditError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            AuditError::Log(naast_eventlog::Error::Storage(
+                naast_eventlog::StorageError::new("open", e),
+            ))
+        })?;
+        let auditor = Self {
+            inner: std::sync::Arc::new(Partitions {
+                dir: dir.to_owned(),
+                retention,
+                open: std::sync::Mutex::default(),
+            }),
+        };
+        for year in auditor.years_on_disk()? {
+            auditor.partition(year)?;
+        }
+        Ok(auditor)
     }
 
-    /// An audit log on `log`.
-    pub fn on(log: EventLog) -> Self {
-        Self { log }
+    /// The years with a partition on disk, oldest first.
+    fn years_on_disk(&self) -> Result<Vec<i32>, AuditError> {
+        let io = |e| {
+            AuditError::Log(naast_eventlog::Error::Storage(
+                naast_eventlog::StorageError::new("open", e),
+            ))
+        };
+        let mut years = Vec::new();
+        for entry in std::fs::read_dir(&self.inner.dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            if let Some(year) = entry.file_name().to_str().and_then(|n| n.parse().ok())
+                && entry.path().is_dir()
+            {
+                years.push(year);
+            }
+        }
+        years.sort_unstable();
+        Ok(years)
     }
 
-    /// The event log underneath.
-    pub fn log(&self) -> &EventLog {
-        &self.log
+    /// The partition of `year`, opened (or created) when needed.
+    pub fn partition(&self, year: i32) -> Result<EventLog, AuditError> {
+        let mut open = self
+            .inner
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(log) = open.get(&year) {
+            return Ok(log.clone());
+        }
+        let log = EventLog::open(
+            self.inner.dir.join(year.to_string()),
+            Options {
+                cache_capacity_bytes: PARTITION_CACHE_BYTES,
+                ..Options::default()
+            },
+        )?;
+        open.insert(year, log.clone());
+        Ok(log)
     }
 
-    /// Appends `record`; returns once it is durable.
+    /// The open partitions, oldest first.
+    pub fn partitions(&self) -> Vec<(i32, EventLog)> {
+        self.inner
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(year, log)| (*year, log.clone()))
+            .collect()
+    }
+
+    /// Closes every partition (committing and syncing what is queued).
+    pub async fn close(&self) {
+        for (_, log) in self.partitions() {
+            log.close().await;
+        }
+    }
+
+    /// Appends `record` to this year's partition; returns once it is durable.
     pub async fn record(&self, record: &Record) -> Result<(), AuditError> {
         let stream = record
             .household
             .map_or_else(|| SERVICE_STREAM.to_owned(), |h| format!("audit-{}", h.0));
         // Serialising this plain data cannot fail: no maps with non-string keys, no custom
         // serialisers that error.
-        let payload = serde_json::to_vec(record).unwrap_or_default();
-        self.log
-            .append(
-                &stream,
-                ExpectedRevision::Any,
-                vec![NewEvent {
-                    id: Uuid::now_v7(),
-                    event_type: EVENT_TYPE.to_owned(),
-                    schema_version: SCHEMA_VERSION,
-                    metadata: Metadata {
-                        correlation_id: None,
-                        causation_id: None,
-                        actor: record.user.as_ref().map(|u| u.identity.subject.clone()),
-                    },
-                    payload: payload.into(),
-                }],
-            )
-            .await?;
-        Ok(())
+        let log = self.partition(time::OffsetDateTime::now_utc().year())?;
+        append(&log, &stream, record).await
     }
 
-    /// Up to `limit` records about `household` from stream revision `from` on that `filter`
-    /// admits, and the revision to continue from (`None` at the end).
+    /// Up to `limit` records about `household` from `from` on that `filter` admits, oldest
+    /// first, and where to continue (`None` at the end).
     pub fn household(
         &self,
         household: HouseholdId,
-        from: u64,
+        from: Cursor,
         limit: usize,
         filter: &Filter,
-    ) -> Result<(Vec<Stored>, Option<u64>), AuditError> {
+    ) -> Result<(Vec<Stored>, Option<Cursor>), AuditError> {
         let stream = format!("audit-{}", household.0);
         self.scan(
+            from,
             limit,
             filter,
-            from,
-            |next| {
-                self.log
-                    .read_stream(&stream, next, Direction::Forwards, SCAN_CHUNK)
-            },
+            |log, next| log.read_stream(&stream, next, Direction::Forwards, SCAN_CHUNK),
             |r| r.revision,
         )
     }
 
-    /// Up to `limit` records of the whole audit log from global position `from` on that
-    /// `filter` admits, and the position to continue from (`None` at the end).
+    /// Up to `limit` records of the whole audit log from `from` on that `filter` admits, oldest
+    /// first, and where to continue (`None` at the end).
     pub fn search(
         &self,
-        from: u64,
+        from: Cursor,
         limit: usize,
         filter: &Filter,
-    ) -> Result<(Vec<Stored>, Option<u64>), AuditError> {
+    ) -> Result<(Vec<Stored>, Option<Cursor>), AuditError> {
         self.scan(
+            from,
             limit,
             filter,
-            from,
-            |next| self.log.read_all(next, Direction::Forwards, SCAN_CHUNK),
+            |log, next| log.read_all(next, Direction::Forwards, SCAN_CHUNK),
             |r| r.position,
         )
     }
 
     fn scan(
         &self,
+        from: Cursor,
         limit: usize,
         filter: &Filter,
-        from: u64,
-        read: impl Fn(u64) -> Result<Vec<RecordedEvent>, naast_eventlog::Error>,
+        read: impl Fn(&EventLog, u64) -> Result<Vec<RecordedEvent>, naast_eventlog::Error>,
         cursor: impl Fn(&RecordedEvent) -> u64,
-    ) -> Result<(Vec<Stored>, Option<u64>), AuditError> {
+    ) -> Result<(Vec<Stored>, Option<Cursor>), AuditError> {
         let mut found = Vec::new();
-        let mut next = from;
-        loop {
-            let chunk = read(next)?;
-            if chunk.is_empty() {
-                return Ok((found, None));
+        for (year, log) in self.partitions() {
+            if year < from.year {
+                continue;
             }
-            for event in chunk {
-                next = cursor(&event) + 1;
-                let stored = decode(event)?;
-                if filter.admits(&stored) {
-                    found.push(stored);
-                    if found.len() == limit {
-                        return Ok((found, Some(next)));
+            let mut next = if year == from.year { from.at } else { 0 };
+            loop {
+                let chunk = read(&log, next)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                for event in chunk {
+                    next = cursor(&event) + 1;
+                    let stored = decode(event)?;
+                    if filter.admits(&stored) {
+                        found.push(stored);
+                        if found.len() == limit {
+                            return Ok((found, Some(Cursor { year, at: next })));
+                        }
                     }
                 }
             }
         }
+        Ok((found, None))
     }
+
+    /// Removes the partitions of years that ended more than the retention before `now` (never
+    /// the partition of `now`'s year), and returns those years.
+    pub async fn enforce_retention(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> Result<Vec<i32>, AuditError> {
+        let mut removed = Vec::new();
+        for (year, log) in self.partitions() {
+            let Ok(next_year) =
+                time::Date::from_calendar_date(year.saturating_add(1), time::Month::January, 1)
+            else {
+                continue;
+            };
+            let ended = next_year.midnight().assume_utc();
+            if year >= now.year() || now - ended < self.inner.retention {
+                continue;
+            }
+            self.inner
+                .open
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&year);
+            log.close().await;
+            drop(log);
+            let (dir, parent) = (
+                self.inner.dir.join(year.to_string()),
+                self.inner.dir.clone(),
+            );
+            let removal = tokio::task::spawn_blocking(move || remove_partition(&dir, &parent))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            removal.map_err(|e| {
+                AuditError::Log(naast_eventlog::Error::Storage(
+                    naast_eventlog::StorageError::new("remove", e),
+                ))
+            })?;
+            tracing::info!(year, "audit records past their retention removed");
+            removed.push(year);
+        }
+        Ok(removed)
+    }
+
+    /// Enforces the retention now and then once a day, until `stop` turns true; each removal
+    /// is itself recorded.
+    pub async fn keep_retention(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            match self
+                .enforce_retention(time::OffsetDateTime::now_utc())
+                .await
+            {
+                Ok(years) if !years.is_empty() => {
+                    let record = Record {
+                        operation: "retention".to_owned(),
+                        action: Action::Delete,
+                        outcome: Outcome::Allowed,
+                        reason: Some(format!(
+                            "audit records of {years:?} removed after the retention of {} days",
+                            self.inner.retention.as_secs() / 86_400
+                        )),
+                        user: None,
+                        responsible: None,
+                        purpose: "retention".to_owned(),
+                        network_access_point: None,
+                        household: None,
+                        objects: Vec::new(),
+                        basis: vec!["retention".to_owned()],
+                        emergency: false,
+                        source_system: None,
+                        request_id: None,
+                    };
+                    if let Err(e) = self.record(&record).await {
+                        tracing::error!(error = %e, "cannot record the retention");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "audit retention failed; trying again tomorrow")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(86_400)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+/// Appends `record` to `stream` of `log`; returns once it is durable.
+async fn append(log: &EventLog, stream: &str, record: &Record) -> Result<(), AuditError> {
+    // Serialising this plain data cannot fail: no maps with non-string keys, no custom
+    // serialisers that error.
+    let payload = serde_json::to_vec(record).unwrap_or_default();
+    log.append(
+        stream,
+        ExpectedRevision::Any,
+        vec![NewEvent {
+            id: Uuid::now_v7(),
+            event_type: EVENT_TYPE.to_owned(),
+            schema_version: SCHEMA_VERSION,
+            metadata: Metadata {
+                correlation_id: None,
+                causation_id: None,
+                actor: record.user.as_ref().map(|u| u.identity.subject.clone()),
+            },
+            payload: payload.into(),
+        }],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Removes a partition's directory, waiting out sled's threads letting go of its files.
+fn remove_partition(dir: &Path, parent: &Path) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) if started.elapsed() > std::time::Duration::from_secs(10) => return Err(e),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    std::fs::File::open(parent).and_then(|d| d.sync_all())
 }
 
 fn decode(event: RecordedEvent) -> Result<Stored, AuditError> {
@@ -355,4 +569,80 @@ fn decode(event: RecordedEvent) -> Result<Stored, AuditError> {
         recorded_at_micros: event.recorded_at_micros,
         record,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in tests a panic is a failed check
+    use super::*;
+    use std::time::Duration;
+
+    fn record(household: HouseholdId, operation: &str) -> Record {
+        Record {
+            operation: operation.to_owned(),
+            action: Action::Read,
+            outcome: Outcome::Allowed,
+            reason: None,
+            user: None,
+            responsible: None,
+            purpose: "care".to_owned(),
+            network_access_point: None,
+            household: Some(household),
+            objects: Vec::new(),
+            basis: Vec::new(),
+            emergency: false,
+            source_system: None,
+            request_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_kept_per_year_and_a_year_goes_once_past_the_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let year = Duration::from_secs(365 * 86_400);
+        let auditor = Auditor::open(dir.path(), year).unwrap();
+        let household = HouseholdId::new();
+        // A record written back in 2019, then two this year.
+        let old = auditor.partition(2019).unwrap();
+        append(
+            &old,
+            &format!("audit-{}", household.0),
+            &record(household, "old"),
+        )
+        .await
+        .unwrap();
+        auditor.record(&record(household, "first")).await.unwrap();
+        auditor.record(&record(household, "second")).await.unwrap();
+        let operations = |found: &[Stored]| -> Vec<String> {
+            found.iter().map(|s| s.record.operation.clone()).collect()
+        };
+        let (all, end) = auditor
+            .household(household, Cursor::default(), 10, &Filter::default())
+            .unwrap();
+        assert_eq!(operations(&all), ["old", "first", "second"]);
+        assert_eq!(end, None);
+        // Pages continue across years.
+        let (page, next) = auditor
+            .search(Cursor::default(), 2, &Filter::default())
+            .unwrap();
+        assert_eq!(operations(&page), ["old", "first"]);
+        let next = Cursor::parse(&next.unwrap().token()).unwrap();
+        let (rest, end) = auditor.search(next, 2, &Filter::default()).unwrap();
+        assert_eq!((operations(&rest), end), (vec!["second".to_owned()], None));
+
+        // 2019 ended long ago: it goes, this year stays.
+        let now = time::OffsetDateTime::now_utc();
+        assert_eq!(auditor.enforce_retention(now).await.unwrap(), [2019]);
+        assert!(!dir.path().join("2019").exists());
+        let (left, _) = auditor
+            .household(household, Cursor::default(), 10, &Filter::default())
+            .unwrap();
+        assert_eq!(operations(&left), ["first", "second"]);
+        // Nothing else is due, and this year's partition is never removed.
+        assert!(auditor.enforce_retention(now).await.unwrap().is_empty());
+        let later = now + Duration::from_secs(3 * 365 * 86_400);
+        let removed = auditor.enforce_retention(later).await.unwrap();
+        assert_eq!(removed, [now.year()]);
+        auditor.close().await;
+    }
 }

@@ -666,7 +666,11 @@ async fn served(
             vec![(crate::auth::dev::DEV_ISSUER.to_owned(), dev.jwks())],
         )
         .map_err(|e| fail(&e))?;
-        let auditor = crate::audit::Auditor::open(&data.join("audit")).map_err(|e| fail(&e))?;
+        let auditor = crate::audit::Auditor::open(
+            &data.join("audit"),
+            Duration::from_secs(crate::audit::DEFAULT_RETENTION_DAYS * 86_400),
+        )
+        .map_err(|e| fail(&e))?;
         let token = dev
             .mint(parent, crate::auth::dev::DEV_TOKEN_LIFETIME)
             .map_err(|e| fail(&e))?;

@@ -31,6 +31,8 @@ pub struct Config {
     /// The master key wrapping every household's data key (base64); in dev mode without one,
     /// a key kept in the data directory.
     pub master_key: Option<Secret>,
+    /// How long audit records are kept at least.
+    pub audit_retention: Duration,
 }
 
 /// A secret setting: compared, never printed.
@@ -64,6 +66,8 @@ pub struct Overrides {
     pub master_key: Option<String>,
     /// A file holding the master key (base64).
     pub master_key_file: Option<PathBuf>,
+    /// Days audit records are kept at least.
+    pub audit_retention_days: Option<u64>,
 }
 
 /// The settings a TOML config file may hold; unknown keys are refused.
@@ -76,6 +80,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// `master_key_file = "/etc/naast/master.key"` (base64 of 32 bytes, readable by naast only)
     pub master_key_file: Option<PathBuf>,
+    /// `audit_retention_days = 1827`
+    pub audit_retention_days: Option<u64>,
     /// `[auth]`
     #[serde(default)]
     pub auth: FileAuth,
@@ -146,6 +152,9 @@ pub enum ConfigError {
         "no master key: give --master-key-file FILE (or NAAST_MASTER_KEY, or master_key_file in the config file) holding 32 random bytes as base64, e.g. from `openssl rand -base64 32`; or --dev"
     )]
     NoMasterKey,
+    /// The audit retention is zero.
+    #[error("audit_retention_days must be at least 1")]
+    AuditRetention,
     /// The master key cannot be used.
     #[error("master key{}: {reason}", .file.as_ref().map(|f| format!(" in {}", f.display())).unwrap_or_default())]
     MasterKey {
@@ -176,6 +185,7 @@ impl Config {
             jwks_min_refresh_seconds,
             master_key,
             master_key_file,
+            audit_retention_days,
         } = overrides;
         let file = match file {
             Some(path) => load(path)?,
@@ -251,12 +261,19 @@ impl Config {
                 .or(file.auth.jwks_min_refresh_seconds)
                 .map_or(DEFAULT_JWKS_MIN_REFRESH, Duration::from_secs),
         };
+        let retention_days = audit_retention_days
+            .or(file.audit_retention_days)
+            .unwrap_or(crate::audit::DEFAULT_RETENTION_DAYS);
+        if retention_days == 0 {
+            return Err(ConfigError::AuditRetention);
+        }
         Ok(Self {
             listen,
             data_dir,
             auth,
             dev,
             master_key,
+            audit_retention: Duration::from_secs(retention_days.saturating_mul(86_400)),
         })
     }
 }
@@ -302,6 +319,7 @@ mod tests {
                 },
                 dev: true,
                 master_key: None,
+                audit_retention: Duration::from_secs(crate::audit::DEFAULT_RETENTION_DAYS * 86_400),
             }
         );
         let from_file = Config::resolve(

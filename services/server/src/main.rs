@@ -80,6 +80,10 @@ struct ServeArgs {
     /// environment as NAAST_MASTER_KEY (never as a flag: flags show in the process list).
     #[arg(long, env = "NAAST_MASTER_KEY_FILE")]
     master_key_file: Option<std::path::PathBuf>,
+    /// Days audit records are kept at least [default: 1827, five years]; a year's records go
+    /// together once the year ended that long ago.
+    #[arg(long, env = "NAAST_AUDIT_RETENTION_DAYS")]
+    audit_retention_days: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -166,6 +170,7 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
         jwks_min_refresh_seconds: args.jwks_min_refresh_seconds,
         master_key: std::env::var("NAAST_MASTER_KEY").ok(),
         master_key_file: args.master_key_file,
+        audit_retention_days: args.audit_retention_days,
     };
     Config::resolve(overrides, args.config.as_deref(), serves).map_err(|e| Failure {
         code: EXIT_CONFIG,
@@ -219,8 +224,9 @@ fn guard(
     auth: &AuthSettings,
     dev: bool,
     vault: Option<naast_vault::Vault>,
+    audit_retention: std::time::Duration,
 ) -> Result<(Guard, Option<DevIssuer>), Box<dyn std::error::Error + Send + Sync>> {
-    let auditor = Auditor::open(&data_dir.join("audit"))?;
+    let auditor = Auditor::open(&data_dir.join("audit"), audit_retention)?;
     let dev = if dev {
         Some(DevIssuer::open(data_dir, &auth.audience)?)
     } else {
@@ -287,16 +293,21 @@ async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error + S
 fn verify(config: Config) -> Result<(), Failure> {
     let audit = config.data_dir.join("audit");
     if audit.exists() {
-        let report = EventLog::open(&audit, Options::default())
-            .and_then(|log| log.verify())
-            .map_err(failed)?;
-        if let Some(broken) = report.first_break {
-            return Err(failed(format!(
-                "verify: audit log BROKEN at position {}: {} ({} records intact before it)",
-                broken.position, broken.reason, report.events
-            )));
+        // Each year's partition is a chain of its own.
+        let auditor = Auditor::open(&audit, config.audit_retention).map_err(failed)?;
+        for (year, log) in auditor.partitions() {
+            let report = log.verify().map_err(failed)?;
+            if let Some(broken) = report.first_break {
+                return Err(failed(format!(
+                    "verify: audit log of {year} BROKEN at position {}: {} ({} records intact before it)",
+                    broken.position, broken.reason, report.events
+                )));
+            }
+            println!(
+                "naast verify: audit log of {year} intact: {} records",
+                report.events
+            );
         }
-        println!("naast verify: audit log intact: {} records", report.events);
     }
     let report = EventLog::open(&config.data_dir, Options::default())
         .and_then(|log| log.verify())
@@ -337,7 +348,9 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
         leeway: naast_server::auth::DEFAULT_LEEWAY,
         jwks_min_refresh: naast_server::auth::DEFAULT_JWKS_MIN_REFRESH,
     };
-    let (guard, dev) = guard(&data_dir, &auth, true, vault)?;
+    let retention =
+        std::time::Duration::from_secs(naast_server::audit::DEFAULT_RETENTION_DAYS * 86_400);
+    let (guard, dev) = guard(&data_dir, &auth, true, vault, retention)?;
     let dev = dev.ok_or("the development issuer did not start")?;
     let parent = naast_server::auth::dev::Persona::named("ouder")
         .ok_or("the demo persona `ouder` is missing")?;
@@ -373,7 +386,13 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Se
         vault(&config.data_dir, config.master_key.as_ref(), config.dev)?.ok_or("no master key")?;
     let projections =
         Projections::open(&config.data_dir.join("projections"))?.with_vault(vault.clone());
-    let (guard, dev) = guard(&config.data_dir, &config.auth, config.dev, Some(vault))?;
+    let (guard, dev) = guard(
+        &config.data_dir,
+        &config.auth,
+        config.dev,
+        Some(vault),
+        config.audit_retention,
+    )?;
     if let Some(dev) = &dev {
         print_dev_tokens(dev)?;
     }

@@ -4,7 +4,7 @@
 use super::convert::{self as c, Vocabulary};
 use super::households::{Answer, household, list_page_size, split};
 use super::status::{from_app_error, invalid_argument};
-use crate::audit::{self, AuditError, Auditor, Filter, Outcome, Stored};
+use crate::audit::{self, AuditError, Auditor, Cursor, Filter, Outcome, Stored};
 use crate::auth::layer::Calling;
 use crate::households::Households;
 use naast_domain::access::Action;
@@ -52,13 +52,11 @@ fn micros(field: &str, t: Option<prost_types::Timestamp>) -> Result<Option<u64>,
     .transpose()
 }
 
-fn cursor(token: &str) -> Result<u64, Status> {
+fn cursor(token: &str) -> Result<Cursor, Status> {
     if token.is_empty() {
-        return Ok(0);
+        return Ok(Cursor::default());
     }
-    token
-        .strip_prefix('a')
-        .and_then(|n| n.parse().ok())
+    Cursor::parse(token)
         .ok_or_else(|| invalid_argument("page_token", "is not a token of a previous page"))
 }
 
@@ -130,7 +128,7 @@ impl pb::audit_service_server::AuditService for AuditApi {
             .map_err(audit_error)?;
         Ok(Response::new(pb::ListAccessLogResponse {
             records: records.iter().map(record_to_proto).collect(),
-            next_page_token: next.map(|n| format!("a{n}")).unwrap_or_default(),
+            next_page_token: next.map(Cursor::token).unwrap_or_default(),
         }))
     }
 
@@ -190,7 +188,7 @@ impl pb::audit_service_server::AuditService for AuditApi {
         let (records, next) = auditor.search(from, size, &filter).map_err(audit_error)?;
         Ok(Response::new(pb::SearchAuditLogResponse {
             records: records.iter().map(record_to_proto).collect(),
-            next_page_token: next.map(|n| format!("a{n}")).unwrap_or_default(),
+            next_page_token: next.map(Cursor::token).unwrap_or_default(),
         }))
     }
 }

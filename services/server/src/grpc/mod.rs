@@ -62,6 +62,10 @@ pub async fn run(
         tokio::spawn(async move { projections.run(log).await })
     };
     let auditor = guard.as_ref().map(|g| g.auditor.clone());
+    if let Some(auditor) = auditor.clone() {
+        let stop = stopped.clone();
+        tokio::spawn(async move { auditor.keep_retention(stop).await });
+    }
     let api = EventLogApi::new(log.clone(), auditor.clone(), stopped.clone());
     let mut households = crate::households::Households::new(log.clone(), auditor.clone());
     if let Some(vault) = guard.as_ref().and_then(|g| g.vault.clone()) {
@@ -137,7 +141,7 @@ pub async fn run(
     };
     log.close().await;
     if let Some(auditor) = &auditor {
-        auditor.log().close().await;
+        auditor.close().await;
     }
     // The projector ends once it has projected everything the log committed.
     match projector.await {
