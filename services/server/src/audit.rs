@@ -227,6 +227,8 @@ impl Filter {
 
 /// Records scanned per step of a search.
 const SCAN_CHUNK: usize = 1_000;
+/// The file noting up to where household events are known to have their audit records.
+const RECONCILED_FILE: &str = "reconciled";
 /// sled's page cache of each yearly partition.
 const PARTITION_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -353,13 +355,19 @@ impl Auditor {
 
     /// Appends `record` to this year's partition; returns once it is durable.
     pub async fn record(&self, record: &Record) -> Result<(), AuditError> {
+        self.record_as(record, Uuid::now_v7()).await
+    }
+
+    /// Appends `record` with event id `id` (which the events it allowed name as their cause);
+    /// returns once it is durable.
+    pub async fn record_as(&self, record: &Record, id: Uuid) -> Result<(), AuditError> {
         let stream = record
             .household
             .map_or_else(|| SERVICE_STREAM.to_owned(), |h| format!("audit-{}", h.0));
         // Serialising this plain data cannot fail: no maps with non-string keys, no custom
         // serialisers that error.
         let log = self.partition(time::OffsetDateTime::now_utc().year())?;
-        append(&log, &stream, record).await
+        append(&log, &stream, record, id).await
     }
 
     /// Up to `limit` records about `household` from `from` on that `filter` admits, oldest
@@ -430,6 +438,98 @@ impl Auditor {
             }
         }
         Ok((found, None))
+    }
+
+    /// Whether a record with event id `id` is in any year's partition.
+    pub fn contains(&self, id: Uuid) -> Result<bool, AuditError> {
+        for (_, log) in self.partitions() {
+            if log.read_event(id)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes the audit records that a crash kept from being written: every household event of
+    /// `log` from position `from` on names the audit record of the command that caused it;
+    /// a command's events can be durable while its record, written at the same time, is not.
+    /// Returns how many records were written.
+    pub async fn reconcile(&self, log: &EventLog, from: u64) -> Result<usize, AuditError> {
+        let mut next = from;
+        let mut written = 0;
+        loop {
+            let chunk = log.read_all(next, Direction::Forwards, SCAN_CHUNK)?;
+            if chunk.is_empty() {
+                return Ok(written);
+            }
+            for event in chunk {
+                next = event.position + 1;
+                let Some(cause) = event.metadata.causation_id else {
+                    continue;
+                };
+                let Some(household) = event
+                    .stream_id
+                    .strip_prefix("household-")
+                    .and_then(|id| id.parse::<HouseholdId>().ok())
+                else {
+                    continue;
+                };
+                if self.contains(cause)? {
+                    continue;
+                }
+                let record = Record {
+                    operation: "recovered".to_owned(),
+                    action: Action::Execute,
+                    outcome: Outcome::Allowed,
+                    reason: Some(format!(
+                        "recorded at the next start: the process stopped after the command's events were written and before their audit record was; written by {}",
+                        event
+                            .metadata
+                            .actor
+                            .as_deref()
+                            .unwrap_or("an unknown caller")
+                    )),
+                    user: None,
+                    responsible: None,
+                    purpose: "care".to_owned(),
+                    network_access_point: None,
+                    household: Some(household),
+                    objects: vec![event.id.to_string()],
+                    basis: Vec::new(),
+                    emergency: false,
+                    source_system: None,
+                    request_id: None,
+                };
+                self.record_as(&record, cause).await?;
+                written += 1;
+            }
+        }
+    }
+
+    /// The log position up to which every household event is known to have its audit record.
+    pub fn reconciled(&self) -> u64 {
+        std::fs::read_to_string(self.inner.dir.join(RECONCILED_FILE))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Notes that every household event before `position` has its audit record.
+    pub fn set_reconciled(&self, position: u64) -> Result<(), AuditError> {
+        let io = |e| {
+            AuditError::Log(naast_eventlog::Error::Storage(
+                naast_eventlog::StorageError::new("write", e),
+            ))
+        };
+        let path = self.inner.dir.join(RECONCILED_FILE);
+        let temporary = path.with_extension("new");
+        let mut file = std::fs::File::create(&temporary).map_err(io)?;
+        std::io::Write::write_all(&mut file, position.to_string().as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&temporary, &path).map_err(io)?;
+        std::fs::File::open(&self.inner.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     }
 
     /// Removes the partitions of years that ended more than the retention before `now` (never
@@ -520,7 +620,7 @@ impl Auditor {
 }
 
 /// Appends `record` to `stream` of `log`; returns once it is durable.
-async fn append(log: &EventLog, stream: &str, record: &Record) -> Result<(), AuditError> {
+async fn append(log: &EventLog, stream: &str, record: &Record, id: Uuid) -> Result<(), AuditError> {
     // Serialising this plain data cannot fail: no maps with non-string keys, no custom
     // serialisers that error.
     let payload = serde_json::to_vec(record).unwrap_or_default();
@@ -528,7 +628,7 @@ async fn append(log: &EventLog, stream: &str, record: &Record) -> Result<(), Aud
         stream,
         ExpectedRevision::Any,
         vec![NewEvent {
-            id: Uuid::now_v7(),
+            id,
             event_type: EVENT_TYPE.to_owned(),
             schema_version: SCHEMA_VERSION,
             metadata: Metadata {
@@ -596,6 +696,63 @@ mod tests {
         }
     }
 
+    /// A crash after a command's events and before its audit record: the next start writes
+    /// the record, once.
+    #[tokio::test]
+    async fn events_without_their_audit_record_get_one_at_the_next_start() {
+        use naast_eventlog::{MemoryStorage, Storage};
+        let dir = tempfile::tempdir().unwrap();
+        let auditor = Auditor::open(dir.path(), Duration::from_secs(86_400)).unwrap();
+        let storage: std::sync::Arc<dyn Storage> = std::sync::Arc::new(MemoryStorage::new());
+        let log = EventLog::with_storage(storage, Options::default()).unwrap();
+        let household = HouseholdId::new();
+        let (audited, lost) = (Uuid::now_v7(), Uuid::now_v7());
+        auditor
+            .record_as(
+                &record(household, "/naast.v1.HouseholdService/CreateNote"),
+                audited,
+            )
+            .await
+            .unwrap();
+        let event = |cause: Option<Uuid>| NewEvent {
+            id: Uuid::now_v7(),
+            event_type: "NoteAdded".to_owned(),
+            schema_version: 1,
+            metadata: Metadata {
+                correlation_id: None,
+                causation_id: cause,
+                actor: Some("ouder".to_owned()),
+            },
+            payload: b"{}".to_vec().into(),
+        };
+        log.append(
+            &household.stream_id(),
+            ExpectedRevision::Any,
+            vec![
+                event(Some(audited)),
+                event(Some(lost)),
+                event(Some(lost)),
+                event(None),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(auditor.reconciled(), 0);
+        assert_eq!(auditor.reconcile(&log, 0).await.unwrap(), 1);
+        assert!(auditor.contains(lost).unwrap());
+        let (found, _) = auditor
+            .household(household, Cursor::default(), 10, &Filter::default())
+            .unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[1].record.operation, "recovered");
+        assert!(found[1].record.reason.as_ref().unwrap().contains("ouder"));
+        // Once is enough.
+        assert_eq!(auditor.reconcile(&log, 0).await.unwrap(), 0);
+        auditor.set_reconciled(log.head()).unwrap();
+        assert_eq!(auditor.reconciled(), 4);
+        auditor.close().await;
+    }
+
     #[tokio::test]
     async fn records_are_kept_per_year_and_a_year_goes_once_past_the_retention() {
         let dir = tempfile::tempdir().unwrap();
@@ -608,6 +765,7 @@ mod tests {
             &old,
             &format!("audit-{}", household.0),
             &record(household, "old"),
+            Uuid::now_v7(),
         )
         .await
         .unwrap();

@@ -122,6 +122,10 @@ struct Snapshot {
     revision: Option<u64>,
 }
 
+/// The audit log write of a command, run together with the command's append.
+type AuditWrite =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), audit::AuditError>> + Send>>;
+
 /// A household's snapshot, locked while a command on it is decided and appended: commands on
 /// one household take turns (it is the consistency boundary), others run in parallel.
 type Slot = Arc<tokio::sync::Mutex<Snapshot>>;
@@ -153,24 +157,11 @@ impl Households {
         self
     }
 
-    /// Decides whether the caller may do `action` in `household` (in `state`), and records
-    /// the decision in the audit log before anything is done or shown. `objects` are the ids
-    /// touched, for the record. Unguarded calls may do everything and are not recorded.
-    pub async fn guard(
-        &self,
-        calling: &Calling,
-        household: HouseholdId,
-        state: &Household,
-        action: Action,
-        objects: Vec<String>,
-    ) -> Result<Access, AppError> {
-        let decision = self.decide_access(calling, state, action);
-        self.record(calling, household, &decision, objects).await?;
-        decision.map_err(|denied| AppError::Denied(denied.0))
-    }
-
-    /// [`Self::guard`] on the household's current state, for reads; `f` is given the state and
-    /// the access to pick what the caller may see (under the household's lock: keep it short).
+    /// Decides whether the caller may do `action` in `household` (on its current state) and
+    /// records the decision in the audit log before anything is shown; `objects` are the ids
+    /// touched, for the record. `f` is given the state and the access to pick what the caller
+    /// may see (under the household's lock: keep it short). Unguarded calls may do everything
+    /// and are not recorded.
     pub async fn guard_read<R>(
         &self,
         calling: &Calling,
@@ -248,8 +239,23 @@ impl Households {
         decision: &Result<Access, access::Denied>,
         objects: Vec<String>,
     ) -> Result<(), AppError> {
+        if let Some((auditor, record)) = self.audit_record(calling, household, decision, objects)? {
+            auditor.record(&record).await?;
+        }
+        Ok(())
+    }
+
+    /// The audit record of `decision` and the audit log it goes to; `None` for an unguarded
+    /// call.
+    fn audit_record(
+        &self,
+        calling: &Calling,
+        household: HouseholdId,
+        decision: &Result<Access, access::Denied>,
+        objects: Vec<String>,
+    ) -> Result<Option<(Auditor, audit::Record)>, AppError> {
         let Calling::Caller(caller) = calling else {
-            return Ok(());
+            return Ok(None);
         };
         let mut record = caller.record(match decision {
             Ok(_) => audit::Outcome::Allowed,
@@ -261,13 +267,12 @@ impl Households {
             Ok(access) => record.basis.clone_from(&access.basis),
             Err(denied) => record.reason = Some(denied.0.clone()),
         }
-        let auditor = self.auditor.as_ref().ok_or_else(|| {
+        let auditor = self.auditor.clone().ok_or_else(|| {
             AppError::Audit(audit::AuditError::Unavailable(
                 "no audit log is configured for guarded calls".into(),
             ))
         })?;
-        auditor.record(&record).await?;
-        Ok(())
+        Ok(Some((auditor, record)))
     }
 
     /// Calls `f` with the household's current state and revision (`None`: no events).
@@ -334,14 +339,62 @@ impl Households {
         if snapshot.revision.is_none() {
             self.catch_up(household, &mut snapshot)?;
         }
-        self.guard(
+        let decision = self.decide_access(
             &context.calling,
-            household,
             &snapshot.state,
             access::action_for(&command),
-            access::objects_of(&command),
-        )
-        .await?;
+        );
+        let objects = access::objects_of(&command);
+        if decision.is_err() {
+            self.record(&context.calling, household, &decision, objects)
+                .await?;
+            return Err(decision.err().map_or_else(
+                || AppError::Denied("no access".into()),
+                |denied| AppError::Denied(denied.0),
+            ));
+        }
+        // The audit record of an allowed command is written while the command is decided and
+        // appended, and both are durable before the command is acknowledged. Its events name the
+        // record as their cause, so a crash between the two durable writes is found and its
+        // record written at the next start (`Auditor::reconcile`).
+        let mut audit = self
+            .audit_record(&context.calling, household, &decision, objects)?
+            .map(|(auditor, record)| {
+                let id = Uuid::now_v7();
+                let write: AuditWrite =
+                    Box::pin(async move { auditor.record_as(&record, id).await });
+                (id, write)
+            });
+        let causation = audit.as_ref().map(|(id, _)| *id);
+        let result = self
+            .decide_and_append(
+                household,
+                &command,
+                context,
+                &mut snapshot,
+                causation,
+                &mut audit,
+            )
+            .await;
+        if let Some((_, write)) = audit {
+            // Not joined with an append (refused, or replayed): the access is recorded all the
+            // same.
+            write.await?;
+        }
+        result
+    }
+
+    /// Decides `command` on the snapshot and appends its events, deciding again when another
+    /// writer got there first; the first append runs together with the `audit` write.
+    async fn decide_and_append(
+        &self,
+        household: HouseholdId,
+        command: &Command,
+        context: &CommandContext,
+        snapshot: &mut Snapshot,
+        causation: Option<Uuid>,
+        audit: &mut Option<(Uuid, AuditWrite)>,
+    ) -> Result<Executed, AppError> {
         // Under the household's lock, so two copies of one request cannot both act.
         if let Some(request_id) = context.request_id
             && let Some(done) = self.already_executed(household, request_id)?
@@ -351,7 +404,7 @@ impl Households {
         let mut stale = false;
         for _ in 0..MAX_ATTEMPTS {
             if stale {
-                self.catch_up(household, &mut snapshot)?;
+                self.catch_up(household, snapshot)?;
             }
             if let Some(expected) = context.expected_revision
                 && snapshot.revision != Some(expected)
@@ -362,15 +415,21 @@ impl Households {
                 });
             }
             let events = decide(&snapshot.state, command.clone())?;
-            let new_events = self.new_events(household, &events, context)?;
+            let new_events = self.new_events(household, &events, context, causation)?;
             let expected = snapshot
                 .revision
                 .map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-            match self
-                .log
-                .append(&household.stream_id(), expected, new_events)
-                .await
-            {
+            let stream = household.stream_id();
+            let append = self.log.append(&stream, expected, new_events);
+            let appended = match audit.take() {
+                Some((_, write)) => {
+                    let (recorded, appended) = tokio::join!(write, append);
+                    recorded?;
+                    appended
+                }
+                None => append.await,
+            };
+            match appended {
                 Ok(outcome) => {
                     if !outcome.replayed {
                         for event in &events {
@@ -425,6 +484,7 @@ impl Households {
         household: HouseholdId,
         events: &[DomainEvent],
         context: &CommandContext,
+        causation: Option<Uuid>,
     ) -> Result<Vec<NewEvent>, AppError> {
         let correlation_id = context.request_id.or_else(|| Some(Uuid::now_v7()));
         events
@@ -449,7 +509,8 @@ impl Households {
                     schema_version: naast_domain::SCHEMA_VERSION,
                     metadata: Metadata {
                         correlation_id,
-                        causation_id: None,
+                        // The audit record of the command that caused it.
+                        causation_id: causation,
                         actor: context.actor.clone(),
                     },
                     payload: payload.into(),

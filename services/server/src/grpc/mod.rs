@@ -41,6 +41,9 @@ pub enum ServeError {
     /// The reflection service could not be built from the contract.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The audit log could not be reconciled with the event log.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// Serves `log` on `listener` until `shutdown` completes, keeping `projections` up to date with
@@ -62,6 +65,17 @@ pub async fn run(
         tokio::spawn(async move { projections.run(log).await })
     };
     let auditor = guard.as_ref().map(|g| g.auditor.clone());
+    if let Some(auditor) = &auditor {
+        // A crash may have left a command's events durable without their audit record.
+        let written = auditor.reconcile(&log, auditor.reconciled()).await?;
+        if written > 0 {
+            tracing::warn!(
+                written,
+                "audit records of commands cut off by a crash written now"
+            );
+        }
+        auditor.set_reconciled(log.head())?;
+    }
     if let Some(auditor) = auditor.clone() {
         let stop = stopped.clone();
         tokio::spawn(async move { auditor.keep_retention(stop).await });
@@ -132,15 +146,20 @@ pub async fn run(
         let _ = draining.wait_for(|stop| *stop).await;
         tokio::time::sleep(DRAIN_DEADLINE).await;
     };
-    let served = tokio::select! {
-        served = served => served,
+    let (served, drained) = tokio::select! {
+        served = served => (served, true),
         () = deadline => {
             tracing::warn!(deadline = ?DRAIN_DEADLINE, "connections still open after the drain deadline; closing them");
-            Ok(())
+            (Ok(()), false)
         }
     };
     log.close().await;
     if let Some(auditor) = &auditor {
+        // Every call finished, and with it both writes of every command: nothing to reconcile
+        // at the next start. (Calls cut off at the deadline may not have.)
+        if drained && let Err(e) = auditor.set_reconciled(log.head()) {
+            tracing::error!(error = %e, "cannot note the reconciled position");
+        }
         auditor.close().await;
     }
     // The projector ends once it has projected everything the log committed.
