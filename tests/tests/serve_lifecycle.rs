@@ -317,6 +317,36 @@ async fn a_kill_under_load_loses_no_acknowledged_command() {
                 "{household}: revision {revision}"
             );
         }
+        // Every note written has its audit record: written with it, or, when the kill fell
+        // between the two, at the restart.
+        let notes = entries
+            .iter()
+            .filter(|e| e.event_type == "NoteAdded")
+            .count();
+        let mut audit = naast_proto::pb::audit_service_client::AuditServiceClient::new(
+            server.signed("beheerder").await,
+        );
+        let records = audit
+            .search_audit_log(pb::SearchAuditLogRequest {
+                household_id: household.clone(),
+                outcome: pb::AuditOutcome::Allowed as i32,
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .records;
+        let note_records = records
+            .iter()
+            .filter(|r| {
+                r.operation == "/naast.v1.HouseholdService/CreateNote" || r.operation == "recovered"
+            })
+            .count();
+        assert!(
+            note_records >= notes,
+            "{household}: {notes} notes, {note_records} audit records of them"
+        );
     }
     drop(server);
     let verify = Command::new(workspace_bin("naast"))
