@@ -345,3 +345,30 @@ pub fn master_key_file(dir: &Path) -> PathBuf {
     .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     path
 }
+
+/// Every audit record `search` finds, page after page, searched through `channel` (an
+/// administrator's).
+pub async fn search_audit(
+    channel: naast_proto::client::Signed,
+    search: naast_proto::pb::SearchAuditLogRequest,
+) -> Vec<naast_proto::pb::AuditRecord> {
+    let mut client = naast_proto::pb::audit_service_client::AuditServiceClient::new(channel);
+    let mut records = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .search_audit_log(naast_proto::pb::SearchAuditLogRequest {
+                page_size: 1000,
+                page_token: token,
+                ..search.clone()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("audit search: {e}"))
+            .into_inner();
+        records.extend(page.records);
+        if page.next_page_token.is_empty() {
+            return records;
+        }
+        token = page.next_page_token;
+    }
+}

@@ -68,25 +68,7 @@ async fn caller_with_header(
 
 /// Every audit record, as the administrator finds them.
 async fn all_audit_records(server: &Server, admin: &str) -> Vec<pb::AuditRecord> {
-    let mut client = audit(server, admin).await;
-    let mut records = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .search_audit_log(pb::SearchAuditLogRequest {
-                page_size: 1000,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        records.extend(page.records);
-        if page.next_page_token.is_empty() {
-            return records;
-        }
-        token = page.next_page_token;
-    }
+    naast_tests::search_audit(signed(&server.url(), admin).await, Default::default()).await
 }
 
 fn part(token: &str, index: usize) -> &str {

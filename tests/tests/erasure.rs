@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
 use naast_proto::pb;
-use naast_proto::pb::audit_service_client::AuditServiceClient;
 use naast_proto::pb::consent_service_client::ConsentServiceClient;
 use naast_proto::pb::household_service_client::HouseholdServiceClient;
 use naast_tests::{Server, workspace_bin};
@@ -134,17 +133,14 @@ async fn an_erased_household_is_forgotten_and_the_log_still_verifies() {
     assert_eq!(timeline(&mut api, &kept).await.unwrap().len(), 4);
 
     // The audit log keeps its records of the household, which hold ids, never contents.
-    let mut audit = AuditServiceClient::new(server.signed("beheerder").await);
-    let records = audit
-        .search_audit_log(pb::SearchAuditLogRequest {
+    let records = naast_tests::search_audit(
+        server.signed("beheerder").await,
+        pb::SearchAuditLogRequest {
             household_id: forgotten.clone(),
-            page_size: 1000,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .records;
+        },
+    )
+    .await;
     assert!(records.iter().any(|r| {
         r.operation == "/naast.v1.ConsentService/EraseHousehold"
             && r.outcome == pb::AuditOutcome::Allowed as i32

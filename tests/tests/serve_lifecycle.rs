@@ -323,20 +323,15 @@ async fn a_kill_under_load_loses_no_acknowledged_command() {
             .iter()
             .filter(|e| e.event_type == "NoteAdded")
             .count();
-        let mut audit = naast_proto::pb::audit_service_client::AuditServiceClient::new(
+        let records = naast_tests::search_audit(
             server.signed("beheerder").await,
-        );
-        let records = audit
-            .search_audit_log(pb::SearchAuditLogRequest {
+            pb::SearchAuditLogRequest {
                 household_id: household.clone(),
                 outcome: pb::AuditOutcome::Allowed as i32,
-                page_size: 1000,
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .records;
+            },
+        )
+        .await;
         let note_records = records
             .iter()
             .filter(|r| {

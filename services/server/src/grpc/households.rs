@@ -20,6 +20,7 @@ use naast_domain::vocab::{
 use naast_eventlog::Subscription;
 use naast_projections::{Projections, StoredEntry};
 use naast_proto::pb;
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -93,6 +94,32 @@ impl HouseholdApi {
             position,
             replayed,
         })
+    }
+
+    /// Records the read of `kind` in household `id` (refused unless allowed), and which of its
+    /// items the caller may see as `pick` chooses them: `None` when they may see all.
+    async fn visible<K: Ord>(
+        &self,
+        calling: &Calling,
+        id: HouseholdId,
+        kind: ReadKind,
+        pick: impl FnOnce(&naast_domain::Household, &View, time::Date) -> BTreeSet<K>,
+    ) -> Result<Option<BTreeSet<K>>, Status> {
+        let today = naast_domain::calendar::dutch_today();
+        let (_, visible) = self
+            .households
+            .guard_read(
+                calling,
+                id,
+                Action::Read(kind),
+                Vec::new(),
+                |state, _, access| {
+                    (!access.view.is_everything()).then(|| pick(state, &access.view, today))
+                },
+            )
+            .await
+            .map_err(from_app_error)?;
+        Ok(visible)
     }
 
     /// Waits until the read models hold everything of the household committed when the query
@@ -604,27 +631,16 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         }
         let size = list_page_size(r.page_size, 100)?;
         let offset = list_offset(&r.page_token)?;
-        let today = naast_domain::calendar::dutch_today();
-        let (_, visible) = self
-            .households
-            .guard_read(
-                &calling,
-                id,
-                Action::Read(ReadKind::Goals),
-                Vec::new(),
-                |state, _, access| {
-                    (!access.view.is_everything()).then(|| {
-                        state
-                            .goals
-                            .iter()
-                            .filter(|(gid, g)| access.view.goal(state, **gid, g, today))
-                            .map(|(gid, _)| *gid)
-                            .collect::<std::collections::BTreeSet<_>>()
-                    })
-                },
-            )
-            .await
-            .map_err(from_app_error)?;
+        let visible = self
+            .visible(&calling, id, ReadKind::Goals, |state, view, today| {
+                state
+                    .goals
+                    .iter()
+                    .filter(|(gid, g)| view.goal(state, **gid, g, today))
+                    .map(|(gid, _)| *gid)
+                    .collect()
+            })
+            .await?;
         self.read_model(id, r.min_position).await?;
         let goals: Vec<pb::Goal> = self
             .projections
@@ -672,27 +688,16 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             .unwrap_or_else(naast_domain::calendar::dutch_today);
         let size = list_page_size(r.page_size, 100)?;
         let offset = list_offset(&r.page_token)?;
-        let today = naast_domain::calendar::dutch_today();
-        let (_, visible) = self
-            .households
-            .guard_read(
-                &calling,
-                id,
-                Action::Read(ReadKind::Agreements),
-                Vec::new(),
-                |state, _, access| {
-                    (!access.view.is_everything()).then(|| {
-                        state
-                            .agreements
-                            .iter()
-                            .filter(|(_, a)| access.view.agreement(state, a, today))
-                            .map(|(aid, _)| *aid)
-                            .collect::<std::collections::BTreeSet<_>>()
-                    })
-                },
-            )
-            .await
-            .map_err(from_app_error)?;
+        let visible = self
+            .visible(&calling, id, ReadKind::Agreements, |state, view, today| {
+                state
+                    .agreements
+                    .iter()
+                    .filter(|(_, a)| view.agreement(state, a, today))
+                    .map(|(aid, _)| *aid)
+                    .collect()
+            })
+            .await?;
         self.read_model(id, r.min_position).await?;
         let agreements: Vec<pb::AgreementView> = self
             .projections
