@@ -234,26 +234,33 @@ impl<'a> Standing<'a> {
         organisation: Option<&str>,
         today: Date,
     ) -> Self {
-        let owner = if household.registered_by.as_ref() == Some(identity) {
-            Some("owner:registrant".to_owned())
-        } else {
-            household
-                .links
-                .iter()
-                .find_map(|(party, link)| match party {
-                    Party::Member(m)
-                        if link.identity.as_ref() == Some(identity)
-                            && household.member(*m).is_some_and(|member| {
-                                matches!(
-                                    member.details.role,
-                                    MemberRole::Client | MemberRole::LegalRepresentative
-                                )
-                            }) =>
-                    {
-                        Some(format!("owner:member:{m}"))
-                    }
-                    _ => None,
-                })
+        // Members who are a client or legal representative, linked to an identity.
+        let owners: Vec<(crate::ids::MemberId, &Identity)> = household
+            .links
+            .iter()
+            .filter_map(|(party, link)| match party {
+                Party::Member(m)
+                    if household.member(*m).is_some_and(|member| {
+                        matches!(
+                            member.details.role,
+                            MemberRole::Client | MemberRole::LegalRepresentative
+                        )
+                    }) =>
+                {
+                    link.identity.as_ref().map(|linked| (*m, linked))
+                }
+                _ => None,
+            })
+            .collect();
+        let owner = match owners.iter().find(|(_, linked)| *linked == identity) {
+            Some((m, _)) => Some(format!("owner:member:{m}")),
+            // The registrant holds the household only until its owners are linked (the state
+            // then forgets the registrant): from then on ownership follows the members, so a
+            // registrant who is not one of them, or stops being one, no longer owns it.
+            None if owners.is_empty() && household.registered_by.as_ref() == Some(identity) => {
+                Some("owner:registrant".to_owned())
+            }
+            None => None,
         };
         let grants = household
             .grants
@@ -456,9 +463,11 @@ pub fn authorize(
         return Err(no_access());
     }
     let person = acting_for.unwrap_or(&principal.identity);
+    // Only professionals and supporters act for an organisation: an organisation claim on any
+    // other token is ignored.
     let organisation = match principal.role {
-        PrincipalRole::Platform => None,
-        _ => principal.organisation.as_deref(),
+        PrincipalRole::Professional | PrincipalRole::Supporter => principal.organisation.as_deref(),
+        _ => None,
     };
     let standing = Standing::of_person(household, person, organisation, today);
     let (mut basis, layer) = standing.allows(household, action).ok_or_else(no_access)?;

@@ -237,7 +237,8 @@ pub struct Household {
     pub registered: bool,
     /// Display name, e.g. "Familie Jansen".
     pub name: String,
-    /// Who registered it.
+    /// Who registered it, until a client or legal representative is linked to an identity
+    /// (then `None`: ownership follows the linked members from then on).
     pub registered_by: Option<Identity>,
     /// Erased: nothing of it is left but this mark.
     pub erased: bool,
@@ -288,6 +289,38 @@ impl Household {
     /// Folds one event in. Events were validated when decided, so an event that refers to
     /// something unknown (which only a damaged log could hold) changes nothing.
     pub fn apply(&mut self, event: &DomainEvent) {
+        self.fold(event);
+        if matches!(
+            event,
+            DomainEvent::IdentityLinked { .. }
+                | DomainEvent::MemberAdded { .. }
+                | DomainEvent::MemberUpdated { .. }
+        ) && self.has_linked_owner()
+        {
+            // The registrant held the household until its owners were linked; from then on
+            // ownership follows them, for good.
+            self.registered_by = None;
+        }
+    }
+
+    /// Whether a current client or legal representative is linked to a sign-in identity.
+    pub fn has_linked_owner(&self) -> bool {
+        self.links.iter().any(|(party, link)| match party {
+            Party::Member(m) => {
+                link.identity.is_some()
+                    && self.member(*m).is_some_and(|member| {
+                        matches!(
+                            member.details.role,
+                            crate::vocab::MemberRole::Client
+                                | crate::vocab::MemberRole::LegalRepresentative
+                        )
+                    })
+            }
+            Party::Contact(_) => false,
+        })
+    }
+
+    fn fold(&mut self, event: &DomainEvent) {
         use DomainEvent as E;
         match event {
             E::HouseholdRegistered {

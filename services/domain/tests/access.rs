@@ -216,22 +216,35 @@ fn entry(life: &[LifeDomain], funding: &[FundingDomain]) -> TimelineEntry {
 
 #[test]
 fn owners_do_everything_and_others_only_what_is_granted() {
+    // The registrant owns a household until its owners are linked …
+    let mut fresh = Household::default();
+    run(
+        &mut fresh,
+        Command::RegisterHousehold {
+            name: "Familie Jansen".into(),
+            registered_by: Some(id("registrant")),
+        },
+    );
+    let registrant = person("registrant", PrincipalRole::Citizen, None);
+    let access = authorize(&fresh, &registrant, Action::Own, TODAY).unwrap();
+    assert_eq!(access.basis, ["owner:registrant"]);
+    assert!(access.view.is_everything());
+    // … from then on ownership follows the linked clients and legal representatives.
     let mut w = world();
     let h = &w.household;
-    for (who, subject) in [
-        ("registrant", "registrant"),
-        ("legal representative", "ilse"),
-    ] {
-        let access = authorize(
-            h,
-            &person(subject, PrincipalRole::Citizen, None),
-            Action::Own,
-            TODAY,
-        )
-        .unwrap_or_else(|e| panic!("{who}: {e}"));
-        assert!(access.view.is_everything());
-        assert!(access.basis[0].starts_with("owner:"), "{who}");
-    }
+    assert!(authorize(h, &registrant, Action::Own, TODAY).is_err());
+    let access = authorize(
+        h,
+        &person("ilse", PrincipalRole::Citizen, None),
+        Action::Own,
+        TODAY,
+    )
+    .unwrap();
+    assert_eq!(access.basis, [format!("owner:member:{}", w.mother)]);
+    assert!(access.view.is_everything());
+    // An organisation claim counts only on a professional's or supporter's token.
+    let citizen_with_org = person("c", PrincipalRole::Citizen, Some("AGB-1"));
+    assert!(authorize(h, &citizen_with_org, Action::Respond(w.agreement), TODAY).is_err());
     // A linked relative is no owner: nothing without a grant.
     let joost = person("joost", PrincipalRole::Citizen, None);
     assert!(authorize(h, &joost, Action::Read(ReadKind::Timeline), TODAY).is_err());
@@ -248,6 +261,8 @@ fn owners_do_everything_and_others_only_what_is_granted() {
     );
     let ilse = person("ilse", PrincipalRole::Citizen, None);
     assert!(authorize(&w.household, &ilse, Action::Own, TODAY).is_err());
+    // With no owner linked any more, the registrant does not get the household back.
+    assert!(authorize(&w.household, &registrant, Action::Own, TODAY).is_err());
     // One identity links to one member only.
     let father = w.father;
     let refused = decide(

@@ -304,6 +304,7 @@ impl Projections {
             let stored = match decode(self.vault.as_ref(), household, recorded) {
                 Ok(stored) => stored,
                 Err(Unreadable::Erased) => continue, // forgotten: nothing to show
+                Err(Unreadable::Unavailable(e)) => return Err(Error::Store(e)),
                 Err(Unreadable::Bad(e)) => {
                     tracing::error!(position = recorded.position, error = %e, "household event cannot be read; left off the timeline");
                     continue;
@@ -391,6 +392,8 @@ enum Unreadable {
     Erased,
     /// It is damaged.
     Bad(String),
+    /// Its key cannot be read right now (try again: nothing is skipped for that).
+    Unavailable(String),
 }
 
 /// The household event `recorded`, opened with `vault` when sealed.
@@ -404,6 +407,7 @@ fn decode(
             .open_payload(household.0, recorded.id, &recorded.payload)
             .map_err(|e| match e {
                 naast_vault::VaultError::Erased(_) => Unreadable::Erased,
+                naast_vault::VaultError::Io { .. } => Unreadable::Unavailable(e.to_string()),
                 e => Unreadable::Bad(e.to_string()),
             })?,
         None if naast_vault::Vault::is_sealed(&recorded.payload) => {

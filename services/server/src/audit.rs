@@ -269,6 +269,9 @@ pub struct Auditor {
 struct Partitions {
     dir: std::path::PathBuf,
     retention: std::time::Duration,
+    /// A write failed since the process started: some events may name a record that is not
+    /// there, so the reconciled position must not move past them.
+    failed: std::sync::atomic::AtomicBool,
     open: std::sync::Mutex<std::collections::BTreeMap<i32, EventLog>>,
 }
 
@@ -285,11 +288,20 @@ impl Auditor {
             inner: std::sync::Arc::new(Partitions {
                 dir: dir.to_owned(),
                 retention,
+                failed: std::sync::atomic::AtomicBool::new(false),
                 open: std::sync::Mutex::default(),
             }),
         };
         for year in auditor.years_on_disk()? {
             auditor.partition(year)?;
+        }
+        // What a removal cut short.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.path().extension().is_some_and(|e| e == "removing") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
         }
         Ok(auditor)
     }
@@ -366,8 +378,22 @@ impl Auditor {
             .map_or_else(|| SERVICE_STREAM.to_owned(), |h| format!("audit-{}", h.0));
         // Serialising this plain data cannot fail: no maps with non-string keys, no custom
         // serialisers that error.
-        let log = self.partition(time::OffsetDateTime::now_utc().year())?;
-        append(&log, &stream, record, id).await
+        let written = match self.partition(time::OffsetDateTime::now_utc().year()) {
+            Ok(log) => append(&log, &stream, record, id).await,
+            Err(e) => Err(e),
+        };
+        if written.is_err() {
+            self.inner
+                .failed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        written
+    }
+
+    /// Whether a write failed since the log was opened (then only the next start's
+    /// reconciliation may say every event has its record).
+    pub fn had_failures(&self) -> bool {
+        self.inner.failed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Up to `limit` records about `household` from `from` on that `filter` admits, oldest
@@ -645,6 +671,12 @@ async fn append(log: &EventLog, stream: &str, record: &Record, id: Uuid) -> Resu
 
 /// Removes a partition's directory, waiting out sled's threads letting go of its files.
 fn remove_partition(dir: &Path, parent: &Path) -> std::io::Result<()> {
+    // First out of the way under a name that is no year, atomically, so a crash halfway
+    // through the removal leaves nothing that is opened as a partition.
+    let doomed = dir.with_extension("removing");
+    std::fs::rename(dir, &doomed)?;
+    std::fs::File::open(parent).and_then(|d| d.sync_all())?;
+    let dir = doomed.as_path();
     let started = std::time::Instant::now();
     loop {
         match std::fs::remove_dir_all(dir) {

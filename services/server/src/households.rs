@@ -339,11 +339,16 @@ impl Households {
         if snapshot.revision.is_none() {
             self.catch_up(household, &mut snapshot)?;
         }
-        let decision = self.decide_access(
-            &context.calling,
-            &snapshot.state,
-            access::action_for(&command),
-        );
+        if matches!(command, Command::RegisterHousehold { .. })
+            && snapshot.revision.is_some()
+            && !snapshot.state.registered
+        {
+            // Events are there but none could be read (their key is missing): never let
+            // anyone start this household afresh on top of them.
+            return Err(DomainError::exists("household_id", "household", household).into());
+        }
+        let action = access::action_for(&command);
+        let decision = self.decide_access(&context.calling, &snapshot.state, action);
         let objects = access::objects_of(&command);
         if decision.is_err() {
             self.record(&context.calling, household, &decision, objects)
@@ -365,14 +370,13 @@ impl Households {
                     Box::pin(async move { auditor.record_as(&record, id).await });
                 (id, write)
             });
-        let causation = audit.as_ref().map(|(id, _)| *id);
         let result = self
             .decide_and_append(
                 household,
                 &command,
                 context,
                 &mut snapshot,
-                causation,
+                action,
                 &mut audit,
             )
             .await;
@@ -392,20 +396,18 @@ impl Households {
         command: &Command,
         context: &CommandContext,
         snapshot: &mut Snapshot,
-        causation: Option<Uuid>,
+        action: Action,
         audit: &mut Option<(Uuid, AuditWrite)>,
     ) -> Result<Executed, AppError> {
+        // The events name the command's audit record as their cause.
+        let causation = audit.as_ref().map(|(id, _)| *id);
         // Under the household's lock, so two copies of one request cannot both act.
         if let Some(request_id) = context.request_id
             && let Some(done) = self.already_executed(household, request_id)?
         {
             return Ok(done);
         }
-        let mut stale = false;
         for _ in 0..MAX_ATTEMPTS {
-            if stale {
-                self.catch_up(household, snapshot)?;
-            }
             if let Some(expected) = context.expected_revision
                 && snapshot.revision != Some(expected)
             {
@@ -421,16 +423,16 @@ impl Households {
                 .map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
             let stream = household.stream_id();
             let append = self.log.append(&stream, expected, new_events);
-            let appended = match audit.take() {
+            let (recorded, appended) = match audit.take() {
                 Some((_, write)) => {
                     let (recorded, appended) = tokio::join!(write, append);
-                    recorded?;
-                    appended
+                    (recorded, appended)
                 }
-                None => append.await,
+                None => (Ok(()), append.await),
             };
             match appended {
                 Ok(outcome) => {
+                    // The state follows the log first, whatever the audit write did.
                     if !outcome.replayed {
                         for event in &events {
                             snapshot.state.apply(event);
@@ -444,6 +446,7 @@ impl Households {
                         // in between, the projector destroys it when the tombstone passes.)
                         vault.erase(household.0).map_err(vault_error)?;
                     }
+                    recorded?;
                     return Ok(Executed {
                         revision: outcome.last_revision,
                         position: outcome.last_position,
@@ -451,13 +454,23 @@ impl Households {
                     });
                 }
                 Err(naast_eventlog::Error::WrongExpectedRevision { actual, .. }) => {
+                    recorded?;
                     if let Some(expected) = context.expected_revision {
                         return Err(AppError::Conflict { expected, actual });
                     }
-                    // Something else wrote meanwhile: read it and decide again.
-                    stale = true;
+                    // Something else wrote meanwhile: read it, check the caller may still act
+                    // on what is there now, and decide again.
+                    self.catch_up(household, snapshot)?;
+                    if let Err(denied) =
+                        self.decide_access(&context.calling, &snapshot.state, action)
+                    {
+                        return Err(AppError::Denied(denied.0));
+                    }
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    recorded?;
+                    return Err(e.into());
+                }
             }
         }
         Err(AppError::Contended)

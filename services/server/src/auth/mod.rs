@@ -253,11 +253,10 @@ impl Authenticator {
             return Ok(known.principal.clone());
         }
         let issuer_url = unverified_issuer(token)?;
-        let issuer = self
-            .inner
-            .issuers
-            .get(&issuer_url)
-            .ok_or(AuthError::UnknownIssuer(issuer_url))?;
+        let issuer = self.inner.issuers.get(&issuer_url).ok_or_else(|| {
+            // Echo no more of an untrusted claim than it takes to recognise it.
+            AuthError::UnknownIssuer(issuer_url.chars().take(100).collect())
+        })?;
         let jwt = AccessJwt::from_str(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         let mut refreshed = false;
         loop {
@@ -342,10 +341,15 @@ impl Authenticator {
             })?,
         };
         let issuer_url = claims.issuer().to_string();
-        let acting_for = extra.naast_acting_for.as_ref().map(|subject| Identity {
-            issuer: issuer_url.clone(),
-            subject: subject.clone(),
-        });
+        // Only a platform acts for someone else.
+        let acting_for = extra
+            .naast_acting_for
+            .as_ref()
+            .filter(|_| role == PrincipalRole::Platform)
+            .map(|subject| Identity {
+                issuer: issuer_url.clone(),
+                subject: subject.clone(),
+            });
         let principal = Principal {
             identity: Identity {
                 issuer: issuer_url,

@@ -46,7 +46,7 @@ fn micros(field: &str, t: Option<prost_types::Timestamp>) -> Result<Option<u64>,
             .ok()
             .and_then(|s| s.checked_mul(1_000_000))
             .zip(u64::try_from(t.nanos / 1_000).ok())
-            .map(|(s, n)| s + n)
+            .and_then(|(s, n)| s.checked_add(n))
             .ok_or_else(|| invalid_argument(field, "is before 1970 or out of range"))
     })
     .transpose()

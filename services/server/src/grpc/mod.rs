@@ -157,7 +157,10 @@ pub async fn run(
     if let Some(auditor) = &auditor {
         // Every call finished, and with it both writes of every command: nothing to reconcile
         // at the next start. (Calls cut off at the deadline may not have.)
-        if drained && let Err(e) = auditor.set_reconciled(log.head()) {
+        if drained
+            && !auditor.had_failures()
+            && let Err(e) = auditor.set_reconciled(log.head())
+        {
             tracing::error!(error = %e, "cannot note the reconciled position");
         }
         auditor.close().await;
