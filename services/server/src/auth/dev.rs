@@ -189,6 +189,16 @@ impl DevIssuer {
 
     /// A token for `persona`, valid for `lifetime` from now.
     pub fn mint(&self, persona: &Persona, lifetime: Duration) -> Result<String, DevError> {
+        self.mint_with(persona, lifetime, |_| {})
+    }
+
+    /// A token for `persona` whose claims `change` alters first (for tests of what is refused).
+    pub fn mint_with(
+        &self,
+        persona: &Persona,
+        lifetime: Duration,
+        change: impl FnOnce(&mut NaastClaims),
+    ) -> Result<String, DevError> {
         let issuer =
             IssuerUrl::new(DEV_ISSUER.to_owned()).map_err(|e| DevError::Sign(e.to_string()))?;
         let now = chrono::Utc::now();
@@ -203,12 +213,16 @@ impl DevIssuer {
             now,
             StandardClaims::new(SubjectIdentifier::new(persona.subject.to_owned()))
                 .set_name(Some(name)),
-            NaastClaims {
-                naast_role: Some(persona.role.wire_name().to_owned()),
-                naast_org: persona.organisation.map(str::to_owned),
-                naast_acting_for: persona.acting_for.map(str::to_owned),
-                client_id: Some(persona.client_id.to_owned()),
-                nbf: None,
+            {
+                let mut claims = NaastClaims {
+                    naast_role: Some(persona.role.wire_name().to_owned()),
+                    naast_org: persona.organisation.map(str::to_owned),
+                    naast_acting_for: persona.acting_for.map(str::to_owned),
+                    client_id: Some(persona.client_id.to_owned()),
+                    nbf: None,
+                };
+                change(&mut claims);
+                claims
             },
         );
         let token = AccessJwt::new(
@@ -235,4 +249,84 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in tests a panic is a failed check
+    use super::*;
+    use crate::auth::{AuthError, AuthSettings, Authenticator};
+
+    async fn authenticator(dev: &DevIssuer) -> Authenticator {
+        let settings = AuthSettings {
+            issuers: Vec::new(),
+            audience: "naast".into(),
+            leeway: Duration::from_secs(0),
+            jwks_min_refresh: Duration::from_secs(0),
+        };
+        Authenticator::new(&settings, vec![(DEV_ISSUER.to_owned(), dev.jwks())]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn dev_tokens_sign_in_their_persona_and_nothing_but_access_tokens_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = DevIssuer::open(dir.path(), "naast").unwrap();
+        let auth = authenticator(&dev).await;
+        let platform = Persona::named("pgo").unwrap();
+        let token = dev.mint(platform, Duration::from_secs(60)).unwrap();
+        let principal = auth
+            .authenticate(Some(&format!("Bearer {token}")))
+            .await
+            .unwrap();
+        assert_eq!(principal.role, PrincipalRole::Platform);
+        assert_eq!(principal.acting_for.unwrap().subject, "dev-ouder");
+        // The key survives a restart.
+        let again = DevIssuer::open(dir.path(), "naast").unwrap();
+        assert_eq!(again.jwks(), dev.jwks());
+
+        // An ID token (no client_id) is no bearer token.
+        let parent = Persona::named("ouder").unwrap();
+        let id_token = dev
+            .mint_with(parent, Duration::from_secs(60), |c| c.client_id = None)
+            .unwrap();
+        let refused = auth
+            .authenticate(Some(&format!("Bearer {id_token}")))
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("client_id"), "{refused}");
+        // Only a platform acts for someone, and only professionals and supporters are read
+        // for their organisation (in the policy).
+        let sneaky = dev
+            .mint_with(parent, Duration::from_secs(60), |c| {
+                c.naast_acting_for = Some("dev-ondersteuner".into());
+            })
+            .unwrap();
+        let principal = auth
+            .authenticate(Some(&format!("Bearer {sneaky}")))
+            .await
+            .unwrap();
+        assert_eq!(principal.acting_for, None);
+        // A cached token is refused once it expires.
+        let short = dev.mint(parent, Duration::from_secs(1)).unwrap();
+        auth.authenticate(Some(&format!("Bearer {short}")))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let expired = auth
+            .authenticate(Some(&format!("Bearer {short}")))
+            .await
+            .unwrap_err();
+        assert!(matches!(expired, AuthError::Invalid(_)), "{expired}");
+        // A role naast does not know is refused, not guessed.
+        let odd = dev
+            .mint_with(parent, Duration::from_secs(60), |c| {
+                c.naast_role = Some("root".into());
+            })
+            .unwrap();
+        assert!(
+            auth.authenticate(Some(&format!("Bearer {odd}")))
+                .await
+                .is_err()
+        );
+    }
 }

@@ -11,6 +11,7 @@
 //! - The JOSE type, when given: `JWT` or `at+jwt` (RFC 9068).
 //! - `aud` holds the configured audience; `exp` has not passed and `nbf` has come, each with a
 //!   small leeway for clock skew.
+//! - It is an access token: it names its `client_id` (RFC 9068), which ID tokens do not.
 //!
 //! # Claims used
 //! | claim | meaning |
@@ -333,6 +334,13 @@ impl Authenticator {
             return Err(ClaimsVerificationError::Expired(format!(
                 "not valid before {nbf} (seconds since 1970)"
             )));
+        }
+        if extra.client_id.is_none() {
+            // RFC 9068: an access token names the client it was issued to; an ID token does
+            // not, and is no bearer token for naast.
+            return Err(ClaimsVerificationError::Other(
+                "not an access token: it has no client_id claim".into(),
+            ));
         }
         let role = match extra.naast_role.as_deref() {
             None => PrincipalRole::Citizen,

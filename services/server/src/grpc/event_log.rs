@@ -103,6 +103,8 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
     ) -> Result<Response<pb::AppendEventsResponse>, Status> {
         let (calling, request) = split(request)?;
         if request.stream_id.starts_with(HOUSEHOLD_STREAM_PREFIX) {
+            // Recorded like every refusal (the answer names the field either way).
+            let _ = self.admit(&calling, Some(&request.stream_id)).await;
             // A household's stream holds only events its commands decided: anything else would
             // stop its state from folding, and its family's commands with it.
             return Err(invalid_argument(
