@@ -491,6 +491,111 @@ pub fn authorize(
     })
 }
 
+/// Whether `principal` may execute `command` in `household` on `today`: [`authorize`] for what
+/// it amounts to, and, for a write through grants limited to some life domains, whether the
+/// write stays within them (a grant for "wonen" writes goals and notes about housing only).
+pub fn authorize_command(
+    household: &Household,
+    principal: &Principal,
+    command: &crate::Command,
+    today: Date,
+) -> Result<Access, Denied> {
+    let action = action_for(command);
+    let access = authorize(household, principal, action, today)?;
+    let Action::Write(scope) = action else {
+        return Ok(access);
+    };
+    let Some(touched) = command_domains(household, command) else {
+        return Ok(access);
+    };
+    let mut limits = Vec::new();
+    let acting_for = principal
+        .acting_for
+        .as_ref()
+        .filter(|_| principal.role == PrincipalRole::Platform);
+    let person = acting_for.unwrap_or(&principal.identity);
+    let organisation = match principal.role {
+        PrincipalRole::Professional | PrincipalRole::Supporter => principal.organisation.as_deref(),
+        _ => None,
+    };
+    limits.push(write_limits(
+        &Standing::of_person(household, person, organisation, today),
+        scope,
+    ));
+    if principal.role == PrincipalRole::Platform {
+        let client_id = principal.client_id.as_deref().unwrap_or_default();
+        limits.push(write_limits(
+            &Standing::of_platform(household, &principal.identity.issuer, client_id, today),
+            scope,
+        ));
+    }
+    for allowed in limits.into_iter().flatten() {
+        if touched.is_empty() || touched.iter().any(|d| !allowed.contains(d)) {
+            return Err(Denied(format!(
+                "the grant allows writing about {} only",
+                allowed
+                    .iter()
+                    .map(|d| d.display_name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(access)
+}
+
+/// The life domains a write of `scope` is limited to (`None`: not limited — an owner, or a
+/// grant of it without life-domain limits).
+fn write_limits(standing: &Standing<'_>, scope: AccessScope) -> Option<Vec<LifeDomain>> {
+    if standing.owner.is_some() {
+        return None;
+    }
+    let grants: Vec<_> = standing.grants_with(scope).collect();
+    if grants.is_empty() || grants.iter().any(|(_, g)| g.terms.life_domains.is_empty()) {
+        return None;
+    }
+    let mut domains: Vec<LifeDomain> = grants
+        .iter()
+        .flat_map(|(_, g)| g.terms.life_domains.iter().copied())
+        .collect();
+    domains.sort();
+    domains.dedup();
+    Some(domains)
+}
+
+/// The life domains a command writes about, for commands that have them: a goal's (before and
+/// after an update), a note's, a logbook entry's.
+fn command_domains(household: &Household, command: &crate::Command) -> Option<Vec<LifeDomain>> {
+    use crate::Command as C;
+    let goal = |id: &GoalId| {
+        household
+            .goals
+            .get(id)
+            .map(|g| g.life_domains.clone())
+            .unwrap_or_default()
+    };
+    match command {
+        C::SetGoal { life_domains, .. }
+        | C::AddNote { life_domains, .. }
+        | C::AddLogbookEntry { life_domains, .. } => Some(life_domains.clone()),
+        C::UpdateGoal {
+            goal: id,
+            life_domains,
+            ..
+        } => Some(
+            goal(id)
+                .into_iter()
+                .chain(life_domains.iter().copied())
+                .collect(),
+        ),
+        C::NoteGoalProgress { goal: id, .. }
+        | C::AchieveGoal { goal: id, .. }
+        | C::AbandonGoal { goal: id, .. }
+        | C::ReopenGoal { goal: id, .. } => Some(goal(id)),
+        _ => None,
+    }
+}
+
 /// What executing `command` amounts to, for [`authorize`].
 pub fn action_for(command: &crate::Command) -> Action {
     use crate::Command as C;

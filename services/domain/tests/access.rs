@@ -500,3 +500,49 @@ fn evaluators_and_administrators_never_read_a_household() {
     .unwrap_err();
     assert_eq!(refused, hidden);
 }
+
+#[test]
+fn a_grant_limited_to_some_life_domains_writes_about_those_only() {
+    use naast_domain::access::authorize_command;
+    let mut w = world();
+    grant(
+        &mut w,
+        Grantee::Person { identity: id("s") },
+        GrantTerms {
+            life_domains: vec![LifeDomain::Housing],
+            ..terms(&[AccessScope::ReadTimeline, AccessScope::WriteGoalsNotes])
+        },
+    );
+    let supporter = person("s", PrincipalRole::Supporter, None);
+    let h = &w.household;
+    let note = |domains: &[LifeDomain]| Command::AddNote {
+        note: naast_domain::ids::EntryId::new(),
+        about: None,
+        text: "notitie".into(),
+        life_domains: domains.to_vec(),
+    };
+    assert!(authorize_command(h, &supporter, &note(&[LifeDomain::Housing]), TODAY).is_ok());
+    let refused =
+        authorize_command(h, &supporter, &note(&[LifeDomain::PhysicalHealth]), TODAY).unwrap_err();
+    assert!(refused.0.contains("wonen"), "{refused}");
+    assert!(authorize_command(h, &supporter, &note(&[]), TODAY).is_err());
+    // A goal outside the grant can be neither updated nor moved into it.
+    let achieve = |goal| Command::AchieveGoal {
+        goal,
+        on: TODAY,
+        note: String::new(),
+    };
+    assert!(authorize_command(h, &supporter, &achieve(w.other_goal), TODAY).is_ok());
+    assert!(authorize_command(h, &supporter, &achieve(w.goal), TODAY).is_err());
+    let move_into_view = Command::UpdateGoal {
+        goal: w.goal,
+        title: "verhuisd".into(),
+        description: String::new(),
+        life_domains: vec![LifeDomain::Housing],
+        plan: None,
+    };
+    assert!(authorize_command(h, &supporter, &move_into_view, TODAY).is_err());
+    // Owners write anywhere.
+    let owner = person("ilse", PrincipalRole::Citizen, None);
+    assert!(authorize_command(h, &owner, &note(&[LifeDomain::Safety]), TODAY).is_ok());
+}
