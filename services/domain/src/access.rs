@@ -414,6 +414,22 @@ impl<'a> Standing<'a> {
     }
 }
 
+/// Whose standing in a household a caller has: their own, or for a platform the member it acts
+/// for; and the organisation they act for — only professionals and supporters do, an
+/// organisation claim on any other token is ignored.
+fn standing_of(principal: &Principal) -> (&Identity, Option<&str>) {
+    let person = match principal.role {
+        PrincipalRole::Platform => principal.acting_for.as_ref(),
+        _ => None,
+    }
+    .unwrap_or(&principal.identity);
+    let organisation = match principal.role {
+        PrincipalRole::Professional | PrincipalRole::Supporter => principal.organisation.as_deref(),
+        _ => None,
+    };
+    (person, organisation)
+}
+
 /// Whether `principal` may do `action` in `household` on `today`, on what basis, seeing what.
 pub fn authorize(
     household: &Household,
@@ -435,12 +451,11 @@ pub fn authorize(
         }
         _ => {}
     }
-    let acting_for = match principal.role {
-        PrincipalRole::Platform => Some(principal.acting_for.as_ref().ok_or_else(|| {
-            Denied("the platform's token names no member it acts for".to_owned())
-        })?),
-        _ => None,
-    };
+    if principal.role == PrincipalRole::Platform && principal.acting_for.is_none() {
+        return Err(Denied(
+            "the platform's token names no member it acts for".to_owned(),
+        ));
+    }
     let action = match (action, household.registered, principal.role) {
         // Only a client or legal representative (possibly through their PGO) registers a
         // household, and becomes its first owner.
@@ -462,13 +477,7 @@ pub fn authorize(
     if !household.registered || household.erased {
         return Err(no_access());
     }
-    let person = acting_for.unwrap_or(&principal.identity);
-    // Only professionals and supporters act for an organisation: an organisation claim on any
-    // other token is ignored.
-    let organisation = match principal.role {
-        PrincipalRole::Professional | PrincipalRole::Supporter => principal.organisation.as_deref(),
-        _ => None,
-    };
+    let (person, organisation) = standing_of(principal);
     let standing = Standing::of_person(household, person, organisation, today);
     let (mut basis, layer) = standing.allows(household, action).ok_or_else(no_access)?;
     let mut layers = vec![layer];
@@ -509,15 +518,7 @@ pub fn authorize_command(
         return Ok(access);
     };
     let mut limits = Vec::new();
-    let acting_for = principal
-        .acting_for
-        .as_ref()
-        .filter(|_| principal.role == PrincipalRole::Platform);
-    let person = acting_for.unwrap_or(&principal.identity);
-    let organisation = match principal.role {
-        PrincipalRole::Professional | PrincipalRole::Supporter => principal.organisation.as_deref(),
-        _ => None,
-    };
+    let (person, organisation) = standing_of(principal);
     limits.push(write_limits(
         &Standing::of_person(household, person, organisation, today),
         scope,
