@@ -169,7 +169,11 @@ async fn tokens_are_checked_and_every_refusal_is_recorded() {
             Some(format!("Bearer {bad_signature}")),
             "signature",
         ),
-        ("alg none", Some(format!("Bearer {alg_none}")), "refused"),
+        (
+            "alg none",
+            Some(format!("Bearer {alg_none}")),
+            "no signature",
+        ),
         (
             "swapped claims",
             Some(format!("Bearer {swapped}")),

@@ -96,6 +96,8 @@ async fn an_erased_household_is_forgotten_and_the_log_still_verifies() {
 
     // At rest the events are sealed: the log's files never hold the notes' text.
     assert!(!found_in_files(&data.join("sled"), b"vertrouwelijk-7f3a"));
+    // The search itself finds what is stored in the clear: the audit log names its callers.
+    assert!(found_in_files(&data.join("audit"), b"dev-ouder"));
     assert!(!found_in_files(&data.join("sled"), b"Familie Vergeten"));
     let key = data.join("keys").join(format!("{forgotten}.key"));
     assert!(key.exists());

@@ -406,7 +406,8 @@ impl Authenticator {
 
 impl From<ClaimsVerificationError> for AuthError {
     fn from(e: ClaimsVerificationError) -> Self {
-        AuthError::Invalid(e.to_string())
+        // With its cause: "signature verification failed" alone does not say what to mend.
+        AuthError::Invalid(error_chain(&e))
     }
 }
 
