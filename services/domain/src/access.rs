@@ -100,6 +100,16 @@ pub struct Access {
     pub view: View,
 }
 
+impl Access {
+    /// Everything may be seen, on `basis`.
+    pub fn everything(basis: Vec<String>) -> Self {
+        Self {
+            basis,
+            view: View::everything(),
+        }
+    }
+}
+
 /// Why an action is refused (for the caller and the audit record).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -460,10 +470,7 @@ pub fn authorize(
         // Only a client or legal representative (possibly through their PGO) registers a
         // household, and becomes its first owner.
         (Action::Register, false, PrincipalRole::Citizen | PrincipalRole::Platform) => {
-            return Ok(Access {
-                basis: vec!["owner:registrant".to_owned()],
-                view: View::everything(),
-            });
+            return Ok(Access::everything(vec!["owner:registrant".to_owned()]));
         }
         (Action::Register, false, _) => {
             return Err(Denied(

@@ -402,19 +402,12 @@ fn decode(
     household: HouseholdId,
     recorded: &RecordedEvent,
 ) -> Result<naast_domain::event::Stored, Unreadable> {
-    let payload = match vault {
-        Some(vault) => vault
-            .open_payload(household.0, recorded.id, &recorded.payload)
-            .map_err(|e| match e {
-                naast_vault::VaultError::Erased(_) => Unreadable::Erased,
-                naast_vault::VaultError::Io { .. } => Unreadable::Unavailable(e.to_string()),
-                e => Unreadable::Bad(e.to_string()),
-            })?,
-        None if naast_vault::Vault::is_sealed(&recorded.payload) => {
-            return Err(Unreadable::Bad("sealed, and no vault to open it".into()));
-        }
-        None => std::borrow::Cow::Borrowed(&recorded.payload[..]),
-    };
+    let payload = naast_vault::Vault::open_with(vault, household.0, recorded.id, &recorded.payload)
+        .map_err(|e| match e {
+            naast_vault::VaultError::Erased(_) => Unreadable::Erased,
+            naast_vault::VaultError::Io { .. } => Unreadable::Unavailable(e.to_string()),
+            e => Unreadable::Bad(e.to_string()),
+        })?;
     DomainEvent::from_payload(&payload).map_err(|e| Unreadable::Bad(e.to_string()))
 }
 

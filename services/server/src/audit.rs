@@ -129,6 +129,29 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record of `operation` with `outcome`, its action read off the operation's verb, the
+    /// default purpose, and nothing else yet: who, where, what and why are filled in by the
+    /// caller.
+    pub fn new(operation: impl Into<String>, outcome: Outcome) -> Self {
+        let operation = operation.into();
+        Self {
+            action: Action::of_operation(&operation),
+            operation,
+            outcome,
+            reason: None,
+            user: None,
+            responsible: None,
+            purpose: crate::auth::layer::DEFAULT_PURPOSE.to_owned(),
+            network_access_point: None,
+            household: None,
+            objects: Vec::new(),
+            basis: Vec::new(),
+            emergency: false,
+            source_system: None,
+            request_id: None,
+        }
+    }
+
     /// The users of a record about `principal`'s call: the caller, and for a platform the member
     /// it acts for.
     pub fn users(principal: &Principal) -> (User, Option<User>) {
@@ -279,11 +302,7 @@ impl Auditor {
     /// Opens (or creates) the audit log in `dir`, keeping records at least `retention` (and
     /// less than a year longer).
     pub fn open(dir: &Path, retention: std::time::Duration) -> Result<Self, AuditError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            AuditError::Log(naast_eventlog::Error::Storage(
-                naast_eventlog::StorageError::new("open", e),
-            ))
-        })?;
+        std::fs::create_dir_all(dir).map_err(|e| io_error("open", e))?;
         let auditor = Self {
             inner: std::sync::Arc::new(Partitions {
                 dir: dir.to_owned(),
@@ -308,11 +327,7 @@ impl Auditor {
 
     /// The years with a partition on disk, oldest first.
     fn years_on_disk(&self) -> Result<Vec<i32>, AuditError> {
-        let io = |e| {
-            AuditError::Log(naast_eventlog::Error::Storage(
-                naast_eventlog::StorageError::new("open", e),
-            ))
-        };
+        let io = |e| io_error("open", e);
         let mut years = Vec::new();
         for entry in std::fs::read_dir(&self.inner.dir).map_err(io)? {
             let entry = entry.map_err(io)?;
@@ -504,9 +519,6 @@ impl Auditor {
                     continue;
                 }
                 let record = Record {
-                    operation: "recovered".to_owned(),
-                    action: Action::Execute,
-                    outcome: Outcome::Allowed,
                     reason: Some(format!(
                         "recorded at the next start: the process stopped after the command's events were written and before their audit record was; written by {}",
                         event
@@ -515,16 +527,9 @@ impl Auditor {
                             .as_deref()
                             .unwrap_or("an unknown caller")
                     )),
-                    user: None,
-                    responsible: None,
-                    purpose: "care".to_owned(),
-                    network_access_point: None,
                     household: Some(household),
                     objects: vec![event.id.to_string()],
-                    basis: Vec::new(),
-                    emergency: false,
-                    source_system: None,
-                    request_id: None,
+                    ..Record::new("recovered", Outcome::Allowed)
                 };
                 self.record_as(&record, cause).await?;
                 written += 1;
@@ -542,11 +547,7 @@ impl Auditor {
 
     /// Notes that every household event before `position` has its audit record.
     pub fn set_reconciled(&self, position: u64) -> Result<(), AuditError> {
-        let io = |e| {
-            AuditError::Log(naast_eventlog::Error::Storage(
-                naast_eventlog::StorageError::new("write", e),
-            ))
-        };
+        let io = |e| io_error("write", e);
         let path = self.inner.dir.join(RECONCILED_FILE);
         let temporary = path.with_extension("new");
         let mut file = std::fs::File::create(&temporary).map_err(io)?;
@@ -589,11 +590,7 @@ impl Auditor {
             let removal = tokio::task::spawn_blocking(move || remove_partition(&dir, &parent))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            removal.map_err(|e| {
-                AuditError::Log(naast_eventlog::Error::Storage(
-                    naast_eventlog::StorageError::new("remove", e),
-                ))
-            })?;
+            removal.map_err(|e| io_error("remove", e))?;
             tracing::info!(year, "audit records past their retention removed");
             removed.push(year);
         }
@@ -610,23 +607,14 @@ impl Auditor {
             {
                 Ok(years) if !years.is_empty() => {
                     let record = Record {
-                        operation: "retention".to_owned(),
                         action: Action::Delete,
-                        outcome: Outcome::Allowed,
                         reason: Some(format!(
                             "audit records of {years:?} removed after the retention of {} days",
                             self.inner.retention.as_secs() / 86_400
                         )),
-                        user: None,
-                        responsible: None,
                         purpose: "retention".to_owned(),
-                        network_access_point: None,
-                        household: None,
-                        objects: Vec::new(),
                         basis: vec!["retention".to_owned()],
-                        emergency: false,
-                        source_system: None,
-                        request_id: None,
+                        ..Record::new("retention", Outcome::Allowed)
                     };
                     if let Err(e) = self.record(&record).await {
                         tracing::error!(error = %e, "cannot record the retention");
@@ -689,6 +677,13 @@ fn remove_partition(dir: &Path, parent: &Path) -> std::io::Result<()> {
     std::fs::File::open(parent).and_then(|d| d.sync_all())
 }
 
+/// A file-system failure of the audit log while doing `operation`.
+fn io_error(operation: &'static str, e: std::io::Error) -> AuditError {
+    AuditError::Log(naast_eventlog::Error::Storage(
+        naast_eventlog::StorageError::new(operation, e),
+    ))
+}
+
 fn decode(event: RecordedEvent) -> Result<Stored, AuditError> {
     let record = serde_json::from_slice(&event.payload).map_err(|e| AuditError::Unreadable {
         position: event.position,
@@ -711,20 +706,8 @@ mod tests {
 
     fn record(household: HouseholdId, operation: &str) -> Record {
         Record {
-            operation: operation.to_owned(),
-            action: Action::Read,
-            outcome: Outcome::Allowed,
-            reason: None,
-            user: None,
-            responsible: None,
-            purpose: "care".to_owned(),
-            network_access_point: None,
             household: Some(household),
-            objects: Vec::new(),
-            basis: Vec::new(),
-            emergency: false,
-            source_system: None,
-            request_id: None,
+            ..Record::new(operation, Outcome::Allowed)
         }
     }
 

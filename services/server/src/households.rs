@@ -13,7 +13,7 @@
 
 use crate::audit::{self, Auditor};
 use crate::auth::layer::Calling;
-use naast_domain::access::{self, Access, Action, View};
+use naast_domain::access::{self, Access, Action};
 use naast_domain::ids::HouseholdId;
 use naast_domain::{Command, DomainError, DomainEvent, Household, decide};
 use naast_eventlog::{Direction, EventLog, ExpectedRevision, Metadata, NewEvent, RecordedEvent};
@@ -170,22 +170,21 @@ impl Households {
         objects: Vec<String>,
         f: impl FnOnce(&Household, Option<u64>, &Access) -> R,
     ) -> Result<(Access, R), AppError> {
-        let (decision, seen) = self
+        let decision = self
             .inspect(household, |state, revision| {
-                let decision = self.decide_access(calling, state, action);
-                let seen = decision
-                    .as_ref()
-                    .ok()
-                    .map(|access| f(state, revision, access));
-                (decision, seen)
+                let access = calling.access(state, action)?;
+                let seen = f(state, revision, &access);
+                Ok((access, seen))
             })
             .await?;
-        self.record(calling, household, &decision, objects).await?;
-        match (decision, seen) {
-            (Ok(access), Some(seen)) => Ok((access, seen)),
-            (Err(denied), _) => Err(AppError::Denied(denied.0)),
-            (Ok(_), None) => Err(AppError::Denied("no access".into())),
-        }
+        self.record(
+            calling,
+            household,
+            decision.as_ref().map(|(access, _)| access),
+            objects,
+        )
+        .await?;
+        decision.map_err(|denied: access::Denied| AppError::Denied(denied.0))
     }
 
     /// Whether the caller may still do `action` (an open subscription asks before each item).
@@ -196,39 +195,21 @@ impl Households {
         household: HouseholdId,
         action: Action,
     ) -> Result<Access, AppError> {
+        if let Calling::Unguarded = calling {
+            // Nothing to check: no need to look at the household at all.
+            return Ok(Access::everything(Vec::new()));
+        }
         let decision = self
-            .inspect(household, |state, _| {
-                self.decide_access(calling, state, action)
-            })
+            .inspect(household, |state, _| calling.access(state, action))
             .await?;
         match decision {
             Ok(access) => Ok(access),
             Err(denied) => {
                 let ended = access::Denied(format!("stream ended: {}", denied.0));
-                self.record(calling, household, &Err(ended.clone()), Vec::new())
+                self.record(calling, household, Err(&ended), Vec::new())
                     .await?;
                 Err(AppError::Denied(ended.0))
             }
-        }
-    }
-
-    fn decide_access(
-        &self,
-        calling: &Calling,
-        state: &Household,
-        action: Action,
-    ) -> Result<Access, access::Denied> {
-        match calling {
-            Calling::Unguarded => Ok(Access {
-                basis: Vec::new(),
-                view: View::everything(),
-            }),
-            Calling::Caller(caller) => access::authorize(
-                state,
-                &caller.principal,
-                action,
-                naast_domain::calendar::dutch_today(),
-            ),
         }
     }
 
@@ -236,7 +217,7 @@ impl Households {
         &self,
         calling: &Calling,
         household: HouseholdId,
-        decision: &Result<Access, access::Denied>,
+        decision: Result<&Access, &access::Denied>,
         objects: Vec<String>,
     ) -> Result<(), AppError> {
         if let Some((auditor, record)) = self.audit_record(calling, household, decision, objects)? {
@@ -251,7 +232,7 @@ impl Households {
         &self,
         calling: &Calling,
         household: HouseholdId,
-        decision: &Result<Access, access::Denied>,
+        decision: Result<&Access, &access::Denied>,
         objects: Vec<String>,
     ) -> Result<Option<(Auditor, audit::Record)>, AppError> {
         let Calling::Caller(caller) = calling else {
@@ -347,22 +328,23 @@ impl Households {
             // anyone start this household afresh on top of them.
             return Err(DomainError::exists("household_id", "household", household).into());
         }
-        let decision = command_access(&context.calling, &snapshot.state, &command);
-        let objects = access::objects_of(&command);
-        if decision.is_err() {
-            self.record(&context.calling, household, &decision, objects)
+        let decision = context.calling.command_access(&snapshot.state, &command);
+        // The ids touched, for the audit record: only a guarded call has one.
+        let objects = match &context.calling {
+            Calling::Unguarded => Vec::new(),
+            Calling::Caller(_) => access::objects_of(&command),
+        };
+        if let Err(denied) = &decision {
+            self.record(&context.calling, household, Err(denied), objects)
                 .await?;
-            return Err(decision.err().map_or_else(
-                || AppError::Denied("no access".into()),
-                |denied| AppError::Denied(denied.0),
-            ));
+            return Err(AppError::Denied(denied.0.clone()));
         }
         // The audit record of an allowed command is written while the command is decided and
         // appended, and both are durable before the command is acknowledged. Its events name the
         // record as their cause, so a crash between the two durable writes is found and its
         // record written at the next start (`Auditor::reconcile`).
         let mut audit = self
-            .audit_record(&context.calling, household, &decision, objects)?
+            .audit_record(&context.calling, household, decision.as_ref(), objects)?
             .map(|(auditor, record)| {
                 let id = Uuid::now_v7();
                 let write: AuditWrite =
@@ -452,8 +434,7 @@ impl Households {
                     // Something else wrote meanwhile: read it, check the caller may still act
                     // on what is there now, and decide again.
                     self.catch_up(household, snapshot)?;
-                    if let Err(denied) = command_access(&context.calling, &snapshot.state, command)
-                    {
+                    if let Err(denied) = context.calling.command_access(&snapshot.state, command) {
                         return Err(AppError::Denied(denied.0));
                     }
                 }
@@ -471,15 +452,8 @@ impl Households {
         &self,
         household: HouseholdId,
     ) -> Result<(Household, Option<u64>), AppError> {
-        let Some(slot) = self.known_slot(household) else {
-            // Not cached (maybe not even there): read it without keeping it.
-            let mut snapshot = Snapshot::default();
-            self.catch_up(household, &mut snapshot)?;
-            return Ok((snapshot.state, snapshot.revision));
-        };
-        let mut snapshot = slot.lock().await;
-        self.catch_up(household, &mut snapshot)?;
-        Ok((snapshot.state.clone(), snapshot.revision))
+        self.inspect(household, |state, revision| (state.clone(), revision))
+            .await
     }
 
     fn new_events(
@@ -606,41 +580,21 @@ impl Households {
                     event_type: recorded.event_type.clone(),
                     reason,
                 };
-                let payload = match &self.vault {
-                    Some(vault) => {
-                        match vault.open_payload(household.0, recorded.id, &recorded.payload) {
-                            Ok(payload) => payload,
-                            // An erased household's history: only its tombstone is left.
-                            Err(naast_vault::VaultError::Erased(_)) => continue,
-                            Err(e) => return Err(bad(e.to_string())),
-                        }
-                    }
-                    None => std::borrow::Cow::Borrowed(&recorded.payload[..]),
+                let payload = match naast_vault::Vault::open_with(
+                    self.vault.as_ref(),
+                    household.0,
+                    recorded.id,
+                    &recorded.payload,
+                ) {
+                    Ok(payload) => payload,
+                    // An erased household's history: only its tombstone is left.
+                    Err(naast_vault::VaultError::Erased(_)) => continue,
+                    Err(e) => return Err(bad(e.to_string())),
                 };
                 let event = DomainEvent::from_payload(&payload).map_err(|e| bad(e.to_string()))?;
                 f(recorded, event);
             }
         }
-    }
-}
-
-/// Whether the caller may execute `command` on `state` (unguarded calls may do anything).
-fn command_access(
-    calling: &Calling,
-    state: &Household,
-    command: &Command,
-) -> Result<Access, access::Denied> {
-    match calling {
-        Calling::Unguarded => Ok(Access {
-            basis: Vec::new(),
-            view: View::everything(),
-        }),
-        Calling::Caller(caller) => access::authorize_command(
-            state,
-            &caller.principal,
-            command,
-            naast_domain::calendar::dutch_today(),
-        ),
     }
 }
 

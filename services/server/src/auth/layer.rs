@@ -4,7 +4,8 @@
 
 use super::Authenticator;
 use crate::audit::{self, Auditor, Record};
-use naast_domain::access::Principal;
+use naast_domain::access::{self, Access, Action, Denied, Principal};
+use naast_domain::{Command, Household};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -29,6 +30,38 @@ pub enum Calling {
     Caller(Arc<Caller>),
 }
 
+impl Calling {
+    /// Whether this call may do `action` in `household` today (an unguarded one may do
+    /// everything).
+    pub fn access(&self, household: &Household, action: Action) -> Result<Access, Denied> {
+        self.decide(|principal, today| access::authorize(household, principal, action, today))
+    }
+
+    /// Whether this call may execute `command` in `household` today (an unguarded one may do
+    /// everything).
+    pub fn command_access(
+        &self,
+        household: &Household,
+        command: &Command,
+    ) -> Result<Access, Denied> {
+        self.decide(|principal, today| {
+            access::authorize_command(household, principal, command, today)
+        })
+    }
+
+    fn decide(
+        &self,
+        authorize: impl FnOnce(&Principal, time::Date) -> Result<Access, Denied>,
+    ) -> Result<Access, Denied> {
+        match self {
+            Calling::Unguarded => Ok(Access::everything(Vec::new())),
+            Calling::Caller(caller) => {
+                authorize(&caller.principal, naast_domain::calendar::dutch_today())
+            }
+        }
+    }
+}
+
 /// An authenticated call.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -49,20 +82,43 @@ impl Caller {
     pub fn record(&self, outcome: audit::Outcome) -> Record {
         let (user, responsible) = Record::users(&self.principal);
         Record {
-            operation: self.operation.clone(),
-            action: audit::Action::of_operation(&self.operation),
-            outcome,
-            reason: None,
             user: Some(user),
             responsible,
             purpose: self.purpose.clone(),
             network_access_point: self.peer.map(|p| p.to_string()),
-            household: None,
-            objects: Vec::new(),
-            basis: Vec::new(),
-            emergency: false,
             source_system: self.principal.client_id.clone(),
             request_id: self.request_id.clone(),
+            ..Record::new(self.operation.clone(), outcome)
+        }
+    }
+}
+
+impl Caller {
+    /// Records this call to an operation of the service's administrators — refused for
+    /// `refusal` when one is given, else allowed on the administrator role — in `auditor`, and
+    /// answers a refusal with `PERMISSION_DENIED`.
+    pub async fn admin_operation(
+        &self,
+        auditor: &Auditor,
+        objects: Vec<String>,
+        refusal: Option<&str>,
+    ) -> Result<(), tonic::Status> {
+        let mut record = self.record(match refusal {
+            Some(_) => audit::Outcome::Denied,
+            None => audit::Outcome::Allowed,
+        });
+        record.objects = objects;
+        match refusal {
+            Some(reason) => record.reason = Some(reason.to_owned()),
+            None => record.basis = vec!["role:admin".to_owned()],
+        }
+        auditor.record(&record).await.map_err(|e| {
+            tracing::error!(error = %e, "audit log failure: access refused");
+            tonic::Status::unavailable("the audit log is unavailable, so no access can be given")
+        })?;
+        match refusal {
+            Some(reason) => Err(tonic::Status::permission_denied(reason)),
+            None => Ok(()),
         }
     }
 }
@@ -173,20 +229,11 @@ where
                 }
                 Err(refused) => {
                     let record = Record {
-                        operation: operation.clone(),
-                        action: audit::Action::of_operation(&operation),
-                        outcome: audit::Outcome::Denied,
                         reason: Some(format!("not authenticated: {refused}")),
-                        user: None,
-                        responsible: None,
                         purpose,
                         network_access_point: peer.map(|p| p.to_string()),
-                        household: None,
-                        objects: Vec::new(),
-                        basis: Vec::new(),
-                        emergency: false,
-                        source_system: None,
                         request_id,
+                        ..Record::new(operation, audit::Outcome::Denied)
                     };
                     let status = match guard.auditor.record(&record).await {
                         Ok(()) => tonic::Status::unauthenticated(refused.to_string()),

@@ -163,28 +163,13 @@ impl pb::audit_service_server::AuditService for AuditApi {
                 "authentication is switched off: there is no audit log",
             ));
         };
-        let allowed = caller.principal.role == PrincipalRole::Administrator;
-        let mut record = caller.record(if allowed {
-            Outcome::Allowed
-        } else {
-            Outcome::Denied
-        });
-        record.household = None;
-        record.objects = filter
+        let refusal = (caller.principal.role != PrincipalRole::Administrator)
+            .then_some("only administrators search the audit log");
+        let objects = filter
             .household
             .map(|h| vec![h.to_string()])
             .unwrap_or_default();
-        if allowed {
-            record.basis = vec!["role:admin".to_owned()];
-        } else {
-            record.reason = Some("only administrators search the audit log".to_owned());
-        }
-        auditor.record(&record).await.map_err(audit_error)?;
-        if !allowed {
-            return Err(Status::permission_denied(
-                "only administrators search the audit log",
-            ));
-        }
+        caller.admin_operation(auditor, objects, refusal).await?;
         let (records, next) = auditor.search(from, size, &filter).map_err(audit_error)?;
         Ok(Response::new(pb::SearchAuditLogResponse {
             records: records.iter().map(record_to_proto).collect(),

@@ -4,7 +4,7 @@
 use super::forward::{Next, Step, forward};
 use super::households::split;
 use super::status::{from_log_error, invalid_argument};
-use crate::audit::{self, Auditor};
+use crate::audit::Auditor;
 use crate::auth::layer::Calling;
 use naast_domain::vocab::PrincipalRole;
 use naast_eventlog::Subscription;
@@ -64,28 +64,13 @@ impl EventLogApi {
         } else {
             None
         };
-        let mut record = caller.record(if refusal.is_some() {
-            audit::Outcome::Denied
-        } else {
-            audit::Outcome::Allowed
-        });
-        record.objects = stream.map(|s| vec![s.to_owned()]).unwrap_or_default();
-        match refusal {
-            Some(reason) => record.reason = Some(reason.to_owned()),
-            None => record.basis = vec!["role:admin".to_owned()],
-        }
         let auditor = self
             .auditor
             .as_ref()
             .ok_or_else(|| Status::unavailable("the audit log is unavailable"))?;
-        auditor.record(&record).await.map_err(|e| {
-            tracing::error!(error = %e, "audit log failure: access refused");
-            Status::unavailable("the audit log is unavailable, so no access can be given")
-        })?;
-        match refusal {
-            Some(reason) => Err(Status::permission_denied(reason)),
-            None => Ok(true),
-        }
+        let objects = stream.map(|s| vec![s.to_owned()]).unwrap_or_default();
+        caller.admin_operation(auditor, objects, refusal).await?;
+        Ok(true)
     }
 }
 

@@ -187,17 +187,10 @@ pub(crate) fn split<T>(request: Request<T>) -> Result<(Calling, T), Status> {
 /// What `calling` may see of the household's goals, agreements and plans: what the timeline
 /// shows them (`None`: nothing).
 fn timeline_view(calling: &Calling, state: &naast_domain::Household) -> Option<View> {
-    match calling {
-        Calling::Unguarded => Some(View::everything()),
-        Calling::Caller(caller) => naast_domain::access::authorize(
-            state,
-            &caller.principal,
-            Action::Read(ReadKind::Timeline),
-            naast_domain::calendar::dutch_today(),
-        )
+    calling
+        .access(state, Action::Read(ReadKind::Timeline))
         .ok()
-        .map(|access| access.view),
-    }
+        .map(|access| access.view)
 }
 
 fn household_to_proto(
