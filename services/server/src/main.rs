@@ -196,16 +196,7 @@ fn vault(
         None if dev => {
             std::fs::create_dir_all(data_dir)?;
             let key = naast_vault::MasterKey::generate_base64();
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt as _;
-                options.mode(0o600);
-            }
-            let mut file = options.open(&dev_file)?;
-            file.write_all(key.as_bytes())?;
-            file.sync_all()?;
+            naast_server::auth::dev::write_private(&dev_file, key.as_bytes())?;
             key
         }
         None => return Ok(None),

@@ -5,7 +5,7 @@ use super::convert::{self as c, Vocabulary};
 use super::households::{Answer, HouseholdApi, household, split};
 use super::status::{from_app_error, invalid_argument};
 use crate::auth::layer::Calling;
-use naast_domain::access::{self, Action};
+use naast_domain::access::Action;
 use naast_domain::ids::{AccessRequestId, GrantId};
 use naast_domain::state::RequestStatus;
 use naast_domain::vocab::{AccessScope, FundingDomain, LifeDomain};
@@ -213,28 +213,8 @@ impl pb::consent_service_server::ConsentService for HouseholdApi {
     ) -> Answer<pb::ListAccessGrantsResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        // Owners see every grant and request; anyone else with some standing sees their own.
-        let owner = match &calling {
-            Calling::Unguarded => true,
-            Calling::Caller(caller) => self
-                .households
-                .inspect(id, |state, _| {
-                    access::authorize(
-                        state,
-                        &caller.principal,
-                        Action::Own,
-                        naast_domain::calendar::dutch_today(),
-                    )
-                    .is_ok()
-                })
-                .await
-                .map_err(from_app_error)?,
-        };
-        let action = if owner {
-            Action::Own
-        } else {
-            Action::RequestAccess
-        };
+        // Owners see every grant and request; anyone else who may ask sees their own. Asking
+        // is allowed to owners too, so one decision (recorded with its basis) serves both.
         let mine: Vec<Grantee> = match &calling {
             Calling::Unguarded => Vec::new(),
             Calling::Caller(caller) => {
@@ -249,44 +229,54 @@ impl pb::consent_service_server::ConsentService for HouseholdApi {
         let today = naast_domain::calendar::dutch_today();
         let (_, response) = self
             .households
-            .guard_read(&calling, id, action, Vec::new(), |state, _, _| {
-                let shown = |g: &Grantee| owner || mine.contains(g);
-                pb::ListAccessGrantsResponse {
-                    grants: state
-                        .grants
-                        .iter()
-                        .filter(|(_, g)| shown(&g.grantee))
-                        .map(|(gid, g)| pb::AccessGrant {
-                            grant_id: gid.to_string(),
-                            grantee: Some(grantee_to_proto(&g.grantee)),
-                            terms: Some(terms_to_proto(&g.terms)),
-                            access_request_id: g.request.map(|r| r.to_string()).unwrap_or_default(),
-                            revoked: g.revoked,
-                            holds_today: g.holds_on(today),
-                        })
-                        .collect(),
-                    requests: state
-                        .access_requests
-                        .iter()
-                        .filter(|(_, a)| shown(&a.requester))
-                        .map(|(rid, a)| pb::AccessRequest {
-                            access_request_id: rid.to_string(),
-                            requester: Some(grantee_to_proto(&a.requester)),
-                            terms: Some(terms_to_proto(&a.terms)),
-                            reason: a.reason.clone(),
-                            status: match a.status {
-                                RequestStatus::Open => pb::AccessRequestStatus::Open,
-                                RequestStatus::Granted(_) => pb::AccessRequestStatus::Granted,
-                                RequestStatus::Declined => pb::AccessRequestStatus::Declined,
-                            } as i32,
-                            grant_id: match a.status {
-                                RequestStatus::Granted(g) => g.to_string(),
-                                _ => String::new(),
-                            },
-                        })
-                        .collect(),
-                }
-            })
+            .guard_read(
+                &calling,
+                id,
+                Action::RequestAccess,
+                Vec::new(),
+                |state, _, _| {
+                    let owner = calling.access(state, Action::Own).is_ok();
+                    let shown = |g: &Grantee| owner || mine.contains(g);
+                    pb::ListAccessGrantsResponse {
+                        grants: state
+                            .grants
+                            .iter()
+                            .filter(|(_, g)| shown(&g.grantee))
+                            .map(|(gid, g)| pb::AccessGrant {
+                                grant_id: gid.to_string(),
+                                grantee: Some(grantee_to_proto(&g.grantee)),
+                                terms: Some(terms_to_proto(&g.terms)),
+                                access_request_id: g
+                                    .request
+                                    .map(|r| r.to_string())
+                                    .unwrap_or_default(),
+                                revoked: g.revoked,
+                                holds_today: g.holds_on(today),
+                            })
+                            .collect(),
+                        requests: state
+                            .access_requests
+                            .iter()
+                            .filter(|(_, a)| shown(&a.requester))
+                            .map(|(rid, a)| pb::AccessRequest {
+                                access_request_id: rid.to_string(),
+                                requester: Some(grantee_to_proto(&a.requester)),
+                                terms: Some(terms_to_proto(&a.terms)),
+                                reason: a.reason.clone(),
+                                status: match a.status {
+                                    RequestStatus::Open => pb::AccessRequestStatus::Open,
+                                    RequestStatus::Granted(_) => pb::AccessRequestStatus::Granted,
+                                    RequestStatus::Declined => pb::AccessRequestStatus::Declined,
+                                } as i32,
+                                grant_id: match a.status {
+                                    RequestStatus::Granted(g) => g.to_string(),
+                                    _ => String::new(),
+                                },
+                            })
+                            .collect(),
+                    }
+                },
+            )
             .await
             .map_err(from_app_error)?;
         Ok(Response::new(response))
