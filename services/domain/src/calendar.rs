@@ -37,40 +37,20 @@ mod tests {
 
     #[test]
     fn days_turn_at_dutch_midnight_in_winter_and_summer() {
-        // Winter: UTC+1.
-        assert_eq!(
-            dutch_date(datetime!(2026-01-14 22:59 UTC)).to_string(),
-            "2026-01-14"
-        );
-        assert_eq!(
-            dutch_date(datetime!(2026-01-14 23:00 UTC)).to_string(),
-            "2026-01-15"
-        );
-        // Summer: UTC+2.
-        assert_eq!(
-            dutch_date(datetime!(2026-07-14 21:59 UTC)).to_string(),
-            "2026-07-14"
-        );
-        assert_eq!(
-            dutch_date(datetime!(2026-07-14 22:00 UTC)).to_string(),
-            "2026-07-15"
-        );
-        // 2026: summer time from 29 March 01:00 UTC to 25 October 01:00 UTC.
-        assert_eq!(
-            dutch_date(datetime!(2026-03-28 22:30 UTC)).to_string(),
-            "2026-03-28"
-        );
-        assert_eq!(
-            dutch_date(datetime!(2026-03-29 22:30 UTC)).to_string(),
-            "2026-03-30"
-        );
-        assert_eq!(
-            dutch_date(datetime!(2026-10-24 22:30 UTC)).to_string(),
-            "2026-10-25"
-        );
-        assert_eq!(
-            dutch_date(datetime!(2026-10-25 22:30 UTC)).to_string(),
-            "2026-10-25"
-        );
+        for (moment, day) in [
+            // Winter: UTC+1.
+            (datetime!(2026-01-14 22:59 UTC), "2026-01-14"),
+            (datetime!(2026-01-14 23:00 UTC), "2026-01-15"),
+            // Summer: UTC+2.
+            (datetime!(2026-07-14 21:59 UTC), "2026-07-14"),
+            (datetime!(2026-07-14 22:00 UTC), "2026-07-15"),
+            // 2026: summer time from 29 March 01:00 UTC to 25 October 01:00 UTC.
+            (datetime!(2026-03-28 22:30 UTC), "2026-03-28"),
+            (datetime!(2026-03-29 22:30 UTC), "2026-03-30"),
+            (datetime!(2026-10-24 22:30 UTC), "2026-10-25"),
+            (datetime!(2026-10-25 22:30 UTC), "2026-10-25"),
+        ] {
+            assert_eq!(dutch_date(moment).to_string(), day, "{moment}");
+        }
     }
 }
