@@ -6,7 +6,10 @@
 //! # Layout
 //! - `naast/v1/*.proto`: the contract;
 //! - [`pb`]: the generated messages, clients and servers;
+//! - [`codec`]: prost's codec, with undecodable requests answered `INVALID_ARGUMENT`;
 //! - [`FILE_DESCRIPTOR_SET`]: the compiled contract, for gRPC reflection.
+
+pub mod codec;
 
 #[allow(missing_docs, clippy::all, clippy::unwrap_used, clippy::expect_used)]
 mod generated {

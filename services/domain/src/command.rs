@@ -20,8 +20,10 @@ use crate::vocab::{
 };
 use time::Date;
 
-/// Everything that can be asked of a household.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Everything that can be asked of a household. Serialised only to fingerprint a command (see
+/// `event::CommandStamp`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "command")]
 #[allow(missing_docs)] // the fields mirror the events they lead to (see `crate::event`)
 pub enum Command {
     /// Start the household's record.

@@ -466,11 +466,22 @@ impl DomainEvent {
     /// The JSON payload stored in the log, with the day it happened when that was not the day
     /// it was recorded (see [`Stored`]).
     pub fn to_payload(&self, happened_on: Option<Date>) -> Vec<u8> {
+        self.to_payload_of_command(happened_on, None)
+    }
+
+    /// As [`DomainEvent::to_payload`], stamped with the command that caused it (on the first
+    /// event of a command).
+    pub fn to_payload_of_command(
+        &self,
+        happened_on: Option<Date>,
+        command: Option<&CommandStamp>,
+    ) -> Vec<u8> {
         // Serialising these plain data types cannot fail: no maps with non-string keys, no
         // custom serialisers that error.
         serde_json::to_vec(&StoredRef {
             event: self,
             happened_on,
+            command,
         })
         .unwrap_or_default()
     }
@@ -484,7 +495,8 @@ impl DomainEvent {
 
 /// An event as stored: the event's own fields, plus `happened_on`, the day it happened when it
 /// was recorded later (a provider backfilling an agreement that started last year, say). Events
-/// that name their own day (`GoalAchieved.on`, …) keep it; `happened_on` dates the others.
+/// that name their own day (`GoalAchieved.on`, …) keep it; `happened_on` dates the others. The
+/// first event of a command carries a stamp of that command (`naast_command`).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Stored {
     /// The event.
@@ -493,6 +505,23 @@ pub struct Stored {
     /// The day it happened, if not the day it was recorded.
     #[serde(default)]
     pub happened_on: Option<Date>,
+    /// The command that caused it, on a command's first event (events written before stamps
+    /// existed have none).
+    #[serde(default, rename = "naast_command")]
+    pub command: Option<CommandStamp>,
+}
+
+/// What the log keeps of the command that wrote a group of events, sealed with them: enough to
+/// tell a retry from another command under the same request id, and to write the command's audit
+/// record again should a crash have lost it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandStamp {
+    /// A digest of who asked what of which household (hex SHA-256): a retry has the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The command's audit record as the audit log would store it (opaque to the domain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -501,4 +530,6 @@ struct StoredRef<'a> {
     event: &'a DomainEvent,
     #[serde(skip_serializing_if = "Option::is_none")]
     happened_on: Option<Date>,
+    #[serde(rename = "naast_command", skip_serializing_if = "Option::is_none")]
+    command: Option<&'a CommandStamp>,
 }

@@ -11,6 +11,12 @@ macro_rules! id {
         #[serde(transparent)]
         pub struct $name(pub Uuid);
 
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+
         impl $name {
             /// A new, time-ordered id (UUID v7).
             pub fn new() -> Self {

@@ -24,6 +24,23 @@ pub const MAX_LOGBOOK_MINUTES: u32 = 24 * 60;
 /// Most hours of support per week: the week.
 pub const MAX_HOURS_PER_WEEK: u32 = 7 * 24;
 
+/// Most characters of a caller's value quoted back in an error.
+pub const MAX_QUOTED_CHARS: usize = 40;
+
+/// A caller's value as quoted in an error: in full when short, else its first
+/// [`MAX_QUOTED_CHARS`] characters and its length, so an error never grows with its input (a
+/// 1 MB id must not come back in a status larger than a client accepts).
+pub fn quote(value: &str) -> String {
+    match value.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!(
+            "{:?}… ({} characters)",
+            &value[..cut],
+            value.chars().count()
+        ),
+    }
+}
+
 /// A required text: not blank, at most `max` characters, no control characters but line
 /// breaks and tabs where `multiline`.
 pub fn text(field: &str, value: &str, max: usize, multiline: bool) -> Result<(), DomainError> {
@@ -105,7 +122,7 @@ pub fn no_repeats<T: PartialEq + std::fmt::Debug>(
         if values[..i].contains(value) {
             return Err(DomainError::invalid(
                 format!("{field}[{i}]"),
-                format!("{value:?} is listed twice"),
+                format!("{} is listed twice", quote(&format!("{value:?}"))),
             ));
         }
     }

@@ -494,8 +494,16 @@ impl Auditor {
     /// Writes the audit records that a crash kept from being written: every household event of
     /// `log` from position `from` on names the audit record of the command that caused it;
     /// a command's events can be durable while its record, written at the same time, is not.
+    /// The record is the one the command kept with its first event (sealed with the household's
+    /// key in `vault`), as complete as the lost one; only when that cannot be read (events written
+    /// before commands kept it, an erased household) is it rebuilt from the event's metadata.
     /// Returns how many records were written.
-    pub async fn reconcile(&self, log: &EventLog, from: u64) -> Result<usize, AuditError> {
+    pub async fn reconcile(
+        &self,
+        log: &EventLog,
+        from: u64,
+        vault: Option<&naast_vault::Vault>,
+    ) -> Result<usize, AuditError> {
         let mut next = from;
         let mut written = 0;
         loop {
@@ -516,6 +524,19 @@ impl Auditor {
                     continue;
                 };
                 if self.contains(cause)? {
+                    continue;
+                }
+                let kept = naast_vault::Vault::open_with(vault, household.0, event.id, &event.payload)
+                    .ok()
+                    .and_then(|payload| naast_domain::DomainEvent::from_payload(&payload).ok())
+                    .and_then(|stored| stored.command?.audit)
+                    .and_then(|record| serde_json::from_value::<Record>(record).ok());
+                if let Some(mut record) = kept {
+                    record.reason = Some(
+                        "recorded at the next start: the process stopped after the command's events were written and before this record was".into(),
+                    );
+                    self.record_as(&record, cause).await?;
+                    written += 1;
                     continue;
                 }
                 let record = Record {
@@ -753,7 +774,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(auditor.reconciled(), 0);
-        assert_eq!(auditor.reconcile(&log, 0).await.unwrap(), 1);
+        assert_eq!(auditor.reconcile(&log, 0, None).await.unwrap(), 1);
         assert!(auditor.contains(lost).unwrap());
         let (found, _) = auditor
             .household(household, Cursor::default(), 10, &Filter::default())
@@ -762,7 +783,7 @@ mod tests {
         assert_eq!(found[1].record.operation, "recovered");
         assert!(found[1].record.reason.as_ref().unwrap().contains("ouder"));
         // Once is enough.
-        assert_eq!(auditor.reconcile(&log, 0).await.unwrap(), 0);
+        assert_eq!(auditor.reconcile(&log, 0, None).await.unwrap(), 0);
         auditor.set_reconciled(log.head()).unwrap();
         assert_eq!(auditor.reconciled(), 4);
         auditor.close().await;

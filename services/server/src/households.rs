@@ -15,6 +15,7 @@ use crate::audit::{self, Auditor};
 use crate::auth::layer::Calling;
 use naast_domain::access::{self, Access, Action};
 use naast_domain::ids::HouseholdId;
+use naast_domain::event::CommandStamp;
 use naast_domain::{Command, DomainError, DomainEvent, Household, decide};
 use naast_eventlog::{Direction, EventLog, ExpectedRevision, Metadata, NewEvent, RecordedEvent};
 use std::collections::HashMap;
@@ -85,8 +86,12 @@ pub enum AppError {
         /// Where the household is (`None`: it has no events).
         actual: Option<u64>,
     },
-    /// The request id was used for a different household.
-    #[error("request id {0} was already used for another household")]
+    /// The request id was used before for another command, by another caller or in another
+    /// household: a retry is only a retry when it repeats the same command by the same caller.
+    /// (The message says nothing of the first use.)
+    #[error(
+        "options.request_id was already used for another command; a retry must repeat the same command by the same caller, and a new command needs a new request id"
+    )]
     RequestIdReused(Uuid),
     /// Other writers kept winning the race.
     #[error("the household changed {MAX_ATTEMPTS} times while deciding; try again")]
@@ -335,24 +340,45 @@ impl Households {
             Calling::Caller(_) => access::objects_of(&command),
         };
         if let Err(denied) = &decision {
-            self.record(&context.calling, household, Err(denied), objects)
-                .await?;
+            if let Some((auditor, mut record)) =
+                self.audit_record(&context.calling, household, Err(denied), objects)?
+            {
+                stamp_request_id(&mut record, context);
+                auditor.record(&record).await?;
+            }
             return Err(AppError::Denied(denied.0.clone()));
         }
         // The audit record of an allowed command is written while the command is decided and
         // appended, and both are durable before the command is acknowledged. Its events name the
         // record as their cause, so a crash between the two durable writes is found and its
         // record written at the next start (`Auditor::reconcile`).
+        let mut stamp = CommandStamp {
+            fingerprint: context
+                .request_id
+                .map(|_| fingerprint(&context.calling, household, &command, context.happened_on)),
+            audit: None,
+        };
         let mut audit = self
             .audit_record(&context.calling, household, decision.as_ref(), objects)?
-            .map(|(auditor, record)| {
+            .map(|(auditor, mut record)| {
+                stamp_request_id(&mut record, context);
                 let id = Uuid::now_v7();
+                // Kept with the command's events (sealed), so that a crash between the two
+                // writes loses nothing of the record (`Auditor::reconcile`).
+                stamp.audit = serde_json::to_value(&record).ok();
                 let write: AuditWrite =
                     Box::pin(async move { auditor.record_as(&record, id).await });
                 (id, write)
             });
         let result = self
-            .decide_and_append(household, &command, context, &mut snapshot, &mut audit)
+            .decide_and_append(
+                household,
+                &command,
+                context,
+                &stamp,
+                &mut snapshot,
+                &mut audit,
+            )
             .await;
         if let Some((_, write)) = audit {
             // Not joined with an append (refused, or replayed): the access is recorded all the
@@ -369,6 +395,7 @@ impl Households {
         household: HouseholdId,
         command: &Command,
         context: &CommandContext,
+        stamp: &CommandStamp,
         snapshot: &mut Snapshot,
         audit: &mut Option<(Uuid, AuditWrite)>,
     ) -> Result<Executed, AppError> {
@@ -376,7 +403,7 @@ impl Households {
         let causation = audit.as_ref().map(|(id, _)| *id);
         // Under the household's lock, so two copies of one request cannot both act.
         if let Some(request_id) = context.request_id
-            && let Some(done) = self.already_executed(household, request_id)?
+            && let Some(done) = self.already_executed(household, request_id, stamp)?
         {
             return Ok(done);
         }
@@ -390,7 +417,7 @@ impl Households {
                 });
             }
             let events = decide(&snapshot.state, command.clone())?;
-            let new_events = self.new_events(household, &events, context, causation)?;
+            let new_events = self.new_events(household, &events, context, stamp, causation)?;
             let expected = snapshot
                 .revision
                 .map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
@@ -461,6 +488,7 @@ impl Households {
         household: HouseholdId,
         events: &[DomainEvent],
         context: &CommandContext,
+        stamp: &CommandStamp,
         causation: Option<Uuid>,
     ) -> Result<Vec<NewEvent>, AppError> {
         let correlation_id = context.request_id.or_else(|| Some(Uuid::now_v7()));
@@ -472,10 +500,23 @@ impl Households {
                     Some(request) => event_id(request, i),
                     None => Uuid::now_v7(),
                 };
-                let plain = event.to_payload(context.happened_on);
+                let tombstone = matches!(event, DomainEvent::HouseholdErased {});
+                // The first event of the command carries its stamp; a tombstone, which stays
+                // readable, only the fingerprint (the audit record names people).
+                let tombstone_stamp = CommandStamp {
+                    fingerprint: stamp.fingerprint.clone(),
+                    audit: None,
+                };
+                let stamped = match (i, tombstone) {
+                    (0, false) => Some(stamp),
+                    (0, true) => Some(&tombstone_stamp),
+                    _ => None,
+                }
+                .filter(|s| s.fingerprint.is_some() || s.audit.is_some());
+                let plain = event.to_payload_of_command(context.happened_on, stamped);
                 let payload = match &self.vault {
                     // The tombstone stays readable: it is what is left after the key is gone.
-                    Some(vault) if !matches!(event, DomainEvent::HouseholdErased {}) => {
+                    Some(vault) if !tombstone => {
                         vault.seal(household.0, id, &plain).map_err(vault_error)?
                     }
                     _ => plain,
@@ -496,16 +537,48 @@ impl Households {
             .collect()
     }
 
-    /// If a command with this request id was executed, what it did.
+    /// If the command with this request id was executed, what it did; refused when the request
+    /// id was used for another command (another household, another caller, another command:
+    /// the stamp's fingerprint differs).
     fn already_executed(
         &self,
         household: HouseholdId,
         request_id: Uuid,
+        stamp: &CommandStamp,
     ) -> Result<Option<Executed>, AppError> {
         let Some(first) = self.log.read_event(event_id(request_id, 0))? else {
             return Ok(None);
         };
         if first.stream_id != household.stream_id() {
+            return Err(AppError::RequestIdReused(request_id));
+        }
+        let bad = |reason: String| AppError::BadEvent {
+            position: first.position,
+            event_type: first.event_type.clone(),
+            reason,
+        };
+        let first_stamp = match naast_vault::Vault::open_with(
+            self.vault.as_ref(),
+            household.0,
+            first.id,
+            &first.payload,
+        ) {
+            Ok(payload) => {
+                DomainEvent::from_payload(&payload)
+                    .map_err(|e| bad(e.to_string()))?
+                    .command
+            }
+            // Nothing can be compared with an erased household's events: never a retry.
+            Err(naast_vault::VaultError::Erased(_)) => {
+                return Err(AppError::RequestIdReused(request_id));
+            }
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        // Events written before commands were stamped cannot be compared: taken as a retry, as
+        // they were then.
+        if let Some(first_fingerprint) = first_stamp.and_then(|s| s.fingerprint)
+            && stamp.fingerprint.as_ref() != Some(&first_fingerprint)
+        {
             return Err(AppError::RequestIdReused(request_id));
         }
         // The command's events follow the first one in its stream, with ids 1, 2, … of the
@@ -596,6 +669,50 @@ impl Households {
             }
         }
     }
+}
+
+/// The request id of a command's audit record: its `options.request_id`, else the call's
+/// `x-request-id` header.
+fn stamp_request_id(record: &mut audit::Record, context: &CommandContext) {
+    if let Some(id) = context.request_id {
+        record.request_id = Some(id.to_string());
+    }
+}
+
+/// A digest of who asks what of which household, on which day (hex SHA-256): the same for a
+/// retry of a command, different for anything else sent under the same request id.
+fn fingerprint(
+    calling: &Calling,
+    household: HouseholdId,
+    command: &Command,
+    happened_on: Option<time::Date>,
+) -> String {
+    use sha2::Digest;
+    let caller = match calling {
+        Calling::Unguarded => serde_json::Value::Null,
+        Calling::Caller(caller) => {
+            let p = &caller.principal;
+            serde_json::json!({
+                "identity": p.identity,
+                "role": p.role.wire_name(),
+                "organisation": p.organisation,
+                "client_id": p.client_id,
+                "acting_for": p.acting_for,
+            })
+        }
+    };
+    let described = serde_json::json!({
+        "caller": caller,
+        "household": household,
+        "command": command,
+        "happened_on": happened_on.map(|d| d.to_string()),
+    });
+    // Serialising plain data into a Vec cannot fail.
+    let bytes = serde_json::to_vec(&described).unwrap_or_default();
+    sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn vault_error(e: naast_vault::VaultError) -> AppError {

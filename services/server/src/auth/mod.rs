@@ -345,7 +345,10 @@ impl Authenticator {
         let role = match extra.naast_role.as_deref() {
             None => PrincipalRole::Citizen,
             Some(role) => PrincipalRole::from_wire(role).ok_or_else(|| {
-                ClaimsVerificationError::Other(format!("naast_role {role:?} is not a known role"))
+                ClaimsVerificationError::Other(format!(
+                    "naast_role {} is not a known role",
+                    naast_domain::validate::quote(role)
+                ))
             })?,
         };
         let issuer_url = claims.issuer().to_string();

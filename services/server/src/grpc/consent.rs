@@ -128,7 +128,7 @@ impl pb::consent_service_server::ConsentService for HouseholdApi {
     ) -> Answer<pb::GrantAccessResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        let grant: GrantId = c::new_id("grant_id", &r.grant_id)?;
+        let grant: GrantId = c::new_id("grant_id", &r.grant_id, r.options.as_ref())?;
         let command = Command::GrantAccess {
             grant,
             grantee: grantee("grantee", r.grantee)?,
@@ -164,7 +164,7 @@ impl pb::consent_service_server::ConsentService for HouseholdApi {
     ) -> Answer<pb::RequestAccessResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        let access_request: AccessRequestId = c::new_id("access_request_id", &r.access_request_id)?;
+        let access_request: AccessRequestId = c::new_id("access_request_id", &r.access_request_id, r.options.as_ref())?;
         let requester = match &calling {
             Calling::Unguarded => {
                 return Err(Status::failed_precondition(

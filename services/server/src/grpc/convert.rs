@@ -3,6 +3,7 @@
 use super::status::invalid_argument;
 use naast_domain::event::{AgreementTerms, ContactDetails, MemberDetails, Party};
 use naast_domain::timeline::EntryKind;
+use naast_domain::validate::quote;
 use naast_domain::vocab;
 use naast_proto::pb;
 use std::str::FromStr;
@@ -24,9 +25,15 @@ pub fn id<T: FromStr>(field: &str, value: &str) -> Result<T, Status> {
     if value.is_empty() {
         return Err(invalid_argument(field, "is required"));
     }
-    value
-        .parse()
-        .map_err(|_| invalid_argument(field, format!("{value:?} is not a UUID")))
+    let not_a_uuid = || invalid_argument(field, format!("{} is not a UUID", quote(value)));
+    match uuid::Uuid::parse_str(value) {
+        Ok(uuid) if uuid.is_nil() => Err(invalid_argument(
+            field,
+            "is the nil UUID, which names nothing; use a real id",
+        )),
+        Ok(_) => value.parse().map_err(|_| not_a_uuid()),
+        Err(_) => Err(not_a_uuid()),
+    }
 }
 
 /// An optional id: empty means none.
@@ -38,9 +45,23 @@ pub fn optional_id<T: FromStr>(field: &str, value: &str) -> Result<Option<T>, St
     }
 }
 
-/// The id for something new: the client's, or a fresh one when empty.
-pub fn new_id<T: FromStr + Default>(field: &str, value: &str) -> Result<T, Status> {
-    Ok(optional_id(field, value)?.unwrap_or_default())
+/// The id for something new: the client's; when empty, for a command with a request id, one
+/// derived from that id (so a retry names the same thing as the first try, and its answer names
+/// what was made), else a fresh one.
+pub fn new_id<T: FromStr + From<uuid::Uuid>>(
+    field: &str,
+    value: &str,
+    options: Option<&pb::CommandOptions>,
+) -> Result<T, Status> {
+    if let Some(id) = optional_id(field, value)? {
+        return Ok(id);
+    }
+    // A request id that is not a UUID is refused when the command is executed.
+    let request = options.and_then(|o| uuid::Uuid::parse_str(&o.request_id).ok());
+    Ok(T::from(match request {
+        Some(request) => uuid::Uuid::new_v5(&request, field.as_bytes()),
+        None => uuid::Uuid::now_v7(),
+    }))
 }
 
 /// A required ISO 8601 day.
@@ -49,7 +70,7 @@ pub fn date(field: &str, value: &str) -> Result<Date, Status> {
         return Err(invalid_argument(field, "is required (YYYY-MM-DD)"));
     }
     Date::parse(value, format_description!("[year]-[month]-[day]"))
-        .map_err(|_| invalid_argument(field, format!("{value:?} is not a date YYYY-MM-DD")))
+        .map_err(|_| invalid_argument(field, format!("{} is not a date YYYY-MM-DD", quote(value))))
 }
 
 /// An optional ISO 8601 day: empty means none.

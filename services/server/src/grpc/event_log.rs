@@ -241,9 +241,20 @@ fn uuid_field(field: impl FnOnce() -> String, value: &str) -> Result<Option<Uuid
     if value.is_empty() {
         return Ok(None);
     }
-    Uuid::parse_str(value)
-        .map(Some)
-        .map_err(|_| invalid_argument(field(), format!("{value:?} is not a UUID")))
+    match Uuid::parse_str(value) {
+        Ok(id) if id.is_nil() => Err(invalid_argument(
+            field(),
+            "is the nil UUID, which names nothing; use a real id",
+        )),
+        Ok(id) => Ok(Some(id)),
+        Err(_) => Err(invalid_argument(
+            field(),
+            format!(
+                "{} is not a UUID",
+                naast_domain::validate::quote(value)
+            ),
+        )),
+    }
 }
 
 fn new_event(i: usize, event: pb::NewEvent) -> Result<NewEvent, Status> {

@@ -392,7 +392,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         request: Request<pb::CreateHouseholdRequest>,
     ) -> Answer<pb::CreateHouseholdResponse> {
         let (calling, r) = split(request)?;
-        let id: HouseholdId = c::new_id("household_id", &r.household_id)?;
+        let id: HouseholdId = c::new_id("household_id", &r.household_id, r.options.as_ref())?;
         let result = self
             .execute(
                 &calling,
@@ -446,7 +446,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
     ) -> Answer<pb::CreateMemberResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        let member: MemberId = c::new_id("member_id", &r.member_id)?;
+        let member: MemberId = c::new_id("member_id", &r.member_id, r.options.as_ref())?;
         let details = c::member_details("details", r.details)?;
         let result = self
             .execute(
@@ -512,7 +512,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
     ) -> Answer<pb::CreateContactResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        let contact = c::new_id("contact_id", &r.contact_id)?;
+        let contact = c::new_id("contact_id", &r.contact_id, r.options.as_ref())?;
         let details = c::contact_details("details", r.details)?;
         let result = self
             .execute(
@@ -746,7 +746,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
     ) -> Answer<pb::CreateGoalResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        let goal = c::new_id("goal_id", &r.goal_id)?;
+        let goal = c::new_id("goal_id", &r.goal_id, r.options.as_ref())?;
         let command = Command::SetGoal {
             goal,
             owner: c::id("owner_member_id", &r.owner_member_id)?,
@@ -854,7 +854,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
     ) -> Answer<pb::ProposeAgreementResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        let agreement = c::new_id("agreement_id", &r.agreement_id)?;
+        let agreement = c::new_id("agreement_id", &r.agreement_id, r.options.as_ref())?;
         let terms = c::terms("terms", r.terms)?;
         let result = self
             .execute(
@@ -977,7 +977,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
     ) -> Answer<pb::CreateNoteResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        let note = c::new_id("note_id", &r.note_id)?;
+        let note = c::new_id("note_id", &r.note_id, r.options.as_ref())?;
         let command = Command::AddNote {
             note,
             about: c::optional_id("about_member_id", &r.about_member_id)?,
@@ -997,7 +997,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
     ) -> Answer<pb::CreatePlanResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        let plan = c::new_id("plan_id", &r.plan_id)?;
+        let plan = c::new_id("plan_id", &r.plan_id, r.options.as_ref())?;
         let command = Command::DraftPlan {
             plan,
             kind: PlanKind::required("kind", r.kind)?,
@@ -1084,7 +1084,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
     ) -> Answer<pb::RecordIndicationResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        let indication = c::new_id("indication_id", &r.indication_id)?;
+        let indication = c::new_id("indication_id", &r.indication_id, r.options.as_ref())?;
         let command = Command::RecordIndication {
             indication,
             member: c::id("member_id", &r.member_id)?,
@@ -1123,7 +1123,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
     ) -> Answer<pb::CreateLogbookEntryResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        let entry = c::new_id("entry_id", &r.entry_id)?;
+        let entry = c::new_id("entry_id", &r.entry_id, r.options.as_ref())?;
         let command = Command::AddLogbookEntry {
             entry,
             supporter: c::id("supporter_contact_id", &r.supporter_contact_id)?,

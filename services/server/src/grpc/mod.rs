@@ -67,7 +67,8 @@ pub async fn run(
     let auditor = guard.as_ref().map(|g| g.auditor.clone());
     if let Some(auditor) = &auditor {
         // A crash may have left a command's events durable without their audit record.
-        let written = auditor.reconcile(&log, auditor.reconciled()).await?;
+        let vault = guard.as_ref().and_then(|g| g.vault.as_ref());
+        let written = auditor.reconcile(&log, auditor.reconciled(), vault).await?;
         if written > 0 {
             tracing::warn!(
                 written,

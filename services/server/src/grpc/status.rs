@@ -4,9 +4,22 @@ use naast_eventlog::Error;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// Most characters of any text in an error status (message, field, description). Callers quote
+/// their values with [`naast_domain::validate::quote`]; this bounds whatever else ends up there,
+/// so an error always fits the 16 KiB of metadata that standard gRPC clients accept.
+pub const MAX_ERROR_CHARS: usize = 1_000;
+
+/// `text` cut to [`MAX_ERROR_CHARS`].
+pub fn bounded(text: String) -> String {
+    match text.char_indices().nth(MAX_ERROR_CHARS) {
+        None => text,
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
 /// `INVALID_ARGUMENT` with a `google.rpc.BadRequest` naming the field.
 pub fn invalid_argument(field: impl Into<String>, description: impl Into<String>) -> Status {
-    let (field, description) = (field.into(), description.into());
+    let (field, description) = (bounded(field.into()), bounded(description.into()));
     Status::with_error_details(
         Code::InvalidArgument,
         format!("invalid {field}: {description}"),
@@ -84,7 +97,7 @@ pub fn from_app_error(err: crate::households::AppError) -> Status {
             e,
         ),
         AppError::Domain(DomainError::FailedPrecondition(reason)) => {
-            Status::failed_precondition(reason)
+            Status::failed_precondition(bounded(reason))
         }
         AppError::Conflict { expected, actual } => Status::with_error_details(
             Code::Aborted,
@@ -114,7 +127,7 @@ pub fn from_app_error(err: crate::households::AppError) -> Status {
             )
         }
         AppError::Log(e) => from_log_error(e),
-        AppError::Denied(reason) => Status::permission_denied(reason),
+        AppError::Denied(reason) => Status::permission_denied(bounded(reason)),
         AppError::Vault(_) => {
             tracing::error!(error = %err, "key store failure");
             Status::internal("the key store failed; nothing was written")
@@ -135,7 +148,8 @@ fn resource_error(
     description: &str,
     error: &impl std::fmt::Display,
 ) -> Status {
-    let mut details = ErrorDetails::with_bad_request_violation(field, error.to_string());
-    details.set_resource_info(what, id, "", description);
-    Status::with_error_details(code, error.to_string(), details)
+    let message = bounded(error.to_string());
+    let mut details = ErrorDetails::with_bad_request_violation(bounded(field.to_owned()), &message);
+    details.set_resource_info(what, bounded(id.to_owned()), "", description);
+    Status::with_error_details(code, message, details)
 }

@@ -1,0 +1,354 @@
+//! What an independent client found wrong, against the real `naast serve --dev`: request ids
+//! reused for another command, bodies that are not protobuf, errors that echo huge values, the
+//! nil UUID as an id, and what a caller without access can learn from `RequestAccess`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
+use naast_proto::pb;
+use naast_proto::pb::consent_service_client::ConsentServiceClient;
+use naast_proto::pb::household_service_client::HouseholdServiceClient;
+use naast_tests::Server;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+type Api = HouseholdServiceClient<naast_proto::client::Signed>;
+
+fn options(request_id: &str) -> Option<pb::CommandOptions> {
+    Some(pb::CommandOptions {
+        request_id: request_id.into(),
+        ..Default::default()
+    })
+}
+
+async fn household(api: &mut Api, name: &str) -> (String, String) {
+    let household = api
+        .create_household(pb::CreateHouseholdRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household_id;
+    let client = api
+        .create_member(pb::CreateMemberRequest {
+            household_id: household.clone(),
+            details: Some(pb::MemberDetails {
+                name: "Noor".into(),
+                role: pb::MemberRole::Client as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .member_id;
+    (household, client)
+}
+
+fn bad_field(status: &tonic::Status) -> String {
+    status
+        .get_details_bad_request()
+        .and_then(|b| b.field_violations.first().map(|v| v.field.clone()))
+        .unwrap_or_default()
+}
+
+async fn goals(api: &mut Api, household: &str) -> Vec<pb::Goal> {
+    api.get_household(pb::GetHouseholdRequest {
+        household_id: household.into(),
+        min_position: 0,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .household
+    .unwrap()
+    .goals
+}
+
+#[tokio::test]
+async fn a_request_id_answers_only_a_retry_of_the_same_command_by_the_same_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, client) = household(&mut family, "Familie Visser").await;
+    let (other_home, other_client) = household(&mut family, "Familie de Wit").await;
+
+    // A note under request id R, without a note id: a retry answers the same, naming the same
+    // note (the id is derived from the request), and writes nothing.
+    let r = uuid::Uuid::now_v7().to_string();
+    let note = |household: &str| pb::CreateNoteRequest {
+        household_id: household.into(),
+        options: options(&r),
+        text: "Gesprek met de school over vervoer.".into(),
+        ..Default::default()
+    };
+    let first = family.create_note(note(&home)).await.unwrap().into_inner();
+    let retry = family.create_note(note(&home)).await.unwrap().into_inner();
+    assert!(!first.result.unwrap().replayed);
+    assert!(retry.result.unwrap().replayed);
+    assert_eq!(first.note_id, retry.note_id, "a retry names what the first try made");
+
+    // The same R on another command is no retry: refused, and no goal is made.
+    let goal = |household: &str, owner: &str| pb::CreateGoalRequest {
+        household_id: household.into(),
+        options: options(&r),
+        owner_member_id: owner.into(),
+        title: "Zelfstandig reizen naar de dagbesteding".into(),
+        life_domains: vec![pb::LifeDomain::DaytimeActivitiesAndWork as i32],
+        ..Default::default()
+    };
+    let same_household = family.create_goal(goal(&home, &client)).await.unwrap_err();
+    assert_eq!(same_household.code(), Code::AlreadyExists, "{same_household:?}");
+    assert_eq!(bad_field(&same_household), "options.request_id");
+    assert!(goals(&mut family, &home).await.is_empty(), "no phantom goal");
+
+    // In another household: refused the same way, saying nothing about the first use.
+    let other_household = family
+        .create_goal(goal(&other_home, &other_client))
+        .await
+        .unwrap_err();
+    assert_eq!(other_household.code(), Code::AlreadyExists);
+    assert_eq!(other_household.message(), same_household.message());
+    assert!(goals(&mut family, &other_home).await.is_empty());
+
+    // A note with the same R but another text is another command too.
+    let mut changed = note(&home);
+    changed.text = "Iets anders.".into();
+    let refused = family.create_note(changed).await.unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists);
+
+    // Another caller reusing the supporter's request id on the same household learns nothing.
+    let mut supporter = ConsentServiceClient::new(server.signed("ondersteuner").await);
+    let mut provider = ConsentServiceClient::new(server.signed("zorgverlener").await);
+    let asked = uuid::Uuid::now_v7().to_string();
+    let ask = |options| pb::RequestAccessRequest {
+        household_id: home.clone(),
+        options,
+        terms: Some(pb::GrantTerms {
+            scopes: vec![pb::AccessScope::ReadTimeline as i32],
+            ..Default::default()
+        }),
+        reason: "meedenken".into(),
+        ..Default::default()
+    };
+    let first = supporter.request_access(ask(options(&asked))).await.unwrap();
+    let retry = supporter.request_access(ask(options(&asked))).await.unwrap();
+    assert!(retry.get_ref().result.as_ref().unwrap().replayed);
+    assert_eq!(
+        first.get_ref().access_request_id,
+        retry.get_ref().access_request_id
+    );
+    let stolen = provider
+        .request_access(ask(options(&asked)))
+        .await
+        .unwrap_err();
+    assert_eq!(stolen.code(), Code::AlreadyExists, "{stolen:?}");
+    assert_eq!(stolen.message(), same_household.message());
+    let revision = first.get_ref().result.as_ref().unwrap().revision.to_string();
+    assert!(!format!("{stolen:?}").contains(&first.get_ref().access_request_id));
+    assert!(!stolen.message().contains(&revision));
+}
+
+#[tokio::test]
+async fn huge_values_are_quoted_short_and_the_nil_uuid_names_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, _) = household(&mut family, "Familie Smit").await;
+
+    // A 1 MB household id and a 10,000-character member id: the real error, small.
+    let huge = "x".repeat(1024 * 1024);
+    let refused = family
+        .get_household(pb::GetHouseholdRequest {
+            household_id: huge.clone(),
+            min_position: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{}", refused.code());
+    assert_eq!(bad_field(&refused), "household_id");
+    assert!(refused.message().len() < 300, "{}", refused.message().len());
+    let long = "7".repeat(10_000);
+    let refused = family
+        .update_member(pb::UpdateMemberRequest {
+            household_id: home.clone(),
+            member_id: long,
+            details: Some(pb::MemberDetails {
+                name: "Noor".into(),
+                role: pb::MemberRole::Client as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(bad_field(&refused), "member_id");
+    assert!(refused.message().contains("10000 characters"), "{refused:?}");
+    assert!(refused.details().len() < 1_000);
+
+    // The nil UUID, wherever an id is given, is refused naming the field; nothing is written.
+    let nil = uuid::Uuid::nil().to_string();
+    let refused = family
+        .create_note(pb::CreateNoteRequest {
+            household_id: home.clone(),
+            note_id: nil.clone(),
+            text: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(bad_field(&refused), "note_id");
+    let refused = family
+        .create_household(pb::CreateHouseholdRequest {
+            household_id: nil.clone(),
+            name: "Nul".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_field(&refused), "household_id");
+    let refused = family
+        .create_note(pb::CreateNoteRequest {
+            household_id: home.clone(),
+            options: options(&nil),
+            text: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_field(&refused), "options.request_id");
+    let timeline = family
+        .list_timeline_entries(pb::ListTimelineEntriesRequest {
+            household_id: home,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        timeline
+            .entries
+            .iter()
+            .all(|e| e.kind != pb::TimelineEntryKind::Note as i32),
+        "no note was written"
+    );
+}
+
+/// Sends raw bytes as a request body: the only way to give the server something that is not
+/// protobuf.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct RawDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_protobuf_is_the_callers_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, _) = household(&mut family, "Familie Mulder").await;
+
+    // Valid prefix: field 1 (household_id) as a string, then each kind of breakage.
+    let mut household_field = vec![0x0a, home.len() as u8];
+    household_field.extend_from_slice(home.as_bytes());
+    let with = |tail: &[u8]| {
+        let mut body = household_field.clone();
+        body.extend_from_slice(tail);
+        body
+    };
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("ff ff ff ff", vec![0xff, 0xff, 0xff, 0xff]),
+        ("truncated varint", with(&[0x10, 0x80])),
+        ("length past the end", with(&[0x2a, 0x20, b'a'])),
+        ("wire type 7", with(&[0x2f])),
+        ("invalid UTF-8 in a string", {
+            let mut b = with(&[]);
+            b.extend_from_slice(&[0x2a, 0x02, 0xc3, 0x28]); // CreateNote.text
+            b
+        }),
+    ];
+    let calls = [
+        ("/naast.v1.HouseholdService/CreateNote", false),
+        ("/naast.v1.HouseholdService/ListTimelineEntries", false),
+        ("/naast.v1.ConsentService/ListAccessGrants", false),
+        ("/naast.v1.HouseholdService/SubscribeTimeline", true),
+    ];
+    for (path, streaming) in calls {
+        for (what, body) in &bodies {
+            let mut grpc = tonic::client::Grpc::new(server.signed("ouder").await);
+            grpc.ready().await.unwrap();
+            let route = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+            let status = if streaming {
+                grpc.server_streaming(tonic::Request::new(body.clone()), route, RawCodec)
+                    .await
+                    .map(|_| ())
+            } else {
+                grpc.unary(tonic::Request::new(body.clone()), route, RawCodec)
+                    .await
+                    .map(|_| ())
+            };
+            match status {
+                // Some breakages only break some messages (a string field that the method's
+                // message does not have is skipped as unknown); those must then answer as for
+                // the valid part, never INTERNAL.
+                Ok(()) => assert!(
+                    what.contains("UTF-8") && !path.contains("CreateNote"),
+                    "{path} accepted {what}"
+                ),
+                Err(status) => {
+                    assert_ne!(status.code(), Code::Internal, "{path} with {what}: {status:?}");
+                    if !what.contains("UTF-8") || path.contains("CreateNote") {
+                        assert_eq!(
+                            status.code(),
+                            Code::InvalidArgument,
+                            "{path} with {what}: {status:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
