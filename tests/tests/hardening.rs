@@ -88,7 +88,10 @@ async fn a_request_id_answers_only_a_retry_of_the_same_command_by_the_same_calle
     let retry = family.create_note(note(&home)).await.unwrap().into_inner();
     assert!(!first.result.unwrap().replayed);
     assert!(retry.result.unwrap().replayed);
-    assert_eq!(first.note_id, retry.note_id, "a retry names what the first try made");
+    assert_eq!(
+        first.note_id, retry.note_id,
+        "a retry names what the first try made"
+    );
 
     // The same R on another command is no retry: refused, and no goal is made.
     let goal = |household: &str, owner: &str| pb::CreateGoalRequest {
@@ -100,9 +103,16 @@ async fn a_request_id_answers_only_a_retry_of_the_same_command_by_the_same_calle
         ..Default::default()
     };
     let same_household = family.create_goal(goal(&home, &client)).await.unwrap_err();
-    assert_eq!(same_household.code(), Code::AlreadyExists, "{same_household:?}");
+    assert_eq!(
+        same_household.code(),
+        Code::AlreadyExists,
+        "{same_household:?}"
+    );
     assert_eq!(bad_field(&same_household), "options.request_id");
-    assert!(goals(&mut family, &home).await.is_empty(), "no phantom goal");
+    assert!(
+        goals(&mut family, &home).await.is_empty(),
+        "no phantom goal"
+    );
 
     // In another household: refused the same way, saying nothing about the first use.
     let other_household = family
@@ -133,8 +143,14 @@ async fn a_request_id_answers_only_a_retry_of_the_same_command_by_the_same_calle
         reason: "meedenken".into(),
         ..Default::default()
     };
-    let first = supporter.request_access(ask(options(&asked))).await.unwrap();
-    let retry = supporter.request_access(ask(options(&asked))).await.unwrap();
+    let first = supporter
+        .request_access(ask(options(&asked)))
+        .await
+        .unwrap();
+    let retry = supporter
+        .request_access(ask(options(&asked)))
+        .await
+        .unwrap();
     assert!(retry.get_ref().result.as_ref().unwrap().replayed);
     assert_eq!(
         first.get_ref().access_request_id,
@@ -146,7 +162,13 @@ async fn a_request_id_answers_only_a_retry_of_the_same_command_by_the_same_calle
         .unwrap_err();
     assert_eq!(stolen.code(), Code::AlreadyExists, "{stolen:?}");
     assert_eq!(stolen.message(), same_household.message());
-    let revision = first.get_ref().result.as_ref().unwrap().revision.to_string();
+    let revision = first
+        .get_ref()
+        .result
+        .as_ref()
+        .unwrap()
+        .revision
+        .to_string();
     assert!(!format!("{stolen:?}").contains(&first.get_ref().access_request_id));
     assert!(!stolen.message().contains(&revision));
 }
@@ -186,7 +208,10 @@ async fn huge_values_are_quoted_short_and_the_nil_uuid_names_nothing() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert_eq!(bad_field(&refused), "member_id");
-    assert!(refused.message().contains("10000 characters"), "{refused:?}");
+    assert!(
+        refused.message().contains("10000 characters"),
+        "{refused:?}"
+    );
     assert!(refused.details().len() < 1_000);
 
     // The nil UUID, wherever an id is given, is refused naming the field; nothing is written.
@@ -339,7 +364,11 @@ async fn a_body_that_is_not_protobuf_is_the_callers_fault() {
                     "{path} accepted {what}"
                 ),
                 Err(status) => {
-                    assert_ne!(status.code(), Code::Internal, "{path} with {what}: {status:?}");
+                    assert_ne!(
+                        status.code(),
+                        Code::Internal,
+                        "{path} with {what}: {status:?}"
+                    );
                     if !what.contains("UTF-8") || path.contains("CreateNote") {
                         assert_eq!(
                             status.code(),
@@ -351,4 +380,75 @@ async fn a_body_that_is_not_protobuf_is_the_callers_fault() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_request_for_access_tells_a_stranger_nothing_about_the_household() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, _) = household(&mut family, "Familie Jansen").await;
+    let mut family_consent = ConsentServiceClient::new(server.signed("ouder").await);
+    let mut supporter = ConsentServiceClient::new(server.signed("ondersteuner").await);
+    let mut provider = ConsentServiceClient::new(server.signed("zorgverlener").await);
+    let ask = |household: &str, request: &str| pb::RequestAccessRequest {
+        household_id: household.into(),
+        access_request_id: request.into(),
+        terms: Some(pb::GrantTerms {
+            scopes: vec![pb::AccessScope::ReadTimeline as i32],
+            ..Default::default()
+        }),
+        reason: "meedenken".into(),
+        ..Default::default()
+    };
+
+    // A real household and a made-up one: the same answer, with nothing about the household.
+    let real_request = uuid::Uuid::now_v7().to_string();
+    let real = supporter
+        .request_access(ask(&home, &real_request))
+        .await
+        .unwrap()
+        .into_inner();
+    let made_up_household = uuid::Uuid::now_v7().to_string();
+    let made_up_request = uuid::Uuid::now_v7().to_string();
+    let made_up = supporter
+        .request_access(ask(&made_up_household, &made_up_request))
+        .await
+        .unwrap()
+        .into_inner();
+    let result = |r: &pb::RequestAccessResponse| r.result.clone().unwrap();
+    assert_eq!(result(&real), result(&made_up));
+    assert_eq!(
+        result(&real),
+        pb::CommandResult {
+            revision: 0,
+            position: 0,
+            replayed: false
+        }
+    );
+    assert_eq!(made_up.access_request_id, made_up_request);
+
+    // Someone else using the supporter's request id: answered alike, and not filed.
+    let copied = provider
+        .request_access(ask(&home, &real_request))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(result(&copied), result(&made_up));
+
+    // The family sees the one real request, from the supporter.
+    let listed = family_consent
+        .list_access_grants(pb::ListAccessGrantsRequest {
+            household_id: home.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.requests.len(), 1, "{:?}", listed.requests);
+    assert_eq!(listed.requests[0].access_request_id, real_request);
+    let requester = listed.requests[0].requester.clone().unwrap();
+    assert!(
+        format!("{requester:?}").contains("ondersteuner"),
+        "{requester:?}"
+    );
 }

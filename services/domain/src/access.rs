@@ -115,6 +115,14 @@ impl Access {
 #[error("{0}")]
 pub struct Denied(pub String);
 
+impl Denied {
+    /// The one refusal for a household that does not exist and one the caller may not see, so
+    /// that refusals tell nothing about which households exist.
+    pub fn no_access() -> Self {
+        Self("no such household, or no access to it".to_owned())
+    }
+}
+
 /// What a caller may see: an item is visible when every layer admits it (one layer for a
 /// person; for a PGO platform, the member's and the platform's).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -447,7 +455,7 @@ pub fn authorize(
     action: Action,
     today: Date,
 ) -> Result<Access, Denied> {
-    let no_access = || Denied("no such household, or no access to it".to_owned());
+    let no_access = Denied::no_access;
     match principal.role {
         PrincipalRole::Evaluator => {
             return Err(Denied(

@@ -526,11 +526,12 @@ impl Auditor {
                 if self.contains(cause)? {
                     continue;
                 }
-                let kept = naast_vault::Vault::open_with(vault, household.0, event.id, &event.payload)
-                    .ok()
-                    .and_then(|payload| naast_domain::DomainEvent::from_payload(&payload).ok())
-                    .and_then(|stored| stored.command?.audit)
-                    .and_then(|record| serde_json::from_value::<Record>(record).ok());
+                let kept =
+                    naast_vault::Vault::open_with(vault, household.0, event.id, &event.payload)
+                        .ok()
+                        .and_then(|payload| naast_domain::DomainEvent::from_payload(&payload).ok())
+                        .and_then(|stored| stored.command?.audit)
+                        .and_then(|record| serde_json::from_value::<Record>(record).ok());
                 if let Some(mut record) = kept {
                     record.reason = Some(
                         "recorded at the next start: the process stopped after the command's events were written and before this record was".into(),

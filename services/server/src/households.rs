@@ -14,8 +14,8 @@
 use crate::audit::{self, Auditor};
 use crate::auth::layer::Calling;
 use naast_domain::access::{self, Access, Action};
-use naast_domain::ids::HouseholdId;
 use naast_domain::event::CommandStamp;
+use naast_domain::ids::HouseholdId;
 use naast_domain::{Command, DomainError, DomainEvent, Household, decide};
 use naast_eventlog::{Direction, EventLog, ExpectedRevision, Metadata, NewEvent, RecordedEvent};
 use std::collections::HashMap;
@@ -70,6 +70,18 @@ pub struct Executed {
     pub position: u64,
     /// The command had been executed before under the same request id; nothing new happened.
     pub replayed: bool,
+}
+
+impl Executed {
+    /// The answer to a request for access by someone who may not see the household: nothing
+    /// about the household (see [`Households::execute`]).
+    fn unseen(replayed: bool) -> Self {
+        Self {
+            revision: 0,
+            position: 0,
+            replayed,
+        }
+    }
 }
 
 /// Why a command was not executed.
@@ -334,17 +346,33 @@ impl Households {
             return Err(DomainError::exists("household_id", "household", household).into());
         }
         let decision = context.calling.command_access(&snapshot.state, &command);
+        // Anyone signed in may ask a family for access, so the answer must not tell whether the
+        // household exists: a request to one that does not (or is erased) is recorded in the
+        // audit log and answered as if filed, and the answer to someone who may not see the
+        // household never carries its revision or position.
+        let blind = matches!(command, Command::RequestAccess { .. })
+            && context
+                .calling
+                .access(&snapshot.state, Action::Read(access::ReadKind::Household))
+                .is_err();
         // The ids touched, for the audit record: only a guarded call has one.
         let objects = match &context.calling {
             Calling::Unguarded => Vec::new(),
             Calling::Caller(_) => access::objects_of(&command),
         };
         if let Err(denied) = &decision {
+            let unseen = blind && *denied == access::Denied::no_access();
             if let Some((auditor, mut record)) =
                 self.audit_record(&context.calling, household, Err(denied), objects)?
             {
                 stamp_request_id(&mut record, context);
+                if unseen {
+                    record.reason = Some(format!("{denied}: the request was not filed"));
+                }
                 auditor.record(&record).await?;
+            }
+            if unseen {
+                return Ok(Executed::unseen(false));
             }
             return Err(AppError::Denied(denied.0.clone()));
         }
@@ -384,6 +412,16 @@ impl Households {
             // Not joined with an append (refused, or replayed): the access is recorded all the
             // same.
             write.await?;
+        }
+        if blind {
+            // A request id the household already has tells about the household too.
+            return match result {
+                Ok(done) => Ok(Executed::unseen(done.replayed)),
+                Err(AppError::Domain(DomainError::AlreadyExists { .. })) => {
+                    Ok(Executed::unseen(false))
+                }
+                Err(e) => Err(e),
+            };
         }
         result
     }

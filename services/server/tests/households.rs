@@ -218,12 +218,14 @@ async fn simultaneous_copies_of_one_request_act_once() {
         request_id: Some(uuid::Uuid::now_v7()),
         ..CommandContext::unguarded()
     };
+    // Copies of one request are one command: the same note id (the gRPC layer derives the ids a
+    // client leaves empty from the request id).
+    let command = note("één keer");
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let (h, context) = (h.clone(), context.clone());
-        // Each copy carries its own note id, as a client without chosen ids would send.
+        let (h, context, command) = (h.clone(), context.clone(), command.clone());
         tasks.push(tokio::spawn(async move {
-            h.execute(id, note("één keer"), &context).await
+            h.execute(id, command, &context).await
         }));
     }
     let mut acted = 0;
@@ -233,6 +235,12 @@ async fn simultaneous_copies_of_one_request_act_once() {
         acted += usize::from(!out.replayed);
     }
     assert_eq!(acted, 1);
+    // Another command under the same request id is no copy: refused, nothing written.
+    let other = h.execute(id, note("één keer"), &context).await;
+    assert!(
+        matches!(other, Err(AppError::RequestIdReused(_))),
+        "{other:?}"
+    );
     let (state, revision) = h.state(id).await.unwrap();
     assert_eq!((state.entries.len(), revision), (1, Some(1)));
 }

@@ -236,7 +236,9 @@ where
                         ..Record::new(operation, audit::Outcome::Denied)
                     };
                     let status = match guard.auditor.record(&record).await {
-                        Ok(()) => tonic::Status::unauthenticated(crate::grpc::status::bounded(refused.to_string())),
+                        Ok(()) => tonic::Status::unauthenticated(crate::grpc::status::bounded(
+                            refused.to_string(),
+                        )),
                         Err(e) => {
                             tracing::error!(error = %e, "cannot record a refused call");
                             tonic::Status::unavailable("the audit log is unavailable")

@@ -164,7 +164,11 @@ impl pb::consent_service_server::ConsentService for HouseholdApi {
     ) -> Answer<pb::RequestAccessResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
-        let access_request: AccessRequestId = c::new_id("access_request_id", &r.access_request_id, r.options.as_ref())?;
+        let access_request: AccessRequestId = c::new_id(
+            "access_request_id",
+            &r.access_request_id,
+            r.options.as_ref(),
+        )?;
         let requester = match &calling {
             Calling::Unguarded => {
                 return Err(Status::failed_precondition(

@@ -249,10 +249,7 @@ fn uuid_field(field: impl FnOnce() -> String, value: &str) -> Result<Option<Uuid
         Ok(id) => Ok(Some(id)),
         Err(_) => Err(invalid_argument(
             field(),
-            format!(
-                "{} is not a UUID",
-                naast_domain::validate::quote(value)
-            ),
+            format!("{} is not a UUID", naast_domain::validate::quote(value)),
         )),
     }
 }
