@@ -1,33 +1,38 @@
 //! The calendar of the families: days as they are in the Netherlands.
 
-use time::macros::time;
-use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
+use std::sync::LazyLock;
+use time::{Date, Month, OffsetDateTime, UtcOffset};
 
-/// The day it is in the Netherlands at `moment`: Central European Time, summer time from 01:00
-/// UTC on the last Sunday of March to 01:00 UTC on the last Sunday of October (the EU rule the
-/// Netherlands has kept since 1996).
+/// Europe/Amsterdam from the time-zone database bundled with the binary, so a change of the
+/// rules is an update of that database, not a change of this code.
+static AMSTERDAM: LazyLock<jiff::tz::TimeZone> = LazyLock::new(|| {
+    // The bundled database always holds Europe/Amsterdam; were it ever missing, Central
+    // European Time without summer time is a day right except for two hours a night in summer.
+    jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap_or_else(|e| {
+        eprintln!("naast: Europe/Amsterdam is not in the time-zone database ({e}); using UTC+1");
+        jiff::tz::TimeZone::fixed(jiff::tz::offset(1))
+    })
+});
+
+/// The day it is in the Netherlands at `moment` (Europe/Amsterdam: CET, CEST in summer).
 pub fn dutch_date(moment: OffsetDateTime) -> Date {
     let utc = moment.to_offset(UtcOffset::UTC);
-    let year = utc.year();
-    let switch =
-        |month| last_sunday(year, month).map(|day| day.with_time(time!(1:00)).assume_utc());
-    let summer = match (switch(Month::March), switch(Month::October)) {
-        (Some(start), Some(end)) => utc >= start && utc < end,
-        _ => false,
+    let Ok(instant) = jiff::Timestamp::new(utc.unix_timestamp(), 0) else {
+        // Outside jiff's range (beyond the year ±9999): no Dutch day to speak of.
+        return utc.date();
     };
-    (utc + Duration::hours(if summer { 2 } else { 1 })).date()
+    let day = AMSTERDAM.to_datetime(instant).date();
+    Month::try_from(day.month().unsigned_abs())
+        .ok()
+        .and_then(|month| {
+            Date::from_calendar_date(i32::from(day.year()), month, day.day().unsigned_abs()).ok()
+        })
+        .unwrap_or_else(|| utc.date())
 }
 
 /// Today in the Netherlands.
 pub fn dutch_today() -> Date {
     dutch_date(OffsetDateTime::now_utc())
-}
-
-fn last_sunday(year: i32, month: Month) -> Option<Date> {
-    // March and October both have 31 days.
-    let last = Date::from_calendar_date(year, month, 31).ok()?;
-    let back = i64::from(last.weekday().number_days_from_sunday());
-    last.checked_sub(Duration::days(back))
 }
 
 #[cfg(test)]
@@ -49,6 +54,12 @@ mod tests {
             (datetime!(2026-03-29 22:30 UTC), "2026-03-30"),
             (datetime!(2026-10-24 22:30 UTC), "2026-10-25"),
             (datetime!(2026-10-25 22:30 UTC), "2026-10-25"),
+            // 1976: the Netherlands had no summer time yet (from 1977 on), which the database
+            // knows and a fixed rule would not.
+            (datetime!(1976-07-14 22:30 UTC), "1976-07-14"),
+            // The far future, past the database's transitions: its rule goes on.
+            (datetime!(2199-12-31 22:59 UTC), "2199-12-31"),
+            (datetime!(2199-12-31 23:00 UTC), "2200-01-01"),
         ] {
             assert_eq!(dutch_date(moment).to_string(), day, "{moment}");
         }
