@@ -452,3 +452,95 @@ async fn a_request_for_access_tells_a_stranger_nothing_about_the_household() {
         "{requester:?}"
     );
 }
+
+#[tokio::test]
+async fn every_access_that_concerns_a_household_is_in_its_access_log() {
+    use naast_proto::pb::audit_service_client::AuditServiceClient;
+    use naast_proto::pb::event_log_service_client::EventLogServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, _) = household(&mut family, "Familie Kok").await;
+
+    // The family's own command: its record carries the command's request id.
+    let request = uuid::Uuid::now_v7().to_string();
+    family
+        .create_note(pb::CreateNoteRequest {
+            household_id: home.clone(),
+            options: options(&request),
+            text: "Afspraak bij de huisarts".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // The raw log, by an administrator and by a supporter, naming the household's stream; an
+    // administrator searching the audit log for the household.
+    let stream = format!("household-{home}");
+    let mut admin_log = EventLogServiceClient::new(server.signed("beheerder").await);
+    let mut supporter_log = EventLogServiceClient::new(server.signed("ondersteuner").await);
+    let read = |stream: &str| pb::ListStreamEventsRequest {
+        stream_id: stream.into(),
+        ..Default::default()
+    };
+    let refused = admin_log
+        .list_stream_events(read(&stream))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = supporter_log
+        .list_stream_events(read(&stream))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = admin_log
+        .append_events(pb::AppendEventsRequest {
+            stream_id: stream.clone(),
+            events: vec![pb::NewEvent {
+                event_type: "NoteAdded".into(),
+                payload: b"{}".to_vec(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let mut admin_audit = AuditServiceClient::new(server.signed("beheerder").await);
+    admin_audit
+        .search_audit_log(pb::SearchAuditLogRequest {
+            household_id: home.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let mut family_audit = AuditServiceClient::new(server.signed("ouder").await);
+    let log = family_audit
+        .list_access_log(pb::ListAccessLogRequest {
+            household_id: home.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    let of = |method: &str, subject: &str| {
+        log.iter()
+            .filter(|r| {
+                r.operation.ends_with(method)
+                    && r.user.as_ref().is_some_and(|u| u.subject == subject)
+            })
+            .count()
+    };
+    assert_eq!(of("/ListStreamEvents", "dev-beheerder"), 1, "{log:#?}");
+    assert_eq!(of("/ListStreamEvents", "dev-ondersteuner"), 1);
+    assert_eq!(of("/AppendEvents", "dev-beheerder"), 1);
+    assert_eq!(of("/SearchAuditLog", "dev-beheerder"), 1);
+    let note = log
+        .iter()
+        .find(|r| r.operation.ends_with("/CreateNote"))
+        .unwrap();
+    assert_eq!(note.request_id, request);
+}

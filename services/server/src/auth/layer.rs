@@ -96,10 +96,13 @@ impl Caller {
 impl Caller {
     /// Records this call to an operation of the service's administrators — refused for
     /// `refusal` when one is given, else allowed on the administrator role — in `auditor`, and
-    /// answers a refusal with `PERMISSION_DENIED`.
+    /// answers a refusal with `PERMISSION_DENIED`. A call that concerns a `household` (names its
+    /// stream or its id) is recorded as about it, so the family's access log lists it, allowed
+    /// or refused (NEN 7513: every access that concerns a client, by whatever service).
     pub async fn admin_operation(
         &self,
         auditor: &Auditor,
+        household: Option<naast_domain::ids::HouseholdId>,
         objects: Vec<String>,
         refusal: Option<&str>,
     ) -> Result<(), tonic::Status> {
@@ -107,6 +110,7 @@ impl Caller {
             Some(_) => audit::Outcome::Denied,
             None => audit::Outcome::Allowed,
         });
+        record.household = household;
         record.objects = objects;
         match refusal {
             Some(reason) => record.reason = Some(reason.to_owned()),

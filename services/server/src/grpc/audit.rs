@@ -169,7 +169,9 @@ impl pb::audit_service_server::AuditService for AuditApi {
             .household
             .map(|h| vec![h.to_string()])
             .unwrap_or_default();
-        caller.admin_operation(auditor, objects, refusal).await?;
+        caller
+            .admin_operation(auditor, filter.household, objects, refusal)
+            .await?;
         let (records, next) = auditor.search(from, size, &filter).map_err(audit_error)?;
         Ok(Response::new(pb::SearchAuditLogResponse {
             records: records.iter().map(record_to_proto).collect(),

@@ -69,7 +69,12 @@ impl EventLogApi {
             .as_ref()
             .ok_or_else(|| Status::unavailable("the audit log is unavailable"))?;
         let objects = stream.map(|s| vec![s.to_owned()]).unwrap_or_default();
-        caller.admin_operation(auditor, objects, refusal).await?;
+        let household = stream
+            .and_then(|s| s.strip_prefix(HOUSEHOLD_STREAM_PREFIX))
+            .and_then(|id| id.parse().ok());
+        caller
+            .admin_operation(auditor, household, objects, refusal)
+            .await?;
         Ok(true)
     }
 }

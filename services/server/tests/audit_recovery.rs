@@ -1,0 +1,98 @@
+//! A command's audit record lost in a crash (its events durable, the record not) is written
+//! again at the next start as complete as the one that was lost: who, from where, which method,
+//! which request id. The crash is modelled by reconciling the same event log into an audit log
+//! that never received the record.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
+use naast_domain::Command;
+use naast_domain::access::Principal;
+use naast_domain::event::Identity;
+use naast_domain::ids::HouseholdId;
+use naast_domain::vocab::PrincipalRole;
+use naast_eventlog::{EventLog, Options};
+use naast_server::audit::{Auditor, Cursor, Filter};
+use naast_server::auth::layer::{Caller, Calling};
+use naast_server::households::{CommandContext, Households};
+use std::sync::Arc;
+use std::time::Duration;
+
+const RETENTION: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
+
+#[tokio::test]
+async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path().join("sled"), Options::default()).unwrap();
+    let master =
+        naast_vault::MasterKey::from_base64(&naast_vault::MasterKey::generate_base64()).unwrap();
+    let vault = naast_vault::Vault::open(&dir.path().join("keys"), &master).unwrap();
+    let audited = Auditor::open(&dir.path().join("audit"), RETENTION).unwrap();
+    let households = Households::new(log.clone(), Some(audited.clone())).with_vault(vault.clone());
+
+    let identity = Identity {
+        issuer: "https://login.example.nl".into(),
+        subject: "moeder-42".into(),
+    };
+    let calling = Calling::Caller(Arc::new(Caller {
+        principal: Principal {
+            identity: identity.clone(),
+            role: PrincipalRole::Citizen,
+            name: Some("Ingrid Bakker".into()),
+            organisation: None,
+            client_id: Some("jouw-omgeving".into()),
+            acting_for: None,
+        },
+        operation: "/naast.v1.HouseholdService/CreateHousehold".into(),
+        peer: Some("192.0.2.7:50123".parse().unwrap()),
+        request_id: None,
+        purpose: "care".into(),
+    }));
+    let request = uuid::Uuid::now_v7();
+    let household = HouseholdId::new();
+    households
+        .execute(
+            household,
+            Command::RegisterHousehold {
+                name: "Familie Bakker".into(),
+                registered_by: Some(identity),
+            },
+            &CommandContext {
+                calling,
+                request_id: Some(request),
+                ..CommandContext::unguarded()
+            },
+        )
+        .await
+        .unwrap();
+
+    let everything = Filter::default();
+    let (written, _) = audited.search(Cursor::default(), 10, &everything).unwrap();
+    assert_eq!(written.len(), 1);
+    let original = &written[0];
+    assert_eq!(original.record.request_id, Some(request.to_string()));
+
+    // The same log, an audit log without the record: as after a crash between the two writes.
+    let after_crash = Auditor::open(&dir.path().join("audit-after-crash"), RETENTION).unwrap();
+    let recovered = after_crash.reconcile(&log, 0, Some(&vault)).await.unwrap();
+    assert_eq!(recovered, 1);
+    let (found, _) = after_crash
+        .search(Cursor::default(), 10, &everything)
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].id, original.id,
+        "the events name it as their cause"
+    );
+    let mut record = found[0].record.clone();
+    assert!(record.reason.take().unwrap().contains("next start"));
+    assert_eq!(record, original.record);
+
+    // Nothing is written twice.
+    assert_eq!(
+        after_crash.reconcile(&log, 0, Some(&vault)).await.unwrap(),
+        0
+    );
+    log.close().await;
+    audited.close().await;
+    after_crash.close().await;
+}
