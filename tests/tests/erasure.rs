@@ -94,8 +94,16 @@ async fn an_erased_household_is_forgotten_and_the_log_still_verifies() {
     let kept = new_household(&mut api, "Familie Blijft", "blijft-staan-91c2").await;
     assert_eq!(timeline(&mut api, &forgotten).await.unwrap().len(), 4);
 
-    // At rest the events are sealed: the log's files never hold the notes' text.
+    // At rest the events and the read models are sealed: no file holds the notes' text.
     assert!(!found_in_files(&data.join("sled"), b"vertrouwelijk-7f3a"));
+    assert!(!found_in_files(
+        &data.join("projections"),
+        b"vertrouwelijk-7f3a"
+    ));
+    assert!(!found_in_files(
+        &data.join("projections"),
+        b"Familie Vergeten"
+    ));
     // The search itself finds what is stored in the clear: the audit log names its callers.
     assert!(found_in_files(&data.join("audit"), b"dev-ouder"));
     assert!(!found_in_files(&data.join("sled"), b"Familie Vergeten"));
@@ -167,9 +175,20 @@ async fn an_erased_household_is_forgotten_and_the_log_still_verifies() {
     assert!(said.contains("intact"), "{said}");
     let (ok, said) = naast(&["replay"], data);
     assert!(ok, "{said}");
-    let server = Server::start(data);
+    let mut server = Server::start(data);
     let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
     assert_eq!(timeline(&mut api, &kept).await.unwrap().len(), 4);
     let refused = timeline(&mut api, &forgotten).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
+    server.terminate();
+
+    // Every byte of the data directory: nothing of the erased household's words is readable,
+    // in the log, the read models (and the old segments sled keeps of them) or anywhere else.
+    for words in [&b"vertrouwelijk-7f3a"[..], b"Familie Vergeten"] {
+        assert!(
+            !found_in_files(data, words),
+            "{} found in the data directory after erasure",
+            String::from_utf8_lossy(words)
+        );
+    }
 }

@@ -13,7 +13,10 @@
 //!
 //! Keys (one sled tree, `timeline`, so one batch covers them all): `c` → checkpoint (u64 BE);
 //! `e` + household id (16 bytes) + revision (u64 BE) → a timeline entry; `p`, `g`, `a` +
-//! household id + plan, goal or agreement id (16 bytes) → its current state; all as JSON.
+//! household id + plan, goal or agreement id (16 bytes) → its current state; all as JSON, sealed
+//! with the household's key when the store has a vault (the same key as its events, bound to the
+//! row's key), so that erasing a household makes every copy of its rows unreadable, whatever
+//! old segments sled keeps on disk.
 
 use naast_domain::event::Subject;
 use naast_domain::ids::{AgreementId, GoalId, HouseholdId, PlanId};
@@ -158,9 +161,10 @@ impl Projections {
         let end = entry_key(household, u64::MAX);
         let mut entries = Vec::new();
         for item in self.tree.range(start..=end) {
-            let (_, value) = item?;
-            let entry: StoredEntry =
-                serde_json::from_slice(&value).map_err(|e| Error::Damaged(e.to_string()))?;
+            let (key, value) = item?;
+            let Some(entry) = self.open_row::<StoredEntry>(household, &key, &value)? else {
+                continue;
+            };
             if !keep(&entry) {
                 continue;
             }
@@ -178,10 +182,61 @@ impl Projections {
         household: HouseholdId,
         revision: u64,
     ) -> Result<Option<StoredEntry>, Error> {
-        self.tree
-            .get(entry_key(household, revision))?
-            .map(|value| serde_json::from_slice(&value).map_err(|e| Error::Damaged(e.to_string())))
-            .transpose()
+        let key = entry_key(household, revision);
+        match self.tree.get(&key)? {
+            Some(value) => self.open_row(household, &key, &value),
+            None => Ok(None),
+        }
+    }
+
+    /// A row as stored: opened with the household's key when sealed; `None` when that key is
+    /// gone (the household was erased and its rows are being purged).
+    fn open_row<T: serde::de::DeserializeOwned>(
+        &self,
+        household: HouseholdId,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<T>, Error> {
+        let plain = match naast_vault::Vault::open_with(
+            self.vault.as_ref(),
+            household.0,
+            row_id(household, key),
+            value,
+        ) {
+            Ok(plain) => plain,
+            Err(naast_vault::VaultError::Erased(_)) => return Ok(None),
+            Err(e) => return Err(Error::Damaged(e.to_string())),
+        };
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|e| Error::Damaged(e.to_string()))
+    }
+
+    /// `row` as it is stored under `key`: sealed with the household's key when there is a vault.
+    /// `create` lets the key be made (a household whose events predate encryption has none);
+    /// otherwise a household whose key is gone (erased meanwhile) gets `None`: nothing of it is
+    /// written readable again.
+    fn seal_row(
+        &self,
+        household: HouseholdId,
+        key: &[u8],
+        row: &[u8],
+        create: bool,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let Some(vault) = &self.vault else {
+            return Ok(Some(row.to_vec()));
+        };
+        let id = row_id(household, key);
+        let sealed = if create {
+            vault.seal(household.0, id, row)
+        } else {
+            vault.seal_derived(household.0, id, row)
+        };
+        match sealed {
+            Ok(sealed) => Ok(Some(sealed)),
+            Err(naast_vault::VaultError::Erased(_)) => Ok(None),
+            Err(e) => Err(Error::Store(e.to_string())),
+        }
     }
 
     /// The household's plans.
@@ -212,15 +267,18 @@ impl Projections {
         start.extend_from_slice(household.0.as_bytes());
         self.tree
             .scan_prefix(&start)
-            .map(|item| {
-                let (key, value) = item?;
-                let raw: [u8; 16] = key
-                    .get(17..)
-                    .and_then(|k| k.try_into().ok())
-                    .ok_or_else(|| Error::Damaged("a view key of the wrong length".into()))?;
-                let row =
-                    serde_json::from_slice(&value).map_err(|e| Error::Damaged(e.to_string()))?;
-                Ok((id(uuid::Uuid::from_bytes(raw)), row))
+            .filter_map(|item| {
+                let row = (|| {
+                    let (key, value) = item?;
+                    let raw: [u8; 16] = key
+                        .get(17..)
+                        .and_then(|k| k.try_into().ok())
+                        .ok_or_else(|| Error::Damaged("a view key of the wrong length".into()))?;
+                    Ok(self
+                        .open_row(household, &key, &value)?
+                        .map(|row| (id(uuid::Uuid::from_bytes(raw)), row)))
+                })();
+                row.transpose()
             })
             .collect()
     }
@@ -338,6 +396,9 @@ impl Projections {
                 recorded.revision,
                 self.vault.as_ref(),
             )?;
+            // Rows are sealed with the key the event was sealed with; an event stored in the
+            // clear (written before encryption) may have its household's key made now.
+            let create_key = !naast_vault::Vault::is_sealed(&recorded.payload);
             let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
             let entry = timeline::entry(state, &stored.event, day);
             state.apply(&stored.event);
@@ -357,7 +418,9 @@ impl Projections {
                     ),
                 };
                 // Plain data: serialising cannot fail.
-                if let Some(Ok(row)) = row {
+                if let Some(Ok(row)) = row
+                    && let Some(row) = self.seal_row(household, &key, &row, create_key)?
+                {
                     batch.insert(key, row);
                 }
             }
@@ -372,11 +435,12 @@ impl Projections {
                 actor: recorded.metadata.actor.clone(),
                 entry,
             };
+            let key = entry_key(household, recorded.revision);
             // Plain data: serialising cannot fail.
-            batch.insert(
-                entry_key(household, recorded.revision),
-                serde_json::to_vec(&value).unwrap_or_default(),
-            );
+            let row = serde_json::to_vec(&value).unwrap_or_default();
+            if let Some(row) = self.seal_row(household, &key, &row, create_key)? {
+                batch.insert(key, row);
+            }
         }
         let checkpoint = last.position + 1;
         batch.insert(CHECKPOINT_KEY, checkpoint.to_be_bytes().to_vec());
@@ -464,6 +528,11 @@ pub fn recorded_on(event: &RecordedEvent) -> time::Date {
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .map(naast_domain::calendar::dutch_date)
         .unwrap_or(time::Date::MIN)
+}
+
+/// The id a row is sealed under: its key, in the household's own namespace.
+fn row_id(household: HouseholdId, key: &[u8]) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&household.0, key)
 }
 
 fn entry_key(household: HouseholdId, revision: u64) -> Vec<u8> {

@@ -134,7 +134,30 @@ impl Vault {
         event: Uuid,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, VaultError> {
-        let cipher = self.key(household, true)?;
+        self.seal_with(household, event, plaintext, true)
+    }
+
+    /// As [`Vault::seal`], for data derived from a household's events (its read models): only
+    /// with the key the household has, never a new one, so nothing of an erased household is
+    /// written readable again (`Erased` then). `id` names what is sealed (bound to it as
+    /// associated data, so a sealed value cannot be moved to another place).
+    pub fn seal_derived(
+        &self,
+        household: Uuid,
+        id: Uuid,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        self.seal_with(household, id, plaintext, false)
+    }
+
+    fn seal_with(
+        &self,
+        household: Uuid,
+        event: Uuid,
+        plaintext: &[u8],
+        create: bool,
+    ) -> Result<Vec<u8>, VaultError> {
+        let cipher = self.key(household, create)?;
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let aad = associated(household, event);
         let sealed = cipher
