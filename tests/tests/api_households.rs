@@ -154,6 +154,11 @@ async fn scenario_two(api: &mut Api) -> Scenario {
                 goal_ids: vec![goal.clone()],
                 ..Default::default()
             }),
+            // Entered when the family joined, about the summer it was agreed.
+            options: Some(pb::CommandOptions {
+                effective_date: "2025-08-15".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -163,7 +168,10 @@ async fn scenario_two(api: &mut Api) -> Scenario {
     api.accept_agreement(pb::AcceptAgreementRequest {
         household_id: household.clone(),
         agreement_id: agreement.clone(),
-        ..Default::default()
+        options: Some(pb::CommandOptions {
+            effective_date: "2025-08-20".into(),
+            ..Default::default()
+        }),
     })
     .await
     .unwrap();
@@ -250,17 +258,27 @@ async fn turning_18_moves_care_from_jeugdwet_to_wmo_on_one_timeline() {
         transition.revision + 1,
         "one entry per event"
     );
-    let revisions: Vec<u64> = all.entries.iter().map(|e| e.revision).collect();
-    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "oldest first");
-    let last_two: Vec<&str> = all.entries[all.entries.len() - 2..]
+    // By the day each entry concerns, then in the order recorded.
+    let order: Vec<(&str, u64)> = all
+        .entries
+        .iter()
+        .map(|e| (e.date.as_str(), e.revision))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "by day: {order:?}");
+    let at = all
+        .entries
+        .iter()
+        .position(|e| e.event_type == "FundingTransitionRecorded")
+        .unwrap();
+    let transition_day: Vec<&str> = all.entries[at..at + 2]
         .iter()
         .map(|e| e.event_type.as_str())
         .collect();
     assert_eq!(
-        last_two,
+        transition_day,
         ["FundingTransitionRecorded", "AgreementCarriedOver"]
     );
-    let moved = &all.entries[all.entries.len() - 2];
+    let moved = &all.entries[at];
     assert_eq!(moved.date, "2026-03-14");
     assert!(
         moved.summary.contains("Sam")
@@ -1039,7 +1057,7 @@ async fn the_timeline_is_the_same_after_a_kill_a_restart_and_a_replay() {
     assert!(
         said.contains(&format!(
             "{} events projected",
-            before.last().unwrap().position + 1
+            before.iter().map(|e| e.position).max().unwrap() + 1
         )),
         "{said}"
     );
@@ -1194,6 +1212,11 @@ async fn plans_goals_and_agreements_can_be_viewed_by_what_matters() {
                 goal_ids: vec![planned.clone()],
                 ..Default::default()
             }),
+            // Recorded late, about the day it was agreed: a past day shows what stood then.
+            options: Some(pb::CommandOptions {
+                effective_date: "2026-05-01".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -1204,7 +1227,10 @@ async fn plans_goals_and_agreements_can_be_viewed_by_what_matters() {
         .accept_agreement(pb::AcceptAgreementRequest {
             household_id: h(),
             agreement_id: job_coach.clone(),
-            ..Default::default()
+            options: Some(pb::CommandOptions {
+                effective_date: "2026-05-01".into(),
+                ..Default::default()
+            }),
         })
         .await
         .unwrap();

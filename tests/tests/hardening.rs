@@ -416,7 +416,7 @@ async fn a_request_for_access_tells_a_stranger_nothing_about_the_household() {
         .await
         .unwrap()
         .into_inner();
-    let result = |r: &pb::RequestAccessResponse| r.result.clone().unwrap();
+    let result = |r: &pb::RequestAccessResponse| r.result.unwrap();
     assert_eq!(result(&real), result(&made_up));
     assert_eq!(
         result(&real),
@@ -543,4 +543,173 @@ async fn every_access_that_concerns_a_household_is_in_its_access_log() {
         .find(|r| r.operation.ends_with("/CreateNote"))
         .unwrap();
     assert_eq!(note.request_id, request);
+}
+
+fn backdated(day: &str) -> Option<pb::CommandOptions> {
+    Some(pb::CommandOptions {
+        effective_date: day.into(),
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn the_timeline_reads_by_day_and_a_past_day_shows_what_was_known_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, client) = household(&mut family, "Familie Dekker").await;
+
+    // Recorded today: a note about today; then, late, a note about a day last winter.
+    let note = |text: &str, options| pb::CreateNoteRequest {
+        household_id: home.clone(),
+        options,
+        text: text.into(),
+        ..Default::default()
+    };
+    family
+        .create_note(note("vandaag besproken", None))
+        .await
+        .unwrap();
+    family
+        .create_note(note(
+            "nagekomen: gesprek in januari",
+            backdated("2026-01-15"),
+        ))
+        .await
+        .unwrap();
+    let page = |token: &str, size| pb::ListTimelineEntriesRequest {
+        household_id: home.clone(),
+        page_size: size,
+        page_token: token.into(),
+        ..Default::default()
+    };
+    let all = family
+        .list_timeline_entries(page("", 100))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let dates: Vec<&str> = all.iter().map(|e| e.date.as_str()).collect();
+    let mut sorted = dates.clone();
+    sorted.sort_unstable();
+    assert_eq!(dates, sorted, "entries by day: {dates:?}");
+    let late = all
+        .iter()
+        .position(|e| e.summary.contains("januari"))
+        .unwrap();
+    let today = all
+        .iter()
+        .position(|e| e.summary.contains("vandaag"))
+        .unwrap();
+    assert!(late < today);
+    // Page by page, the same order, each entry once.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let got = family
+            .list_timeline_entries(page(&token, 1))
+            .await
+            .unwrap()
+            .into_inner();
+        paged.extend(got.entries);
+        if got.next_page_token.is_empty() {
+            break;
+        }
+        token = got.next_page_token;
+    }
+    assert_eq!(paged, all);
+    // A date range starts at its first day.
+    let january = family
+        .list_timeline_entries(pb::ListTimelineEntriesRequest {
+            household_id: home.clone(),
+            start_date: "2026-01-01".into(),
+            end_date: "2026-01-31".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(january.len(), 1, "{january:?}");
+
+    // An agreement proposed on 10 January and accepted on 1 February, both recorded late.
+    let provider = family
+        .create_contact(pb::CreateContactRequest {
+            household_id: home.clone(),
+            details: Some(pb::ContactDetails {
+                kind: pb::ContactKind::CareProvider as i32,
+                name: "Zorggroep Oost".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .contact_id;
+    let agreement = family
+        .propose_agreement(pb::ProposeAgreementRequest {
+            household_id: home.clone(),
+            options: backdated("2026-01-10"),
+            terms: Some(pb::AgreementTerms {
+                title: "logeeropvang één weekend per maand".into(),
+                parties: vec![
+                    pb::Party {
+                        party: Some(pb::party::Party::MemberId(client.clone())),
+                    },
+                    pb::Party {
+                        party: Some(pb::party::Party::ContactId(provider.clone())),
+                    },
+                ],
+                responsible_contact_id: provider,
+                funding_domain: pb::FundingDomain::Wlz as i32,
+                start_date: "2026-03-01".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agreement_id;
+    family
+        .accept_agreement(pb::AcceptAgreementRequest {
+            household_id: home.clone(),
+            options: backdated("2026-02-01"),
+            agreement_id: agreement.clone(),
+        })
+        .await
+        .unwrap();
+    let phase_on = |day: &'static str| {
+        let mut api = family.clone();
+        let home = home.clone();
+        async move {
+            api.list_agreements(pb::ListAgreementsRequest {
+                household_id: home,
+                as_of_date: day.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .agreements
+            .iter()
+            .map(|a| pb::AgreementPhase::try_from(a.phase).unwrap())
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(phase_on("2026-01-05").await, vec![], "not known yet");
+    assert_eq!(
+        phase_on("2026-01-20").await,
+        vec![pb::AgreementPhase::Proposed],
+        "accepted only later"
+    );
+    assert_eq!(
+        phase_on("2026-02-15").await,
+        vec![pb::AgreementPhase::Upcoming]
+    );
+    assert_eq!(
+        phase_on("2026-03-15").await,
+        vec![pb::AgreementPhase::Active]
+    );
 }

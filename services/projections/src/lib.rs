@@ -12,7 +12,10 @@
 //! projector resumes there. Everything here can be thrown away and rebuilt from the log.
 //!
 //! Keys (one sled tree, `timeline`, so one batch covers them all): `c` → checkpoint (u64 BE);
-//! `e` + household id (16 bytes) + revision (u64 BE) → a timeline entry; `p`, `g`, `a` +
+//! `v` → the format of the store (u64 BE; a store of another format is rebuilt at open);
+//! `e` + household id (16 bytes) + revision (u64 BE) → a timeline entry; `d` + household id + the
+//! entry's day (Julian day, sign bit flipped, u32 BE) + revision → nothing (the timeline in the
+//! order people read it: by the day things happened, then as recorded); `p`, `g`, `a` +
 //! household id + plan, goal or agreement id (16 bytes) → its current state; all as JSON, sealed
 //! with the household's key when the store has a vault (the same key as its events, bound to the
 //! row's key), so that erasing a household makes every copy of its rows unreadable, whatever
@@ -32,7 +35,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 const CHECKPOINT_KEY: &[u8] = b"c";
+const FORMAT_KEY: &[u8] = b"v";
+/// The store's format: 2 has sealed rows and the by-day index.
+const FORMAT: u64 = 2;
 const ENTRY_PREFIX: u8 = b'e';
+const DAY_PREFIX: u8 = b'd';
 const PLAN_PREFIX: u8 = b'p';
 const GOAL_PREFIX: u8 = b'g';
 const AGREEMENT_PREFIX: u8 = b'a';
@@ -101,6 +108,19 @@ impl Projections {
         let db = naast_eventlog::storage::open_sled(dir, 32 * 1024 * 1024)
             .map_err(|e| Error::Store(e.to_string()))?;
         let tree = db.open_tree("timeline")?;
+        let format = tree.get(FORMAT_KEY)?.map(|v| u64_from(&v)).transpose()?;
+        if format != Some(FORMAT) {
+            if !tree.is_empty() {
+                tracing::info!(
+                    found = format.unwrap_or(1),
+                    format = FORMAT,
+                    "read models of an older format: rebuilding them from the event log"
+                );
+            }
+            tree.clear()?;
+            tree.insert(FORMAT_KEY, FORMAT.to_be_bytes().to_vec())?;
+            tree.flush()?;
+        }
         let checkpoint = match tree.get(CHECKPOINT_KEY)? {
             Some(value) => u64_from(&value)?,
             None => 0,
@@ -129,6 +149,8 @@ impl Projections {
     /// Throws every entry away, to rebuild from position 0.
     pub fn reset(&self) -> Result<(), Error> {
         self.tree.clear()?;
+        self.tree
+            .insert(FORMAT_KEY, FORMAT.to_be_bytes().to_vec())?;
         self.tree.flush()?;
         self.checkpoint.send_replace(0);
         Ok(())
@@ -148,28 +170,40 @@ impl Projections {
         }
     }
 
-    /// Entries of `household` from `from_revision` on, oldest first, that `keep` accepts: at
-    /// most `limit`, and the revision to continue from when there are more.
+    /// Entries of `household` in the order people read a timeline, by the day things happened
+    /// and then in the order recorded (an entry recorded late about an earlier day stands on
+    /// that day), from `from` on up to and including day `until`, that `keep` accepts: at most
+    /// `limit`, and where to continue when there are more.
     pub fn timeline(
         &self,
         household: HouseholdId,
-        from_revision: u64,
+        from: TimelinePosition,
+        until: Option<time::Date>,
         keep: impl Fn(&StoredEntry) -> bool,
         limit: usize,
-    ) -> Result<(Vec<StoredEntry>, Option<u64>), Error> {
-        let start = entry_key(household, from_revision);
-        let end = entry_key(household, u64::MAX);
+    ) -> Result<(Vec<StoredEntry>, Option<TimelinePosition>), Error> {
+        let start = day_key(household, from.day, from.revision);
+        let end = day_key(household, until.unwrap_or(time::Date::MAX), u64::MAX);
         let mut entries = Vec::new();
         for item in self.tree.range(start..=end) {
-            let (key, value) = item?;
-            let Some(entry) = self.open_row::<StoredEntry>(household, &key, &value)? else {
-                continue;
+            let (key, _) = item?;
+            let revision = key
+                .get(21..29)
+                .and_then(|r| r.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| Error::Damaged("a day key of the wrong length".into()))?;
+            let Some(entry) = self.entry(household, revision)? else {
+                continue; // erased meanwhile
             };
             if !keep(&entry) {
                 continue;
             }
             if entries.len() == limit {
-                return Ok((entries, Some(entry.revision)));
+                let next = TimelinePosition {
+                    day: entry.entry.date,
+                    revision,
+                };
+                return Ok((entries, Some(next)));
             }
             entries.push(entry);
         }
@@ -379,7 +413,13 @@ impl Projections {
                         .erase(household.0)
                         .map_err(|e| Error::Store(e.to_string()))?;
                 }
-                for prefix in [ENTRY_PREFIX, PLAN_PREFIX, GOAL_PREFIX, AGREEMENT_PREFIX] {
+                for prefix in [
+                    ENTRY_PREFIX,
+                    DAY_PREFIX,
+                    PLAN_PREFIX,
+                    GOAL_PREFIX,
+                    AGREEMENT_PREFIX,
+                ] {
                     let mut start = vec![prefix];
                     start.extend_from_slice(household.0.as_bytes());
                     for key in self.tree.scan_prefix(&start).keys() {
@@ -440,6 +480,10 @@ impl Projections {
             let row = serde_json::to_vec(&value).unwrap_or_default();
             if let Some(row) = self.seal_row(household, &key, &row, create_key)? {
                 batch.insert(key, row);
+                batch.insert(
+                    day_key(household, value.entry.date, recorded.revision),
+                    Vec::new(),
+                );
             }
         }
         let checkpoint = last.position + 1;
@@ -530,6 +574,42 @@ pub fn recorded_on(event: &RecordedEvent) -> time::Date {
         .unwrap_or(time::Date::MIN)
 }
 
+/// Where a timeline listing starts or continues: a day, and a revision within that day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimelinePosition {
+    /// The day.
+    pub day: time::Date,
+    /// The first revision of that day to include.
+    pub revision: u64,
+}
+
+impl TimelinePosition {
+    /// The start of every timeline.
+    pub const START: Self = Self {
+        day: time::Date::MIN,
+        revision: 0,
+    };
+
+    /// The start of day `day`.
+    pub fn day(day: time::Date) -> Self {
+        Self { day, revision: 0 }
+    }
+
+    /// As a page token: `d<julian day>.<revision>`.
+    pub fn token(self) -> String {
+        format!("d{}.{}", self.day.to_julian_day(), self.revision)
+    }
+
+    /// From a page token; `None` when it is not one.
+    pub fn parse(token: &str) -> Option<Self> {
+        let (day, revision) = token.strip_prefix('d')?.split_once('.')?;
+        Some(Self {
+            day: time::Date::from_julian_day(day.parse().ok()?).ok()?,
+            revision: revision.parse().ok()?,
+        })
+    }
+}
+
 /// The id a row is sealed under: its key, in the household's own namespace.
 fn row_id(household: HouseholdId, key: &[u8]) -> uuid::Uuid {
     uuid::Uuid::new_v5(&household.0, key)
@@ -539,6 +619,16 @@ fn entry_key(household: HouseholdId, revision: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(25);
     key.push(ENTRY_PREFIX);
     key.extend_from_slice(household.0.as_bytes());
+    key.extend_from_slice(&revision.to_be_bytes());
+    key
+}
+
+fn day_key(household: HouseholdId, day: time::Date, revision: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(29);
+    key.push(DAY_PREFIX);
+    key.extend_from_slice(household.0.as_bytes());
+    // Flipping the sign bit orders negative Julian days (before 4713 BC) before positive ones.
+    key.extend_from_slice(&(day.to_julian_day().cast_unsigned() ^ 0x8000_0000).to_be_bytes());
     key.extend_from_slice(&revision.to_be_bytes());
     key
 }

@@ -521,6 +521,34 @@ impl Households {
             .await
     }
 
+    /// The household as it stood at the end of Dutch day `day`: folded, in the order recorded,
+    /// from its events dated on or before that day as its timeline dates them (the day an event
+    /// names, such as an agreement's end or a transition; else the day it was recorded, or the
+    /// `effective_date` it was recorded late about). Its revision is that of the last such event
+    /// (`None`: nothing of it had happened yet).
+    pub fn state_on(
+        &self,
+        household: HouseholdId,
+        day: time::Date,
+    ) -> Result<(Household, Option<u64>), AppError> {
+        let mut then = Household::default();
+        // The whole history, for what the timeline needs to date an event.
+        let mut all = Household::default();
+        let mut revision = None;
+        self.each_event(household, 0, |recorded, stored| {
+            let happened = stored
+                .happened_on
+                .unwrap_or_else(|| naast_projections::recorded_on(&recorded));
+            let dated = naast_domain::timeline::entry(&all, &stored.event, happened).date;
+            all.apply(&stored.event);
+            if dated <= day {
+                then.apply(&stored.event);
+                revision = Some(recorded.revision);
+            }
+        })?;
+        Ok((then, revision))
+    }
+
     fn new_events(
         &self,
         household: HouseholdId,

@@ -18,7 +18,7 @@ use naast_domain::vocab::{
     ContactMode, FundingDomain, IndicationKind, LifeDomain, PlanKind, SupportPhase, SupporterTask,
 };
 use naast_eventlog::Subscription;
-use naast_projections::{Projections, StoredEntry};
+use naast_projections::{Projections, StoredEntry, TimelinePosition};
 use naast_proto::pb;
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -692,10 +692,18 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             })
             .await?;
         self.read_model(id, r.min_position).await?;
-        let agreements: Vec<pb::AgreementView> = self
-            .projections
-            .agreements(id)
-            .map_err(projection_error)?
+        // A past day is shown as it was known then (an agreement accepted later is still only
+        // proposed on that day); today and later days from the current views.
+        let agreements = if as_of < naast_domain::calendar::dutch_today() {
+            let (then, _) = self
+                .households
+                .state_on(id, as_of)
+                .map_err(from_app_error)?;
+            then.agreements.into_iter().collect()
+        } else {
+            self.projections.agreements(id).map_err(projection_error)?
+        };
+        let agreements: Vec<pb::AgreementView> = agreements
             .iter()
             .map(|(id, a)| (id, a, agreement_phase(a.phase(as_of)), a.funding_on(as_of)))
             .filter(|(aid, a, phase, funded)| {
@@ -1245,14 +1253,13 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                 ));
             }
         };
-        let start_revision = match r.page_token.as_str() {
-            "" => 0,
-            token => token
-                .strip_prefix('t')
-                .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    invalid_argument("page_token", "is not a token of a previous page")
-                })?,
+        let from = match r.page_token.as_str() {
+            "" => filter
+                .start
+                .map_or(TimelinePosition::START, TimelinePosition::day),
+            token => TimelinePosition::parse(token).ok_or_else(|| {
+                invalid_argument("page_token", "is not a token of a previous page")
+            })?,
         };
         let (access, ()) = self
             .households
@@ -1271,13 +1278,14 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             .projections
             .timeline(
                 id,
-                start_revision,
+                from,
+                filter.end,
                 |e| view.entry(&e.entry) && filter.admits(&e.entry),
                 page_size,
             )
             .map_err(projection_error)?;
         let entries = stored.iter().map(entry_to_proto).collect();
-        let next_page_token = next.map(|r| format!("t{r}")).unwrap_or_default();
+        let next_page_token = next.map(TimelinePosition::token).unwrap_or_default();
         Ok(Response::new(pb::ListTimelineEntriesResponse {
             entries,
             next_page_token,
