@@ -526,10 +526,12 @@ impl Households {
     /// names, such as an agreement's end or a transition; else the day it was recorded, or the
     /// `effective_date` it was recorded late about). Its revision is that of the last such event
     /// (`None`: nothing of it had happened yet).
+    /// Only events up to revision `until` count (those a read was decided on).
     pub fn state_on(
         &self,
         household: HouseholdId,
         day: time::Date,
+        until: u64,
     ) -> Result<(Household, Option<u64>), AppError> {
         let mut then = Household::default();
         // The whole history, for what the timeline needs to date an event.
@@ -541,7 +543,7 @@ impl Households {
                 .unwrap_or_else(|| naast_projections::recorded_on(&recorded));
             let dated = naast_domain::timeline::entry(&all, &stored.event, happened).date;
             all.apply(&stored.event);
-            if dated <= day {
+            if dated <= day && recorded.revision <= until {
                 then.apply(&stored.event);
                 revision = Some(recorded.revision);
             }

@@ -96,63 +96,60 @@ impl HouseholdApi {
         })
     }
 
-    /// Records the read of `kind` in household `id` (refused unless allowed), and which of its
-    /// items the caller may see as `pick` chooses them: `None` when they may see all.
-    async fn visible<K: Ord>(
+    /// Decides the read of `kind` in household `id` (refused unless allowed, recorded in the
+    /// audit log either way) and reads with `read`, in one step on one state of the household:
+    /// what is shown is exactly what the decision saw, so a grant revoked or a goal moved out of
+    /// the reader's life domains a moment later changes neither. `read` gets the state, its
+    /// revision, the caller's view (`None`: they may see everything) and today. Waits first for
+    /// the log to reach `min_position`, so a client reads its own acknowledged writes.
+    async fn read_decided<R>(
         &self,
         calling: &Calling,
         id: HouseholdId,
         kind: ReadKind,
-        pick: impl FnOnce(&naast_domain::Household, &View, time::Date) -> BTreeSet<K>,
-    ) -> Result<Option<BTreeSet<K>>, Status> {
+        objects: Vec<String>,
+        min_position: u64,
+        read: impl FnOnce(&naast_domain::Household, Option<u64>, Option<&View>, time::Date) -> R,
+    ) -> Result<R, Status> {
+        self.reach(min_position).await?;
         let today = naast_domain::calendar::dutch_today();
-        let (_, visible) = self
+        let (_, out) = self
             .households
             .guard_read(
                 calling,
                 id,
                 Action::Read(kind),
-                Vec::new(),
-                |state, _, access| {
-                    (!access.view.is_everything()).then(|| pick(state, &access.view, today))
+                objects,
+                |state, revision, access| {
+                    let view = (!access.view.is_everything()).then_some(&access.view);
+                    read(state, revision, view, today)
                 },
             )
             .await
             .map_err(from_app_error)?;
-        Ok(visible)
+        Ok(out)
     }
 
-    /// Waits until the read models hold everything of the household committed when the query
-    /// arrived, and `min_position`, so a client always reads its own acknowledged writes; then
-    /// checks that the household exists.
-    async fn read_model(&self, id: HouseholdId, min_position: u64) -> Result<(), Status> {
-        // Read at least everything of this household committed when the query arrived (and
-        // `min_position`), so a client always reads its own acknowledged writes.
-        let last_of_household = self
+    /// Waits until the timeline read model holds the household's events up to revision
+    /// `revision` (those a read was decided on).
+    async fn timeline_reaches(&self, id: HouseholdId, revision: u64) -> Result<(), Status> {
+        let position = self
             .households
             .log()
             .read_stream(
                 &id.stream_id(),
-                naast_eventlog::END,
-                naast_eventlog::Direction::Backwards,
+                revision,
+                naast_eventlog::Direction::Forwards,
                 1,
             )
             .map_err(super::status::from_log_error)?
             .first()
             .map(|e| e.position);
-        let target = last_of_household.unwrap_or(0).max(min_position);
-        if last_of_household.is_some() || min_position > 0 {
+        if let Some(position) = position {
             self.projections
-                .wait_for(target, MAX_WAIT)
+                .wait_for(position, MAX_WAIT)
                 .await
                 .map_err(|e| Status::deadline_exceeded(e.to_string()))?;
-        }
-        if !self
-            .projections
-            .has_household(id)
-            .map_err(projection_error)?
-        {
-            return Err(Status::not_found(format!("household {id} not found")));
         }
         Ok(())
     }
@@ -553,52 +550,51 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
         let plan_id: PlanId = c::id("plan_id", &r.plan_id)?;
-        self.households
-            .guard_read(
+        let plan = self
+            .read_decided(
                 &calling,
                 id,
-                Action::Read(ReadKind::Plans),
+                ReadKind::Plans,
                 vec![plan_id.to_string()],
-                |_, _, _| (),
+                r.min_position,
+                |state, _, view, today| {
+                    let plan = state.plans.get(&plan_id)?;
+                    let goals: Vec<_> = state
+                        .goals
+                        .iter()
+                        .filter(|(gid, g)| {
+                            g.plan == Some(plan_id)
+                                && view.is_none_or(|v| v.goal(state, **gid, g, today))
+                        })
+                        .collect();
+                    let agreements = state
+                        .agreements
+                        .iter()
+                        .filter(|(_, a)| {
+                            (a.terms.plan == Some(plan_id)
+                                || a.terms
+                                    .goals
+                                    .iter()
+                                    .any(|g| goals.iter().any(|(id, _)| *id == g)))
+                                && view.is_none_or(|v| v.agreement(state, a, today))
+                        })
+                        .map(|(id, a)| agreement_to_proto(*id, a))
+                        .collect();
+                    Some(pb::GetPlanResponse {
+                        plan: Some(plan_to_proto(plan_id, plan)),
+                        goals: goals
+                            .into_iter()
+                            .map(|(id, g)| goal_to_proto(*id, g))
+                            .collect(),
+                        agreements,
+                    })
+                },
             )
-            .await
-            .map_err(from_app_error)?;
-        self.read_model(id, r.min_position).await?;
-        let plans = self.projections.plans(id).map_err(projection_error)?;
-        let plan = plans
-            .iter()
-            .find(|(pid, _)| *pid == plan_id)
-            .map(|(_, p)| p)
+            .await?
             .ok_or_else(|| {
                 Status::not_found(format!("plan {plan_id} not found in household {id}"))
             })?;
-        let all_goals = self.projections.goals(id).map_err(projection_error)?;
-        let goals: Vec<_> = all_goals
-            .iter()
-            .filter(|(_, g)| g.plan == Some(plan_id))
-            .collect();
-        let agreements = self
-            .projections
-            .agreements(id)
-            .map_err(projection_error)?
-            .iter()
-            .filter(|(_, a)| {
-                a.terms.plan == Some(plan_id)
-                    || a.terms
-                        .goals
-                        .iter()
-                        .any(|g| goals.iter().any(|(id, _)| id == g))
-            })
-            .map(|(id, a)| agreement_to_proto(*id, a))
-            .collect();
-        Ok(Response::new(pb::GetPlanResponse {
-            plan: Some(plan_to_proto(plan_id, plan)),
-            goals: goals
-                .into_iter()
-                .map(|(id, g)| goal_to_proto(*id, g))
-                .collect(),
-            agreements,
-        }))
+        Ok(Response::new(plan))
     }
 
     async fn list_goals(
@@ -624,31 +620,31 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         }
         let size = list_page_size(r.page_size, 100)?;
         let offset = list_offset(&r.page_token)?;
-        let visible = self
-            .visible(&calling, id, ReadKind::Goals, |state, view, today| {
-                state
-                    .goals
-                    .iter()
-                    .filter(|(gid, g)| view.goal(state, **gid, g, today))
-                    .map(|(gid, _)| *gid)
-                    .collect()
-            })
-            .await?;
-        self.read_model(id, r.min_position).await?;
         let goals: Vec<pb::Goal> = self
-            .projections
-            .goals(id)
-            .map_err(projection_error)?
-            .iter()
-            .filter(|(gid, g)| {
-                visible.as_ref().is_none_or(|v| v.contains(gid))
-                    && (domains.is_empty() || g.life_domains.iter().any(|d| domains.contains(d)))
-                    && owner.is_none_or(|o| g.owner == o)
-                    && plan.is_none_or(|p| g.plan == Some(p))
-                    && (statuses.is_empty() || statuses.contains(&goal_status(g.status)))
-            })
-            .map(|(id, g)| goal_to_proto(*id, g))
-            .collect();
+            .read_decided(
+                &calling,
+                id,
+                ReadKind::Goals,
+                Vec::new(),
+                r.min_position,
+                |state, _, view, today| {
+                    state
+                        .goals
+                        .iter()
+                        .filter(|(gid, g)| {
+                            view.is_none_or(|v| v.goal(state, **gid, g, today))
+                                && (domains.is_empty()
+                                    || g.life_domains.iter().any(|d| domains.contains(d)))
+                                && owner.is_none_or(|o| g.owner == o)
+                                && plan.is_none_or(|p| g.plan == Some(p))
+                                && (statuses.is_empty()
+                                    || statuses.contains(&goal_status(g.status)))
+                        })
+                        .map(|(id, g)| goal_to_proto(*id, g))
+                        .collect()
+                },
+            )
+            .await?;
         let (goals, next_page_token) = page_of(goals, offset, size);
         Ok(Response::new(pb::ListGoalsResponse {
             goals,
@@ -681,27 +677,49 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             .unwrap_or_else(naast_domain::calendar::dutch_today);
         let size = list_page_size(r.page_size, 100)?;
         let offset = list_offset(&r.page_token)?;
-        let visible = self
-            .visible(&calling, id, ReadKind::Agreements, |state, view, today| {
-                state
-                    .agreements
-                    .iter()
-                    .filter(|(_, a)| view.agreement(state, a, today))
-                    .map(|(aid, _)| *aid)
-                    .collect()
-            })
+        // Today and later days from the state the read is decided on, with what the caller may
+        // see of it; a past day as it stood then (an agreement accepted later is still only
+        // proposed on that day), from the events up to the decided revision.
+        let past = as_of < naast_domain::calendar::dutch_today();
+        let (current, visible, revision) = self
+            .read_decided(
+                &calling,
+                id,
+                ReadKind::Agreements,
+                Vec::new(),
+                r.min_position,
+                |state, revision, view, today| {
+                    let visible: Option<BTreeSet<AgreementId>> = view.map(|v| {
+                        state
+                            .agreements
+                            .iter()
+                            .filter(|(_, a)| v.agreement(state, a, today))
+                            .map(|(aid, _)| *aid)
+                            .collect()
+                    });
+                    let current: Vec<(AgreementId, Agreement)> = if past {
+                        Vec::new()
+                    } else {
+                        state
+                            .agreements
+                            .iter()
+                            .map(|(aid, a)| (*aid, a.clone()))
+                            .collect()
+                    };
+                    (current, visible, revision)
+                },
+            )
             .await?;
-        self.read_model(id, r.min_position).await?;
-        // A past day is shown as it was known then (an agreement accepted later is still only
-        // proposed on that day); today and later days from the current views.
-        let agreements = if as_of < naast_domain::calendar::dutch_today() {
-            let (then, _) = self
+        let agreements = match (past, revision) {
+            (true, Some(revision)) => self
                 .households
-                .state_on(id, as_of)
-                .map_err(from_app_error)?;
-            then.agreements.into_iter().collect()
-        } else {
-            self.projections.agreements(id).map_err(projection_error)?
+                .state_on(id, as_of, revision)
+                .map_err(from_app_error)?
+                .0
+                .agreements
+                .into_iter()
+                .collect(),
+            _ => current,
         };
         let agreements: Vec<pb::AgreementView> = agreements
             .iter()
@@ -1261,26 +1279,33 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                 invalid_argument("page_token", "is not a token of a previous page")
             })?,
         };
-        let (access, ()) = self
-            .households
-            .guard_read(
+        // Decided on the household's state at a revision; entries past it are not shown (a
+        // revocation, or a note written after it, a moment later changes nothing of this read).
+        let (view, revision) = self
+            .read_decided(
                 &calling,
                 id,
-                Action::Read(ReadKind::Timeline),
+                ReadKind::Timeline,
                 Vec::new(),
-                |_, _, _| (),
+                r.min_position,
+                |_, revision, view, _| (view.cloned(), revision),
             )
-            .await
-            .map_err(from_app_error)?;
-        self.read_model(id, r.min_position).await?;
-        let view = access.view;
+            .await?;
+        let Some(revision) = revision else {
+            return Err(Status::not_found(format!("household {id} not found")));
+        };
+        self.timeline_reaches(id, revision).await?;
         let (stored, next) = self
             .projections
             .timeline(
                 id,
                 from,
                 filter.end,
-                |e| view.entry(&e.entry) && filter.admits(&e.entry),
+                |e| {
+                    e.revision <= revision
+                        && view.as_ref().is_none_or(|v| v.entry(&e.entry))
+                        && filter.admits(&e.entry)
+                },
                 page_size,
             )
             .map_err(projection_error)?;
