@@ -233,3 +233,72 @@ async fn goal_position(family: &mut Api, home: &str) -> u64 {
         .max()
         .unwrap()
 }
+
+/// A server trusting `idp`, with no clock leeway (so expiry is exact).
+fn server_trusting(dir: &std::path::Path, idp: &naast_tests::Idp) -> Server {
+    let key = naast_tests::master_key_file(dir);
+    Server::start_with(
+        &dir.join("data"),
+        &[
+            "--master-key-file",
+            key.to_str().unwrap(),
+            "--issuer",
+            &idp.issuer,
+            "--leeway-seconds",
+            "0",
+        ],
+    )
+}
+
+/// Longest a test waits for a stream to end: far past the one-second tokens.
+const STREAM_END: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_end_when_their_token_expires() {
+    use naast_proto::pb::event_log_service_client::EventLogServiceClient;
+    let idp = naast_tests::Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_trusting(dir.path(), &idp);
+    let parent = idp.token("ouder-a").await;
+    let mut family = HouseholdServiceClient::new(naast_tests::signed(&server.url(), &parent).await);
+    let (home, _, _) = household(&mut family, "Familie Verlopen").await;
+
+    // Tokens of one second: a timeline subscription of the family, the raw log's of an
+    // administrator. Both end with UNAUTHENTICATED once the token has expired.
+    let short = "https://naast.test/short";
+    let parent_short = idp.token_for("ouder-a", short).await;
+    let admin_short = idp.token_for("beheerder", short).await;
+    let mut timeline =
+        HouseholdServiceClient::new(naast_tests::signed(&server.url(), &parent_short).await)
+            .subscribe_timeline(pb::SubscribeTimelineRequest {
+                household_id: home.clone(),
+                start_revision: Some(0),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    let mut raw =
+        EventLogServiceClient::new(naast_tests::signed(&server.url(), &admin_short).await)
+            .subscribe_events(pb::SubscribeEventsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+
+    let ended = tokio::time::timeout(STREAM_END, async {
+        loop {
+            match timeline.message().await {
+                Ok(Some(_)) => continue, // the stored entries come first
+                Ok(None) => panic!("the timeline stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the timeline stream outlived its token");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    let ended = tokio::time::timeout(STREAM_END, raw.message())
+        .await
+        .expect("the raw subscription outlived its token")
+        .unwrap_err();
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+}

@@ -46,6 +46,7 @@ async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
         peer: Some("192.0.2.7:50123".parse().unwrap()),
         request_id: None,
         purpose: "care".into(),
+        valid_until: None,
     }));
     let request = uuid::Uuid::now_v7();
     let household = HouseholdId::new();

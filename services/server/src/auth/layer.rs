@@ -31,6 +31,19 @@ pub enum Calling {
 }
 
 impl Calling {
+    /// When the call's token expires, as a moment for `tokio::time` (`None`: never). An open
+    /// stream ends then with `UNAUTHENTICATED`: a disabled account stops receiving at the
+    /// latest when its last token runs out.
+    pub fn expiry(&self) -> Option<tokio::time::Instant> {
+        let Calling::Caller(caller) = self else {
+            return None;
+        };
+        let until = caller.valid_until?;
+        let now = chrono::Utc::now().timestamp();
+        let left = std::time::Duration::from_secs(until.saturating_sub(now).max(0).unsigned_abs());
+        Some(tokio::time::Instant::now() + left)
+    }
+
     /// Whether this call may do `action` in `household` today (an unguarded one may do
     /// everything).
     pub fn access(&self, household: &Household, action: Action) -> Result<Access, Denied> {
@@ -75,6 +88,9 @@ pub struct Caller {
     pub request_id: Option<String>,
     /// Purpose of use.
     pub purpose: String,
+    /// When its token is refused as expired (`exp` plus the leeway, seconds since 1970): a
+    /// stream opened with it ends then. `None`: never (embedded use).
+    pub valid_until: Option<i64>,
 }
 
 impl Caller {
@@ -216,10 +232,10 @@ where
             let authorization = header_text("authorization");
             match guard
                 .authenticator
-                .authenticate(authorization.as_deref())
+                .authenticate_until(authorization.as_deref())
                 .await
             {
-                Ok(principal) => {
+                Ok((principal, valid_until)) => {
                     request
                         .extensions_mut()
                         .insert(Calling::Caller(Arc::new(Caller {
@@ -228,6 +244,7 @@ where
                             peer,
                             request_id,
                             purpose,
+                            valid_until: Some(valid_until),
                         })));
                     inner.call(request).await
                 }

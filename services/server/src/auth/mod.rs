@@ -215,6 +215,17 @@ impl Authenticator {
 
     /// The principal an `authorization` header value stands for.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        self.authenticate_until(header)
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    /// As [`Authenticator::authenticate`], with the moment (seconds since 1970) from which the
+    /// token is refused as expired (`exp` plus the leeway): a stream opened with it ends then.
+    pub async fn authenticate_until(
+        &self,
+        header: Option<&str>,
+    ) -> Result<(Principal, i64), AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let token = header
             .strip_prefix("Bearer ")
@@ -251,7 +262,10 @@ impl Authenticator {
                     known.not_before.unwrap_or_default()
                 )));
             }
-            return Ok(known.principal.clone());
+            return Ok((
+                known.principal.clone(),
+                known.expires.saturating_add(leeway),
+            ));
         }
         let issuer_url = unverified_issuer(token)?;
         let issuer = self.inner.issuers.get(&issuer_url).ok_or_else(|| {
@@ -286,7 +300,7 @@ impl Authenticator {
                             not_before,
                         },
                     );
-                    return Ok(principal);
+                    return Ok((principal, expires.saturating_add(leeway)));
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -213,7 +213,7 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
             subscription,
             without_households,
         };
-        let stream = forward(source, next, self.shutdown.clone());
+        let stream = forward(source, next, self.shutdown.clone(), calling.expiry());
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -22,11 +22,14 @@ pub enum Step<T> {
 /// The future of one step, borrowing the source.
 pub type Next<'a, T> = Pin<Box<dyn Future<Output = Step<T>> + Send + 'a>>;
 
-/// Streams what `next` takes from `source` to the client.
+/// Streams what `next` takes from `source` to the client, until `expiry` (the caller's token
+/// expires: the stream then ends with `UNAUTHENTICATED`, and the client reconnects with a fresh
+/// token).
 pub fn forward<S, T>(
     mut source: S,
     next: for<'a> fn(&'a mut S) -> Next<'a, T>,
     mut shutdown: watch::Receiver<bool>,
+    expiry: Option<tokio::time::Instant>,
 ) -> ReceiverStream<Result<T, Status>>
 where
     S: Send + 'static,
@@ -34,11 +37,21 @@ where
 {
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
+        let expired = async {
+            match expiry {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         loop {
             let step = tokio::select! {
                 step = next(&mut source) => step,
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 () = tx.closed() => break, // the client went away
+                () = &mut expired => Step::Send(Err(Status::unauthenticated(
+                    "the token has expired: the stream ends here; reconnect with a fresh token",
+                ))),
             };
             let Step::Send(item) = step else { continue };
             let failed = item.is_err();

@@ -1243,6 +1243,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                 }
             })
         }
+        let expiry = calling.expiry();
         let source = Source {
             events,
             projections: self.projections.clone(),
@@ -1250,7 +1251,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             calling,
             household: id,
         };
-        let stream = forward(source, next, self.shutdown.clone());
+        let stream = forward(source, next, self.shutdown.clone(), expiry);
         Ok(Response::new(Box::pin(stream)))
     }
 
