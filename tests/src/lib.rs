@@ -343,6 +343,13 @@ pub fn master_key_file(dir: &Path) -> PathBuf {
         base64::engine::general_purpose::STANDARD.encode(bytes),
     )
     .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    // naast refuses a master key other local users can read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+    }
     path
 }
 

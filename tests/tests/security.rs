@@ -302,3 +302,80 @@ async fn open_streams_end_when_their_token_expires() {
         .unwrap_err();
     assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
 }
+
+/// Paths under `dir` (itself included) that group or others may read, write or enter.
+#[cfg(unix)]
+fn not_private(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::symlink_metadata(&path).unwrap();
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                pending.push(entry.unwrap().path());
+            }
+        }
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 && !metadata.file_type().is_symlink() {
+            found.push(format!("{} {mode:o}", path.display()));
+        }
+    }
+    found
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_for_naast_alone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+
+    // A fresh data directory, written to by commands, reads and the audit log.
+    let data = dir.path().join("nieuw").join("data");
+    let mut server = Server::start(&data);
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, _, _) = household(&mut family, "Familie Prive").await;
+    family
+        .list_timeline_entries(pb::ListTimelineEntriesRequest {
+            household_id: home,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    drop(family);
+    server.terminate();
+    assert_eq!(not_private(&data), Vec::<String>::new());
+
+    // One an older version left open is made private at the next start.
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(&data, open.clone()).unwrap();
+    std::fs::set_permissions(data.join("audit"), open).unwrap();
+    let stray = data.join("notes.txt");
+    std::fs::write(&stray, "los bestand").unwrap();
+    std::fs::set_permissions(&stray, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(!not_private(&data).is_empty());
+    let mut server = Server::start(&data);
+    server.terminate();
+    assert_eq!(not_private(&data), Vec::<String>::new());
+
+    // A master key other users may read is refused before anything is opened.
+    let key = naast_tests::master_key_file(dir.path());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new(naast_tests::workspace_bin("naast"))
+        .args([
+            "serve",
+            "--issuer",
+            "https://login.example.nl",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("other"))
+        .arg("--master-key-file")
+        .arg(&key)
+        .env_remove("NAAST_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("chmod 600"), "{said}");
+    assert!(!dir.path().join("other").exists(), "nothing was opened");
+}

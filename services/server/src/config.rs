@@ -56,16 +56,20 @@ pub struct Overrides {
     pub issuers: Vec<String>,
     /// Audience.
     pub audience: Option<String>,
-    /// Dev mode.
-    pub dev: bool,
+    /// Dev mode, when a flag or the environment says (`Some(false)` turns off a config file's
+    /// `dev = true`).
+    pub dev: Option<bool>,
     /// Clock skew tolerated, in seconds.
     pub leeway_seconds: Option<u64>,
     /// Least seconds between JWKS fetches caused by unknown key ids.
     pub jwks_min_refresh_seconds: Option<u64>,
     /// The master key itself (base64), e.g. from `NAAST_MASTER_KEY`.
     pub master_key: Option<String>,
-    /// A file holding the master key (base64).
+    /// A file holding the master key (base64), from a flag or the environment.
     pub master_key_file: Option<PathBuf>,
+    /// Whether `master_key_file` was given as a flag (which beats `master_key` from the
+    /// environment) rather than in the environment (where giving both is refused).
+    pub master_key_file_is_flag: bool,
     /// Days audit records are kept at least.
     pub audit_retention_days: Option<u64>,
 }
@@ -185,6 +189,7 @@ impl Config {
             jwks_min_refresh_seconds,
             master_key,
             master_key_file,
+            master_key_file_is_flag,
             audit_retention_days,
         } = overrides;
         let file = match file {
@@ -219,20 +224,32 @@ impl Config {
         {
             return Err(ConfigError::Issuer { value: bad.clone() });
         }
-        let dev = dev || file.auth.dev;
+        // A flag or the environment decides, either way; the file only when they are silent.
+        let dev = dev.unwrap_or(file.auth.dev);
         if issuers.is_empty() && !dev && serves {
             return Err(ConfigError::NoIssuer);
         }
-        let master_key = match (master_key, master_key_file.or(file.master_key_file)) {
-            (Some(key), _) => Some((key, None)),
-            (None, Some(path)) => Some((
-                std::fs::read_to_string(&path).map_err(|e| ConfigError::MasterKey {
-                    file: Some(path.clone()),
-                    reason: e.to_string(),
-                })?,
-                Some(path),
-            )),
-            (None, None) => None,
+        // Flags beat the environment, which beats the file; the environment giving both the
+        // key and a file is ambiguous.
+        let from_file = |path: PathBuf| -> Result<(String, Option<PathBuf>), ConfigError> {
+            let key = read_private(&path).map_err(|reason| ConfigError::MasterKey {
+                file: Some(path.clone()),
+                reason,
+            })?;
+            Ok((key, Some(path)))
+        };
+        let master_key = match (master_key, master_key_file) {
+            (_, Some(path)) if master_key_file_is_flag => Some(from_file(path)?),
+            (Some(_), Some(path)) => {
+                return Err(ConfigError::MasterKey {
+                    file: Some(path),
+                    reason: "NAAST_MASTER_KEY and NAAST_MASTER_KEY_FILE are both set; keep one"
+                        .into(),
+                });
+            }
+            (Some(key), None) => Some((key, None)),
+            (None, Some(path)) => Some(from_file(path)?),
+            (None, None) => file.master_key_file.map(from_file).transpose()?,
         };
         let master_key = match master_key {
             Some((key, file)) => {
@@ -289,6 +306,65 @@ fn load(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// The contents of a secret file, refused when anyone but its owner may read it (a master key
+/// readable by other local users protects nothing).
+fn read_private(path: &Path) -> Result<String, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "it may be read by group or others (mode {:o}); make it readable by naast alone: chmod 600 {}",
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+    std::fs::read_to_string(path).map_err(|e| e.to_string())
+}
+
+/// Makes `dir` the data directory of one user: created `0700`, and anything in it that an older
+/// version (or a hand) left readable by group or others made private (directories `0700`,
+/// files `0600`). New files are private through the process's umask (see `naast`'s `main`).
+pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mut pending = vec![dir.to_owned()];
+        while let Some(path) = pending.pop() {
+            let metadata = std::fs::symlink_metadata(&path)?;
+            if metadata.file_type().is_symlink() {
+                continue;
+            }
+            let mode = metadata.permissions().mode();
+            let private = if metadata.is_dir() {
+                for entry in std::fs::read_dir(&path)? {
+                    pending.push(entry?.path());
+                }
+                mode & !0o077 | 0o700
+            } else {
+                mode & !0o077
+            };
+            if private != mode {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(private))?;
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,7 +379,7 @@ mod tests {
         )
         .unwrap();
         let dev = Overrides {
-            dev: true,
+            dev: Some(true),
             ..Overrides::default()
         };
         assert_eq!(
@@ -357,7 +433,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("naast.toml");
         let dev = || Overrides {
-            dev: true,
+            dev: Some(true),
             ..Overrides::default()
         };
         std::fs::write(&file, "listen = \"here\"\n").unwrap();
@@ -432,5 +508,83 @@ mod tests {
             ),
             Err(ConfigError::Issuer { value }) if value == "login.example.nl"
         ));
+    }
+
+    #[cfg(unix)]
+    fn private_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_file_for_dev_mode_and_the_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = naast_vault::MasterKey::generate_base64();
+        let second = naast_vault::MasterKey::generate_base64();
+        let third = naast_vault::MasterKey::generate_base64();
+        let key_file = private_file(dir.path(), "file.key", &first, 0o600);
+        let config = private_file(
+            dir.path(),
+            "naast.toml",
+            &format!(
+                "master_key_file = \"{}\"\n[auth]\ndev = true\nissuers = [\"https://login.example.nl\"]\n",
+                private_file(dir.path(), "config.key", &third, 0o600).display()
+            ),
+            0o600,
+        );
+        let resolve = |overrides| Config::resolve(overrides, Some(&config), true);
+        let key = |c: Config| c.master_key.unwrap().0;
+
+        // A stray `dev = true` in the file is turned off by NAAST_DEV=false (or --dev=false).
+        let off = resolve(Overrides {
+            dev: Some(false),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert!(!off.dev);
+        assert!(
+            resolve(Overrides::default()).unwrap().dev,
+            "the file's word"
+        );
+
+        // The flag's file beats NAAST_MASTER_KEY, which beats the config file's key file.
+        let flag = resolve(Overrides {
+            master_key: Some(second.clone()),
+            master_key_file: Some(key_file.clone()),
+            master_key_file_is_flag: true,
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(key(flag), first);
+        let environment = resolve(Overrides {
+            master_key: Some(second.clone()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(key(environment), second);
+        assert_eq!(key(resolve(Overrides::default()).unwrap()), third);
+        // The environment naming both is ambiguous.
+        let both = resolve(Overrides {
+            master_key: Some(second),
+            master_key_file: Some(key_file),
+            master_key_file_is_flag: false,
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(both.to_string().contains("both set"), "{both}");
+
+        // A key file others may read is refused, naming its mode.
+        let open = private_file(dir.path(), "open.key", &first, 0o644);
+        let refused = resolve(Overrides {
+            master_key_file: Some(open),
+            master_key_file_is_flag: true,
+            ..Overrides::default()
+        })
+        .unwrap_err();
+        assert!(refused.to_string().contains("mode 644"), "{refused}");
     }
 }

@@ -66,8 +66,15 @@ struct ServeArgs {
     audience: Option<String>,
     /// Run the built-in development issuer and print tokens for the demo personas. NOT FOR
     /// PRODUCTION: anyone with the data directory can sign in as anyone.
-    #[arg(long, env = "NAAST_DEV")]
-    dev: bool,
+    /// `--dev=false` (or `NAAST_DEV=false`) turns off a config file's `dev = true`.
+    #[arg(
+        long,
+        env = "NAAST_DEV",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    dev: Option<bool>,
     /// Clock skew tolerated on token expiry, in seconds [default: 60].
     #[arg(long, env = "NAAST_LEEWAY_SECONDS")]
     leeway_seconds: Option<u64>,
@@ -77,8 +84,10 @@ struct ServeArgs {
     jwks_min_refresh_seconds: Option<u64>,
     /// A file holding the master key that wraps every household's data key: 32 random bytes as
     /// base64 (`openssl rand -base64 32`). The key itself may instead be given in the
-    /// environment as NAAST_MASTER_KEY (never as a flag: flags show in the process list).
-    #[arg(long, env = "NAAST_MASTER_KEY_FILE")]
+    /// environment as NAAST_MASTER_KEY (never as a flag: flags show in the process list); this
+    /// flag beats it, NAAST_MASTER_KEY_FILE with it is refused. The file must be readable by its
+    /// owner alone (mode 600).
+    #[arg(long)]
     master_key_file: Option<std::path::PathBuf>,
     /// Days audit records are kept at least [default: 1827, five years]; a year's records go
     /// together once the year ended that long ago.
@@ -109,6 +118,10 @@ enum BenchTarget {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Everything naast writes (the event log, read models, audit log, keys) is for its own user
+    // alone: files 0600, directories 0700, whatever the caller's umask.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     // The demo's output is the timelines; the server's own notes would only get in the way.
     let default_filter = match cli.command {
         Command::Demo(_) => "warn",
@@ -169,7 +182,10 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
         leeway_seconds: args.leeway_seconds,
         jwks_min_refresh_seconds: args.jwks_min_refresh_seconds,
         master_key: std::env::var("NAAST_MASTER_KEY").ok(),
-        master_key_file: args.master_key_file,
+        master_key_file_is_flag: args.master_key_file.is_some(),
+        master_key_file: args
+            .master_key_file
+            .or_else(|| std::env::var_os("NAAST_MASTER_KEY_FILE").map(Into::into)),
         audit_retention_days: args.audit_retention_days,
     };
     Config::resolve(overrides, args.config.as_deref(), serves).map_err(|e| Failure {
@@ -262,6 +278,7 @@ fn block_on<E: std::fmt::Display>(
 }
 
 async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    naast_server::config::private_data_dir(&config.data_dir)?;
     let log = EventLog::open(&config.data_dir, Options::default())?;
     let mut projections = Projections::open(&config.data_dir.join("projections"))?;
     match vault(&config.data_dir, config.master_key.as_ref(), false)? {
@@ -372,6 +389,7 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
 }
 
 async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    naast_server::config::private_data_dir(&config.data_dir)?;
     let log = EventLog::open(&config.data_dir, Options::default())?;
     let vault =
         vault(&config.data_dir, config.master_key.as_ref(), config.dev)?.ok_or("no master key")?;
