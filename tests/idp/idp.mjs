@@ -37,6 +37,8 @@ const personas = {
   'ouder-b': { sub: 'burger-ouder-b', naast_role: 'citizen', name: 'Ouder B' },
   ondersteuner: { sub: 'ondersteuner-1', naast_role: 'supporter', naast_org: 'MEE-0001', name: 'Cliëntondersteuner' },
   zorgverlener: { sub: 'zorgverlener-1', naast_role: 'professional', naast_org: 'AGB-01234567', name: 'Zorgverlener' },
+  // A citizen whose token claims an organisation: the claim must count for nothing.
+  'ouder-met-org': { sub: 'burger-ouder-org', naast_role: 'citizen', naast_org: 'AGB-01234567', name: 'Ouder met organisatieclaim' },
   evaluator: { sub: 'evaluator-1', naast_role: 'evaluator', name: 'Evaluator' },
   beheerder: { sub: 'beheerder-1', naast_role: 'admin', name: 'Beheerder' },
   // Ouder A's token, valid only an hour from now.

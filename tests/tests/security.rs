@@ -379,3 +379,101 @@ async fn the_data_directory_is_for_naast_alone() {
     assert!(said.contains("chmod 600"), "{said}");
     assert!(!dir.path().join("other").exists(), "nothing was opened");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_count_only_on_their_roles_and_refusals_name_no_one() {
+    use naast_proto::pb::audit_service_client::AuditServiceClient;
+    let idp = naast_tests::Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_trusting(dir.path(), &idp);
+    let parent = idp.token("ouder-a").await;
+    let signed = |token: String| {
+        let url = server.url();
+        async move { naast_tests::signed(&url, &token).await }
+    };
+    let mut family = HouseholdServiceClient::new(signed(parent.clone()).await);
+    let (home, _, _) = household(&mut family, "Familie Claim").await;
+    let mut family_consent = ConsentServiceClient::new(signed(parent.clone()).await);
+    family_consent
+        .grant_access(pb::GrantAccessRequest {
+            household_id: home.clone(),
+            grantee: Some(pb::Grantee {
+                kind: Some(pb::grantee::Kind::OrganisationId("AGB-01234567".into())),
+            }),
+            terms: Some(pb::GrantTerms {
+                scopes: vec![pb::AccessScope::ReadTimeline as i32],
+                until: "2099-12-31".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // The professional of that organisation sees the grant; a citizen claiming it does not,
+    // and cannot ask in its name.
+    let grants = |token: String| {
+        let home = home.clone();
+        let signed = signed.clone();
+        async move {
+            ConsentServiceClient::new(signed(token).await)
+                .list_access_grants(pb::ListAccessGrantsRequest { household_id: home })
+                .await
+                .unwrap()
+                .into_inner()
+                .grants
+        }
+    };
+    assert_eq!(grants(idp.token("zorgverlener").await).await.len(), 1);
+    let claimer = idp.token("ouder-met-org").await;
+    assert_eq!(grants(claimer.clone()).await.len(), 0, "the claim counted");
+    let refused = ConsentServiceClient::new(signed(claimer).await)
+        .request_access(pb::RequestAccessRequest {
+            household_id: home.clone(),
+            for_organisation: true,
+            terms: Some(pb::GrantTerms {
+                scopes: vec![pb::AccessScope::ReadTimeline as i32],
+                ..Default::default()
+            }),
+            reason: "namens de organisatie".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    // A platform without a grant, acting for the family's parent and for a stranger: the same
+    // refusal; only the audit record says why.
+    let read = |token: String| {
+        let home = home.clone();
+        let signed = signed.clone();
+        async move {
+            HouseholdServiceClient::new(signed(token).await)
+                .list_timeline_entries(pb::ListTimelineEntriesRequest {
+                    household_id: home,
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err()
+        }
+    };
+    let for_parent = read(idp.system_token("pgo-platform", "burger-ouder-a").await).await;
+    let for_stranger = read(idp.system_token("pgo-platform", "burger-ouder-b").await).await;
+    assert_eq!(for_parent.code(), Code::PermissionDenied);
+    assert_eq!(for_parent.message(), for_stranger.message());
+    let log = AuditServiceClient::new(signed(parent).await)
+        .list_access_log(pb::ListAccessLogRequest {
+            household_id: home,
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert!(
+        log.iter()
+            .any(|r| r.outcome_reason.contains("has not allowed platform")),
+        "{log:#?}"
+    );
+}

@@ -42,6 +42,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The organisation this caller acts for, as far as the access policy counts it: only a
+    /// professional's or a supporter's claim does; on any other token it is ignored, everywhere
+    /// (consent decisions, listing one's grants, asking for access in an organisation's name).
+    pub fn organisation_claim(&self) -> Option<&str> {
+        match self.role {
+            PrincipalRole::Professional | PrincipalRole::Supporter => self.organisation.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Who a grant or request for this caller is for: the platform for a PGO, else the person.
     pub fn as_grantee(&self) -> Grantee {
         match (&self.role, &self.client_id) {
@@ -110,16 +120,54 @@ impl Access {
     }
 }
 
-/// Why an action is refused (for the caller and the audit record).
+/// Why an action is refused: `reason` for the caller, and for the audit record `detail` too when
+/// telling the caller more would tell them something of the household.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Denied(pub String);
+#[error("{reason}")]
+pub struct Denied {
+    /// What the caller is told.
+    pub reason: String,
+    /// What only the audit record says.
+    pub detail: Option<String>,
+}
+
+/// What [`Denied::no_access`] says.
+const NO_ACCESS: &str = "no such household, or no access to it";
 
 impl Denied {
+    /// A refusal saying `reason`, to the caller and the audit record alike.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            detail: None,
+        }
+    }
+
     /// The one refusal for a household that does not exist and one the caller may not see, so
     /// that refusals tell nothing about which households exist.
     pub fn no_access() -> Self {
-        Self("no such household, or no access to it".to_owned())
+        Self::new(NO_ACCESS)
+    }
+
+    /// [`Denied::no_access`] for the caller, with `detail` in the audit record only.
+    pub fn no_access_because(detail: impl Into<String>) -> Self {
+        Self {
+            detail: Some(detail.into()),
+            ..Self::no_access()
+        }
+    }
+
+    /// Whether the caller is told only [`Denied::no_access`].
+    pub fn is_no_access(&self) -> bool {
+        self.reason == NO_ACCESS
+    }
+
+    /// What the audit record says: the reason, and the detail the caller was not told.
+    pub fn for_audit(&self) -> String {
+        match &self.detail {
+            Some(detail) => format!("{}: {detail}", self.reason),
+            None => self.reason.clone(),
+        }
     }
 }
 
@@ -441,11 +489,7 @@ fn standing_of(principal: &Principal) -> (&Identity, Option<&str>) {
         _ => None,
     }
     .unwrap_or(&principal.identity);
-    let organisation = match principal.role {
-        PrincipalRole::Professional | PrincipalRole::Supporter => principal.organisation.as_deref(),
-        _ => None,
-    };
-    (person, organisation)
+    (person, principal.organisation_claim())
 }
 
 /// Whether `principal` may do `action` in `household` on `today`, on what basis, seeing what.
@@ -458,20 +502,20 @@ pub fn authorize(
     let no_access = Denied::no_access;
     match principal.role {
         PrincipalRole::Evaluator => {
-            return Err(Denied(
-                "an evaluator sees aggregate figures, never one household".to_owned(),
+            return Err(Denied::new(
+                "an evaluator sees aggregate figures, never one household",
             ));
         }
         PrincipalRole::Administrator => {
-            return Err(Denied(
-                "an administrator runs the service and reads no household's data".to_owned(),
+            return Err(Denied::new(
+                "an administrator runs the service and reads no household's data",
             ));
         }
         _ => {}
     }
     if principal.role == PrincipalRole::Platform && principal.acting_for.is_none() {
-        return Err(Denied(
-            "the platform's token names no member it acts for".to_owned(),
+        return Err(Denied::new(
+            "the platform's token names no member it acts for",
         ));
     }
     let action = match (action, household.registered, principal.role) {
@@ -481,8 +525,8 @@ pub fn authorize(
             return Ok(Access::everything(vec!["owner:registrant".to_owned()]));
         }
         (Action::Register, false, _) => {
-            return Err(Denied(
-                "a household is registered by its client or legal representative".to_owned(),
+            return Err(Denied::new(
+                "a household is registered by its client or legal representative",
             ));
         }
         // Registering it again: only its owners may learn that it exists.
@@ -502,7 +546,9 @@ pub fn authorize(
             Standing::of_platform(household, &principal.identity.issuer, client_id, today);
         let (platform_basis, platform_layer) =
             platform.allows(household, action).ok_or_else(|| {
-                Denied(format!(
+                // The caller learns no more than a stranger would: naming the platform's refusal
+                // would tell that the member it acts for belongs to this household.
+                Denied::no_access_because(format!(
                     "the household has not allowed platform {client_id} to do this"
                 ))
             })?;
@@ -551,7 +597,7 @@ pub fn authorize_command(
     }
     for allowed in limits.into_iter().flatten() {
         if touched.is_empty() || touched.iter().any(|d| !allowed.contains(d)) {
-            return Err(Denied(format!(
+            return Err(Denied::new(format!(
                 "the grant allows writing about {} only",
                 allowed
                     .iter()

@@ -524,7 +524,7 @@ fn a_grant_limited_to_some_life_domains_writes_about_those_only() {
     assert!(authorize_command(h, &supporter, &note(&[LifeDomain::Housing]), TODAY).is_ok());
     let refused =
         authorize_command(h, &supporter, &note(&[LifeDomain::PhysicalHealth]), TODAY).unwrap_err();
-    assert!(refused.0.contains("wonen"), "{refused}");
+    assert!(refused.reason.contains("wonen"), "{refused}");
     assert!(authorize_command(h, &supporter, &note(&[]), TODAY).is_err());
     // A goal outside the grant can be neither updated nor moved into it.
     let achieve = |goal| Command::AchieveGoal {

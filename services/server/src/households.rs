@@ -201,7 +201,7 @@ impl Households {
             objects,
         )
         .await?;
-        decision.map_err(|denied: access::Denied| AppError::Denied(denied.0))
+        decision.map_err(|denied: access::Denied| AppError::Denied(denied.reason))
     }
 
     /// Whether the caller may still do `action` (an open subscription asks before each item).
@@ -222,10 +222,13 @@ impl Households {
         match decision {
             Ok(access) => Ok(access),
             Err(denied) => {
-                let ended = access::Denied(format!("stream ended: {}", denied.0));
+                let ended = access::Denied {
+                    reason: format!("stream ended: {}", denied.reason),
+                    detail: denied.detail,
+                };
                 self.record(calling, household, Err(&ended), Vec::new())
                     .await?;
-                Err(AppError::Denied(ended.0))
+                Err(AppError::Denied(ended.reason))
             }
         }
     }
@@ -263,7 +266,7 @@ impl Households {
         record.objects = objects;
         match decision {
             Ok(access) => record.basis.clone_from(&access.basis),
-            Err(denied) => record.reason = Some(denied.0.clone()),
+            Err(denied) => record.reason = Some(denied.for_audit()),
         }
         let auditor = self.auditor.clone().ok_or_else(|| {
             AppError::Audit(audit::AuditError::Unavailable(
@@ -361,7 +364,7 @@ impl Households {
             Calling::Caller(_) => access::objects_of(&command),
         };
         if let Err(denied) = &decision {
-            let unseen = blind && *denied == access::Denied::no_access();
+            let unseen = blind && denied.is_no_access();
             if let Some((auditor, mut record)) =
                 self.audit_record(&context.calling, household, Err(denied), objects)?
             {
@@ -374,7 +377,7 @@ impl Households {
             if unseen {
                 return Ok(Executed::unseen(false));
             }
-            return Err(AppError::Denied(denied.0.clone()));
+            return Err(AppError::Denied(denied.reason.clone()));
         }
         // The audit record of an allowed command is written while the command is decided and
         // appended, and both are durable before the command is acknowledged. Its events name the
@@ -500,7 +503,7 @@ impl Households {
                     // on what is there now, and decide again.
                     self.catch_up(household, snapshot)?;
                     if let Err(denied) = context.calling.command_access(&snapshot.state, command) {
-                        return Err(AppError::Denied(denied.0));
+                        return Err(AppError::Denied(denied.reason));
                     }
                 }
                 Err(e) => {

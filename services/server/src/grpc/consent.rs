@@ -176,9 +176,16 @@ impl pb::consent_service_server::ConsentService for HouseholdApi {
                 ));
             }
             Calling::Caller(caller) if r.for_organisation => Grantee::Organisation {
-                id: caller.principal.organisation.clone().ok_or_else(|| {
-                    invalid_argument("for_organisation", "your token names no organisation")
-                })?,
+                id: caller
+                    .principal
+                    .organisation_claim()
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        invalid_argument(
+                            "for_organisation",
+                            "your token names no organisation a professional or supporter acts for",
+                        )
+                    })?,
             },
             Calling::Caller(caller) => caller.principal.as_grantee(),
         };
@@ -224,8 +231,8 @@ impl pb::consent_service_server::ConsentService for HouseholdApi {
             Calling::Caller(caller) => {
                 let p = &caller.principal;
                 let mut mine = vec![p.as_grantee()];
-                if let Some(org) = &p.organisation {
-                    mine.push(Grantee::Organisation { id: org.clone() });
+                if let Some(org) = p.organisation_claim() {
+                    mine.push(Grantee::Organisation { id: org.to_owned() });
                 }
                 mine
             }
