@@ -414,7 +414,6 @@ async fn claims_count_only_on_their_roles_and_refusals_name_no_one() {
     // and cannot ask in its name.
     let grants = |token: String| {
         let home = home.clone();
-        let signed = signed.clone();
         async move {
             ConsentServiceClient::new(signed(token).await)
                 .list_access_grants(pb::ListAccessGrantsRequest { household_id: home })
@@ -446,7 +445,6 @@ async fn claims_count_only_on_their_roles_and_refusals_name_no_one() {
     // refusal; only the audit record says why.
     let read = |token: String| {
         let home = home.clone();
-        let signed = signed.clone();
         async move {
             HouseholdServiceClient::new(signed(token).await)
                 .list_timeline_entries(pb::ListTimelineEntriesRequest {
