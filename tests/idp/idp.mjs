@@ -120,11 +120,38 @@ function build(issuer, keys) {
 
 const first = signingKey('idp-key-1');
 let handler = null;
+// What the tests make of the key endpoints: served, held unanswered, or failed; and how often a
+// client fetched them.
+let keyMode = 'serve';
+let keyFetches = 0;
+const held = [];
+const keyPaths = ['/.well-known/openid-configuration', '/jwks'];
 const server = http.createServer((req, res) => {
   if (req.method === 'POST' && req.url === '/test/rotate') {
     handler = build(issuer, [signingKey('idp-key-2'), first]);
     res.end('rotated\n');
     return;
+  }
+  if (req.method === 'POST' && req.url === '/test/withdraw') {
+    // A new signing key, and the first one no longer published.
+    handler = build(issuer, [signingKey('idp-key-3')]);
+    res.end('withdrawn\n');
+    return;
+  }
+  if (req.method === 'POST' && req.url.startsWith('/test/keys/')) {
+    keyMode = req.url.slice('/test/keys/'.length);
+    if (keyMode === 'serve') for (const [q, s] of held.splice(0)) handler(q, s);
+    res.end(`${keyMode}\n`);
+    return;
+  }
+  if (req.method === 'GET' && req.url === '/test/fetches') {
+    res.end(`${keyFetches}\n`);
+    return;
+  }
+  if (keyPaths.includes(req.url.split('?')[0])) {
+    keyFetches += 1;
+    if (keyMode === 'hold') { held.push([req, res]); return; }
+    if (keyMode === 'fail') { res.statusCode = 503; res.end('unavailable\n'); return; }
   }
   handler(req, res);
 });

@@ -294,15 +294,47 @@ impl Idp {
 
     /// Makes the provider sign with a new key (the old one stays published).
     pub async fn rotate_keys(&self) {
-        let response = self
+        self.test_call("rotate").await;
+    }
+
+    /// Makes the provider sign with a new key and withdraw the first: it is no longer
+    /// published.
+    pub async fn withdraw_first_key(&self) {
+        self.test_call("withdraw").await;
+    }
+
+    /// How the provider answers fetches of its discovery document and keys: `serve`, `hold`
+    /// (no answer until `serve` again) or `fail` (503).
+    pub async fn key_endpoints(&self, mode: &str) {
+        self.test_call(&format!("keys/{mode}")).await;
+    }
+
+    /// How often its discovery document and keys were fetched.
+    pub async fn key_fetches(&self) -> u64 {
+        let text = self
             .http
-            .post(format!("{}/test/rotate", self.issuer))
+            .get(format!("{}/test/fetches", self.issuer))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("rotate: {e}"));
+            .unwrap_or_else(|e| panic!("fetches: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("fetches: {e}"));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("fetches: {text:?}"))
+    }
+
+    async fn test_call(&self, what: &str) {
+        let response = self
+            .http
+            .post(format!("{}/test/{what}", self.issuer))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(
             response.status().is_success(),
-            "rotate: {}",
+            "{what}: {}",
             response.status()
         );
     }

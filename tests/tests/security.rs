@@ -325,7 +325,7 @@ fn not_private(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[cfg(unix)]
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_data_directory_is_for_naast_alone() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
@@ -473,5 +473,148 @@ async fn claims_count_only_on_their_roles_and_refusals_name_no_one() {
         log.iter()
             .any(|r| r.outcome_reason.contains("has not allowed platform")),
         "{log:#?}"
+    );
+}
+
+/// `GetCaller` with `token`: who the server takes the caller to be, or its refusal.
+async fn caller(server: &Server, token: &str) -> Result<pb::GetCallerResponse, tonic::Status> {
+    ConsentServiceClient::new(naast_tests::signed(&server.url(), token).await)
+        .get_caller(pb::GetCallerRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// `token` with its header naming a key id its issuer never published (the signature no
+/// longer matters: no key is found to check it with).
+fn with_unknown_key_id(token: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (header, rest) = token.split_once('.').unwrap();
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&b64.decode(header).unwrap()).unwrap();
+    header["kid"] = "nooit-gepubliceerd".into();
+    format!("{}.{rest}", b64.encode(header.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_issuer_withdrew_stops_being_trusted() {
+    let idp = naast_tests::Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = naast_tests::master_key_file(dir.path());
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--master-key-file",
+            key.to_str().unwrap(),
+            "--issuer",
+            &idp.issuer,
+            "--jwks-ttl-seconds",
+            "1",
+            "--jwks-min-refresh-seconds",
+            "0",
+        ],
+    );
+    let old = idp.token("ouder-a").await;
+    caller(&server, &old).await.unwrap();
+    idp.withdraw_first_key().await;
+    // Within a bounded number of tries, the keys are fetched again (the first calls may still
+    // be served from the old set while that happens in the background).
+    let mut refused = None;
+    for _ in 0..150 {
+        match caller(&server, &old).await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("a token signed with a withdrawn key stayed trusted");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let new = idp.token("ouder-a").await;
+    caller(&server, &new).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetching_keys_holds_up_no_token_with_a_known_key_and_failures_count_too() {
+    let idp = naast_tests::Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = naast_tests::master_key_file(dir.path());
+    let start = |name: &str, min_refresh: &str| {
+        Server::start_with(
+            &dir.path().join(name),
+            &[
+                "--master-key-file",
+                key.to_str().unwrap(),
+                "--issuer",
+                &idp.issuer,
+                "--jwks-min-refresh-seconds",
+                min_refresh,
+            ],
+        )
+    };
+
+    // A fetch that hangs (a token with an unknown key id asked for it) holds up no token whose
+    // key is cached.
+    let server = start("wachten", "0");
+    let first = idp.token("ouder-a").await;
+    caller(&server, &first).await.unwrap();
+    let before = idp.key_fetches().await;
+    idp.key_endpoints("hold").await;
+    let unknown = {
+        let (url, token) = (server.url(), with_unknown_key_id(&first));
+        tokio::spawn(async move {
+            ConsentServiceClient::new(naast_tests::signed(&url, &token).await)
+                .get_caller(pb::GetCallerRequest {})
+                .await
+        })
+    };
+    for _ in 0..200 {
+        if idp.key_fetches().await > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(idp.key_fetches().await > before, "no fetch began");
+    // Another token, never seen, signed with the cached key.
+    let known = idp.token("ondersteuner").await;
+    let answered = tokio::time::timeout(STREAM_END, caller(&server, &known))
+        .await
+        .expect("a token with a known key waited");
+    answered.unwrap();
+    assert!(
+        !unknown.is_finished(),
+        "the token with a known key was answered only after the hanging fetch"
+    );
+    idp.key_endpoints("serve").await;
+    let refused = unknown.await.unwrap().unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    drop(server);
+
+    // While the issuer fails, one failed fetch per period: the tokens that follow do not each
+    // fetch again.
+    idp.key_endpoints("fail").await;
+    let server = start("storing", "300");
+    let token = idp.token("ouder-b").await;
+    assert_eq!(
+        caller(&server, &token).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    let after_first = idp.key_fetches().await;
+    for persona in ["ouder-a", "ondersteuner", "zorgverlener", "ouder-b"] {
+        let token = idp.token(persona).await;
+        let refused = caller(&server, &token).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        assert!(refused.message().contains("keys"), "{refused:?}");
+        let forged = with_unknown_key_id(&token);
+        assert_eq!(
+            caller(&server, &forged).await.unwrap_err().code(),
+            Code::Unauthenticated
+        );
+    }
+    assert_eq!(
+        idp.key_fetches().await,
+        after_first,
+        "failed fetches were repeated"
     );
 }

@@ -660,6 +660,7 @@ async fn served(
             audience: crate::config::DEFAULT_AUDIENCE.to_owned(),
             leeway: crate::auth::DEFAULT_LEEWAY,
             jwks_min_refresh: crate::auth::DEFAULT_JWKS_MIN_REFRESH,
+            jwks_ttl: crate::auth::DEFAULT_JWKS_TTL,
         };
         let authenticator = crate::auth::Authenticator::new(
             &settings,

@@ -3,7 +3,7 @@
 //! `NAAST_DEV`), overridden by flags. Validated before any port is bound or any file opened: a
 //! server that is not in dev mode refuses to start without a trusted issuer.
 
-use crate::auth::{AuthSettings, DEFAULT_JWKS_MIN_REFRESH, DEFAULT_LEEWAY};
+use crate::auth::{AuthSettings, DEFAULT_JWKS_MIN_REFRESH, DEFAULT_JWKS_TTL, DEFAULT_LEEWAY};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +63,8 @@ pub struct Overrides {
     pub leeway_seconds: Option<u64>,
     /// Least seconds between JWKS fetches caused by unknown key ids.
     pub jwks_min_refresh_seconds: Option<u64>,
+    /// Seconds keys are used before they are fetched again.
+    pub jwks_ttl_seconds: Option<u64>,
     /// The master key itself (base64), e.g. from `NAAST_MASTER_KEY`.
     pub master_key: Option<String>,
     /// A file holding the master key (base64), from a flag or the environment.
@@ -107,6 +109,8 @@ pub struct FileAuth {
     pub leeway_seconds: Option<u64>,
     /// `jwks_min_refresh_seconds = 10`
     pub jwks_min_refresh_seconds: Option<u64>,
+    /// `jwks_ttl_seconds = 600`
+    pub jwks_ttl_seconds: Option<u64>,
 }
 
 /// Why the configuration cannot be used.
@@ -187,6 +191,7 @@ impl Config {
             dev,
             leeway_seconds,
             jwks_min_refresh_seconds,
+            jwks_ttl_seconds,
             master_key,
             master_key_file,
             master_key_file_is_flag,
@@ -277,6 +282,9 @@ impl Config {
             jwks_min_refresh: jwks_min_refresh_seconds
                 .or(file.auth.jwks_min_refresh_seconds)
                 .map_or(DEFAULT_JWKS_MIN_REFRESH, Duration::from_secs),
+            jwks_ttl: jwks_ttl_seconds
+                .or(file.auth.jwks_ttl_seconds)
+                .map_or(DEFAULT_JWKS_TTL, Duration::from_secs),
         };
         let retention_days = audit_retention_days
             .or(file.audit_retention_days)
@@ -392,6 +400,7 @@ mod tests {
                     audience: DEFAULT_AUDIENCE.into(),
                     leeway: DEFAULT_LEEWAY,
                     jwks_min_refresh: DEFAULT_JWKS_MIN_REFRESH,
+                    jwks_ttl: DEFAULT_JWKS_TTL,
                 },
                 dev: true,
                 master_key: None,

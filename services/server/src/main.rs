@@ -82,6 +82,10 @@ struct ServeArgs {
     /// [default: 10].
     #[arg(long, env = "NAAST_JWKS_MIN_REFRESH_SECONDS")]
     jwks_min_refresh_seconds: Option<u64>,
+    /// Seconds an issuer's keys are used before they are fetched again (in the background; a
+    /// withdrawn key stops being trusted then) [default: 600].
+    #[arg(long, env = "NAAST_JWKS_TTL_SECONDS")]
+    jwks_ttl_seconds: Option<u64>,
     /// A file holding the master key that wraps every household's data key: 32 random bytes as
     /// base64 (`openssl rand -base64 32`). The key itself may instead be given in the
     /// environment as NAAST_MASTER_KEY (never as a flag: flags show in the process list); this
@@ -181,6 +185,7 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
         dev: args.dev,
         leeway_seconds: args.leeway_seconds,
         jwks_min_refresh_seconds: args.jwks_min_refresh_seconds,
+        jwks_ttl_seconds: args.jwks_ttl_seconds,
         master_key: std::env::var("NAAST_MASTER_KEY").ok(),
         master_key_file_is_flag: args.master_key_file.is_some(),
         master_key_file: args
@@ -355,6 +360,7 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
         audience: naast_server::config::DEFAULT_AUDIENCE.to_owned(),
         leeway: naast_server::auth::DEFAULT_LEEWAY,
         jwks_min_refresh: naast_server::auth::DEFAULT_JWKS_MIN_REFRESH,
+        jwks_ttl: naast_server::auth::DEFAULT_JWKS_TTL,
     };
     let retention =
         std::time::Duration::from_secs(naast_server::audit::DEFAULT_RETENTION_DAYS * 86_400);

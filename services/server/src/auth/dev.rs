@@ -263,6 +263,7 @@ mod tests {
             audience: "naast".into(),
             leeway: Duration::from_secs(0),
             jwks_min_refresh: Duration::from_secs(0),
+            jwks_ttl: crate::auth::DEFAULT_JWKS_TTL,
         };
         Authenticator::new(&settings, vec![(DEV_ISSUER.to_owned(), dev.jwks())]).unwrap()
     }

@@ -3,9 +3,14 @@
 //!
 //! # What is checked
 //! - The issuer (`iss`, read before anything else) is one of the configured trusted issuers.
-//!   Their keys come from the discovery document and JWKS, fetched on first use and cached;
-//!   a token signed with a key id the cache does not hold makes naast fetch the JWKS again (at
-//!   most once per `jwks_min_refresh`), so an issuer's key rotation needs no restart.
+//!   Their keys come from the discovery document and JWKS, fetched on first use and cached for
+//!   `jwks_ttl`, then fetched again in the background (a token never waits for that): the set
+//!   fetched replaces the old one whole, so a key the issuer withdrew stops being trusted, and a
+//!   token verified with it before is verified again. A token signed with a key id the cache
+//!   does not hold makes naast fetch at once. Fetches of one issuer happen one at a time and at
+//!   most once per `jwks_min_refresh`, failed ones included; no lock is held during one but the
+//!   fetch's own, which only tokens that need it wait for. When fetches keep failing, cached keys
+//!   serve for at most [`MAX_KEY_AGE`].
 //! - The signature, with an allow-list of asymmetric algorithms (RS256/384/512, PS256/384/512,
 //!   ES256/384, EdDSA). `alg: none` and shared-secret algorithms are refused.
 //! - The JOSE type, when given: `JWT` or `at+jwt` (RFC 9068).
@@ -41,13 +46,18 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
-/// Least time between two JWKS fetches of one issuer caused by unknown key ids.
+/// Least time between two JWKS fetches of one issuer, failed ones included.
 pub const DEFAULT_JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
+/// How long fetched keys are used before they are fetched again (in the background).
+pub const DEFAULT_JWKS_TTL: Duration = Duration::from_secs(600);
+/// Longest fetched keys serve while fetching them again keeps failing: past it, the issuer's
+/// tokens are refused until its keys can be fetched (a withdrawn key must not live for ever).
+pub const MAX_KEY_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Longest a discovery or JWKS fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest accepted token, in bytes (a JWT in a header).
@@ -96,8 +106,10 @@ pub struct AuthSettings {
     pub audience: String,
     /// Clock skew tolerated.
     pub leeway: Duration,
-    /// Least time between JWKS fetches caused by unknown key ids.
+    /// Least time between two JWKS fetches of one issuer, failed ones included.
     pub jwks_min_refresh: Duration,
+    /// How long fetched keys are used before they are fetched again.
+    pub jwks_ttl: Duration,
 }
 
 /// Why a call is not authenticated (answered `UNAUTHENTICATED`).
@@ -130,20 +142,33 @@ struct Issuer {
     url: IssuerUrl,
     /// Keys of a built-in issuer never change; others are fetched.
     fixed: bool,
+    /// Held only for moments, never across a fetch.
     keys: Mutex<Keys>,
+    /// One fetch at a time; held across the fetch, waited for only by tokens that need it.
+    fetching: tokio::sync::Mutex<()>,
 }
 
-/// A token verified before: who it stands for, and its validity (seconds since 1970).
+/// A token verified before: who it stands for, its validity (seconds since 1970), and the keys
+/// it was verified with (its issuer's, at a generation).
 struct Verified {
     principal: Principal,
     expires: i64,
     not_before: Option<i64>,
+    issuer: String,
+    generation: u64,
 }
 
 #[derive(Default)]
 struct Keys {
-    set: Option<CoreJsonWebKeySet>,
+    set: Option<Arc<CoreJsonWebKeySet>>,
+    /// When the set was fetched.
     fetched: Option<Instant>,
+    /// When a fetch last began, whatever came of it.
+    attempted: Option<Instant>,
+    /// Why the last fetch failed, if it did.
+    failure: Option<String>,
+    /// Counts the sets fetched: a token verified with an older one is verified again.
+    generation: u64,
 }
 
 /// Turns bearer tokens into principals. Cheap to clone.
@@ -158,6 +183,7 @@ struct Inner {
     audience: String,
     leeway: Duration,
     jwks_min_refresh: Duration,
+    jwks_ttl: Duration,
     http: openidconnect::reqwest::Client,
 }
 
@@ -183,6 +209,7 @@ impl Authenticator {
                     url: parsed,
                     fixed: false,
                     keys: Mutex::default(),
+                    fetching: tokio::sync::Mutex::default(),
                 },
             );
         }
@@ -195,9 +222,11 @@ impl Authenticator {
                     url: parsed,
                     fixed: true,
                     keys: Mutex::new(Keys {
-                        set: Some(set),
+                        set: Some(Arc::new(set)),
                         fetched: Some(Instant::now()),
+                        ..Keys::default()
                     }),
+                    fetching: tokio::sync::Mutex::default(),
                 },
             );
         }
@@ -208,6 +237,7 @@ impl Authenticator {
                 audience: settings.audience.clone(),
                 leeway: settings.leeway,
                 jwks_min_refresh: settings.jwks_min_refresh,
+                jwks_ttl: settings.jwks_ttl,
                 http,
             }),
         })
@@ -241,31 +271,37 @@ impl Authenticator {
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let now = chrono::Utc::now().timestamp();
         let leeway = i64::try_from(self.inner.leeway.as_secs()).unwrap_or(i64::MAX);
-        if let Some(known) = self
+        let remembered = self
             .inner
             .verified
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&digest)
-        {
-            // The signature was checked when it was first seen; time moves on, so the times
-            // are checked again.
-            if now >= known.expires.saturating_add(leeway) {
+            .filter(|known| self.current_generation(&known.issuer) == Some(known.generation))
+            .map(|known| {
+                (
+                    known.principal.clone(),
+                    known.expires,
+                    known.not_before,
+                    known.issuer.clone(),
+                )
+            });
+        if let Some((principal, expires, not_before, issuer)) = remembered {
+            // Keys past their time-to-live are fetched again for remembered tokens too: a
+            // withdrawn key must not stay trusted because its tokens are well known.
+            self.keep_fresh(&issuer);
+            // The signature was checked when it was first seen, with the issuer's keys as they
+            // still are; time moves on, so the times are checked again.
+            if now >= expires.saturating_add(leeway) {
                 return Err(AuthError::Invalid("the token has expired".into()));
             }
-            if known
-                .not_before
-                .is_some_and(|nbf| nbf > now.saturating_add(leeway))
-            {
+            if not_before.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
                 return Err(AuthError::Invalid(format!(
                     "the token is not valid before {} (seconds since 1970)",
-                    known.not_before.unwrap_or_default()
+                    not_before.unwrap_or_default()
                 )));
             }
-            return Ok((
-                known.principal.clone(),
-                known.expires.saturating_add(leeway),
-            ));
+            return Ok((principal, expires.saturating_add(leeway)));
         }
         let issuer_url = unverified_issuer(token)?;
         let issuer = self.inner.issuers.get(&issuer_url).ok_or_else(|| {
@@ -275,8 +311,8 @@ impl Authenticator {
         let jwt = AccessJwt::from_str(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         let mut refreshed = false;
         loop {
-            let set = self.keys(issuer, refreshed).await?;
-            match self.verify(issuer, &jwt, set) {
+            let (set, generation) = self.keys(&issuer_url, issuer, refreshed).await?;
+            match self.verify(issuer, &jwt, (*set).clone()) {
                 Err(ClaimsVerificationError::SignatureVerification(
                     SignatureVerificationError::NoMatchingKey,
                 )) if !refreshed && !issuer.fixed => {
@@ -298,6 +334,8 @@ impl Authenticator {
                             principal: principal.clone(),
                             expires,
                             not_before,
+                            issuer: issuer_url.clone(),
+                            generation,
                         },
                     );
                     return Ok((principal, expires.saturating_add(leeway)));
@@ -394,31 +432,150 @@ impl Authenticator {
 
     /// The issuer's keys: cached, or fetched when none are cached or `refresh` asks for it
     /// (no more often than `jwks_min_refresh`).
-    async fn keys(&self, issuer: &Issuer, refresh: bool) -> Result<CoreJsonWebKeySet, AuthError> {
-        let mut keys = issuer.keys.lock().await;
-        let stale = keys.set.is_none()
-            || (refresh
-                && keys
-                    .fetched
-                    .is_none_or(|at| at.elapsed() >= self.inner.jwks_min_refresh));
-        if stale && !issuer.fixed {
-            let failed = |reason: String| AuthError::Keys {
-                issuer: issuer.url.to_string(),
-                reason,
-            };
-            let metadata =
-                CoreProviderMetadata::discover_async(issuer.url.clone(), &self.inner.http)
-                    .await
-                    .map_err(|e| failed(error_chain(&e)))?;
-            keys.set = Some(metadata.jwks().clone());
-            keys.fetched = Some(Instant::now());
-            tracing::info!(issuer = %issuer.url.as_str(), keys = metadata.jwks().keys().len(), "fetched issuer keys");
-        }
-        keys.set.clone().ok_or_else(|| AuthError::Keys {
-            issuer: issuer.url.to_string(),
-            reason: "no keys".into(),
-        })
+    /// The generation of `issuer`'s keys now (`None`: not a trusted issuer).
+    fn current_generation(&self, issuer: &str) -> Option<u64> {
+        let issuer = self.inner.issuers.get(issuer)?;
+        Some(lock(&issuer.keys).generation)
     }
+
+    /// The keys to verify a token of `issuer` with, and their generation: the cached ones at
+    /// once; fetched first only when there are none (or they are past [`MAX_KEY_AGE`]), or when
+    /// the token names a key they lack (`refresh`), and then only if the last fetch, failed or
+    /// not, began at least `jwks_min_refresh` ago. Keys past their time-to-live are fetched again
+    /// in the background while the cached ones serve.
+    async fn keys(
+        &self,
+        url: &str,
+        issuer: &Issuer,
+        refresh: bool,
+    ) -> Result<(Arc<CoreJsonWebKeySet>, u64), AuthError> {
+        let (cached, generation, age, may_fetch, failure) = {
+            let keys = lock(&issuer.keys);
+            (
+                keys.set.clone(),
+                keys.generation,
+                keys.fetched.map(|at| at.elapsed()),
+                keys.attempted
+                    .is_none_or(|at| at.elapsed() >= self.inner.jwks_min_refresh),
+                keys.failure.clone(),
+            )
+        };
+        if issuer.fixed {
+            return cached
+                .map(|set| (set, generation))
+                .ok_or_else(|| self.no_keys(issuer, "no keys".into()));
+        }
+        let usable = cached.filter(|_| age.is_some_and(|age| age < MAX_KEY_AGE));
+        if let Some(set) = &usable
+            && !refresh
+        {
+            if age.is_some_and(|age| age >= self.inner.jwks_ttl) && may_fetch {
+                self.refresh_in_background(url);
+            }
+            return Ok((set.clone(), generation));
+        }
+        if !may_fetch {
+            // Fetched (or tried) too recently: the token is verified with what there is.
+            return match usable {
+                Some(set) => Ok((set, generation)),
+                None => Err(self.no_keys(
+                    issuer,
+                    failure.unwrap_or_else(|| "no keys fetched yet".into()),
+                )),
+            };
+        }
+        self.fetch(issuer).await
+    }
+
+    /// Fetches `issuer`'s keys, one fetch at a time: a caller that waited for another's fetch
+    /// takes its outcome instead of fetching again.
+    async fn fetch(&self, issuer: &Issuer) -> Result<(Arc<CoreJsonWebKeySet>, u64), AuthError> {
+        let asked = Instant::now();
+        let _one = issuer.fetching.lock().await;
+        {
+            let mut keys = lock(&issuer.keys);
+            if keys.attempted.is_some_and(|at| at >= asked) {
+                return match (&keys.set, &keys.failure) {
+                    (Some(set), None) => Ok((set.clone(), keys.generation)),
+                    (_, failure) => {
+                        Err(self
+                            .no_keys(issuer, failure.clone().unwrap_or_else(|| "no keys".into())))
+                    }
+                };
+            }
+            keys.attempted = Some(Instant::now());
+        }
+        let fetched = CoreProviderMetadata::discover_async(issuer.url.clone(), &self.inner.http)
+            .await
+            .map(|metadata| metadata.jwks().clone());
+        let mut keys = lock(&issuer.keys);
+        match fetched {
+            Ok(set) => {
+                tracing::info!(issuer = %issuer.url.as_str(), keys = set.keys().len(), "fetched issuer keys");
+                let set = Arc::new(set);
+                keys.set = Some(set.clone());
+                keys.fetched = Some(Instant::now());
+                keys.failure = None;
+                keys.generation += 1;
+                Ok((set, keys.generation))
+            }
+            Err(e) => {
+                let reason = error_chain(&e);
+                tracing::warn!(issuer = %issuer.url.as_str(), error = %reason, "cannot fetch issuer keys");
+                keys.failure = Some(reason.clone());
+                Err(self.no_keys(issuer, reason))
+            }
+        }
+    }
+
+    /// Fetches the keys of the issuer at `url` in the background when they are past their
+    /// time-to-live and the last fetch began long enough ago.
+    fn keep_fresh(&self, url: &str) {
+        let Some(issuer) = self.inner.issuers.get(url) else {
+            return;
+        };
+        if issuer.fixed {
+            return;
+        }
+        let stale = {
+            let keys = lock(&issuer.keys);
+            keys.fetched
+                .is_some_and(|at| at.elapsed() >= self.inner.jwks_ttl)
+                && keys
+                    .attempted
+                    .is_none_or(|at| at.elapsed() >= self.inner.jwks_min_refresh)
+        };
+        if stale {
+            self.refresh_in_background(url);
+        }
+    }
+
+    /// Fetches `issuer`'s keys on a task of its own, unless a fetch is under way.
+    fn refresh_in_background(&self, url: &str) {
+        let (authenticator, url) = (self.clone(), url.to_owned());
+        tokio::spawn(async move {
+            if let Some(issuer) = authenticator.inner.issuers.get(&url)
+                && issuer.fetching.try_lock().is_ok()
+            {
+                // Failures are logged and noted by `fetch`; the cached keys serve meanwhile.
+                let _ = authenticator.fetch(issuer).await;
+            }
+        });
+    }
+
+    fn no_keys(&self, issuer: &Issuer, reason: String) -> AuthError {
+        AuthError::Keys {
+            issuer: issuer.url.to_string(),
+            reason,
+        }
+    }
+}
+
+/// A lock that a panic elsewhere does not poison for good: the keys are plain data.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl From<ClaimsVerificationError> for AuthError {
