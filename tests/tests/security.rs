@@ -618,3 +618,76 @@ async fn fetching_keys_holds_up_no_token_with_a_known_key_and_failures_count_too
         "failed fetches were repeated"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_issuers_each_vouches_only_for_what_it_is_configured_to() {
+    let (first, second) = (naast_tests::Idp::start(), naast_tests::Idp::start());
+    let dir = tempfile::tempdir().unwrap();
+    let key = naast_tests::master_key_file(dir.path());
+    let config = dir.path().join("naast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nissuers = [\"{0}\", \"{1}\"]\nleeway_seconds = 0\n\
+             [auth.issuer_claims.\"{0}\"]\nroles = [\"supporter\", \"professional\", \"admin\"]\n\
+             organisations = [\"AGB-*\", \"MEE-*\"]\n",
+            first.issuer, second.issuer
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--master-key-file",
+            key.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let parent = first.token("ouder-a").await;
+    let mut family = HouseholdServiceClient::new(naast_tests::signed(&server.url(), &parent).await);
+    let (home, _, _) = household(&mut family, "Familie Twee Uitgevers").await;
+    ConsentServiceClient::new(naast_tests::signed(&server.url(), &parent).await)
+        .grant_access(pb::GrantAccessRequest {
+            household_id: home.clone(),
+            grantee: Some(pb::Grantee {
+                kind: Some(pb::grantee::Kind::OrganisationId("AGB-01234567".into())),
+            }),
+            terms: Some(pb::GrantTerms {
+                scopes: vec![pb::AccessScope::ReadTimeline as i32],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let timeline = |token: String| {
+        let (url, home) = (server.url(), home.clone());
+        async move {
+            HouseholdServiceClient::new(naast_tests::signed(&url, &token).await)
+                .list_timeline_entries(pb::ListTimelineEntriesRequest {
+                    household_id: home,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+
+    // The organisation's professional, vouched for by the issuer configured for it, reads.
+    timeline(first.token("zorgverlener").await).await.unwrap();
+    // The same claims from the other issuer are refused at sign-in, naming what it may not say.
+    let refused = timeline(second.token("zorgverlener").await)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(refused.message().contains("may not assert"), "{refused:?}");
+    let refused = caller(&server, &second.token("beheerder").await)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    // Its citizens sign in as themselves.
+    let citizen = caller(&server, &second.token("ouder-b").await)
+        .await
+        .unwrap();
+    assert_eq!(citizen.identity.unwrap().issuer, second.issuer);
+}

@@ -661,6 +661,7 @@ async fn served(
             leeway: crate::auth::DEFAULT_LEEWAY,
             jwks_min_refresh: crate::auth::DEFAULT_JWKS_MIN_REFRESH,
             jwks_ttl: crate::auth::DEFAULT_JWKS_TTL,
+            claims: Default::default(),
         };
         let authenticator = crate::auth::Authenticator::new(
             &settings,

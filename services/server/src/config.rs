@@ -111,6 +111,12 @@ pub struct FileAuth {
     pub jwks_min_refresh_seconds: Option<u64>,
     /// `jwks_ttl_seconds = 600`
     pub jwks_ttl_seconds: Option<u64>,
+    /// What each trusted issuer may assert:
+    /// `[auth.issuer_claims."https://login.example.nl"]` with `roles = ["supporter"]` and
+    /// `organisations = ["AGB-*"]`. Needed when several issuers are trusted (see
+    /// [`AuthSettings::claims`]).
+    #[serde(default)]
+    pub issuer_claims: std::collections::BTreeMap<String, crate::auth::IssuerClaims>,
 }
 
 /// Why the configuration cannot be used.
@@ -151,6 +157,14 @@ pub enum ConfigError {
     Issuer {
         /// The value given.
         value: String,
+    },
+    /// What an issuer may assert is set wrongly.
+    #[error("auth.issuer_claims.\"{issuer}\": {reason}")]
+    IssuerClaims {
+        /// The issuer.
+        issuer: String,
+        /// What is wrong.
+        reason: String,
     },
     /// The audience is empty.
     #[error("audience must not be empty")]
@@ -273,7 +287,24 @@ impl Config {
         if audience.trim().is_empty() {
             return Err(ConfigError::EmptyAudience);
         }
+        for (issuer, claims) in &file.auth.issuer_claims {
+            let wrong = |reason: String| ConfigError::IssuerClaims {
+                issuer: issuer.clone(),
+                reason,
+            };
+            if !issuers.contains(issuer) {
+                return Err(wrong("is not one of the trusted issuers".into()));
+            }
+            if let Some(role) = claims
+                .roles
+                .iter()
+                .find(|r| naast_domain::vocab::PrincipalRole::from_wire(r).is_none())
+            {
+                return Err(wrong(format!("{role:?} is not a role")));
+            }
+        }
         let auth = AuthSettings {
+            claims: file.auth.issuer_claims,
             issuers,
             audience,
             leeway: leeway_seconds
@@ -401,6 +432,7 @@ mod tests {
                     leeway: DEFAULT_LEEWAY,
                     jwks_min_refresh: DEFAULT_JWKS_MIN_REFRESH,
                     jwks_ttl: DEFAULT_JWKS_TTL,
+                    claims: Default::default(),
                 },
                 dev: true,
                 master_key: None,
@@ -595,5 +627,45 @@ mod tests {
         })
         .unwrap_err();
         assert!(refused.to_string().contains("mode 644"), "{refused}");
+    }
+
+    #[test]
+    fn what_an_issuer_may_assert_names_a_trusted_issuer_and_known_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("naast.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Config::resolve(
+                Overrides {
+                    master_key: Some(naast_vault::MasterKey::generate_base64()),
+                    ..Overrides::default()
+                },
+                Some(&file),
+                true,
+            )
+        };
+        let trusted = "[auth]\nissuers = [\"https://a.example.nl\", \"https://b.example.nl\"]\n";
+        let good = resolve(&format!(
+            "{trusted}[auth.issuer_claims.\"https://a.example.nl\"]\nroles = [\"professional\"]\norganisations = [\"AGB-*\"]\n"
+        ))
+        .unwrap();
+        let claims = &good.auth.claims["https://a.example.nl"];
+        assert!(claims.allows_role(naast_domain::vocab::PrincipalRole::Professional));
+        assert!(!claims.allows_role(naast_domain::vocab::PrincipalRole::Administrator));
+        assert!(claims.allows_organisation("AGB-01234567"));
+        assert!(!claims.allows_organisation("URA-1"));
+        let stranger = resolve(&format!(
+            "{trusted}[auth.issuer_claims.\"https://c.example.nl\"]\nroles = []\n"
+        ))
+        .unwrap_err();
+        assert!(
+            stranger.to_string().contains("not one of the trusted"),
+            "{stranger}"
+        );
+        let role = resolve(&format!(
+            "{trusted}[auth.issuer_claims.\"https://a.example.nl\"]\nroles = [\"koning\"]\n"
+        ))
+        .unwrap_err();
+        assert!(role.to_string().contains("koning"), "{role}");
     }
 }

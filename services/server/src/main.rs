@@ -361,6 +361,7 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
         leeway: naast_server::auth::DEFAULT_LEEWAY,
         jwks_min_refresh: naast_server::auth::DEFAULT_JWKS_MIN_REFRESH,
         jwks_ttl: naast_server::auth::DEFAULT_JWKS_TTL,
+        claims: Default::default(),
     };
     let retention =
         std::time::Duration::from_secs(naast_server::audit::DEFAULT_RETENTION_DAYS * 86_400);

@@ -264,6 +264,7 @@ mod tests {
             leeway: Duration::from_secs(0),
             jwks_min_refresh: Duration::from_secs(0),
             jwks_ttl: crate::auth::DEFAULT_JWKS_TTL,
+            claims: Default::default(),
         };
         Authenticator::new(&settings, vec![(DEV_ISSUER.to_owned(), dev.jwks())]).unwrap()
     }

@@ -110,6 +110,41 @@ pub struct AuthSettings {
     pub jwks_min_refresh: Duration,
     /// How long fetched keys are used before they are fetched again.
     pub jwks_ttl: Duration,
+    /// What each issuer may assert, by issuer URL. With one trusted issuer, an issuer left out
+    /// may assert every role and organisation; with several, an issuer left out signs in
+    /// citizens only (no other role, no organisation), so that no issuer vouches for what
+    /// another one's users are.
+    pub claims: std::collections::BTreeMap<String, IssuerClaims>,
+}
+
+/// What an issuer's tokens may assert beyond a citizen's identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerClaims {
+    /// Roles (`naast_role` wire names) its tokens may carry besides `citizen`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Organisations (`naast_org`) its tokens may name: exact codes, or a prefix ending in `*`
+    /// (`"AGB-*"`).
+    #[serde(default)]
+    pub organisations: Vec<String>,
+}
+
+impl IssuerClaims {
+    /// Whether a token may carry `role`.
+    pub fn allows_role(&self, role: PrincipalRole) -> bool {
+        role == PrincipalRole::Citizen || self.roles.iter().any(|r| r == role.wire_name())
+    }
+
+    /// Whether a token may name `organisation`.
+    pub fn allows_organisation(&self, organisation: &str) -> bool {
+        self.organisations
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => organisation.starts_with(prefix),
+                None => organisation == pattern,
+            })
+    }
 }
 
 /// Why a call is not authenticated (answered `UNAUTHENTICATED`).
@@ -146,6 +181,8 @@ struct Issuer {
     keys: Mutex<Keys>,
     /// One fetch at a time; held across the fetch, waited for only by tokens that need it.
     fetching: tokio::sync::Mutex<()>,
+    /// What its tokens may assert (`None`: anything).
+    claims: Option<IssuerClaims>,
 }
 
 /// A token verified before: who it stands for, its validity (seconds since 1970), and the keys
@@ -200,6 +237,8 @@ impl Authenticator {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let mut issuers = HashMap::new();
+        // With several issuers, each asserts only what it is configured to.
+        let several = settings.issuers.len() > 1;
         for url in &settings.issuers {
             let parsed = IssuerUrl::new(url.clone())
                 .map_err(|e| format!("issuer {url:?} is not a URL: {e}"))?;
@@ -210,6 +249,11 @@ impl Authenticator {
                     fixed: false,
                     keys: Mutex::default(),
                     fetching: tokio::sync::Mutex::default(),
+                    claims: match settings.claims.get(url) {
+                        Some(claims) => Some(claims.clone()),
+                        None if several => Some(IssuerClaims::default()),
+                        None => None,
+                    },
                 },
             );
         }
@@ -227,6 +271,7 @@ impl Authenticator {
                         ..Keys::default()
                     }),
                     fetching: tokio::sync::Mutex::default(),
+                    claims: None,
                 },
             );
         }
@@ -403,6 +448,24 @@ impl Authenticator {
                 ))
             })?,
         };
+        if let Some(allowed) = &issuer.claims {
+            if !allowed.allows_role(role) {
+                return Err(ClaimsVerificationError::Other(format!(
+                    "issuer {} may not assert naast_role {}",
+                    issuer.url.as_str(),
+                    role.wire_name()
+                )));
+            }
+            if let Some(organisation) = &extra.naast_org
+                && !allowed.allows_organisation(organisation)
+            {
+                return Err(ClaimsVerificationError::Other(format!(
+                    "issuer {} may not assert naast_org {}",
+                    issuer.url.as_str(),
+                    naast_domain::validate::quote(organisation)
+                )));
+            }
+        }
         let issuer_url = claims.issuer().to_string();
         // Only a platform acts for someone else.
         let acting_for = extra
