@@ -411,3 +411,41 @@ pub async fn search_audit(
         token = page.next_page_token;
     }
 }
+
+/// Registers a household called `name` through `api` and adds its client, Noor: the household's
+/// id, the client's member id, and the position the member was written at.
+pub async fn household_with_client(
+    api: &mut naast_proto::pb::household_service_client::HouseholdServiceClient<
+        naast_proto::client::Signed,
+    >,
+    name: &str,
+) -> (String, String, u64) {
+    use naast_proto::pb;
+    let household = api
+        .create_household(pb::CreateHouseholdRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .into_inner()
+        .household_id;
+    let added = api
+        .create_member(pb::CreateMemberRequest {
+            household_id: household.clone(),
+            details: Some(pb::MemberDetails {
+                name: "Noor".into(),
+                role: pb::MemberRole::Client as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .into_inner();
+    let position = added
+        .result
+        .map(|r| r.position)
+        .unwrap_or_else(|| panic!("a command answers with its result"));
+    (household, added.member_id, position)
+}

@@ -20,33 +20,6 @@ fn options(request_id: &str) -> Option<pb::CommandOptions> {
     })
 }
 
-async fn household(api: &mut Api, name: &str) -> (String, String) {
-    let household = api
-        .create_household(pb::CreateHouseholdRequest {
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .household_id;
-    let client = api
-        .create_member(pb::CreateMemberRequest {
-            household_id: household.clone(),
-            details: Some(pb::MemberDetails {
-                name: "Noor".into(),
-                role: pb::MemberRole::Client as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .member_id;
-    (household, client)
-}
-
 fn bad_field(status: &tonic::Status) -> String {
     status
         .get_details_bad_request()
@@ -72,8 +45,9 @@ async fn a_request_id_answers_only_a_retry_of_the_same_command_by_the_same_calle
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
-    let (home, client) = household(&mut family, "Familie Visser").await;
-    let (other_home, other_client) = household(&mut family, "Familie de Wit").await;
+    let (home, client, _) = naast_tests::household_with_client(&mut family, "Familie Visser").await;
+    let (other_home, other_client, _) =
+        naast_tests::household_with_client(&mut family, "Familie de Wit").await;
 
     // A note under request id R, without a note id: a retry answers the same, naming the same
     // note (the id is derived from the request), and writes nothing.
@@ -178,7 +152,7 @@ async fn huge_values_are_quoted_short_and_the_nil_uuid_names_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
-    let (home, _) = household(&mut family, "Familie Smit").await;
+    let (home, _, _) = naast_tests::household_with_client(&mut family, "Familie Smit").await;
 
     // A 1 MB household id and a 10,000-character member id: the real error, small.
     let huge = "x".repeat(1024 * 1024);
@@ -314,7 +288,7 @@ async fn a_body_that_is_not_protobuf_is_the_callers_fault() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
-    let (home, _) = household(&mut family, "Familie Mulder").await;
+    let (home, _, _) = naast_tests::household_with_client(&mut family, "Familie Mulder").await;
 
     // Valid prefix: field 1 (household_id) as a string, then each kind of breakage.
     let mut household_field = vec![0x0a, home.len() as u8];
@@ -387,7 +361,7 @@ async fn a_request_for_access_tells_a_stranger_nothing_about_the_household() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
-    let (home, _) = household(&mut family, "Familie Jansen").await;
+    let (home, _, _) = naast_tests::household_with_client(&mut family, "Familie Jansen").await;
     let mut family_consent = ConsentServiceClient::new(server.signed("ouder").await);
     let mut supporter = ConsentServiceClient::new(server.signed("ondersteuner").await);
     let mut provider = ConsentServiceClient::new(server.signed("zorgverlener").await);
@@ -460,7 +434,7 @@ async fn every_access_that_concerns_a_household_is_in_its_access_log() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
-    let (home, _) = household(&mut family, "Familie Kok").await;
+    let (home, _, _) = naast_tests::household_with_client(&mut family, "Familie Kok").await;
 
     // The family's own command: its record carries the command's request id.
     let request = uuid::Uuid::now_v7().to_string();
@@ -557,7 +531,7 @@ async fn the_timeline_reads_by_day_and_a_past_day_shows_what_was_known_then() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
-    let (home, client) = household(&mut family, "Familie Dekker").await;
+    let (home, client, _) = naast_tests::household_with_client(&mut family, "Familie Dekker").await;
 
     // Recorded today: a note about today; then, late, a note about a day last winter.
     let note = |text: &str, options| pb::CreateNoteRequest {

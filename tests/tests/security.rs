@@ -14,33 +14,6 @@ use tonic::Code;
 
 type Api = HouseholdServiceClient<naast_proto::client::Signed>;
 
-async fn household(api: &mut Api, name: &str) -> (String, String, u64) {
-    let household = api
-        .create_household(pb::CreateHouseholdRequest {
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .household_id;
-    let added = api
-        .create_member(pb::CreateMemberRequest {
-            household_id: household.clone(),
-            details: Some(pb::MemberDetails {
-                name: "Noor".into(),
-                role: pb::MemberRole::Client as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let position = added.result.unwrap().position;
-    (household, added.member_id, position)
-}
-
 /// The supporter asks for `scopes` (limited to `life_domains`), the family grants it; the grant's
 /// id and the position written at.
 async fn grant_supporter(
@@ -101,7 +74,7 @@ async fn a_read_shows_only_what_its_decision_saw() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
-    let (home, client, _) = household(&mut family, "Familie Bos").await;
+    let (home, client, _) = naast_tests::household_with_client(&mut family, "Familie Bos").await;
     let (grant, at) = grant_supporter(
         &server,
         &home,
@@ -261,7 +234,7 @@ async fn open_streams_end_when_their_token_expires() {
     let server = server_trusting(dir.path(), &idp);
     let parent = idp.token("ouder-a").await;
     let mut family = HouseholdServiceClient::new(naast_tests::signed(&server.url(), &parent).await);
-    let (home, _, _) = household(&mut family, "Familie Verlopen").await;
+    let (home, _, _) = naast_tests::household_with_client(&mut family, "Familie Verlopen").await;
 
     // Tokens of one second: a timeline subscription of the family, the raw log's of an
     // administrator. Both end with UNAUTHENTICATED once the token has expired.
@@ -334,7 +307,7 @@ async fn the_data_directory_is_for_naast_alone() {
     let data = dir.path().join("nieuw").join("data");
     let mut server = Server::start(&data);
     let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
-    let (home, _, _) = household(&mut family, "Familie Prive").await;
+    let (home, _, _) = naast_tests::household_with_client(&mut family, "Familie Prive").await;
     family
         .list_timeline_entries(pb::ListTimelineEntriesRequest {
             household_id: home,
@@ -392,7 +365,7 @@ async fn claims_count_only_on_their_roles_and_refusals_name_no_one() {
         async move { naast_tests::signed(&url, &token).await }
     };
     let mut family = HouseholdServiceClient::new(signed(parent.clone()).await);
-    let (home, _, _) = household(&mut family, "Familie Claim").await;
+    let (home, _, _) = naast_tests::household_with_client(&mut family, "Familie Claim").await;
     let mut family_consent = ConsentServiceClient::new(signed(parent.clone()).await);
     family_consent
         .grant_access(pb::GrantAccessRequest {
@@ -646,7 +619,8 @@ async fn with_two_issuers_each_vouches_only_for_what_it_is_configured_to() {
     );
     let parent = first.token("ouder-a").await;
     let mut family = HouseholdServiceClient::new(naast_tests::signed(&server.url(), &parent).await);
-    let (home, _, _) = household(&mut family, "Familie Twee Uitgevers").await;
+    let (home, _, _) =
+        naast_tests::household_with_client(&mut family, "Familie Twee Uitgevers").await;
     ConsentServiceClient::new(naast_tests::signed(&server.url(), &parent).await)
         .grant_access(pb::GrantAccessRequest {
             household_id: home.clone(),
