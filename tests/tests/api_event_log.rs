@@ -329,7 +329,7 @@ async fn bad_requests_are_refused_with_the_code_and_the_field() {
                 "h",
                 None,
                 vec![pb::NewEvent {
-                    payload: vec![0; 256 * 1024 + 1],
+                    payload: vec![0; 64 * 1024 + 1],
                     ..ok_event()
                 }],
             ),
@@ -341,9 +341,9 @@ async fn bad_requests_are_refused_with_the_code_and_the_field() {
             append(
                 "h",
                 None,
-                (0..17)
+                (0..70)
                     .map(|_| pb::NewEvent {
-                        payload: vec![0; 250 * 1024],
+                        payload: vec![0; 60 * 1024],
                         ..ok_event()
                     })
                     .collect(),

@@ -71,6 +71,14 @@ pub(crate) fn event_id(id: Uuid) -> Vec<u8> {
     key
 }
 
+/// The ranges of the two indexes (stream and event id), whose values are positions.
+pub(crate) fn index_ranges() -> [(Vec<u8>, Vec<u8>); 2] {
+    [
+        (vec![STREAM], vec![STREAM + 1]),
+        (vec![EVENT_ID], vec![EVENT_ID + 1]),
+    ]
+}
+
 pub(crate) fn position_value(position: u64) -> Vec<u8> {
     position.to_be_bytes().to_vec()
 }

@@ -10,8 +10,11 @@ pub const MAX_STREAM_ID_BYTES: usize = 200;
 pub const MAX_EVENT_TYPE_BYTES: usize = 128;
 /// Longest actor in the metadata, in bytes of UTF-8.
 pub const MAX_ACTOR_BYTES: usize = 256;
-/// Largest payload of one event: 256 KiB. Care-plan events are small; documents belong elsewhere.
-pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// Largest payload of one event: 64 KiB. Care-plan events are small (a note of 4,000 characters
+/// is at most 16 KB); documents belong elsewhere. The cap keeps every record, and every leaf of
+/// records sled writes, inside sled's log, away from its unsynced blob files (see
+/// [`crate::storage::SledStorage`]).
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Most events in one append.
 pub const MAX_EVENTS_PER_APPEND: usize = 1_000;
 /// Largest sum of payloads in one append: 4 MiB.

@@ -161,6 +161,11 @@ pub struct VerifyReport {
     pub streams: u64,
     /// The first broken or missing link, if any.
     pub first_break: Option<BrokenLink>,
+    /// Index entries pointing at or past the head (debris of a write that never finished, or
+    /// of one still being committed): lookups ignore them.
+    pub debris: u64,
+    /// Such entries that opening the log found and removed.
+    pub swept_debris: u64,
 }
 
 /// A place where the log is not what it must be.
@@ -182,8 +187,13 @@ pub(crate) struct Shared {
     /// Where subscribers join the writer's broadcast of committed batches; `None` once the writer
     /// has stopped, which ends every subscription after its catch-up.
     pub(crate) live: Mutex<Option<broadcast::Sender<Arc<[RecordedEvent]>>>>,
-    /// Set when a sync failed: what is on disk is unknown until the log is reopened.
+    /// Set when a write or sync failed: what is on disk is unknown until the log is reopened.
     pub(crate) poisoned: std::sync::OnceLock<String>,
+    /// Written when the log closes cleanly (after its final sync), removed when it opens: a log
+    /// opened without it may hold index entries of a write that never finished.
+    pub(crate) clean_marker: Option<std::path::PathBuf>,
+    /// Index entries past the head that opening found and removed.
+    pub(crate) swept_debris: u64,
     /// Held for the life of the log: the data directory's lock.
     _lock: Option<File>,
 }
@@ -224,15 +234,27 @@ impl EventLog {
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         let storage = SledStorage::open(&dir.join("sled"), options.cache_capacity_bytes)?;
-        Self::start(Arc::new(storage), options, Some(lock))
+        let marker = dir.join(CLEAN_MARKER);
+        let clean = marker.exists();
+        if clean {
+            std::fs::remove_file(&marker).map_err(io)?;
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Self::start(Arc::new(storage), options, Some(lock), Some(marker), clean)
     }
 
     /// Opens the log on any [`Storage`], e.g. [`crate::MemoryStorage`].
     pub fn with_storage(storage: Arc<dyn Storage>, options: Options) -> Result<Self> {
-        Self::start(storage, options, None)
+        Self::start(storage, options, None, None, false)
     }
 
-    fn start(storage: Arc<dyn Storage>, options: Options, lock: Option<File>) -> Result<Self> {
+    fn start(
+        storage: Arc<dyn Storage>,
+        options: Options,
+        lock: Option<File>,
+        clean_marker: Option<std::path::PathBuf>,
+        clean: bool,
+    ) -> Result<Self> {
         // What recovery found may include groups written but never synced (the process died
         // before their sync, so they were never acknowledged). Make them durable before anyone
         // can read them, so nothing read can vanish in a later power cut. (After a *failed*
@@ -240,12 +262,33 @@ impl EventLog {
         // sync can tell.)
         storage.sync()?;
         let (next_position, last_hash) = recover_tail(storage.as_ref())?;
+        // After a crash or a failed write (sled has no rollback), index entries may point at
+        // positions no record holds: left, a later record at that position would seem to be
+        // theirs. Lookups ignore them; here they go.
+        let swept_debris = if clean {
+            0
+        } else {
+            let debris = index_debris(storage.as_ref(), next_position)?;
+            let count = debris.len() as u64;
+            if count > 0 {
+                tracing::warn!(
+                    count,
+                    head = next_position,
+                    "index entries past the log's head (left by a write that never finished) removed"
+                );
+                storage.remove(debris)?;
+                storage.sync()?;
+            }
+            count
+        };
         let (live, _) = broadcast::channel(options.live_buffer_batches.max(1));
         let shared = Arc::new(Shared {
             storage,
             committed: AtomicU64::new(next_position),
             live: Mutex::new(Some(live.clone())),
             poisoned: std::sync::OnceLock::new(),
+            clean_marker,
+            swept_debris,
             _lock: lock,
         });
         let (commands, receiver) = mpsc::channel(options.write_queue.max(1));
@@ -324,7 +367,14 @@ impl EventLog {
         if position >= self.head() {
             return Ok(None);
         }
-        self.shared.record_at(position).map(Some)
+        let event = self.shared.record_at(position)?;
+        if event.id != id {
+            return Err(Error::Corrupt {
+                position,
+                reason: format!("the id index of {id} points at event {}", event.id),
+            });
+        }
+        Ok(Some(event))
     }
 
     /// The revision of the stream's last committed event; `None` if it has none.
@@ -370,6 +420,31 @@ impl EventLog {
             let _ = finished.await;
         }
     }
+}
+
+/// Marks a log closed cleanly (see `Shared::clean_marker`).
+const CLEAN_MARKER: &str = "CLOSED";
+
+/// Index entries whose position is at or past `head`: debris of a write that never finished.
+fn index_debris(storage: &dyn Storage, head: u64) -> Result<Vec<Vec<u8>>> {
+    const CHUNK: usize = 4096;
+    let mut debris = Vec::new();
+    for (start, end) in keys::index_ranges() {
+        let mut from = start;
+        loop {
+            let chunk = storage.scan(&from, &end, false, CHUNK)?;
+            let Some((last, _)) = chunk.last() else { break };
+            let mut next = last.clone();
+            next.push(0);
+            for (key, value) in chunk {
+                if keys::parse_position_value(&value).is_none_or(|p| p >= head) {
+                    debris.push(key);
+                }
+            }
+            from = next;
+        }
+    }
+    Ok(debris)
 }
 
 /// Position to write next and the hash to chain to, from the last stored record.
@@ -549,6 +624,8 @@ impl Shared {
             events: 0,
             streams: 0,
             first_break: None,
+            swept_debris: self.swept_debris,
+            debris: index_debris(self.storage.as_ref(), head)?.len() as u64,
         };
         let mut prev_hash = GENESIS_HASH;
         let mut next_revision: HashMap<String, u64> = HashMap::new();

@@ -28,6 +28,9 @@ pub trait Storage: Send + Sync + 'static {
     /// process or of the machine. An error means the engine cannot tell what is durable.
     fn sync(&self) -> Result<(), StorageError>;
 
+    /// Removes `keys` atomically, as [`Storage::write`] inserts (durable after a sync).
+    fn remove(&self, keys: Vec<Vec<u8>>) -> Result<(), StorageError>;
+
     /// The value stored under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
@@ -74,6 +77,14 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    fn remove(&self, keys: Vec<Vec<u8>>) -> Result<(), StorageError> {
+        let mut map = self.map();
+        for key in keys {
+            map.remove(&key);
+        }
+        Ok(())
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.map().get(key).cloned())
     }
@@ -107,9 +118,13 @@ impl Storage for MemoryStorage {
 /// - `Db::flush` ends in `sync_file_range`, which persists neither the file's length nor the
 ///   drive's write cache (sled issues #1351, #1077), so [`Storage::sync`] also calls `sync_data`
 ///   on sled's data file through a handle of our own.
-/// - values too large for a log buffer go to files under `blobs/` that sled never fsyncs
-///   (`blob_io::write_blob`); `sync` fsyncs every blob file that is new or has changed length
-///   since it last synced it, and then the folder.
+/// - a log message larger than a quarter of sled's segment goes to a file of its own under
+///   `blobs/`, which sled never fsyncs, whose failed write it never rolls back, and whose loss in
+///   a power cut it silently skips (`blob_io`). So sled must never write one: segments are
+///   [`SEGMENT_BYTES`] (sled's largest), and an event's payload is capped
+///   ([`crate::limits::MAX_PAYLOAD_BYTES`]) so that even a whole leaf of the largest records
+///   (sled splits a leaf past 16 entries) is well below a quarter of a segment. As a last
+///   defence, `sync` still fsyncs any blob file that is new or changed, and then the folder.
 /// - batches and transactions serialise on a process-wide lock (#1452), so the log has one writer
 ///   that batches everyone's appends (see `crate::writer`) instead of concurrent batches.
 /// - `generate_id` can jump or repeat after recovery (#654): positions come from the last key.
@@ -158,7 +173,15 @@ impl SledStorage {
         let blobs = self.dir.join("blobs");
         let entries = match std::fs::read_dir(&blobs) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // No folder, no blob files in it to make durable.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(());
+            }
             Err(e) => return Err(StorageError::new("sync", e)),
         };
         // Only the syncer calls sync; a poisoned map just means we may fsync a blob twice.
@@ -205,7 +228,19 @@ impl SledStorage {
 /// taken; this waits that out (up to 10 s). Callers must rule out another process themselves,
 /// as [`crate::EventLog::open`] does with its `LOCK` file.
 pub fn open_sled(dir: &Path, cache_capacity: u64) -> Result<sled::Db, StorageError> {
-    let config = sled::Config::new().path(dir).cache_capacity(cache_capacity);
+    // sled refuses another segment size than the one a database was created with.
+    let segment = persisted_segment_size(dir).unwrap_or(SEGMENT_BYTES);
+    if segment < SEGMENT_BYTES {
+        tracing::warn!(
+            dir = %dir.display(),
+            segment,
+            "this database was created with small segments: records over a quarter of one go to unsynced blob files; move the data to a new directory (naast backup and restore) to end that"
+        );
+    }
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_capacity)
+        .segment_size(segment);
     let started = std::time::Instant::now();
     loop {
         match config.open() {
@@ -219,6 +254,18 @@ pub fn open_sled(dir: &Path, cache_capacity: u64) -> Result<sled::Db, StorageErr
             Err(e) => return Err(StorageError::new("open", e)),
         }
     }
+}
+
+/// sled's segment size for new databases: its largest (16 MiB), so that messages up to 4 MiB stay
+/// in its log instead of going to blob files.
+pub const SEGMENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// The segment size sled recorded for the database in `dir` (its `conf` file), if it has one.
+fn persisted_segment_size(dir: &Path) -> Option<usize> {
+    let conf = std::fs::read_to_string(dir.join("conf")).ok()?;
+    conf.lines()
+        .find_map(|line| line.strip_prefix("segment_size:"))
+        .and_then(|size| size.trim().parse().ok())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -246,6 +293,16 @@ impl Storage for SledStorage {
             .sync_data()
             .map_err(|e| StorageError::new("sync", e))?;
         self.sync_new_blobs()
+    }
+
+    fn remove(&self, keys: Vec<Vec<u8>>) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for key in keys {
+            batch.remove(key);
+        }
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| StorageError::new("write", e))
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {

@@ -103,6 +103,23 @@ impl Subscription {
                 CATCH_UP_CHUNK,
             )?,
         };
+        // Positions (and a stream's revisions) follow each other without a gap: a hole is a
+        // damaged log, never something to skip over.
+        for (expected, event) in (self.next..).zip(&chunk) {
+            if self.key(event) != expected {
+                return Err(crate::Error::Corrupt {
+                    position: event.position,
+                    reason: format!(
+                        "catching up expected {} {expected} and found {}",
+                        match self.target {
+                            Target::All => "position",
+                            Target::Stream(_) => "revision",
+                        },
+                        self.key(event)
+                    ),
+                });
+            }
+        }
         match chunk.last() {
             None => self.caught_up = true,
             Some(last) => {

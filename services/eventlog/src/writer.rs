@@ -175,10 +175,18 @@ impl Writer {
         }
         // After a failed sync nothing more is made durable: what the callers were told failed
         // must not quietly become durable now.
-        if shared.poisoned.get().is_none()
-            && let Err(e) = shared.storage.sync()
-        {
-            tracing::error!(error = %e, "final sync of the event log failed");
+        if shared.poisoned.get().is_none() {
+            match shared.storage.sync() {
+                Ok(()) => {
+                    // Closed cleanly: the next open need not look for debris.
+                    if let Some(marker) = &shared.clean_marker
+                        && let Err(e) = mark_clean(marker)
+                    {
+                        tracing::warn!(error = %e, "cannot mark the event log closed cleanly");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "final sync of the event log failed"),
+            }
         }
         // End the broadcast, so subscriptions end once caught up, and let go of the storage
         // before telling the closer we are done.
@@ -221,8 +229,11 @@ impl Writer {
                     self.revisions.extend(std::mem::take(&mut group.revisions));
                 }
                 Err(e) => {
-                    // Nothing of this group was written: its appends fail now, its refusals
-                    // still wait for the groups before it.
+                    // sled has no rollback: part of the group may be in storage. What is stored
+                    // is unknown, so the log refuses every append until it is reopened (lookups
+                    // ignore anything at or past `next_position`, which stays where it was).
+                    tracing::error!(error = %e, "write failed; the event log refuses appends until reopened");
+                    let _ = self.shared.poisoned.set(format!("a write failed: {e}"));
                     for (reply, _) in std::mem::take(&mut group.replies) {
                         let _ = reply.send(Err(e.clone().into()));
                     }
@@ -346,7 +357,17 @@ impl Writer {
             position: 0,
             reason: format!("index entry of event {id} is not a position"),
         })?;
+        if position >= self.next_position {
+            // Debris of a write that failed (or never finished): not in the log.
+            return Ok(None);
+        }
         let event = self.shared.record_at(position)?;
+        if event.id != id {
+            return Err(Error::Corrupt {
+                position,
+                reason: format!("the id index of {id} points at event {}", event.id),
+            });
+        }
         Ok(Some(Located {
             stream_id: event.stream_id,
             revision: event.revision,
@@ -358,8 +379,9 @@ impl Writer {
         if let Some(revision) = self.revisions.get(stream_id) {
             return Ok(Some(*revision));
         }
-        // Unfiltered by the committed head: the writer builds on what it has written.
-        let revision = self.shared.last_revision(stream_id, u64::MAX)?;
+        // Bounded by what the writer has written (not by the committed head: it builds on groups
+        // still being synced), never by debris past it.
+        let revision = self.shared.last_revision(stream_id, self.next_position)?;
         if let Some(revision) = revision {
             if self.revisions.len() >= MAX_CACHED_STREAMS {
                 self.revisions.clear();
@@ -416,6 +438,15 @@ impl Syncer {
                 let _ = reply.send(Err(error));
             }
         }
+    }
+}
+
+/// Writes the clean-close marker durably.
+fn mark_clean(marker: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::create(marker)?.sync_all()?;
+    match marker.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }
 

@@ -325,6 +325,18 @@ fn verify(config: Config) -> Result<(), Failure> {
     let report = EventLog::open(&config.data_dir, Options::default())
         .and_then(|log| log.verify())
         .map_err(failed)?;
+    if report.swept_debris > 0 {
+        println!(
+            "naast verify: {} index entries past the log's end (left by a write that never finished) were found and removed",
+            report.swept_debris
+        );
+    }
+    if report.debris > 0 {
+        println!(
+            "naast verify: {} index entries point past the log's end; reads ignore them",
+            report.debris
+        );
+    }
     match report.first_break {
         None => {
             println!(
