@@ -397,8 +397,18 @@ impl Households {
                 // Kept with the command's events (sealed), so that a crash between the two
                 // writes loses nothing of the record (`Auditor::reconcile`).
                 stamp.audit = serde_json::to_value(&record).ok();
-                let write: AuditWrite =
-                    Box::pin(async move { auditor.record_as(&record, id).await });
+                // On a task of its own: a call its client cancels (a deadline, a dropped
+                // connection) must not cancel the record of what it may already have done, nor
+                // leave that silently unwritten. (A failure marks the audit log, so the next start
+                // reconciles.)
+                let task = tokio::spawn(async move { auditor.record_as(&record, id).await });
+                let write: AuditWrite = Box::pin(async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(audit::AuditError::Unavailable(format!(
+                            "the audit write stopped: {e}"
+                        )))
+                    })
+                });
                 (id, write)
             });
         let result = self
@@ -482,12 +492,19 @@ impl Households {
                     }
                     if snapshot.state.erased
                         && let Some(vault) = &self.vault
+                        && let Err(e) = vault.erase(household.0)
                     {
-                        // The tombstone is durable: now the key goes. (Should the process die
-                        // in between, the projector destroys it when the tombstone passes.)
-                        vault.erase(household.0).map_err(vault_error)?;
+                        // The tombstone is durable, so the household is erased: refused to
+                        // everyone, its history unreadable to naast. The key file goes when the
+                        // projector passes the tombstone (it keeps trying until it can).
+                        tracing::error!(error = %e, %household, "erased, but the key could not be destroyed yet");
                     }
-                    recorded?;
+                    if let Err(e) = recorded {
+                        // The events are durable and carry the command's audit record: the next
+                        // start writes it (the failure keeps the reconciliation mark back). The
+                        // command happened, so it is answered as done.
+                        tracing::error!(error = %e, %household, "command done; its audit record follows at the next start");
+                    }
                     return Ok(Executed {
                         revision: outcome.last_revision,
                         position: outcome.last_position,

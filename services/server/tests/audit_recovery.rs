@@ -1,7 +1,7 @@
 //! A command's audit record lost in a crash (its events durable, the record not) is written
 //! again at the next start as complete as the one that was lost: who, from where, which method,
 //! which request id. The crash is modelled by reconciling the same event log into an audit log
-//! that never received the record.
+//! that never received the record; a failing audit log by closing it before the command.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
@@ -96,4 +96,68 @@ async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
     log.close().await;
     audited.close().await;
     after_crash.close().await;
+}
+
+#[tokio::test]
+async fn a_command_done_while_the_audit_log_fails_is_answered_done_and_its_record_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path().join("sled"), Options::default()).unwrap();
+    let master = naast_vault::MasterKey::from_base64(&naast_vault::MasterKey::generate_base64())
+        .unwrap();
+    let vault = naast_vault::Vault::open(&dir.path().join("keys"), &master).unwrap();
+    let failing = Auditor::open(&dir.path().join("audit"), RETENTION).unwrap();
+    let households = Households::new(log.clone(), Some(failing.clone())).with_vault(vault.clone());
+    // This year's partition, closed: the audit log refuses every write from now on.
+    failing
+        .partition(time::OffsetDateTime::now_utc().year())
+        .unwrap();
+    failing.close().await;
+
+    let identity = Identity {
+        issuer: "https://login.example.nl".into(),
+        subject: "vader-7".into(),
+    };
+    let calling = Calling::Caller(Arc::new(Caller {
+        principal: Principal {
+            identity: identity.clone(),
+            role: PrincipalRole::Citizen,
+            name: None,
+            organisation: None,
+            client_id: Some("jouw-omgeving".into()),
+            acting_for: None,
+        },
+        operation: "/naast.v1.HouseholdService/CreateHousehold".into(),
+        peer: None,
+        request_id: None,
+        purpose: "care".into(),
+        valid_until: None,
+    }));
+    let household = HouseholdId::new();
+    // The events are durable, so the command is answered as done (a client retrying without a
+    // request id would otherwise do it twice) ...
+    let done = households
+        .execute(
+            household,
+            Command::RegisterHousehold {
+                name: "Familie Smit".into(),
+                registered_by: Some(identity),
+            },
+            &CommandContext {
+                calling,
+                ..CommandContext::unguarded()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.revision, 0);
+    assert!(failing.had_failures(), "the failure is noted");
+    // ... and its record is written at the next start, from what the events kept.
+    let next = Auditor::open(&dir.path().join("audit-next-start"), RETENTION).unwrap();
+    assert_eq!(next.reconcile(&log, 0, Some(&vault)).await.unwrap(), 1);
+    let (found, _) = next
+        .search(Cursor::default(), 10, &Filter::default())
+        .unwrap();
+    assert_eq!(found[0].record.operation, "/naast.v1.HouseholdService/CreateHousehold");
+    log.close().await;
+    next.close().await;
 }
