@@ -296,6 +296,10 @@ struct Partitions {
     /// there, so the reconciled position must not move past them.
     failed: std::sync::atomic::AtomicBool,
     open: std::sync::Mutex<std::collections::BTreeMap<i32, EventLog>>,
+    /// The latest moment a record was written at (µs since 1970), as far as this process knows:
+    /// a clock that is behind it (no real-time clock, time not yet synchronised) must not send
+    /// records to an older year.
+    latest_micros: std::sync::atomic::AtomicU64,
 }
 
 impl Auditor {
@@ -309,10 +313,17 @@ impl Auditor {
                 retention,
                 failed: std::sync::atomic::AtomicBool::new(false),
                 open: std::sync::Mutex::default(),
+                latest_micros: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         for year in auditor.years_on_disk()? {
-            auditor.partition(year)?;
+            let log = auditor.partition(year)?;
+            if let Some(newest) = newest_record_micros(&log)? {
+                auditor
+                    .inner
+                    .latest_micros
+                    .fetch_max(newest, std::sync::atomic::Ordering::SeqCst);
+            }
         }
         // What a removal cut short.
         if let Ok(entries) = std::fs::read_dir(dir) {
@@ -393,10 +404,15 @@ impl Auditor {
             .map_or_else(|| SERVICE_STREAM.to_owned(), |h| format!("audit-{}", h.0));
         // Serialising this plain data cannot fail: no maps with non-string keys, no custom
         // serialisers that error.
-        let written = match self.partition(time::OffsetDateTime::now_utc().year()) {
+        let written = match self.partition(self.year_to_write()) {
             Ok(log) => append(&log, &stream, record, id).await,
             Err(e) => Err(e),
         };
+        if written.is_ok() {
+            self.inner
+                .latest_micros
+                .fetch_max(now_micros(), std::sync::atomic::Ordering::SeqCst);
+        }
         if written.is_err() {
             self.inner
                 .failed
@@ -526,6 +542,14 @@ impl Auditor {
                 if self.contains(cause)? {
                     continue;
                 }
+                // An event older than the retention had its record in a year since removed:
+                // writing it again would bring back what retention purged.
+                let cutoff = now_micros().saturating_sub(
+                    u64::try_from(self.inner.retention.as_micros()).unwrap_or(u64::MAX),
+                );
+                if event.recorded_at_micros < cutoff {
+                    continue;
+                }
                 let kept =
                     naast_vault::Vault::open_with(vault, household.0, event.id, &event.payload)
                         .ok()
@@ -581,8 +605,28 @@ impl Auditor {
             .map_err(io)
     }
 
+    /// The year whose partition a record goes to: the clock's, but never one older than the
+    /// newest partition or than the latest record written (a clock that is behind must not send
+    /// fresh records to a year that retention may remove).
+    fn year_to_write(&self) -> i32 {
+        let latest = self
+            .inner
+            .latest_micros
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let latest_year =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(latest) * 1_000)
+                .map_or(i32::MIN, |t| t.year());
+        let newest_partition = self.partitions().last().map_or(i32::MIN, |(year, _)| *year);
+        time::OffsetDateTime::now_utc()
+            .year()
+            .max(latest_year)
+            .max(newest_partition)
+    }
+
     /// Removes the partitions of years that ended more than the retention before `now` (never
-    /// the partition of `now`'s year), and returns those years.
+    /// the partition of `now`'s year, never the newest, and never one holding a record written
+    /// less than the retention before `now`, as records written while the clock was behind
+    /// would be), and returns those years.
     pub async fn enforce_retention(
         &self,
         now: time::OffsetDateTime,
@@ -596,6 +640,18 @@ impl Auditor {
             };
             let ended = next_year.midnight().assume_utc();
             if year >= now.year() || now - ended < self.inner.retention {
+                continue;
+            }
+            let newest = self.partitions().last().map(|(y, _)| *y);
+            let recent = newest_record_micros(&log)?.is_some_and(|written| {
+                let cutoff = now - self.inner.retention;
+                i128::from(written) * 1_000 > cutoff.unix_timestamp_nanos()
+            });
+            if newest == Some(year) || recent {
+                tracing::warn!(
+                    year,
+                    "audit records of this year are kept past its retention: it holds records written less than the retention ago (was the clock behind?)"
+                );
                 continue;
             }
             self.inner
@@ -656,6 +712,19 @@ impl Auditor {
 }
 
 /// Appends `record` to `stream` of `log`; returns once it is durable.
+/// When the newest record of `log` was written (µs since 1970), if it has one.
+fn newest_record_micros(log: &EventLog) -> Result<Option<u64>, AuditError> {
+    Ok(log
+        .read_all(naast_eventlog::END, Direction::Backwards, 1)?
+        .first()
+        .map(|r| r.recorded_at_micros))
+}
+
+/// The clock, in µs since 1970.
+fn now_micros() -> u64 {
+    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(0)
+}
+
 async fn append(log: &EventLog, stream: &str, record: &Record, id: Uuid) -> Result<(), AuditError> {
     // Serialising this plain data cannot fail: no maps with non-string keys, no custom
     // serialisers that error.
@@ -788,6 +857,14 @@ mod tests {
         auditor.set_reconciled(log.head()).unwrap();
         assert_eq!(auditor.reconciled(), 4);
         auditor.close().await;
+
+        // Events past the retention had their records in years since removed: reconciling
+        // from before them brings nothing back.
+        let purged = Auditor::open(&dir.path().join("purged"), Duration::from_micros(1)).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(purged.reconcile(&log, 0, None).await.unwrap(), 0);
+        assert!(!purged.contains(lost).unwrap());
+        purged.close().await;
     }
 
     #[tokio::test]
@@ -825,19 +902,50 @@ mod tests {
         let (rest, end) = auditor.search(next, 2, &Filter::default()).unwrap();
         assert_eq!((operations(&rest), end), (vec!["second".to_owned()], None));
 
-        // 2019 ended long ago: it goes, this year stays.
+        // 2019 ended long ago, but its record was written today, as by a clock that was
+        // behind: it stays until that record is past the retention.
         let now = time::OffsetDateTime::now_utc();
-        assert_eq!(auditor.enforce_retention(now).await.unwrap(), [2019]);
+        assert!(auditor.enforce_retention(now).await.unwrap().is_empty());
+        assert!(dir.path().join("2019").exists());
+        // Three years on, both years' records are past a retention of one year; the newest
+        // year, then the next one, is never removed.
+        let later = now + Duration::from_secs(3 * 365 * 86_400);
+        auditor.partition(later.year()).unwrap();
+        let removed = auditor.enforce_retention(later).await.unwrap();
+        assert_eq!(removed, [2019, now.year()]);
         assert!(!dir.path().join("2019").exists());
         let (left, _) = auditor
             .household(household, Cursor::default(), 10, &Filter::default())
             .unwrap();
-        assert_eq!(operations(&left), ["first", "second"]);
-        // Nothing else is due, and this year's partition is never removed.
-        assert!(auditor.enforce_retention(now).await.unwrap().is_empty());
-        let later = now + Duration::from_secs(3 * 365 * 86_400);
-        let removed = auditor.enforce_retention(later).await.unwrap();
-        assert_eq!(removed, [now.year()]);
+        assert!(left.is_empty());
+        assert!(auditor.enforce_retention(later).await.unwrap().is_empty());
+        auditor.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_clock_that_is_behind_never_sends_records_to_an_older_year() {
+        let dir = tempfile::tempdir().unwrap();
+        let auditor = Auditor::open(dir.path(), Duration::from_secs(365 * 86_400)).unwrap();
+        let household = HouseholdId::new();
+        // A year later than the clock's exists (the clock is behind): records go there, not
+        // to an older year that retention could take.
+        let ahead = time::OffsetDateTime::now_utc().year() + 3;
+        auditor.partition(ahead).unwrap();
+        auditor.record(&record(household, "written")).await.unwrap();
+        assert!(
+            !dir.path()
+                .join(time::OffsetDateTime::now_utc().year().to_string())
+                .exists()
+        );
+        let (found, _) = auditor
+            .household(household, Cursor::default(), 10, &Filter::default())
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        auditor.close().await;
+        drop(auditor);
+        // Reopened, the latest record written sets the floor too.
+        let auditor = Auditor::open(dir.path(), Duration::from_secs(365 * 86_400)).unwrap();
+        assert_eq!(auditor.year_to_write(), ahead);
         auditor.close().await;
     }
 }

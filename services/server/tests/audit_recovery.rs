@@ -102,8 +102,8 @@ async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
 async fn a_command_done_while_the_audit_log_fails_is_answered_done_and_its_record_follows() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path().join("sled"), Options::default()).unwrap();
-    let master = naast_vault::MasterKey::from_base64(&naast_vault::MasterKey::generate_base64())
-        .unwrap();
+    let master =
+        naast_vault::MasterKey::from_base64(&naast_vault::MasterKey::generate_base64()).unwrap();
     let vault = naast_vault::Vault::open(&dir.path().join("keys"), &master).unwrap();
     let failing = Auditor::open(&dir.path().join("audit"), RETENTION).unwrap();
     let households = Households::new(log.clone(), Some(failing.clone())).with_vault(vault.clone());
@@ -157,7 +157,10 @@ async fn a_command_done_while_the_audit_log_fails_is_answered_done_and_its_recor
     let (found, _) = next
         .search(Cursor::default(), 10, &Filter::default())
         .unwrap();
-    assert_eq!(found[0].record.operation, "/naast.v1.HouseholdService/CreateHousehold");
+    assert_eq!(
+        found[0].record.operation,
+        "/naast.v1.HouseholdService/CreateHousehold"
+    );
     log.close().await;
     next.close().await;
 }

@@ -65,6 +65,7 @@ pub async fn run(
         tokio::spawn(async move { projections.run(log).await })
     };
     let auditor = guard.as_ref().map(|g| g.auditor.clone());
+    warn_if_the_clock_is_behind(&log);
     if let Some(auditor) = &auditor {
         // A crash may have left a command's events durable without their audit record.
         let vault = guard.as_ref().and_then(|g| g.vault.as_ref());
@@ -174,6 +175,27 @@ pub async fn run(
     }
     tracing::info!("event log closed");
     Ok(served?)
+}
+
+/// Logs loudly when the clock is behind the last event the log recorded (a machine without a
+/// real-time clock whose time is not yet synchronised): days and audit years would be wrong.
+fn warn_if_the_clock_is_behind(log: &EventLog) {
+    let Some(last) = log
+        .read_all(naast_eventlog::END, naast_eventlog::Direction::Backwards, 1)
+        .ok()
+        .and_then(|events| events.into_iter().next())
+    else {
+        return;
+    };
+    let now =
+        u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(0);
+    let behind = last.recorded_at_micros.saturating_sub(now);
+    if behind > 60_000_000 {
+        tracing::warn!(
+            behind_seconds = behind / 1_000_000,
+            "the clock is behind the last recorded event: synchronise it (NTP); audit records go to the newest year meanwhile"
+        );
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.
