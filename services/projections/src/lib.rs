@@ -513,7 +513,9 @@ fn decode(
     let payload = naast_vault::Vault::open_with(vault, household.0, recorded.id, &recorded.payload)
         .map_err(|e| match e {
             naast_vault::VaultError::Erased(_) => Unreadable::Erased,
-            naast_vault::VaultError::Io { .. } => Unreadable::Unavailable(e.to_string()),
+            naast_vault::VaultError::Io { .. } | naast_vault::VaultError::Poisoned(_) => {
+                Unreadable::Unavailable(e.to_string())
+            }
             e => Unreadable::Bad(e.to_string()),
         })?;
     DomainEvent::from_payload(&payload).map_err(|e| Unreadable::Bad(e.to_string()))

@@ -307,6 +307,12 @@ impl Auditor {
     /// less than a year longer).
     pub fn open(dir: &Path, retention: std::time::Duration) -> Result<Self, AuditError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("open", e))?;
+        // The folder must survive a power cut with the records acknowledged in it.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error("open", e))?;
+        }
         let auditor = Self {
             inner: std::sync::Arc::new(Partitions {
                 dir: dir.to_owned(),

@@ -377,6 +377,10 @@ pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
+        // The directory itself must survive a power cut.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
         let mut pending = vec![dir.to_owned()];
         while let Some(path) = pending.pop() {
             let metadata = std::fs::symlink_metadata(&path)?;

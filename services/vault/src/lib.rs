@@ -61,6 +61,12 @@ pub enum VaultError {
     /// The master key is not 32 bytes (base64).
     #[error("the master key must be 32 bytes, given as base64: {0}")]
     MasterKey(String),
+    /// A change to the key folder could not be made durable: until the process restarts, the
+    /// store serves only keys already in use, and makes or destroys none.
+    #[error(
+        "the key store could not make a change durable ({0}); it makes and destroys no key until restarted"
+    )]
+    Poisoned(String),
 }
 
 /// The master key that wraps every data key.
@@ -106,9 +112,21 @@ pub struct Vault {
 struct Inner {
     dir: PathBuf,
     master: ChaCha20Poly1305,
-    /// Data keys in use, and households known to be erased (`None`).
+    /// Data keys in use, and households known to be erased (`None`); at most
+    /// [`MAX_CACHED_KEYS`], then it starts afresh (the files are the truth).
     keys: Mutex<HashMap<Uuid, Option<ChaCha20Poly1305>>>,
+    /// Set when the key folder could not be synced after a key was made or destroyed: whether
+    /// that change survives a power cut is unknown, so no key that is not in use already may be
+    /// used (a retry could seal data with a key a power cut takes away).
+    poisoned: std::sync::OnceLock<String>,
+    /// Test only: the next sync of the key folder fails (a disk fault cannot be caused here).
+    #[cfg(test)]
+    fail_next_dir_sync: std::sync::atomic::AtomicBool,
 }
+
+/// Keys kept in memory; past this the memory starts afresh and keys are read again from their
+/// files as needed.
+pub const MAX_CACHED_KEYS: usize = 10_000;
 
 impl Vault {
     /// The key store in `dir` (created if missing), unlocked by `master`.
@@ -117,11 +135,20 @@ impl Vault {
             path: dir.to_owned(),
             source,
         })?;
+        // The folder itself must survive a power cut (a lost folder reads as every household
+        // erased), and so must every key in it, even one whose sync failed before a restart.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        sync_dir(dir)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 master: ChaCha20Poly1305::new(&master.0),
                 keys: Mutex::default(),
+                poisoned: std::sync::OnceLock::new(),
+                #[cfg(test)]
+                fail_next_dir_sync: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -238,14 +265,18 @@ impl Vault {
             .keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if let Some(reason) = self.inner.poisoned.get() {
+            return Err(VaultError::Poisoned(reason.clone()));
+        }
         let path = self.path(household);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(VaultError::Io { path, source }),
         }
-        sync_dir(&self.inner.dir)?;
+        // Forgotten here at once, whatever the disk does next.
         keys.insert(household, None);
+        self.sync_keys_dir()?;
         Ok(())
     }
 
@@ -262,6 +293,9 @@ impl Vault {
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(Some(cipher)) = keys.get(&household) {
             return Ok(cipher.clone());
+        }
+        if let Some(reason) = self.inner.poisoned.get() {
+            return Err(VaultError::Poisoned(reason.clone()));
         }
         let path = self.path(household);
         let cipher = match std::fs::read(&path) {
@@ -288,13 +322,40 @@ impl Vault {
                     })?;
                 let mut file_bytes = nonce.to_vec();
                 file_bytes.extend_from_slice(&wrapped);
-                write_durably(&self.inner.dir, &path, &file_bytes)?;
+                write_file(&path, &file_bytes)?;
+                // Not durable until the folder is synced: the key is used only then.
+                self.sync_keys_dir()?;
                 ChaCha20Poly1305::new(&key)
             }
             Err(source) => return Err(VaultError::Io { path, source }),
         };
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
         keys.insert(household, Some(cipher.clone()));
         Ok(cipher)
+    }
+
+    /// Syncs the key folder; a failure poisons the store (see [`Inner::poisoned`]).
+    fn sync_keys_dir(&self) -> Result<(), VaultError> {
+        #[cfg(test)]
+        let synced = if self
+            .inner
+            .fail_next_dir_sync
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            Err(VaultError::Io {
+                path: self.inner.dir.clone(),
+                source: std::io::Error::other("injected fault"),
+            })
+        } else {
+            sync_dir(&self.inner.dir)
+        };
+        #[cfg(not(test))]
+        let synced = sync_dir(&self.inner.dir);
+        synced.inspect_err(|e| {
+            let _ = self.inner.poisoned.set(e.to_string());
+        })
     }
 
     fn unwrap_key(&self, household: Uuid, wrapped: &[u8]) -> Result<ChaCha20Poly1305, VaultError> {
@@ -337,7 +398,9 @@ fn wrap_context(household: Uuid) -> Vec<u8> {
 }
 
 /// Writes `bytes` to `path` so that after a crash it is either absent or complete.
-fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+/// Writes `bytes` to a new file that replaces `path` whole (written, synced, then renamed into
+/// place); durable once the folder is synced.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
     let io = |source| VaultError::Io {
         path: path.to_owned(),
         source,
@@ -353,8 +416,7 @@ fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), VaultError
     let mut file = options.open(&temporary).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
-    std::fs::rename(&temporary, path).map_err(io)?;
-    sync_dir(dir)
+    std::fs::rename(&temporary, path).map_err(io)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), VaultError> {
@@ -439,6 +501,64 @@ mod tests {
         assert!(matches!(
             MasterKey::from_base64("not base64!"),
             Err(VaultError::MasterKey(_))
+        ));
+    }
+
+    #[test]
+    fn a_key_folder_that_cannot_be_synced_stops_every_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = master();
+        let vault = Vault::open(dir.path(), &key).unwrap();
+        let (in_use, new) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = Uuid::now_v7();
+        let sealed = vault.seal(in_use, first, b"al in gebruik").unwrap();
+
+        // The folder sync after a new key fails: the key file may vanish in a power cut, so
+        // nothing may be sealed with it, not even by a retry that finds the file on disk.
+        vault
+            .inner
+            .fail_next_dir_sync
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let event = Uuid::now_v7();
+        assert!(matches!(
+            vault.seal(new, event, b"x"),
+            Err(VaultError::Io { .. })
+        ));
+        assert!(dir.path().join(format!("{new}.key")).exists());
+        assert!(matches!(
+            vault.seal(new, event, b"x"),
+            Err(VaultError::Poisoned(_))
+        ));
+        // Erasures are refused too: one not made durable must not be reported done.
+        assert!(matches!(vault.erase(in_use), Err(VaultError::Poisoned(_))));
+        // Keys in use keep serving.
+        assert!(vault.seal(in_use, Uuid::now_v7(), b"verder").is_ok());
+        assert_eq!(
+            vault.open_payload(in_use, first, &sealed).unwrap().as_ref(),
+            b"al in gebruik"
+        );
+        drop(vault);
+
+        // A restart syncs the folder as it is, and takes the key found there.
+        let vault = Vault::open(dir.path(), &key).unwrap();
+        assert!(vault.seal(new, event, b"x").is_ok());
+    }
+
+    #[test]
+    fn an_erasure_whose_folder_sync_fails_is_not_reported_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(dir.path(), &master()).unwrap();
+        let household = Uuid::now_v7();
+        vault.seal(household, Uuid::now_v7(), b"x").unwrap();
+        vault
+            .inner
+            .fail_next_dir_sync
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(vault.erase(household).is_err());
+        // Forgotten in this process at once, whatever the disk keeps.
+        assert!(matches!(
+            vault.seal_derived(household, Uuid::now_v7(), b"x"),
+            Err(VaultError::Poisoned(_) | VaultError::Erased(_))
         ));
     }
 }
