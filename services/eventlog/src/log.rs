@@ -395,6 +395,11 @@ impl EventLog {
         self.shared.last_revision(stream_id, self.head())
     }
 
+    /// Whether the log has been closed (its writer has stopped): nothing more will be committed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.live_sender().is_none()
+    }
+
     /// Number of committed events, which is also the position the next event will get.
     pub fn head(&self) -> u64 {
         self.shared.committed.load(Ordering::Acquire)

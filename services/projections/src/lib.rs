@@ -334,6 +334,9 @@ impl Projections {
         loop {
             match self.follow(&log, &mut states).await {
                 Ok(()) => return Ok(()),
+                // The log is closed: there is nothing more to wait for, and a store that keeps
+                // failing (a full disk) must not keep the process from stopping.
+                Err(e) if log.is_closed() => return Err(e),
                 Err(e) => {
                     // A read model that stops is worse than one that is late: report at once,
                     // then start again from the checkpoint (which is always consistent).

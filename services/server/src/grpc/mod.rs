@@ -167,11 +167,18 @@ pub async fn run(
         }
         auditor.close().await;
     }
-    // The projector ends once it has projected everything the log committed.
-    match projector.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "the projector stopped with an error"),
-        Err(e) => tracing::error!(error = %e, "the projector task failed"),
+    // The projector ends once it has projected everything the log committed, or once it fails
+    // with the log closed; a projector stuck on a failing store does not hold up the stop (the
+    // read models are rebuilt from the log at the next start where they fell behind).
+    let abort = projector.abort_handle();
+    match tokio::time::timeout(DRAIN_DEADLINE, projector).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "the projector stopped with an error"),
+        Ok(Err(e)) => tracing::error!(error = %e, "the projector task failed"),
+        Err(_) => {
+            tracing::error!("the projector did not finish in time; stopping without it");
+            abort.abort();
+        }
     }
     tracing::info!("event log closed");
     Ok(served?)
