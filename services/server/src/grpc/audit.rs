@@ -171,7 +171,8 @@ impl pb::audit_service_server::AuditService for AuditApi {
             .unwrap_or_default();
         caller
             .admin_operation(auditor, filter.household, objects, refusal)
-            .await?;
+            .await
+            .map_err(super::status::from_app_error)?;
         let (records, next) = auditor.search(from, size, &filter).map_err(audit_error)?;
         Ok(Response::new(pb::SearchAuditLogResponse {
             records: records.iter().map(record_to_proto).collect(),

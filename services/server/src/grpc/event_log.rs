@@ -74,7 +74,8 @@ impl EventLogApi {
             .and_then(|id| id.parse().ok());
         caller
             .admin_operation(auditor, household, objects, refusal)
-            .await?;
+            .await
+            .map_err(super::status::from_app_error)?;
         Ok(true)
     }
 }

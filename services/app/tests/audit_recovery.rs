@@ -5,15 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
+use naast_app::audit::{Auditor, Cursor, Filter};
+use naast_app::auth::caller::{Caller, Calling};
+use naast_app::households::{CommandContext, Households};
 use naast_domain::Command;
 use naast_domain::access::Principal;
 use naast_domain::event::Identity;
 use naast_domain::ids::HouseholdId;
 use naast_domain::vocab::PrincipalRole;
 use naast_eventlog::{EventLog, Options};
-use naast_server::audit::{Auditor, Cursor, Filter};
-use naast_server::auth::layer::{Caller, Calling};
-use naast_server::households::{CommandContext, Households};
 use std::sync::Arc;
 use std::time::Duration;
 

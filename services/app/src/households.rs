@@ -12,7 +12,7 @@
 //!   recognised in the log and answered with the first outcome instead of acting twice.
 
 use crate::audit::{self, Auditor};
-use crate::auth::layer::Calling;
+use crate::auth::caller::Calling;
 use naast_domain::access::{self, Access, Action};
 use naast_domain::event::CommandStamp;
 use naast_domain::ids::HouseholdId;

@@ -141,7 +141,7 @@ impl Record {
             reason: None,
             user: None,
             responsible: None,
-            purpose: crate::auth::layer::DEFAULT_PURPOSE.to_owned(),
+            purpose: crate::auth::caller::DEFAULT_PURPOSE.to_owned(),
             network_access_point: None,
             household: None,
             objects: Vec::new(),

@@ -3,11 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
+use naast_app::households::{AppError, CommandContext, Households};
 use naast_domain::ids::{EntryId, HouseholdId, MemberId};
 use naast_domain::vocab::{LifeDomain, MemberRole};
 use naast_domain::{Command, DomainError, MemberDetails};
 use naast_eventlog::{EventLog, ExpectedRevision, MemoryStorage, NewEvent, Options};
-use naast_server::households::{AppError, CommandContext, Households};
 use std::sync::Arc;
 
 fn households() -> Households {

@@ -1,0 +1,150 @@
+//! Who is calling: an authenticated caller (or none, for embedded use) as every transport hands
+//! it to the application, the access decisions made for it, and the audit record of its call.
+//! Transports put a [`Calling`] in each request (gRPC and HTTP alike, through their
+//! authentication layer) and pass it to command execution and reads.
+
+use crate::audit::{self, Auditor, Record};
+use crate::auth::Authenticator;
+use crate::households::AppError;
+use naast_domain::access::{self, Access, Action, Denied, Principal};
+use naast_domain::{Command, Household};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The header naming the purpose of use (NEN 7513), e.g. `care`, `research`.
+pub const PURPOSE_HEADER: &str = "naast-purpose";
+/// Purpose recorded when the caller names none.
+pub const DEFAULT_PURPOSE: &str = "care";
+/// Longest purpose recorded.
+pub const MAX_PURPOSE_CHARS: usize = 64;
+
+/// Who is calling, put in each request's extensions by the layer.
+#[derive(Clone, Debug)]
+pub enum Calling {
+    /// Authorisation is switched off (benchmarks and embedded use): everything is allowed and
+    /// nothing is audited.
+    Unguarded,
+    /// An authenticated caller.
+    Caller(Arc<Caller>),
+}
+
+impl Calling {
+    /// When the call's token expires, as a moment for `tokio::time` (`None`: never). An open
+    /// stream ends then with `UNAUTHENTICATED`: a disabled account stops receiving at the
+    /// latest when its last token runs out.
+    pub fn expiry(&self) -> Option<tokio::time::Instant> {
+        let Calling::Caller(caller) = self else {
+            return None;
+        };
+        let until = caller.valid_until?;
+        let now = chrono::Utc::now().timestamp();
+        let left = std::time::Duration::from_secs(until.saturating_sub(now).max(0).unsigned_abs());
+        Some(tokio::time::Instant::now() + left)
+    }
+
+    /// Whether this call may do `action` in `household` today (an unguarded one may do
+    /// everything).
+    pub fn access(&self, household: &Household, action: Action) -> Result<Access, Denied> {
+        self.decide(|principal, today| access::authorize(household, principal, action, today))
+    }
+
+    /// Whether this call may execute `command` in `household` today (an unguarded one may do
+    /// everything).
+    pub fn command_access(
+        &self,
+        household: &Household,
+        command: &Command,
+    ) -> Result<Access, Denied> {
+        self.decide(|principal, today| {
+            access::authorize_command(household, principal, command, today)
+        })
+    }
+
+    fn decide(
+        &self,
+        authorize: impl FnOnce(&Principal, time::Date) -> Result<Access, Denied>,
+    ) -> Result<Access, Denied> {
+        match self {
+            Calling::Unguarded => Ok(Access::everything(Vec::new())),
+            Calling::Caller(caller) => {
+                authorize(&caller.principal, naast_domain::calendar::dutch_today())
+            }
+        }
+    }
+}
+
+/// An authenticated call.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// Who, as their token says.
+    pub principal: Principal,
+    /// The operation called: a gRPC method (`/naast.v1.…/…`), or another transport's name for it.
+    pub operation: String,
+    /// Their address.
+    pub peer: Option<SocketAddr>,
+    /// The `x-request-id` header, if any.
+    pub request_id: Option<String>,
+    /// Purpose of use.
+    pub purpose: String,
+    /// When its token is refused as expired (`exp` plus the leeway, seconds since 1970): a
+    /// stream opened with it ends then. `None`: never (embedded use).
+    pub valid_until: Option<i64>,
+}
+
+impl Caller {
+    /// An audit record of this call, with `outcome` and the rest to fill in.
+    pub fn record(&self, outcome: audit::Outcome) -> Record {
+        let (user, responsible) = Record::users(&self.principal);
+        Record {
+            user: Some(user),
+            responsible,
+            purpose: self.purpose.clone(),
+            network_access_point: self.peer.map(|p| p.to_string()),
+            source_system: self.principal.client_id.clone(),
+            request_id: self.request_id.clone(),
+            ..Record::new(self.operation.clone(), outcome)
+        }
+    }
+}
+
+impl Caller {
+    /// Records this call to an operation of the service's administrators — refused for
+    /// `refusal` when one is given, else allowed on the administrator role — in `auditor`, and
+    /// answers a refusal as [`AppError::Denied`]. A call that concerns a `household` (names its
+    /// stream or its id) is recorded as about it, so the family's access log lists it, allowed
+    /// or refused (NEN 7513: every access that concerns a client, by whatever service).
+    pub async fn admin_operation(
+        &self,
+        auditor: &Auditor,
+        household: Option<naast_domain::ids::HouseholdId>,
+        objects: Vec<String>,
+        refusal: Option<&str>,
+    ) -> Result<(), AppError> {
+        let mut record = self.record(match refusal {
+            Some(_) => audit::Outcome::Denied,
+            None => audit::Outcome::Allowed,
+        });
+        record.household = household;
+        record.objects = objects;
+        match refusal {
+            Some(reason) => record.reason = Some(reason.to_owned()),
+            None => record.basis = vec!["role:admin".to_owned()],
+        }
+        auditor.record(&record).await?;
+        match refusal {
+            Some(reason) => Err(AppError::Denied(reason.to_owned())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Authentication, its audit, and encryption at rest, or none of it (`None`).
+#[derive(Clone)]
+pub struct Guard {
+    /// Checks tokens.
+    pub authenticator: Authenticator,
+    /// Records every call.
+    pub auditor: Auditor,
+    /// Seals household payloads with per-household keys.
+    pub vault: Option<naast_vault::Vault>,
+}
