@@ -262,7 +262,9 @@ pub const SEGMENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// The segment size sled recorded for the database in `dir` (its `conf` file), if it has one.
 fn persisted_segment_size(dir: &Path) -> Option<usize> {
-    let conf = std::fs::read_to_string(dir.join("conf")).ok()?;
+    // Text lines followed by four bytes of CRC, which need not be UTF-8.
+    let bytes = std::fs::read(dir.join("conf")).ok()?;
+    let conf = String::from_utf8_lossy(&bytes);
     conf.lines()
         .find_map(|line| line.strip_prefix("segment_size:"))
         .and_then(|size| size.trim().parse().ok())

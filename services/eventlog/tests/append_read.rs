@@ -698,3 +698,20 @@ async fn sled_never_writes_a_blob_file_not_even_for_the_largest_records() {
     );
     log.close().await;
 }
+
+#[tokio::test]
+async fn a_database_made_with_sleds_default_segments_still_opens() {
+    // Logs created before the segment size was raised keep the size sled recorded for them (its
+    // `conf` file ends in a checksum that need not be UTF-8).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sled_dir = dir.path().join("sled");
+    {
+        let db = sled::Config::new().path(&sled_dir).open().expect("sled");
+        db.flush().expect("flush");
+    }
+    let log = EventLog::open(dir.path(), Options::default()).expect("open an older database");
+    log.append("s", ExpectedRevision::Any, events(2))
+        .await
+        .expect("append");
+    log.close().await;
+}
