@@ -103,7 +103,9 @@ async fn a_request_id_answers_only_a_retry_of_the_same_command_by_the_same_calle
     let refused = family.create_note(changed).await.unwrap_err();
     assert_eq!(refused.code(), Code::AlreadyExists);
 
-    // Another caller reusing the supporter's request id on the same household learns nothing.
+    // Callers who may not see the household (a supporter asking for access, and a provider
+    // reusing the supporter's request id there) are answered alike whatever happened: a retry
+    // names the same request, and nothing is filed twice or in another's name.
     let mut supporter = ConsentServiceClient::new(server.signed("ondersteuner").await);
     let mut provider = ConsentServiceClient::new(server.signed("zorgverlener").await);
     let asked = uuid::Uuid::now_v7().to_string();
@@ -120,31 +122,39 @@ async fn a_request_id_answers_only_a_retry_of_the_same_command_by_the_same_calle
     let first = supporter
         .request_access(ask(options(&asked)))
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
     let retry = supporter
         .request_access(ask(options(&asked)))
         .await
-        .unwrap();
-    assert!(retry.get_ref().result.as_ref().unwrap().replayed);
-    assert_eq!(
-        first.get_ref().access_request_id,
-        retry.get_ref().access_request_id
-    );
-    let stolen = provider
+        .unwrap()
+        .into_inner();
+    let reused = provider
         .request_access(ask(options(&asked)))
         .await
-        .unwrap_err();
-    assert_eq!(stolen.code(), Code::AlreadyExists, "{stolen:?}");
-    assert_eq!(stolen.message(), same_household.message());
-    let revision = first
-        .get_ref()
-        .result
-        .as_ref()
         .unwrap()
-        .revision
-        .to_string();
-    assert!(!format!("{stolen:?}").contains(&first.get_ref().access_request_id));
-    assert!(!stolen.message().contains(&revision));
+        .into_inner();
+    assert_eq!(first.access_request_id, retry.access_request_id);
+    let nothing = Some(pb::CommandResult {
+        revision: 0,
+        position: 0,
+        replayed: false,
+    });
+    assert_eq!(
+        (&first.result, &retry.result, &reused.result),
+        (&nothing, &nothing, &nothing)
+    );
+    let requests = ConsentServiceClient::new(server.signed("ouder").await)
+        .list_access_grants(pb::ListAccessGrantsRequest {
+            household_id: home.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .requests;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].access_request_id, first.access_request_id);
+    assert!(format!("{:?}", requests[0].requester).contains("ondersteuner"));
 }
 
 #[tokio::test]
@@ -686,4 +696,64 @@ async fn the_timeline_reads_by_day_and_a_past_day_shows_what_was_known_then() {
         phase_on("2026-03-15").await,
         vec![pb::AgreementPhase::Active]
     );
+}
+
+#[tokio::test]
+async fn a_stranger_cannot_tell_a_real_household_from_a_made_up_one_by_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, _, _) = naast_tests::household_with_client(&mut family, "Familie Echt").await;
+    let made_up = uuid::Uuid::now_v7().to_string();
+    let mut provider = ConsentServiceClient::new(server.signed("zorgverlener").await);
+    let ask = |household: &str, reason: &str, options: Option<pb::CommandOptions>| {
+        pb::RequestAccessRequest {
+            household_id: household.into(),
+            options,
+            terms: Some(pb::GrantTerms {
+                scopes: vec![pb::AccessScope::ReadTimeline as i32],
+                ..Default::default()
+            }),
+            reason: reason.into(),
+            ..Default::default()
+        }
+    };
+    let request = uuid::Uuid::now_v7().to_string();
+    let with_revision = Some(pb::CommandOptions {
+        expected_revision: Some(0),
+        ..Default::default()
+    });
+    // The same request, its retry, a retry changed, a bad reason, an expected revision: each
+    // answered the same for the real household as for the made-up one.
+    let cases: Vec<(&str, Option<pb::CommandOptions>)> = vec![
+        ("meedenken", options(&request)),
+        ("meedenken", options(&request)),
+        ("iets anders", options(&request)),
+        ("", None),
+        ("meedenken", with_revision),
+    ];
+    for (reason, opts) in cases {
+        let real = provider
+            .request_access(ask(&home, reason, opts.clone()))
+            .await;
+        let fake = provider.request_access(ask(&made_up, reason, opts)).await;
+        let shape = |answer: &Result<tonic::Response<pb::RequestAccessResponse>, tonic::Status>| {
+            match answer {
+                Ok(r) => format!("ok {:?}", r.get_ref().result),
+                Err(s) => format!("{:?} {}", s.code(), s.message()),
+            }
+        };
+        assert_eq!(shape(&real), shape(&fake), "reason {reason:?}");
+    }
+    // And reusing the request id on a household of one's own reveals nothing either.
+    let mut own = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (mine, _, _) = naast_tests::household_with_client(&mut own, "Familie Eigen").await;
+    own.create_note(pb::CreateNoteRequest {
+        household_id: mine,
+        options: options(&request),
+        text: "eigen notitie".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
 }

@@ -332,6 +332,7 @@ impl Households {
         {
             return Err(DomainError::invalid("details.birth_date", "is in the future").into());
         }
+        naast_domain::command::check_without_household(&command)?;
         let slot = self.slot(household);
         let mut snapshot = slot.lock().await;
         // Only commands write household streams, and they take turns on this slot, so a cached
@@ -358,6 +359,27 @@ impl Households {
                 .calling
                 .access(&snapshot.state, Action::Read(access::ReadKind::Household))
                 .is_err();
+        let scoped;
+        let context = if blind {
+            if context.expected_revision.is_some() {
+                return Err(DomainError::invalid(
+                    "options.expected_revision",
+                    "a request for access names no revision: the household's is not the caller's to know",
+                )
+                .into());
+            }
+            // Its request id counts in this household alone: reusing it elsewhere must not
+            // tell whether this request was filed.
+            scoped = CommandContext {
+                request_id: context
+                    .request_id
+                    .map(|id| Uuid::new_v5(&id, household.0.as_bytes())),
+                ..context.clone()
+            };
+            &scoped
+        } else {
+            context
+        };
         // The ids touched, for the audit record: only a guarded call has one.
         let objects = match &context.calling {
             Calling::Unguarded => Vec::new(),
@@ -427,12 +449,18 @@ impl Households {
             write.await?;
         }
         if blind {
-            // A request id the household already has tells about the household too.
+            // Whatever the household made of it (filed, a retry, an access request id or a
+            // request id it has, a race) would tell about the household: one answer for all.
+            // Failures of the service itself stay failures.
             return match result {
-                Ok(done) => Ok(Executed::unseen(done.replayed)),
-                Err(AppError::Domain(DomainError::AlreadyExists { .. })) => {
-                    Ok(Executed::unseen(false))
-                }
+                Ok(_)
+                | Err(
+                    AppError::Domain(_)
+                    | AppError::Conflict { .. }
+                    | AppError::RequestIdReused(_)
+                    | AppError::Contended
+                    | AppError::Denied(_),
+                ) => Ok(Executed::unseen(false)),
                 Err(e) => Err(e),
             };
         }

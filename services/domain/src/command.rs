@@ -226,6 +226,31 @@ pub enum Command {
     },
 }
 
+/// The checks of `command` that need no household: a request for access from someone who may not
+/// see the household is answered alike whether it exists or not, so its bad fields must be
+/// refused before anything about the household is known.
+pub fn check_without_household(command: &Command) -> Result<(), DomainError> {
+    match command {
+        Command::RequestAccess {
+            requester,
+            terms,
+            reason,
+            ..
+        } => check_request_access(requester, terms, reason),
+        _ => Ok(()),
+    }
+}
+
+fn check_request_access(
+    requester: &Grantee,
+    terms: &GrantTerms,
+    reason: &str,
+) -> Result<(), DomainError> {
+    v::grantee("requester", requester)?;
+    grant_terms(terms)?;
+    v::text("reason", reason, MAX_REASON_CHARS, true)
+}
+
 /// The events `command` leads to in `household`, or why it is refused.
 pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent>, DomainError> {
     use Command as C;
@@ -362,9 +387,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
             if household.access_requests.contains_key(&request) {
                 return Err(DomainError::exists("access_request_id", "request", request));
             }
-            v::grantee("requester", &requester)?;
-            grant_terms(&terms)?;
-            v::text("reason", &reason, MAX_REASON_CHARS, true)?;
+            check_request_access(&requester, &terms, &reason)?;
             E::AccessRequested {
                 request,
                 requester,
