@@ -159,7 +159,8 @@ impl Record {
             identity: principal.identity.clone(),
             name: principal.name.clone(),
             role: principal.role,
-            organisation: principal.organisation.clone(),
+            // Only where the access policy counts it (a professional's or supporter's).
+            organisation: principal.organisation_claim().map(str::to_owned),
             requestor: true,
         };
         let responsible = principal.acting_for.as_ref().map(|member| User {
@@ -300,6 +301,9 @@ struct Partitions {
     /// a clock that is behind it (no real-time clock, time not yet synchronised) must not send
     /// records to an older year.
     latest_micros: std::sync::atomic::AtomicU64,
+    /// Records being written on tasks of their own ([`Auditor::record_detached`]).
+    in_flight: std::sync::atomic::AtomicUsize,
+    settled: tokio::sync::Notify,
 }
 
 impl Auditor {
@@ -320,9 +324,22 @@ impl Auditor {
                 failed: std::sync::atomic::AtomicBool::new(false),
                 open: std::sync::Mutex::default(),
                 latest_micros: std::sync::atomic::AtomicU64::new(0),
+                in_flight: std::sync::atomic::AtomicUsize::new(0),
+                settled: tokio::sync::Notify::new(),
             }),
         };
+        let this_year = time::OffsetDateTime::now_utc().year();
         for year in auditor.years_on_disk()? {
+            if year > this_year.saturating_add(1) {
+                // Records go to the newest year (a clock that is behind must not send them to
+                // one retention may remove), so a clock that was once far ahead keeps them
+                // there, past their retention, until the clock gets there.
+                tracing::warn!(
+                    year,
+                    this_year,
+                    "an audit year lies in the future: was the clock ahead? records go to it (and retention cannot remove them) until the clock reaches it; move them by hand if it was wrong"
+                );
+            }
             let log = auditor.partition(year)?;
             if let Some(newest) = newest_record_micros(&log)? {
                 auditor
@@ -394,6 +411,38 @@ impl Auditor {
     pub async fn close(&self) {
         for (_, log) in self.partitions() {
             log.close().await;
+        }
+    }
+
+    /// Writes `record` with event id `id` on a task of its own, so that a call its client
+    /// cancels cannot cancel the record of what it may already have done; [`Auditor::settled`]
+    /// waits for every such write.
+    pub fn record_detached(
+        &self,
+        record: Record,
+        id: Uuid,
+    ) -> tokio::task::JoinHandle<Result<(), AuditError>> {
+        use std::sync::atomic::Ordering;
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        let auditor = self.clone();
+        tokio::spawn(async move {
+            let written = auditor.record_as(&record, id).await;
+            if auditor.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                auditor.inner.settled.notify_waiters();
+            }
+            written
+        })
+    }
+
+    /// Returns once no record written by [`Auditor::record_detached`] is still on its way.
+    pub async fn settled(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let notified = self.inner.settled.notified();
+            if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 

@@ -423,7 +423,7 @@ impl Households {
                 // connection) must not cancel the record of what it may already have done, nor
                 // leave that silently unwritten. (A failure marks the audit log, so the next start
                 // reconciles.)
-                let task = tokio::spawn(async move { auditor.record_as(&record, id).await });
+                let task = auditor.record_detached(record, id);
                 let write: AuditWrite = Box::pin(async move {
                     task.await.unwrap_or_else(|e| {
                         Err(audit::AuditError::Unavailable(format!(

@@ -173,8 +173,10 @@ impl Writer {
         {
             tracing::error!("the event log's syncer thread panicked");
         }
-        // After a failed sync nothing more is made durable: what the callers were told failed
-        // must not quietly become durable now.
+        // After a failed write or sync the log syncs no more here. (That cannot promise that
+        // nothing of it reaches the disk: sled flushes in the background, and reopening syncs
+        // what recovery finds. So callers are told such an append's outcome is unknown, not
+        // that it failed.)
         if shared.poisoned.get().is_none() {
             match shared.storage.sync() {
                 Ok(()) => {

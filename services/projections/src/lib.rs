@@ -411,10 +411,14 @@ impl Projections {
                 batch.insert(CHECKPOINT_KEY, recorded.position.to_be_bytes().to_vec());
                 self.tree.apply_batch(std::mem::take(&mut batch))?;
                 self.checkpoint.send_replace(recorded.position);
-                if let Some(vault) = &self.vault {
-                    vault
-                        .erase(household.0)
-                        .map_err(|e| Error::Store(e.to_string()))?;
+                if let Some(vault) = &self.vault
+                    && let Err(e) = vault.erase(household.0)
+                {
+                    // The household is forgotten in this process either way; the key file goes
+                    // at the next start (`naast serve` destroys the key of every household whose
+                    // stream ends in a tombstone). Stopping here would stop every household's
+                    // read models.
+                    tracing::error!(%household, error = %e, "erased, but the key file could not be destroyed yet");
                 }
                 for prefix in [
                     ENTRY_PREFIX,

@@ -280,6 +280,26 @@ impl Vault {
         Ok(())
     }
 
+    /// The households that have a key file.
+    pub fn households(&self) -> Result<Vec<Uuid>, VaultError> {
+        let io = |source| VaultError::Io {
+            path: self.inner.dir.clone(),
+            source,
+        };
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.inner.dir).map_err(io)? {
+            let name = entry.map_err(io)?.file_name();
+            if let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".key"))
+                .and_then(|id| Uuid::parse_str(id).ok())
+            {
+                found.push(id);
+            }
+        }
+        Ok(found)
+    }
+
     fn path(&self, household: Uuid) -> PathBuf {
         self.inner.dir.join(format!("{household}.key"))
     }

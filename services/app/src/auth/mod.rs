@@ -493,12 +493,14 @@ impl Authenticator {
         Ok((principal, claims.expiration().timestamp(), extra.nbf))
     }
 
-    /// The issuer's keys: cached, or fetched when none are cached or `refresh` asks for it
-    /// (no more often than `jwks_min_refresh`).
-    /// The generation of `issuer`'s keys now (`None`: not a trusted issuer).
+    /// The generation of `issuer`'s keys now, if they may still be used (`None`: not a trusted
+    /// issuer, or its keys are past [`MAX_KEY_AGE`], so a token remembered with them is verified
+    /// again).
     fn current_generation(&self, issuer: &str) -> Option<u64> {
         let issuer = self.inner.issuers.get(issuer)?;
-        Some(lock(&issuer.keys).generation)
+        let keys = lock(&issuer.keys);
+        let usable = issuer.fixed || keys.fetched.is_some_and(|at| at.elapsed() < MAX_KEY_AGE);
+        usable.then_some(keys.generation)
     }
 
     /// The keys to verify a token of `issuer` with, and their generation: the cached ones at
@@ -617,9 +619,14 @@ impl Authenticator {
     fn refresh_in_background(&self, url: &str) {
         let (authenticator, url) = (self.clone(), url.to_owned());
         tokio::spawn(async move {
-            if let Some(issuer) = authenticator.inner.issuers.get(&url)
-                && issuer.fetching.try_lock().is_ok()
-            {
+            let Some(issuer) = authenticator.inner.issuers.get(&url) else {
+                return;
+            };
+            // Another task may have fetched since this one was spawned.
+            let due = lock(&issuer.keys)
+                .attempted
+                .is_none_or(|at| at.elapsed() >= authenticator.inner.jwks_min_refresh);
+            if due && issuer.fetching.try_lock().is_ok() {
                 // Failures are logged and noted by `fetch`; the cached keys serve meanwhile.
                 let _ = authenticator.fetch(issuer).await;
             }

@@ -322,7 +322,7 @@ impl pb::consent_service_server::ConsentService for HouseholdApi {
             identity: Some(identity_to_proto(&p.identity)),
             role: p.role.to_proto(),
             name: p.name.clone().unwrap_or_default(),
-            organisation_id: p.organisation.clone().unwrap_or_default(),
+            organisation_id: p.organisation_claim().unwrap_or_default().to_owned(),
             client_id: p.client_id.clone().unwrap_or_default(),
             acting_for: p.acting_for.as_ref().map(identity_to_proto),
         }))

@@ -66,6 +66,9 @@ pub async fn run(
     };
     let auditor = guard.as_ref().map(|g| g.auditor.clone());
     warn_if_the_clock_is_behind(&log);
+    if let Some(vault) = guard.as_ref().and_then(|g| g.vault.as_ref()) {
+        finish_erasures(&log, vault);
+    }
     if let Some(auditor) = &auditor {
         // A crash may have left a command's events durable without their audit record.
         let vault = guard.as_ref().and_then(|g| g.vault.as_ref());
@@ -157,9 +160,15 @@ pub async fn run(
     };
     log.close().await;
     if let Some(auditor) = &auditor {
+        // Audit records of cancelled calls are written on tasks of their own: wait for them,
+        // so that a failure among them keeps the reconciliation mark back.
+        let settled = tokio::time::timeout(DRAIN_DEADLINE, auditor.settled())
+            .await
+            .is_ok();
         // Every call finished, and with it both writes of every command: nothing to reconcile
         // at the next start. (Calls cut off at the deadline may not have.)
         if drained
+            && settled
             && !auditor.had_failures()
             && let Err(e) = auditor.set_reconciled(log.head())
         {
@@ -182,6 +191,42 @@ pub async fn run(
     }
     tracing::info!("event log closed");
     Ok(served?)
+}
+
+/// Destroys the key of every household whose stream ends in its tombstone: an erasure whose key
+/// file could not be destroyed at the time (a crash, a key folder that could not be synced) is
+/// finished here.
+fn finish_erasures(log: &EventLog, vault: &naast_vault::Vault) {
+    let households = match vault.households() {
+        Ok(households) => households,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list the household keys to finish erasures");
+            return;
+        }
+    };
+    for household in households {
+        let stream = format!("household-{household}");
+        let erased = log
+            .read_stream(
+                &stream,
+                naast_eventlog::END,
+                naast_eventlog::Direction::Backwards,
+                1,
+            )
+            .ok()
+            .and_then(|last| last.into_iter().next())
+            .is_some_and(|last| last.event_type == "HouseholdErased");
+        if erased {
+            match vault.erase(household) {
+                Ok(()) => {
+                    tracing::warn!(%household, "the key of an erased household destroyed now")
+                }
+                Err(e) => {
+                    tracing::error!(%household, error = %e, "cannot destroy the key of an erased household")
+                }
+            }
+        }
+    }
 }
 
 /// Logs loudly when the clock is behind the last event the log recorded (a machine without a

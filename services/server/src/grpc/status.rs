@@ -56,9 +56,17 @@ pub fn from_log_error(err: Error) -> Status {
             tracing::warn!(error = %err, "event log unavailable");
             Status::unavailable(err.to_string())
         }
+        Error::Storage(ref e) if e.operation == "write" || e.operation == "sync" => {
+            tracing::error!(error = %err, "event log failure");
+            // sled has no rollback, and flushes in the background: part or all of it may
+            // reach the disk.
+            Status::unavailable(
+                "a storage failure: whether this was written is unknown; retry with the same options.request_id (the service refuses writes until it is restarted)",
+            )
+        }
         Error::Locked { .. } | Error::Storage(_) => {
             tracing::error!(error = %err, "event log failure");
-            Status::internal("internal storage failure; nothing was written")
+            Status::internal("internal storage failure")
         }
         Error::Corrupt { .. } => {
             tracing::error!(error = %err, "event log corruption");
