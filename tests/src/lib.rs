@@ -362,6 +362,25 @@ impl Drop for Idp {
     }
 }
 
+/// `naast serve` (not in dev mode) on `dir/data` trusting the issuer `idp`, with a master key
+/// in `dir`, no clock leeway (so expiry is exact), and `extra` flags.
+pub fn server_trusting(dir: &Path, idp: &Idp, extra: &[&str]) -> Server {
+    let key = master_key_file(dir);
+    let key = key
+        .to_str()
+        .unwrap_or_else(|| panic!("the key's path is not UTF-8: {}", key.display()));
+    let mut args = vec![
+        "--master-key-file",
+        key,
+        "--issuer",
+        &idp.issuer,
+        "--leeway-seconds",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    Server::start_with(&dir.join("data"), &args)
+}
+
 /// A master key file (32 random bytes, base64) in `dir`, for a server that is not in dev mode.
 pub fn master_key_file(dir: &Path) -> PathBuf {
     use base64::Engine as _;

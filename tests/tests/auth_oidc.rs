@@ -15,25 +15,6 @@ use naast_tests::{Idp, Server, signed};
 use std::time::Duration;
 use tonic::Code;
 
-/// A server trusting `idp`, with no clock leeway (so expiry is exact) and keys fetched again as
-/// soon as a token names an unknown one.
-fn server_trusting(dir: &std::path::Path, idp: &Idp) -> Server {
-    let key = naast_tests::master_key_file(dir);
-    Server::start_with(
-        &dir.join("data"),
-        &[
-            "--master-key-file",
-            key.to_str().unwrap(),
-            "--issuer",
-            &idp.issuer,
-            "--leeway-seconds",
-            "0",
-            "--jwks-min-refresh-seconds",
-            "0",
-        ],
-    )
-}
-
 async fn households(server: &Server, token: &str) -> HouseholdServiceClient<Signed> {
     HouseholdServiceClient::new(signed(&server.url(), token).await)
 }
@@ -80,7 +61,8 @@ async fn tokens_are_checked_and_every_refusal_is_recorded() {
     let idp = Idp::start();
     let other_idp = Idp::start();
     let dir = tempfile::tempdir().unwrap();
-    let server = server_trusting(dir.path(), &idp);
+    let server =
+        naast_tests::server_trusting(dir.path(), &idp, &["--jwks-min-refresh-seconds", "0"]);
 
     // A good token: the claims become the caller.
     let supporter = idp.token("ondersteuner").await;
@@ -266,7 +248,8 @@ async fn timeline(
 async fn the_family_decides_who_sees_what_and_sees_who_looked() {
     let idp = Idp::start();
     let dir = tempfile::tempdir().unwrap();
-    let server = server_trusting(dir.path(), &idp);
+    let server =
+        naast_tests::server_trusting(dir.path(), &idp, &["--jwks-min-refresh-seconds", "0"]);
     let parent = idp.token("ouder-a").await;
     let stranger = idp.token("ouder-b").await;
     let supporter = idp.token("ondersteuner").await;

@@ -207,22 +207,6 @@ async fn goal_position(family: &mut Api, home: &str) -> u64 {
         .unwrap()
 }
 
-/// A server trusting `idp`, with no clock leeway (so expiry is exact).
-fn server_trusting(dir: &std::path::Path, idp: &naast_tests::Idp) -> Server {
-    let key = naast_tests::master_key_file(dir);
-    Server::start_with(
-        &dir.join("data"),
-        &[
-            "--master-key-file",
-            key.to_str().unwrap(),
-            "--issuer",
-            &idp.issuer,
-            "--leeway-seconds",
-            "0",
-        ],
-    )
-}
-
 /// Longest a test waits for a stream to end: far past the one-second tokens.
 const STREAM_END: Duration = Duration::from_secs(30);
 
@@ -231,7 +215,7 @@ async fn open_streams_end_when_their_token_expires() {
     use naast_proto::pb::event_log_service_client::EventLogServiceClient;
     let idp = naast_tests::Idp::start();
     let dir = tempfile::tempdir().unwrap();
-    let server = server_trusting(dir.path(), &idp);
+    let server = naast_tests::server_trusting(dir.path(), &idp, &[]);
     let parent = idp.token("ouder-a").await;
     let mut family = HouseholdServiceClient::new(naast_tests::signed(&server.url(), &parent).await);
     let (home, _, _) = naast_tests::household_with_client(&mut family, "Familie Verlopen").await;
@@ -358,7 +342,7 @@ async fn claims_count_only_on_their_roles_and_refusals_name_no_one() {
     use naast_proto::pb::audit_service_client::AuditServiceClient;
     let idp = naast_tests::Idp::start();
     let dir = tempfile::tempdir().unwrap();
-    let server = server_trusting(dir.path(), &idp);
+    let server = naast_tests::server_trusting(dir.path(), &idp, &[]);
     let parent = idp.token("ouder-a").await;
     let signed = |token: String| {
         let url = server.url();
