@@ -321,10 +321,19 @@ fn verify(config: Config) -> Result<(), Failure> {
                 report.events
             );
         }
+        block_on(async {
+            auditor.close().await;
+            Ok::<(), String>(())
+        })?;
     }
-    let report = EventLog::open(&config.data_dir, Options::default())
-        .and_then(|log| log.verify())
-        .map_err(failed)?;
+    let log = EventLog::open(&config.data_dir, Options::default()).map_err(failed)?;
+    let report = log.verify().map_err(failed);
+    // Closed cleanly, so the next open need not look for debris again.
+    block_on(async {
+        log.close().await;
+        Ok::<(), String>(())
+    })?;
+    let report = report?;
     if report.swept_debris > 0 {
         println!(
             "naast verify: {} index entries past the log's end (left by a write that never finished) were found and removed",
