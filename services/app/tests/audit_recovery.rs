@@ -164,3 +164,78 @@ async fn a_command_done_while_the_audit_log_fails_is_answered_done_and_its_recor
     log.close().await;
     next.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_its_client_cancels_never_leaves_events_without_their_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path().join("sled"), Options::default()).unwrap();
+    let auditor = Auditor::open(&dir.path().join("audit"), RETENTION).unwrap();
+    let households = Households::new(log.clone(), Some(auditor.clone()));
+    let identity = Identity {
+        issuer: "https://login.example.nl".into(),
+        subject: "ouder-3".into(),
+    };
+    let calling = Calling::Caller(Arc::new(Caller {
+        principal: Principal {
+            identity: identity.clone(),
+            role: PrincipalRole::Citizen,
+            name: None,
+            organisation: None,
+            client_id: Some("jouw-omgeving".into()),
+            acting_for: None,
+        },
+        operation: "/naast.v1.HouseholdService/CreateNote".into(),
+        peer: None,
+        request_id: None,
+        purpose: "care".into(),
+        valid_until: None,
+    }));
+    let context = CommandContext {
+        calling,
+        ..CommandContext::unguarded()
+    };
+    let household = HouseholdId::new();
+    households
+        .execute(
+            household,
+            Command::RegisterHousehold {
+                name: "Familie Afgebroken".into(),
+                registered_by: Some(identity),
+            },
+            &context,
+        )
+        .await
+        .unwrap();
+    // Calls cut off at every moment from at once to after they are done (a client's deadline,
+    // a dropped connection): each either did nothing or did everything, its record included.
+    // (The worst moment, a record waiting for room in a full audit queue, cannot be brought
+    // about here; this checks the promise at all the moments that can.)
+    for wait in (0..40).map(|i| Duration::from_micros(i * i * 10)) {
+        let note = Command::AddNote {
+            note: naast_domain::ids::EntryId::new(),
+            about: None,
+            text: "afgebroken of niet".into(),
+            life_domains: vec![naast_domain::vocab::LifeDomain::Meaning],
+        };
+        let _ = tokio::time::timeout(wait, households.execute(household, note, &context)).await;
+    }
+    auditor.settled().await;
+    let events = log
+        .read_all(0, naast_eventlog::Direction::Forwards, 1_000)
+        .unwrap();
+    assert!(events.len() > 1);
+    for event in events {
+        let cause = event
+            .metadata
+            .causation_id
+            .expect("every command names its record");
+        assert!(
+            auditor.contains(cause).unwrap(),
+            "event {} at {} has no audit record",
+            event.event_type,
+            event.position
+        );
+    }
+    log.close().await;
+    auditor.close().await;
+}
