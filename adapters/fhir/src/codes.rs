@@ -1,0 +1,180 @@
+//! naast's own CodeSystems: the vocabularies of the domain that no national code system covers,
+//! with their stable wire names as codes and the Dutch terms the families and supporters use as
+//! displays.
+
+use crate::{CANONICAL, MapError};
+use fhir_sdk::r4b::codes::{CodeSystemContentMode, PublicationStatus};
+use fhir_sdk::r4b::resources::{CodeSystem, CodeSystemConcept};
+use fhir_sdk::r4b::types::{CodeableConcept, Coding};
+use naast_domain::vocab::{FundingDomain, LifeDomain, SupporterKind, SupporterTask};
+
+/// One of naast's vocabularies as a CodeSystem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vocabulary {
+    /// Leefgebieden.
+    LifeDomain,
+    /// Financieringsdomeinen: the care laws and schemes.
+    FundingDomain,
+    /// Soorten cliëntondersteuners, by pilot.
+    SupporterKind,
+    /// The 18 tasks of the specialised client supporter.
+    SupporterTask,
+}
+
+impl Vocabulary {
+    /// Every vocabulary.
+    pub const ALL: [Vocabulary; 4] = [
+        Vocabulary::LifeDomain,
+        Vocabulary::FundingDomain,
+        Vocabulary::SupporterKind,
+        Vocabulary::SupporterTask,
+    ];
+
+    /// The CodeSystem's id and the last part of its canonical URL.
+    pub fn id(self) -> &'static str {
+        match self {
+            Vocabulary::LifeDomain => "leefgebied",
+            Vocabulary::FundingDomain => "financieringsdomein",
+            Vocabulary::SupporterKind => "ondersteunerssoort",
+            Vocabulary::SupporterTask => "ondersteunerstaak",
+        }
+    }
+
+    /// Its canonical URL: the `system` of its codings.
+    pub fn system(self) -> String {
+        format!("{CANONICAL}/CodeSystem/{}", self.id())
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Vocabulary::LifeDomain => "Leefgebieden",
+            Vocabulary::FundingDomain => "Financieringsdomeinen (zorgwetten en regelingen)",
+            Vocabulary::SupporterKind => "Soorten cliëntondersteuners",
+            Vocabulary::SupporterTask => "Taken van de specialistische cliëntondersteuner",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Vocabulary::LifeDomain => "LifeDomain",
+            Vocabulary::FundingDomain => "FundingDomain",
+            Vocabulary::SupporterKind => "SupporterKind",
+            Vocabulary::SupporterTask => "SupporterTask",
+        }
+    }
+
+    /// Its codes and displays, in the domain's order.
+    pub fn concepts(self) -> Vec<(&'static str, &'static str)> {
+        fn all<T: Copy>(
+            values: &[T],
+            wire: fn(T) -> &'static str,
+            display: fn(T) -> &'static str,
+        ) -> Vec<(&'static str, &'static str)> {
+            values.iter().map(|v| (wire(*v), display(*v))).collect()
+        }
+        match self {
+            Vocabulary::LifeDomain => all(
+                LifeDomain::ALL,
+                LifeDomain::wire_name,
+                LifeDomain::display_name,
+            ),
+            Vocabulary::FundingDomain => all(
+                FundingDomain::ALL,
+                FundingDomain::wire_name,
+                FundingDomain::display_name,
+            ),
+            Vocabulary::SupporterKind => all(
+                SupporterKind::ALL,
+                SupporterKind::wire_name,
+                SupporterKind::display_name,
+            ),
+            Vocabulary::SupporterTask => all(
+                SupporterTask::ALL,
+                SupporterTask::wire_name,
+                SupporterTask::display_name,
+            ),
+        }
+    }
+}
+
+/// The vocabulary as a complete CodeSystem resource.
+pub fn code_system(vocabulary: Vocabulary) -> Result<CodeSystem, MapError> {
+    let concepts = vocabulary
+        .concepts()
+        .into_iter()
+        .map(|(code, display)| {
+            CodeSystemConcept::builder()
+                .code(code.to_owned())
+                .display(display.to_owned())
+                .build()
+                .map(Some)
+                .map_err(|e| MapError::build("CodeSystem.concept", e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    CodeSystem::builder()
+        .id(vocabulary.id().to_owned())
+        .url(vocabulary.system())
+        .name(vocabulary.name().to_owned())
+        .title(vocabulary.title().to_owned())
+        .status(PublicationStatus::Active)
+        .language("nl".to_owned())
+        .case_sensitive(true)
+        .content(CodeSystemContentMode::Complete)
+        .count(u32::try_from(concepts.len()).unwrap_or(u32::MAX))
+        .concept(concepts)
+        .build()
+        .map_err(|e| MapError::build("CodeSystem", e))
+}
+
+/// A coding of `code` (with its display) from `vocabulary`.
+pub fn coding(vocabulary: Vocabulary, code: &str, display: &str) -> Result<Coding, MapError> {
+    Coding::builder()
+        .system(vocabulary.system())
+        .code(code.to_owned())
+        .display(display.to_owned())
+        .build()
+        .map_err(|e| MapError::build("Coding", e))
+}
+
+/// A life domain as a concept.
+pub fn life_domain(domain: LifeDomain) -> Result<CodeableConcept, MapError> {
+    CodeableConcept::builder()
+        .coding(vec![Some(coding(
+            Vocabulary::LifeDomain,
+            domain.wire_name(),
+            domain.display_name(),
+        )?)])
+        .text(domain.display_name().to_owned())
+        .build()
+        .map_err(|e| MapError::build("CodeableConcept", e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in tests a panic is a failed check
+    use super::*;
+
+    #[test]
+    fn every_vocabulary_is_a_complete_code_system_with_dutch_displays() {
+        for vocabulary in Vocabulary::ALL {
+            let system = code_system(vocabulary).unwrap();
+            let json = serde_json::to_value(&system).unwrap();
+            assert_eq!(json["resourceType"], "CodeSystem");
+            assert_eq!(json["content"], "complete");
+            assert_eq!(json["url"], vocabulary.system());
+            let concepts = json["concept"].as_array().unwrap();
+            assert_eq!(concepts.len(), vocabulary.concepts().len());
+            assert_eq!(json["count"], concepts.len());
+        }
+        let domains = serde_json::to_value(code_system(Vocabulary::LifeDomain).unwrap()).unwrap();
+        assert!(
+            domains["concept"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["code"] == "housing" && c["display"] == "wonen")
+        );
+        let tasks = code_system(Vocabulary::SupporterTask).unwrap();
+        assert_eq!(tasks.concept.len(), 18, "the 18 supporter tasks");
+    }
+}

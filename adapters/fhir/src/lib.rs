@@ -1,0 +1,65 @@
+//! The shared plan of naast as FHIR R4 resources, following the Dutch zib2020 profiles (Nictiz
+//! nl-core) where one exists. A pure mapping from the domain's state: no network, no storage.
+//! The models are `fhir-sdk`'s R4B ones, which equal R4 element for element for the resources
+//! mapped here, so their JSON serves R4 clients. See `README.md` beside this crate for the mapping
+//! table and why each choice was made.
+//!
+//! # Layout
+//! - [`codes`]: naast's own CodeSystems (life domains, funding domains, supporter kinds, the 18
+//!   supporter tasks), with Dutch display names, and codings from them;
+//! - [`members`]: members as `Patient` (clients) and `RelatedPerson` (relatives, legal
+//!   representatives);
+//! - [`goals`]: goals as `Goal` shaped as nl-core-TreatmentObjective;
+//! - [`household_resources`]: every resource of one household mapped so far.
+
+pub mod codes;
+pub mod goals;
+pub mod members;
+
+use fhir_sdk::r4b::resources::Resource;
+use naast_domain::Household;
+use naast_domain::ids::HouseholdId;
+
+/// The canonical base of naast's own definitions (CodeSystems, ValueSets). A canonical URL
+/// names a definition; the facade serves them under its own `/fhir` base whatever this says.
+pub const CANONICAL: &str = "https://naast.nl/fhir";
+
+/// The identifier system of naast's ids: every id is a UUID, written `urn:uuid:…` (RFC 4122 as a
+/// URI, as FHIR advises for UUIDs).
+pub const UUID_SYSTEM: &str = "urn:ietf:rfc:3986";
+
+/// Why a piece of the domain cannot be mapped.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    /// A resource could not be built (a required element missing): a bug in the mapping.
+    #[error("building a {resource}: {reason}")]
+    Build {
+        /// The resource type.
+        resource: &'static str,
+        /// What the builder said.
+        reason: String,
+    },
+}
+
+impl MapError {
+    fn build(resource: &'static str, error: impl std::fmt::Display) -> Self {
+        Self::Build {
+            resource,
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// Every resource of `household` mapped so far, members first, then goals. Members removed from
+/// the record are kept (inactive), as their history is; a relative of a household without a
+/// client has no patient to relate to and is left out.
+pub fn household_resources(
+    household: HouseholdId,
+    state: &Household,
+) -> Result<Vec<Resource>, MapError> {
+    let mut resources = members::resources(household, state)?;
+    for (id, goal) in &state.goals {
+        resources.push(goals::goal(household, state, *id, goal)?.into());
+    }
+    Ok(resources)
+}

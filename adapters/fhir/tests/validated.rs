@@ -1,0 +1,210 @@
+//! Every resource the mapping makes for a family, checked by an independent validator: the
+//! Python `fhir.resources` package's R4B models (`tests/python/validate_fhir.py`, installed by
+//! the test command), which check structure, types, cardinality and the codes of required
+//! bindings. A resource broken on purpose shows the validator is really looking.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
+use naast_domain::event::MemberDetails;
+use naast_domain::ids::{GoalId, HouseholdId, MemberId};
+use naast_domain::vocab::{LifeDomain, MemberRole, Relation};
+use naast_domain::{Command, Household, decide};
+use naast_fhir::codes::{Vocabulary, code_system};
+use std::path::Path;
+use std::process::Command as Process;
+use time::macros::date;
+
+fn apply(state: &mut Household, command: Command) {
+    for event in decide(state, command).unwrap() {
+        state.apply(&event);
+    }
+}
+
+/// A family of scenario 2: Sam (the client), his mother (legal representative), his sister;
+/// goals active, achieved and abandoned, about several life domains.
+fn family() -> (HouseholdId, Household, MemberId) {
+    let mut state = Household::default();
+    apply(
+        &mut state,
+        Command::RegisterHousehold {
+            name: "Familie Bakker".into(),
+            registered_by: None,
+        },
+    );
+    let member = |name: &str, role, relation, birth_date| MemberDetails {
+        name: name.into(),
+        role,
+        relation,
+        birth_date,
+    };
+    let sam = MemberId::new();
+    for (id, details) in [
+        (
+            sam,
+            member("Sam", MemberRole::Client, None, Some(date!(2008 - 03 - 14))),
+        ),
+        (
+            MemberId::new(),
+            member(
+                "Ingrid",
+                MemberRole::LegalRepresentative,
+                Some(Relation::Parent),
+                None,
+            ),
+        ),
+        (
+            MemberId::new(),
+            member("Lotte", MemberRole::Relative, Some(Relation::Sibling), None),
+        ),
+    ] {
+        apply(
+            &mut state,
+            Command::AddMember {
+                member: id,
+                details,
+            },
+        );
+    }
+    let goals: Vec<GoalId> = (0..3).map(|_| GoalId::new()).collect();
+    for (i, goal) in goals.iter().enumerate() {
+        apply(
+            &mut state,
+            Command::SetGoal {
+                goal: *goal,
+                owner: sam,
+                title: format!("doel {i}: zelfstandig naar de dagbesteding"),
+                description: if i == 0 {
+                    String::new()
+                } else {
+                    "met de bus, eerst samen".into()
+                },
+                life_domains: vec![LifeDomain::DaytimeActivitiesAndWork, LifeDomain::Mobility],
+                plan: None,
+            },
+        );
+    }
+    apply(
+        &mut state,
+        Command::AchieveGoal {
+            goal: goals[1],
+            on: date!(2026 - 06 - 01),
+            note: "lukt zelfstandig".into(),
+        },
+    );
+    apply(
+        &mut state,
+        Command::AbandonGoal {
+            goal: goals[2],
+            on: date!(2026 - 07 - 01),
+            reason: "past niet meer".into(),
+        },
+    );
+    (HouseholdId::new(), state, sam)
+}
+
+fn validate(dir: &Path, files: &[std::path::PathBuf]) -> (bool, String) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/validate_fhir.py"
+    );
+    let out = Process::new("python3")
+        .arg(script)
+        .args(files)
+        .current_dir(dir)
+        .output()
+        .expect("python3");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !said.contains("No module named"),
+        "the validator is missing: pip install -r tests/python/requirements.txt (ops/test.sh does)\n{said}"
+    );
+    (out.status.success(), said)
+}
+
+#[test]
+fn every_resource_of_a_family_passes_an_independent_validator() {
+    let (household, state, sam) = family();
+    let mut resources: Vec<serde_json::Value> = naast_fhir::household_resources(household, &state)
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    for vocabulary in Vocabulary::ALL {
+        resources.push(serde_json::to_value(code_system(vocabulary).unwrap()).unwrap());
+    }
+    let kinds: Vec<&str> = resources
+        .iter()
+        .map(|r| r["resourceType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "Patient").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.iter().filter(|k| **k == "RelatedPerson").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| **k == "Goal").count(), 3);
+    // What the mapping promises, read back from the JSON.
+    let patient = &resources[0];
+    assert_eq!(patient["id"], sam.to_string());
+    assert_eq!(patient["birthDate"], "2008-03-14");
+    assert_eq!(
+        patient["meta"]["profile"][0],
+        "http://nictiz.nl/fhir/StructureDefinition/nl-core-Patient"
+    );
+    let statuses: Vec<&str> = resources
+        .iter()
+        .filter(|r| r["resourceType"] == "Goal")
+        .map(|g| g["lifecycleStatus"].as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"active") && statuses.contains(&"completed"));
+    assert!(statuses.contains(&"cancelled"));
+    let representative = resources
+        .iter()
+        .find(|r| {
+            r["resourceType"] == "RelatedPerson" && r["relationship"].as_array().unwrap().len() == 2
+        })
+        .expect("the legal representative, with role and relation");
+    assert_eq!(representative["relationship"][0]["coding"][0]["code"], "24");
+    assert_eq!(
+        representative["patient"]["reference"],
+        format!("Patient/{sam}")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<_> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, resource)| {
+            let path = dir.path().join(format!("{i}.json"));
+            std::fs::write(&path, serde_json::to_vec_pretty(resource).unwrap()).unwrap();
+            path
+        })
+        .collect();
+    let (valid, said) = validate(dir.path(), &files);
+    assert!(valid, "{said}");
+    assert!(
+        said.contains(&format!("{} valid, 0 invalid", files.len())),
+        "{said}"
+    );
+
+    // The validator refuses what is wrong: a goal with a made-up status and no subject.
+    let mut broken = resources
+        .iter()
+        .find(|r| r["resourceType"] == "Goal")
+        .unwrap()
+        .clone();
+    broken["lifecycleStatus"] = "half-af".into();
+    let broken_file = dir.path().join("broken.json");
+    std::fs::write(&broken_file, serde_json::to_vec(&broken).unwrap()).unwrap();
+    let (valid, said) = validate(dir.path(), std::slice::from_ref(&broken_file));
+    assert!(!valid, "{said}");
+    broken["lifecycleStatus"] = "active".into();
+    broken.as_object_mut().unwrap().remove("subject");
+    std::fs::write(&broken_file, serde_json::to_vec(&broken).unwrap()).unwrap();
+    let (valid, said) = validate(dir.path(), &[broken_file]);
+    assert!(!valid, "{said}");
+}
