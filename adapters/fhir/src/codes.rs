@@ -6,7 +6,9 @@ use crate::{CANONICAL, MapError};
 use fhir_sdk::r4b::codes::{CodeSystemContentMode, PublicationStatus};
 use fhir_sdk::r4b::resources::{CodeSystem, CodeSystemConcept};
 use fhir_sdk::r4b::types::{CodeableConcept, Coding};
-use naast_domain::vocab::{FundingDomain, LifeDomain, SupporterKind, SupporterTask};
+use naast_domain::vocab::{
+    ContactKind, FundingDomain, LifeDomain, PlanKind, SupporterKind, SupporterTask,
+};
 
 /// One of naast's vocabularies as a CodeSystem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,15 +21,21 @@ pub enum Vocabulary {
     SupporterKind,
     /// The 18 tasks of the specialised client supporter.
     SupporterTask,
+    /// Soorten plannen.
+    PlanKind,
+    /// Soorten contacten in het netwerk.
+    ContactKind,
 }
 
 impl Vocabulary {
     /// Every vocabulary.
-    pub const ALL: [Vocabulary; 4] = [
+    pub const ALL: [Vocabulary; 6] = [
         Vocabulary::LifeDomain,
         Vocabulary::FundingDomain,
         Vocabulary::SupporterKind,
         Vocabulary::SupporterTask,
+        Vocabulary::PlanKind,
+        Vocabulary::ContactKind,
     ];
 
     /// The CodeSystem's id and the last part of its canonical URL.
@@ -37,6 +45,8 @@ impl Vocabulary {
             Vocabulary::FundingDomain => "financieringsdomein",
             Vocabulary::SupporterKind => "ondersteunerssoort",
             Vocabulary::SupporterTask => "ondersteunerstaak",
+            Vocabulary::PlanKind => "plansoort",
+            Vocabulary::ContactKind => "contactsoort",
         }
     }
 
@@ -51,6 +61,8 @@ impl Vocabulary {
             Vocabulary::FundingDomain => "Financieringsdomeinen (zorgwetten en regelingen)",
             Vocabulary::SupporterKind => "Soorten cliëntondersteuners",
             Vocabulary::SupporterTask => "Taken van de specialistische cliëntondersteuner",
+            Vocabulary::PlanKind => "Soorten plannen",
+            Vocabulary::ContactKind => "Soorten contacten in het netwerk",
         }
     }
 
@@ -60,6 +72,8 @@ impl Vocabulary {
             Vocabulary::FundingDomain => "FundingDomain",
             Vocabulary::SupporterKind => "SupporterKind",
             Vocabulary::SupporterTask => "SupporterTask",
+            Vocabulary::PlanKind => "PlanKind",
+            Vocabulary::ContactKind => "ContactKind",
         }
     }
 
@@ -92,6 +106,12 @@ impl Vocabulary {
                 SupporterTask::ALL,
                 SupporterTask::wire_name,
                 SupporterTask::display_name,
+            ),
+            Vocabulary::PlanKind => all(PlanKind::ALL, PlanKind::wire_name, PlanKind::display_name),
+            Vocabulary::ContactKind => all(
+                ContactKind::ALL,
+                ContactKind::wire_name,
+                ContactKind::display_name,
             ),
         }
     }
@@ -136,17 +156,27 @@ pub fn coding(vocabulary: Vocabulary, code: &str, display: &str) -> Result<Codin
         .map_err(|e| MapError::build("Coding", e))
 }
 
+/// A concept of one or more codes (`vocabulary`, wire name, display), its text the first display.
+pub fn concept(codes: &[(Vocabulary, &str, &str)]) -> Result<CodeableConcept, MapError> {
+    let codings = codes
+        .iter()
+        .map(|(vocabulary, code, display)| coding(*vocabulary, code, display).map(Some))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut concept = CodeableConcept::builder()
+        .coding(codings)
+        .build()
+        .map_err(|e| MapError::build("CodeableConcept", e))?;
+    concept.text = codes.first().map(|(_, _, display)| (*display).to_owned());
+    Ok(concept)
+}
+
 /// A life domain as a concept.
 pub fn life_domain(domain: LifeDomain) -> Result<CodeableConcept, MapError> {
-    CodeableConcept::builder()
-        .coding(vec![Some(coding(
-            Vocabulary::LifeDomain,
-            domain.wire_name(),
-            domain.display_name(),
-        )?)])
-        .text(domain.display_name().to_owned())
-        .build()
-        .map_err(|e| MapError::build("CodeableConcept", e))
+    concept(&[(
+        Vocabulary::LifeDomain,
+        domain.wire_name(),
+        domain.display_name(),
+    )])
 }
 
 #[cfg(test)]

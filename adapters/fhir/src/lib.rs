@@ -10,11 +10,15 @@
 //! - [`members`]: members as `Patient` (clients) and `RelatedPerson` (relatives, legal
 //!   representatives);
 //! - [`goals`]: goals as `Goal` shaped as nl-core-TreatmentObjective;
+//! - [`plans`]: plans as `CarePlan`;
+//! - [`network`]: the family's network as one `CareTeam` (nl-core-CareTeam);
 //! - [`household_resources`]: every resource of one household mapped so far.
 
 pub mod codes;
 pub mod goals;
 pub mod members;
+pub mod network;
+pub mod plans;
 
 use fhir_sdk::r4b::resources::Resource;
 use naast_domain::Household;
@@ -50,7 +54,7 @@ impl MapError {
     }
 }
 
-/// Every resource of `household` mapped so far, members first, then goals. Members removed from
+/// Every resource of `household` mapped so far: members, the network, plans, goals. Members removed from
 /// the record are kept (inactive), as their history is; a relative of a household without a
 /// client has no patient to relate to and is left out.
 pub fn household_resources(
@@ -58,6 +62,10 @@ pub fn household_resources(
     state: &Household,
 ) -> Result<Vec<Resource>, MapError> {
     let mut resources = members::resources(household, state)?;
+    resources.push(network::care_team(household, state)?.into());
+    for (id, plan) in &state.plans {
+        resources.push(plans::care_plan(household, state, *id, plan)?.into());
+    }
     for (id, goal) in &state.goals {
         resources.push(goals::goal(household, state, *id, goal)?.into());
     }

@@ -5,9 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
-use naast_domain::event::MemberDetails;
-use naast_domain::ids::{GoalId, HouseholdId, MemberId};
-use naast_domain::vocab::{LifeDomain, MemberRole, Relation};
+use naast_domain::event::{ContactDetails, MemberDetails};
+use naast_domain::ids::{ContactId, GoalId, HouseholdId, MemberId, PlanId};
+use naast_domain::vocab::{ContactKind, LifeDomain, MemberRole, PlanKind, Relation, SupporterKind};
 use naast_domain::{Command, Household, decide};
 use naast_fhir::codes::{Vocabulary, code_system};
 use std::path::Path;
@@ -20,8 +20,9 @@ fn apply(state: &mut Household, command: Command) {
     }
 }
 
-/// A family of scenario 2: Sam (the client), his mother (legal representative), his sister;
-/// goals active, achieved and abandoned, about several life domains.
+/// A family of scenario 2: Sam (the client), his mother (legal representative), his sister, a
+/// life-course coach and a care provider; an active support plan; goals active, achieved and
+/// abandoned, about several life domains, one of them in the plan.
 fn family() -> (HouseholdId, Household, MemberId) {
     let mut state = Household::default();
     apply(
@@ -65,6 +66,47 @@ fn family() -> (HouseholdId, Household, MemberId) {
             },
         );
     }
+    for details in [
+        ContactDetails {
+            kind: ContactKind::Supporter,
+            name: "Joost".into(),
+            organisation: Some("MEE".into()),
+            supporter_kind: Some(SupporterKind::LifeCourseCoach),
+            institution_kind: None,
+        },
+        ContactDetails {
+            kind: ContactKind::CareProvider,
+            name: "Zorggroep Oost".into(),
+            organisation: None,
+            supporter_kind: None,
+            institution_kind: None,
+        },
+    ] {
+        apply(
+            &mut state,
+            Command::AddContact {
+                contact: ContactId::new(),
+                details,
+            },
+        );
+    }
+    let plan = PlanId::new();
+    apply(
+        &mut state,
+        Command::DraftPlan {
+            plan,
+            kind: PlanKind::SupportPlan,
+            title: "ondersteuningsplan Sam".into(),
+            summary: "van Jeugdwet naar Wmo, zelfstandiger wonen".into(),
+        },
+    );
+    apply(
+        &mut state,
+        Command::ActivatePlan {
+            plan,
+            on: date!(2026 - 01 - 05),
+        },
+    );
     let goals: Vec<GoalId> = (0..3).map(|_| GoalId::new()).collect();
     for (i, goal) in goals.iter().enumerate() {
         apply(
@@ -79,7 +121,7 @@ fn family() -> (HouseholdId, Household, MemberId) {
                     "met de bus, eerst samen".into()
                 },
                 life_domains: vec![LifeDomain::DaytimeActivitiesAndWork, LifeDomain::Mobility],
-                plan: None,
+                plan: (i == 0).then_some(plan),
             },
         );
     }
@@ -147,6 +189,34 @@ fn every_resource_of_a_family_passes_an_independent_validator() {
     );
     assert_eq!(kinds.iter().filter(|k| **k == "RelatedPerson").count(), 2);
     assert_eq!(kinds.iter().filter(|k| **k == "Goal").count(), 3);
+    assert_eq!(kinds.iter().filter(|k| **k == "CareTeam").count(), 1);
+    assert_eq!(kinds.iter().filter(|k| **k == "CarePlan").count(), 1);
+    let team = resources
+        .iter()
+        .find(|r| r["resourceType"] == "CareTeam")
+        .unwrap();
+    assert_eq!(
+        team["participant"].as_array().unwrap().len(),
+        5,
+        "3 members, 2 contacts"
+    );
+    let coach = team["participant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["member"]["display"] == "Joost (MEE)")
+        .unwrap();
+    assert_eq!(coach["role"][0]["coding"][0]["code"], "life_course_coach");
+    let plan = resources
+        .iter()
+        .find(|r| r["resourceType"] == "CarePlan")
+        .unwrap();
+    assert_eq!(
+        (&plan["status"], &plan["intent"]),
+        (&"active".into(), &"plan".into())
+    );
+    assert_eq!(plan["goal"].as_array().unwrap().len(), 1);
+    assert_eq!(plan["category"][0]["coding"][0]["code"], "support_plan");
     // What the mapping promises, read back from the JSON.
     let patient = &resources[0];
     assert_eq!(patient["id"], sam.to_string());

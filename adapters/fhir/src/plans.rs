@@ -1,0 +1,90 @@
+//! Plans as FHIR `CarePlan`. zib2020 profiles CarePlan only for nursing interventions and help
+//! from others (each with a fixed SNOMED category), neither of which a family's support plan is,
+//! so a plan is a base R4 `CarePlan`: its kind as category (naast's `plansoort`), its goals, its
+//! version in `meta.versionId`.
+
+use crate::codes::{Vocabulary, concept};
+use crate::members::{first_client, reference_to};
+use crate::{MapError, UUID_SYSTEM};
+use fhir_sdk::r4b::codes::RequestStatus;
+use fhir_sdk::r4b::resources::CarePlan;
+use fhir_sdk::r4b::types::{Identifier, Meta, Reference};
+use naast_domain::Household;
+use naast_domain::ids::{HouseholdId, PlanId};
+use naast_domain::state::{Plan, PlanStatus};
+
+/// The plan `id` of `household` as a `CarePlan`.
+pub fn care_plan(
+    household: HouseholdId,
+    state: &Household,
+    id: PlanId,
+    plan: &Plan,
+) -> Result<CarePlan, MapError> {
+    let failed = |e| MapError::build("CarePlan", e);
+    let status = match plan.status {
+        PlanStatus::Draft => RequestStatus::Draft,
+        PlanStatus::Active => RequestStatus::Active,
+        // Closed when its work is done or no longer needed; never "entered in error".
+        PlanStatus::Closed => RequestStatus::Completed,
+    };
+    let goals = state
+        .goals
+        .iter()
+        .filter(|(_, g)| g.plan == Some(id))
+        .map(|(goal, g)| {
+            Reference::builder()
+                .reference(format!("Goal/{goal}"))
+                .display(g.title.clone())
+                .build()
+                .map(Some)
+                .map_err(failed)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // A plan is the household's: its subject is the first client (a family plan's subject may
+    // later be the household as a Group).
+    let subject = match first_client(state) {
+        Some(client) => reference_to(household, state, client)?,
+        None => Reference::builder()
+            .identifier(
+                Identifier::builder()
+                    .system(UUID_SYSTEM.to_owned())
+                    .value(format!("urn:uuid:{household}"))
+                    .build()
+                    .map_err(failed)?,
+            )
+            .display(state.name.clone())
+            .build()
+            .map_err(failed)?,
+    };
+    let mut care_plan = CarePlan::builder()
+        .id(id.to_string())
+        .meta(
+            Meta::builder()
+                .version_id(plan.version.to_string())
+                .build()
+                .map_err(failed)?,
+        )
+        .identifier(vec![Some(
+            Identifier::builder()
+                .system(UUID_SYSTEM.to_owned())
+                .value(format!("urn:uuid:{id}"))
+                .build()
+                .map_err(failed)?,
+        )])
+        .status(status)
+        .intent("plan".to_owned())
+        .category(vec![Some(concept(&[(
+            Vocabulary::PlanKind,
+            plan.kind.wire_name(),
+            plan.kind.display_name(),
+        )])?)])
+        .title(plan.title.clone())
+        .subject(subject)
+        .goal(goals)
+        .build()
+        .map_err(failed)?;
+    if !plan.summary.trim().is_empty() {
+        care_plan.description = Some(plan.summary.clone());
+    }
+    Ok(care_plan)
+}
