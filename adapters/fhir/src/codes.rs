@@ -10,6 +10,11 @@ use naast_domain::vocab::{
     ContactKind, FundingDomain, LifeDomain, PlanKind, SupporterKind, SupporterTask,
 };
 
+/// The [`Vocabulary::CarePlanKind`] of a plan.
+pub const PLAN: &str = "plan";
+/// The [`Vocabulary::CarePlanKind`] of an agreement.
+pub const AGREEMENT: &str = "agreement";
+
 /// One of naast's vocabularies as a CodeSystem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Vocabulary {
@@ -25,17 +30,20 @@ pub enum Vocabulary {
     PlanKind,
     /// Soorten contacten in het netwerk.
     ContactKind,
+    /// What a `CarePlan` of naast holds: a plan or an agreement (afspraak).
+    CarePlanKind,
 }
 
 impl Vocabulary {
     /// Every vocabulary.
-    pub const ALL: [Vocabulary; 6] = [
+    pub const ALL: [Vocabulary; 7] = [
         Vocabulary::LifeDomain,
         Vocabulary::FundingDomain,
         Vocabulary::SupporterKind,
         Vocabulary::SupporterTask,
         Vocabulary::PlanKind,
         Vocabulary::ContactKind,
+        Vocabulary::CarePlanKind,
     ];
 
     /// The CodeSystem's id and the last part of its canonical URL.
@@ -47,6 +55,7 @@ impl Vocabulary {
             Vocabulary::SupporterTask => "ondersteunerstaak",
             Vocabulary::PlanKind => "plansoort",
             Vocabulary::ContactKind => "contactsoort",
+            Vocabulary::CarePlanKind => "zorgplansoort",
         }
     }
 
@@ -63,6 +72,7 @@ impl Vocabulary {
             Vocabulary::SupporterTask => "Taken van de specialistische cliëntondersteuner",
             Vocabulary::PlanKind => "Soorten plannen",
             Vocabulary::ContactKind => "Soorten contacten in het netwerk",
+            Vocabulary::CarePlanKind => "Plan of afspraak",
         }
     }
 
@@ -74,6 +84,7 @@ impl Vocabulary {
             Vocabulary::SupporterTask => "SupporterTask",
             Vocabulary::PlanKind => "PlanKind",
             Vocabulary::ContactKind => "ContactKind",
+            Vocabulary::CarePlanKind => "CarePlanKind",
         }
     }
 
@@ -113,6 +124,7 @@ impl Vocabulary {
                 ContactKind::wire_name,
                 ContactKind::display_name,
             ),
+            Vocabulary::CarePlanKind => vec![(PLAN, "plan"), (AGREEMENT, "afspraak")],
         }
     }
 }

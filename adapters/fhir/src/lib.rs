@@ -11,9 +11,11 @@
 //!   representatives);
 //! - [`goals`]: goals as `Goal` shaped as nl-core-TreatmentObjective;
 //! - [`plans`]: plans as `CarePlan`;
+//! - [`agreements`]: agreements (afspraken) as `CarePlan` too, with their activity;
 //! - [`network`]: the family's network as one `CareTeam` (nl-core-CareTeam);
 //! - [`household_resources`]: every resource of one household mapped so far.
 
+pub mod agreements;
 pub mod codes;
 pub mod goals;
 pub mod members;
@@ -54,12 +56,14 @@ impl MapError {
     }
 }
 
-/// Every resource of `household` mapped so far: members, the network, plans, goals. Members removed from
+/// Every resource of `household` mapped so far, as it stands on `today`: members, the network,
+/// plans, goals, agreements. Members removed from
 /// the record are kept (inactive), as their history is; a relative of a household without a
 /// client has no patient to relate to and is left out.
 pub fn household_resources(
     household: HouseholdId,
     state: &Household,
+    today: time::Date,
 ) -> Result<Vec<Resource>, MapError> {
     let mut resources = members::resources(household, state)?;
     resources.push(network::care_team(household, state)?.into());
@@ -68,6 +72,9 @@ pub fn household_resources(
     }
     for (id, goal) in &state.goals {
         resources.push(goals::goal(household, state, *id, goal)?.into());
+    }
+    for (id, agreement) in &state.agreements {
+        resources.push(agreements::care_plan(household, state, *id, agreement, today)?.into());
     }
     Ok(resources)
 }

@@ -5,9 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
-use naast_domain::event::{ContactDetails, MemberDetails};
-use naast_domain::ids::{ContactId, GoalId, HouseholdId, MemberId, PlanId};
-use naast_domain::vocab::{ContactKind, LifeDomain, MemberRole, PlanKind, Relation, SupporterKind};
+use naast_domain::event::{AgreementTerms, ContactDetails, MemberDetails, Party};
+use naast_domain::ids::{AgreementId, ContactId, GoalId, HouseholdId, MemberId, PlanId};
+use naast_domain::vocab::{
+    ContactKind, FundingDomain, LifeDomain, MemberRole, PlanKind, Relation, SupporterKind,
+};
 use naast_domain::{Command, Household, decide};
 use naast_fhir::codes::{Vocabulary, code_system};
 use std::path::Path;
@@ -66,29 +68,30 @@ fn family() -> (HouseholdId, Household, MemberId) {
             },
         );
     }
-    for details in [
-        ContactDetails {
-            kind: ContactKind::Supporter,
-            name: "Joost".into(),
-            organisation: Some("MEE".into()),
-            supporter_kind: Some(SupporterKind::LifeCourseCoach),
-            institution_kind: None,
-        },
-        ContactDetails {
-            kind: ContactKind::CareProvider,
-            name: "Zorggroep Oost".into(),
-            organisation: None,
-            supporter_kind: None,
-            institution_kind: None,
-        },
-    ] {
-        apply(
-            &mut state,
-            Command::AddContact {
-                contact: ContactId::new(),
-                details,
+    let provider = ContactId::new();
+    for (contact, details) in [
+        (
+            ContactId::new(),
+            ContactDetails {
+                kind: ContactKind::Supporter,
+                name: "Joost".into(),
+                organisation: Some("MEE".into()),
+                supporter_kind: Some(SupporterKind::LifeCourseCoach),
+                institution_kind: None,
             },
-        );
+        ),
+        (
+            provider,
+            ContactDetails {
+                kind: ContactKind::CareProvider,
+                name: "Zorggroep Oost".into(),
+                organisation: None,
+                supporter_kind: None,
+                institution_kind: None,
+            },
+        ),
+    ] {
+        apply(&mut state, Command::AddContact { contact, details });
     }
     let plan = PlanId::new();
     apply(
@@ -141,6 +144,55 @@ fn family() -> (HouseholdId, Household, MemberId) {
             reason: "past niet meer".into(),
         },
     );
+    // Agreements: one accepted under Jeugdwet and carried over to Wmo at 18, one proposed, one
+    // rejected.
+    let terms = |title: &str, start| AgreementTerms {
+        title: title.into(),
+        description: "twee middagen per week begeleiding".into(),
+        parties: vec![Party::Member(sam), Party::Contact(provider)],
+        responsible: Some(provider),
+        funding: FundingDomain::Jeugdwet,
+        pgb: false,
+        start,
+        end: None,
+        frequency: Some("2 middagen per week".into()),
+        goals: vec![goals[0]],
+        review_on: Some(date!(2027 - 03 - 01)),
+        plan: Some(plan),
+    };
+    let (carried, proposed, rejected) =
+        (AgreementId::new(), AgreementId::new(), AgreementId::new());
+    for (agreement, title) in [
+        (carried, "begeleiding"),
+        (proposed, "logeeropvang"),
+        (rejected, "vervoer"),
+    ] {
+        apply(
+            &mut state,
+            Command::ProposeAgreement {
+                agreement,
+                terms: terms(title, date!(2025 - 09 - 01)),
+            },
+        );
+    }
+    apply(&mut state, Command::AcceptAgreement { agreement: carried });
+    apply(
+        &mut state,
+        Command::RejectAgreement {
+            agreement: rejected,
+            reason: "past niet in het rooster".into(),
+        },
+    );
+    apply(
+        &mut state,
+        Command::RecordFundingTransition {
+            member: sam,
+            from: FundingDomain::Jeugdwet,
+            to: FundingDomain::Wmo,
+            on: date!(2026 - 03 - 14),
+            reason: "18 jaar".into(),
+        },
+    );
     (HouseholdId::new(), state, sam)
 }
 
@@ -170,11 +222,12 @@ fn validate(dir: &Path, files: &[std::path::PathBuf]) -> (bool, String) {
 #[test]
 fn every_resource_of_a_family_passes_an_independent_validator() {
     let (household, state, sam) = family();
-    let mut resources: Vec<serde_json::Value> = naast_fhir::household_resources(household, &state)
-        .unwrap()
-        .iter()
-        .map(|r| serde_json::to_value(r).unwrap())
-        .collect();
+    let mut resources: Vec<serde_json::Value> =
+        naast_fhir::household_resources(household, &state, date!(2026 - 12 - 01))
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect();
     for vocabulary in Vocabulary::ALL {
         resources.push(serde_json::to_value(code_system(vocabulary).unwrap()).unwrap());
     }
@@ -190,7 +243,11 @@ fn every_resource_of_a_family_passes_an_independent_validator() {
     assert_eq!(kinds.iter().filter(|k| **k == "RelatedPerson").count(), 2);
     assert_eq!(kinds.iter().filter(|k| **k == "Goal").count(), 3);
     assert_eq!(kinds.iter().filter(|k| **k == "CareTeam").count(), 1);
-    assert_eq!(kinds.iter().filter(|k| **k == "CarePlan").count(), 1);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "CarePlan").count(),
+        4,
+        "a plan, 3 agreements"
+    );
     let team = resources
         .iter()
         .find(|r| r["resourceType"] == "CareTeam")
@@ -209,14 +266,45 @@ fn every_resource_of_a_family_passes_an_independent_validator() {
     assert_eq!(coach["role"][0]["coding"][0]["code"], "life_course_coach");
     let plan = resources
         .iter()
-        .find(|r| r["resourceType"] == "CarePlan")
+        .find(|r| {
+            r["resourceType"] == "CarePlan"
+                && r["category"][0]["coding"][0]["code"] == "support_plan"
+        })
         .unwrap();
     assert_eq!(
         (&plan["status"], &plan["intent"]),
         (&"active".into(), &"plan".into())
     );
     assert_eq!(plan["goal"].as_array().unwrap().len(), 1);
-    assert_eq!(plan["category"][0]["coding"][0]["code"], "support_plan");
+    let agreements: Vec<&serde_json::Value> = resources
+        .iter()
+        .filter(|r| r["category"][0]["coding"][0]["code"] == "agreement")
+        .collect();
+    let intents: Vec<(&str, &str)> = agreements
+        .iter()
+        .map(|a| (a["intent"].as_str().unwrap(), a["status"].as_str().unwrap()))
+        .collect();
+    assert!(intents.contains(&("plan", "active")), "{intents:?}");
+    assert!(intents.contains(&("proposal", "active")));
+    assert!(intents.contains(&("proposal", "revoked")));
+    // The carried-over agreement: funded by Wmo now, Jeugdwet named with the day it moved.
+    let carried = agreements.iter().find(|a| a["intent"] == "plan").unwrap();
+    assert_eq!(carried["category"][1]["coding"][0]["code"], "wmo");
+    assert_eq!(carried["category"][2]["coding"][0]["code"], "jeugdwet");
+    assert!(
+        carried["note"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("2026-03-14")
+    );
+    assert_eq!(
+        carried["partOf"][0]["reference"],
+        format!("CarePlan/{}", plan["id"].as_str().unwrap())
+    );
+    assert_eq!(
+        carried["activity"][0]["detail"]["performer"][0]["display"],
+        "Zorggroep Oost"
+    );
     // What the mapping promises, read back from the JSON.
     let patient = &resources[0];
     assert_eq!(patient["id"], sam.to_string());
