@@ -7,7 +7,7 @@ use fhir_sdk::r4b::codes::{CodeSystemContentMode, PublicationStatus};
 use fhir_sdk::r4b::resources::{CodeSystem, CodeSystemConcept};
 use fhir_sdk::r4b::types::{CodeableConcept, Coding};
 use naast_domain::vocab::{
-    ContactKind, FundingDomain, LifeDomain, PlanKind, SupporterKind, SupporterTask,
+    ContactKind, FundingDomain, IndicationKind, LifeDomain, PlanKind, SupporterKind, SupporterTask,
 };
 
 /// The [`Vocabulary::CarePlanKind`] of a plan.
@@ -32,11 +32,13 @@ pub enum Vocabulary {
     ContactKind,
     /// What a `CarePlan` of naast holds: a plan or an agreement (afspraak).
     CarePlanKind,
+    /// Soorten indicaties en beschikkingen.
+    IndicationKind,
 }
 
 impl Vocabulary {
     /// Every vocabulary.
-    pub const ALL: [Vocabulary; 7] = [
+    pub const ALL: [Vocabulary; 8] = [
         Vocabulary::LifeDomain,
         Vocabulary::FundingDomain,
         Vocabulary::SupporterKind,
@@ -44,6 +46,7 @@ impl Vocabulary {
         Vocabulary::PlanKind,
         Vocabulary::ContactKind,
         Vocabulary::CarePlanKind,
+        Vocabulary::IndicationKind,
     ];
 
     /// The CodeSystem's id and the last part of its canonical URL.
@@ -56,6 +59,7 @@ impl Vocabulary {
             Vocabulary::PlanKind => "plansoort",
             Vocabulary::ContactKind => "contactsoort",
             Vocabulary::CarePlanKind => "zorgplansoort",
+            Vocabulary::IndicationKind => "indicatiesoort",
         }
     }
 
@@ -73,6 +77,7 @@ impl Vocabulary {
             Vocabulary::PlanKind => "Soorten plannen",
             Vocabulary::ContactKind => "Soorten contacten in het netwerk",
             Vocabulary::CarePlanKind => "Plan of afspraak",
+            Vocabulary::IndicationKind => "Soorten indicaties en beschikkingen",
         }
     }
 
@@ -85,6 +90,7 @@ impl Vocabulary {
             Vocabulary::PlanKind => "PlanKind",
             Vocabulary::ContactKind => "ContactKind",
             Vocabulary::CarePlanKind => "CarePlanKind",
+            Vocabulary::IndicationKind => "IndicationKind",
         }
     }
 
@@ -125,6 +131,11 @@ impl Vocabulary {
                 ContactKind::display_name,
             ),
             Vocabulary::CarePlanKind => vec![(PLAN, "plan"), (AGREEMENT, "afspraak")],
+            Vocabulary::IndicationKind => all(
+                IndicationKind::ALL,
+                IndicationKind::wire_name,
+                IndicationKind::display_name,
+            ),
         }
     }
 }

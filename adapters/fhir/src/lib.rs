@@ -12,12 +12,14 @@
 //! - [`goals`]: goals as `Goal` shaped as nl-core-TreatmentObjective;
 //! - [`plans`]: plans as `CarePlan`;
 //! - [`agreements`]: agreements (afspraken) as `CarePlan` too, with their activity;
+//! - [`indications`]: indications and decisions as `Coverage`;
 //! - [`network`]: the family's network as one `CareTeam` (nl-core-CareTeam);
 //! - [`household_resources`]: every resource of one household mapped so far.
 
 pub mod agreements;
 pub mod codes;
 pub mod goals;
+pub mod indications;
 pub mod members;
 pub mod network;
 pub mod plans;
@@ -57,7 +59,7 @@ impl MapError {
 }
 
 /// Every resource of `household` mapped so far, as it stands on `today`: members, the network,
-/// plans, goals, agreements. Members removed from
+/// plans, goals, agreements, indications. Members removed from
 /// the record are kept (inactive), as their history is; a relative of a household without a
 /// client has no patient to relate to and is left out.
 pub fn household_resources(
@@ -75,6 +77,9 @@ pub fn household_resources(
     }
     for (id, agreement) in &state.agreements {
         resources.push(agreements::care_plan(household, state, *id, agreement, today)?.into());
+    }
+    for (id, indication) in &state.indications {
+        resources.push(indications::coverage(household, state, *id, indication)?.into());
     }
     Ok(resources)
 }

@@ -6,9 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
 use naast_domain::event::{AgreementTerms, ContactDetails, MemberDetails, Party};
-use naast_domain::ids::{AgreementId, ContactId, GoalId, HouseholdId, MemberId, PlanId};
+use naast_domain::ids::{
+    AgreementId, ContactId, GoalId, HouseholdId, IndicationId, MemberId, PlanId,
+};
 use naast_domain::vocab::{
-    ContactKind, FundingDomain, LifeDomain, MemberRole, PlanKind, Relation, SupporterKind,
+    ContactKind, FundingDomain, IndicationKind, LifeDomain, MemberRole, PlanKind, Relation,
+    SupporterKind,
 };
 use naast_domain::{Command, Household, decide};
 use naast_fhir::codes::{Vocabulary, code_system};
@@ -193,6 +196,27 @@ fn family() -> (HouseholdId, Household, MemberId) {
             reason: "18 jaar".into(),
         },
     );
+    // A Wmo decision from the 18th birthday, and a Wlz indication with its care profile.
+    for (kind, care_profile, valid_until) in [
+        (
+            IndicationKind::WmoDecision,
+            None,
+            Some(date!(2027 - 03 - 13)),
+        ),
+        (IndicationKind::WlzIndication, Some("VG6".to_owned()), None),
+    ] {
+        apply(
+            &mut state,
+            Command::RecordIndication {
+                indication: IndicationId::new(),
+                member: sam,
+                kind,
+                care_profile,
+                valid_from: date!(2026 - 03 - 14),
+                valid_until,
+            },
+        );
+    }
     (HouseholdId::new(), state, sam)
 }
 
@@ -243,6 +267,16 @@ fn every_resource_of_a_family_passes_an_independent_validator() {
     assert_eq!(kinds.iter().filter(|k| **k == "RelatedPerson").count(), 2);
     assert_eq!(kinds.iter().filter(|k| **k == "Goal").count(), 3);
     assert_eq!(kinds.iter().filter(|k| **k == "CareTeam").count(), 1);
+    assert_eq!(kinds.iter().filter(|k| **k == "Coverage").count(), 2);
+    let wlz = resources
+        .iter()
+        .find(|r| {
+            r["resourceType"] == "Coverage" && r["type"]["coding"][0]["code"] == "wlz_indication"
+        })
+        .unwrap();
+    assert_eq!(wlz["class"][0]["value"], "VG6");
+    assert_eq!(wlz["beneficiary"]["reference"], format!("Patient/{sam}"));
+    assert_eq!(wlz["type"]["coding"][1]["code"], "wlz");
     assert_eq!(
         kinds.iter().filter(|k| **k == "CarePlan").count(),
         4,
