@@ -155,17 +155,7 @@ pub fn care_plan(
         .or_else(|| first_client(state));
     let subject = match client {
         Some(member) => reference_to(household, state, member)?,
-        None => Reference::builder()
-            .identifier(
-                Identifier::builder()
-                    .system(UUID_SYSTEM.to_owned())
-                    .value(format!("urn:uuid:{household}"))
-                    .build()
-                    .map_err(failed)?,
-            )
-            .display(state.name.clone())
-            .build()
-            .map_err(failed)?,
+        None => crate::household::reference(household, state)?,
     };
     let mut care_plan = CarePlan::builder()
         .id(id.to_string())

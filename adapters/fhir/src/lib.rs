@@ -14,11 +14,13 @@
 //! - [`agreements`]: agreements (afspraken) as `CarePlan` too, with their activity;
 //! - [`indications`]: indications and decisions as `Coverage`;
 //! - [`network`]: the family's network as one `CareTeam` (nl-core-CareTeam);
+//! - [`household`]: the household as a `Group`, the subject of what concerns the whole family;
 //! - [`household_resources`]: every resource of one household mapped so far.
 
 pub mod agreements;
 pub mod codes;
 pub mod goals;
+pub mod household;
 pub mod indications;
 pub mod members;
 pub mod network;
@@ -58,7 +60,8 @@ impl MapError {
     }
 }
 
-/// Every resource of `household` mapped so far, as it stands on `today`: members, the network,
+/// Every resource of `household` mapped so far, as it stands on `today`: members, the household,
+/// the network,
 /// plans, goals, agreements, indications. Members removed from
 /// the record are kept (inactive), as their history is; a relative of a household without a
 /// client has no patient to relate to and is left out.
@@ -68,6 +71,7 @@ pub fn household_resources(
     today: time::Date,
 ) -> Result<Vec<Resource>, MapError> {
     let mut resources = members::resources(household, state)?;
+    resources.push(household::group(household, state)?.into());
     resources.push(network::care_team(household, state)?.into());
     for (id, plan) in &state.plans {
         resources.push(plans::care_plan(household, state, *id, plan)?.into());

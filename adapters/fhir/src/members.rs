@@ -50,7 +50,7 @@ pub fn first_client(state: &Household) -> Option<MemberId> {
 
 /// A member as the subject of something: `Patient/<id>` for a client; for anyone else the first
 /// client's `Patient` (FHIR lets only patients, groups and organisations be a goal's subject),
-/// named in the display.
+/// named in the display; the household's `Group` when it has no client.
 pub fn reference_to(
     household: HouseholdId,
     state: &Household,
@@ -69,18 +69,8 @@ pub fn reference_to(
             .display(name)
             .build()
             .map_err(failed),
-        // No client to point at: the household itself, by its identifier.
-        None => Reference::builder()
-            .identifier(
-                Identifier::builder()
-                    .system(UUID_SYSTEM.to_owned())
-                    .value(format!("urn:uuid:{household}"))
-                    .build()
-                    .map_err(failed)?,
-            )
-            .display(name)
-            .build()
-            .map_err(failed),
+        // No client to point at: the household as a whole.
+        None => crate::household::reference(household, state),
     }
 }
 

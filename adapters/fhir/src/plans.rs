@@ -12,6 +12,7 @@ use fhir_sdk::r4b::types::{Identifier, Meta, Reference};
 use naast_domain::Household;
 use naast_domain::ids::{HouseholdId, PlanId};
 use naast_domain::state::{Plan, PlanStatus};
+use naast_domain::vocab::PlanKind;
 
 /// The plan `id` of `household` as a `CarePlan`.
 pub fn care_plan(
@@ -40,21 +41,10 @@ pub fn care_plan(
                 .map_err(failed)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // A plan is the household's: its subject is the first client (a family plan's subject may
-    // later be the household as a Group).
-    let subject = match first_client(state) {
-        Some(client) => reference_to(household, state, client)?,
-        None => Reference::builder()
-            .identifier(
-                Identifier::builder()
-                    .system(UUID_SYSTEM.to_owned())
-                    .value(format!("urn:uuid:{household}"))
-                    .build()
-                    .map_err(failed)?,
-            )
-            .display(state.name.clone())
-            .build()
-            .map_err(failed)?,
+    // A family plan is the whole household's; another plan is its first client's.
+    let subject = match (plan.kind, first_client(state)) {
+        (PlanKind::FamilyPlan, _) | (_, None) => crate::household::reference(household, state)?,
+        (_, Some(client)) => reference_to(household, state, client)?,
     };
     let mut care_plan = CarePlan::builder()
         .id(id.to_string())

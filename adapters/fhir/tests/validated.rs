@@ -113,6 +113,15 @@ fn family() -> (HouseholdId, Household, MemberId) {
             on: date!(2026 - 01 - 05),
         },
     );
+    apply(
+        &mut state,
+        Command::DraftPlan {
+            plan: PlanId::new(),
+            kind: PlanKind::FamilyPlan,
+            title: "gezinsplan".into(),
+            summary: String::new(),
+        },
+    );
     let goals: Vec<GoalId> = (0..3).map(|_| GoalId::new()).collect();
     for (i, goal) in goals.iter().enumerate() {
         apply(
@@ -268,6 +277,26 @@ fn every_resource_of_a_family_passes_an_independent_validator() {
     assert_eq!(kinds.iter().filter(|k| **k == "Goal").count(), 3);
     assert_eq!(kinds.iter().filter(|k| **k == "CareTeam").count(), 1);
     assert_eq!(kinds.iter().filter(|k| **k == "Coverage").count(), 2);
+    let group = resources
+        .iter()
+        .find(|r| r["resourceType"] == "Group")
+        .unwrap();
+    assert_eq!(
+        (
+            &group["quantity"],
+            group["member"].as_array().unwrap().len()
+        ),
+        (&3.into(), 1)
+    );
+    let family_plan = resources
+        .iter()
+        .find(|r| r["category"][0]["coding"][0]["code"] == "family_plan")
+        .unwrap();
+    assert_eq!(
+        family_plan["subject"]["reference"],
+        format!("Group/{}", group["id"].as_str().unwrap())
+    );
+    assert_eq!(family_plan["status"], "draft");
     let wlz = resources
         .iter()
         .find(|r| {
@@ -279,8 +308,8 @@ fn every_resource_of_a_family_passes_an_independent_validator() {
     assert_eq!(wlz["type"]["coding"][1]["code"], "wlz");
     assert_eq!(
         kinds.iter().filter(|k| **k == "CarePlan").count(),
-        4,
-        "a plan, 3 agreements"
+        5,
+        "2 plans, 3 agreements"
     );
     let team = resources
         .iter()
