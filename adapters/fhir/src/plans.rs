@@ -1,9 +1,10 @@
 //! Plans as FHIR `CarePlan`. zib2020 profiles CarePlan only for nursing interventions and help
 //! from others (each with a fixed SNOMED category), neither of which a family's support plan is,
-//! so a plan is a base R4 `CarePlan`: its kind as category (naast's `plansoort`), its goals, its
-//! version in `meta.versionId`.
+//! so a plan is a base R4 `CarePlan`: marked as a plan (naast's `zorgplansoort`, as agreements
+//! are marked as agreements), its kind as category (`plansoort`), its goals, its version in
+//! `meta.versionId`.
 
-use crate::codes::{Vocabulary, concept};
+use crate::codes::{PLAN, Vocabulary, concept};
 use crate::members::{first_client, reference_to};
 use crate::{MapError, UUID_SYSTEM};
 use fhir_sdk::r4b::codes::RequestStatus;
@@ -63,11 +64,14 @@ pub fn care_plan(
         )])
         .status(status)
         .intent("plan".to_owned())
-        .category(vec![Some(concept(&[(
-            Vocabulary::PlanKind,
-            plan.kind.wire_name(),
-            plan.kind.display_name(),
-        )])?)])
+        .category(vec![
+            Some(concept(&[(Vocabulary::CarePlanKind, PLAN, "plan")])?),
+            Some(concept(&[(
+                Vocabulary::PlanKind,
+                plan.kind.wire_name(),
+                plan.kind.display_name(),
+            )])?),
+        ])
         .title(plan.title.clone())
         .subject(subject)
         .goal(goals)

@@ -290,7 +290,7 @@ fn every_resource_of_a_family_passes_an_independent_validator() {
     );
     let family_plan = resources
         .iter()
-        .find(|r| r["category"][0]["coding"][0]["code"] == "family_plan")
+        .find(|r| r["category"][1]["coding"][0]["code"] == "family_plan")
         .unwrap();
     assert_eq!(
         family_plan["subject"]["reference"],
@@ -331,7 +331,7 @@ fn every_resource_of_a_family_passes_an_independent_validator() {
         .iter()
         .find(|r| {
             r["resourceType"] == "CarePlan"
-                && r["category"][0]["coding"][0]["code"] == "support_plan"
+                && r["category"][1]["coding"][0]["code"] == "support_plan"
         })
         .unwrap();
     assert_eq!(
