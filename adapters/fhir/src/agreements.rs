@@ -6,14 +6,14 @@
 //! rejected one is `revoked`, an ended one `completed`. An agreement carried over from one care
 //! law to another (the 18th birthday: Jeugdwet → Wmo) names both, with the day, in its note.
 
+use crate::MapError;
 use crate::codes::{AGREEMENT, Vocabulary, concept};
 use crate::members::{first_client, reference_to};
-use crate::{MapError, UUID_SYSTEM};
 use fhir_sdk::r4b::codes::{CarePlanActivityStatus, RequestStatus};
 use fhir_sdk::r4b::resources::{
     CarePlan, CarePlanActivity, CarePlanActivityDetail, CarePlanActivityDetailScheduled,
 };
-use fhir_sdk::r4b::types::{Annotation, Identifier, Period, Reference};
+use fhir_sdk::r4b::types::{Annotation, Period, Reference};
 use fhir_sdk::{Date, DateTime};
 use naast_domain::Household;
 use naast_domain::event::Party;
@@ -116,13 +116,7 @@ pub fn care_plan(
                 .get(&contact)
                 .map_or_else(|| "?".to_owned(), |c| c.details.name.clone());
             Reference::builder()
-                .identifier(
-                    Identifier::builder()
-                        .system(UUID_SYSTEM.to_owned())
-                        .value(format!("urn:uuid:{contact}"))
-                        .build()
-                        .map_err(failed)?,
-                )
+                .identifier(crate::uuid_identifier(contact)?)
                 .display(name)
                 .build()
                 .map_err(failed)
@@ -159,13 +153,7 @@ pub fn care_plan(
     };
     let mut care_plan = CarePlan::builder()
         .id(id.to_string())
-        .identifier(vec![Some(
-            Identifier::builder()
-                .system(UUID_SYSTEM.to_owned())
-                .value(format!("urn:uuid:{id}"))
-                .build()
-                .map_err(failed)?,
-        )])
+        .identifier(vec![Some(crate::uuid_identifier(id)?)])
         .status(status)
         .intent(intent.to_owned())
         .category(categories)

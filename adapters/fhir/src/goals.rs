@@ -1,12 +1,12 @@
 //! Goals as FHIR `Goal`, shaped as the zib TreatmentObjective (nl-core-TreatmentObjective): what
 //! a member of the family works towards, about which life domains, and where it stands.
 
+use crate::MapError;
 use crate::codes::life_domain;
 use crate::members::reference_to;
-use crate::{MapError, UUID_SYSTEM};
 use fhir_sdk::r4b::codes::GoalLifecycleStatus;
 use fhir_sdk::r4b::resources::Goal;
-use fhir_sdk::r4b::types::{Annotation, CodeableConcept, Coding, Identifier, Meta};
+use fhir_sdk::r4b::types::{Annotation, CodeableConcept, Coding};
 use naast_domain::Household;
 use naast_domain::ids::{GoalId, HouseholdId};
 use naast_domain::state::{self, GoalStatus};
@@ -61,19 +61,8 @@ pub fn goal(
     };
     Goal::builder()
         .id(id.to_string())
-        .meta(
-            Meta::builder()
-                .profile(vec![Some(PROFILE.to_owned())])
-                .build()
-                .map_err(failed)?,
-        )
-        .identifier(vec![Some(
-            Identifier::builder()
-                .system(UUID_SYSTEM.to_owned())
-                .value(format!("urn:uuid:{id}"))
-                .build()
-                .map_err(failed)?,
-        )])
+        .meta(crate::profiled(PROFILE)?)
+        .identifier(vec![Some(crate::uuid_identifier(id)?)])
         .lifecycle_status(lifecycle)
         .achievement_status(achievement)
         .category(categories)

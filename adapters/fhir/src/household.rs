@@ -3,10 +3,10 @@
 //! related persons) be a group's members, so its members are the clients; the relatives relate to
 //! them as `RelatedPerson`, and `quantity` counts the whole family.
 
-use crate::{MapError, UUID_SYSTEM};
+use crate::MapError;
 use fhir_sdk::r4b::codes::GroupType;
 use fhir_sdk::r4b::resources::{Group, GroupMember};
-use fhir_sdk::r4b::types::{Identifier, Reference};
+use fhir_sdk::r4b::types::Reference;
 use naast_domain::Household;
 use naast_domain::ids::HouseholdId;
 use naast_domain::vocab::MemberRole;
@@ -43,13 +43,7 @@ pub fn group(household: HouseholdId, state: &Household) -> Result<Group, MapErro
         .collect::<Result<Vec<_>, _>>()?;
     Group::builder()
         .id(household.to_string())
-        .identifier(vec![Some(
-            Identifier::builder()
-                .system(UUID_SYSTEM.to_owned())
-                .value(format!("urn:uuid:{household}"))
-                .build()
-                .map_err(failed)?,
-        )])
+        .identifier(vec![Some(crate::uuid_identifier(household)?)])
         .active(!state.erased)
         .r#type(GroupType::Person)
         .actual(true)

@@ -2,11 +2,11 @@
 //! `Coverage`: the member's access to care under one care law, from the gatekeeper of that law,
 //! over a period, with the Wlz care profile as its class.
 
+use crate::MapError;
 use crate::codes::{Vocabulary, concept};
 use crate::members::reference_to;
-use crate::{MapError, UUID_SYSTEM};
 use fhir_sdk::r4b::resources::{Coverage, CoverageClass};
-use fhir_sdk::r4b::types::{CodeableConcept, Coding, Identifier, Period, Reference};
+use fhir_sdk::r4b::types::{CodeableConcept, Coding, Period, Reference};
 use fhir_sdk::{Date, DateTime};
 use naast_domain::Household;
 use naast_domain::ids::{HouseholdId, IndicationId};
@@ -79,13 +79,7 @@ pub fn coverage(
         .collect::<Result<Vec<_>, _>>()?;
     Coverage::builder()
         .id(id.to_string())
-        .identifier(vec![Some(
-            Identifier::builder()
-                .system(UUID_SYSTEM.to_owned())
-                .value(format!("urn:uuid:{id}"))
-                .build()
-                .map_err(failed)?,
-        )])
+        .identifier(vec![Some(crate::uuid_identifier(id)?)])
         // A decision stays in force over its period; one that expired keeps its end date.
         .status("active".to_owned())
         .r#type(kind)

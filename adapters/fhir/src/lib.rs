@@ -51,6 +51,25 @@ pub enum MapError {
     },
 }
 
+/// naast's id `id` as an identifier (`urn:ietf:rfc:3986`, `urn:uuid:…`).
+pub(crate) fn uuid_identifier(
+    id: impl std::fmt::Display,
+) -> Result<fhir_sdk::r4b::types::Identifier, MapError> {
+    fhir_sdk::r4b::types::Identifier::builder()
+        .system(UUID_SYSTEM.to_owned())
+        .value(format!("urn:uuid:{id}"))
+        .build()
+        .map_err(|e| MapError::build("Identifier", e))
+}
+
+/// A `meta` claiming `profile`.
+pub(crate) fn profiled(profile: &str) -> Result<fhir_sdk::r4b::types::Meta, MapError> {
+    fhir_sdk::r4b::types::Meta::builder()
+        .profile(vec![Some(profile.to_owned())])
+        .build()
+        .map_err(|e| MapError::build("Meta", e))
+}
+
 impl MapError {
     fn build(resource: &'static str, error: impl std::fmt::Display) -> Self {
         Self::Build {

@@ -2,10 +2,10 @@
 //! representatives as `RelatedPerson` (nl-core-ContactPerson), related to the household's
 //! first client.
 
-use crate::{MapError, UUID_SYSTEM};
+use crate::MapError;
 use fhir_sdk::Date;
 use fhir_sdk::r4b::resources::{Patient, RelatedPerson, Resource};
-use fhir_sdk::r4b::types::{CodeableConcept, Coding, HumanName, Identifier, Meta, Reference};
+use fhir_sdk::r4b::types::{CodeableConcept, Coding, HumanName, Reference};
 use naast_domain::Household;
 use naast_domain::ids::{HouseholdId, MemberId};
 use naast_domain::state::Member;
@@ -74,14 +74,6 @@ pub fn reference_to(
     }
 }
 
-fn identifier(id: MemberId) -> Result<Identifier, MapError> {
-    Identifier::builder()
-        .system(UUID_SYSTEM.to_owned())
-        .value(format!("urn:uuid:{id}"))
-        .build()
-        .map_err(|e| MapError::build("Identifier", e))
-}
-
 fn name(member: &Member) -> Result<HumanName, MapError> {
     // The family uses one name; naast does not split it into given and family names.
     HumanName::builder()
@@ -90,19 +82,12 @@ fn name(member: &Member) -> Result<HumanName, MapError> {
         .map_err(|e| MapError::build("HumanName", e))
 }
 
-fn meta(profile: &str) -> Result<Meta, MapError> {
-    Meta::builder()
-        .profile(vec![Some(profile.to_owned())])
-        .build()
-        .map_err(|e| MapError::build("Meta", e))
-}
-
 /// A client as a `Patient`.
 pub fn patient(id: MemberId, member: &Member) -> Result<Patient, MapError> {
     let mut patient = Patient::builder()
         .id(id.to_string())
-        .meta(meta(PATIENT_PROFILE)?)
-        .identifier(vec![Some(identifier(id)?)])
+        .meta(crate::profiled(PATIENT_PROFILE)?)
+        .identifier(vec![Some(crate::uuid_identifier(id)?)])
         .active(!member.removed)
         .name(vec![Some(name(member)?)])
         .build()
@@ -140,8 +125,8 @@ pub fn related_person(
     }
     let mut person = RelatedPerson::builder()
         .id(id.to_string())
-        .meta(meta(CONTACT_PERSON_PROFILE)?)
-        .identifier(vec![Some(identifier(id)?)])
+        .meta(crate::profiled(CONTACT_PERSON_PROFILE)?)
+        .identifier(vec![Some(crate::uuid_identifier(id)?)])
         .active(!member.removed)
         .patient(
             Reference::builder()

@@ -2,12 +2,12 @@
 //! client as `Patient`, the others as `RelatedPerson`) and every contact: supporters, care
 //! providers, professionals and institutions, with their kind as role.
 
+use crate::MapError;
 use crate::codes::{Vocabulary, concept};
 use crate::members::first_client;
-use crate::{MapError, UUID_SYSTEM};
 use fhir_sdk::r4b::codes::CareTeamStatus;
 use fhir_sdk::r4b::resources::{CareTeam, CareTeamParticipant};
-use fhir_sdk::r4b::types::{CodeableConcept, Identifier, Meta, Reference};
+use fhir_sdk::r4b::types::{CodeableConcept, Reference};
 use naast_domain::Household;
 use naast_domain::ids::HouseholdId;
 use naast_domain::vocab::MemberRole;
@@ -70,13 +70,7 @@ pub fn care_team(household: HouseholdId, state: &Household) -> Result<CareTeam, 
                 .role(vec![Some(role)])
                 .member(
                     Reference::builder()
-                        .identifier(
-                            Identifier::builder()
-                                .system(UUID_SYSTEM.to_owned())
-                                .value(format!("urn:uuid:{id}"))
-                                .build()
-                                .map_err(failed)?,
-                        )
+                        .identifier(crate::uuid_identifier(id)?)
                         .display(display)
                         .build()
                         .map_err(failed)?,
@@ -87,19 +81,8 @@ pub fn care_team(household: HouseholdId, state: &Household) -> Result<CareTeam, 
     }
     let mut team = CareTeam::builder()
         .id(household.to_string())
-        .meta(
-            Meta::builder()
-                .profile(vec![Some(PROFILE.to_owned())])
-                .build()
-                .map_err(failed)?,
-        )
-        .identifier(vec![Some(
-            Identifier::builder()
-                .system(UUID_SYSTEM.to_owned())
-                .value(format!("urn:uuid:{household}"))
-                .build()
-                .map_err(failed)?,
-        )])
+        .meta(crate::profiled(PROFILE)?)
+        .identifier(vec![Some(crate::uuid_identifier(household)?)])
         .status(if state.erased {
             CareTeamStatus::Inactive
         } else {

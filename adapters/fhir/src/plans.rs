@@ -4,12 +4,12 @@
 //! are marked as agreements), its kind as category (`plansoort`), its goals, its version in
 //! `meta.versionId`.
 
+use crate::MapError;
 use crate::codes::{PLAN, Vocabulary, concept};
 use crate::members::{first_client, reference_to};
-use crate::{MapError, UUID_SYSTEM};
 use fhir_sdk::r4b::codes::RequestStatus;
 use fhir_sdk::r4b::resources::CarePlan;
-use fhir_sdk::r4b::types::{Identifier, Meta, Reference};
+use fhir_sdk::r4b::types::{Meta, Reference};
 use naast_domain::Household;
 use naast_domain::ids::{HouseholdId, PlanId};
 use naast_domain::state::{Plan, PlanStatus};
@@ -55,13 +55,7 @@ pub fn care_plan(
                 .build()
                 .map_err(failed)?,
         )
-        .identifier(vec![Some(
-            Identifier::builder()
-                .system(UUID_SYSTEM.to_owned())
-                .value(format!("urn:uuid:{id}"))
-                .build()
-                .map_err(failed)?,
-        )])
+        .identifier(vec![Some(crate::uuid_identifier(id)?)])
         .status(status)
         .intent("plan".to_owned())
         .category(vec![
