@@ -7,7 +7,8 @@ use fhir_sdk::r4b::codes::{CodeSystemContentMode, PublicationStatus};
 use fhir_sdk::r4b::resources::{CodeSystem, CodeSystemConcept};
 use fhir_sdk::r4b::types::{CodeableConcept, Coding};
 use naast_domain::vocab::{
-    ContactKind, FundingDomain, IndicationKind, LifeDomain, PlanKind, SupporterKind, SupporterTask,
+    AccessScope, ContactKind, FundingDomain, IndicationKind, LifeDomain, PlanKind, SupporterKind,
+    SupporterTask,
 };
 
 /// The [`Vocabulary::CarePlanKind`] of a plan.
@@ -34,11 +35,13 @@ pub enum Vocabulary {
     CarePlanKind,
     /// Soorten indicaties en beschikkingen.
     IndicationKind,
+    /// Wat een toestemming toestaat.
+    AccessScope,
 }
 
 impl Vocabulary {
     /// Every vocabulary.
-    pub const ALL: [Vocabulary; 8] = [
+    pub const ALL: [Vocabulary; 9] = [
         Vocabulary::LifeDomain,
         Vocabulary::FundingDomain,
         Vocabulary::SupporterKind,
@@ -47,6 +50,7 @@ impl Vocabulary {
         Vocabulary::ContactKind,
         Vocabulary::CarePlanKind,
         Vocabulary::IndicationKind,
+        Vocabulary::AccessScope,
     ];
 
     /// The CodeSystem's id and the last part of its canonical URL.
@@ -60,6 +64,7 @@ impl Vocabulary {
             Vocabulary::ContactKind => "contactsoort",
             Vocabulary::CarePlanKind => "zorgplansoort",
             Vocabulary::IndicationKind => "indicatiesoort",
+            Vocabulary::AccessScope => "toegangsrecht",
         }
     }
 
@@ -78,6 +83,7 @@ impl Vocabulary {
             Vocabulary::ContactKind => "Soorten contacten in het netwerk",
             Vocabulary::CarePlanKind => "Plan of afspraak",
             Vocabulary::IndicationKind => "Soorten indicaties en beschikkingen",
+            Vocabulary::AccessScope => "Wat een toestemming van het gezin toestaat",
         }
     }
 
@@ -91,6 +97,7 @@ impl Vocabulary {
             Vocabulary::ContactKind => "ContactKind",
             Vocabulary::CarePlanKind => "CarePlanKind",
             Vocabulary::IndicationKind => "IndicationKind",
+            Vocabulary::AccessScope => "AccessScope",
         }
     }
 
@@ -135,6 +142,11 @@ impl Vocabulary {
                 IndicationKind::ALL,
                 IndicationKind::wire_name,
                 IndicationKind::display_name,
+            ),
+            Vocabulary::AccessScope => all(
+                AccessScope::ALL,
+                AccessScope::wire_name,
+                AccessScope::display_name,
             ),
         }
     }

@@ -13,12 +13,14 @@
 //! - [`plans`]: plans as `CarePlan`;
 //! - [`agreements`]: agreements (afspraken) as `CarePlan` too, with their activity;
 //! - [`indications`]: indications and decisions as `Coverage`;
+//! - [`consent`]: the family's grants as `Consent`;
 //! - [`network`]: the family's network as one `CareTeam` (nl-core-CareTeam);
 //! - [`household`]: the household as a `Group`, the subject of what concerns the whole family;
 //! - [`household_resources`]: every resource of one household mapped so far.
 
 pub mod agreements;
 pub mod codes;
+pub mod consent;
 pub mod goals;
 pub mod household;
 pub mod indications;
@@ -80,9 +82,8 @@ impl MapError {
 }
 
 /// Every resource of `household` mapped so far, as it stands on `today`: members, the household,
-/// the network,
-/// plans, goals, agreements, indications. Members removed from
-/// the record are kept (inactive), as their history is; a relative of a household without a
+/// the network, plans, goals, agreements, indications, consents. Members removed from the
+/// record are kept (inactive), as their history is; a relative of a household without a
 /// client has no patient to relate to and is left out.
 pub fn household_resources(
     household: HouseholdId,
@@ -103,6 +104,9 @@ pub fn household_resources(
     }
     for (id, indication) in &state.indications {
         resources.push(indications::coverage(household, state, *id, indication)?.into());
+    }
+    for (id, grant) in &state.grants {
+        resources.push(consent::consent(household, state, *id, grant, today)?.into());
     }
     Ok(resources)
 }

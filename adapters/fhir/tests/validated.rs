@@ -226,6 +226,23 @@ fn family() -> (HouseholdId, Household, MemberId) {
             },
         );
     }
+    // The family lets the coach's organisation read what concerns daytime activities.
+    apply(
+        &mut state,
+        Command::GrantAccess {
+            grant: naast_domain::ids::GrantId::new(),
+            grantee: naast_domain::event::Grantee::Organisation {
+                id: "MEE-0001".into(),
+            },
+            terms: naast_domain::event::GrantTerms {
+                scopes: vec![naast_domain::vocab::AccessScope::ReadTimeline],
+                life_domains: vec![LifeDomain::DaytimeActivitiesAndWork],
+                funding_domains: Vec::new(),
+                until: Some(date!(2027 - 12 - 31)),
+            },
+            request: None,
+        },
+    );
     (HouseholdId::new(), state, sam)
 }
 
@@ -277,6 +294,24 @@ fn every_resource_of_a_family_passes_an_independent_validator() {
     assert_eq!(kinds.iter().filter(|k| **k == "Goal").count(), 3);
     assert_eq!(kinds.iter().filter(|k| **k == "CareTeam").count(), 1);
     assert_eq!(kinds.iter().filter(|k| **k == "Coverage").count(), 2);
+    let consent = resources
+        .iter()
+        .find(|r| r["resourceType"] == "Consent")
+        .unwrap();
+    assert_eq!(consent["status"], "active");
+    assert_eq!(consent["patient"]["reference"], format!("Patient/{sam}"));
+    let provision = &consent["provision"];
+    assert_eq!(provision["type"], "permit");
+    assert_eq!(
+        provision["actor"][0]["reference"]["identifier"]["value"],
+        "MEE-0001"
+    );
+    assert_eq!(provision["action"][0]["coding"][0]["code"], "read_timeline");
+    assert_eq!(
+        provision["code"][0]["coding"][0]["code"],
+        "daytime_activities_and_work"
+    );
+    assert_eq!(provision["period"]["end"], "2027-12-31");
     let group = resources
         .iter()
         .find(|r| r["resourceType"] == "Group")
