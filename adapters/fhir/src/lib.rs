@@ -14,11 +14,13 @@
 //! - [`agreements`]: agreements (afspraken) as `CarePlan` too, with their activity;
 //! - [`indications`]: indications and decisions as `Coverage`;
 //! - [`consent`]: the family's grants as `Consent`;
+//! - [`audit`]: the access log's NEN 7513 records as `AuditEvent`;
 //! - [`network`]: the family's network as one `CareTeam` (nl-core-CareTeam);
 //! - [`household`]: the household as a `Group`, the subject of what concerns the whole family;
 //! - [`household_resources`]: every resource of one household mapped so far.
 
 pub mod agreements;
+pub mod audit;
 pub mod codes;
 pub mod consent;
 pub mod goals;

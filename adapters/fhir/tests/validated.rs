@@ -281,6 +281,60 @@ fn every_resource_of_a_family_passes_an_independent_validator() {
     for vocabulary in Vocabulary::ALL {
         resources.push(serde_json::to_value(code_system(vocabulary).unwrap()).unwrap());
     }
+    // Two records of the family's access log: a supporter's read, and a refused call by someone
+    // who could not be identified.
+    use naast_app::audit::{Outcome, Record, Stored, User};
+    let mut read = Record::new(
+        "/naast.v1.HouseholdService/ListTimelineEntries",
+        Outcome::Allowed,
+    );
+    read.user = Some(User {
+        identity: naast_domain::event::Identity {
+            issuer: "https://login.example.nl".into(),
+            subject: "ondersteuner-1".into(),
+        },
+        name: Some("Joost".into()),
+        role: naast_domain::vocab::PrincipalRole::Supporter,
+        organisation: Some("MEE-0001".into()),
+        requestor: true,
+    });
+    read.network_access_point = Some("192.0.2.7:50123".into());
+    read.household = Some(household);
+    read.basis = vec!["grant:…".into()];
+    read.source_system = Some("mee-app".into());
+    let mut refused = Record::new("/naast.v1.HouseholdService/GetHousehold", Outcome::Denied);
+    refused.reason = Some("no bearer token".into());
+    refused.network_access_point = Some("198.51.100.4:40000".into());
+    for (i, record) in [read, refused].into_iter().enumerate() {
+        let stored = Stored {
+            id: uuid::Uuid::now_v7(),
+            position: i as u64,
+            revision: 0,
+            recorded_at_micros: 1_764_590_400_000_000,
+            record,
+        };
+        resources
+            .push(serde_json::to_value(naast_fhir::audit::audit_event(&stored).unwrap()).unwrap());
+    }
+    let events: Vec<&serde_json::Value> = resources
+        .iter()
+        .filter(|r| r["resourceType"] == "AuditEvent")
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        (&events[0]["action"], &events[0]["outcome"]),
+        (&"R".into(), &"0".into())
+    );
+    assert_eq!(events[0]["agent"][0]["network"]["address"], "192.0.2.7");
+    assert_eq!(
+        events[0]["entity"][0]["what"]["reference"],
+        format!("Group/{household}")
+    );
+    assert_eq!(events[0]["purposeOfEvent"][0]["coding"][0]["code"], "TREAT");
+    assert_eq!(
+        (&events[1]["outcome"], &events[1]["outcomeDesc"]),
+        (&"4".into(), &"no bearer token".into())
+    );
     let kinds: Vec<&str> = resources
         .iter()
         .map(|r| r["resourceType"].as_str().unwrap())
