@@ -234,8 +234,13 @@ impl EventLog {
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         let storage = SledStorage::open(&dir.join("sled"), options.cache_capacity_bytes)?;
-        // `LOCK` and `sled/` in the directory, and the directory in its parent (an audit year in
-        // `audit/`, say), must survive a power cut too.
+        let marker = dir.join(CLEAN_MARKER);
+        let clean = marker.exists();
+        if clean {
+            std::fs::remove_file(&marker).map_err(io)?;
+        }
+        // `LOCK`, `sled/` and the marker's removal in the directory, and the directory in its
+        // parent (an audit year in `audit/`, say), must survive a power cut too.
         let parent = dir.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -244,13 +249,7 @@ impl EventLog {
             }
         });
         for made in [Some(dir), parent].into_iter().flatten() {
-            File::open(made).and_then(|d| d.sync_all()).map_err(io)?;
-        }
-        let marker = dir.join(CLEAN_MARKER);
-        let clean = marker.exists();
-        if clean {
-            std::fs::remove_file(&marker).map_err(io)?;
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            crate::storage::sync_dir(made)?;
         }
         Self::start(Arc::new(storage), options, Some(lock), Some(marker), clean)
     }

@@ -270,7 +270,8 @@ fn persisted_segment_size(dir: &Path) -> Option<usize> {
         .and_then(|size| size.trim().parse().ok())
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+/// Makes the entries of directory `dir` (files made, renamed or removed in it) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StorageError::new("sync", e))

@@ -444,10 +444,12 @@ impl Syncer {
 }
 
 /// Writes the clean-close marker durably.
-fn mark_clean(marker: &std::path::Path) -> std::io::Result<()> {
-    std::fs::File::create(marker)?.sync_all()?;
+fn mark_clean(marker: &std::path::Path) -> std::result::Result<(), crate::StorageError> {
+    std::fs::File::create(marker)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| crate::StorageError::new("sync", e))?;
     match marker.parent() {
-        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        Some(dir) => crate::storage::sync_dir(dir),
         None => Ok(()),
     }
 }
