@@ -608,6 +608,13 @@ impl Households {
         causation: Option<Uuid>,
     ) -> Result<Vec<NewEvent>, AppError> {
         let correlation_id = context.request_id.or_else(|| Some(Uuid::now_v7()));
+        // The first event of the command carries its stamp; a tombstone, which stays readable,
+        // only the fingerprint (the audit record names people).
+        let stamped = (stamp.fingerprint.is_some() || stamp.audit.is_some()).then_some(stamp);
+        let tombstone_stamp = stamped.map(|s| CommandStamp {
+            fingerprint: s.fingerprint.clone(),
+            audit: None,
+        });
         events
             .iter()
             .enumerate()
@@ -617,18 +624,11 @@ impl Households {
                     None => Uuid::now_v7(),
                 };
                 let tombstone = matches!(event, DomainEvent::HouseholdErased {});
-                // The first event of the command carries its stamp; a tombstone, which stays
-                // readable, only the fingerprint (the audit record names people).
-                let tombstone_stamp = CommandStamp {
-                    fingerprint: stamp.fingerprint.clone(),
-                    audit: None,
-                };
                 let stamped = match (i, tombstone) {
-                    (0, false) => Some(stamp),
-                    (0, true) => Some(&tombstone_stamp),
+                    (0, false) => stamped,
+                    (0, true) => tombstone_stamp.as_ref(),
                     _ => None,
-                }
-                .filter(|s| s.fingerprint.is_some() || s.audit.is_some());
+                };
                 let plain = event.to_payload_of_command(context.happened_on, stamped);
                 let payload = match &self.vault {
                     // The tombstone stays readable: it is what is left after the key is gone.
@@ -668,28 +668,11 @@ impl Households {
         if first.stream_id != household.stream_id() {
             return Err(AppError::RequestIdReused(request_id));
         }
-        let bad = |reason: String| AppError::BadEvent {
-            position: first.position,
-            event_type: first.event_type.clone(),
-            reason,
-        };
-        let first_stamp = match naast_vault::Vault::open_with(
-            self.vault.as_ref(),
-            household.0,
-            first.id,
-            &first.payload,
-        ) {
-            Ok(payload) => {
-                DomainEvent::from_payload(&payload)
-                    .map_err(|e| bad(e.to_string()))?
-                    .command
-            }
+        let Some(first_event) = self.decode(household, &first)? else {
             // Nothing can be compared with an erased household's events: never a retry.
-            Err(naast_vault::VaultError::Erased(_)) => {
-                return Err(AppError::RequestIdReused(request_id));
-            }
-            Err(e) => return Err(bad(e.to_string())),
+            return Err(AppError::RequestIdReused(request_id));
         };
+        let first_stamp = first_event.command;
         // Events written before commands were stamped cannot be compared: taken as a retry, as
         // they were then.
         if let Some(first_fingerprint) = first_stamp.and_then(|s| s.fingerprint)
@@ -764,26 +747,39 @@ impl Households {
             };
             next = last.revision + 1;
             for recorded in chunk {
-                let bad = |reason: String| AppError::BadEvent {
-                    position: recorded.position,
-                    event_type: recorded.event_type.clone(),
-                    reason,
-                };
-                let payload = match naast_vault::Vault::open_with(
-                    self.vault.as_ref(),
-                    household.0,
-                    recorded.id,
-                    &recorded.payload,
-                ) {
-                    Ok(payload) => payload,
-                    // An erased household's history: only its tombstone is left.
-                    Err(naast_vault::VaultError::Erased(_)) => continue,
-                    Err(e) => return Err(bad(e.to_string())),
-                };
-                let event = DomainEvent::from_payload(&payload).map_err(|e| bad(e.to_string()))?;
-                f(recorded, event);
+                // An erased household's history: only its tombstone is left.
+                if let Some(event) = self.decode(household, &recorded)? {
+                    f(recorded, event);
+                }
             }
         }
+    }
+
+    /// The household event `recorded`, opened with the household's key when sealed; `None` when
+    /// that key is gone (the household was erased).
+    fn decode(
+        &self,
+        household: HouseholdId,
+        recorded: &RecordedEvent,
+    ) -> Result<Option<naast_domain::event::Stored>, AppError> {
+        let bad = |reason: String| AppError::BadEvent {
+            position: recorded.position,
+            event_type: recorded.event_type.clone(),
+            reason,
+        };
+        let payload = match naast_vault::Vault::open_with(
+            self.vault.as_ref(),
+            household.0,
+            recorded.id,
+            &recorded.payload,
+        ) {
+            Ok(payload) => payload,
+            Err(naast_vault::VaultError::Erased(_)) => return Ok(None),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        DomainEvent::from_payload(&payload)
+            .map(Some)
+            .map_err(|e| bad(e.to_string()))
     }
 }
 
@@ -825,10 +821,12 @@ fn fingerprint(
     });
     // Serialising plain data into a Vec cannot fail.
     let bytes = serde_json::to_vec(&described).unwrap_or_default();
-    sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut hex = String::with_capacity(64);
+    for byte in sha2::Sha256::digest(&bytes) {
+        // Writing to a String cannot fail.
+        let _ = std::fmt::Write::write_fmt(&mut hex, format_args!("{byte:02x}"));
+    }
+    hex
 }
 
 fn vault_error(e: naast_vault::VaultError) -> AppError {
