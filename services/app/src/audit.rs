@@ -671,11 +671,22 @@ impl Auditor {
         let latest_year =
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(latest) * 1_000)
                 .map_or(i32::MIN, |t| t.year());
-        let newest_partition = self.partitions().last().map_or(i32::MIN, |(year, _)| *year);
         time::OffsetDateTime::now_utc()
             .year()
             .max(latest_year)
-            .max(newest_partition)
+            .max(self.newest_year().unwrap_or(i32::MIN))
+    }
+
+    /// The year of the newest open partition (without cloning the partitions: this is asked on
+    /// every record written).
+    fn newest_year(&self) -> Option<i32> {
+        self.inner
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .next_back()
+            .copied()
     }
 
     /// Removes the partitions of years that ended more than the retention before `now` (never
@@ -697,7 +708,7 @@ impl Auditor {
             if year >= now.year() || now - ended < self.inner.retention {
                 continue;
             }
-            let newest = self.partitions().last().map(|(y, _)| *y);
+            let newest = self.newest_year();
             let recent = newest_record_micros(&log)?.is_some_and(|written| {
                 let cutoff = now - self.inner.retention;
                 i128::from(written) * 1_000 > cutoff.unix_timestamp_nanos()
