@@ -365,8 +365,8 @@ pub enum DomainEvent {
     },
 }
 
-/// The plan, goal or agreement an event changes, if any: what a read model of current views
-/// must refresh after it.
+/// The plan, goal or agreement an event changes, if any: the resource a change notification
+/// (the FHIR push to platforms) names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Subject {
     /// A plan.

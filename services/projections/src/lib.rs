@@ -1,5 +1,6 @@
 //! Read models of naast, kept in sled and fed by the event log: the unified timeline of every
-//! household, and its current plans, goals and agreements.
+//! household. (Plans, goals and agreements are read from the household's state, on which each
+//! read is also decided.)
 //!
 //! # Layout
 //! - [`Projections`]: the store, its checkpoint, the projector loop ([`Projections::run`]),
@@ -15,15 +16,12 @@
 //! `v` → the format of the store (u64 BE; a store of another format is rebuilt at open);
 //! `e` + household id (16 bytes) + revision (u64 BE) → a timeline entry; `d` + household id + the
 //! entry's day (Julian day, sign bit flipped, u32 BE) + revision → nothing (the timeline in the
-//! order people read it: by the day things happened, then as recorded); `p`, `g`, `a` +
-//! household id + plan, goal or agreement id (16 bytes) → its current state; all as JSON, sealed
+//! order people read it: by the day things happened, then as recorded). Entries are JSON, sealed
 //! with the household's key when the store has a vault (the same key as its events, bound to the
 //! row's key), so that erasing a household makes every copy of its rows unreadable, whatever
 //! old segments sled keeps on disk.
 
-use naast_domain::event::Subject;
-use naast_domain::ids::{AgreementId, GoalId, HouseholdId, PlanId};
-use naast_domain::state::{Agreement, Goal, Plan};
+use naast_domain::ids::HouseholdId;
 use naast_domain::timeline::{self, TimelineEntry};
 use naast_domain::{DomainEvent, Household};
 use naast_eventlog::{Direction, EventLog, RecordedEvent};
@@ -36,13 +34,11 @@ use tokio::sync::watch;
 
 const CHECKPOINT_KEY: &[u8] = b"c";
 const FORMAT_KEY: &[u8] = b"v";
-/// The store's format: 2 has sealed rows and the by-day index.
-const FORMAT: u64 = 2;
+/// The store's format: 2 has sealed rows and the by-day index; 3 no longer keeps the current
+/// plans, goals and agreements (reads are decided and served from the household's state).
+const FORMAT: u64 = 3;
 const ENTRY_PREFIX: u8 = b'e';
 const DAY_PREFIX: u8 = b'd';
-const PLAN_PREFIX: u8 = b'p';
-const GOAL_PREFIX: u8 = b'g';
-const AGREEMENT_PREFIX: u8 = b'a';
 /// Households whose state the projector keeps between events.
 const MAX_STATES: usize = 10_000;
 /// Most events projected in one sled batch.
@@ -273,50 +269,6 @@ impl Projections {
         }
     }
 
-    /// The household's plans.
-    pub fn plans(&self, household: HouseholdId) -> Result<Vec<(PlanId, Plan)>, Error> {
-        self.rows(PLAN_PREFIX, household, PlanId)
-    }
-
-    /// The household's goals.
-    pub fn goals(&self, household: HouseholdId) -> Result<Vec<(GoalId, Goal)>, Error> {
-        self.rows(GOAL_PREFIX, household, GoalId)
-    }
-
-    /// The household's agreements.
-    pub fn agreements(
-        &self,
-        household: HouseholdId,
-    ) -> Result<Vec<(AgreementId, Agreement)>, Error> {
-        self.rows(AGREEMENT_PREFIX, household, AgreementId)
-    }
-
-    fn rows<I, T: serde::de::DeserializeOwned>(
-        &self,
-        prefix: u8,
-        household: HouseholdId,
-        id: fn(uuid::Uuid) -> I,
-    ) -> Result<Vec<(I, T)>, Error> {
-        let mut start = vec![prefix];
-        start.extend_from_slice(household.0.as_bytes());
-        self.tree
-            .scan_prefix(&start)
-            .filter_map(|item| {
-                let row = (|| {
-                    let (key, value) = item?;
-                    let raw: [u8; 16] = key
-                        .get(17..)
-                        .and_then(|k| k.try_into().ok())
-                        .ok_or_else(|| Error::Damaged("a view key of the wrong length".into()))?;
-                    Ok(self
-                        .open_row(household, &key, &value)?
-                        .map(|row| (id(uuid::Uuid::from_bytes(raw)), row)))
-                })();
-                row.transpose()
-            })
-            .collect()
-    }
-
     /// Whether the household has any entry.
     pub fn has_household(&self, household: HouseholdId) -> Result<bool, Error> {
         Ok(self.entry(household, 0)?.is_some())
@@ -420,13 +372,7 @@ impl Projections {
                     // read models.
                     tracing::error!(%household, error = %e, "erased, but the key file could not be destroyed yet");
                 }
-                for prefix in [
-                    ENTRY_PREFIX,
-                    DAY_PREFIX,
-                    PLAN_PREFIX,
-                    GOAL_PREFIX,
-                    AGREEMENT_PREFIX,
-                ] {
+                for prefix in [ENTRY_PREFIX, DAY_PREFIX] {
                     let mut start = vec![prefix];
                     start.extend_from_slice(household.0.as_bytes());
                     for key in self.tree.scan_prefix(&start).keys() {
@@ -449,28 +395,6 @@ impl Projections {
             let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
             let entry = timeline::entry(state, &stored.event, day);
             state.apply(&stored.event);
-            if let Some(subject) = stored.event.subject() {
-                let (key, row) = match subject {
-                    Subject::Plan(id) => (
-                        view_key(PLAN_PREFIX, household, id.0),
-                        state.plans.get(&id).map(serde_json::to_vec),
-                    ),
-                    Subject::Goal(id) => (
-                        view_key(GOAL_PREFIX, household, id.0),
-                        state.goals.get(&id).map(serde_json::to_vec),
-                    ),
-                    Subject::Agreement(id) => (
-                        view_key(AGREEMENT_PREFIX, household, id.0),
-                        state.agreements.get(&id).map(serde_json::to_vec),
-                    ),
-                };
-                // Plain data: serialising cannot fail.
-                if let Some(Ok(row)) = row
-                    && let Some(row) = self.seal_row(household, &key, &row, create_key)?
-                {
-                    batch.insert(key, row);
-                }
-            }
             if let Some((_, next)) = states.get_mut(&household) {
                 *next = recorded.revision + 1;
             }
@@ -639,14 +563,6 @@ fn day_key(household: HouseholdId, day: time::Date, revision: u64) -> Vec<u8> {
     // Flipping the sign bit orders negative Julian days (before 4713 BC) before positive ones.
     key.extend_from_slice(&(day.to_julian_day().cast_unsigned() ^ 0x8000_0000).to_be_bytes());
     key.extend_from_slice(&revision.to_be_bytes());
-    key
-}
-
-fn view_key(prefix: u8, household: HouseholdId, id: uuid::Uuid) -> Vec<u8> {
-    let mut key = Vec::with_capacity(33);
-    key.push(prefix);
-    key.extend_from_slice(household.0.as_bytes());
-    key.extend_from_slice(id.as_bytes());
     key
 }
 
