@@ -296,6 +296,8 @@ struct Partitions {
     /// A write failed since the process started: some events may name a record that is not
     /// there, so the reconciled position must not move past them.
     failed: std::sync::atomic::AtomicBool,
+    /// The options of each year's log.
+    options: Options,
     open: std::sync::Mutex<std::collections::BTreeMap<i32, EventLog>>,
     /// The latest moment a record was written at (µs since 1970), as far as this process knows:
     /// a clock that is behind it (no real-time clock, time not yet synchronised) must not send
@@ -310,6 +312,23 @@ impl Auditor {
     /// Opens (or creates) the audit log in `dir`, keeping records at least `retention` (and
     /// less than a year longer).
     pub fn open(dir: &Path, retention: std::time::Duration) -> Result<Self, AuditError> {
+        Self::open_with(
+            dir,
+            retention,
+            Options {
+                cache_capacity_bytes: PARTITION_CACHE_BYTES,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// As [`Auditor::open`], with the options of each year's log (its page cache, its write
+    /// queue, …).
+    pub fn open_with(
+        dir: &Path,
+        retention: std::time::Duration,
+        options: Options,
+    ) -> Result<Self, AuditError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("open", e))?;
         // The folder must survive a power cut with the records acknowledged in it.
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -322,6 +341,7 @@ impl Auditor {
                 dir: dir.to_owned(),
                 retention,
                 failed: std::sync::atomic::AtomicBool::new(false),
+                options,
                 open: std::sync::Mutex::default(),
                 latest_micros: std::sync::atomic::AtomicU64::new(0),
                 in_flight: std::sync::atomic::AtomicUsize::new(0),
@@ -387,10 +407,7 @@ impl Auditor {
         }
         let log = EventLog::open(
             self.inner.dir.join(year.to_string()),
-            Options {
-                cache_capacity_bytes: PARTITION_CACHE_BYTES,
-                ..Options::default()
-            },
+            self.inner.options.clone(),
         )?;
         open.insert(year, log.clone());
         Ok(log)

@@ -19,6 +19,30 @@ use std::time::Duration;
 
 const RETENTION: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
 
+/// A citizen signed in as `subject`, through the PGO `jouw-omgeving`, calling `operation`.
+fn citizen(subject: &str, name: Option<&str>, operation: &str) -> (Identity, Calling) {
+    let identity = Identity {
+        issuer: "https://login.example.nl".into(),
+        subject: subject.into(),
+    };
+    let calling = Calling::Caller(Arc::new(Caller {
+        principal: Principal {
+            identity: identity.clone(),
+            role: PrincipalRole::Citizen,
+            name: name.map(str::to_owned),
+            organisation: None,
+            client_id: Some("jouw-omgeving".into()),
+            acting_for: None,
+        },
+        operation: operation.into(),
+        peer: Some("192.0.2.7:50123".parse().unwrap()),
+        request_id: None,
+        purpose: "care".into(),
+        valid_until: None,
+    }));
+    (identity, calling)
+}
+
 #[tokio::test]
 async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
@@ -29,25 +53,11 @@ async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
     let audited = Auditor::open(&dir.path().join("audit"), RETENTION).unwrap();
     let households = Households::new(log.clone(), Some(audited.clone())).with_vault(vault.clone());
 
-    let identity = Identity {
-        issuer: "https://login.example.nl".into(),
-        subject: "moeder-42".into(),
-    };
-    let calling = Calling::Caller(Arc::new(Caller {
-        principal: Principal {
-            identity: identity.clone(),
-            role: PrincipalRole::Citizen,
-            name: Some("Ingrid Bakker".into()),
-            organisation: None,
-            client_id: Some("jouw-omgeving".into()),
-            acting_for: None,
-        },
-        operation: "/naast.v1.HouseholdService/CreateHousehold".into(),
-        peer: Some("192.0.2.7:50123".parse().unwrap()),
-        request_id: None,
-        purpose: "care".into(),
-        valid_until: None,
-    }));
+    let (identity, calling) = citizen(
+        "moeder-42",
+        Some("Ingrid Bakker"),
+        "/naast.v1.HouseholdService/CreateHousehold",
+    );
     let request = uuid::Uuid::now_v7();
     let household = HouseholdId::new();
     households
@@ -113,25 +123,11 @@ async fn a_command_done_while_the_audit_log_fails_is_answered_done_and_its_recor
         .unwrap();
     failing.close().await;
 
-    let identity = Identity {
-        issuer: "https://login.example.nl".into(),
-        subject: "vader-7".into(),
-    };
-    let calling = Calling::Caller(Arc::new(Caller {
-        principal: Principal {
-            identity: identity.clone(),
-            role: PrincipalRole::Citizen,
-            name: None,
-            organisation: None,
-            client_id: Some("jouw-omgeving".into()),
-            acting_for: None,
-        },
-        operation: "/naast.v1.HouseholdService/CreateHousehold".into(),
-        peer: None,
-        request_id: None,
-        purpose: "care".into(),
-        valid_until: None,
-    }));
+    let (identity, calling) = citizen(
+        "vader-7",
+        None,
+        "/naast.v1.HouseholdService/CreateHousehold",
+    );
     let household = HouseholdId::new();
     // The events are durable, so the command is answered as done (a client retrying without a
     // request id would otherwise do it twice) ...
@@ -169,61 +165,67 @@ async fn a_command_done_while_the_audit_log_fails_is_answered_done_and_its_recor
 async fn a_call_its_client_cancels_never_leaves_events_without_their_record() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path().join("sled"), Options::default()).unwrap();
-    let auditor = Auditor::open(&dir.path().join("audit"), RETENTION).unwrap();
-    let households = Households::new(log.clone(), Some(auditor.clone()));
-    let identity = Identity {
-        issuer: "https://login.example.nl".into(),
-        subject: "ouder-3".into(),
-    };
-    let calling = Calling::Caller(Arc::new(Caller {
-        principal: Principal {
-            identity: identity.clone(),
-            role: PrincipalRole::Citizen,
-            name: None,
-            organisation: None,
-            client_id: Some("jouw-omgeving".into()),
-            acting_for: None,
+    // An audit log whose write queue holds one record: records of commands waiting for room in
+    // it, while the commands' events go ahead, is the moment a cancelled call used to lose.
+    let auditor = Auditor::open_with(
+        &dir.path().join("audit"),
+        RETENTION,
+        Options {
+            write_queue: 1,
+            ..Options::default()
         },
-        operation: "/naast.v1.HouseholdService/CreateNote".into(),
-        peer: None,
-        request_id: None,
-        purpose: "care".into(),
-        valid_until: None,
-    }));
+    )
+    .unwrap();
+    let households = Households::new(log.clone(), Some(auditor.clone()));
+    let (identity, calling) = citizen("ouder-3", None, "/naast.v1.HouseholdService/CreateNote");
     let context = CommandContext {
         calling,
         ..CommandContext::unguarded()
     };
-    let household = HouseholdId::new();
-    households
-        .execute(
-            household,
-            Command::RegisterHousehold {
-                name: "Familie Afgebroken".into(),
-                registered_by: Some(identity),
-            },
-            &context,
-        )
-        .await
-        .unwrap();
-    // Calls cut off at every moment from at once to after they are done (a client's deadline,
-    // a dropped connection): each either did nothing or did everything, its record included.
-    // (The worst moment, a record waiting for room in a full audit queue, cannot be brought
-    // about here; this checks the promise at all the moments that can.)
-    for wait in (0..40).map(|i| Duration::from_micros(i * i * 10)) {
-        let note = Command::AddNote {
-            note: naast_domain::ids::EntryId::new(),
-            about: None,
-            text: "afgebroken of niet".into(),
-            life_domains: vec![naast_domain::vocab::LifeDomain::Meaning],
-        };
-        let _ = tokio::time::timeout(wait, households.execute(household, note, &context)).await;
+    let homes: Vec<HouseholdId> = (0..32).map(|_| HouseholdId::new()).collect();
+    for home in &homes {
+        households
+            .execute(
+                *home,
+                Command::RegisterHousehold {
+                    name: "Familie Afgebroken".into(),
+                    registered_by: Some(identity.clone()),
+                },
+                &context,
+            )
+            .await
+            .unwrap();
+    }
+    // Rounds of commands on every household at once, each cut off after a while (a client's
+    // deadline, a dropped connection) from at once to after it is done: each either did nothing
+    // or did everything, its record included.
+    for round in 0..20u64 {
+        let calls: Vec<_> = homes
+            .iter()
+            .map(|home| {
+                let (households, context, home) = (households.clone(), context.clone(), *home);
+                tokio::spawn(async move {
+                    let note = Command::AddNote {
+                        note: naast_domain::ids::EntryId::new(),
+                        about: None,
+                        text: "afgebroken of niet".into(),
+                        life_domains: vec![naast_domain::vocab::LifeDomain::Meaning],
+                    };
+                    let wait = Duration::from_micros(round * round * 25);
+                    let _ =
+                        tokio::time::timeout(wait, households.execute(home, note, &context)).await;
+                })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap();
+        }
     }
     auditor.settled().await;
     let events = log
-        .read_all(0, naast_eventlog::Direction::Forwards, 1_000)
+        .read_all(0, naast_eventlog::Direction::Forwards, 10_000)
         .unwrap();
-    assert!(events.len() > 1);
+    assert!(events.len() > homes.len(), "some notes got through");
     for event in events {
         let cause = event
             .metadata
