@@ -73,6 +73,8 @@ pub struct Server {
     child: Child,
     /// Where it listens.
     pub address: SocketAddr,
+    /// Where its FHIR facade listens, when started with `--fhir-listen`.
+    pub fhir: Option<SocketAddr>,
     /// Tokens the development issuer printed, by persona (`ouder`, `ondersteuner`,
     /// `zorgverlener`, `pgo`, `evaluator`, `beheerder`).
     pub tokens: HashMap<String, String>,
@@ -101,6 +103,7 @@ impl Server {
             .unwrap_or_else(|| panic!("stdout is piped"));
         // Dev tokens come first, then the address.
         let mut tokens = HashMap::new();
+        let mut fhir = None;
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         let address = loop {
@@ -115,6 +118,10 @@ impl Server {
                 }
                 continue;
             }
+            if let Some(rest) = line.trim().strip_prefix("naast FHIR facade on http://") {
+                fhir = rest.trim_end_matches("/fhir").parse().ok();
+                continue;
+            }
             if let Some(address) = line.trim().strip_prefix("naast listening on ") {
                 break address.parse().unwrap_or_else(|_| {
                     let _ = child.kill();
@@ -125,6 +132,7 @@ impl Server {
         Self {
             child,
             address,
+            fhir,
             tokens,
         }
     }
@@ -144,6 +152,14 @@ impl Server {
     /// The URL a tonic client connects to.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// The FHIR base URL (`http://…/fhir`) of a server started with `--fhir-listen`.
+    pub fn fhir_base(&self) -> String {
+        let address = self
+            .fhir
+            .unwrap_or_else(|| panic!("the server was not started with --fhir-listen"));
+        format!("http://{address}/fhir")
     }
 
     /// Sends SIGKILL and waits for the process to be gone.

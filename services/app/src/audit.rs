@@ -52,8 +52,20 @@ pub enum Action {
 }
 
 impl Action {
-    /// The action a gRPC method amounts to, by its verb (`/naast.v1.X/CreateGoal` → create).
+    /// The action an operation amounts to: a gRPC method by its verb (`/naast.v1.X/CreateGoal`
+    /// → create), a FHIR interaction by its name (`FHIR search-type Goal` → read).
     pub fn of_operation(operation: &str) -> Self {
+        if let Some(fhir) = operation.strip_prefix("FHIR ") {
+            let interaction = fhir.split(' ').next().unwrap_or_default();
+            return match interaction {
+                "read" | "vread" | "history-instance" | "history-type" | "search-type"
+                | "capabilities" | "everything" => Action::Read,
+                "create" => Action::Create,
+                "update" | "patch" => Action::Update,
+                "delete" => Action::Delete,
+                _ => Action::Execute,
+            };
+        }
         let method = operation.rsplit('/').next().unwrap_or_default();
         let starts = |prefixes: &[&str]| prefixes.iter().any(|p| method.starts_with(p));
         if starts(&["List", "Get", "Subscribe", "Search", "ServerReflection"]) {

@@ -187,10 +187,30 @@ impl Households {
         objects: Vec<String>,
         f: impl FnOnce(&Household, Option<u64>, &Access) -> R,
     ) -> Result<(Access, R), AppError> {
+        self.guard_read_checked(
+            calling,
+            household,
+            action,
+            objects,
+            |state, revision, access| Ok(f(state, revision, access)),
+        )
+        .await
+    }
+
+    /// [`Households::guard_read`] where `f` may still refuse, for the one thing asked for
+    /// (a goal outside what a grant shows, say): the refusal is what is recorded then.
+    pub async fn guard_read_checked<R>(
+        &self,
+        calling: &Calling,
+        household: HouseholdId,
+        action: Action,
+        objects: Vec<String>,
+        f: impl FnOnce(&Household, Option<u64>, &Access) -> Result<R, access::Denied>,
+    ) -> Result<(Access, R), AppError> {
         let decision = self
             .inspect(household, |state, revision| {
                 let access = calling.access(state, action)?;
-                let seen = f(state, revision, &access);
+                let seen = f(state, revision, &access)?;
                 Ok((access, seen))
             })
             .await?;
@@ -597,6 +617,24 @@ impl Households {
             }
         })?;
         Ok((then, revision))
+    }
+
+    /// Calls `f` with each event of the household up to and including revision `until`, in
+    /// order, and the household's state just after it: its history, each version a real past
+    /// state.
+    pub fn replay(
+        &self,
+        household: HouseholdId,
+        until: u64,
+        mut f: impl FnMut(&RecordedEvent, &Household),
+    ) -> Result<(), AppError> {
+        let mut state = Household::default();
+        self.each_event(household, 0, |recorded, stored| {
+            if recorded.revision <= until {
+                state.apply(&stored.event);
+                f(&recorded, &state);
+            }
+        })
     }
 
     fn new_events(

@@ -421,6 +421,23 @@ impl DomainEvent {
         }
     }
 
+    /// The id of what this event brings into the household's record (a member, contact, plan,
+    /// goal, agreement, indication or grant), if any: what a reader looking for that id must
+    /// find this household by.
+    pub fn introduces(&self) -> Option<uuid::Uuid> {
+        use DomainEvent as E;
+        match self {
+            E::MemberAdded { member, .. } => Some(member.0),
+            E::ContactAdded { contact, .. } => Some(contact.0),
+            E::PlanDrafted { plan, .. } => Some(plan.0),
+            E::GoalSet { goal, .. } => Some(goal.0),
+            E::AgreementProposed { agreement, .. } => Some(agreement.0),
+            E::IndicationRecorded { indication, .. } => Some(indication.0),
+            E::AccessGranted { grant, .. } => Some(grant.0),
+            _ => None,
+        }
+    }
+
     /// The event type recorded in the log; equal to the JSON `type` field.
     pub fn event_type(&self) -> &'static str {
         match self {

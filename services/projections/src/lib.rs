@@ -20,6 +20,12 @@
 //! with the household's key when the store has a vault (the same key as its events, bound to the
 //! row's key), so that erasing a household makes every copy of its rows unreadable, whatever
 //! old segments sled keeps on disk.
+//!
+//! The store also finds a household by the id of anything in it (a member, goal, agreement, …),
+//! for transports that address things by their own id (FHIR's `Goal/{id}`): `i` + id (16 bytes)
+//! → household id (16 bytes), and `r` + household id + id → nothing, so an erasure removes its
+//! household's ids too. These rows hold two random ids each and nothing else, so they are not
+//! sealed.
 
 use naast_domain::ids::HouseholdId;
 use naast_domain::timeline::{self, TimelineEntry};
@@ -35,10 +41,13 @@ use tokio::sync::watch;
 const CHECKPOINT_KEY: &[u8] = b"c";
 const FORMAT_KEY: &[u8] = b"v";
 /// The store's format: 2 has sealed rows and the by-day index; 3 no longer keeps the current
-/// plans, goals and agreements (reads are decided and served from the household's state).
-const FORMAT: u64 = 3;
+/// plans, goals and agreements (reads are decided and served from the household's state); 4
+/// finds households by the ids of what they hold.
+const FORMAT: u64 = 4;
 const ENTRY_PREFIX: u8 = b'e';
 const DAY_PREFIX: u8 = b'd';
+const ID_PREFIX: u8 = b'i';
+const ID_OF_HOUSEHOLD_PREFIX: u8 = b'r';
 /// Households whose state the projector keeps between events.
 const MAX_STATES: usize = 10_000;
 /// Most events projected in one sled batch.
@@ -269,6 +278,20 @@ impl Projections {
         }
     }
 
+    /// The household that holds the member, contact, plan, goal, agreement, indication or
+    /// grant `id` (or that is `id`), as far as the projector has come; `None` when no household
+    /// does (or did: an erased household's ids are forgotten with it).
+    pub fn household_holding(&self, id: uuid::Uuid) -> Result<Option<HouseholdId>, Error> {
+        let mut key = vec![ID_PREFIX];
+        key.extend_from_slice(id.as_bytes());
+        match self.tree.get(key)? {
+            Some(value) => uuid::Uuid::from_slice(&value)
+                .map(|id| Some(HouseholdId(id)))
+                .map_err(|_| Error::Damaged("a household id of the wrong length".into())),
+            None => Ok(None),
+        }
+    }
+
     /// Whether the household has any entry.
     pub fn has_household(&self, household: HouseholdId) -> Result<bool, Error> {
         Ok(self.entry(household, 0)?.is_some())
@@ -372,11 +395,19 @@ impl Projections {
                     // read models.
                     tracing::error!(%household, error = %e, "erased, but the key file could not be destroyed yet");
                 }
-                for prefix in [ENTRY_PREFIX, DAY_PREFIX] {
+                for prefix in [ENTRY_PREFIX, DAY_PREFIX, ID_OF_HOUSEHOLD_PREFIX] {
                     let mut start = vec![prefix];
                     start.extend_from_slice(household.0.as_bytes());
                     for key in self.tree.scan_prefix(&start).keys() {
-                        batch.remove(key?);
+                        let key = key?;
+                        if prefix == ID_OF_HOUSEHOLD_PREFIX
+                            && let Some(id) = key.get(17..33)
+                        {
+                            let mut forward = vec![ID_PREFIX];
+                            forward.extend_from_slice(id);
+                            batch.remove(forward);
+                        }
+                        batch.remove(key);
                     }
                 }
                 states.remove(&household);
@@ -392,6 +423,15 @@ impl Projections {
             // Rows are sealed with the key the event was sealed with; an event stored in the
             // clear (written before encryption) may have its household's key made now.
             let create_key = !naast_vault::Vault::is_sealed(&recorded.payload);
+            let introduced = match &stored.event {
+                DomainEvent::HouseholdRegistered { .. } => Some(household.0),
+                event => event.introduces(),
+            };
+            if let Some(id) = introduced {
+                let (forward, reverse) = id_keys(household, id);
+                batch.insert(forward, household.0.as_bytes().to_vec());
+                batch.insert(reverse, Vec::new());
+            }
             let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
             let entry = timeline::entry(state, &stored.event, day);
             state.apply(&stored.event);
@@ -546,6 +586,18 @@ impl TimelinePosition {
 /// The id a row is sealed under: its key, in the household's own namespace.
 fn row_id(household: HouseholdId, key: &[u8]) -> uuid::Uuid {
     uuid::Uuid::new_v5(&household.0, key)
+}
+
+/// The rows finding `household` by `id`: forwards, and back for erasure.
+fn id_keys(household: HouseholdId, id: uuid::Uuid) -> (Vec<u8>, Vec<u8>) {
+    let mut forward = Vec::with_capacity(17);
+    forward.push(ID_PREFIX);
+    forward.extend_from_slice(id.as_bytes());
+    let mut reverse = Vec::with_capacity(33);
+    reverse.push(ID_OF_HOUSEHOLD_PREFIX);
+    reverse.extend_from_slice(household.0.as_bytes());
+    reverse.extend_from_slice(id.as_bytes());
+    (forward, reverse)
 }
 
 fn entry_key(household: HouseholdId, revision: u64) -> Vec<u8> {

@@ -156,7 +156,53 @@ async fn the_timeline_follows_the_log_survives_a_reopen_and_rebuilds_identically
         .unwrap();
     assert_eq!((page.len(), next.map(|n| n.revision)), (1, Some(1)));
     assert!(!projections.has_household(HouseholdId::new()).unwrap());
+    // The household is found by its own id and by the ids of what it holds.
+    for id in [h.0, member.0, goal.0] {
+        assert_eq!(projections.household_holding(id).unwrap(), Some(h));
+    }
+    assert_eq!(
+        projections.household_holding(uuid::Uuid::now_v7()).unwrap(),
+        None
+    );
 
+    // Another household, erased: its ids are forgotten with it; the first one's stay.
+    let other = HouseholdId::new();
+    let mut other_state = Household::default();
+    let other_member = MemberId::new();
+    for command in [
+        Command::RegisterHousehold {
+            name: "Familie Smit".into(),
+            registered_by: None,
+        },
+        Command::AddMember {
+            member: other_member,
+            details: MemberDetails {
+                name: "Sam".into(),
+                role: MemberRole::Client,
+                relation: None,
+                birth_date: None,
+            },
+        },
+    ] {
+        execute(&log, other, &mut other_state, command, None).await;
+    }
+    projections
+        .wait_for(log.head() - 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        projections.household_holding(other_member.0).unwrap(),
+        Some(other)
+    );
+    let erased = execute(&log, other, &mut other_state, Command::EraseHousehold, None).await;
+    projections
+        .wait_for(erased, Duration::from_secs(10))
+        .await
+        .unwrap();
+    for id in [other.0, other_member.0] {
+        assert_eq!(projections.household_holding(id).unwrap(), None, "erased");
+    }
+    assert_eq!(projections.household_holding(member.0).unwrap(), Some(h));
     log.close().await;
     projector.await.unwrap().unwrap();
     let checkpoint = projections.checkpoint();

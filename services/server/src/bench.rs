@@ -693,6 +693,7 @@ async fn served(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::grpc::run(
         listener,
+        None,
         log.clone(),
         projections,
         guard,

@@ -1,5 +1,5 @@
 //! Configuration of `naast serve`: defaults, overridden by a TOML file (`--config`), overridden by
-//! environment variables (`NAAST_LISTEN`, `NAAST_DATA_DIR`, `NAAST_ISSUERS`, `NAAST_AUDIENCE`,
+//! environment variables (`NAAST_LISTEN`, `NAAST_FHIR_LISTEN`, `NAAST_DATA_DIR`, `NAAST_ISSUERS`, `NAAST_AUDIENCE`,
 //! `NAAST_DEV`), overridden by flags. Validated before any port is bound or any file opened: a
 //! server that is not in dev mode refuses to start without a trusted issuer.
 
@@ -22,6 +22,8 @@ pub const DEFAULT_AUDIENCE: &str = "naast";
 pub struct Config {
     /// Address of the gRPC listener; port 0 picks a free port (printed at start).
     pub listen: SocketAddr,
+    /// Address of the FHIR facade's HTTP listener (`/fhir`); off unless set.
+    pub fhir_listen: Option<SocketAddr>,
     /// Directory of the event log.
     pub data_dir: PathBuf,
     /// How tokens are checked.
@@ -50,6 +52,8 @@ impl std::fmt::Debug for Secret {
 pub struct Overrides {
     /// Listen address.
     pub listen: Option<String>,
+    /// FHIR listen address.
+    pub fhir_listen: Option<String>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
     /// Trusted issuers.
@@ -82,6 +86,8 @@ pub struct Overrides {
 pub struct FileConfig {
     /// `listen = "127.0.0.1:50051"`
     pub listen: Option<String>,
+    /// `fhir_listen = "127.0.0.1:8080"` (the FHIR facade; off unless set)
+    pub fhir_listen: Option<String>,
     /// `data_dir = "/var/lib/naast"`
     pub data_dir: Option<PathBuf>,
     /// `master_key_file = "/etc/naast/master.key"` (base64 of 32 bytes, readable by naast only)
@@ -199,6 +205,7 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let Overrides {
             listen,
+            fhir_listen,
             data_dir,
             issuers,
             audience,
@@ -221,6 +228,10 @@ impl Config {
         let listen = listen
             .parse()
             .map_err(|_| ConfigError::Listen { value: listen })?;
+        let fhir_listen = match fhir_listen.or(file.fhir_listen) {
+            Some(value) => Some(value.parse().map_err(|_| ConfigError::Listen { value })?),
+            None => None,
+        };
         let data_dir = data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
@@ -325,6 +336,7 @@ impl Config {
         }
         Ok(Self {
             listen,
+            fhir_listen,
             data_dir,
             auth,
             dev,
@@ -429,6 +441,7 @@ mod tests {
             Config::resolve(dev.clone(), None, true).unwrap(),
             Config {
                 listen: DEFAULT_LISTEN.parse().unwrap(),
+                fhir_listen: None,
                 data_dir: DEFAULT_DATA_DIR.into(),
                 auth: AuthSettings {
                     issuers: Vec::new(),

@@ -50,6 +50,10 @@ struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:50051]; port 0 picks a free one.
     #[arg(long, env = "NAAST_LISTEN")]
     listen: Option<String>,
+    /// Address of the FHIR facade's HTTP listener, base `/fhir` (off unless set); port 0 picks
+    /// a free one.
+    #[arg(long, env = "NAAST_FHIR_LISTEN")]
+    fhir_listen: Option<String>,
     /// Directory of the event log [default: ./data].
     #[arg(long, env = "NAAST_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
@@ -107,6 +111,9 @@ struct DemoArgs {
     /// Address to listen on; port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
+    /// Address of the FHIR facade with `--serve` [default: a free port on 127.0.0.1].
+    #[arg(long)]
+    fhir_listen: Option<String>,
     /// Directory for the demo's event log [default: a fresh temporary one, removed afterwards].
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
@@ -179,6 +186,7 @@ fn failed(e: impl std::fmt::Display) -> Failure {
 fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
     let overrides = Overrides {
         listen: args.listen,
+        fhir_listen: args.fhir_listen,
         data_dir: args.data_dir,
         issuers: args.issuers,
         audience: args.audience,
@@ -393,9 +401,22 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
     let token = dev.mint(parent, DEV_TOKEN_LIFETIME)?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
+    // With --serve, the FHIR facade too: on the address given, else on a free port.
+    let fhir = match (&args.fhir_listen, args.serve) {
+        (Some(fhir), _) => {
+            let fhir: std::net::SocketAddr = fhir.parse().map_err(|_| {
+                format!("FHIR listen address {fhir:?} is not an IP address and port")
+            })?;
+            Some(tokio::net::TcpListener::bind(fhir).await?)
+        }
+        (None, true) => Some(tokio::net::TcpListener::bind((listen.ip(), 0)).await?),
+        (None, false) => None,
+    };
+    let fhir_address = fhir.as_ref().map(|l| l.local_addr()).transpose()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(grpc::run(
         listener,
+        fhir,
         log,
         projections,
         Some(guard),
@@ -408,6 +429,9 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
         println!();
         print_dev_tokens(&dev)?;
         println!("\nnaast listening on {address} with the demo data; Ctrl-C stops it");
+        if let Some(fhir) = fhir_address {
+            println!("naast FHIR facade on http://{fhir}/fhir");
+        }
         let _ = std::io::stdout().flush();
         grpc::shutdown_signal().await;
     }
@@ -437,12 +461,25 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Se
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr()?;
-    // One line on stdout that tools and tests can wait for.
+    let fhir = match config.fhir_listen {
+        Some(fhir) => Some(
+            tokio::net::TcpListener::bind(fhir)
+                .await
+                .map_err(|e| format!("cannot listen on {fhir} for FHIR: {e}"))?,
+        ),
+        None => None,
+    };
+    // One line on stdout that tools and tests can wait for (the FHIR line first, when there is
+    // one, so that both are known once this one is read).
+    if let Some(fhir) = &fhir {
+        println!("naast FHIR facade on http://{}/fhir", fhir.local_addr()?);
+    }
     println!("naast listening on {address}");
     let _ = std::io::stdout().flush();
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
     grpc::run(
         listener,
+        fhir,
         log,
         projections,
         Some(guard),

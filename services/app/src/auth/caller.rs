@@ -148,3 +148,78 @@ pub struct Guard {
     /// Seals household payloads with per-household keys.
     pub vault: Option<naast_vault::Vault>,
 }
+
+/// What a transport knows of a call before it is authenticated, read off its headers and
+/// connection.
+#[derive(Clone, Debug, Default)]
+pub struct Arrival {
+    /// The operation called: a gRPC method, or `FHIR <interaction> <type>`.
+    pub operation: String,
+    /// The caller's address.
+    pub peer: Option<SocketAddr>,
+    /// The `authorization` header.
+    pub authorization: Option<String>,
+    /// The `x-request-id` header (kept to 128 characters).
+    pub request_id: Option<String>,
+    /// The purpose-of-use header (kept to [`MAX_PURPOSE_CHARS`]); [`DEFAULT_PURPOSE`] when
+    /// absent.
+    pub purpose: Option<String>,
+}
+
+/// Why a call was not let in.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// Its token was missing or not valid: the refusal is recorded in the audit log.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The refusal could not be recorded, so the service answers that it is unavailable.
+    #[error("the audit log is unavailable")]
+    AuditUnavailable,
+}
+
+impl Guard {
+    /// Authenticates the call `arrival` describes: its caller, or a refusal recorded in the
+    /// audit log (every transport's authentication goes through here, so a refused FHIR call is
+    /// recorded exactly as a refused gRPC call).
+    pub async fn admit(&self, arrival: Arrival) -> Result<Arc<Caller>, Refused> {
+        let request_id = arrival.request_id.map(|id| truncate(&id, 128));
+        let purpose = arrival
+            .purpose
+            .map(|p| truncate(&p, MAX_PURPOSE_CHARS))
+            .unwrap_or_else(|| DEFAULT_PURPOSE.to_owned());
+        match self
+            .authenticator
+            .authenticate_until(arrival.authorization.as_deref())
+            .await
+        {
+            Ok((principal, valid_until)) => Ok(Arc::new(Caller {
+                principal,
+                operation: arrival.operation,
+                peer: arrival.peer,
+                request_id,
+                purpose,
+                valid_until: Some(valid_until),
+            })),
+            Err(refused) => {
+                let record = Record {
+                    reason: Some(format!("not authenticated: {refused}")),
+                    purpose,
+                    network_access_point: arrival.peer.map(|p| p.to_string()),
+                    request_id,
+                    ..Record::new(arrival.operation, audit::Outcome::Denied)
+                };
+                match self.auditor.record(&record).await {
+                    Ok(()) => Err(Refused::Unauthenticated(refused.to_string())),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot record a refused call");
+                        Err(Refused::AuditUnavailable)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}

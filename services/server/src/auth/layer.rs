@@ -2,11 +2,9 @@
 //! [`Caller`] in the request's extensions, or answers `UNAUTHENTICATED` and records the refusal
 //! in the audit log. Health checks pass without a token.
 
-use crate::audit::{self, Record};
 pub use naast_app::auth::caller::{
-    Caller, Calling, DEFAULT_PURPOSE, Guard, MAX_PURPOSE_CHARS, PURPOSE_HEADER,
+    Arrival, Caller, Calling, DEFAULT_PURPOSE, Guard, MAX_PURPOSE_CHARS, PURPOSE_HEADER, Refused,
 };
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic::codegen::{BoxFuture, Service, http};
 
@@ -80,57 +78,29 @@ where
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned)
             };
-            let peer = request
-                .extensions()
-                .get::<tonic::transport::server::TcpConnectInfo>()
-                .and_then(|info| info.remote_addr());
-            let request_id = header_text("x-request-id").map(|id| truncate(&id, 128));
-            let purpose = header_text(PURPOSE_HEADER)
-                .map(|p| truncate(&p, MAX_PURPOSE_CHARS))
-                .unwrap_or_else(|| DEFAULT_PURPOSE.to_owned());
-            let authorization = header_text("authorization");
-            match guard
-                .authenticator
-                .authenticate_until(authorization.as_deref())
-                .await
-            {
-                Ok((principal, valid_until)) => {
-                    request
-                        .extensions_mut()
-                        .insert(Calling::Caller(Arc::new(Caller {
-                            principal,
-                            operation,
-                            peer,
-                            request_id,
-                            purpose,
-                            valid_until: Some(valid_until),
-                        })));
+            let arrival = Arrival {
+                peer: request
+                    .extensions()
+                    .get::<tonic::transport::server::TcpConnectInfo>()
+                    .and_then(|info| info.remote_addr()),
+                request_id: header_text("x-request-id"),
+                purpose: header_text(PURPOSE_HEADER),
+                authorization: header_text("authorization"),
+                operation,
+            };
+            match guard.admit(arrival).await {
+                Ok(caller) => {
+                    request.extensions_mut().insert(Calling::Caller(caller));
                     inner.call(request).await
                 }
-                Err(refused) => {
-                    let record = Record {
-                        reason: Some(format!("not authenticated: {refused}")),
-                        purpose,
-                        network_access_point: peer.map(|p| p.to_string()),
-                        request_id,
-                        ..Record::new(operation, audit::Outcome::Denied)
-                    };
-                    let status = match guard.auditor.record(&record).await {
-                        Ok(()) => tonic::Status::unauthenticated(crate::grpc::status::bounded(
-                            refused.to_string(),
-                        )),
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot record a refused call");
-                            tonic::Status::unavailable("the audit log is unavailable")
-                        }
-                    };
-                    Ok(status.into_http())
+                Err(Refused::Unauthenticated(reason)) => Ok(tonic::Status::unauthenticated(
+                    crate::grpc::status::bounded(reason),
+                )
+                .into_http()),
+                Err(Refused::AuditUnavailable) => {
+                    Ok(tonic::Status::unavailable("the audit log is unavailable").into_http())
                 }
             }
         })
     }
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
 }

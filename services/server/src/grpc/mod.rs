@@ -46,13 +46,14 @@ pub enum ServeError {
     Audit(#[from] crate::audit::AuditError),
 }
 
-/// Serves `log` on `listener` until `shutdown` completes, keeping `projections` up to date with
+/// Serves `log` on `listener` (gRPC) and `fhir` (the FHIR facade, when given) until `shutdown` completes, keeping `projections` up to date with
 /// it; then ends open subscriptions, lets in-flight calls finish, and closes the log (committing
 /// and syncing what is queued). With a `guard`, every call but health needs a valid token, is
 /// authorised against the family's consent, and is recorded in the audit log; without one,
 /// everything is open (benchmarks and embedded use only: `naast serve` always guards).
 pub async fn run(
     listener: TcpListener,
+    fhir: Option<TcpListener>,
     log: EventLog,
     projections: Projections,
     guard: Option<Guard>,
@@ -91,6 +92,15 @@ pub async fn run(
         households = households.with_vault(vault);
     }
     let audit = AuditApi::new(auditor.clone(), households.clone());
+    // The FHIR facade: the same households, read models and guard, on its own listener.
+    let fhir = fhir.map(|listener| {
+        let facade =
+            naast_fhir_http::Facade::new(households.clone(), projections.clone(), guard.clone());
+        let mut stop = stopped.clone();
+        tokio::spawn(naast_fhir_http::serve(listener, facade, async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }))
+    });
     let households = HouseholdApi::new(households, projections, stopped);
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -158,6 +168,14 @@ pub async fn run(
             (Ok(()), false)
         }
     };
+    if let Some(fhir) = fhir {
+        match tokio::time::timeout(DRAIN_DEADLINE, fhir).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the FHIR facade failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the FHIR facade's task failed"),
+            Err(_) => tracing::warn!("FHIR calls still open after the drain deadline"),
+        }
+    }
     log.close().await;
     if let Some(auditor) = &auditor {
         // Audit records of cancelled calls are written on tasks of their own: wait for them,

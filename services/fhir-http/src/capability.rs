@@ -1,0 +1,216 @@
+//! The `CapabilityStatement` at `/fhir/metadata`: what the facade serves, and nothing more.
+
+use crate::outcome::Failure;
+use crate::resources::Kind;
+use fhir_sdk::r4b::codes::ResourceType;
+use fhir_sdk::r4b::codes::{
+    CapabilityStatementKind, FHIRVersion, PublicationStatus, ResourceVersionPolicy,
+    RestfulCapabilityMode, SearchParamType,
+};
+use fhir_sdk::r4b::resources::{
+    CapabilityStatement, CapabilityStatementImplementation, CapabilityStatementRest,
+    CapabilityStatementRestResource, CapabilityStatementRestResourceInteraction,
+    CapabilityStatementRestResourceOperation, CapabilityStatementRestResourceSearchParam,
+    CapabilityStatementRestSecurity, CapabilityStatementSoftware,
+};
+use fhir_sdk::r4b::types::{CodeableConcept, Coding};
+
+fn failed(e: impl std::fmt::Display) -> Failure {
+    Failure::internal("building the CapabilityStatement", e)
+}
+
+/// The search parameters of `kind`, with their types and what they do here.
+fn search_params(kind: Kind) -> Vec<(&'static str, SearchParamType, &'static str)> {
+    use SearchParamType as T;
+    let mut params = vec![
+        (
+            "_id",
+            T::Token,
+            "The resource's id (names the household searched in).",
+        ),
+        (
+            "identifier",
+            T::Token,
+            "urn:ietf:rfc:3986|urn:uuid:… (names the household searched in).",
+        ),
+        (
+            "_lastUpdated",
+            T::Date,
+            "When the household's record last changed (versions are household revisions).",
+        ),
+    ];
+    let subject = (
+        "patient",
+        T::Reference,
+        "Patient/… (or a Group, the household): the household searched in.",
+    );
+    match kind {
+        Kind::Goal => params.extend([
+            subject,
+            ("subject", T::Reference, "Patient/… or Group/…."),
+            ("lifecycle-status", T::Token, "Goal.lifecycleStatus."),
+            ("category", T::Token, "Life domain (leefgebied)."),
+        ]),
+        Kind::CarePlan => params.extend([
+            subject,
+            ("subject", T::Reference, "Patient/… or Group/…."),
+            ("status", T::Token, "CarePlan.status."),
+            (
+                "category",
+                T::Token,
+                "Plan or agreement, and the plan kind.",
+            ),
+        ]),
+        Kind::CareTeam => params.extend([
+            subject,
+            ("subject", T::Reference, "Patient/… or Group/…."),
+            ("status", T::Token, "CareTeam.status."),
+            ("category", T::Token, "CareTeam.category."),
+        ]),
+        Kind::Coverage => params.extend([subject, ("status", T::Token, "Coverage.status.")]),
+        Kind::Consent => params.extend([
+            subject,
+            ("status", T::Token, "Consent.status."),
+            ("category", T::Token, "Consent.category."),
+        ]),
+        Kind::RelatedPerson => params.push(subject),
+        Kind::Patient | Kind::Group => {}
+    }
+    params
+}
+
+/// The statement, with `base` as the implementation's address.
+pub fn statement(base: &str) -> Result<CapabilityStatement, Failure> {
+    let interaction = |code: &str, documentation: &str| {
+        CapabilityStatementRestResourceInteraction::builder()
+            .code(code.to_owned())
+            .documentation(documentation.to_owned())
+            .build()
+            .map(Some)
+            .map_err(failed)
+    };
+    let everything = CapabilityStatementRestResourceOperation::builder()
+        .name("everything".to_owned())
+        .definition("http://hl7.org/fhir/OperationDefinition/Patient-everything".to_owned())
+        .documentation(
+            "Everything of the household the caller may see, as one searchset Bundle.".to_owned(),
+        )
+        .build()
+        .map(Some)
+        .map_err(failed)?;
+    let mut resources = Vec::new();
+    for kind in Kind::ALL {
+        let params = search_params(kind)
+            .into_iter()
+            .map(|(name, r#type, documentation)| {
+                CapabilityStatementRestResourceSearchParam::builder()
+                    .name(name.to_owned())
+                    .r#type(r#type)
+                    .documentation(documentation.to_owned())
+                    .build()
+                    .map(Some)
+                    .map_err(failed)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let r#type: ResourceType = kind.name().parse().map_err(failed)?;
+        let mut resource = CapabilityStatementRestResource::builder()
+            .r#type(r#type)
+            .interaction(vec![
+                interaction("read", "The resource as its household stands now.")?,
+                interaction("vread", "The resource at a revision of its household.")?,
+                interaction(
+                    "history-instance",
+                    "The revisions of the household at which the resource changed.",
+                )?,
+                interaction(
+                    "search-type",
+                    "Within one household, named by patient, subject, _id or identifier.",
+                )?,
+            ])
+            .versioning(ResourceVersionPolicy::Versioned)
+            .read_history(true)
+            .update_create(false)
+            .search_param(params)
+            .build()
+            .map_err(failed)?;
+        if matches!(kind, Kind::Group | Kind::Patient) {
+            resource.operation = vec![everything.clone()];
+        }
+        resources.push(Some(resource));
+    }
+    let code_system = CapabilityStatementRestResource::builder()
+        .r#type(ResourceType::CodeSystem)
+        .interaction(vec![
+            interaction("read", "naast's vocabularies, with Dutch display names.")?,
+            interaction("search-type", "By url.")?,
+        ])
+        .search_param(vec![Some(
+            CapabilityStatementRestResourceSearchParam::builder()
+                .name("url".to_owned())
+                .r#type(SearchParamType::Uri)
+                .build()
+                .map_err(failed)?,
+        )])
+        .build()
+        .map_err(failed)?;
+    resources.push(Some(code_system));
+    let security = CapabilityStatementRestSecurity::builder()
+        .service(vec![Some(
+            CodeableConcept::builder()
+                .coding(vec![Some(
+                    Coding::builder()
+                        .system(
+                            "http://terminology.hl7.org/CodeSystem/restful-security-service"
+                                .to_owned(),
+                        )
+                        .code("OAuth".to_owned())
+                        .build()
+                        .map_err(failed)?,
+                )])
+                .build()
+                .map_err(failed)?,
+        )])
+        .description(
+            "Bearer tokens of the trusted OpenID issuers, as for naast's gRPC API. Every access \
+             is decided on the family's consent and recorded in the NEN 7513 audit log."
+                .to_owned(),
+        )
+        .build()
+        .map_err(failed)?;
+    let rest = CapabilityStatementRest::builder()
+        .mode(RestfulCapabilityMode::Server)
+        .security(security)
+        .resource(resources)
+        .build()
+        .map_err(failed)?;
+    let today = naast_domain::calendar::dutch_today();
+    CapabilityStatement::builder()
+        .status(PublicationStatus::Active)
+        .date(fhir_sdk::DateTime::Date(fhir_sdk::Date::Date(today)))
+        .publisher("naast".to_owned())
+        .kind(CapabilityStatementKind::Instance)
+        .software(
+            CapabilityStatementSoftware::builder()
+                .name("naast".to_owned())
+                .version(env!("CARGO_PKG_VERSION").to_owned())
+                .build()
+                .map_err(failed)?,
+        )
+        .implementation(
+            CapabilityStatementImplementation::builder()
+                .description(
+                    "naast: one shared timeline of care plans, goals and agreements".to_owned(),
+                )
+                .url(base.to_owned())
+                .build()
+                .map_err(failed)?,
+        )
+        .fhir_version(FHIRVersion::N401)
+        .format(vec![
+            Some("json".to_owned()),
+            Some("application/fhir+json".to_owned()),
+        ])
+        .rest(vec![Some(rest)])
+        .build()
+        .map_err(failed)
+}

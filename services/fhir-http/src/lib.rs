@@ -1,0 +1,290 @@
+//! The FHIR R4 REST facade of naast: the households' shared plans as FHIR resources over HTTP
+//! (`/fhir`), for PGO platforms and care providers' systems. It is a transport like the gRPC
+//! one and sits on the same application layer (`naast_app`): the same authentication (bearer
+//! tokens of the trusted issuers), the same access decisions per household, the same NEN 7513
+//! audit record of every call, whichever door a call comes in by. The mapping itself is
+//! `naast_fhir`'s.
+//!
+//! # Layout
+//! - [`Facade`]: the application's households and read models, and [`Facade::router`]: the
+//!   routes, content negotiation and authentication;
+//! - [`serve`]: the facade on a listener until shutdown;
+//! - `resources`: which resource types answer to which access decision, and what a caller may
+//!   see of a household;
+//! - `handlers`: read, vread, history, search, `$everything`, the CodeSystems;
+//! - `capability`: the `CapabilityStatement` (`/fhir/metadata`);
+//! - [`outcome`]: errors as `OperationOutcome`s.
+//!
+//! # Versions
+//! A resource's `meta.versionId` is the revision of its household's stream that it was read at
+//! (its `meta.lastUpdated` the moment that revision was recorded): every version is the resource
+//! as it stood at a real point of the log, and `/_history/{vid}` rebuilds exactly that state.
+//! The history of a resource lists the revisions at which it changed. `If-Match` on a write names
+//! the household revision the writer saw, as `expected_revision` does over gRPC.
+
+mod capability;
+mod handlers;
+pub mod outcome;
+mod resources;
+mod search;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use naast_app::auth::caller::{Arrival, Calling, Guard, PURPOSE_HEADER, Refused};
+use naast_app::households::Households;
+use naast_projections::Projections;
+use outcome::Failure;
+use std::net::SocketAddr;
+
+/// The media type of FHIR JSON.
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// The facade's view of the application: households (reads decided and audited there), the
+/// read models (to find a household by a resource's id), and the guard (tokens and audit).
+#[derive(Clone)]
+pub struct Facade {
+    households: Households,
+    projections: Projections,
+    guard: Option<Guard>,
+}
+
+impl Facade {
+    /// A facade over `households` and `projections`; with a `guard`, every call but the
+    /// capability statement and the CodeSystems needs a valid token and is recorded in the audit
+    /// log (without one everything is open: embedded use and benchmarks only).
+    pub fn new(households: Households, projections: Projections, guard: Option<Guard>) -> Self {
+        Self {
+            households,
+            projections,
+            guard,
+        }
+    }
+
+    /// The facade's routes under `/fhir`.
+    pub fn router(self) -> Router {
+        let fhir = Router::new()
+            .route("/metadata", get(handlers::capabilities))
+            .route("/CodeSystem", get(handlers::code_systems))
+            .route("/CodeSystem/{id}", get(handlers::code_system))
+            .route("/{kind}", get(handlers::search))
+            .route("/{kind}/{id}", get(handlers::read))
+            .route("/{kind}/{id}/_history", get(handlers::history))
+            .route("/{kind}/{id}/_history/{version}", get(handlers::vread))
+            .route("/{kind}/{id}/{operation}", get(handlers::operation))
+            .fallback(handlers::unknown)
+            .layer(middleware::from_fn_with_state(self.clone(), authenticate))
+            .layer(middleware::from_fn(negotiate));
+        Router::new()
+            .nest("/fhir", fhir)
+            .fallback(handlers::unknown)
+            .with_state(self)
+    }
+}
+
+/// Serves `facade` on `listener` until `shutdown` completes, then lets calls in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    facade: Facade,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        facade
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// The FHIR interaction a request is, as the audit log names its operation:
+/// `FHIR read Goal`, `FHIR search-type CarePlan`, `FHIR everything Group`, ….
+fn interaction(method: &Method, path: &str) -> String {
+    let parts: Vec<&str> = path
+        .trim_start_matches("/fhir")
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    let name = match (method, parts.as_slice()) {
+        (_, ["metadata"]) => "capabilities".to_owned(),
+        (&Method::GET, [kind]) => format!("search-type {kind}"),
+        (&Method::POST, [kind]) => format!("create {kind}"),
+        (&Method::GET, [kind, _]) => format!("read {kind}"),
+        (&Method::PUT, [kind, _]) => format!("update {kind}"),
+        (&Method::DELETE, [kind, _]) => format!("delete {kind}"),
+        (_, [kind, _, "_history"]) => format!("history-instance {kind}"),
+        (_, [kind, _, "_history", _]) => format!("vread {kind}"),
+        (_, [kind, _, operation]) => format!("{} {kind}", operation.trim_start_matches('$')),
+        _ => "unknown".to_owned(),
+    };
+    // Path parts come from the caller: keep the recorded name short.
+    format!("FHIR {}", name.chars().take(80).collect::<String>())
+}
+
+/// Paths open without a token: what the service can do, and its code systems (no one's data).
+fn is_open(path: &str) -> bool {
+    path == "/fhir/metadata" || path == "/fhir/CodeSystem" || path.starts_with("/fhir/CodeSystem/")
+}
+
+/// The authentication of every call: a [`Calling`] in the request's extensions, or `401` with
+/// the refusal recorded, through the same [`Guard::admit`] as the gRPC transport's layer.
+async fn authenticate(State(facade): State<Facade>, mut request: Request, next: Next) -> Response {
+    let Some(guard) = &facade.guard else {
+        request.extensions_mut().insert(Calling::Unguarded);
+        return next.run(request).await;
+    };
+    let path = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| request.uri().path().to_owned(), |u| u.path().to_owned());
+    if is_open(&path) {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let arrival = Arrival {
+        operation: interaction(request.method(), &path),
+        peer: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+        authorization: text(header::AUTHORIZATION.as_str()),
+        request_id: text("x-request-id"),
+        purpose: text(PURPOSE_HEADER),
+    };
+    match guard.admit(arrival).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(Calling::Caller(caller));
+            next.run(request).await
+        }
+        Err(Refused::Unauthenticated(reason)) => {
+            let mut response = Failure::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                fhir_sdk::r4b::codes::IssueType::Login,
+                reason,
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
+        Err(Refused::AuditUnavailable) => Failure::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            fhir_sdk::r4b::codes::IssueType::Transient,
+            "the audit log is unavailable",
+        )
+        .into_response(),
+    }
+}
+
+/// Content negotiation as FHIR says: `_format` wins over `Accept`; JSON is served, and a request
+/// for anything else (XML, Turtle) is answered `406` before anything is read.
+async fn negotiate(request: Request, next: Next) -> Response {
+    let format = request.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(name, _)| *name == "_format")
+            .map(|(_, value)| value.replace("%2B", "+").replace("%2F", "/"))
+    });
+    let acceptable = match format {
+        Some(format) => is_json(&format),
+        None => accepts_json(request.headers()),
+    };
+    if !acceptable {
+        return Failure::new(
+            axum::http::StatusCode::NOT_ACCEPTABLE,
+            fhir_sdk::r4b::codes::IssueType::NotSupported,
+            "only JSON is served (application/fhir+json); ask for it with Accept or _format=json",
+        )
+        .at("_format")
+        .into_response();
+    }
+    next.run(request).await
+}
+
+fn is_json(format: &str) -> bool {
+    let media = format.split(';').next().unwrap_or_default().trim();
+    matches!(
+        media,
+        "json" | "application/json" | "application/fhir+json" | "application/json+fhir"
+    )
+}
+
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    accept.split(',').any(|item| {
+        let media = item.split(';').next().unwrap_or_default().trim();
+        is_json(media) || matches!(media, "*/*" | "application/*" | "")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interactions_are_named_as_fhir_names_them() {
+        let cases = [
+            (Method::GET, "/fhir/Goal/1", "FHIR read Goal"),
+            (Method::GET, "/fhir/Goal", "FHIR search-type Goal"),
+            (
+                Method::GET,
+                "/fhir/Goal/1/_history",
+                "FHIR history-instance Goal",
+            ),
+            (Method::GET, "/fhir/Goal/1/_history/3", "FHIR vread Goal"),
+            (
+                Method::GET,
+                "/fhir/Group/1/$everything",
+                "FHIR everything Group",
+            ),
+            (Method::POST, "/fhir/CarePlan", "FHIR create CarePlan"),
+            (Method::PUT, "/fhir/CarePlan/1", "FHIR update CarePlan"),
+        ];
+        for (method, path, name) in cases {
+            assert_eq!(interaction(&method, path), name, "{method} {path}");
+        }
+        assert_eq!(
+            naast_app::audit::Action::of_operation("FHIR search-type Goal"),
+            naast_app::audit::Action::Read
+        );
+        assert_eq!(
+            naast_app::audit::Action::of_operation("FHIR update CarePlan"),
+            naast_app::audit::Action::Update
+        );
+    }
+
+    #[test]
+    fn json_is_negotiated_and_nothing_else() {
+        let mut headers = HeaderMap::new();
+        assert!(accepts_json(&headers), "no Accept: JSON");
+        for (accept, ok) in [
+            ("application/fhir+json", true),
+            ("application/json;q=0.9", true),
+            ("text/html, */*", true),
+            ("application/fhir+xml", false),
+            ("text/turtle", false),
+        ] {
+            headers.insert(
+                header::ACCEPT,
+                accept.parse().unwrap_or_else(|_| unreachable!()),
+            );
+            assert_eq!(accepts_json(&headers), ok, "{accept}");
+        }
+        assert!(is_json("json") && is_json("application/fhir+json; fhirVersion=4.0"));
+        assert!(!is_json("xml"));
+    }
+}

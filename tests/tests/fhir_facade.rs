@@ -1,0 +1,533 @@
+//! The FHIR facade of a real `naast serve` process over HTTP: what is written over gRPC is read
+//! over FHIR (read, vread, history, search with paging, `$everything`), with the same access
+//! decisions and audit records as gRPC, and bad requests answered with an `OperationOutcome`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
+use naast_proto::pb;
+use naast_proto::pb::audit_service_client::AuditServiceClient;
+use naast_proto::pb::household_service_client::HouseholdServiceClient;
+use naast_tests::Server;
+use serde_json::Value;
+use std::collections::HashSet;
+
+/// An answer of the facade: status, headers, JSON body.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+async fn get(url: &str, token: Option<&str>) -> Answer {
+    get_with(url, token, &[]).await
+}
+
+async fn get_with(url: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Answer {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn fhir_server(dir: &std::path::Path) -> Server {
+    Server::start_with(dir, &["--dev", "--fhir-listen", "127.0.0.1:0"])
+}
+
+async fn create_goal(
+    api: &mut HouseholdServiceClient<naast_proto::client::Signed>,
+    home: &str,
+    owner: &str,
+    title: &str,
+) -> (String, u64) {
+    let created = api
+        .create_goal(pb::CreateGoalRequest {
+            household_id: home.into(),
+            owner_member_id: owner.into(),
+            title: title.into(),
+            life_domains: vec![pb::LifeDomain::SocialNetwork as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (created.goal_id, created.result.unwrap().revision)
+}
+
+fn entries(bundle: &Value) -> Vec<&Value> {
+    bundle["entry"]
+        .as_array()
+        .map(|e| e.iter().map(|entry| &entry["resource"]).collect())
+        .unwrap_or_default()
+}
+
+fn issue(answer: &Answer) -> &Value {
+    assert_eq!(
+        answer.body["resourceType"], "OperationOutcome",
+        "{}",
+        answer.body
+    );
+    assert_eq!(
+        answer.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next(),
+        Some("application/fhir+json")
+    );
+    &answer.body["issue"][0]
+}
+
+#[tokio::test]
+async fn what_is_written_over_grpc_is_read_over_fhir_with_versions_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fhir_server(dir.path());
+    let base = server.fhir_base();
+    let ouder = server.token("ouder").to_owned();
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, noor, _) = naast_tests::household_with_client(&mut family, "Familie Visser").await;
+    let (goal, created_at) = create_goal(&mut family, &home, &noor, "vrienden maken").await;
+
+    // What the service can do is open to all, and tells the truth.
+    let metadata = get(&format!("{base}/metadata"), None).await;
+    assert_eq!(metadata.status, 200);
+    assert_eq!(metadata.body["resourceType"], "CapabilityStatement");
+    assert_eq!(metadata.body["fhirVersion"], "4.0.1");
+    let served: Vec<&str> = metadata.body["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "Patient", "Goal", "CarePlan", "Group", "CareTeam", "Consent", "Coverage",
+    ] {
+        assert!(served.contains(&kind), "{kind} in {served:?}");
+    }
+
+    // A read: the resource, its version (the household's revision) and the version headers.
+    let patient = get(&format!("{base}/Patient/{noor}"), Some(&ouder)).await;
+    assert_eq!(patient.status, 200, "{}", patient.body);
+    assert_eq!(patient.body["resourceType"], "Patient");
+    assert_eq!(patient.body["id"], noor.as_str());
+    assert_eq!(patient.body["name"][0]["text"], "Noor");
+    let version = patient.body["meta"]["versionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(version, created_at.to_string());
+    assert_eq!(patient.headers["etag"], format!("W/\"{version}\"").as_str());
+    assert!(patient.body["meta"]["lastUpdated"].is_string());
+
+    // The goal is reworded over gRPC: two versions in its history, each a real past state.
+    family
+        .update_goal(pb::UpdateGoalRequest {
+            household_id: home.clone(),
+            goal_id: goal.clone(),
+            title: "vrienden maken op school".into(),
+            life_domains: vec![pb::LifeDomain::SocialNetwork as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let read = get(&format!("{base}/Goal/{goal}"), Some(&ouder)).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.body["description"]["text"], "vrienden maken op school");
+    let history = get(&format!("{base}/Goal/{goal}/_history"), Some(&ouder)).await;
+    assert_eq!(history.status, 200, "{}", history.body);
+    assert_eq!(history.body["type"], "history");
+    let versions = entries(&history.body);
+    assert_eq!(versions.len(), 2, "{}", history.body);
+    assert_eq!(
+        versions[0]["description"]["text"],
+        "vrienden maken op school"
+    );
+    assert_eq!(versions[1]["description"]["text"], "vrienden maken");
+    let first = versions[1]["meta"]["versionId"].as_str().unwrap();
+    assert_eq!(first, created_at.to_string());
+    let old = get(
+        &format!("{base}/Goal/{goal}/_history/{first}"),
+        Some(&ouder),
+    )
+    .await;
+    assert_eq!(old.status, 200, "{}", old.body);
+    assert_eq!(old.body["description"]["text"], "vrienden maken");
+    assert_eq!(old.body["meta"]["versionId"], first);
+    // Before the goal existed, and after the household's last revision: no such version.
+    let before = get(&format!("{base}/Goal/{goal}/_history/1"), Some(&ouder)).await;
+    assert_eq!(before.status, 404, "{}", before.body);
+    issue(&before);
+    let later = get(&format!("{base}/Goal/{goal}/_history/999"), Some(&ouder)).await;
+    assert_eq!(later.status, 404);
+
+    // A search within the household, by the client.
+    let found = get(&format!("{base}/Goal?patient=Patient/{noor}"), Some(&ouder)).await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert_eq!(found.body["type"], "searchset");
+    assert_eq!(found.body["total"], 1);
+    assert_eq!(entries(&found.body)[0]["id"], goal.as_str());
+    let none = get(
+        &format!("{base}/Goal?patient=Patient/{noor}&lifecycle-status=completed"),
+        Some(&ouder),
+    )
+    .await;
+    assert_eq!(none.body["total"], 0, "{}", none.body);
+    let by_domain = get(
+        &format!("{base}/Goal?patient={noor}&category=social_network"),
+        Some(&ouder),
+    )
+    .await;
+    assert_eq!(by_domain.body["total"], 1, "{}", by_domain.body);
+
+    // The household as one Bundle.
+    let everything = get(&format!("{base}/Group/{home}/$everything"), Some(&ouder)).await;
+    assert_eq!(everything.status, 200, "{}", everything.body);
+    let kinds: HashSet<&str> = entries(&everything.body)
+        .iter()
+        .map(|r| r["resourceType"].as_str().unwrap())
+        .collect();
+    for kind in ["Group", "Patient", "CareTeam", "Goal"] {
+        assert!(kinds.contains(kind), "{kind} in {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn pages_of_a_search_stay_valid_while_writes_happen() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fhir_server(dir.path());
+    let base = server.fhir_base();
+    let ouder = server.token("ouder").to_owned();
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, noor, _) = naast_tests::household_with_client(&mut family, "Familie Kok").await;
+    let mut goals = HashSet::new();
+    for i in 0..5 {
+        goals.insert(
+            create_goal(&mut family, &home, &noor, &format!("doel {i}"))
+                .await
+                .0,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut next = Some(format!("{base}/Goal?patient=Patient/{noor}&_count=2"));
+    let mut pages = 0;
+    while let Some(url) = next {
+        let page = get(&url, Some(&ouder)).await;
+        assert_eq!(page.status, 200, "{url}: {}", page.body);
+        assert!(entries(&page.body).len() <= 2);
+        seen.extend(
+            entries(&page.body)
+                .iter()
+                .map(|g| g["id"].as_str().unwrap().to_owned()),
+        );
+        next = page.body["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+        pages += 1;
+        // A write between pages: the next page goes on where this one ended.
+        create_goal(&mut family, &home, &noor, &format!("tussendoor {pages}")).await;
+    }
+    let distinct: HashSet<&String> = seen.iter().collect();
+    assert_eq!(distinct.len(), seen.len(), "no resource twice: {seen:?}");
+    for goal in &goals {
+        assert!(seen.contains(goal), "{goal} was skipped: {seen:?}");
+    }
+    assert!(pages >= 3);
+}
+
+#[tokio::test]
+async fn refusals_over_fhir_are_decided_and_recorded_as_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fhir_server(dir.path());
+    let base = server.fhir_base();
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, noor, _) = naast_tests::household_with_client(&mut family, "Familie Bos").await;
+
+    // No token: 401 with an OperationOutcome and a challenge; recorded.
+    let anonymous = get(&format!("{base}/Patient/{noor}"), None).await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(issue(&anonymous)["code"], "login");
+    assert_eq!(anonymous.headers["www-authenticate"], "Bearer");
+    let forged = get(&format!("{base}/Patient/{noor}"), Some("not-a-token")).await;
+    assert_eq!(forged.status, 401);
+
+    // A professional the family gave no access: refused, and the family's access log says so.
+    let stranger = get(
+        &format!("{base}/Patient/{noor}"),
+        Some(server.token("zorgverlener")),
+    )
+    .await;
+    assert_eq!(stranger.status, 403, "{}", stranger.body);
+    assert_eq!(issue(&stranger)["code"], "forbidden");
+    let everything = get(
+        &format!("{base}/Group/{home}/$everything"),
+        Some(server.token("zorgverlener")),
+    )
+    .await;
+    assert_eq!(everything.status, 403);
+    // An id no household holds is refused in the same words.
+    let unknown = get(
+        &format!("{base}/Patient/{}", uuid::Uuid::now_v7()),
+        Some(server.token("zorgverlener")),
+    )
+    .await;
+    assert_eq!(unknown.status, 403);
+    assert_eq!(
+        issue(&unknown)["diagnostics"],
+        issue(&stranger)["diagnostics"]
+    );
+
+    let log = AuditServiceClient::new(server.signed("ouder").await)
+        .list_access_log(pb::ListAccessLogRequest {
+            household_id: home.clone(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    let refused: Vec<&pb::AuditRecord> = log
+        .iter()
+        .filter(|r| {
+            r.operation.starts_with("FHIR ") && r.outcome == pb::AuditOutcome::Denied as i32
+        })
+        .collect();
+    assert_eq!(refused.len(), 2, "{log:#?}");
+    assert!(refused.iter().any(|r| {
+        r.operation == "FHIR read Patient"
+            && r.user
+                .as_ref()
+                .is_some_and(|u| u.subject == "dev-zorgverlener")
+            && r.action == pb::AuditAction::Read as i32
+    }));
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.operation == "FHIR everything Group")
+    );
+    // The family's own FHIR reads are in its access log too, allowed.
+    get(
+        &format!("{base}/Patient/{noor}"),
+        Some(server.token("ouder")),
+    )
+    .await;
+    let allowed = naast_tests::search_audit(
+        server.signed("beheerder").await,
+        pb::SearchAuditLogRequest {
+            household_id: home.clone(),
+            outcome: pb::AuditOutcome::Allowed as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        allowed.iter().any(|r| r.operation == "FHIR read Patient"
+            && r.object_ids.contains(&format!("Patient/{noor}"))),
+        "{allowed:#?}"
+    );
+    let unauthenticated = naast_tests::search_audit(
+        server.signed("beheerder").await,
+        pb::SearchAuditLogRequest {
+            outcome: pb::AuditOutcome::Denied as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        unauthenticated
+            .iter()
+            .filter(|r| r.operation == "FHIR read Patient" && r.user.is_none())
+            .count(),
+        2,
+        "both refused sign-ins recorded"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_an_operation_outcome_naming_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fhir_server(dir.path());
+    let base = server.fhir_base();
+    let ouder = server.token("ouder").to_owned();
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (_, noor, _) = naast_tests::household_with_client(&mut family, "Familie Mulder").await;
+    // URL, extra headers, status, issue code, expression.
+    type Case<'a> = (
+        String,
+        Vec<(&'a str, &'a str)>,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            format!("{base}/Patient/{noor}?_format=xml"),
+            vec![],
+            406,
+            "not-supported",
+            Some("_format"),
+        ),
+        (
+            format!("{base}/Patient/{noor}"),
+            vec![("accept", "application/fhir+xml")],
+            406,
+            "not-supported",
+            None,
+        ),
+        (
+            format!("{base}/Patient/not-a-uuid"),
+            vec![],
+            400,
+            "invalid",
+            Some("id"),
+        ),
+        (
+            format!("{base}/Patient/00000000-0000-0000-0000-000000000000"),
+            vec![],
+            400,
+            "invalid",
+            Some("id"),
+        ),
+        (
+            format!("{base}/Observation/{noor}"),
+            vec![],
+            404,
+            "not-found",
+            None,
+        ),
+        (format!("{base}/Goal"), vec![], 400, "invalid", None),
+        (
+            format!("{base}/Goal?patient=Patient/{noor}&colour=red"),
+            vec![],
+            400,
+            "invalid",
+            Some("colour"),
+        ),
+        (
+            format!("{base}/Goal?patient=Patient/{noor}&_count=lots"),
+            vec![],
+            400,
+            "invalid",
+            Some("_count"),
+        ),
+        (
+            format!("{base}/Goal?patient=Patient/{noor}&_count=100000"),
+            vec![],
+            400,
+            "invalid",
+            Some("_count"),
+        ),
+        (
+            format!("{base}/Goal?patient=Practitioner/{noor}"),
+            vec![],
+            400,
+            "invalid",
+            Some("patient"),
+        ),
+        (
+            format!("{base}/Goal?patient=Patient/{noor}&_page=x"),
+            vec![],
+            400,
+            "invalid",
+            Some("_page"),
+        ),
+        (
+            format!("{base}/Goal?patient=Patient/{noor}&_lastUpdated=yesterday"),
+            vec![],
+            400,
+            "invalid",
+            Some("_lastUpdated"),
+        ),
+        (
+            format!("{base}/Goal?identifier=12345"),
+            vec![],
+            400,
+            "invalid",
+            Some("identifier"),
+        ),
+        (
+            format!("{base}/Patient?status=active&_id={noor}"),
+            vec![],
+            400,
+            "invalid",
+            Some("status"),
+        ),
+        (
+            format!("{base}/Patient/{noor}/_history/abc"),
+            vec![],
+            404,
+            "not-found",
+            None,
+        ),
+        (
+            format!("{base}/Patient/{noor}/$purge"),
+            vec![],
+            404,
+            "not-found",
+            None,
+        ),
+        (
+            format!("{base}/Goal/{noor}"),
+            vec![],
+            404,
+            "not-found",
+            None,
+        ),
+        (
+            format!("{base}/nothing/here/at/all/really"),
+            vec![],
+            404,
+            "not-found",
+            None,
+        ),
+        (
+            format!("{base}/CodeSystem/onbekend"),
+            vec![],
+            404,
+            "not-found",
+            None,
+        ),
+    ];
+    for (url, headers, status, code, expression) in cases {
+        let answer = get_with(&url, Some(&ouder), &headers).await;
+        assert_eq!(answer.status, status, "{url}: {}", answer.body);
+        let issue = issue(&answer);
+        assert_eq!(issue["code"], code, "{url}: {}", answer.body);
+        assert!(issue["diagnostics"].as_str().is_some_and(|d| !d.is_empty()));
+        if let Some(expression) = expression {
+            assert_eq!(issue["expression"][0], expression, "{url}: {}", answer.body);
+        }
+    }
+    // A long hostile value is quoted back short.
+    let long = "x".repeat(5_000);
+    let answer = get(&format!("{base}/Patient/{long}"), Some(&ouder)).await;
+    assert_eq!(answer.status, 400);
+    assert!(issue(&answer)["diagnostics"].as_str().unwrap().len() < 200);
+    // The code systems are served openly, with Dutch display names.
+    let life = get(&format!("{base}/CodeSystem/leefgebied"), None).await;
+    assert_eq!(life.status, 200);
+    assert_eq!(life.body["resourceType"], "CodeSystem");
+    assert!(
+        life.body["concept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["display"] == "sociaal netwerk")
+    );
+}
