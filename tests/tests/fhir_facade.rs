@@ -531,3 +531,463 @@ async fn bad_requests_get_an_operation_outcome_naming_what_is_wrong() {
             .any(|c| c["display"] == "sociaal netwerk")
     );
 }
+
+/// A household with client Noor and a care provider in its network, linked to the demo
+/// professional's organisation, which the family allowed to read and propose agreements:
+/// (household, Noor, the provider's contact id).
+async fn household_with_provider(server: &Server) -> (String, String, String) {
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, noor, _) = naast_tests::household_with_client(&mut family, "Familie de Wit").await;
+    let contact = family
+        .create_contact(pb::CreateContactRequest {
+            household_id: home.clone(),
+            details: Some(pb::ContactDetails {
+                kind: pb::ContactKind::CareProvider as i32,
+                name: "Zorgaanbieder De Linde".into(),
+                organisation: "De Linde".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .contact_id;
+    let mut consent =
+        pb::consent_service_client::ConsentServiceClient::new(server.signed("ouder").await);
+    consent
+        .link_identity(pb::LinkIdentityRequest {
+            household_id: home.clone(),
+            party: Some(pb::link_identity_request::Party::ContactId(contact.clone())),
+            organisation_id: "dev-zorgaanbieder".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    consent
+        .grant_access(pb::GrantAccessRequest {
+            household_id: home.clone(),
+            grantee: Some(pb::Grantee {
+                kind: Some(pb::grantee::Kind::OrganisationId(
+                    "dev-zorgaanbieder".into(),
+                )),
+            }),
+            terms: Some(pb::GrantTerms {
+                scopes: vec![
+                    pb::AccessScope::ReadTimeline as i32,
+                    pb::AccessScope::ProposeAgreements as i32,
+                ],
+                until: "2099-12-31".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (home, noor, contact)
+}
+
+/// An agreement as a provider's system writes it.
+fn agreement(id: &str, noor: &str, contact: &str, title: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "CarePlan",
+        "identifier": [{"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{id}")}],
+        "status": "active",
+        "intent": "proposal",
+        "category": [
+            {"coding": [{"system": "https://naast.nl/fhir/CodeSystem/zorgplansoort", "code": "agreement"}]},
+            {"coding": [{"system": "https://naast.nl/fhir/CodeSystem/financieringsdomein", "code": "wlz"}]}
+        ],
+        "title": title,
+        "subject": {"reference": format!("Patient/{noor}")},
+        "period": {"start": "2027-01-01"},
+        "activity": [{"detail": {
+            "status": "not-started",
+            "performer": [{"identifier": {"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{contact}")}}]
+        }}]
+    })
+}
+
+async fn send(
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+json")
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!("{url}: not JSON ({e}): {}", String::from_utf8_lossy(&bytes))
+        })
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn a_provider_proposes_over_fhir_the_family_amends_over_grpc_and_accepts_over_fhir() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fhir_server(dir.path());
+    let base = server.fhir_base();
+    let (home, noor, contact) = household_with_provider(&server).await;
+    let provider = server.token("zorgverlener").to_owned();
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = agreement(
+        &id,
+        &noor,
+        &contact,
+        "logeeropvang twee weekenden per maand",
+    );
+
+    // Proposed over FHIR: 201, where it is, and what it is.
+    let created = send(
+        reqwest::Method::POST,
+        &format!("{base}/CarePlan"),
+        &provider,
+        body.to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["id"], id.as_str());
+    assert_eq!(created.body["intent"], "proposal");
+    let location = created.headers["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{base}/CarePlan/{id}/_history/")),
+        "{location}"
+    );
+    // A retry: the first outcome, nothing new.
+    let retried = send(
+        reqwest::Method::POST,
+        &format!("{base}/CarePlan"),
+        &provider,
+        body.to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    assert_eq!(retried.headers["location"], location.as_str());
+    // A conditional create of what exists: the existing agreement, nothing written.
+    let conditional = send(
+        reqwest::Method::POST,
+        &format!("{base}/CarePlan"),
+        &provider,
+        body.to_string(),
+        &[(
+            "if-none-exist",
+            &format!("identifier=urn:ietf:rfc:3986|urn:uuid:{id}"),
+        )],
+    )
+    .await;
+    assert_eq!(conditional.status, 200, "{}", conditional.body);
+
+    // Read over gRPC: the same agreement, proposed, once.
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let listed = family
+        .list_agreements(pb::ListAgreementsRequest {
+            household_id: home.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agreements;
+    assert_eq!(listed.len(), 1, "one agreement, however often it was sent");
+    let view = &listed[0];
+    assert_eq!(view.phase, pb::AgreementPhase::Proposed as i32);
+    let terms = view.agreement.as_ref().unwrap().terms.clone().unwrap();
+    assert_eq!(terms.title, "logeeropvang twee weekenden per maand");
+    assert_eq!(terms.responsible_contact_id, contact);
+    assert_eq!(terms.funding_domain, pb::FundingDomain::Wlz as i32);
+    assert_eq!(terms.start_date, "2027-01-01");
+
+    // Amended over gRPC (with a frequency and a PGB, which FHIR does not carry); read over FHIR.
+    let amended = family
+        .amend_agreement(pb::AmendAgreementRequest {
+            household_id: home.clone(),
+            agreement_id: id.clone(),
+            terms: Some(pb::AgreementTerms {
+                title: "logeeropvang drie weekenden per maand".into(),
+                frequency: "3 weekenden per maand".into(),
+                pgb: true,
+                ..terms.clone()
+            }),
+            reason: "meer nodig".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    let read = get(&format!("{base}/CarePlan/{id}"), Some(&provider)).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.body["title"], "logeeropvang drie weekenden per maand");
+    let version = read.body["meta"]["versionId"].as_str().unwrap().to_owned();
+    assert_eq!(version, amended.revision.to_string());
+
+    // Amended over FHIR: a stale If-Match is refused (412) and writes nothing; the current one
+    // is taken, and what FHIR does not carry is kept.
+    let mut changed = read.body.clone();
+    changed["title"] = "logeeropvang vier weekenden per maand".into();
+    let stale = send(
+        reqwest::Method::PUT,
+        &format!("{base}/CarePlan/{id}"),
+        &provider,
+        changed.to_string(),
+        &[("if-match", "W/\"1\"")],
+    )
+    .await;
+    assert_eq!(stale.status, 412, "{}", stale.body);
+    assert_eq!(issue(&stale)["code"], "conflict");
+    let put = send(
+        reqwest::Method::PUT,
+        &format!("{base}/CarePlan/{id}"),
+        &provider,
+        changed.to_string(),
+        &[("if-match", &format!("W/\"{version}\""))],
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert_eq!(put.body["title"], "logeeropvang vier weekenden per maand");
+    let terms = family
+        .list_agreements(pb::ListAgreementsRequest {
+            household_id: home.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agreements[0]
+        .agreement
+        .clone()
+        .unwrap()
+        .terms
+        .unwrap();
+    assert_eq!(terms.title, "logeeropvang vier weekenden per maand");
+    assert_eq!(terms.frequency, "3 weekenden per maand", "kept");
+    assert!(terms.pgb, "kept");
+
+    // The proposal's task awaits an answer; the family accepts it over FHIR.
+    let task = get(&format!("{base}/Task/{id}"), Some(&provider)).await;
+    assert_eq!(task.status, 200, "{}", task.body);
+    assert_eq!(task.body["status"], "requested");
+    let waiting = get(
+        &format!("{base}/Task?patient=Patient/{noor}&status=requested"),
+        Some(&provider),
+    )
+    .await;
+    assert_eq!(waiting.body["total"], 1, "{}", waiting.body);
+    let mut answer = task.body.clone();
+    answer["status"] = "accepted".into();
+    let accepted = send(
+        reqwest::Method::PUT,
+        &format!("{base}/Task/{id}"),
+        server.token("ouder"),
+        answer.to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert_eq!(accepted.body["status"], "accepted");
+    let plan = get(&format!("{base}/CarePlan/{id}"), Some(&provider)).await;
+    assert_eq!(plan.body["intent"], "plan");
+    let listed = family
+        .list_agreements(pb::ListAgreementsRequest {
+            household_id: home.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agreements;
+    assert_ne!(listed[0].phase, pb::AgreementPhase::Proposed as i32);
+
+    // Each write is in the family's access log, under its FHIR name.
+    let log = AuditServiceClient::new(server.signed("ouder").await)
+        .list_access_log(pb::ListAccessLogRequest {
+            household_id: home.clone(),
+            page_size: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    for operation in [
+        "FHIR create CarePlan",
+        "FHIR update CarePlan",
+        "FHIR update Task",
+    ] {
+        assert!(
+            log.iter()
+                .any(|r| r.operation == operation && r.outcome == pb::AuditOutcome::Allowed as i32),
+            "{operation} in {log:#?}"
+        );
+    }
+    assert!(log.iter().any(
+        |r| r.operation == "FHIR update CarePlan" && r.action == pb::AuditAction::Update as i32
+    ));
+}
+
+#[tokio::test]
+async fn bad_writes_are_refused_with_an_operation_outcome_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fhir_server(dir.path());
+    let base = server.fhir_base();
+    let (home, noor, contact) = household_with_provider(&server).await;
+    let provider = server.token("zorgverlener").to_owned();
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (goal, _) = create_goal(&mut family, &home, &noor, "zelf koken").await;
+    // Another household's goal and client, which the provider has no business with.
+    let (other_home, other_client, _) =
+        naast_tests::household_with_client(&mut family, "Familie Smit").await;
+    let (other_goal, _) = create_goal(&mut family, &other_home, &other_client, "rust").await;
+    let good = agreement(
+        &uuid::Uuid::now_v7().to_string(),
+        &noor,
+        &contact,
+        "dagbesteding",
+    );
+    let created = send(
+        reqwest::Method::POST,
+        &format!("{base}/CarePlan"),
+        &provider,
+        good.to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let existing = created.body["id"].as_str().unwrap().to_owned();
+    let revision = |home: String| {
+        let base = base.clone();
+        let token = server.token("ouder").to_owned();
+        async move {
+            get(&format!("{base}/Group/{home}"), Some(&token))
+                .await
+                .body["meta"]["versionId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let before = (
+        revision(home.clone()).await,
+        revision(other_home.clone()).await,
+    );
+
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut body = agreement(&uuid::Uuid::now_v7().to_string(), &noor, &contact, "x");
+        change(&mut body);
+        body.to_string()
+    };
+    let huge = with(&|b| b["description"] = "x".repeat(400_000).into());
+    // Method, path, content type, body, extra headers, status, issue code, expression.
+    type Case = (
+        reqwest::Method,
+        String,
+        &'static str,
+        String,
+        Vec<(&'static str, String)>,
+        u16,
+        &'static str,
+        Option<&'static str>,
+    );
+    let post = reqwest::Method::POST;
+    let put = reqwest::Method::PUT;
+    let fhir = "application/fhir+json";
+    let cases: Vec<Case> = vec![
+        (post.clone(), "/CarePlan".into(), "text/plain", good.to_string(), vec![], 415, "not-supported", None),
+        (post.clone(), "/CarePlan".into(), "application/xml", "<CarePlan/>".into(), vec![], 415, "not-supported", None),
+        (post.clone(), "/CarePlan".into(), fhir, "{\"resourceType\": \"CarePlan\",".into(), vec![], 400, "structure", None),
+        (post.clone(), "/CarePlan".into(), fhir, "[]".into(), vec![], 400, "structure", Some("resourceType")),
+        (post.clone(), "/CarePlan".into(), fhir, "{}".into(), vec![], 400, "structure", Some("resourceType")),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["resourceType"] = "Goal".into()), vec![], 400, "structure", None),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["resourceType"] = "Spaceship".into()), vec![], 400, "structure", None),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["colour"] = "red".into()), vec![], 400, "structure", Some("CarePlan.colour")),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["period"]["begin"] = "2027-01-01".into()), vec![], 400, "structure", Some("CarePlan.period.begin")),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["title"] = Value::Null), vec![], 400, "structure", Some("CarePlan.title")),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["status"] = "sleeping".into()), vec![], 400, "structure", None),
+        (post.clone(), "/CarePlan".into(), fhir, huge, vec![], 413, "too-long", None),
+        (post.clone(), "/Goal".into(), fhir, "{\"resourceType\":\"Goal\"}".into(), vec![], 405, "not-supported", None),
+        (reqwest::Method::DELETE, format!("/CarePlan/{existing}"), fhir, String::new(), vec![], 405, "not-supported", None),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b.as_object_mut().unwrap().remove("title").map(|_| ()).unwrap_or(())), vec![], 422, "invalid", Some("CarePlan.title")),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["category"] = serde_json::json!([{"text": "afspraak"}])), vec![], 422, "invalid", Some("CarePlan.category")),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["category"][1]["coding"][0]["code"] = "lottery".into()), vec![], 422, "invalid", Some("CarePlan.category")),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["period"]["start"] = "2027-01".into()), vec![], 422, "invalid", Some("CarePlan.period.start")),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["period"]["end"] = "2026-01-01".into()), vec![], 422, "invalid", Some("CarePlan.period.end")),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["subject"]["reference"] = "Practitioner/1".into()), vec![], 422, "invalid", Some("CarePlan.subject")),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["goal"] = serde_json::json!([{"reference": "Observation/1"}])), vec![], 422, "invalid", Some("CarePlan.goal[0]")),
+        // Another household's goal: the domain refuses what this household does not hold.
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["goal"] = serde_json::json!([{"reference": format!("Goal/{other_goal}")}])), vec![], 422, "invalid", Some("CarePlan.goal[0]")),
+        // Into another household, where the provider has no access: refused as any read.
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["subject"]["reference"] = format!("Patient/{other_client}").into()), vec![], 403, "forbidden", None),
+        (post.clone(), "/CarePlan".into(), fhir, with(&|b| b["activity"][0]["detail"]["performer"][0]["identifier"]["value"] = "urn:uuid:nope".into()), vec![], 422, "invalid", Some("CarePlan.activity[0].detail.performer[0]")),
+        (post.clone(), "/CarePlan".into(), fhir, good.to_string(), vec![("if-none-exist", "status=active".into())], 400, "invalid", Some("If-None-Exist")),
+        (put.clone(), format!("/CarePlan/{existing}"), fhir, good.to_string(), vec![], 400, "invalid", Some("CarePlan.id")),
+        (put.clone(), format!("/CarePlan/{existing}"), fhir, with(&|b| b["id"] = existing.clone().into()), vec![("if-match", "yesterday".into())], 400, "invalid", Some("If-Match")),
+        (put.clone(), format!("/CarePlan/{goal}"), fhir, with(&|b| b["id"] = goal.clone().into()), vec![], 422, "invalid", Some("CarePlan.identifier")),
+        (post.clone(), "/Task".into(), fhir, serde_json::json!({"resourceType": "Task", "status": "rejected", "intent": "order", "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "approve"}]}, "focus": {"reference": format!("CarePlan/{existing}")}}).to_string(), vec![], 422, "invalid", Some("Task.statusReason.text")),
+        (post.clone(), "/Task".into(), fhir, serde_json::json!({"resourceType": "Task", "status": "in-progress", "intent": "order", "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "approve"}]}, "focus": {"reference": format!("CarePlan/{existing}")}}).to_string(), vec![], 422, "invalid", Some("Task.status")),
+        (post.clone(), "/Task".into(), fhir, serde_json::json!({"resourceType": "Task", "status": "accepted", "intent": "order", "focus": {"reference": format!("CarePlan/{existing}")}}).to_string(), vec![], 422, "invalid", Some("Task.code")),
+        (post.clone(), "/Task".into(), fhir, serde_json::json!({"resourceType": "Task", "status": "accepted", "intent": "order", "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "approve"}]}, "focus": {"reference": "Goal/x"}}).to_string(), vec![], 422, "invalid", Some("Task.focus")),
+    ];
+    assert!(cases.len() >= 30, "{} cases", cases.len());
+    for (method, path, content_type, body, headers, status, code, expression) in cases {
+        let mut request = reqwest::Client::new()
+            .request(method.clone(), format!("{base}{path}"))
+            .bearer_auth(&provider)
+            .header("content-type", content_type)
+            .body(body.clone());
+        for (name, value) in &headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap();
+        let answer = Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: serde_json::from_slice(&response.bytes().await.unwrap()).unwrap(),
+        };
+        let shown: String = body.chars().take(120).collect();
+        assert_eq!(
+            answer.status, status,
+            "{method} {path} {shown}: {}",
+            answer.body
+        );
+        let issue = issue(&answer);
+        assert_eq!(
+            issue["code"], code,
+            "{method} {path} {shown}: {}",
+            answer.body
+        );
+        if let Some(expression) = expression {
+            assert_eq!(
+                issue["expression"][0], expression,
+                "{method} {path} {shown}: {}",
+                answer.body
+            );
+        }
+    }
+    let after = (
+        revision(home.clone()).await,
+        revision(other_home.clone()).await,
+    );
+    assert_eq!(before, after, "nothing was written by a refused request");
+}

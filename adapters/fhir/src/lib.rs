@@ -17,6 +17,9 @@
 //! - [`audit`]: the access log's NEN 7513 records as `AuditEvent`;
 //! - [`network`]: the family's network as one `CareTeam` (nl-core-CareTeam);
 //! - [`household`]: the household as a `Group`, the subject of what concerns the whole family;
+//! - [`tasks`]: the accept/reject workflow of an agreement as a `Task`;
+//! - [`inbound`]: the other way: agreements (`CarePlan`) and answers to proposals (`Task`)
+//!   written by care providers, read back into the domain's terms;
 //! - [`household_resources`]: every resource of one household mapped so far.
 
 pub mod agreements;
@@ -25,10 +28,12 @@ pub mod codes;
 pub mod consent;
 pub mod goals;
 pub mod household;
+pub mod inbound;
 pub mod indications;
 pub mod members;
 pub mod network;
 pub mod plans;
+pub mod tasks;
 
 use fhir_sdk::r4b::resources::Resource;
 use naast_domain::Household;
@@ -103,6 +108,7 @@ pub fn household_resources(
     }
     for (id, agreement) in &state.agreements {
         resources.push(agreements::care_plan(household, state, *id, agreement, today)?.into());
+        resources.push(tasks::task(household, state, *id, agreement)?.into());
     }
     for (id, indication) in &state.indications {
         resources.push(indications::coverage(household, state, *id, indication)?.into());

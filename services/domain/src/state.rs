@@ -131,6 +131,9 @@ pub struct Agreement {
     /// The funding domain it had before it was carried over, and the day the carry-over took
     /// effect (`terms.funding` holds the domain from that day on).
     pub funded_before: Option<(FundingDomain, Date)>,
+    /// Why it was rejected, once it was.
+    #[serde(default)]
+    pub rejection: Option<String>,
 }
 
 impl Agreement {
@@ -521,14 +524,18 @@ impl Household {
                         status: AgreementStatus::Proposed,
                         under_review: false,
                         funded_before: None,
+                        rejection: None,
                     },
                 );
             }
             E::AgreementAccepted { agreement } => {
                 self.set_agreement_status(*agreement, AgreementStatus::Accepted);
             }
-            E::AgreementRejected { agreement, .. } => {
+            E::AgreementRejected { agreement, reason } => {
                 self.set_agreement_status(*agreement, AgreementStatus::Rejected);
+                if let Some(a) = self.agreements.get_mut(agreement) {
+                    a.rejection = Some(reason.clone());
+                }
             }
             E::AgreementAmended {
                 agreement, terms, ..

@@ -74,6 +74,14 @@ fn search_params(kind: Kind) -> Vec<(&'static str, SearchParamType, &'static str
             ("category", T::Token, "Consent.category."),
         ]),
         Kind::RelatedPerson => params.push(subject),
+        Kind::Task => params.extend([
+            subject,
+            (
+                "status",
+                T::Token,
+                "requested (a proposal awaiting an answer), accepted, rejected.",
+            ),
+        ]),
         Kind::Patient | Kind::Group => {}
     }
     params
@@ -133,6 +141,25 @@ pub fn statement(base: &str) -> Result<CapabilityStatement, Failure> {
             .search_param(params)
             .build()
             .map_err(failed)?;
+        if matches!(kind, Kind::CarePlan | Kind::Task) {
+            let (create, update) = match kind {
+                Kind::CarePlan => (
+                    "A care provider proposes an agreement (ProposeAgreement); the identifier \
+                     (urn:uuid) it carries is the agreement's id, so a retry does nothing twice; \
+                     If-None-Exist on that identifier is honoured.",
+                    "An agreement's terms change (AmendAgreement); If-Match names the household \
+                     revision read (412 when it moved on).",
+                ),
+                _ => (
+                    "Answers a proposed agreement: status accepted or rejected (with \
+                     statusReason.text), focus CarePlan/{id}.",
+                    "The same, at Task/{id of the agreement}.",
+                ),
+            };
+            resource.interaction.push(interaction("create", create)?);
+            resource.interaction.push(interaction("update", update)?);
+            resource.conditional_create = Some(kind == Kind::CarePlan);
+        }
         if matches!(kind, Kind::Group | Kind::Patient) {
             resource.operation = vec![everything.clone()];
         }

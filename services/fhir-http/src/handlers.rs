@@ -79,6 +79,15 @@ pub async fn code_systems(
     Ok(json(StatusCode::OK, &bundle.into()))
 }
 
+/// A method the route does not take (`DELETE`, `PATCH`, a write of a read-only type).
+pub async fn method_not_allowed() -> Failure {
+    Failure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        fhir_sdk::r4b::codes::IssueType::NotSupported,
+        "not supported here; see /fhir/metadata for the interactions served",
+    )
+}
+
 /// Anything else under `/fhir`, and anything outside it.
 pub async fn unknown() -> Failure {
     Failure::not_found("no such FHIR interaction here; see /fhir/metadata for what is served")
@@ -356,7 +365,7 @@ pub async fn search(
 impl Facade {
     /// The household holding `kind`/`id`. An id no household holds is refused exactly as one
     /// the caller may not see, and recorded, so that refusals say nothing about what exists.
-    async fn household_holding(
+    pub(crate) async fn household_holding(
         &self,
         calling: &Calling,
         kind: Kind,
@@ -399,7 +408,7 @@ impl Facade {
     /// Decides the read of `kind`/`id` in `household` (on its current state) and records it;
     /// `f` picks what the caller sees. A resource the household does not hold is `404`, one the
     /// caller may not see is refused and recorded as refused.
-    async fn decided<R>(
+    pub(crate) async fn decided<R>(
         &self,
         calling: &Calling,
         household: HouseholdId,
@@ -440,7 +449,11 @@ impl Facade {
     }
 
     /// When the household's revision `revision` was recorded (µs since 1970).
-    fn recorded_at(&self, household: HouseholdId, revision: Option<u64>) -> Result<u64, Failure> {
+    pub(crate) fn recorded_at(
+        &self,
+        household: HouseholdId,
+        revision: Option<u64>,
+    ) -> Result<u64, Failure> {
         let Some(revision) = revision else {
             return Ok(0);
         };

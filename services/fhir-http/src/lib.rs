@@ -27,6 +27,7 @@ mod handlers;
 pub mod outcome;
 mod resources;
 mod search;
+mod write;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -70,8 +71,18 @@ impl Facade {
             .route("/metadata", get(handlers::capabilities))
             .route("/CodeSystem", get(handlers::code_systems))
             .route("/CodeSystem/{id}", get(handlers::code_system))
-            .route("/{kind}", get(handlers::search))
-            .route("/{kind}/{id}", get(handlers::read))
+            .route(
+                "/{kind}",
+                get(handlers::search)
+                    .post(write::create)
+                    .fallback(handlers::method_not_allowed),
+            )
+            .route(
+                "/{kind}/{id}",
+                get(handlers::read)
+                    .put(write::update)
+                    .fallback(handlers::method_not_allowed),
+            )
             .route("/{kind}/{id}/_history", get(handlers::history))
             .route("/{kind}/{id}/_history/{version}", get(handlers::vread))
             .route("/{kind}/{id}/{operation}", get(handlers::operation))

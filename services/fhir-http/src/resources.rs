@@ -12,7 +12,7 @@ use naast_domain::ids::{
 };
 use naast_domain::vocab::MemberRole;
 use naast_fhir::{
-    MapError, agreements, consent, goals, household, indications, members, network, plans,
+    MapError, agreements, consent, goals, household, indications, members, network, plans, tasks,
 };
 use uuid::Uuid;
 
@@ -35,11 +35,13 @@ pub enum Kind {
     Coverage,
     /// Consent grants.
     Consent,
+    /// The answer to each agreement's proposal.
+    Task,
 }
 
 impl Kind {
     /// Every kind, in the order a household's resources are listed.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Group,
         Kind::Patient,
         Kind::RelatedPerson,
@@ -47,6 +49,7 @@ impl Kind {
         Kind::CarePlan,
         Kind::Goal,
         Kind::Coverage,
+        Kind::Task,
         Kind::Consent,
     ];
 
@@ -66,6 +69,7 @@ impl Kind {
             Kind::CarePlan => "CarePlan",
             Kind::Coverage => "Coverage",
             Kind::Consent => "Consent",
+            Kind::Task => "Task",
         }
     }
 
@@ -77,7 +81,7 @@ impl Kind {
                 Action::Read(ReadKind::Household)
             }
             Kind::Goal => Action::Read(ReadKind::Goals),
-            Kind::CarePlan => Action::Read(ReadKind::Agreements),
+            Kind::CarePlan | Kind::Task => Action::Read(ReadKind::Agreements),
             Kind::Coverage => Action::Read(ReadKind::Plans),
             Kind::Consent => Action::Own,
         }
@@ -205,6 +209,18 @@ pub fn one(
             need(sight.plans, "indication")?;
             Ok(indications::coverage(household, state, IndicationId(id), indication)?.into())
         }
+        Kind::Task => {
+            let agreement = state
+                .agreements
+                .get(&AgreementId(id))
+                .ok_or(Unseen::Missing)?;
+            let visible = sight
+                .agreements
+                .as_ref()
+                .is_some_and(|v| v.agreement(state, agreement, today));
+            need(visible, "agreement")?;
+            Ok(tasks::task(household, state, AgreementId(id), agreement)?.into())
+        }
         Kind::Consent => {
             let grant = state.grants.get(&GrantId(id)).ok_or(Unseen::Missing)?;
             need(sight.consents, "consent")?;
@@ -236,7 +252,10 @@ pub fn visible(
             }
             Kind::Coverage => state.indications.keys().map(|i| i.0).collect(),
             Kind::Consent => state.grants.keys().map(|g| g.0).collect(),
+            Kind::Task => state.agreements.keys().map(|a| a.0).collect(),
         };
+        let mut ids = ids;
+        ids.sort_unstable();
         for id in ids {
             match one(household, state, kind, id, sight, today) {
                 Ok(resource) => out.push((kind, id, resource)),

@@ -182,7 +182,7 @@ impl Search {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        let references: Vec<String> = ["subject", "patient", "beneficiary"]
+        let references: Vec<String> = ["subject", "patient", "beneficiary", "for"]
             .into_iter()
             .filter_map(reference)
             .collect();
@@ -277,11 +277,12 @@ fn search_on(kind: Kind, name: &str) -> bool {
                 | Kind::Consent
                 | Kind::RelatedPerson
                 | Kind::CareTeam
+                | Kind::Task
         ),
         "subject" => matches!(kind, Kind::Goal | Kind::CarePlan | Kind::CareTeam),
         "status" => matches!(
             kind,
-            Kind::CarePlan | Kind::Coverage | Kind::Consent | Kind::CareTeam
+            Kind::CarePlan | Kind::Coverage | Kind::Consent | Kind::CareTeam | Kind::Task
         ),
         "lifecycle-status" => kind == Kind::Goal,
         "category" => matches!(
