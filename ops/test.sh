@@ -14,6 +14,9 @@ fi
 # A real OpenID provider (oidc-provider on Node) issues the tokens of the auth tests.
 (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 
+# A second, independent FHIR validator (Medplum's, on Node) checks what the FHIR facade serves.
+(cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+
 # An independent gRPC client (Python grpcio) is one of the end-to-end tests.
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/python/requirements.txt
 

@@ -28,6 +28,10 @@ def bad_codes(model, path, found):
         # which codes are allowed only in part, so it cannot refuse one.
         if allowed and "+" in allowed:
             allowed = None
+        # CapabilityStatement.format is bound to the MIME types (`json` or any media type such as
+        # application/fhir+json); the models list words of its definition instead of codes.
+        if f"{path}.{name}" == "CapabilityStatement.format":
+            allowed = None
         values = value if isinstance(value, list) else [value]
         for item in values:
             if allowed and isinstance(item, str) and item not in allowed:

@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fhir_sdk::r4b::codes::{BundleType, HTTPVerb, SearchEntryMode};
 use fhir_sdk::r4b::resources::{
-    Bundle, BundleEntry, BundleEntryRequest, BundleEntrySearch, BundleLink, Resource,
+    Bundle, BundleEntry, BundleEntryRequest, BundleEntryResponse, BundleEntrySearch, BundleLink,
+    Resource,
 };
 use fhir_sdk::r4b::types::Meta;
 use fhir_sdk::time::OffsetDateTime;
@@ -226,15 +227,23 @@ pub async fn history(
                 HTTPVerb::Put
             };
             let url = format!("{}/{id}", kind.name());
+            let created = method == HTTPVerb::Post;
             let request = BundleEntryRequest::builder()
                 .method(method)
                 .url(url.clone())
                 .build()
                 .map_err(|e| Failure::internal("building a history entry", e))?;
+            let mut response = BundleEntryResponse::builder()
+                .status(if created { "201 Created" } else { "200 OK" }.to_owned())
+                .etag(format!("W/\"{revision}\""))
+                .build()
+                .map_err(|e| Failure::internal("building a history entry", e))?;
+            response.last_modified = instant(at);
             BundleEntry::builder()
                 .full_url(format!("{base}/{url}"))
                 .resource(stamp(resource, revision, at))
                 .request(request)
+                .response(response)
                 .build()
                 .map(Some)
                 .map_err(|e| Failure::internal("building a history entry", e))
