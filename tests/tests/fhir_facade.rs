@@ -191,6 +191,22 @@ async fn what_is_written_over_grpc_is_read_over_fhir_with_versions_and_history()
     )
     .await;
     assert_eq!(by_domain.body["total"], 1, "{}", by_domain.body);
+    // Only the total: no entries, no next page.
+    let counted = get(
+        &format!("{base}/Goal?patient={noor}&_count=0"),
+        Some(&ouder),
+    )
+    .await;
+    assert_eq!(counted.status, 200, "{}", counted.body);
+    assert_eq!(counted.body["total"], 1);
+    assert!(counted.body.get("entry").is_none(), "{}", counted.body);
+    assert!(
+        !counted.body["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["relation"] == "next")
+    );
 
     // The household as one Bundle.
     let everything = get(&format!("{base}/Group/{home}/$everything"), Some(&ouder)).await;
@@ -990,4 +1006,37 @@ async fn bad_writes_are_refused_with_an_operation_outcome_and_write_nothing() {
         revision(other_home.clone()).await,
     );
     assert_eq!(before, after, "nothing was written by a refused request");
+}
+
+#[tokio::test]
+async fn a_python_fhir_client_reads_searches_pages_and_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fhir_server(dir.path());
+    let (home, noor, contact) = household_with_provider(&server).await;
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    for i in 0..5 {
+        create_goal(&mut family, &home, &noor, &format!("doel {i}")).await;
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let output = std::process::Command::new("python3")
+        .arg(format!("{root}/tests/python/fhir_client.py"))
+        .arg(server.fhir_base())
+        .arg(server.token("zorgverlener"))
+        .arg(server.token("ouder"))
+        .arg(&noor)
+        .arg(&contact)
+        .arg("5")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !said.contains("No module named"),
+        "fhirpy is missing: pip install -r tests/python/requirements.txt (ops/test.sh does)\n{said}"
+    );
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("all checks passed"), "{said}");
 }

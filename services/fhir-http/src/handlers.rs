@@ -356,11 +356,13 @@ pub async fn search(
         .take(search.count + 1)
         .collect();
     let base = base(&headers);
-    let next = (page.len() > search.count)
-        .then(|| page.get(search.count - 1).map(|(id, _)| *id))
-        .flatten()
-        .filter(|_| search.count > 0)
-        .map(|last| format!("{base}/{}?{}", kind.name(), search.query_after(last)));
+    // A next page when there is more after this one (`_count=0` asks only for the total).
+    let next = match search.count.checked_sub(1) {
+        Some(last) if page.len() > search.count => page
+            .get(last)
+            .map(|(id, _)| format!("{base}/{}?{}", kind.name(), search.query_after(*id))),
+        _ => None,
+    };
     let entries = page
         .into_iter()
         .take(search.count)

@@ -63,7 +63,8 @@ impl Search {
             }
             let values = || value.split(',').map(str::trim).filter(|v| !v.is_empty());
             match name.as_str() {
-                "_format" => {}
+                // The total is always counted exactly: asking how is answered by doing so.
+                "_format" | "_total" | "_totalMethod" => {}
                 "_count" => search.count = count_of(value)?,
                 "_page" => {
                     search.after = Some(Uuid::parse_str(value).map_err(|_| {
