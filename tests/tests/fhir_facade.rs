@@ -1040,3 +1040,180 @@ async fn a_python_fhir_client_reads_searches_pages_and_writes() {
     assert!(output.status.success(), "{said}");
     assert!(said.contains("all checks passed"), "{said}");
 }
+
+/// The family grants the supporter (the demo persona `ondersteuner`, as a person) `scopes`
+/// limited to `life_domains`: the grant's id.
+async fn grant_supporter(
+    server: &Server,
+    home: &str,
+    scopes: &[pb::AccessScope],
+    life_domains: &[pb::LifeDomain],
+) -> String {
+    pb::consent_service_client::ConsentServiceClient::new(server.signed("ouder").await)
+        .grant_access(pb::GrantAccessRequest {
+            household_id: home.into(),
+            grantee: Some(pb::Grantee {
+                kind: Some(pb::grantee::Kind::Person(pb::Identity {
+                    issuer: "https://dev.naast.invalid".into(),
+                    subject: "dev-ondersteuner".into(),
+                })),
+            }),
+            terms: Some(pb::GrantTerms {
+                scopes: scopes.iter().map(|s| *s as i32).collect(),
+                life_domains: life_domains.iter().map(|d| *d as i32).collect(),
+                until: "2099-12-31".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .grant_id
+}
+
+#[tokio::test]
+async fn what_a_grant_shows_over_fhir_is_what_it_shows_over_grpc_and_each_refusal_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fhir_server(dir.path());
+    let base = server.fhir_base();
+    let supporter = server.token("ondersteuner").to_owned();
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, noor, _) = naast_tests::household_with_client(&mut family, "Familie Jansen").await;
+    let housing = family
+        .create_goal(pb::CreateGoalRequest {
+            household_id: home.clone(),
+            owner_member_id: noor.clone(),
+            title: "zelfstandig wonen".into(),
+            life_domains: vec![pb::LifeDomain::Housing as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .goal_id;
+    let (friends, _) = create_goal(&mut family, &home, &noor, "vrienden maken").await;
+    let grant = grant_supporter(
+        &server,
+        &home,
+        &[pb::AccessScope::ReadTimeline],
+        &[pb::LifeDomain::Housing],
+    )
+    .await;
+
+    // The grant shows goals about housing, and nothing else: over gRPC and over FHIR alike.
+    let grpc: Vec<String> = HouseholdServiceClient::new(server.signed("ondersteuner").await)
+        .list_goals(pb::ListGoalsRequest {
+            household_id: home.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .goals
+        .into_iter()
+        .map(|g| g.goal_id)
+        .collect();
+    assert_eq!(grpc, vec![housing.clone()]);
+    let searched = get(
+        &format!("{base}/Goal?patient=Patient/{noor}"),
+        Some(&supporter),
+    )
+    .await;
+    assert_eq!(searched.status, 200, "{}", searched.body);
+    let fhir: Vec<&str> = entries(&searched.body)
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(fhir, vec![housing.as_str()]);
+    assert_eq!(
+        get(&format!("{base}/Goal/{housing}"), Some(&supporter))
+            .await
+            .status,
+        200
+    );
+    // A goal outside it, read by id: refused, and recorded as refused.
+    let outside = get(&format!("{base}/Goal/{friends}"), Some(&supporter)).await;
+    assert_eq!(outside.status, 403, "{}", outside.body);
+    // A limited grant shows neither the family's names nor its consents.
+    for path in [
+        format!("Patient/{noor}"),
+        format!("Group/{home}/$everything"),
+        format!("Consent/{grant}"),
+        format!("Consent?patient=Patient/{noor}"),
+    ] {
+        let refused = get(&format!("{base}/{path}"), Some(&supporter)).await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.body);
+    }
+    // The family sees its consent as a Consent.
+    let consent = get(
+        &format!("{base}/Consent/{grant}"),
+        Some(server.token("ouder")),
+    )
+    .await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert_eq!(consent.body["status"], "active");
+
+    // Revoked: every read ends, over FHIR as over gRPC.
+    pb::consent_service_client::ConsentServiceClient::new(server.signed("ouder").await)
+        .revoke_access(pb::RevokeAccessRequest {
+            household_id: home.clone(),
+            grant_id: grant.clone(),
+            reason: "niet meer nodig".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let after = get(&format!("{base}/Goal/{housing}"), Some(&supporter)).await;
+    assert_eq!(after.status, 403, "{}", after.body);
+    let grpc = HouseholdServiceClient::new(server.signed("ondersteuner").await)
+        .list_goals(pb::ListGoalsRequest {
+            household_id: home.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(grpc.code(), tonic::Code::PermissionDenied);
+    let revoked = get(
+        &format!("{base}/Consent/{grant}"),
+        Some(server.token("ouder")),
+    )
+    .await;
+    assert_eq!(revoked.body["status"], "inactive", "{}", revoked.body);
+
+    // The family's access log: the supporter's FHIR reads, allowed on the grant and refused.
+    let log = AuditServiceClient::new(server.signed("ouder").await)
+        .list_access_log(pb::ListAccessLogRequest {
+            household_id: home.clone(),
+            page_size: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    let theirs: Vec<&pb::AuditRecord> = log
+        .iter()
+        .filter(|r| {
+            r.operation.starts_with("FHIR ")
+                && r.user
+                    .as_ref()
+                    .is_some_and(|u| u.subject == "dev-ondersteuner")
+        })
+        .collect();
+    let allowed = theirs
+        .iter()
+        .filter(|r| r.outcome == pb::AuditOutcome::Allowed as i32)
+        .count();
+    let refused = theirs
+        .iter()
+        .filter(|r| r.outcome == pb::AuditOutcome::Denied as i32)
+        .count();
+    assert_eq!((allowed, refused), (2, 6), "{theirs:#?}");
+    assert!(theirs.iter().any(|r| r.operation == "FHIR read Goal"
+        && r.outcome == pb::AuditOutcome::Allowed as i32
+        && r.basis.contains(&format!("grant:{grant}"))));
+    assert!(theirs.iter().any(|r| r.operation == "FHIR read Goal"
+        && r.outcome == pb::AuditOutcome::Denied as i32
+        && r.object_ids.contains(&format!("Goal/{friends}"))));
+}
