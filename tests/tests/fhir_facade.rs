@@ -1216,4 +1216,48 @@ async fn what_a_grant_shows_over_fhir_is_what_it_shows_over_grpc_and_each_refusa
     assert!(theirs.iter().any(|r| r.operation == "FHIR read Goal"
         && r.outcome == pb::AuditOutcome::Denied as i32
         && r.object_ids.contains(&format!("Goal/{friends}"))));
+
+    // The same log as FHIR AuditEvents, for the family only, paged.
+    let events = get(
+        &format!("{base}/AuditEvent?entity=Group/{home}&_count=5"),
+        Some(server.token("ouder")),
+    )
+    .await;
+    assert_eq!(events.status, 200, "{}", events.body);
+    assert_eq!(entries(&events.body).len(), 5);
+    let mut all = Vec::new();
+    let mut next = Some(format!("{base}/AuditEvent?patient=Patient/{noor}&_count=7"));
+    while let Some(url) = next {
+        let page = get(&url, Some(server.token("ouder"))).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        all.extend(entries(&page.body).into_iter().cloned());
+        next = page.body["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        all.len() >= log.len(),
+        "{} events, {} records",
+        all.len(),
+        log.len()
+    );
+    let refused_event = all
+        .iter()
+        .find(|e| {
+            e["outcome"] == "4"
+                && e["entity"]
+                    .as_array()
+                    .is_some_and(|es| es.iter().any(|x| x.to_string().contains(&friends)))
+        })
+        .unwrap_or_else(|| panic!("the refused read of {friends} as an AuditEvent: {all:#?}"));
+    assert_eq!(refused_event["resourceType"], "AuditEvent");
+    let theirs = get(
+        &format!("{base}/AuditEvent?entity=Group/{home}"),
+        Some(&supporter),
+    )
+    .await;
+    assert_eq!(theirs.status, 403, "only the family reads who looked");
 }

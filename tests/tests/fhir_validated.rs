@@ -281,6 +281,10 @@ async fn everything_served_for_the_demo_families_and_generated_households_is_val
                 keep(&out, &mut files, &history);
             }
         }
+        let (status, log) = get(&format!("{base}/AuditEvent?entity=Group/{home}"), &token).await;
+        assert_eq!(status, 200, "{log}");
+        assert!(!log["entry"].as_array().unwrap().is_empty());
+        keep(&out, &mut files, &log);
         let client = entries
             .iter()
             .find(|e| e["resource"]["resourceType"] == "Patient")

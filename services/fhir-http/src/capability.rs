@@ -165,6 +165,42 @@ pub fn statement(base: &str) -> Result<CapabilityStatement, Failure> {
         }
         resources.push(Some(resource));
     }
+    let param = |name: &str, r#type, documentation: &str| {
+        CapabilityStatementRestResourceSearchParam::builder()
+            .name(name.to_owned())
+            .r#type(r#type)
+            .documentation(documentation.to_owned())
+            .build()
+            .map(Some)
+            .map_err(failed)
+    };
+    let audit_events = CapabilityStatementRestResource::builder()
+        .r#type(ResourceType::AuditEvent)
+        .documentation(
+            "The family's access log (NEN 7513), for the household's owners; reading it is \
+             recorded too."
+                .to_owned(),
+        )
+        .interaction(vec![interaction(
+            "search-type",
+            "Oldest first, paged by a cursor later records do not move.",
+        )?])
+        .search_param(vec![
+            param("entity", SearchParamType::Reference, "Group/{household}.")?,
+            param(
+                "patient",
+                SearchParamType::Reference,
+                "Patient/{client}: their household's log.",
+            )?,
+            param(
+                "date",
+                SearchParamType::Date,
+                "geYYYY-MM-DD and ltYYYY-MM-DD (UTC days).",
+            )?,
+        ])
+        .build()
+        .map_err(failed)?;
+    resources.push(Some(audit_events));
     let code_system = CapabilityStatementRestResource::builder()
         .r#type(ResourceType::CodeSystem)
         .interaction(vec![

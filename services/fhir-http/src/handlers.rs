@@ -319,6 +319,9 @@ pub async fn search(
     Path(kind): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Answer {
+    if kind == "AuditEvent" {
+        return crate::access_log::search(&facade, &calling, &headers, &params).await;
+    }
     let kind = kind_of(&kind)?;
     let search = crate::search::Search::parse(kind, &params)?;
     let (anchor_kind, anchor) = search.anchor().ok_or_else(|| {

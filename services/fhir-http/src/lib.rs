@@ -22,6 +22,7 @@
 //! The history of a resource lists the revisions at which it changed. `If-Match` on a write names
 //! the household revision the writer saw, as `expected_revision` does over gRPC.
 
+mod access_log;
 mod capability;
 mod handlers;
 pub mod outcome;
