@@ -1261,3 +1261,106 @@ async fn what_a_grant_shows_over_fhir_is_what_it_shows_over_grpc_and_each_refusa
     .await;
     assert_eq!(theirs.status, 403, "only the family reads who looked");
 }
+
+#[tokio::test]
+async fn notes_are_communications_and_every_version_has_its_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fhir_server(dir.path());
+    let base = server.fhir_base();
+    let ouder = server.token("ouder").to_owned();
+    let (home, noor, contact) = household_with_provider(&server).await;
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let note = family
+        .create_note(pb::CreateNoteRequest {
+            household_id: home.clone(),
+            about_member_id: noor.clone(),
+            text: "Noor sliep goed na het logeren".into(),
+            life_domains: vec![pb::LifeDomain::SocialNetwork as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .note_id;
+    let read = get(&format!("{base}/Communication/{note}"), Some(&ouder)).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(
+        read.body["payload"][0]["contentString"],
+        "Noor sliep goed na het logeren"
+    );
+    assert_eq!(
+        read.body["subject"]["reference"],
+        format!("Patient/{noor}").as_str()
+    );
+    assert!(read.body["sent"].is_string());
+    let found = get(
+        &format!("{base}/Communication?patient=Patient/{noor}"),
+        Some(&ouder),
+    )
+    .await;
+    assert_eq!(found.body["total"], 1, "{}", found.body);
+    let everything = get(&format!("{base}/Group/{home}/$everything"), Some(&ouder)).await;
+    assert!(
+        entries(&everything.body)
+            .iter()
+            .any(|r| r["resourceType"] == "Communication" && r["id"] == note.as_str())
+    );
+
+    // An agreement proposed by the provider over FHIR, amended by the family over gRPC: two
+    // versions, each with who recorded it.
+    let id = uuid::Uuid::now_v7().to_string();
+    let created = send(
+        reqwest::Method::POST,
+        &format!("{base}/CarePlan"),
+        server.token("zorgverlener"),
+        agreement(&id, &noor, &contact, "dagbesteding").to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let mut answer = get(&format!("{base}/Task/{id}"), Some(&ouder)).await.body;
+    answer["status"] = "accepted".into();
+    let accepted = send(
+        reqwest::Method::PUT,
+        &format!("{base}/Task/{id}"),
+        &ouder,
+        answer.to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let provenance = get(
+        &format!("{base}/Provenance?target=CarePlan/{id}"),
+        Some(&ouder),
+    )
+    .await;
+    assert_eq!(provenance.status, 200, "{}", provenance.body);
+    let versions = entries(&provenance.body);
+    assert_eq!(versions.len(), 2, "{}", provenance.body);
+    assert_eq!(versions[0]["activity"]["coding"][0]["code"], "CREATE");
+    assert_eq!(
+        versions[0]["agent"][0]["who"]["identifier"]["value"],
+        "dev-zorgverlener"
+    );
+    assert_eq!(versions[1]["activity"]["coding"][0]["code"], "UPDATE");
+    assert_eq!(
+        versions[1]["agent"][0]["who"]["identifier"]["value"],
+        "dev-ouder"
+    );
+    let target = versions[1]["target"][0]["reference"].as_str().unwrap();
+    assert!(
+        target.starts_with(&format!("CarePlan/{id}/_history/")),
+        "{target}"
+    );
+    // The version it names is a real one.
+    let at = get(&format!("{base}/{target}"), Some(&ouder)).await;
+    assert_eq!(at.status, 200, "{}", at.body);
+    assert_eq!(at.body["intent"], "plan");
+    // Provenance is read as the resource is: not by someone who may not see it.
+    let refused = get(
+        &format!("{base}/Provenance?target=CarePlan/{id}"),
+        Some(server.token("ondersteuner")),
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+}

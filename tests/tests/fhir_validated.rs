@@ -279,6 +279,11 @@ async fn everything_served_for_the_demo_families_and_generated_households_is_val
                 let (status, history) = get(&format!("{base}/{kind}/{id}/_history"), &token).await;
                 assert_eq!(status, 200, "{history}");
                 keep(&out, &mut files, &history);
+                let (status, provenance) =
+                    get(&format!("{base}/Provenance?target={kind}/{id}"), &token).await;
+                assert_eq!(status, 200, "{provenance}");
+                assert!(!provenance["entry"].as_array().unwrap().is_empty());
+                keep(&out, &mut files, &provenance);
             }
         }
         let (status, log) = get(&format!("{base}/AuditEvent?entity=Group/{home}"), &token).await;
@@ -290,7 +295,14 @@ async fn everything_served_for_the_demo_families_and_generated_households_is_val
             .find(|e| e["resource"]["resourceType"] == "Patient")
             .map(|e| e["resource"]["id"].as_str().unwrap().to_owned());
         if let Some(client) = client {
-            for kind in ["CarePlan", "Goal", "Task", "Coverage", "Consent"] {
+            for kind in [
+                "CarePlan",
+                "Goal",
+                "Task",
+                "Coverage",
+                "Consent",
+                "Communication",
+            ] {
                 let (status, found) = get(
                     &format!("{base}/{kind}?patient=Patient/{client}&_count=2"),
                     &token,
@@ -311,6 +323,7 @@ async fn everything_served_for_the_demo_families_and_generated_households_is_val
         "Task",
         "Coverage",
         "Consent",
+        "Communication",
     ] {
         assert!(kinds.contains(kind), "no {kind} served: {kinds:?}");
     }

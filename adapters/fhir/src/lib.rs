@@ -17,6 +17,8 @@
 //! - [`audit`]: the access log's NEN 7513 records as `AuditEvent`;
 //! - [`network`]: the family's network as one `CareTeam` (nl-core-CareTeam);
 //! - [`household`]: the household as a `Group`, the subject of what concerns the whole family;
+//! - [`communications`]: notes and logbook entries as `Communication`;
+//! - [`provenance`]: who recorded each version, on whose behalf, as `Provenance`;
 //! - [`tasks`]: the accept/reject workflow of an agreement as a `Task`;
 //! - [`inbound`]: the other way: agreements (`CarePlan`) and answers to proposals (`Task`)
 //!   written by care providers, read back into the domain's terms;
@@ -25,6 +27,7 @@
 pub mod agreements;
 pub mod audit;
 pub mod codes;
+pub mod communications;
 pub mod consent;
 pub mod goals;
 pub mod household;
@@ -33,6 +36,7 @@ pub mod indications;
 pub mod members;
 pub mod network;
 pub mod plans;
+pub mod provenance;
 pub mod tasks;
 
 use fhir_sdk::r4b::resources::Resource;

@@ -620,19 +620,19 @@ impl Households {
     }
 
     /// Calls `f` with each event of the household up to and including revision `until`, in
-    /// order, and the household's state just after it: its history, each version a real past
-    /// state.
+    /// order (as stored, and as decoded), and the household's state just after it: its history,
+    /// each version a real past state.
     pub fn replay(
         &self,
         household: HouseholdId,
         until: u64,
-        mut f: impl FnMut(&RecordedEvent, &Household),
+        mut f: impl FnMut(&RecordedEvent, &naast_domain::event::Stored, &Household),
     ) -> Result<(), AppError> {
         let mut state = Household::default();
         self.each_event(household, 0, |recorded, stored| {
             if recorded.revision <= until {
                 state.apply(&stored.event);
-                f(&recorded, &state);
+                f(&recorded, &stored, &state);
             }
         })
     }

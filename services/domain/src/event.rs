@@ -422,7 +422,7 @@ impl DomainEvent {
     }
 
     /// The id of what this event brings into the household's record (a member, contact, plan,
-    /// goal, agreement, indication or grant), if any: what a reader looking for that id must
+    /// goal, agreement, indication, grant, logbook entry or note), if any: what a reader looking for that id must
     /// find this household by.
     pub fn introduces(&self) -> Option<uuid::Uuid> {
         use DomainEvent as E;
@@ -434,6 +434,8 @@ impl DomainEvent {
             E::AgreementProposed { agreement, .. } => Some(agreement.0),
             E::IndicationRecorded { indication, .. } => Some(indication.0),
             E::AccessGranted { grant, .. } => Some(grant.0),
+            E::LogbookEntryAdded { entry, .. } => Some(entry.0),
+            E::NoteAdded { note, .. } => Some(note.0),
             _ => None,
         }
     }

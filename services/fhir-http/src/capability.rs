@@ -74,6 +74,16 @@ fn search_params(kind: Kind) -> Vec<(&'static str, SearchParamType, &'static str
             ("category", T::Token, "Consent.category."),
         ]),
         Kind::RelatedPerson => params.push(subject),
+        Kind::Communication => {
+            params.extend([subject, ("subject", T::Reference, "Patient/… or Group/….")])
+        }
+        Kind::Provenance => {
+            return vec![(
+                "target",
+                T::Reference,
+                "The resource whose versions' provenance is read (Type/id); required.",
+            )];
+        }
         Kind::Task => params.extend([
             subject,
             (
@@ -107,7 +117,10 @@ pub fn statement(base: &str) -> Result<CapabilityStatement, Failure> {
         .map(Some)
         .map_err(failed)?;
     let mut resources = Vec::new();
-    for kind in Kind::ALL {
+    for kind in Kind::ALL
+        .into_iter()
+        .chain([Kind::Communication, Kind::Provenance])
+    {
         let params = search_params(kind)
             .into_iter()
             .map(|(name, r#type, documentation)| {
@@ -141,6 +154,21 @@ pub fn statement(base: &str) -> Result<CapabilityStatement, Failure> {
             .search_param(params)
             .build()
             .map_err(failed)?;
+        match kind {
+            // Notes and entries never change: read and search.
+            Kind::Communication => resource.interaction.retain(|i| {
+                i.as_ref()
+                    .is_some_and(|i| i.code == "read" || i.code == "search-type")
+            }),
+            // Searched by its target only.
+            Kind::Provenance => resource
+                .interaction
+                .retain(|i| i.as_ref().is_some_and(|i| i.code == "search-type")),
+            _ => {}
+        }
+        if matches!(kind, Kind::Communication | Kind::Provenance) {
+            resource.read_history = Some(false);
+        }
         if matches!(kind, Kind::CarePlan | Kind::Task) {
             let (create, update) = match kind {
                 Kind::CarePlan => (

@@ -101,13 +101,31 @@ pub async fn read(
     Path((kind, id)): Path<(String, String)>,
 ) -> Answer {
     let (kind, id) = (kind_of(&kind)?, id_of(&id)?);
+    if kind == Kind::Provenance {
+        return Err(Failure::not_found(
+            "provenance is searched by its target: Provenance?target=Type/id",
+        ));
+    }
     let household = facade.household_holding(&calling, kind, id).await?;
     let today = naast_domain::calendar::dutch_today();
     let (resource, revision) = facade
         .decided(&calling, household, kind, id, |state, revision, sight| {
-            resources::one(household, state, kind, id, sight, today).map(|r| (r, revision))
+            if kind == Kind::Communication {
+                let entry = naast_domain::ids::EntryId(id);
+                return match facade.communications(household, revision, sight, Some(id)) {
+                    Ok(found) => match found.into_iter().next() {
+                        Some(found) => Ok(Ok((found.resource, revision))),
+                        None if state.entries.contains(&entry) => Err(Unseen::Denied(Denied::new(
+                            "your access to this household does not show this note",
+                        ))),
+                        None => Err(Unseen::Missing),
+                    },
+                    Err(failure) => Ok(Err(failure)),
+                };
+            }
+            resources::one(household, state, kind, id, sight, today).map(|r| Ok((r, revision)))
         })
-        .await?;
+        .await??;
     let (resource, version) = facade.versioned(household, resource, revision)?;
     Ok(with_version(json(StatusCode::OK, &resource), version))
 }
@@ -143,7 +161,7 @@ pub async fn vread(
     let mut found = None;
     facade
         .households
-        .replay(household, version, |recorded, state| {
+        .replay(household, version, |recorded, _, state| {
             if recorded.revision == version {
                 let day = naast_projections::recorded_on(recorded);
                 found = Some((
@@ -196,7 +214,7 @@ pub async fn history(
     let mut failed = None;
     facade
         .households
-        .replay(household, current.unwrap_or(0), |recorded, state| {
+        .replay(household, current.unwrap_or(0), |recorded, _, state| {
             let day = naast_projections::recorded_on(recorded);
             match resources::one(household, state, kind, id, &sight, day) {
                 Ok(resource) => {
@@ -283,11 +301,19 @@ pub async fn operation(
     let (all, revision) = facade
         .decided(&calling, household, kind, id, |state, revision, sight| {
             resources::one(household, state, kind, id, sight, today)?;
-            resources::visible(household, state, &Kind::ALL, sight, today)
-                .map(|all| (all, revision))
-                .map_err(Unseen::Map)
+            let mut all = resources::visible(household, state, &Kind::ALL, sight, today)
+                .map_err(Unseen::Map)?;
+            match facade.communications(household, revision, sight, None) {
+                Ok(found) => all.extend(
+                    found
+                        .into_iter()
+                        .map(|f| (Kind::Communication, f.id, f.resource)),
+                ),
+                Err(failure) => return Ok(Err(failure)),
+            }
+            Ok(Ok((all, revision)))
         })
-        .await?;
+        .await??;
     let at = facade.recorded_at(household, revision)?;
     let base = base(&headers);
     let total = all.len();
@@ -323,6 +349,9 @@ pub async fn search(
         return crate::access_log::search(&facade, &calling, &headers, &params).await;
     }
     let kind = kind_of(&kind)?;
+    if kind == Kind::Provenance {
+        return provenance_search(&facade, &calling, &headers, &params).await;
+    }
     let search = crate::search::Search::parse(kind, &params)?;
     let (anchor_kind, anchor) = search.anchor().ok_or_else(|| {
         Failure::bad_request(
@@ -340,12 +369,23 @@ pub async fn search(
             kind,
             anchor,
             |state, revision, sight| {
+                if kind == Kind::Communication {
+                    return Ok(facade.communications(household, revision, sight, None).map(
+                        |found| {
+                            let all = found
+                                .into_iter()
+                                .map(|f| (kind, f.id, f.resource))
+                                .collect::<Vec<_>>();
+                            (all, revision)
+                        },
+                    ));
+                }
                 resources::visible(household, state, &[kind], sight, today)
-                    .map(|all| (all, revision))
+                    .map(|all| Ok((all, revision)))
                     .map_err(Unseen::Map)
             },
         )
-        .await?;
+        .await??;
     let at = facade.recorded_at(household, revision)?;
     let matching: Vec<(Uuid, Resource)> = found
         .into_iter()
@@ -684,4 +724,59 @@ pub(crate) fn quote(value: &str) -> String {
         quoted.push('…');
     }
     format!("{quoted:?}")
+}
+
+/// `GET /fhir/Provenance?target=Type/id`: who recorded each version of that resource, decided
+/// and recorded as a read of the resource itself.
+async fn provenance_search(
+    facade: &Facade,
+    calling: &Calling,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Answer {
+    let mut target = None;
+    for (name, value) in params {
+        match name.as_str() {
+            "_format" | "_total" | "_totalMethod" => {}
+            "target" => {
+                let parsed = value.split_once('/').and_then(|(kind, id)| {
+                    let kind = Kind::parse(kind).filter(|k| *k != Kind::Provenance)?;
+                    Some((kind, id_of(id).ok()?))
+                });
+                target = Some(parsed.ok_or_else(|| {
+                    Failure::bad_request(format!(
+                        "target {}: name a resource served here, Type/id",
+                        quote(value)
+                    ))
+                    .at("target")
+                })?);
+            }
+            other => return Err(unknown_parameter(other, "Provenance")),
+        }
+    }
+    let (kind, id) = target.ok_or_else(|| {
+        Failure::bad_request("provenance is searched by its target: Provenance?target=Type/id")
+            .at("target")
+    })?;
+    let household = facade.household_holding(calling, kind, id).await?;
+    let today = naast_domain::calendar::dutch_today();
+    let found = facade
+        .decided(calling, household, kind, id, |state, revision, sight| {
+            if kind != Kind::Communication {
+                resources::one(household, state, kind, id, sight, today)?;
+            } else if !state.entries.contains(&naast_domain::ids::EntryId(id)) {
+                return Err(Unseen::Missing);
+            }
+            Ok(facade.provenance(household, kind, id, revision, sight))
+        })
+        .await??;
+    let base = base(headers);
+    let total = found.len();
+    let entries = found
+        .into_iter()
+        .map(|f| (format!("Provenance/{}", f.id), f.resource))
+        .collect();
+    let own = format!("{base}/Provenance?target={}/{id}", kind.name());
+    let bundle = searchset(&base, entries, total, &own, None)?;
+    Ok(json(StatusCode::OK, &bundle.into()))
 }

@@ -24,6 +24,7 @@
 
 mod access_log;
 mod capability;
+mod events;
 mod handlers;
 pub mod outcome;
 mod resources;

@@ -37,6 +37,10 @@ pub enum Kind {
     Consent,
     /// The answer to each agreement's proposal.
     Task,
+    /// Notes and logbook entries (read off the household's events, not its state).
+    Communication,
+    /// Who recorded each version (read off the commands' stamps in the log).
+    Provenance,
 }
 
 impl Kind {
@@ -55,7 +59,10 @@ impl Kind {
 
     /// The kind named `name` (a FHIR resource type), if the facade serves it.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
+        Self::ALL
+            .into_iter()
+            .chain([Kind::Communication, Kind::Provenance])
+            .find(|k| k.name() == name)
     }
 
     /// Its FHIR resource type.
@@ -70,6 +77,8 @@ impl Kind {
             Kind::Coverage => "Coverage",
             Kind::Consent => "Consent",
             Kind::Task => "Task",
+            Kind::Communication => "Communication",
+            Kind::Provenance => "Provenance",
         }
     }
 
@@ -84,6 +93,9 @@ impl Kind {
             Kind::CarePlan | Kind::Task => Action::Read(ReadKind::Agreements),
             Kind::Coverage => Action::Read(ReadKind::Plans),
             Kind::Consent => Action::Own,
+            Kind::Communication => Action::Read(ReadKind::Timeline),
+            // Asked on the resource whose provenance is read.
+            Kind::Provenance => Action::Read(ReadKind::Timeline),
         }
     }
 }
@@ -91,6 +103,8 @@ impl Kind {
 /// What one caller may see of one household's state: each kind's decision.
 #[derive(Clone)]
 pub struct Sight {
+    /// What the caller sees of the timeline (`None`: nothing).
+    pub timeline: Option<View>,
     household: bool,
     goals: Option<View>,
     agreements: Option<View>,
@@ -108,6 +122,7 @@ impl Sight {
                 .map(|a| a.view)
         };
         Self {
+            timeline: view(ReadKind::Timeline),
             household: calling
                 .access(state, Action::Read(ReadKind::Household))
                 .is_ok(),
@@ -221,6 +236,8 @@ pub fn one(
             need(visible, "agreement")?;
             Ok(tasks::task(household, state, AgreementId(id), agreement)?.into())
         }
+        // Not in a household's state: see `crate::events`.
+        Kind::Communication | Kind::Provenance => Err(Unseen::Missing),
         Kind::Consent => {
             let grant = state.grants.get(&GrantId(id)).ok_or(Unseen::Missing)?;
             need(sight.consents, "consent")?;
@@ -253,6 +270,7 @@ pub fn visible(
             Kind::Coverage => state.indications.keys().map(|i| i.0).collect(),
             Kind::Consent => state.grants.keys().map(|g| g.0).collect(),
             Kind::Task => state.agreements.keys().map(|a| a.0).collect(),
+            Kind::Communication | Kind::Provenance => Vec::new(),
         };
         let mut ids = ids;
         ids.sort_unstable();

@@ -279,8 +279,12 @@ fn search_on(kind: Kind, name: &str) -> bool {
                 | Kind::RelatedPerson
                 | Kind::CareTeam
                 | Kind::Task
+                | Kind::Communication
         ),
-        "subject" => matches!(kind, Kind::Goal | Kind::CarePlan | Kind::CareTeam),
+        "subject" => matches!(
+            kind,
+            Kind::Goal | Kind::CarePlan | Kind::CareTeam | Kind::Communication
+        ),
         "status" => matches!(
             kind,
             Kind::CarePlan | Kind::Coverage | Kind::Consent | Kind::CareTeam | Kind::Task

@@ -42,8 +42,8 @@ const CHECKPOINT_KEY: &[u8] = b"c";
 const FORMAT_KEY: &[u8] = b"v";
 /// The store's format: 2 has sealed rows and the by-day index; 3 no longer keeps the current
 /// plans, goals and agreements (reads are decided and served from the household's state); 4
-/// finds households by the ids of what they hold.
-const FORMAT: u64 = 4;
+/// finds households by the ids of what they hold; 5 by the ids of notes and logbook entries too.
+const FORMAT: u64 = 5;
 const ENTRY_PREFIX: u8 = b'e';
 const DAY_PREFIX: u8 = b'd';
 const ID_PREFIX: u8 = b'i';
