@@ -56,6 +56,62 @@ fn bench_eventlog_prints_one_json_line_per_benchmark_with_its_ceiling() {
 }
 
 #[test]
+fn bench_fhir_prints_the_bundle_and_the_read_next_to_grpc() {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(workspace_bin("naast"))
+        .args([
+            "bench",
+            "fhir",
+            "--events",
+            "300",
+            "--bundles",
+            "2",
+            "--reads",
+            "20",
+        ])
+        .arg("--scratch-dir")
+        .arg(scratch.path())
+        .output()
+        .expect("run naast");
+    assert!(
+        output.status.success(),
+        "naast bench fhir failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
+    assert_eq!(names, ["fhir.map", "fhir.bundle", "fhir.read"]);
+    assert!(
+        lines[0]["resources_per_sec"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0)
+    );
+    let bundle = &lines[1];
+    assert_eq!(bundle["events"], 300);
+    assert!(
+        bundle["entries"].as_u64().is_some_and(|e| e >= 290),
+        "{bundle}"
+    );
+    assert!(
+        bundle["bytes"].as_u64().is_some_and(|b| b > 10_000),
+        "{bundle}"
+    );
+    let read = &lines[2];
+    let (fhir, grpc) = (
+        read["p99_ms"].as_f64().expect("p99_ms"),
+        read["grpc_p99_ms"].as_f64().expect("grpc_p99_ms"),
+    );
+    assert!(fhir > 0.0 && grpc > 0.0, "{read}");
+    let ratio = read["ratio_to_grpc"].as_f64().expect("ratio");
+    assert!((ratio - fhir / grpc).abs() < 0.02, "{read}");
+    assert_eq!(std::fs::read_dir(scratch.path()).expect("list").count(), 0);
+}
+
+#[test]
 fn bench_refuses_an_unknown_target_with_a_usage_error() {
     let output = Command::new(workspace_bin("naast"))
         .args(["bench", "nothing"])

@@ -95,8 +95,8 @@ fn verify_reports_the_demo_log_intact_and_refuses_a_locked_directory() {
     assert!(String::from_utf8_lossy(&verify.stderr).contains("locked"));
 }
 
-/// `naast demo --serve` keeps the demo data available to a gRPC client, with the household ids
-/// printed, until it is stopped. The client here keeps its connection open and cannot answer
+/// `naast demo --serve` keeps the demo data available to a gRPC client and over FHIR, with the
+/// household ids printed, until it is stopped. The client here keeps its connection open and cannot answer
 /// (this single-threaded test blocks in `wait`): the server still stops, after its drain
 /// deadline, instead of waiting for the client forever.
 #[tokio::test(flavor = "current_thread")]
@@ -128,11 +128,26 @@ async fn the_demo_can_keep_serving_its_data() {
             break;
         }
     }
+    // Then the FHIR facade's address, on a port of its own.
+    let fhir = lines
+        .next()
+        .and_then(Result::ok)
+        .and_then(|l| l.strip_prefix("naast FHIR facade on ").map(str::to_owned))
+        .expect("the FHIR facade's address printed");
     let (household, address, token) = (
         household.expect("household id printed"),
         address.expect("address printed"),
         token.expect("the parent's dev token printed"),
     );
+    let group = reqwest::Client::new()
+        .get(format!("{fhir}/Group/{household}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(group.status().as_u16(), 200);
+    let group: serde_json::Value = serde_json::from_slice(&group.bytes().await.unwrap()).unwrap();
+    assert_eq!(group["name"], "Familie Bakker (levensloopbegeleider)");
     let mut api = pb::household_service_client::HouseholdServiceClient::new(
         naast_tests::signed(&format!("http://{address}"), &token).await,
     );

@@ -330,7 +330,11 @@ async fn everything_served_for_the_demo_families_and_generated_households_is_val
     let (_, metadata) = get(&format!("{base}/metadata"), &token).await;
     keep(&out, &mut files, &metadata);
     let (_, systems) = get(&format!("{base}/CodeSystem"), &token).await;
+    assert_eq!(systems["total"], 9, "{systems}");
     keep(&out, &mut files, &systems);
+    let (_, sets) = get(&format!("{base}/ValueSet"), &token).await;
+    assert_eq!(sets["total"], 9, "{sets}");
+    keep(&out, &mut files, &sets);
     let (status, outcome) = get(&format!("{base}/Goal?colour=red"), &token).await;
     assert_eq!(status, 400);
     keep(&out, &mut files, &outcome);

@@ -4,7 +4,9 @@
 
 use crate::{CANONICAL, MapError};
 use fhir_sdk::r4b::codes::{CodeSystemContentMode, PublicationStatus};
-use fhir_sdk::r4b::resources::{CodeSystem, CodeSystemConcept};
+use fhir_sdk::r4b::resources::{
+    CodeSystem, CodeSystemConcept, ValueSet, ValueSetCompose, ValueSetComposeInclude,
+};
 use fhir_sdk::r4b::types::{CodeableConcept, Coding};
 use naast_domain::vocab::{
     AccessScope, ContactKind, FundingDomain, IndicationKind, LifeDomain, PlanKind, SupporterKind,
@@ -71,6 +73,11 @@ impl Vocabulary {
     /// Its canonical URL: the `system` of its codings.
     pub fn system(self) -> String {
         format!("{CANONICAL}/CodeSystem/{}", self.id())
+    }
+
+    /// The canonical URL of the value set of all its codes.
+    pub fn value_set(self) -> String {
+        format!("{CANONICAL}/ValueSet/{}", self.id())
     }
 
     fn title(self) -> &'static str {
@@ -179,6 +186,33 @@ pub fn code_system(vocabulary: Vocabulary) -> Result<CodeSystem, MapError> {
         .concept(concepts)
         .build()
         .map_err(|e| MapError::build("CodeSystem", e))
+}
+
+/// The value set of every code of `vocabulary` (what a coded element bound to it may hold), at
+/// `https://naast.nl/fhir/ValueSet/{id}`.
+pub fn value_set(vocabulary: Vocabulary) -> Result<ValueSet, MapError> {
+    let failed = |e| MapError::build("ValueSet", e);
+    ValueSet::builder()
+        .id(vocabulary.id().to_owned())
+        .url(vocabulary.value_set())
+        .name(vocabulary.name().to_owned())
+        .title(vocabulary.title().to_owned())
+        .status(PublicationStatus::Active)
+        .language("nl".to_owned())
+        .immutable(false)
+        .compose(
+            ValueSetCompose::builder()
+                .include(vec![Some(
+                    ValueSetComposeInclude::builder()
+                        .system(vocabulary.system())
+                        .build()
+                        .map_err(failed)?,
+                )])
+                .build()
+                .map_err(failed)?,
+        )
+        .build()
+        .map_err(failed)
 }
 
 /// A coding of `code` (with its display) from `vocabulary`.

@@ -1,15 +1,16 @@
 //! Plans as FHIR `CarePlan`. zib2020 profiles CarePlan only for nursing interventions and help
 //! from others (each with a fixed SNOMED category), neither of which a family's support plan is,
 //! so a plan is a base R4 `CarePlan`: marked as a plan (naast's `zorgplansoort`, as agreements
-//! are marked as agreements), its kind as category (`plansoort`), its goals, its version in
-//! `meta.versionId`.
+//! are marked as agreements), its kind as category (`plansoort`), its goals, and its version
+//! (the plan's own numbering: versie 1, 2, …) in a note. `meta.versionId` is the facade's: the
+//! revision of the household the resource was read at.
 
 use crate::MapError;
 use crate::codes::{PLAN, Vocabulary, concept};
 use crate::members::{first_client, reference_to};
 use fhir_sdk::r4b::codes::RequestStatus;
 use fhir_sdk::r4b::resources::CarePlan;
-use fhir_sdk::r4b::types::{Meta, Reference};
+use fhir_sdk::r4b::types::{Annotation, Reference};
 use naast_domain::Household;
 use naast_domain::ids::{HouseholdId, PlanId};
 use naast_domain::state::{Plan, PlanStatus};
@@ -49,12 +50,6 @@ pub fn care_plan(
     };
     let mut care_plan = CarePlan::builder()
         .id(id.to_string())
-        .meta(
-            Meta::builder()
-                .version_id(plan.version.to_string())
-                .build()
-                .map_err(failed)?,
-        )
         .identifier(vec![Some(crate::uuid_identifier(id)?)])
         .status(status)
         .intent("plan".to_owned())
@@ -69,6 +64,12 @@ pub fn care_plan(
         .title(plan.title.clone())
         .subject(subject)
         .goal(goals)
+        .note(vec![Some(
+            Annotation::builder()
+                .text(format!("Versie {} van het plan.", plan.version))
+                .build()
+                .map_err(failed)?,
+        )])
         .build()
         .map_err(failed)?;
     if !plan.summary.trim().is_empty() {

@@ -637,6 +637,41 @@ impl Households {
         })
     }
 
+    /// Calls `f` with each event of the household of one of the types `types`, up to and
+    /// including revision `until`, in order (as stored, and as decoded); events of other types
+    /// are not even opened.
+    pub fn events_of(
+        &self,
+        household: HouseholdId,
+        until: u64,
+        types: &[&str],
+        mut f: impl FnMut(&RecordedEvent, &naast_domain::event::Stored),
+    ) -> Result<(), AppError> {
+        let stream = household.stream_id();
+        let mut next = 0;
+        while next <= until {
+            let limit = usize::try_from(until - next + 1)
+                .unwrap_or(usize::MAX)
+                .min(READ_CHUNK);
+            let chunk = self
+                .log
+                .read_stream(&stream, next, Direction::Forwards, limit)?;
+            let Some(last) = chunk.last() else {
+                return Ok(());
+            };
+            next = last.revision + 1;
+            for recorded in chunk {
+                if !types.contains(&recorded.event_type.as_str()) {
+                    continue;
+                }
+                if let Some(event) = self.decode(household, &recorded)? {
+                    f(&recorded, &event);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn new_events(
         &self,
         household: HouseholdId,

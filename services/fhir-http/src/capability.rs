@@ -245,6 +245,20 @@ pub fn statement(base: &str) -> Result<CapabilityStatement, Failure> {
         .build()
         .map_err(failed)?;
     resources.push(Some(code_system));
+    let value_set = CapabilityStatementRestResource::builder()
+        .r#type(ResourceType::ValueSet)
+        .interaction(vec![
+            interaction("read", "All codes of one of naast's CodeSystems.")?,
+            interaction("search-type", "By url.")?,
+        ])
+        .search_param(vec![param(
+            "url",
+            SearchParamType::Uri,
+            "The canonical URL.",
+        )?])
+        .build()
+        .map_err(failed)?;
+    resources.push(Some(value_set));
     let security = CapabilityStatementRestSecurity::builder()
         .service(vec![Some(
             CodeableConcept::builder()

@@ -10,7 +10,7 @@ use fhir_sdk::r4b::resources::Resource;
 use naast_domain::ids::HouseholdId;
 use uuid::Uuid;
 
-/// One resource read off the events: its id, the resource (versioned), and its revision.
+/// One resource read off the events: its id and the resource.
 pub struct Found {
     /// Its id.
     pub id: Uuid,
@@ -20,10 +20,12 @@ pub struct Found {
 
 impl Facade {
     /// The notes and logbook entries of `household` up to revision `until` that `sight` shows
-    /// (`only`: just that one), oldest first.
+    /// (`only`: just that one), oldest first, with `state` (the household as the read was
+    /// decided on) naming the people they concern. Only those events are opened.
     pub(crate) fn communications(
         &self,
         household: HouseholdId,
+        state: &naast_domain::Household,
         until: Option<u64>,
         sight: &Sight,
         only: Option<Uuid>,
@@ -33,8 +35,12 @@ impl Facade {
         };
         let mut found = Vec::new();
         let mut failed = None;
-        self.households
-            .replay(household, until, |recorded, stored, state| {
+        let everything = sight.timeline.as_ref().is_some_and(|v| v.is_everything());
+        self.households.events_of(
+            household,
+            until,
+            &["NoteAdded", "LogbookEntryAdded"],
+            |recorded, stored| {
                 if let Some(id) = only
                     && stored.event.introduces() != Some(id)
                 {
@@ -43,9 +49,11 @@ impl Facade {
                 let day = stored
                     .happened_on
                     .unwrap_or_else(|| naast_projections::recorded_on(recorded));
-                let visible = sight.timeline.as_ref().is_some_and(|view| {
-                    view.entry(&naast_domain::timeline::entry(state, &stored.event, day))
-                });
+                // A limited view decides on the entry's life and funding domains.
+                let visible = everything
+                    || sight.timeline.as_ref().is_some_and(|view| {
+                        view.entry(&naast_domain::timeline::entry(state, &stored.event, day))
+                    });
                 if !visible {
                     return;
                 }
@@ -57,16 +65,13 @@ impl Facade {
                 ) {
                     Ok(Some((id, communication))) => found.push(Found {
                         id: id.0,
-                        resource: stamp(
-                            communication.into(),
-                            recorded.revision,
-                            recorded.recorded_at_micros,
-                        ),
+                        resource: communication.into(),
                     }),
                     Ok(None) => {}
                     Err(e) => failed = Some(e),
                 }
-            })?;
+            },
+        )?;
         match failed {
             Some(e) => Err(Failure::internal("mapping a note", e)),
             None => Ok(found),

@@ -80,6 +80,42 @@ pub async fn code_systems(
     Ok(json(StatusCode::OK, &bundle.into()))
 }
 
+/// `GET /fhir/ValueSet/{id}`.
+pub async fn value_set(Path(id): Path<String>) -> Answer {
+    let vocabulary = Vocabulary::ALL
+        .into_iter()
+        .find(|v| v.id() == id)
+        .ok_or_else(|| Failure::not_found(format!("no ValueSet {}", quote(&id))))?;
+    let set =
+        codes::value_set(vocabulary).map_err(|e| Failure::internal("mapping a ValueSet", e))?;
+    Ok(json(StatusCode::OK, &set.into()))
+}
+
+/// `GET /fhir/ValueSet[?url=…]`: every ValueSet of naast, or the one with that canonical URL.
+pub async fn value_sets(headers: HeaderMap, Query(params): Query<Vec<(String, String)>>) -> Answer {
+    let mut url = None;
+    for (name, value) in params {
+        match name.as_str() {
+            "url" => url = Some(value),
+            "_format" => {}
+            other => return Err(unknown_parameter(other, "ValueSet")),
+        }
+    }
+    let mut entries = Vec::new();
+    for vocabulary in Vocabulary::ALL {
+        if url.as_ref().is_some_and(|u| *u != vocabulary.value_set()) {
+            continue;
+        }
+        let set =
+            codes::value_set(vocabulary).map_err(|e| Failure::internal("mapping a ValueSet", e))?;
+        entries.push((format!("ValueSet/{}", vocabulary.id()), set.into()));
+    }
+    let base = base(&headers);
+    let total = entries.len();
+    let bundle = searchset(&base, entries, total, &format!("{base}/ValueSet"), None)?;
+    Ok(json(StatusCode::OK, &bundle.into()))
+}
+
 /// A method the route does not take (`DELETE`, `PATCH`, a write of a read-only type).
 pub async fn method_not_allowed() -> Failure {
     Failure::new(
@@ -112,7 +148,7 @@ pub async fn read(
         .decided(&calling, household, kind, id, |state, revision, sight| {
             if kind == Kind::Communication {
                 let entry = naast_domain::ids::EntryId(id);
-                return match facade.communications(household, revision, sight, Some(id)) {
+                return match facade.communications(household, state, revision, sight, Some(id)) {
                     Ok(found) => match found.into_iter().next() {
                         Some(found) => Ok(Ok((found.resource, revision))),
                         None if state.entries.contains(&entry) => Err(Unseen::Denied(Denied::new(
@@ -303,7 +339,7 @@ pub async fn operation(
             resources::one(household, state, kind, id, sight, today)?;
             let mut all = resources::visible(household, state, &Kind::ALL, sight, today)
                 .map_err(Unseen::Map)?;
-            match facade.communications(household, revision, sight, None) {
+            match facade.communications(household, state, revision, sight, None) {
                 Ok(found) => all.extend(
                     found
                         .into_iter()
@@ -370,15 +406,15 @@ pub async fn search(
             anchor,
             |state, revision, sight| {
                 if kind == Kind::Communication {
-                    return Ok(facade.communications(household, revision, sight, None).map(
-                        |found| {
+                    return Ok(facade
+                        .communications(household, state, revision, sight, None)
+                        .map(|found| {
                             let all = found
                                 .into_iter()
                                 .map(|f| (kind, f.id, f.resource))
                                 .collect::<Vec<_>>();
                             (all, revision)
-                        },
-                    ));
+                        }));
                 }
                 resources::visible(household, state, &[kind], sight, today)
                     .map(|all| Ok((all, revision)))

@@ -73,6 +73,8 @@ impl Facade {
             .route("/metadata", get(handlers::capabilities))
             .route("/CodeSystem", get(handlers::code_systems))
             .route("/CodeSystem/{id}", get(handlers::code_system))
+            .route("/ValueSet", get(handlers::value_sets))
+            .route("/ValueSet/{id}", get(handlers::value_set))
             .route(
                 "/{kind}",
                 get(handlers::search)
@@ -138,9 +140,14 @@ fn interaction(method: &Method, path: &str) -> String {
     format!("FHIR {}", name.chars().take(80).collect::<String>())
 }
 
-/// Paths open without a token: what the service can do, and its code systems (no one's data).
+/// Paths open without a token: what the service can do, and its code systems and value sets (no
+/// one's data).
 fn is_open(path: &str) -> bool {
-    path == "/fhir/metadata" || path == "/fhir/CodeSystem" || path.starts_with("/fhir/CodeSystem/")
+    path == "/fhir/metadata"
+        || path == "/fhir/CodeSystem"
+        || path.starts_with("/fhir/CodeSystem/")
+        || path == "/fhir/ValueSet"
+        || path.starts_with("/fhir/ValueSet/")
 }
 
 /// The authentication of every call: a [`Calling`] in the request's extensions, or `401` with

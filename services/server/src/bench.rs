@@ -111,7 +111,7 @@ fn record_size(log: &EventLog) -> Result<usize, BenchError> {
         .ok_or_else(|| BenchError::Check("no event to size".into()))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -119,7 +119,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1e6
 }
 
-fn round(x: f64, digits: i32) -> f64 {
+pub(crate) fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (x * f).round() / f
 }
@@ -480,7 +480,7 @@ pub fn api(args: &ApiArgs) -> Result<(), BenchError> {
     runtime.block_on(api_benches(scratch.path(), args))
 }
 
-fn scratch_dir(dir: Option<&Path>) -> Result<tempfile::TempDir, BenchError> {
+pub(crate) fn scratch_dir(dir: Option<&Path>) -> Result<tempfile::TempDir, BenchError> {
     Ok(match dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
@@ -650,40 +650,12 @@ async fn served(
     if let Some(vault) = &vault {
         projections = projections.with_vault(vault.clone());
     }
-    let parent = crate::auth::dev::Persona::named("ouder")
-        .ok_or_else(|| BenchError::Check("no dev persona `ouder`".into()))?;
     let (guard, bearer, registrant) = if guarded {
-        let dev = crate::auth::dev::DevIssuer::open(data, crate::config::DEFAULT_AUDIENCE)
-            .map_err(|e| fail(&e))?;
-        let settings = crate::auth::AuthSettings {
-            issuers: Vec::new(),
-            audience: crate::config::DEFAULT_AUDIENCE.to_owned(),
-            leeway: crate::auth::DEFAULT_LEEWAY,
-            jwks_min_refresh: crate::auth::DEFAULT_JWKS_MIN_REFRESH,
-            jwks_ttl: crate::auth::DEFAULT_JWKS_TTL,
-            claims: Default::default(),
-        };
-        let authenticator = crate::auth::Authenticator::new(
-            &settings,
-            vec![(crate::auth::dev::DEV_ISSUER.to_owned(), dev.jwks())],
-        )
-        .map_err(|e| fail(&e))?;
-        let auditor = crate::audit::Auditor::open(
-            &data.join("audit"),
-            Duration::from_secs(crate::audit::DEFAULT_RETENTION_DAYS * 86_400),
-        )
-        .map_err(|e| fail(&e))?;
-        let token = dev
-            .mint(parent, crate::auth::dev::DEV_TOKEN_LIFETIME)
-            .map_err(|e| fail(&e))?;
+        let (guard, token, parent) = dev_guard(data, vault.clone())?;
         (
-            Some(crate::auth::layer::Guard {
-                authenticator,
-                auditor,
-                vault: vault.clone(),
-            }),
+            Some(guard),
             Bearer::new(&token).map_err(|e| fail(&e))?,
-            Some(parent.identity()),
+            Some(parent),
         )
     } else {
         (None, Bearer::none(), None)
@@ -832,4 +804,48 @@ async fn served(
         latencies,
         pages: measured,
     })
+}
+
+/// Authentication, consent and audit as `naast serve` runs them, with the development issuer in
+/// `data` signing the benchmark's tokens: the guard, the token of the demo parent, and the
+/// parent's identity (who registers the benchmark's households, so the token may use them).
+pub(crate) fn dev_guard(
+    data: &Path,
+    vault: Option<naast_vault::Vault>,
+) -> Result<(crate::auth::layer::Guard, String, naast_domain::Identity), BenchError> {
+    let fail = |e: &dyn std::fmt::Display| BenchError::Check(e.to_string());
+    let parent = crate::auth::dev::Persona::named("ouder")
+        .ok_or_else(|| BenchError::Check("no dev persona `ouder`".into()))?;
+    let dev = crate::auth::dev::DevIssuer::open(data, crate::config::DEFAULT_AUDIENCE)
+        .map_err(|e| fail(&e))?;
+    let settings = crate::auth::AuthSettings {
+        issuers: Vec::new(),
+        audience: crate::config::DEFAULT_AUDIENCE.to_owned(),
+        leeway: crate::auth::DEFAULT_LEEWAY,
+        jwks_min_refresh: crate::auth::DEFAULT_JWKS_MIN_REFRESH,
+        jwks_ttl: crate::auth::DEFAULT_JWKS_TTL,
+        claims: Default::default(),
+    };
+    let authenticator = crate::auth::Authenticator::new(
+        &settings,
+        vec![(crate::auth::dev::DEV_ISSUER.to_owned(), dev.jwks())],
+    )
+    .map_err(|e| fail(&e))?;
+    let auditor = crate::audit::Auditor::open(
+        &data.join("audit"),
+        Duration::from_secs(crate::audit::DEFAULT_RETENTION_DAYS * 86_400),
+    )
+    .map_err(|e| fail(&e))?;
+    let token = dev
+        .mint(parent, crate::auth::dev::DEV_TOKEN_LIFETIME)
+        .map_err(|e| fail(&e))?;
+    Ok((
+        crate::auth::layer::Guard {
+            authenticator,
+            auditor,
+            vault,
+        },
+        token,
+        parent.identity(),
+    ))
 }

@@ -8,12 +8,14 @@
 //! - [`config`]: settings of `naast serve` from defaults, file, environment and flags;
 //! - [`grpc`]: the tonic services, error → status mapping, the shutdown path;
 //! - [`demo`]: the five pilot scenarios enacted through the public API;
+//! - [`bench_fhir`]: `naast bench fhir`, the FHIR facade's figures next to gRPC's;
 //! - [`bench`]: `naast bench …`, throughput and latency figures printed as JSON lines next to
 //!   a ceiling measured in the same run.
 
 pub use naast_app::{audit, households};
 pub mod auth;
 pub mod bench;
+pub mod bench_fhir;
 pub mod config;
 pub mod demo;
 pub mod grpc;

@@ -125,6 +125,8 @@ enum BenchTarget {
     Eventlog(naast_server::bench::EventlogArgs),
     /// The gRPC API: durable commands from many clients, timeline pages.
     Api(naast_server::bench::ApiArgs),
+    /// The FHIR facade: mapping, the household Bundle, a read next to gRPC's.
+    Fhir(naast_server::bench_fhir::FhirArgs),
 }
 
 fn main() -> ExitCode {
@@ -154,6 +156,7 @@ fn main() -> ExitCode {
         Command::Bench { target } => match target {
             BenchTarget::Eventlog(args) => naast_server::bench::eventlog(&args).map_err(failed),
             BenchTarget::Api(args) => naast_server::bench::api(&args).map_err(failed),
+            BenchTarget::Fhir(args) => naast_server::bench_fhir::fhir(&args).map_err(failed),
         },
     };
     match outcome {
