@@ -801,6 +801,26 @@ async fn a_provider_proposes_over_fhir_the_family_amends_over_grpc_and_accepts_o
     assert_eq!(terms.frequency, "3 weekenden per maand", "kept");
     assert!(terms.pgb, "kept");
 
+    // By the days its period covers (from 2027-01-01, open-ended).
+    for (date, found) in [
+        ("2027-03-01", 1),
+        ("2026-12-31", 0),
+        ("ge2026-12-31", 1),
+        ("lt2027-01-01", 0),
+        ("le2027-01-01", 1),
+    ] {
+        let by_date = get(
+            &format!("{base}/CarePlan?patient=Patient/{noor}&date={date}"),
+            Some(&provider),
+        )
+        .await;
+        assert_eq!(
+            by_date.body["total"], found,
+            "date={date}: {}",
+            by_date.body
+        );
+    }
+
     // The proposal's task awaits an answer; the family accepts it over FHIR.
     let task = get(&format!("{base}/Task/{id}"), Some(&provider)).await;
     assert_eq!(task.status, 200, "{}", task.body);
@@ -965,6 +985,17 @@ async fn bad_writes_are_refused_with_an_operation_outcome_and_write_nothing() {
         (post.clone(), "/Task".into(), fhir, serde_json::json!({"resourceType": "Task", "status": "accepted", "intent": "order", "focus": {"reference": format!("CarePlan/{existing}")}}).to_string(), vec![], 422, "invalid", Some("Task.code")),
         (post.clone(), "/Task".into(), fhir, serde_json::json!({"resourceType": "Task", "status": "accepted", "intent": "order", "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "approve"}]}, "focus": {"reference": "Goal/x"}}).to_string(), vec![], 422, "invalid", Some("Task.focus")),
     ];
+    // The same agreement sent again by someone else: the identifier is taken (409).
+    let taken = send(
+        reqwest::Method::POST,
+        &format!("{base}/CarePlan"),
+        server.token("ouder"),
+        good.to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    assert_eq!(issue(&taken)["code"], "duplicate");
     assert!(cases.len() >= 30, "{} cases", cases.len());
     for (method, path, content_type, body, headers, status, code, expression) in cases {
         let mut request = reqwest::Client::new()

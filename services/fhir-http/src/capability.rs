@@ -60,6 +60,11 @@ fn search_params(kind: Kind) -> Vec<(&'static str, SearchParamType, &'static str
                 T::Token,
                 "Plan or agreement, and the plan kind.",
             ),
+            (
+                "date",
+                T::Date,
+                "Days the period covers: [eq|gt|ge|lt|le]YYYY-MM-DD (an open end runs on).",
+            ),
         ]),
         Kind::CareTeam => params.extend([
             subject,

@@ -28,6 +28,7 @@ pub struct Search {
     statuses: Vec<Vec<String>>,
     categories: Vec<Vec<(Option<String>, String)>>,
     updated: Vec<(Prefix, OffsetDateTime, OffsetDateTime)>,
+    dates: Vec<(Prefix, time::Date)>,
     /// The parameters as given, but the page token: for `self` and `next` links.
     given: Vec<(String, String)>,
 }
@@ -55,6 +56,7 @@ impl Search {
             statuses: Vec::new(),
             categories: Vec::new(),
             updated: Vec::new(),
+            dates: Vec::new(),
             given: Vec::new(),
         };
         for (name, value) in params {
@@ -147,6 +149,17 @@ impl Search {
                     );
                 }
                 "_lastUpdated" => search.updated.push(date_of(value)?),
+                "date" if search_on(kind, name) => {
+                    let (prefix, from, _) = date_of(value).map_err(|f| f.at("date"))?;
+                    if from.time() != time::Time::MIDNIGHT || value.contains('T') {
+                        return Err(Failure::bad_request(format!(
+                            "date {}: an agreement's or plan's period is in whole days: give [eq|gt|ge|lt|le]YYYY-MM-DD",
+                            quote(value)
+                        ))
+                        .at("date"));
+                    }
+                    search.dates.push((prefix, from.date()));
+                }
                 other => return Err(unknown_parameter(other, kind.name())),
             }
         }
@@ -209,6 +222,16 @@ impl Search {
             })
             .collect();
         let updated = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000).ok();
+        let day = |path: &str| {
+            value
+                .get("period")
+                .and_then(|p| p.get(path))
+                .and_then(Value::as_str)
+                .and_then(|d| {
+                    time::Date::parse(d, &time::format_description::well_known::Iso8601::DATE).ok()
+                })
+        };
+        let (start, end) = (day("start"), day("end"));
         self.ids
             .iter()
             .all(|any| id.is_some_and(|id| any.contains(&id)))
@@ -229,6 +252,18 @@ impl Search {
                                 .is_none_or(|system| s.as_ref() == Some(system))
                     })
                 })
+            })
+            && self.dates.iter().all(|(prefix, on)| {
+                // The period has a day that compares so (an open end runs on for ever).
+                let starts_by = |d: time::Date| start.is_some_and(|s| s <= d);
+                let ends_from = |d: time::Date| end.is_none_or(|e| e >= d);
+                match prefix {
+                    Prefix::Eq => starts_by(*on) && ends_from(*on),
+                    Prefix::Ge => ends_from(*on),
+                    Prefix::Gt => on.next_day().is_some_and(ends_from),
+                    Prefix::Le => starts_by(*on),
+                    Prefix::Lt => on.previous_day().is_some_and(starts_by),
+                }
             })
             && self.updated.iter().all(|(prefix, from, until)| {
                 updated.is_some_and(|t| match prefix {
@@ -290,6 +325,7 @@ fn search_on(kind: Kind, name: &str) -> bool {
             Kind::CarePlan | Kind::Coverage | Kind::Consent | Kind::CareTeam | Kind::Task
         ),
         "lifecycle-status" => kind == Kind::Goal,
+        "date" => kind == Kind::CarePlan,
         "category" => matches!(
             kind,
             Kind::CarePlan | Kind::Goal | Kind::Consent | Kind::CareTeam

@@ -430,7 +430,7 @@ mod tests {
         let file = dir.path().join("naast.toml");
         std::fs::write(
             &file,
-            "listen = \"0.0.0.0:7000\"\ndata_dir = \"/srv/naast\"\n[auth]\nissuers = [\"https://login.example.nl\"]\naudience = \"naast-test\"\n",
+            "listen = \"0.0.0.0:7000\"\nfhir_listen = \"0.0.0.0:8080\"\ndata_dir = \"/srv/naast\"\n[auth]\nissuers = [\"https://login.example.nl\"]\naudience = \"naast-test\"\n",
         )
         .unwrap();
         let dev = Overrides {
@@ -466,6 +466,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(from_file.listen, "0.0.0.0:7000".parse().unwrap());
+        assert_eq!(from_file.fhir_listen, Some("0.0.0.0:8080".parse().unwrap()));
         assert_eq!(from_file.data_dir, PathBuf::from("/srv/naast"));
         assert_eq!(from_file.auth.issuers, ["https://login.example.nl"]);
         assert_eq!(from_file.auth.audience, "naast-test");
@@ -473,6 +474,7 @@ mod tests {
         let flags = Config::resolve(
             Overrides {
                 listen: Some("127.0.0.1:9".into()),
+                fhir_listen: Some("127.0.0.1:10".into()),
                 issuers: vec!["http://127.0.0.1:4000".into()],
                 master_key: Some(naast_vault::MasterKey::generate_base64()),
                 ..Overrides::default()
@@ -482,6 +484,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(flags.listen, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(flags.fhir_listen, Some("127.0.0.1:10".parse().unwrap()));
         assert_eq!(flags.data_dir, PathBuf::from("/srv/naast"));
         assert_eq!(flags.auth.issuers, ["http://127.0.0.1:4000"]);
     }
@@ -494,6 +497,11 @@ mod tests {
             dev: Some(true),
             ..Overrides::default()
         };
+        std::fs::write(&file, "fhir_listen = \"there\"\n").unwrap();
+        assert!(matches!(
+            Config::resolve(dev(), Some(&file), true),
+            Err(ConfigError::Listen { value }) if value == "there"
+        ));
         std::fs::write(&file, "listen = \"here\"\n").unwrap();
         assert!(matches!(
             Config::resolve(dev(), Some(&file), true),
