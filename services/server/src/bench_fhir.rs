@@ -235,12 +235,17 @@ async fn benches(scratch: &Path, args: &FhirArgs) -> Result<(), BenchError> {
     let started = Instant::now();
     let mut opened = 0usize;
     households
-        .events_of(big, revision, &["NoteAdded", "LogbookEntryAdded"], |_, stored| {
-            opened += usize::from(matches!(
-                stored.event,
-                naast_domain::DomainEvent::NoteAdded { .. }
-            ));
-        })
+        .events_of(
+            big,
+            revision,
+            &["NoteAdded", "LogbookEntryAdded"],
+            |_, stored| {
+                opened += usize::from(matches!(
+                    stored.event,
+                    naast_domain::DomainEvent::NoteAdded { .. }
+                ));
+            },
+        )
         .map_err(|e| fail(&e))?;
     let open_ms = started.elapsed().as_secs_f64() * 1000.0;
     let body = http
