@@ -1395,3 +1395,49 @@ async fn notes_are_communications_and_every_version_has_its_provenance() {
     .await;
     assert_eq!(refused.status, 403);
 }
+
+/// A household with a long history (its notes are opened in two halves at once, and its Bundle
+/// serialised in two): every note once, in the order written, in a Bundle both halves of which
+/// join into one.
+#[tokio::test]
+async fn a_long_history_comes_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fhir_server(dir.path());
+    let base = server.fhir_base();
+    let mut family = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (home, noor, _) = naast_tests::household_with_client(&mut family, "Familie Lang").await;
+    let mut written = Vec::new();
+    for i in 0..2_100 {
+        let note = family
+            .create_note(pb::CreateNoteRequest {
+                household_id: home.clone(),
+                about_member_id: noor.clone(),
+                text: format!("notitie {i}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .note_id;
+        written.push(note);
+    }
+    let everything = get(
+        &format!("{base}/Group/{home}/$everything"),
+        Some(server.token("ouder")),
+    )
+    .await;
+    assert_eq!(everything.status, 200);
+    let notes: Vec<&str> = entries(&everything.body)
+        .iter()
+        .filter(|r| r["resourceType"] == "Communication")
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(notes, written, "every note once, in the order written");
+    assert_eq!(everything.body["total"], entries(&everything.body).len());
+    let texts: Vec<&str> = entries(&everything.body)
+        .iter()
+        .filter(|r| r["resourceType"] == "Communication")
+        .map(|r| r["payload"][0]["contentString"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts[2_099], "notitie 2099");
+}

@@ -637,18 +637,19 @@ impl Households {
         })
     }
 
-    /// Calls `f` with each event of the household of one of the types `types`, up to and
-    /// including revision `until`, in order (as stored, and as decoded); events of other types
-    /// are not even opened.
+    /// Calls `f` with each event of the household of one of the types `types`, from revision
+    /// `from` up to and including `until`, in order (as stored, and as decoded); events of other
+    /// types are not even opened.
     pub fn events_of(
         &self,
         household: HouseholdId,
+        from: u64,
         until: u64,
         types: &[&str],
         mut f: impl FnMut(&RecordedEvent, &naast_domain::event::Stored),
     ) -> Result<(), AppError> {
         let stream = household.stream_id();
-        let mut next = 0;
+        let mut next = from;
         while next <= until {
             let limit = usize::try_from(until - next + 1)
                 .unwrap_or(usize::MAX)

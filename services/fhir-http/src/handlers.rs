@@ -369,7 +369,7 @@ pub async fn operation(
         &format!("{base}/{}/{id}/$everything", kind.name()),
         None,
     )?;
-    Ok(json(StatusCode::OK, &bundle.into()))
+    Ok(bundle_json(bundle))
 }
 
 /// `GET /fhir/{kind}?…`: a search within one household, named by `patient`, `subject`, `_id`
@@ -674,6 +674,43 @@ pub(crate) fn base(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}/fhir")
 }
 
+/// Bundles with at least this many entries are serialised on two threads.
+const PARALLEL_ENTRIES: usize = 1_000;
+
+/// `bundle` as FHIR JSON (`200`). A large one is serialised in two halves at once, one per core:
+/// each half of its entries by the model, then the Bundle's own elements by the model, its
+/// `entry` array joined from the halves.
+pub(crate) fn bundle_json(mut bundle: Bundle) -> Response {
+    if bundle.entry.len() < PARALLEL_ENTRIES {
+        return json(StatusCode::OK, &bundle.into());
+    }
+    let entries = std::mem::take(&mut bundle.entry);
+    let (first, second) = entries.split_at(entries.len() / 2);
+    let (first, second) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| serde_json::to_vec(first));
+        (first.join(), serde_json::to_vec(second))
+    });
+    let head = serde_json::to_vec(&Resource::from(bundle));
+    match (head, first, second) {
+        (Ok(mut body), Ok(Ok(first)), Ok(second)) if body.ends_with(b"}") => {
+            // `{…}` + `,"entry":` + `[a,…` + `,` + `…,z]` + `}`.
+            body.pop();
+            body.reserve(first.len() + second.len() + 12);
+            body.extend_from_slice(b",\"entry\":");
+            body.extend_from_slice(first.strip_suffix(b"]").unwrap_or(&first));
+            body.push(b',');
+            body.extend_from_slice(second.strip_prefix(b"[").unwrap_or(&second));
+            body.push(b'}');
+            let mut response = (StatusCode::OK, body).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+            response
+        }
+        _ => Failure::internal("serialising a Bundle", "a half failed").into_response(),
+    }
+}
+
 /// `resource` as FHIR JSON with `status`.
 pub(crate) fn json(status: StatusCode, resource: &Resource) -> Response {
     match serde_json::to_vec(resource) {
@@ -815,4 +852,45 @@ async fn provenance_search(
     let own = format!("{base}/Provenance?target={}/{id}", kind.name());
     let bundle = searchset(&base, entries, total, &own, None)?;
     Ok(json(StatusCode::OK, &bundle.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Bundle serialised in two halves is the same JSON as one serialised whole.
+    #[tokio::test]
+    async fn a_large_bundle_serialised_in_halves_is_the_same_bundle() {
+        for count in [
+            PARALLEL_ENTRIES - 1,
+            PARALLEL_ENTRIES,
+            2 * PARALLEL_ENTRIES + 1,
+        ] {
+            let entries: Vec<(String, Resource)> = (0..count)
+                .map(|i| {
+                    let mut group = fhir_sdk::r4b::resources::Group::builder()
+                        .r#type(fhir_sdk::r4b::codes::GroupType::Person)
+                        .actual(true)
+                        .build()
+                        .unwrap_or_else(|e| panic!("a group: {e}"));
+                    group.id = Some(format!("g{i}"));
+                    group.name = Some(format!("gezin \"{i}\""));
+                    (format!("Group/g{i}"), group.into())
+                })
+                .collect();
+            let bundle = searchset("http://x/fhir", entries, count, "http://x/fhir/Group", None)
+                .unwrap_or_else(|e| panic!("a bundle: {e:?}"));
+            let whole = serde_json::to_value(Resource::from(bundle.clone()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let response = bundle_json(bundle);
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let halves: serde_json::Value =
+                serde_json::from_slice(&body).unwrap_or_else(|e| panic!("not JSON: {e}"));
+            assert_eq!(halves, whole, "{count} entries");
+            assert_eq!(halves["entry"].as_array().map(Vec::len), Some(count));
+        }
+    }
 }

@@ -237,6 +237,7 @@ async fn benches(scratch: &Path, args: &FhirArgs) -> Result<(), BenchError> {
     households
         .events_of(
             big,
+            0,
             revision,
             &["NoteAdded", "LogbookEntryAdded"],
             |_, stored| {
