@@ -199,6 +199,19 @@ async fn authenticate(State(facade): State<Facade>, mut request: Request, next: 
             );
             response
         }
+        Err(refused @ Refused::Limited) => {
+            let mut response = Failure::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                fhir_sdk::r4b::codes::IssueType::Throttled,
+                refused.to_string(),
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            response
+        }
         Err(Refused::AuditUnavailable) => Failure::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             fhir_sdk::r4b::codes::IssueType::Transient,

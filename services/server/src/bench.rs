@@ -844,6 +844,7 @@ pub(crate) fn dev_guard(
             authenticator,
             auditor,
             vault,
+            failures: Default::default(),
         },
         token,
         parent.identity(),

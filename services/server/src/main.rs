@@ -265,6 +265,7 @@ fn guard(
             authenticator,
             auditor,
             vault,
+            failures: Default::default(),
         },
         dev,
     ))

@@ -147,6 +147,70 @@ pub struct Guard {
     pub auditor: Auditor,
     /// Seals household payloads with per-household keys.
     pub vault: Option<naast_vault::Vault>,
+    /// Failed sign-ins per network address.
+    pub failures: FailureLimit,
+}
+
+/// Failed sign-ins allowed per network address: a burst, then a steady rate. Past it, a failed
+/// sign-in is answered at once as limited and not recorded one by one (a flood of bad tokens
+/// would otherwise put a durable audit write per request in every honest caller's way); the
+/// limiting itself is recorded once per address per [`FAILURE_WINDOW`]. A valid token is served
+/// whatever its address did: a care organisation's staff may share one address.
+#[derive(Clone)]
+pub struct FailureLimit {
+    limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    recorded:
+        Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>>,
+}
+
+/// Failed sign-ins an address may make at once.
+pub const FAILURE_BURST: u32 = 30;
+/// Failed sign-ins an address may make per second after its burst.
+pub const FAILURES_PER_SECOND: u32 = 5;
+/// How long one record of an address's limiting stands for.
+pub const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Default for FailureLimit {
+    fn default() -> Self {
+        let quota = governor::Quota::per_second(
+            std::num::NonZeroU32::new(FAILURES_PER_SECOND).unwrap_or(std::num::NonZeroU32::MIN),
+        )
+        .allow_burst(std::num::NonZeroU32::new(FAILURE_BURST).unwrap_or(std::num::NonZeroU32::MIN));
+        Self {
+            limiter: Arc::new(governor::RateLimiter::keyed(quota)),
+            recorded: Arc::default(),
+        }
+    }
+}
+
+impl FailureLimit {
+    /// Counts a failed sign-in from `address`: whether it is within the limit.
+    fn admits(&self, address: std::net::IpAddr) -> bool {
+        // Forget addresses that have been quiet long enough to be full again (bounded memory).
+        if self.limiter.len() > 10_000 {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(&address).is_ok()
+    }
+
+    /// Whether the limiting of `address` is to be recorded now (once per window).
+    fn first_in_window(&self, address: std::net::IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        let mut recorded = self
+            .recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recorded.len() > 10_000 {
+            recorded.retain(|_, at| now.duration_since(*at) < FAILURE_WINDOW);
+        }
+        match recorded.get(&address) {
+            Some(at) if now.duration_since(*at) < FAILURE_WINDOW => false,
+            _ => {
+                recorded.insert(address, now);
+                true
+            }
+        }
+    }
 }
 
 /// What a transport knows of a call before it is authenticated, read off its headers and
@@ -175,6 +239,11 @@ pub enum Refused {
     /// The refusal could not be recorded, so the service answers that it is unavailable.
     #[error("the audit log is unavailable")]
     AuditUnavailable,
+    /// Too many failed sign-ins came from the caller's address.
+    #[error(
+        "too many failed sign-ins from your address; wait a few seconds and sign in with a valid token"
+    )]
+    Limited,
 }
 
 impl Guard {
@@ -201,6 +270,27 @@ impl Guard {
                 valid_until: Some(valid_until),
             })),
             Err(refused) => {
+                if let Some(address) = arrival.peer.map(|p| p.ip())
+                    && !self.failures.admits(address)
+                {
+                    if self.failures.first_in_window(address) {
+                        let record = Record {
+                            reason: Some(format!(
+                                "failed sign-ins from this address limited to {FAILURE_BURST} at once and {FAILURES_PER_SECOND}/s; further ones in the next {} s are refused without a record each (this one: {refused})",
+                                FAILURE_WINDOW.as_secs()
+                            )),
+                            purpose,
+                            network_access_point: arrival.peer.map(|p| p.to_string()),
+                            request_id,
+                            ..Record::new(arrival.operation, audit::Outcome::Denied)
+                        };
+                        if let Err(e) = self.auditor.record(&record).await {
+                            tracing::error!(error = %e, "cannot record the limiting of an address");
+                            return Err(Refused::AuditUnavailable);
+                        }
+                    }
+                    return Err(Refused::Limited);
+                }
                 let record = Record {
                     reason: Some(format!("not authenticated: {refused}")),
                     purpose,

@@ -308,8 +308,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(principal.acting_for, None);
-        // A cached token is refused once it expires.
-        let short = dev.mint(parent, Duration::from_secs(1)).unwrap();
+        // A cached token is refused once it expires. (Two seconds: `exp` is whole seconds, so a
+        // token of one second minted just before a second's end would expire at once.)
+        let short = dev.mint(parent, Duration::from_secs(2)).unwrap();
         auth.authenticate(Some(&format!("Bearer {short}")))
             .await
             .unwrap();

@@ -97,6 +97,9 @@ where
                     crate::grpc::status::bounded(reason),
                 )
                 .into_http()),
+                Err(refused @ Refused::Limited) => {
+                    Ok(tonic::Status::resource_exhausted(refused.to_string()).into_http())
+                }
                 Err(Refused::AuditUnavailable) => {
                     Ok(tonic::Status::unavailable("the audit log is unavailable").into_http())
                 }
