@@ -7,26 +7,48 @@ use naast_tests::workspace_bin;
 use serde_json::Value;
 use std::process::Command;
 
-#[test]
-fn bench_eventlog_prints_one_json_line_per_benchmark_with_its_ceiling() {
-    let scratch = tempfile::tempdir().expect("temp dir");
+/// `naast bench` with `args`, scratch data in `scratch`: its JSON lines, after checking it
+/// succeeded.
+fn bench(args: &[&str], scratch: &std::path::Path) -> Vec<Value> {
     let output = Command::new(workspace_bin("naast"))
-        .args(["bench", "eventlog", "--events", "640", "--writers", "64"])
-        .args(["--single-writer-events", "40", "--catchup-events", "3000"])
-        .args(["--stream-events", "500", "--scratch-dir"])
-        .arg(scratch.path())
+        .arg("bench")
+        .args(args)
+        .arg("--scratch-dir")
+        .arg(scratch)
         .output()
         .expect("run naast");
     assert!(
         output.status.success(),
-        "naast bench failed: {}",
+        "naast bench {} failed: {}",
+        args[0],
         String::from_utf8_lossy(&output.stderr)
     );
-    let lines: Vec<Value> = String::from_utf8(output.stdout)
+    String::from_utf8(output.stdout)
         .expect("utf-8")
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn bench_eventlog_prints_one_json_line_per_benchmark_with_its_ceiling() {
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let lines = bench(
+        &[
+            "eventlog",
+            "--events",
+            "640",
+            "--writers",
+            "64",
+            "--single-writer-events",
+            "40",
+            "--catchup-events",
+            "3000",
+            "--stream-events",
+            "500",
+        ],
+        scratch.path(),
+    );
     let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
     assert_eq!(
         names,
@@ -58,31 +80,10 @@ fn bench_eventlog_prints_one_json_line_per_benchmark_with_its_ceiling() {
 #[test]
 fn bench_fhir_prints_the_bundle_and_the_read_next_to_grpc() {
     let scratch = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(workspace_bin("naast"))
-        .args([
-            "bench",
-            "fhir",
-            "--events",
-            "300",
-            "--bundles",
-            "2",
-            "--reads",
-            "20",
-        ])
-        .arg("--scratch-dir")
-        .arg(scratch.path())
-        .output()
-        .expect("run naast");
-    assert!(
-        output.status.success(),
-        "naast bench fhir failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let lines = bench(
+        &["fhir", "--events", "300", "--bundles", "2", "--reads", "20"],
+        scratch.path(),
     );
-    let lines: Vec<Value> = String::from_utf8(output.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
     let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
     assert_eq!(names, ["fhir.map", "fhir.bundle", "fhir.read"]);
     assert!(

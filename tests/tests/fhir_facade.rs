@@ -30,17 +30,37 @@ async fn get_with(url: &str, token: Option<&str>, headers: &[(&str, &str)]) -> A
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.unwrap();
+    answer(url, request.send().await.unwrap()).await
+}
+
+/// The facade's answer to a request to `url`: its status, headers and JSON body (`null` when
+/// there is none).
+async fn answer(url: &str, response: reqwest::Response) -> Answer {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = response.bytes().await.unwrap();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!("{url}: not JSON ({e}): {}", String::from_utf8_lossy(&bytes))
+        })
+    };
     Answer {
         status,
         headers,
         body,
     }
+}
+
+/// The `next` link of a searchset Bundle, if it has one.
+fn next_link(bundle: &Value) -> Option<String> {
+    bundle["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .map(|l| l["url"].as_str().unwrap().to_owned())
 }
 
 fn fhir_server(dir: &std::path::Path) -> Server {
@@ -200,13 +220,7 @@ async fn what_is_written_over_grpc_is_read_over_fhir_with_versions_and_history()
     assert_eq!(counted.status, 200, "{}", counted.body);
     assert_eq!(counted.body["total"], 1);
     assert!(counted.body.get("entry").is_none(), "{}", counted.body);
-    assert!(
-        !counted.body["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| l["relation"] == "next")
-    );
+    assert_eq!(next_link(&counted.body), None);
 
     // The household as one Bundle.
     let everything = get(&format!("{base}/Group/{home}/$everything"), Some(&ouder)).await;
@@ -248,12 +262,7 @@ async fn pages_of_a_search_stay_valid_while_writes_happen() {
                 .iter()
                 .map(|g| g["id"].as_str().unwrap().to_owned()),
         );
-        next = page.body["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| l["url"].as_str().unwrap().to_owned());
+        next = next_link(&page.body);
         pages += 1;
         // A write between pages: the next page goes on where this one ended.
         create_goal(&mut family, &home, &noor, &format!("tussendoor {pages}")).await;
@@ -639,22 +648,7 @@ async fn send(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes = response.bytes().await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            panic!("{url}: not JSON ({e}): {}", String::from_utf8_lossy(&bytes))
-        })
-    };
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    answer(url, request.send().await.unwrap()).await
 }
 
 #[tokio::test]
@@ -1006,12 +1000,7 @@ async fn bad_writes_are_refused_with_an_operation_outcome_and_write_nothing() {
         for (name, value) in &headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await.unwrap();
-        let answer = Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            body: serde_json::from_slice(&response.bytes().await.unwrap()).unwrap(),
-        };
+        let answer = answer(&path, request.send().await.unwrap()).await;
         let shown: String = body.chars().take(120).collect();
         assert_eq!(
             answer.status, status,
@@ -1262,12 +1251,7 @@ async fn what_a_grant_shows_over_fhir_is_what_it_shows_over_grpc_and_each_refusa
         let page = get(&url, Some(server.token("ouder"))).await;
         assert_eq!(page.status, 200, "{}", page.body);
         all.extend(entries(&page.body).into_iter().cloned());
-        next = page.body["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .map(|l| l["url"].as_str().unwrap().to_owned());
+        next = next_link(&page.body);
     }
     assert!(
         all.len() >= log.len(),

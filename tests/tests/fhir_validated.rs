@@ -43,22 +43,18 @@ async fn generated(server: &Server, rng: &mut Rng, n: usize) -> String {
     let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
     let (home, client, _) =
         naast_tests::household_with_client(&mut api, &format!("Gezin {n}")).await;
-    let relative = api
-        .create_member(pb::CreateMemberRequest {
-            household_id: home.clone(),
-            details: Some(pb::MemberDetails {
-                name: format!("Ouder {n}"),
-                role: pb::MemberRole::Relative as i32,
-                relation: pb::Relation::Parent as i32,
-                ..Default::default()
-            }),
+    api.create_member(pb::CreateMemberRequest {
+        household_id: home.clone(),
+        details: Some(pb::MemberDetails {
+            name: format!("Ouder {n}"),
+            role: pb::MemberRole::Relative as i32,
+            relation: pb::Relation::Parent as i32,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .member_id;
-    let _ = relative;
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let provider = api
         .create_contact(pb::CreateContactRequest {
             household_id: home.clone(),

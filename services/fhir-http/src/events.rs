@@ -121,6 +121,84 @@ impl Facade {
         }
     }
 
+    /// Each version of `kind`/`id` in `household` up to revision `until` that `sight` shows,
+    /// oldest first: every revision at which the resource as mapped changed (a note's or an
+    /// entry's, the one that added it), with the audit record of the command that made it.
+    pub(crate) fn changes(
+        &self,
+        household: HouseholdId,
+        kind: Kind,
+        id: Uuid,
+        until: Option<u64>,
+        sight: &Sight,
+        mut f: impl FnMut(Change),
+    ) -> Result<(), Failure> {
+        let Some(until) = until else {
+            return Ok(());
+        };
+        let mut last: Option<serde_json::Value> = None;
+        // The command a run of events belongs to: its stamp is on its first event.
+        let mut command: Option<(Option<Uuid>, Option<serde_json::Value>)> = None;
+        let mut failed = None;
+        self.households
+            .replay(household, until, |recorded, stored, state| {
+                let correlation = recorded.metadata.correlation_id;
+                if let Some(stamp) = &stored.command {
+                    command = Some((correlation, stamp.audit.clone()));
+                } else if command
+                    .as_ref()
+                    .is_some_and(|(c, _)| c.is_none() || *c != correlation)
+                {
+                    command = None;
+                }
+                let day = naast_projections::recorded_on(recorded);
+                let mapped = match kind {
+                    Kind::Communication if stored.event.introduces() == Some(id) => {
+                        naast_fhir::communications::communication(
+                            household,
+                            state,
+                            &stored.event,
+                            day,
+                        )
+                        .map(|found| found.map(|(_, c)| Resource::from(c)))
+                    }
+                    Kind::Communication => Ok(None),
+                    _ => match resources::one(household, state, kind, id, sight, day) {
+                        Ok(resource) => Ok(Some(resource)),
+                        Err(Unseen::Map(e)) => Err(e),
+                        Err(Unseen::Missing | Unseen::Denied(_)) => Ok(None),
+                    },
+                };
+                let resource = match mapped {
+                    Ok(Some(resource)) => resource,
+                    Ok(None) => return,
+                    Err(e) => {
+                        failed = Some(e);
+                        return;
+                    }
+                };
+                let value = serde_json::to_value(&resource).ok();
+                if value == last {
+                    return;
+                }
+                let created = last.is_none();
+                last = value;
+                f(Change {
+                    event: recorded.id,
+                    revision: recorded.revision,
+                    at: recorded.recorded_at_micros,
+                    actor: recorded.metadata.actor.as_deref(),
+                    command: command.as_ref().and_then(|(_, r)| r.as_ref()),
+                    created,
+                    resource,
+                });
+            })?;
+        match failed {
+            Some(e) => Err(Failure::internal("mapping a resource", e)),
+            None => Ok(()),
+        }
+    }
+
     /// The provenance of every version of `kind`/`id` in `household` up to revision `until`
     /// that `sight` shows, oldest first.
     pub(crate) fn provenance(
@@ -131,71 +209,48 @@ impl Facade {
         until: Option<u64>,
         sight: &Sight,
     ) -> Result<Vec<Found>, Failure> {
-        let Some(until) = until else {
-            return Ok(Vec::new());
-        };
         let mut found = Vec::new();
-        let mut last: Option<serde_json::Value> = None;
-        // The command a run of events belongs to: its stamp is on its first event.
-        let mut command: Option<(Option<Uuid>, Option<naast_app::audit::Record>)> = None;
         let mut failed = None;
-        self.households
-            .replay(household, until, |recorded, stored, state| {
-                let correlation = recorded.metadata.correlation_id;
-                if let Some(stamp) = &stored.command {
-                    let record = stamp
-                        .audit
-                        .clone()
-                        .and_then(|value| serde_json::from_value(value).ok());
-                    command = Some((correlation, record));
-                } else if command
-                    .as_ref()
-                    .is_some_and(|(c, _)| *c != correlation || c.is_none())
-                {
-                    command = None;
-                }
-                let day = naast_projections::recorded_on(recorded);
-                let version = match kind {
-                    Kind::Communication => (stored.event.introduces() == Some(id))
-                        .then_some(serde_json::Value::Bool(true)),
-                    _ => match resources::one(household, state, kind, id, sight, day) {
-                        Ok(resource) => serde_json::to_value(&resource).ok(),
-                        Err(Unseen::Map(e)) => {
-                            failed = Some(e);
-                            None
-                        }
-                        Err(Unseen::Missing | Unseen::Denied(_)) => None,
-                    },
-                };
-                if version.is_some() && version != last {
-                    let created = last.is_none();
-                    if kind != Kind::Communication {
-                        last = version;
-                    }
-                    let record = command.as_ref().and_then(|(_, r)| r.as_ref());
-                    match naast_fhir::provenance::provenance(
-                        recorded.id,
-                        format!("{}/{id}/_history/{}", kind.name(), recorded.revision),
-                        recorded.recorded_at_micros,
-                        created,
-                        record,
-                        recorded.metadata.actor.as_deref(),
-                    ) {
-                        Ok(provenance) => found.push(Found {
-                            id: recorded.id,
-                            resource: stamp(
-                                provenance.into(),
-                                recorded.revision,
-                                recorded.recorded_at_micros,
-                            ),
-                        }),
-                        Err(e) => failed = Some(e),
-                    }
-                }
-            })?;
+        self.changes(household, kind, id, until, sight, |change| {
+            let record: Option<naast_app::audit::Record> = change
+                .command
+                .and_then(|value| serde_json::from_value(value.clone()).ok());
+            match naast_fhir::provenance::provenance(
+                change.event,
+                format!("{}/{id}/_history/{}", kind.name(), change.revision),
+                change.at,
+                change.created,
+                record.as_ref(),
+                change.actor,
+            ) {
+                Ok(provenance) => found.push(Found {
+                    id: change.event,
+                    resource: stamp(provenance.into(), change.revision, change.at),
+                }),
+                Err(e) => failed = Some(e),
+            }
+        })?;
         match failed {
             Some(e) => Err(Failure::internal("mapping provenance", e)),
             None => Ok(found),
         }
     }
+}
+
+/// One version of a resource, as [`Facade::changes`] finds it.
+pub(crate) struct Change<'a> {
+    /// The event that made it.
+    pub event: Uuid,
+    /// The household's revision it arose at.
+    pub revision: u64,
+    /// When (µs since 1970).
+    pub at: u64,
+    /// Who, as the event's metadata names them.
+    pub actor: Option<&'a str>,
+    /// The audit record of the command that made it, as stamped on the command's first event.
+    pub command: Option<&'a serde_json::Value>,
+    /// It is the resource's first version.
+    pub created: bool,
+    /// The resource as it stood then.
+    pub resource: Resource,
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Results per page when the caller names no `_count`.
-const DEFAULT_COUNT: usize = 50;
+pub(crate) const DEFAULT_COUNT: usize = 50;
 /// Most results per page.
 const MAX_COUNT: usize = 500;
 /// Longest a read waits for the read models to catch up with a write just acknowledged.
@@ -40,20 +40,53 @@ pub async fn capabilities(headers: HeaderMap) -> Answer {
     Ok(json(StatusCode::OK, &statement.into()))
 }
 
-/// `GET /fhir/CodeSystem/{id}`.
-pub async fn code_system(Path(id): Path<String>) -> Answer {
+/// naast's vocabularies as FHIR serves them: each as a CodeSystem, and as a ValueSet of all
+/// its codes.
+#[derive(Clone, Copy)]
+pub enum Terminology {
+    /// `CodeSystem`.
+    CodeSystem,
+    /// `ValueSet`.
+    ValueSet,
+}
+
+impl Terminology {
+    fn name(self) -> &'static str {
+        match self {
+            Terminology::CodeSystem => "CodeSystem",
+            Terminology::ValueSet => "ValueSet",
+        }
+    }
+
+    fn url(self, vocabulary: Vocabulary) -> String {
+        match self {
+            Terminology::CodeSystem => vocabulary.system(),
+            Terminology::ValueSet => vocabulary.value_set(),
+        }
+    }
+
+    fn resource(self, vocabulary: Vocabulary) -> Result<Resource, Failure> {
+        let mapped = match self {
+            Terminology::CodeSystem => codes::code_system(vocabulary).map(Resource::from),
+            Terminology::ValueSet => codes::value_set(vocabulary).map(Resource::from),
+        };
+        mapped.map_err(|e| Failure::internal("mapping a vocabulary", e))
+    }
+}
+
+/// `GET /fhir/{CodeSystem|ValueSet}/{id}`.
+pub async fn terminology(kind: Terminology, Path(id): Path<String>) -> Answer {
     let vocabulary = Vocabulary::ALL
         .into_iter()
         .find(|v| v.id() == id)
-        .ok_or_else(|| Failure::not_found(format!("no CodeSystem {}", quote(&id))))?;
-    let system =
-        codes::code_system(vocabulary).map_err(|e| Failure::internal("mapping a CodeSystem", e))?;
-    Ok(json(StatusCode::OK, &system.into()))
+        .ok_or_else(|| Failure::not_found(format!("no {} {}", kind.name(), quote(&id))))?;
+    Ok(json(StatusCode::OK, &kind.resource(vocabulary)?))
 }
 
-/// `GET /fhir/CodeSystem[?url=…]`: every CodeSystem of naast, or the one with that canonical
-/// URL.
-pub async fn code_systems(
+/// `GET /fhir/{CodeSystem|ValueSet}[?url=…]`: every one of naast's, or the one with that
+/// canonical URL.
+pub async fn terminologies(
+    kind: Terminology,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Answer {
@@ -62,57 +95,22 @@ pub async fn code_systems(
         match name.as_str() {
             "url" => url = Some(value),
             "_format" => {}
-            other => return Err(unknown_parameter(other, "CodeSystem")),
+            other => return Err(unknown_parameter(other, kind.name())),
         }
     }
     let mut entries = Vec::new();
     for vocabulary in Vocabulary::ALL {
-        if url.as_ref().is_some_and(|u| *u != vocabulary.system()) {
-            continue;
+        if url.as_ref().is_none_or(|u| *u == kind.url(vocabulary)) {
+            entries.push((
+                format!("{}/{}", kind.name(), vocabulary.id()),
+                kind.resource(vocabulary)?,
+            ));
         }
-        let system = codes::code_system(vocabulary)
-            .map_err(|e| Failure::internal("mapping a CodeSystem", e))?;
-        entries.push((format!("CodeSystem/{}", vocabulary.id()), system.into()));
     }
     let base = base(&headers);
     let total = entries.len();
-    let bundle = searchset(&base, entries, total, &format!("{base}/CodeSystem"), None)?;
-    Ok(json(StatusCode::OK, &bundle.into()))
-}
-
-/// `GET /fhir/ValueSet/{id}`.
-pub async fn value_set(Path(id): Path<String>) -> Answer {
-    let vocabulary = Vocabulary::ALL
-        .into_iter()
-        .find(|v| v.id() == id)
-        .ok_or_else(|| Failure::not_found(format!("no ValueSet {}", quote(&id))))?;
-    let set =
-        codes::value_set(vocabulary).map_err(|e| Failure::internal("mapping a ValueSet", e))?;
-    Ok(json(StatusCode::OK, &set.into()))
-}
-
-/// `GET /fhir/ValueSet[?url=…]`: every ValueSet of naast, or the one with that canonical URL.
-pub async fn value_sets(headers: HeaderMap, Query(params): Query<Vec<(String, String)>>) -> Answer {
-    let mut url = None;
-    for (name, value) in params {
-        match name.as_str() {
-            "url" => url = Some(value),
-            "_format" => {}
-            other => return Err(unknown_parameter(other, "ValueSet")),
-        }
-    }
-    let mut entries = Vec::new();
-    for vocabulary in Vocabulary::ALL {
-        if url.as_ref().is_some_and(|u| *u != vocabulary.value_set()) {
-            continue;
-        }
-        let set =
-            codes::value_set(vocabulary).map_err(|e| Failure::internal("mapping a ValueSet", e))?;
-        entries.push((format!("ValueSet/{}", vocabulary.id()), set.into()));
-    }
-    let base = base(&headers);
-    let total = entries.len();
-    let bundle = searchset(&base, entries, total, &format!("{base}/ValueSet"), None)?;
+    let own = format!("{base}/{}", kind.name());
+    let bundle = searchset(&base, entries, total, &own, None)?;
     Ok(json(StatusCode::OK, &bundle.into()))
 }
 
@@ -246,27 +244,9 @@ pub async fn history(
         })
         .await?;
     let mut versions: Vec<(u64, u64, Resource)> = Vec::new();
-    let mut last: Option<serde_json::Value> = None;
-    let mut failed = None;
-    facade
-        .households
-        .replay(household, current.unwrap_or(0), |recorded, _, state| {
-            let day = naast_projections::recorded_on(recorded);
-            match resources::one(household, state, kind, id, &sight, day) {
-                Ok(resource) => {
-                    let value = serde_json::to_value(&resource).ok();
-                    if value != last {
-                        last = value;
-                        versions.push((recorded.revision, recorded.recorded_at_micros, resource));
-                    }
-                }
-                Err(Unseen::Map(e)) => failed = Some(e),
-                Err(Unseen::Missing | Unseen::Denied(_)) => {}
-            }
-        })?;
-    if let Some(e) = failed {
-        return Err(Failure::internal("mapping a resource", e));
-    }
+    facade.changes(household, kind, id, current, &sight, |change| {
+        versions.push((change.revision, change.at, change.resource));
+    })?;
     let total = versions.len();
     let first = versions.first().map(|(revision, ..)| *revision);
     let base = base(&headers);
@@ -776,10 +756,6 @@ pub(crate) fn count_of(value: &str) -> Result<usize, Failure> {
             ))
             .at("_count")
         })
-}
-
-pub(crate) fn default_count() -> usize {
-    DEFAULT_COUNT
 }
 
 pub(crate) fn unknown_parameter(name: &str, on: &str) -> Failure {

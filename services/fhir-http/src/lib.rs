@@ -37,6 +37,7 @@ use axum::http::{HeaderMap, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use handlers::Terminology;
 use naast_app::auth::caller::{Arrival, Calling, Guard, PURPOSE_HEADER, Refused};
 use naast_app::households::Households;
 use naast_projections::Projections;
@@ -71,10 +72,22 @@ impl Facade {
     pub fn router(self) -> Router {
         let fhir = Router::new()
             .route("/metadata", get(handlers::capabilities))
-            .route("/CodeSystem", get(handlers::code_systems))
-            .route("/CodeSystem/{id}", get(handlers::code_system))
-            .route("/ValueSet", get(handlers::value_sets))
-            .route("/ValueSet/{id}", get(handlers::value_set))
+            .route(
+                "/CodeSystem",
+                get(|h, q| handlers::terminologies(Terminology::CodeSystem, h, q)),
+            )
+            .route(
+                "/CodeSystem/{id}",
+                get(|id| handlers::terminology(Terminology::CodeSystem, id)),
+            )
+            .route(
+                "/ValueSet",
+                get(|h, q| handlers::terminologies(Terminology::ValueSet, h, q)),
+            )
+            .route(
+                "/ValueSet/{id}",
+                get(|id| handlers::terminology(Terminology::ValueSet, id)),
+            )
             .route(
                 "/{kind}",
                 get(handlers::search)

@@ -4,7 +4,7 @@
 //! the facade does not support is refused (`400`, naming it), never silently ignored: a PGO that
 //! filters on it would otherwise show a family more than it asked for.
 
-use crate::handlers::{count_of, default_count, quote, unknown_parameter};
+use crate::handlers::{DEFAULT_COUNT, count_of, quote, unknown_parameter};
 use crate::outcome::Failure;
 use crate::resources::Kind;
 use fhir_sdk::r4b::resources::Resource;
@@ -48,7 +48,7 @@ impl Search {
     pub fn parse(kind: Kind, params: &[(String, String)]) -> Result<Self, Failure> {
         let mut search = Search {
             kind,
-            count: default_count(),
+            count: DEFAULT_COUNT,
             after: None,
             anchor: None,
             ids: Vec::new(),
