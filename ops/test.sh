@@ -14,7 +14,8 @@ fi
 # A real OpenID provider (oidc-provider on Node) issues the tokens of the auth tests.
 (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 
-# A second, independent FHIR validator (Medplum's, on Node) checks what the FHIR facade serves.
+# A second, independent FHIR validator (Medplum's, on Node) checks what the FHIR facade serves;
+# Medplum's FHIR router on Node is the real FHIR server the push tests write to.
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 
 # An independent gRPC client (Python grpcio) is one of the end-to-end tests.

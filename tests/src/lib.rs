@@ -17,7 +17,9 @@
 //! - `tests/independent_client.rs`: Python's grpcio against the server (`python/`);
 //! - `tests/auth_oidc.rs`: tokens from a real OpenID provider (`idp/`, oidc-provider on Node):
 //!   what is refused and how, consent (grants, requests, revocation mid-stream, life domains,
-//!   parties, platforms), and the audit log of it all.
+//!   parties, platforms), and the audit log of it all;
+//! - `tests/push_fhir.rs`: push to a real FHIR server (`node/fhir_receiver.mjs`, Medplum's FHIR
+//!   router) through faults and a SIGKILL, withdrawals on revocation and erasure.
 //!
 //! The helpers below find binaries of this workspace that cargo built beside the test, and run
 //! the server as a child process.
@@ -483,4 +485,86 @@ pub async fn household_with_client(
         .map(|r| r.position)
         .unwrap_or_else(|| panic!("a command answers with its result"));
     (household, added.member_id, position)
+}
+
+/// A real FHIR server receiving pushes: Medplum's FHIR router with its in-memory repository on
+/// Node (`node/fhir_receiver.mjs`), optionally behind a proxy that injects faults; it ends when
+/// dropped (its stdin closes).
+pub struct FhirReceiver {
+    child: Child,
+    /// The receiver's FHIR base (`http://…/fhir`).
+    pub base: String,
+    /// The fault proxy's FHIR base, when started with `--faults`.
+    pub proxy: Option<String>,
+}
+
+impl FhirReceiver {
+    /// Starts the receiver with `args` (see `node/fhir_receiver.mjs`).
+    pub fn start(args: &[&str]) -> Self {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut child = Command::new("node")
+            .arg(format!("{root}/node/fhir_receiver.mjs"))
+            .args(args)
+            .current_dir(format!("{root}/node"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("node runs the FHIR receiver (ops/test.sh installs it): {e}")
+            });
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("stdout is piped"));
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line).unwrap_or(0);
+        let started: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            let _ = child.kill();
+            panic!("the FHIR receiver did not start ({read} bytes: {line:?}): {e}")
+        });
+        let base = started["receiver"].as_str().unwrap_or_default().to_owned();
+        let proxy = started["proxy"].as_str().map(str::to_owned);
+        Self { child, base, proxy }
+    }
+
+    /// GET `url`, with `token` as bearer token when given: the status and the JSON body.
+    pub async fn get(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new()
+            .get(url)
+            .header("accept", "application/fhir+json");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap_or_default();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    /// POST to the proxy's control path `path` (e.g. `/_faults/off`).
+    pub async fn control(&self, path: &str) -> serde_json::Value {
+        let proxy = self
+            .proxy
+            .as_deref()
+            .unwrap_or_else(|| panic!("the receiver was started without --faults"));
+        let url = format!("{}{path}", proxy.trim_end_matches("/fhir"));
+        let response = reqwest::Client::new()
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let body = response.bytes().await.unwrap_or_default();
+        serde_json::from_slice(&body).unwrap_or_default()
+    }
+}
+
+impl Drop for FhirReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

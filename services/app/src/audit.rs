@@ -55,6 +55,14 @@ impl Action {
     /// The action an operation amounts to: a gRPC method by its verb (`/naast.v1.X/CreateGoal`
     /// → create), a FHIR interaction by its name (`FHIR search-type Goal` → read).
     pub fn of_operation(operation: &str) -> Self {
+        // A push to a PGO platform (`push update Goal`): what is written there leaves naast, a
+        // disclosure like a read; a withdrawal deletes what was written.
+        if let Some(push) = operation.strip_prefix("push ") {
+            return match push.split(' ').next().unwrap_or_default() {
+                "delete" => Action::Delete,
+                _ => Action::Read,
+            };
+        }
         if let Some(fhir) = operation.strip_prefix("FHIR ") {
             let interaction = fhir.split(' ').next().unwrap_or_default();
             return match interaction {
@@ -889,6 +897,22 @@ mod tests {
     #![allow(clippy::unwrap_used)] // in tests a panic is a failed check
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn each_door_names_its_kind_of_access() {
+        let cases = [
+            ("/naast.v1.HouseholdService/CreateGoal", Action::Create),
+            ("/naast.v1.HouseholdService/ListGoals", Action::Read),
+            ("/naast.v1.ConsentService/RevokeAccess", Action::Delete),
+            ("FHIR search-type Goal", Action::Read),
+            ("FHIR update CarePlan", Action::Update),
+            ("push update Goal", Action::Read),
+            ("push delete Goal", Action::Delete),
+        ];
+        for (operation, action) in cases {
+            assert_eq!(Action::of_operation(operation), action, "{operation}");
+        }
+    }
 
     fn record(household: HouseholdId, operation: &str) -> Record {
         Record {

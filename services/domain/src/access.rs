@@ -561,6 +561,32 @@ pub fn authorize(
     })
 }
 
+/// What the family's own grants to a PGO platform (`issuer`, `client_id`) allow it on `today`,
+/// with no member acting through it: what naast may send that platform unasked (a push). Only
+/// reads are ever allowed this way; a household that does not exist, is erased or granted the
+/// platform nothing is refused alike.
+pub fn authorize_platform(
+    household: &Household,
+    issuer: &str,
+    client_id: &str,
+    action: Action,
+    today: Date,
+) -> Result<Access, Denied> {
+    if !household.registered || household.erased || !matches!(action, Action::Read(_)) {
+        return Err(Denied::no_access());
+    }
+    let standing = Standing::of_platform(household, issuer, client_id, today);
+    let (basis, layer) = standing
+        .allows(household, action)
+        .ok_or_else(Denied::no_access)?;
+    Ok(Access {
+        basis,
+        view: View {
+            layers: vec![layer],
+        },
+    })
+}
+
 /// Whether `principal` may execute `command` in `household` on `today`: [`authorize`] for what
 /// it amounts to, and, for a write through grants limited to some life domains, whether the
 /// write stays within them (a grant for "wonen" writes goals and notes about housing only).

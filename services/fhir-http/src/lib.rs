@@ -27,7 +27,7 @@ mod capability;
 mod events;
 mod handlers;
 pub mod outcome;
-mod resources;
+pub mod resources;
 mod search;
 mod write;
 

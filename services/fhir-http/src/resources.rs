@@ -6,7 +6,7 @@
 use fhir_sdk::r4b::resources::Resource;
 use naast_app::auth::caller::Calling;
 use naast_domain::Household;
-use naast_domain::access::{Action, Denied, ReadKind, View};
+use naast_domain::access::{Access, Action, Denied, ReadKind, View};
 use naast_domain::ids::{
     AgreementId, GoalId, GrantId, HouseholdId, IndicationId, MemberId, PlanId,
 };
@@ -14,6 +14,7 @@ use naast_domain::vocab::MemberRole;
 use naast_fhir::{
     MapError, agreements, consent, goals, household, indications, members, network, plans, tasks,
 };
+use time::Date;
 use uuid::Uuid;
 
 /// The household-held resource types the facade serves.
@@ -115,22 +116,38 @@ pub struct Sight {
 impl Sight {
     /// `calling`'s sight of `state` today.
     pub fn of(calling: &Calling, state: &Household) -> Self {
-        let view = |kind| {
-            calling
-                .access(state, Action::Read(kind))
-                .ok()
-                .map(|a| a.view)
-        };
+        Self::deciding(|action| calling.access(state, action))
+    }
+
+    /// What the family's grants to the PGO platform (`issuer`, `client_id`) let naast send it
+    /// of `state` on `today`, no member acting through it (a push).
+    pub fn of_platform(state: &Household, issuer: &str, client_id: &str, today: Date) -> Self {
+        Self::deciding(|action| {
+            naast_domain::access::authorize_platform(state, issuer, client_id, action, today)
+        })
+    }
+
+    /// The sight `decide` allows, one access decision per kind of read.
+    fn deciding(decide: impl Fn(Action) -> Result<Access, Denied>) -> Self {
+        let view = |kind| decide(Action::Read(kind)).ok().map(|a| a.view);
         Self {
             timeline: view(ReadKind::Timeline),
-            household: calling
-                .access(state, Action::Read(ReadKind::Household))
-                .is_ok(),
+            household: decide(Action::Read(ReadKind::Household)).is_ok(),
             goals: view(ReadKind::Goals),
             agreements: view(ReadKind::Agreements),
             plans: view(ReadKind::Plans).is_some_and(|v| v.plans()),
-            consents: calling.access(state, Action::Own).is_ok(),
+            consents: decide(Action::Own).is_ok(),
         }
+    }
+
+    /// Whether nothing at all may be seen.
+    pub fn is_blind(&self) -> bool {
+        self.timeline.is_none()
+            && !self.household
+            && self.goals.is_none()
+            && self.agreements.is_none()
+            && !self.plans
+            && !self.consents
     }
 }
 

@@ -666,6 +666,7 @@ async fn served(
     let server = tokio::spawn(crate::grpc::run(
         listener,
         None,
+        None,
         log.clone(),
         projections,
         guard,

@@ -152,6 +152,7 @@ async fn benches(scratch: &Path, args: &FhirArgs) -> Result<(), BenchError> {
     let server = tokio::spawn(crate::grpc::run(
         grpc,
         Some(fhir),
+        None,
         log.clone(),
         projections.clone(),
         Some(guard),

@@ -1,6 +1,7 @@
 //! Configuration of `naast serve`: defaults, overridden by a TOML file (`--config`), overridden by
 //! environment variables (`NAAST_LISTEN`, `NAAST_FHIR_LISTEN`, `NAAST_DATA_DIR`, `NAAST_ISSUERS`, `NAAST_AUDIENCE`,
-//! `NAAST_DEV`), overridden by flags. Validated before any port is bound or any file opened: a
+//! `NAAST_DEV`, `NAAST_PUSH_CONFIG`), overridden by flags. Push endpoints come from the config
+//! file's `[[push]]` tables and from a file of more such tables (`--push-config`). Validated before any port is bound or any file opened: a
 //! server that is not in dev mode refuses to start without a trusted issuer.
 
 use crate::auth::{AuthSettings, DEFAULT_JWKS_MIN_REFRESH, DEFAULT_JWKS_TTL, DEFAULT_LEEWAY};
@@ -35,6 +36,8 @@ pub struct Config {
     pub master_key: Option<Secret>,
     /// How long audit records are kept at least.
     pub audit_retention: Duration,
+    /// The PGO platforms' endpoints the family's shared plan is pushed to.
+    pub push: Vec<naast_push::Endpoint>,
 }
 
 /// A secret setting: compared, never printed.
@@ -78,6 +81,8 @@ pub struct Overrides {
     pub master_key_file_is_flag: bool,
     /// Days audit records are kept at least.
     pub audit_retention_days: Option<u64>,
+    /// A TOML file of `[[push]]` tables, added to the config file's.
+    pub push_config: Option<PathBuf>,
 }
 
 /// The settings a TOML config file may hold; unknown keys are refused.
@@ -97,6 +102,18 @@ pub struct FileConfig {
     /// `[auth]`
     #[serde(default)]
     pub auth: FileAuth,
+    /// `[[push]]`: an endpoint of a PGO platform each (see [`naast_push::endpoint`]).
+    #[serde(default)]
+    pub push: Vec<naast_push::Endpoint>,
+}
+
+/// A file of push endpoints alone (`--push-config`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushFile {
+    /// `[[push]]`
+    #[serde(default)]
+    pub push: Vec<naast_push::Endpoint>,
 }
 
 /// The `[auth]` table.
@@ -183,6 +200,9 @@ pub enum ConfigError {
     /// The audit retention is zero.
     #[error("audit_retention_days must be at least 1")]
     AuditRetention,
+    /// A push endpoint is configured wrongly.
+    #[error(transparent)]
+    Push(#[from] naast_push::EndpointError),
     /// The master key cannot be used.
     #[error("master key{}: {reason}", .file.as_ref().map(|f| format!(" in {}", f.display())).unwrap_or_default())]
     MasterKey {
@@ -217,11 +237,18 @@ impl Config {
             master_key_file,
             master_key_file_is_flag,
             audit_retention_days,
+            push_config,
         } = overrides;
-        let file = match file {
+        let file: FileConfig = match file {
             Some(path) => load(path)?,
             None => FileConfig::default(),
         };
+        let mut push = file.push;
+        if let Some(path) = push_config {
+            let more: PushFile = load(&path)?;
+            push.extend(more.push);
+        }
+        naast_push::endpoint::validate_all(&push)?;
         let listen = listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
@@ -342,11 +369,12 @@ impl Config {
             dev,
             master_key,
             audit_retention: Duration::from_secs(retention_days.saturating_mul(86_400)),
+            push,
         })
     }
 }
 
-fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
@@ -454,6 +482,7 @@ mod tests {
                 dev: true,
                 master_key: None,
                 audit_retention: Duration::from_secs(crate::audit::DEFAULT_RETENTION_DAYS * 86_400),
+                push: Vec::new(),
             }
         );
         let from_file = Config::resolve(
@@ -692,5 +721,70 @@ mod tests {
         ))
         .unwrap_err();
         assert!(role.to_string().contains("koning"), "{role}");
+    }
+
+    #[test]
+    fn push_endpoints_from_the_config_file_and_a_push_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, more) = (dir.path().join("naast.toml"), dir.path().join("push.toml"));
+        std::fs::write(
+            &file,
+            r#"
+[auth]
+dev = true
+
+[[push]]
+name = "jouw-omgeving"
+kind = "fhir"
+url = "https://fhir.example.nl/fhir"
+platform = { issuer = "https://login.example.nl", client_id = "jo" }
+auth = { kind = "bearer", token_file = "/etc/naast/jo.token" }
+"#,
+        )
+        .unwrap();
+        std::fs::write(
+            &more,
+            r#"
+[[push]]
+name = "kt2"
+kind = "fhir"
+url = "http://127.0.0.1:9000/fhir"
+platform = { issuer = "https://idp", client_id = "kt" }
+resource_types = ["Patient", "CarePlan"]
+"#,
+        )
+        .unwrap();
+        let overrides = Overrides {
+            push_config: Some(more.clone()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(overrides, Some(&file), true).unwrap();
+        let names: Vec<&str> = config.push.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["jouw-omgeving", "kt2"]);
+        assert_eq!(
+            config.push[0].auth,
+            naast_push::endpoint::Auth::Bearer {
+                token_file: "/etc/naast/jo.token".into()
+            }
+        );
+        // The same name twice, and a type naast does not push, are refused by name.
+        std::fs::write(
+            &more,
+            "[[push]]\nname = \"jouw-omgeving\"\nkind = \"fhir\"\nurl = \"http://h/fhir\"\nplatform = { issuer = \"i\", client_id = \"c\" }\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            push_config: Some(more.clone()),
+            ..Overrides::default()
+        };
+        let error = Config::resolve(overrides.clone(), Some(&file), true).unwrap_err();
+        assert!(error.to_string().contains("two endpoints"), "{error}");
+        std::fs::write(
+            &more,
+            "[[push]]\nname = \"x\"\nkind = \"fhir\"\nurl = \"http://h/fhir\"\nplatform = { issuer = \"i\", client_id = \"c\" }\nresource_types = [\"AuditEvent\"]\n",
+        )
+        .unwrap();
+        let error = Config::resolve(overrides, Some(&file), true).unwrap_err();
+        assert!(error.to_string().contains("resource_types"), "{error}");
     }
 }

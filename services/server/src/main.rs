@@ -101,6 +101,10 @@ struct ServeArgs {
     /// together once the year ended that long ago.
     #[arg(long, env = "NAAST_AUDIT_RETENTION_DAYS")]
     audit_retention_days: Option<u64>,
+    /// A TOML file of `[[push]]` tables: the PGO platforms' endpoints the shared plan is pushed
+    /// to (added to the config file's; see the README).
+    #[arg(long, env = "NAAST_PUSH_CONFIG")]
+    push_config: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -203,6 +207,7 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
             .master_key_file
             .or_else(|| std::env::var_os("NAAST_MASTER_KEY_FILE").map(Into::into)),
         audit_retention_days: args.audit_retention_days,
+        push_config: args.push_config,
     };
     Config::resolve(overrides, args.config.as_deref(), serves).map_err(|e| Failure {
         code: EXIT_CONFIG,
@@ -421,6 +426,7 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
     let server = tokio::spawn(grpc::run(
         listener,
         fhir,
+        None,
         log,
         projections,
         Some(guard),
@@ -481,9 +487,18 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Se
     println!("naast listening on {address}");
     let _ = std::io::stdout().flush();
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
+    let push = if config.push.is_empty() {
+        None
+    } else {
+        Some(naast_push::Setup {
+            store: naast_push::Store::open(&config.data_dir.join("push"))?,
+            endpoints: config.push,
+        })
+    };
     grpc::run(
         listener,
         fhir,
+        push,
         log,
         projections,
         Some(guard),

@@ -46,7 +46,8 @@ pub enum ServeError {
     Audit(#[from] crate::audit::AuditError),
 }
 
-/// Serves `log` on `listener` (gRPC) and `fhir` (the FHIR facade, when given) until `shutdown` completes, keeping `projections` up to date with
+/// Serves `log` on `listener` (gRPC) and `fhir` (the FHIR facade, when given) until `shutdown` completes, pushing to
+/// the PGO platforms of `push` and keeping `projections` up to date with
 /// it; then ends open subscriptions, lets in-flight calls finish, and closes the log (committing
 /// and syncing what is queued). With a `guard`, every call but health needs a valid token, is
 /// authorised against the family's consent, and is recorded in the audit log; without one,
@@ -54,6 +55,7 @@ pub enum ServeError {
 pub async fn run(
     listener: TcpListener,
     fhir: Option<TcpListener>,
+    push: Option<naast_push::Setup>,
     log: EventLog,
     projections: Projections,
     guard: Option<Guard>,
@@ -100,6 +102,16 @@ pub async fn run(
         tokio::spawn(naast_fhir_http::serve(listener, facade, async move {
             let _ = stop.wait_for(|stop| *stop).await;
         }))
+    });
+    // Push to PGO platforms: a worker per endpoint, on the same households and audit log.
+    let pushers = push.map_or_else(Vec::new, |push| {
+        naast_push::spawn(
+            &push.endpoints,
+            &households,
+            &push.store,
+            auditor.as_ref(),
+            &stopped,
+        )
     });
     let households = HouseholdApi::new(households, projections, stopped);
 
@@ -174,6 +186,14 @@ pub async fn run(
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "the FHIR facade failed"),
             Ok(Err(e)) => tracing::error!(error = %e, "the FHIR facade's task failed"),
             Err(_) => tracing::warn!("FHIR calls still open after the drain deadline"),
+        }
+    }
+    for pusher in pushers {
+        // A worker stops between requests; one stuck on a store that fails is left behind.
+        let abort = pusher.abort_handle();
+        if tokio::time::timeout(DRAIN_DEADLINE, pusher).await.is_err() {
+            tracing::error!("a push worker did not stop in time; stopping without it");
+            abort.abort();
         }
     }
     log.close().await;

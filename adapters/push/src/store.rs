@@ -1,0 +1,284 @@
+//! What each endpoint has been sent, kept in its own sled database beside the event log: the
+//! position in the log up to which every household is synchronised (the checkpoint), a ledger of
+//! every resource written (its id on the platform's server and a hash of what was written), and
+//! the dead letters.
+//!
+//! The ledger, not the log, is what a withdrawal deletes: whatever was written and not yet
+//! withdrawn is in it. A ledger entry is written after the platform answered, the checkpoint
+//! after every household up to it was synchronised and the ledger flushed; a crash in between
+//! repeats writes that the platform already has, which conditional update makes harmless.
+
+use naast_domain::ids::HouseholdId;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use uuid::Uuid;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("push store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value could not be read.
+    #[error("push store: a stored value is damaged: {0}")]
+    Damaged(String),
+}
+
+/// One resource as last written to an endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its id on the platform's server, once known.
+    pub remote: Option<String>,
+    /// SHA-256 (hex) of the body last written, or last refused.
+    pub hash: String,
+    /// The dead letter when the last attempt was refused; the resource is tried again when it
+    /// changes, or when the dead letter is replayed.
+    pub dead: Option<u64>,
+}
+
+/// A write the platform refused for good (a 4xx other than 408, 409 and 429).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Its number, per endpoint.
+    pub id: u64,
+    /// The household.
+    pub household: HouseholdId,
+    /// The resource type.
+    pub resource_type: String,
+    /// naast's id of the resource.
+    pub resource_id: Uuid,
+    /// `PUT` or `DELETE`.
+    pub method: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// The platform's answer (up to [`MAX_BODY`] bytes).
+    pub body: String,
+    /// When (µs since 1970).
+    pub at_micros: u64,
+}
+
+/// The most of a refusal's body kept in a dead letter.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// The push store of one data directory.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    checkpoints: sled::Tree,
+    ledger: sled::Tree,
+    dead: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(16 * 1024 * 1024)
+            .open()?;
+        Ok(Self {
+            checkpoints: db.open_tree("checkpoints")?,
+            ledger: db.open_tree("ledger")?,
+            dead: db.open_tree("dead")?,
+            db,
+        })
+    }
+
+    /// The position in the event log from which `endpoint` still has to look (0: from the start).
+    pub fn checkpoint(&self, endpoint: &str) -> Result<u64, StoreError> {
+        match self.checkpoints.get(endpoint)? {
+            None => Ok(0),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Damaged(format!("checkpoint of {endpoint}"))),
+        }
+    }
+
+    /// Sets the checkpoint, after making everything written before it durable.
+    pub async fn set_checkpoint(&self, endpoint: &str, position: u64) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        self.checkpoints
+            .insert(endpoint, &position.to_be_bytes()[..])?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    fn household_prefix(endpoint: &str, household: HouseholdId) -> Vec<u8> {
+        let mut key = Vec::with_capacity(endpoint.len() + 17);
+        key.extend_from_slice(endpoint.as_bytes());
+        key.push(0);
+        key.extend_from_slice(household.0.as_bytes());
+        key
+    }
+
+    fn key(endpoint: &str, household: HouseholdId, resource_type: &str, id: Uuid) -> Vec<u8> {
+        let mut key = Self::household_prefix(endpoint, household);
+        key.extend_from_slice(resource_type.as_bytes());
+        key.push(0);
+        key.extend_from_slice(id.as_bytes());
+        key
+    }
+
+    /// Every resource of `household` written to `endpoint` and not withdrawn: type, id, entry.
+    pub fn ledger(
+        &self,
+        endpoint: &str,
+        household: HouseholdId,
+    ) -> Result<Vec<(String, Uuid, Entry)>, StoreError> {
+        let prefix = Self::household_prefix(endpoint, household);
+        let mut out = Vec::new();
+        for item in self.ledger.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            let rest = &key[prefix.len()..];
+            let damaged = || StoreError::Damaged(format!("ledger key of {endpoint}"));
+            let split = rest.iter().position(|b| *b == 0).ok_or_else(damaged)?;
+            let resource_type = std::str::from_utf8(&rest[..split]).map_err(|_| damaged())?;
+            let id = Uuid::from_slice(&rest[split + 1..]).map_err(|_| damaged())?;
+            let entry: Entry = serde_json::from_slice(&value)
+                .map_err(|e| StoreError::Damaged(format!("ledger entry: {e}")))?;
+            out.push((resource_type.to_owned(), id, entry));
+        }
+        Ok(out)
+    }
+
+    /// Records what was written of one resource.
+    pub fn put(
+        &self,
+        endpoint: &str,
+        household: HouseholdId,
+        resource_type: &str,
+        id: Uuid,
+        entry: &Entry,
+    ) -> Result<(), StoreError> {
+        let value =
+            serde_json::to_vec(entry).map_err(|e| StoreError::Damaged(format!("entry: {e}")))?;
+        self.ledger
+            .insert(Self::key(endpoint, household, resource_type, id), value)?;
+        Ok(())
+    }
+
+    /// Forgets a withdrawn resource.
+    pub fn remove(
+        &self,
+        endpoint: &str,
+        household: HouseholdId,
+        resource_type: &str,
+        id: Uuid,
+    ) -> Result<(), StoreError> {
+        self.ledger
+            .remove(Self::key(endpoint, household, resource_type, id))?;
+        Ok(())
+    }
+
+    /// Every household `endpoint` holds something of.
+    pub fn households(&self, endpoint: &str) -> Result<Vec<HouseholdId>, StoreError> {
+        let mut prefix = endpoint.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out: Vec<HouseholdId> = Vec::new();
+        for item in self.ledger.scan_prefix(&prefix) {
+            let (key, _) = item?;
+            let id = key
+                .get(prefix.len()..prefix.len() + 16)
+                .and_then(|b| Uuid::from_slice(b).ok())
+                .ok_or_else(|| StoreError::Damaged(format!("ledger key of {endpoint}")))?;
+            if out.last() != Some(&HouseholdId(id)) {
+                out.push(HouseholdId(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Files a dead letter; returns its number.
+    pub fn add_dead_letter(
+        &self,
+        endpoint: &str,
+        mut letter: DeadLetter,
+    ) -> Result<u64, StoreError> {
+        letter.id = self.db.generate_id()?;
+        let mut key = endpoint.as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(&letter.id.to_be_bytes());
+        let value = serde_json::to_vec(&letter)
+            .map_err(|e| StoreError::Damaged(format!("dead letter: {e}")))?;
+        self.dead.insert(key, value)?;
+        Ok(letter.id)
+    }
+
+    /// The dead letters of `endpoint`, oldest first.
+    pub fn dead_letters(&self, endpoint: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut prefix = endpoint.as_bytes().to_vec();
+        prefix.push(0);
+        self.dead
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (_, value) = item?;
+                serde_json::from_slice(&value)
+                    .map_err(|e| StoreError::Damaged(format!("dead letter: {e}")))
+            })
+            .collect()
+    }
+
+    /// Removes a dead letter (it was replayed, or its resource was written since).
+    pub fn remove_dead_letter(&self, endpoint: &str, id: u64) -> Result<bool, StoreError> {
+        let mut key = endpoint.as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(&id.to_be_bytes());
+        Ok(self.dead.remove(key)?.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ledger_checkpoint_and_dead_letters_survive_reopening() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Damaged(e.to_string()))?;
+        let (a, b) = (HouseholdId(Uuid::now_v7()), HouseholdId(Uuid::now_v7()));
+        let goal = Uuid::now_v7();
+        {
+            let store = Store::open(dir.path())?;
+            assert_eq!(store.checkpoint("jo")?, 0);
+            let entry = Entry {
+                remote: Some("r1".into()),
+                hash: "h".into(),
+                dead: None,
+            };
+            store.put("jo", a, "Goal", goal, &entry)?;
+            store.put("jo", b, "Patient", goal, &entry)?;
+            store.put("other", a, "Goal", goal, &entry)?;
+            let letter = DeadLetter {
+                id: 0,
+                household: a,
+                resource_type: "Goal".into(),
+                resource_id: goal,
+                method: "PUT".into(),
+                status: 422,
+                body: "no".into(),
+                at_micros: 1,
+            };
+            store.add_dead_letter("jo", letter)?;
+            store.set_checkpoint("jo", 42).await?;
+        }
+        let store = Store::open(dir.path())?;
+        assert_eq!(store.checkpoint("jo")?, 42);
+        assert_eq!(store.checkpoint("other")?, 0);
+        let ledger = store.ledger("jo", a)?;
+        assert_eq!(ledger.len(), 1);
+        assert_eq!((ledger[0].0.as_str(), ledger[0].1), ("Goal", goal));
+        let mut households = store.households("jo")?;
+        households.sort();
+        let mut expected = vec![a, b];
+        expected.sort();
+        assert_eq!(households, expected);
+        let letters = store.dead_letters("jo")?;
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].status, 422);
+        assert!(store.dead_letters("other")?.is_empty());
+        store.remove("jo", a, "Goal", goal)?;
+        assert!(store.ledger("jo", a)?.is_empty());
+        assert!(store.remove_dead_letter("jo", letters[0].id)?);
+        assert!(store.dead_letters("jo")?.is_empty());
+        Ok(())
+    }
+}

@@ -1,0 +1,596 @@
+//! Push to a PGO platform's FHIR server, end to end: the real `naast serve` process pushes to a
+//! real FHIR server (Medplum's FHIR router with its in-memory repository, run on Node by
+//! `tests/node/fhir_receiver.mjs`, which also validates every write against the base R4
+//! definitions), sometimes through a proxy that injects faults. What the platform holds is
+//! compared with what naast's own FHIR facade shows the family: exactly one resource per
+//! expected resource, the same content, references resolved on the platform's server; nothing
+//! for households that granted nothing, everything withdrawn on revocation and erasure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
+use naast_proto::pb;
+use naast_tests::{FhirReceiver, Rng, Server, household_with_client, search_audit};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The platform's client id, as the family's grant names it.
+const PLATFORM: &str = "jouw-omgeving";
+/// The development issuer (the grant names the platform by its issuer too).
+const DEV_ISSUER: &str = "https://dev.naast.invalid";
+/// The token the receiver demands.
+const TOKEN: &str = "push-test-token";
+/// What naast pushes.
+const PUSHED: [&str; 8] = [
+    "Patient",
+    "RelatedPerson",
+    "Group",
+    "CareTeam",
+    "Goal",
+    "CarePlan",
+    "Coverage",
+    "Task",
+];
+/// How long everything may take to arrive (a deadline against hanging, not a speed check).
+const ARRIVAL: Duration = Duration::from_secs(120);
+
+type Households = pb::household_service_client::HouseholdServiceClient<naast_proto::client::Signed>;
+type Consent = pb::consent_service_client::ConsentServiceClient<naast_proto::client::Signed>;
+/// A resource's place: its type and naast's id.
+type Key = (String, String);
+
+fn token_file(dir: &Path) -> PathBuf {
+    let file = dir.join("receiver.token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    file
+}
+
+fn push_config(dir: &Path, url: &str, extra: &str) -> PathBuf {
+    let file = dir.join("push.toml");
+    let token = token_file(dir);
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[push]]
+name = "jo"
+kind = "fhir"
+url = "{url}"
+platform = {{ issuer = "{DEV_ISSUER}", client_id = "{PLATFORM}" }}
+auth = {{ kind = "bearer", token_file = "{}" }}
+{extra}
+"#,
+            token.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn serve(data: &Path, config: &Path) -> Server {
+    Server::start_with(
+        data,
+        &[
+            "--dev",
+            "--fhir-listen",
+            "127.0.0.1:0",
+            "--push-config",
+            config.to_str().unwrap(),
+        ],
+    )
+}
+
+/// A household with a client, a relative, a plan, goals and agreements (some accepted).
+async fn family(api: &mut Households, name: &str, rng: &mut Rng) -> String {
+    let (home, client, _) = household_with_client(api, name).await;
+    api.create_member(pb::CreateMemberRequest {
+        household_id: home.clone(),
+        details: Some(pb::MemberDetails {
+            name: "Mirjam".into(),
+            role: pb::MemberRole::Relative as i32,
+            relation: pb::Relation::Parent as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let plan = api
+        .create_plan(pb::CreatePlanRequest {
+            household_id: home.clone(),
+            kind: pb::PlanKind::FamilyPlan as i32,
+            title: format!("Gezinsplan {name}"),
+            summary: "wat we samen willen".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan_id;
+    let mut goals = Vec::new();
+    for g in 0..1 + rng.below(3) {
+        let goal = api
+            .create_goal(pb::CreateGoalRequest {
+                household_id: home.clone(),
+                owner_member_id: client.clone(),
+                title: format!("doel {g} van {name}"),
+                life_domains: vec![1 + i32::try_from(rng.below(7)).unwrap()],
+                plan_id: plan.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .goal_id;
+        goals.push(goal);
+    }
+    for a in 0..1 + rng.below(3) {
+        let agreement = api
+            .propose_agreement(pb::ProposeAgreementRequest {
+                household_id: home.clone(),
+                terms: Some(pb::AgreementTerms {
+                    title: format!("afspraak {a} van {name}"),
+                    parties: vec![pb::Party {
+                        party: Some(pb::party::Party::MemberId(client.clone())),
+                    }],
+                    funding_domain: 1 + i32::try_from(rng.below(4)).unwrap(),
+                    start_date: "2026-01-01".into(),
+                    frequency: "2 dagen per week".into(),
+                    goal_ids: vec![goals[0].clone()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .agreement_id;
+        if rng.below(2) == 0 {
+            api.accept_agreement(pb::AcceptAgreementRequest {
+                household_id: home.clone(),
+                agreement_id: agreement,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+    }
+    home
+}
+
+/// The family grants the platform to read its whole timeline: the grant's id.
+async fn grant(consent: &mut Consent, household: &str) -> String {
+    consent
+        .grant_access(pb::GrantAccessRequest {
+            household_id: household.into(),
+            grantee: Some(pb::Grantee {
+                kind: Some(pb::grantee::Kind::Platform(pb::PlatformClient {
+                    issuer: DEV_ISSUER.into(),
+                    client_id: PLATFORM.into(),
+                })),
+            }),
+            terms: Some(pb::GrantTerms {
+                scopes: vec![pb::AccessScope::ReadTimeline as i32],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .grant_id
+}
+
+/// naast's id of a resource: its `urn:ietf:rfc:3986` identifier.
+fn naast_id(resource: &Value) -> Option<String> {
+    resource["identifier"]
+        .as_array()?
+        .iter()
+        .find(|i| i["system"] == "urn:ietf:rfc:3986")
+        .and_then(|i| i["value"].as_str())
+        .and_then(|v| v.strip_prefix("urn:uuid:"))
+        .map(str::to_owned)
+}
+
+/// What the family's own FHIR facade shows of `household`, of the pushed types.
+async fn wanted(server: &Server, household: &str) -> BTreeMap<Key, Value> {
+    let url = format!("{}/Group/{household}/$everything", server.fhir_base());
+    let (status, bundle) = FhirReceiver::get(&url, Some(server.token("ouder"))).await;
+    assert_eq!(status, 200, "{bundle}");
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].clone())
+        .filter(|r| PUSHED.contains(&r["resourceType"].as_str().unwrap_or_default()))
+        .map(|r| {
+            let key = (
+                r["resourceType"].as_str().unwrap().to_owned(),
+                r["id"].as_str().unwrap().to_owned(),
+            );
+            (key, r)
+        })
+        .collect()
+}
+
+/// Everything the receiver holds of the pushed types, by naast's id (more than one resource
+/// per key would be a duplicate).
+async fn held(receiver: &FhirReceiver) -> BTreeMap<Key, Vec<Value>> {
+    let mut out: BTreeMap<Key, Vec<Value>> = BTreeMap::new();
+    for resource_type in PUSHED {
+        let url = format!("{}/{resource_type}?_count=10000", receiver.base);
+        let (status, bundle) = FhirReceiver::get(&url, Some(TOKEN)).await;
+        assert_eq!(status, 200, "{bundle}");
+        for entry in bundle["entry"].as_array().cloned().unwrap_or_default() {
+            let resource = entry["resource"].clone();
+            let id = naast_id(&resource)
+                .unwrap_or_else(|| panic!("a pushed resource without naast's id: {resource}"));
+            out.entry((resource_type.to_owned(), id))
+                .or_default()
+                .push(resource);
+        }
+    }
+    out
+}
+
+/// Waits until the receiver holds exactly one resource for each key of `expected`, and nothing
+/// else; returns what it holds.
+async fn arrived(receiver: &FhirReceiver, expected: &BTreeSet<Key>) -> BTreeMap<Key, Value> {
+    let deadline = tokio::time::Instant::now() + ARRIVAL;
+    loop {
+        let held = held(receiver).await;
+        let keys: BTreeSet<Key> = held.keys().cloned().collect();
+        let duplicates: Vec<&Key> = held
+            .iter()
+            .filter(|(_, v)| v.len() > 1)
+            .map(|(k, _)| k)
+            .collect();
+        assert!(
+            duplicates.is_empty(),
+            "duplicates on the platform: {duplicates:?}"
+        );
+        if keys == *expected {
+            return held
+                .into_iter()
+                .map(|(k, mut v)| (k, v.remove(0)))
+                .collect();
+        }
+        if tokio::time::Instant::now() > deadline {
+            let missing: Vec<_> = expected.difference(&keys).collect();
+            let extra: Vec<_> = keys.difference(expected).collect();
+            panic!(
+                "the platform does not hold what it should: missing {missing:?}, extra {extra:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `resource` as the facade would show it: the server's ids in references turned back into
+/// naast's (via `ids`, server id → key), logical references by naast's identifier turned into
+/// plain ones; without id and meta.
+fn as_naast(resource: &Value, ids: &BTreeMap<(String, String), String>) -> Value {
+    fn walk(value: &mut Value, ids: &BTreeMap<(String, String), String>) {
+        match value {
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, ids)),
+            Value::Object(object) => {
+                if let Some(Value::String(reference)) = object.get("reference").cloned()
+                    && let Some((t, remote)) = reference.split_once('/')
+                    && let Some(naast) = ids.get(&(t.to_owned(), remote.to_owned()))
+                {
+                    object.insert("reference".into(), Value::String(format!("{t}/{naast}")));
+                }
+                if let (Some(Value::String(t)), Some(identifier)) = (
+                    object.get("type").cloned(),
+                    object.get("identifier").cloned(),
+                ) && !object.contains_key("reference")
+                    && let Some(id) = identifier["value"]
+                        .as_str()
+                        .and_then(|v| v.strip_prefix("urn:uuid:"))
+                {
+                    object.insert("reference".into(), Value::String(format!("{t}/{id}")));
+                    object.remove("type");
+                    object.remove("identifier");
+                }
+                object.values_mut().for_each(|v| walk(v, ids));
+            }
+            _ => {}
+        }
+    }
+    let mut resource = resource.clone();
+    walk(&mut resource, ids);
+    if let Some(object) = resource.as_object_mut() {
+        object.remove("id");
+        object.remove("meta");
+    }
+    resource
+}
+
+/// The facade's resource with what push leaves out of references to resources the platform
+/// does not hold (their display), without id and meta.
+fn comparable(resource: &Value, held: &BTreeSet<Key>) -> Value {
+    fn walk(value: &mut Value, held: &BTreeSet<Key>) {
+        match value {
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, held)),
+            Value::Object(object) => {
+                if let Some(Value::String(reference)) = object.get("reference").cloned()
+                    && let Some((t, id)) = reference.split_once('/')
+                    && !held.contains(&(t.to_owned(), id.to_owned()))
+                {
+                    object.remove("display");
+                }
+                object.values_mut().for_each(|v| walk(v, held));
+            }
+            _ => {}
+        }
+    }
+    let mut resource = resource.clone();
+    walk(&mut resource, held);
+    if let Some(object) = resource.as_object_mut() {
+        object.remove("id");
+        object.remove("meta");
+    }
+    resource
+}
+
+/// Every pushed resource equals the facade's, references resolved on the platform's server.
+fn same_content(wanted: &BTreeMap<Key, Value>, held: &BTreeMap<Key, Value>) {
+    let ids: BTreeMap<(String, String), String> = held
+        .iter()
+        .map(|((t, naast), r)| {
+            (
+                (t.clone(), r["id"].as_str().unwrap().to_owned()),
+                naast.clone(),
+            )
+        })
+        .collect();
+    let keys: BTreeSet<Key> = held.keys().cloned().collect();
+    for (key, facade) in wanted {
+        let pushed = held
+            .get(key)
+            .unwrap_or_else(|| panic!("{key:?} not pushed"));
+        assert_eq!(
+            as_naast(pushed, &ids),
+            comparable(facade, &keys),
+            "{key:?}: what the platform holds differs from what the facade shows"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_households_reach_the_platform_and_revoked_or_erased_ones_are_withdrawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = FhirReceiver::start(&["--token-file", token_file(dir.path()).to_str().unwrap()]);
+    let config = push_config(dir.path(), &receiver.base, "");
+    let server = serve(&dir.path().join("data"), &config);
+    let mut api =
+        pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
+    let mut consent =
+        pb::consent_service_client::ConsentServiceClient::new(server.signed("ouder").await);
+    let mut rng = Rng::new(12);
+
+    let granted = family(&mut api, "Bakker", &mut rng).await;
+    let never = family(&mut api, "De Vries", &mut rng).await;
+    let revoked = family(&mut api, "Jansen", &mut rng).await;
+    let erased = family(&mut api, "Visser", &mut rng).await;
+    grant(&mut consent, &granted).await;
+    let revoked_grant = grant(&mut consent, &revoked).await;
+    grant(&mut consent, &erased).await;
+
+    let mut all = BTreeMap::new();
+    for household in [&granted, &revoked, &erased] {
+        all.extend(wanted(&server, household).await);
+    }
+    assert!(
+        all.len() >= 20,
+        "three families hold more than {}",
+        all.len()
+    );
+    let held = arrived(&receiver, &all.keys().cloned().collect()).await;
+    same_content(&all, &held);
+    assert!(
+        wanted(&server, &never)
+            .await
+            .keys()
+            .all(|k| !held.contains_key(k)),
+        "a household that granted nothing has nothing on the platform"
+    );
+
+    // A change is written over the same resource: still one, a new version.
+    let goal = wanted(&server, &granted)
+        .await
+        .into_keys()
+        .find(|(t, _)| t == "Goal")
+        .map(|(_, id)| id)
+        .unwrap();
+    api.update_goal(pb::UpdateGoalRequest {
+        household_id: granted.clone(),
+        goal_id: goal.clone(),
+        title: "samen naar de kinderboerderij".into(),
+        life_domains: vec![pb::LifeDomain::Housing as i32],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + ARRIVAL;
+    loop {
+        let url = format!(
+            "{}/Goal?identifier=urn:ietf:rfc:3986|urn:uuid:{goal}",
+            receiver.base
+        );
+        let (_, bundle) = FhirReceiver::get(&url, Some(TOKEN)).await;
+        let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+        assert_eq!(entries.len(), 1, "{bundle}");
+        if entries[0]["resource"]["description"]["text"] == "samen naar de kinderboerderij" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change never arrived: {bundle}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Revoked: everything of that household is withdrawn; erased: likewise.
+    consent
+        .revoke_access(pb::RevokeAccessRequest {
+            household_id: revoked.clone(),
+            grant_id: revoked_grant.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    consent
+        .erase_household(pb::EraseHouseholdRequest {
+            household_id: erased.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let remaining: BTreeMap<Key, Value> = wanted(&server, &granted).await;
+    let held = arrived(&receiver, &remaining.keys().cloned().collect()).await;
+    same_content(&remaining, &held);
+
+    // Every write and withdrawal is in the audit log: to whom, which household, on which grant.
+    let admin = server.signed("beheerder").await;
+    let records = search_audit(
+        admin.clone(),
+        pb::SearchAuditLogRequest {
+            household_id: granted.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let pushed: Vec<_> = records
+        .iter()
+        .filter(|r| r.operation.starts_with("push update "))
+        .collect();
+    assert!(
+        pushed.len() >= remaining.len(),
+        "{} push records",
+        pushed.len()
+    );
+    assert!(pushed.iter().all(|r| r.source_system == "jo"
+        && r.basis.iter().any(|b| b.starts_with("grant:"))
+        && r.object_ids.len() == 1));
+    let records = search_audit(
+        admin,
+        pb::SearchAuditLogRequest {
+            household_id: revoked.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let withdrawn: Vec<_> = records
+        .iter()
+        .filter(|r| r.operation.starts_with("push delete "))
+        .collect();
+    assert!(!withdrawn.is_empty());
+    assert!(
+        withdrawn
+            .iter()
+            .all(|r| r.outcome_reason.contains("no grant to the platform holds")),
+        "{withdrawn:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_survives_faults_and_a_sigkill_without_losing_or_duplicating() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let receiver = FhirReceiver::start(&[
+        "--token-file",
+        token.to_str().unwrap(),
+        "--faults",
+        "--seed",
+        "11",
+        "--fault-rate",
+        "0.3",
+        "--hang-ms",
+        "2500",
+        "--fault-kinds",
+        "error_500,throttle_429,hang,drop,after_500,after_drop",
+    ]);
+    let proxy = receiver.proxy.clone().unwrap();
+    let config = push_config(
+        dir.path(),
+        &proxy,
+        "timeout_seconds = 1\nmax_backoff_seconds = 1\nconcurrency = 4",
+    );
+    let data = dir.path().join("data");
+    let mut rng = Rng::new(7);
+    let mut households = Vec::new();
+    let mut server = serve(&data, &config);
+    {
+        let mut api =
+            pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
+        let mut consent =
+            pb::consent_service_client::ConsentServiceClient::new(server.signed("ouder").await);
+        for i in 0..8 {
+            let home = family(&mut api, &format!("gezin {i}"), &mut rng).await;
+            if i % 4 != 3 {
+                grant(&mut consent, &home).await;
+                households.push(home);
+            }
+        }
+    }
+    // Killed while pushing: some requests went out, not all could have been answered.
+    let deadline = tokio::time::Instant::now() + ARRIVAL;
+    loop {
+        let (_, faults) = FhirReceiver::get(
+            &format!("{}/_faults", proxy.trim_end_matches("/fhir")),
+            None,
+        )
+        .await;
+        if faults["requests"].as_u64().unwrap_or(0) >= 10 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing was pushed: {faults}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill();
+
+    let server = serve(&data, &config);
+    {
+        let mut api =
+            pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
+        let mut consent =
+            pb::consent_service_client::ConsentServiceClient::new(server.signed("ouder").await);
+        for i in 8..12 {
+            let home = family(&mut api, &format!("gezin {i}"), &mut rng).await;
+            grant(&mut consent, &home).await;
+            households.push(home);
+        }
+    }
+    let mut all = BTreeMap::new();
+    for household in &households {
+        all.extend(wanted(&server, household).await);
+    }
+    // Faults go on for a while, then stop; then everything must be there, once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let faults = receiver.control("/_faults/off").await;
+    let held = arrived(&receiver, &all.keys().cloned().collect()).await;
+    same_content(&all, &held);
+    let (_, faults_seen) = FhirReceiver::get(
+        &format!("{}/_faults", proxy.trim_end_matches("/fhir")),
+        None,
+    )
+    .await;
+    for kind in [
+        "error_500",
+        "throttle_429",
+        "hang",
+        "drop",
+        "after_500",
+        "after_drop",
+    ] {
+        assert!(
+            faults_seen["counts"][kind].as_u64().unwrap_or(0) > 0,
+            "fault {kind} never happened: {faults_seen} ({faults})"
+        );
+    }
+}
