@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "naast/v1/consent.proto",
         "naast/v1/event_log.proto",
         "naast/v1/households.proto",
+        "naast/v1/push.proto",
         "naast/v1/vocabulary.proto",
     ];
     for proto in protos {

@@ -594,3 +594,149 @@ async fn push_survives_faults_and_a_sigkill_without_losing_or_duplicating() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_writes_are_dead_letters_listed_with_their_bodies_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path());
+    let receiver = FhirReceiver::start(&[
+        "--token-file",
+        token.to_str().unwrap(),
+        "--faults",
+        "--seed",
+        "5",
+        "--fault-rate",
+        "0.4",
+        "--fault-kinds",
+        "reject_422",
+    ]);
+    let proxy = receiver.proxy.clone().unwrap();
+    let config = push_config(dir.path(), &proxy, "");
+    let server = serve(&dir.path().join("data"), &config);
+    let mut api =
+        pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
+    let mut consent =
+        pb::consent_service_client::ConsentServiceClient::new(server.signed("ouder").await);
+    let mut rng = Rng::new(3);
+    let mut all = BTreeMap::new();
+    for i in 0..3 {
+        let home = family(&mut api, &format!("gezin {i}"), &mut rng).await;
+        grant(&mut consent, &home).await;
+        all.extend(wanted(&server, &home).await);
+    }
+    let mut admin =
+        pb::push_service_client::PushServiceClient::new(server.signed("beheerder").await);
+    // Wait until every resource was answered: written, or refused for good.
+    let deadline = tokio::time::Instant::now() + ARRIVAL;
+    let state = loop {
+        let endpoints = admin
+            .list_push_endpoints(pb::ListPushEndpointsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .endpoints;
+        assert_eq!(endpoints.len(), 1);
+        let state = endpoints[0].clone();
+        if state.checkpoint == state.head && state.resources == all.len() as u64 {
+            break state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "push never caught up: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((state.name.as_str(), state.kind.as_str()), ("jo", "fhir"));
+    assert_eq!(state.platform_client_id, PLATFORM);
+    assert!(
+        state.dead_letters > 0,
+        "some writes were refused: {state:?}"
+    );
+    assert!(
+        state.last_error.contains("422") || state.delivered > 0,
+        "{state:?}"
+    );
+
+    // The dead letters, with the platform's answer, a page at a time.
+    let mut letters = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = admin
+            .list_dead_letters(pb::ListDeadLettersRequest {
+                endpoint: "jo".into(),
+                page_size: 2,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        letters.extend(page.dead_letters);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(letters.len() as u64, state.dead_letters);
+    for letter in &letters {
+        assert_eq!((letter.method.as_str(), letter.status), ("PUT", 422));
+        assert!(letter.body.contains("injected 422"), "{letter:?}");
+        assert!(all.contains_key(&(letter.resource_type.clone(), letter.resource_id.clone())));
+    }
+    let held_now = held(&receiver).await;
+    assert!(
+        letters
+            .iter()
+            .all(|l| !held_now.contains_key(&(l.resource_type.clone(), l.resource_id.clone()))),
+        "a refused resource is not on the platform"
+    );
+
+    // Only administrators see them; an unknown endpoint is named.
+    let mut family = pb::push_service_client::PushServiceClient::new(server.signed("ouder").await);
+    let refused = family
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            endpoint: "jo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let unknown = admin
+        .replay_dead_letters(pb::ReplayDeadLettersRequest {
+            endpoint: "elders".into(),
+            dead_letter_id: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    assert!(unknown.message().contains("endpoint"), "{unknown:?}");
+
+    // The platform mended its side: one replayed alone, then the rest; all arrive, once.
+    receiver.control("/_faults/off").await;
+    let one = admin
+        .replay_dead_letters(pb::ReplayDeadLettersRequest {
+            endpoint: "jo".into(),
+            dead_letter_id: Some(letters[0].id),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.replayed, 1);
+    let rest = admin
+        .replay_dead_letters(pb::ReplayDeadLettersRequest {
+            endpoint: "jo".into(),
+            dead_letter_id: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.replayed, state.dead_letters - 1);
+    let held = arrived(&receiver, &all.keys().cloned().collect()).await;
+    same_content(&all, &held);
+    let after = admin
+        .list_push_endpoints(pb::ListPushEndpointsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoints;
+    assert_eq!(after[0].dead_letters, 0);
+}

@@ -93,16 +93,33 @@ enum Attempt {
     },
 }
 
+/// How an endpoint's deliveries have gone since naast started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Requests answered for good (written, deleted, or refused).
+    pub delivered: u64,
+    /// Attempts that are retried.
+    pub retried: u64,
+    /// The last failure; `None` once a request succeeds again.
+    pub last_error: Option<String>,
+    /// When the platform last accepted a request (µs since 1970).
+    pub last_delivered_micros: Option<u64>,
+}
+
 /// The HTTP client of one endpoint.
 pub struct Client {
     http: reqwest::Client,
     endpoint: Endpoint,
     token: Mutex<Option<String>>,
+    status: std::sync::Arc<Mutex<Status>>,
 }
 
 impl Client {
-    /// A client for `endpoint`, its token read if it has one.
-    pub fn new(endpoint: &Endpoint) -> Result<Self, ClientError> {
+    /// A client for `endpoint`, its token read if it has one, keeping `status`.
+    pub fn new(
+        endpoint: &Endpoint,
+        status: std::sync::Arc<Mutex<Status>>,
+    ) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(endpoint.timeout())
             .connect_timeout(endpoint.timeout().min(Duration::from_secs(5)))
@@ -116,6 +133,7 @@ impl Client {
             http,
             endpoint: endpoint.clone(),
             token: Mutex::new(None),
+            status,
         };
         client.reload_token()?;
         Ok(client)
@@ -190,7 +208,24 @@ impl Client {
                 },
             };
             let wait = match outcome {
-                Attempt::Answered(answer) => return Ok(answer),
+                Attempt::Answered(answer) => {
+                    self.note(|status| {
+                        status.delivered += 1;
+                        match &answer {
+                            Answer::Done { .. } => {
+                                status.last_error = None;
+                                status.last_delivered_micros = Some(now_micros());
+                            }
+                            Answer::Refused { status: code, .. } => {
+                                status.last_error = Some(format!(
+                                    "{} {} refused for good: {code}",
+                                    request.method, request.url
+                                ));
+                            }
+                        }
+                    });
+                    return Ok(answer);
+                }
                 Attempt::Unauthorized { body } => {
                     if reloaded || self.reload_token().is_err() {
                         return Ok(Answer::Refused { status: 401, body });
@@ -199,6 +234,11 @@ impl Client {
                     continue;
                 }
                 Attempt::Retry { after, why } => {
+                    self.note(|status| {
+                        status.retried += 1;
+                        status.last_error =
+                            Some(format!("{} {}: {why}", request.method, request.url));
+                    });
                     let jittered = rand::thread_rng().gen_range(backoff / 2..=backoff);
                     backoff = (backoff * 2).min(self.endpoint.max_backoff());
                     let wait = after.map_or(jittered, |a| a.min(MAX_RETRY_AFTER));
@@ -219,6 +259,10 @@ impl Client {
             }
         }
         Err(Stopping)
+    }
+
+    fn note(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     async fn attempt(&self, request: &Request) -> Attempt {
@@ -322,6 +366,14 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         when.duration_since(std::time::SystemTime::now())
             .unwrap_or_default(),
     )
+}
+
+/// Now, in µs since 1970.
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
 }
 
 fn cut(body: &[u8]) -> String {

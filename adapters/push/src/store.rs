@@ -206,16 +206,89 @@ impl Store {
 
     /// The dead letters of `endpoint`, oldest first.
     pub fn dead_letters(&self, endpoint: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        self.dead_letters_after(endpoint, None, usize::MAX)
+    }
+
+    /// At most `limit` dead letters of `endpoint` numbered after `after`, oldest first.
+    pub fn dead_letters_after(
+        &self,
+        endpoint: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
         let mut prefix = endpoint.as_bytes().to_vec();
         prefix.push(0);
+        let mut start = prefix.clone();
+        if let Some(after) = after {
+            start.extend_from_slice(&after.saturating_add(1).to_be_bytes());
+        }
         self.dead
-            .scan_prefix(&prefix)
+            .range(start..)
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .take(limit)
             .map(|item| {
                 let (_, value) = item?;
                 serde_json::from_slice(&value)
                     .map_err(|e| StoreError::Damaged(format!("dead letter: {e}")))
             })
             .collect()
+    }
+
+    /// One dead letter of `endpoint`.
+    pub fn dead_letter(&self, endpoint: &str, id: u64) -> Result<Option<DeadLetter>, StoreError> {
+        let mut key = endpoint.as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(&id.to_be_bytes());
+        self.dead
+            .get(key)?
+            .map(|value| {
+                serde_json::from_slice(&value)
+                    .map_err(|e| StoreError::Damaged(format!("dead letter: {e}")))
+            })
+            .transpose()
+    }
+
+    /// How many households and resources `endpoint` holds, and how many dead letters wait.
+    pub fn counts(&self, endpoint: &str) -> Result<(u64, u64, u64), StoreError> {
+        let mut prefix = endpoint.as_bytes().to_vec();
+        prefix.push(0);
+        let (mut households, mut resources, mut last) = (0, 0, None);
+        for item in self.ledger.scan_prefix(&prefix) {
+            let (key, _) = item?;
+            resources += 1;
+            let household = key.get(prefix.len()..prefix.len() + 16).map(<[u8]>::to_vec);
+            if household != last {
+                households += 1;
+                last = household;
+            }
+        }
+        let dead = self.dead.scan_prefix(&prefix).count() as u64;
+        Ok((households, resources, dead))
+    }
+
+    /// Takes a dead letter up again: removed from the list, its resource's ledger entry marked
+    /// unwritten so the next synchronisation of its household writes (or withdraws) it anew.
+    /// Whether there was such a dead letter.
+    pub fn revive(&self, endpoint: &str, letter: &DeadLetter) -> Result<bool, StoreError> {
+        if !self.remove_dead_letter(endpoint, letter.id)? {
+            return Ok(false);
+        }
+        let key = Self::key(
+            endpoint,
+            letter.household,
+            &letter.resource_type,
+            letter.resource_id,
+        );
+        if let Some(value) = self.ledger.get(&key)? {
+            let mut entry: Entry = serde_json::from_slice(&value)
+                .map_err(|e| StoreError::Damaged(format!("ledger entry: {e}")))?;
+            entry.hash = String::new();
+            entry.dead = None;
+            let value = serde_json::to_vec(&entry)
+                .map_err(|e| StoreError::Damaged(format!("entry: {e}")))?;
+            self.ledger.insert(key, value)?;
+        }
+        Ok(true)
     }
 
     /// Removes a dead letter (it was replayed, or its resource was written since).

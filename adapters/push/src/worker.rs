@@ -67,15 +67,33 @@ struct Context {
     client: Client,
 }
 
+/// What a worker is given besides its endpoint.
+pub struct Wiring {
+    /// The households it reads.
+    pub households: Households,
+    /// Its checkpoint, ledger and dead letters.
+    pub store: Store,
+    /// Where every request is recorded before it is sent (none: unguarded, not recorded).
+    pub auditor: Option<Auditor>,
+    /// How its deliveries go, for the administrators.
+    pub status: Arc<std::sync::Mutex<crate::deliver::Status>>,
+    /// Households to synchronise now (dead letters replayed).
+    pub replays: tokio::sync::mpsc::UnboundedReceiver<Vec<HouseholdId>>,
+    /// Turns true when naast stops.
+    pub stop: watch::Receiver<bool>,
+}
+
 /// Runs the worker of `endpoint` until `stop` turns true.
-pub async fn run(
-    endpoint: Endpoint,
-    households: Households,
-    store: Store,
-    auditor: Option<Auditor>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let client = match Client::new(&endpoint) {
+pub async fn run(endpoint: Endpoint, wiring: Wiring) {
+    let Wiring {
+        households,
+        store,
+        auditor,
+        status,
+        mut replays,
+        mut stop,
+    } = wiring;
+    let client = match Client::new(&endpoint, status) {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "push endpoint not started");
@@ -91,7 +109,7 @@ pub async fn run(
     });
     let mut backoff = Duration::from_millis(200);
     loop {
-        match follow(&context, &mut stop).await {
+        match follow(&context, &mut replays, &mut stop).await {
             Ok(()) | Err(WorkerError::Stopping(_)) => return,
             Err(e) => {
                 tracing::error!(endpoint = %context.endpoint.name, error = %e, retry_in = ?backoff,
@@ -109,6 +127,7 @@ pub async fn run(
 /// Follows the log from the checkpoint until the log closes or `stop` turns true.
 async fn follow(
     context: &Arc<Context>,
+    replays: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<HouseholdId>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
     let name = context.endpoint.name.as_str();
@@ -128,15 +147,26 @@ async fn follow(
     let mut subscription = log.subscribe_all(checkpoint);
     loop {
         let woke = tokio::select! {
-            event = subscription.next() => Some(event),
-            () = tokio::time::sleep(DAY_CHECK) => None,
+            event = subscription.next() => Woke::Event(event),
+            Some(households) = replays.recv() => Woke::Replay(households),
+            () = tokio::time::sleep(DAY_CHECK) => Woke::Timer,
             _ = stop.wait_for(|s| *s) => return Ok(()),
         };
         let first = match woke {
-            Some(Ok(event)) => event,
-            Some(Err(naast_eventlog::Error::Closed)) => return Ok(()),
-            Some(Err(e)) => return Err(e.into()),
-            None => {
+            Woke::Event(Ok(event)) => event,
+            Woke::Event(Err(naast_eventlog::Error::Closed)) => return Ok(()),
+            Woke::Event(Err(e)) => return Err(e.into()),
+            Woke::Replay(households) => {
+                sync(
+                    context,
+                    households,
+                    naast_domain::calendar::dutch_today(),
+                    stop,
+                )
+                .await?;
+                continue;
+            }
+            Woke::Timer => {
                 let today = naast_domain::calendar::dutch_today();
                 if today != day {
                     day = today;
@@ -164,8 +194,15 @@ async fn follow(
     }
 }
 
+/// What woke a worker.
+enum Woke {
+    Event(Result<naast_eventlog::RecordedEvent, naast_eventlog::Error>),
+    Replay(Vec<HouseholdId>),
+    Timer,
+}
+
 /// The household whose stream this is.
-fn household_of(stream_id: &str) -> Option<HouseholdId> {
+pub(crate) fn household_of(stream_id: &str) -> Option<HouseholdId> {
     let id = stream_id.strip_prefix("household-")?;
     Uuid::parse_str(id).ok().map(HouseholdId)
 }
@@ -441,10 +478,7 @@ impl Context {
     ) -> Result<u64, StoreError> {
         tracing::warn!(endpoint = %self.endpoint.name, %household, resource_type, %id, status,
             "push refused by the platform; filed as a dead letter");
-        let at_micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-            .unwrap_or_default();
+        let at_micros = crate::deliver::now_micros();
         self.store.add_dead_letter(
             &self.endpoint.name,
             DeadLetter {

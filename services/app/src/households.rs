@@ -619,6 +619,27 @@ impl Households {
         Ok((then, revision))
     }
 
+    /// The household as it stood at revision `until` (after that event).
+    pub fn state_at(&self, household: HouseholdId, until: u64) -> Result<Household, AppError> {
+        let mut state = Household::default();
+        self.each_event(household, 0, |recorded, stored| {
+            if recorded.revision <= until {
+                state.apply(&stored.event);
+            }
+        })?;
+        Ok(state)
+    }
+
+    /// The household event `recorded` opened and decoded; `None` when its household was erased
+    /// (its key is gone) and it is not the tombstone.
+    pub fn open(
+        &self,
+        household: HouseholdId,
+        recorded: &RecordedEvent,
+    ) -> Result<Option<naast_domain::event::Stored>, AppError> {
+        self.decode(household, recorded)
+    }
+
     /// Calls `f` with each event of the household up to and including revision `until`, in
     /// order (as stored, and as decoded), and the household's state just after it: its history,
     /// each version a real past state.
@@ -697,7 +718,7 @@ impl Households {
                     Some(request) => event_id(request, i),
                     None => Uuid::now_v7(),
                 };
-                let tombstone = matches!(event, DomainEvent::HouseholdErased {});
+                let tombstone = matches!(event, DomainEvent::HouseholdErased { .. });
                 let stamped = match (i, tombstone) {
                     (0, false) => stamped,
                     (0, true) => tombstone_stamp.as_ref(),

@@ -268,7 +268,25 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
         ));
     }
     let event = match command {
-        C::EraseHousehold => E::HouseholdErased {},
+        C::EraseHousehold => {
+            // Whom the family had let in, so they can be told to remove what they were sent
+            // (an expired grant too: what was sent before it expired may still be there).
+            let mut platforms: Vec<crate::event::PlatformClient> = household
+                .grants
+                .values()
+                .filter(|g| !g.revoked)
+                .filter_map(|g| match &g.grantee {
+                    Grantee::Platform { issuer, client_id } => Some(crate::event::PlatformClient {
+                        issuer: issuer.clone(),
+                        client_id: client_id.clone(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            platforms.sort();
+            platforms.dedup();
+            E::HouseholdErased { platforms }
+        }
         C::RegisterHousehold {
             name,
             registered_by,

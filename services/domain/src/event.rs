@@ -148,6 +148,15 @@ pub struct AgreementTerms {
     pub plan: Option<PlanId>,
 }
 
+/// A PGO platform, as a grant names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PlatformClient {
+    /// The issuer of its tokens.
+    pub issuer: String,
+    /// Its OAuth client id.
+    pub client_id: String,
+}
+
 /// Everything that can happen in a household's timeline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -170,8 +179,12 @@ pub enum DomainEvent {
     },
     /// The household is forgotten (the right to erasure): its data key is destroyed, so every
     /// earlier event of its stream is unreadable for good. This tombstone itself holds nothing
-    /// personal and stays readable.
-    HouseholdErased {},
+    /// personal and stays readable: only the PGO platforms the family had granted access, which
+    /// must be told to remove what they were sent (organisations, not people).
+    HouseholdErased {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        platforms: Vec<PlatformClient>,
+    },
     /// The client or legal representative allows someone to see or do something.
     AccessGranted {
         grant: GrantId,
@@ -401,7 +414,7 @@ impl DomainEvent {
             | E::AgreementNotDelivered { agreement, .. }
             | E::AgreementCarriedOver { agreement, .. } => Some(Subject::Agreement(*agreement)),
             E::HouseholdRegistered { .. }
-            | E::HouseholdErased {}
+            | E::HouseholdErased { .. }
             | E::IdentityLinked { .. }
             | E::AccessGranted { .. }
             | E::AccessRevoked { .. }
@@ -444,7 +457,7 @@ impl DomainEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             Self::HouseholdRegistered { .. } => "HouseholdRegistered",
-            Self::HouseholdErased {} => "HouseholdErased",
+            Self::HouseholdErased { .. } => "HouseholdErased",
             Self::IdentityLinked { .. } => "IdentityLinked",
             Self::AccessGranted { .. } => "AccessGranted",
             Self::AccessRevoked { .. } => "AccessRevoked",

@@ -334,7 +334,7 @@ impl Household {
                 self.name.clone_from(name);
                 self.registered_by.clone_from(registered_by);
             }
-            E::HouseholdErased {} => {
+            E::HouseholdErased { .. } => {
                 *self = Household {
                     registered: true,
                     erased: true,

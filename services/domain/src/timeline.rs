@@ -117,7 +117,7 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             recorded_on,
             format!("Huishouden aangemeld: {name}"),
         ),
-        E::HouseholdErased {} => new(
+        E::HouseholdErased { .. } => new(
             EntryKind::Household,
             recorded_on,
             "Huishouden gewist".to_owned(),

@@ -872,3 +872,70 @@ fn an_agreement_is_upcoming_active_under_review_and_ended_as_the_days_pass() {
         Phase::UnderReview
     );
 }
+
+#[test]
+fn an_erasure_names_the_platforms_to_tell_and_no_one_else() {
+    use naast_domain::event::{GrantTerms, Grantee, Identity, PlatformClient};
+    use naast_domain::ids::GrantId;
+    let Family { mut household, .. } = family();
+    let terms = GrantTerms {
+        scopes: vec![AccessScope::ReadTimeline],
+        life_domains: Vec::new(),
+        funding_domains: Vec::new(),
+        until: None,
+    };
+    let platform = |client_id: &str| Grantee::Platform {
+        issuer: "https://login.example.nl".into(),
+        client_id: client_id.into(),
+    };
+    let revoked = GrantId::new();
+    for (grant, grantee) in [
+        (GrantId::new(), platform("jouw-omgeving")),
+        (GrantId::new(), platform("jouw-omgeving")),
+        (revoked, platform("ingetrokken")),
+        (
+            GrantId::new(),
+            Grantee::Person {
+                identity: Identity {
+                    issuer: "https://login.example.nl".into(),
+                    subject: "opa".into(),
+                },
+            },
+        ),
+    ] {
+        run(
+            &mut household,
+            Command::GrantAccess {
+                grant,
+                grantee,
+                terms: terms.clone(),
+                request: None,
+            },
+        );
+    }
+    run(
+        &mut household,
+        Command::RevokeAccess {
+            grant: revoked,
+            reason: "gestopt".into(),
+        },
+    );
+    let events = run(&mut household, Command::EraseHousehold);
+    assert_eq!(
+        events,
+        [DomainEvent::HouseholdErased {
+            platforms: vec![PlatformClient {
+                issuer: "https://login.example.nl".into(),
+                client_id: "jouw-omgeving".into(),
+            }]
+        }]
+    );
+    // The tombstone stays readable, and an older one without platforms still reads.
+    let old: DomainEvent = serde_json::from_str(r#"{"type":"HouseholdErased"}"#).unwrap();
+    assert_eq!(
+        old,
+        DomainEvent::HouseholdErased {
+            platforms: Vec::new()
+        }
+    );
+}

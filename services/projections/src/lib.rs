@@ -380,7 +380,7 @@ impl Projections {
                     continue;
                 }
             };
-            if matches!(stored.event, DomainEvent::HouseholdErased {}) {
+            if matches!(stored.event, DomainEvent::HouseholdErased { .. }) {
                 // Everything before the tombstone is committed first, then the household's key
                 // is destroyed and all its rows go, with the checkpoint past the tombstone.
                 batch.insert(CHECKPOINT_KEY, recorded.position.to_be_bytes().to_vec());

@@ -7,12 +7,14 @@ pub(crate) mod convert;
 mod event_log;
 mod forward;
 mod households;
+mod push;
 pub mod status;
 mod too_large;
 
 pub use audit::AuditApi;
 pub use event_log::EventLogApi;
 pub use households::HouseholdApi;
+pub use push::PushApi;
 
 use crate::auth::layer::{AuthLayer, Guard};
 use naast_eventlog::EventLog;
@@ -21,6 +23,7 @@ use naast_proto::pb::audit_service_server::AuditServiceServer;
 use naast_proto::pb::consent_service_server::ConsentServiceServer;
 use naast_proto::pb::event_log_service_server::EventLogServiceServer;
 use naast_proto::pb::household_service_server::HouseholdServiceServer;
+use naast_proto::pb::push_service_server::PushServiceServer;
 use std::future::Future;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -104,15 +107,15 @@ pub async fn run(
         }))
     });
     // Push to PGO platforms: a worker per endpoint, on the same households and audit log.
-    let pushers = push.map_or_else(Vec::new, |push| {
-        naast_push::spawn(
-            &push.endpoints,
-            &households,
-            &push.store,
-            auditor.as_ref(),
-            &stopped,
-        )
-    });
+    let (pusher, pushers) = match push {
+        Some(push) => {
+            let (pusher, tasks) =
+                naast_push::Pusher::start(push, &households, auditor.as_ref(), &stopped);
+            (Some(pusher), tasks)
+        }
+        None => (None, Vec::new()),
+    };
+    let push_api = PushApi::new(pusher, households.clone(), auditor.clone(), stopped.clone());
     let households = HouseholdApi::new(households, projections, stopped);
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -126,6 +129,7 @@ pub async fn run(
         .set_serving::<ConsentServiceServer<HouseholdApi>>()
         .await;
     health.set_serving::<AuditServiceServer<AuditApi>>().await;
+    health.set_serving::<PushServiceServer<PushApi>>().await;
     // Both reflection versions: grpcurl and grpcio speak v1alpha, newer tools v1.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(naast_proto::FILE_DESCRIPTOR_SET)
@@ -145,6 +149,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(ConsentServiceServer::new(households.clone()))
         .add_service(AuditServiceServer::new(audit))
+        .add_service(PushServiceServer::new(push_api))
         .add_service(
             HouseholdServiceServer::new(households)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
