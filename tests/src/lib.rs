@@ -19,7 +19,10 @@
 //!   what is refused and how, consent (grants, requests, revocation mid-stream, life domains,
 //!   parties, platforms), and the audit log of it all;
 //! - `tests/push_fhir.rs`: push to a real FHIR server (`node/fhir_receiver.mjs`, Medplum's FHIR
-//!   router) through faults and a SIGKILL, withdrawals on revocation and erasure.
+//!   router) through faults and a SIGKILL, withdrawals on revocation and erasure; dead letters;
+//! - `tests/push_feed.rs`: the platforms' change feed over gRPC;
+//! - `tests/push_webhook.rs`: signed webhook notices (`node/webhook_receiver.mjs`, the Standard
+//!   Webhooks library) through faults and a SIGKILL, each change once after deduplication.
 //!
 //! The helpers below find binaries of this workspace that cargo built beside the test, and run
 //! the server as a child process.
@@ -501,28 +504,7 @@ pub struct FhirReceiver {
 impl FhirReceiver {
     /// Starts the receiver with `args` (see `node/fhir_receiver.mjs`).
     pub fn start(args: &[&str]) -> Self {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let mut child = Command::new("node")
-            .arg(format!("{root}/node/fhir_receiver.mjs"))
-            .args(args)
-            .current_dir(format!("{root}/node"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("node runs the FHIR receiver (ops/test.sh installs it): {e}")
-            });
-        let stdout = child
-            .stdout
-            .take()
-            .unwrap_or_else(|| panic!("stdout is piped"));
-        let mut line = String::new();
-        let read = BufReader::new(stdout).read_line(&mut line).unwrap_or(0);
-        let started: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            let _ = child.kill();
-            panic!("the FHIR receiver did not start ({read} bytes: {line:?}): {e}")
-        });
+        let (child, started) = start_node("fhir_receiver.mjs", args);
         let base = started["receiver"].as_str().unwrap_or_default().to_owned();
         let proxy = started["proxy"].as_str().map(str::to_owned);
         Self { child, base, proxy }
@@ -559,6 +541,94 @@ impl FhirReceiver {
             .unwrap_or_else(|e| panic!("POST {url}: {e}"));
         let body = response.bytes().await.unwrap_or_default();
         serde_json::from_slice(&body).unwrap_or_default()
+    }
+}
+
+/// Starts the Node program `node/{script}` with `args` and reads the one JSON line it prints
+/// when it listens.
+fn start_node(script: &str, args: &[&str]) -> (Child, serde_json::Value) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = Command::new("node")
+        .arg(format!("{root}/node/{script}"))
+        .args(args)
+        .current_dir(format!("{root}/node"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("node runs {script} (ops/test.sh installs it): {e}"));
+    let stdout = child
+        .stdout
+        .take()
+        .unwrap_or_else(|| panic!("stdout is piped"));
+    let mut line = String::new();
+    let read = BufReader::new(stdout).read_line(&mut line).unwrap_or(0);
+    let started = serde_json::from_str(&line).unwrap_or_else(|e| {
+        let _ = child.kill();
+        panic!("{script} did not start ({read} bytes: {line:?}): {e}")
+    });
+    (child, started)
+}
+
+/// A webhook receiver that checks every signature with the Standard Webhooks library
+/// (`node/webhook_receiver.mjs`), optionally failing at random; it ends when dropped.
+pub struct WebhookReceiver {
+    child: Child,
+    /// Where it receives (`http://…/hooks`).
+    pub url: String,
+}
+
+impl WebhookReceiver {
+    /// Starts the receiver with `args` (see `node/webhook_receiver.mjs`).
+    pub fn start(args: &[&str]) -> Self {
+        let (child, started) = start_node("webhook_receiver.mjs", args);
+        let url = started["url"].as_str().unwrap_or_default().to_owned();
+        Self { child, url }
+    }
+
+    fn control_url(&self, path: &str) -> String {
+        format!("{}{path}", self.url.trim_end_matches("/hooks"))
+    }
+
+    /// What it received: `{"notices": [{id, timestamp, payload}…], "rejected": n, "requests": n}`.
+    pub async fn notices(&self) -> serde_json::Value {
+        FhirReceiver::get(&self.control_url("/_notices"), None)
+            .await
+            .1
+    }
+
+    /// Its fault counts (`GET /_faults`).
+    pub async fn faults(&self) -> serde_json::Value {
+        FhirReceiver::get(&self.control_url("/_faults"), None)
+            .await
+            .1
+    }
+
+    /// Switches faults off.
+    pub async fn faults_off(&self) {
+        self.faults_to("/_faults/off").await;
+    }
+
+    /// Switches faults on at `rate`, of `kinds` (comma-separated).
+    pub async fn faults_on(&self, rate: f64, kinds: &str) {
+        self.faults_to(&format!("/_faults/on?rate={rate}&kinds={kinds}"))
+            .await;
+    }
+
+    async fn faults_to(&self, path: &str) {
+        let url = self.control_url(path);
+        reqwest::Client::new()
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

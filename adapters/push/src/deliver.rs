@@ -60,6 +60,16 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// The webhook's signing secret cannot be read or is not `whsec_` and base64.
+    #[error("push endpoint {endpoint}: the signing secret in {file}: {reason}")]
+    Secret {
+        /// The endpoint.
+        endpoint: String,
+        /// The file.
+        file: String,
+        /// Why.
+        reason: String,
+    },
     /// The HTTP client cannot be built.
     #[error("push endpoint {endpoint}: {reason}")]
     Http {
@@ -73,12 +83,27 @@ pub enum ClientError {
 /// One request: its method and URL, and its body (for a write).
 #[derive(Clone, Debug)]
 pub struct Request {
-    /// `PUT` or `DELETE`.
+    /// `PUT`, `DELETE` (FHIR) or `POST` (a webhook).
     pub method: reqwest::Method,
     /// The URL.
     pub url: reqwest::Url,
     /// The JSON body of a write.
     pub body: Option<Bytes>,
+    /// A webhook's message id: the request is signed (Standard Webhooks) at each attempt, with
+    /// the time of that attempt.
+    pub webhook_id: Option<String>,
+}
+
+impl Request {
+    /// A FHIR request.
+    pub fn fhir(method: reqwest::Method, url: reqwest::Url, body: Option<Bytes>) -> Self {
+        Self {
+            method,
+            url,
+            body,
+            webhook_id: None,
+        }
+    }
 }
 
 /// What one attempt came to.
@@ -112,6 +137,51 @@ pub struct Client {
     endpoint: Endpoint,
     token: Mutex<Option<String>>,
     status: std::sync::Arc<Mutex<Status>>,
+    /// A webhook's signing key (the secret's bytes).
+    secret: Option<Vec<u8>>,
+}
+
+/// The least bytes of a webhook secret (the Standard Webhooks advice: 24 to 64).
+const MIN_SECRET_BYTES: usize = 24;
+
+/// A webhook's signing key from its secret, written `whsec_` and base64.
+pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let encoded = secret
+        .trim()
+        .strip_prefix("whsec_")
+        .ok_or("it does not start with whsec_")?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| format!("not base64 after whsec_: {e}"))?;
+    if key.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "{} bytes; use at least {MIN_SECRET_BYTES} random bytes",
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
+/// The `webhook-signature` of a message (Standard Webhooks `v1`): base64 of the HMAC-SHA256,
+/// under `key`, of `{id}.{timestamp}.{body}`.
+pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(mac) => mac,
+        // HMAC takes a key of any length.
+        Err(_) => return String::new(),
+    };
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
 }
 
 impl Client {
@@ -129,11 +199,24 @@ impl Client {
                 endpoint: endpoint.name.clone(),
                 reason: e.to_string(),
             })?;
+        let secret = match &endpoint.secret_file {
+            None => None,
+            Some(file) => {
+                let failed = |reason: String| ClientError::Secret {
+                    endpoint: endpoint.name.clone(),
+                    file: file.display().to_string(),
+                    reason,
+                };
+                let text = std::fs::read_to_string(file).map_err(|e| failed(e.to_string()))?;
+                Some(signing_key(&text).map_err(failed)?)
+            }
+        };
         let client = Self {
             http,
             endpoint: endpoint.clone(),
             token: Mutex::new(None),
             status,
+            secret,
         };
         client.reload_token()?;
         Ok(client)
@@ -268,8 +351,27 @@ impl Client {
     async fn attempt(&self, request: &Request) -> Attempt {
         let mut builder = self
             .http
-            .request(request.method.clone(), request.url.clone())
-            .header(reqwest::header::ACCEPT, FHIR_JSON);
+            .request(request.method.clone(), request.url.clone());
+        let content_type = match &request.webhook_id {
+            None => {
+                builder = builder.header(reqwest::header::ACCEPT, FHIR_JSON);
+                FHIR_JSON
+            }
+            Some(id) => {
+                let timestamp = now_micros() / 1_000_000;
+                let body = request.body.as_deref().unwrap_or_default();
+                let signature = self
+                    .secret
+                    .as_deref()
+                    .map(|key| signature(key, id, timestamp, body))
+                    .unwrap_or_default();
+                builder = builder
+                    .header("webhook-id", id)
+                    .header("webhook-timestamp", timestamp.to_string())
+                    .header("webhook-signature", signature);
+                "application/json"
+            }
+        };
         if let Some(token) = self
             .token
             .lock()
@@ -280,7 +382,7 @@ impl Client {
         }
         if let Some(body) = &request.body {
             builder = builder
-                .header(reqwest::header::CONTENT_TYPE, FHIR_JSON)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body.clone());
         }
         let response = match builder.send().await {
@@ -411,6 +513,23 @@ mod tests {
             Some("xyz".into())
         );
         assert_eq!(remote_id(b"", None), None);
+    }
+
+    #[test]
+    fn webhook_signatures_follow_standard_webhooks() {
+        // The example of the Standard Webhooks specification.
+        let key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+        assert!(signing_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        assert!(
+            signing_key("whsec_c2hvcnQ=")
+                .unwrap_err()
+                .contains("at least")
+        );
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Endpoint {
     /// How naast authenticates to it.
     #[serde(default)]
     pub auth: Auth,
+    /// For a webhook: the file holding the signing secret (`whsec_` and base64 of at least 24
+    /// random bytes), shared with the receiver.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
     /// The resource types it takes (empty: every type in [`PUSHED_TYPES`]).
     #[serde(default)]
     pub resource_types: Vec<String>,
@@ -70,6 +74,9 @@ pub struct Endpoint {
 pub enum EndpointKind {
     /// A FHIR R4 server: resources written with conditional update, withdrawn with `DELETE`.
     Fhir,
+    /// A small signed notice per change (Standard Webhooks), after which the platform reads
+    /// over gRPC or FHIR.
+    Webhook,
 }
 
 impl EndpointKind {
@@ -77,6 +84,7 @@ impl EndpointKind {
     pub fn name(self) -> &'static str {
         match self {
             EndpointKind::Fhir => "fhir",
+            EndpointKind::Webhook => "webhook",
         }
     }
 }
@@ -169,6 +177,26 @@ impl Endpoint {
                     &format!("{t} is not pushed; choose from {}", PUSHED_TYPES.join(", ")),
                 ));
             }
+        }
+        match (self.kind, &self.secret_file) {
+            (EndpointKind::Webhook, None) => {
+                return Err(invalid(
+                    "secret_file",
+                    "a webhook needs a signing secret (whsec_ and base64 of random bytes)",
+                ));
+            }
+            (EndpointKind::Fhir, Some(_)) => {
+                return Err(invalid("secret_file", "only a webhook signs its notices"));
+            }
+            _ => {}
+        }
+        if self.kind == EndpointKind::Webhook
+            && (!self.resource_types.is_empty() || !self.profiles.is_empty())
+        {
+            return Err(invalid(
+                "resource_types",
+                "a webhook sends notices, not resources: resource_types and profiles are for fhir endpoints",
+            ));
         }
         if self.timeout_seconds == 0 {
             return Err(invalid("timeout_seconds", "must be at least 1"));

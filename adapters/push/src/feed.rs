@@ -105,6 +105,8 @@ pub struct Feed {
     client_id: String,
     /// Each household seen so far, as it stands after the last event looked at.
     states: HashMap<HouseholdId, Household>,
+    /// Whether the events of one command in one batch make one change.
+    merge: bool,
 }
 
 impl Feed {
@@ -115,7 +117,15 @@ impl Feed {
             issuer,
             client_id,
             states: HashMap::new(),
+            merge: true,
         }
+    }
+
+    /// A change per event: the changes, and their cursors, do not depend on how the log is
+    /// read in batches (a webhook's message ids are made from them).
+    pub fn per_event(mut self) -> Self {
+        self.merge = false;
+        self
     }
 
     fn sees(&self, state: &Household) -> bool {
@@ -155,10 +165,11 @@ impl Feed {
         basis
     }
 
-    /// The changes among `events` (consecutive events of the log, in order): consecutive events
-    /// of one household make one change.
+    /// The changes among `events` (consecutive events of the log, in order): the events of one
+    /// command make one change, unless [`Feed::per_event`].
     pub fn changes(&mut self, events: &[RecordedEvent]) -> Result<Vec<Change>, AppError> {
         let mut out: Vec<Change> = Vec::new();
+        let mut commands: Vec<Option<uuid::Uuid>> = Vec::new();
         for recorded in events {
             let Some(household) = crate::worker::household_of(&recorded.stream_id) else {
                 continue;
@@ -203,10 +214,14 @@ impl Feed {
                 recorded_at_micros: recorded.recorded_at_micros,
                 basis,
             };
+            let command = recorded.metadata.correlation_id;
             match out.last_mut() {
                 Some(last)
-                    if last.household == household
+                    if self.merge
+                        && last.household == household
                         && last.cursor + 1 == recorded.position
+                        && command.is_some()
+                        && commands.last() == Some(&command)
                         && !last.kinds.contains(&ChangeKind::Withdrawn)
                         && !change.kinds.contains(&ChangeKind::Withdrawn) =>
                 {
@@ -216,7 +231,10 @@ impl Feed {
                     last.kinds.extend(change.kinds);
                     last.basis = change.basis;
                 }
-                _ => out.push(change),
+                _ => {
+                    out.push(change);
+                    commands.push(command);
+                }
             }
         }
         Ok(out)

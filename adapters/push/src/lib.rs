@@ -9,6 +9,7 @@
 //! - [`store`]: per endpoint a checkpoint in the event log, a ledger of what was written, and
 //!   the dead letters;
 //! - [`feed`]: the change feed of one platform, from a cursor it keeps;
+//! - [`webhook`]: signed notices (Standard Webhooks), one per change of the feed;
 //! - [`worker`]: one worker per endpoint following the event log, writing what changed and
 //!   withdrawing what is no longer granted, every request recorded in the audit log.
 
@@ -17,12 +18,12 @@ pub mod endpoint;
 pub mod feed;
 pub mod render;
 pub mod store;
+pub mod webhook;
 pub mod worker;
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use store::Store;
 
-use naast_domain::ids::HouseholdId;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -54,7 +55,7 @@ pub struct EndpointState {
 struct Handle {
     endpoint: Endpoint,
     status: Arc<Mutex<deliver::Status>>,
-    replays: mpsc::UnboundedSender<Vec<HouseholdId>>,
+    replays: mpsc::UnboundedSender<Vec<store::DeadLetter>>,
 }
 
 /// The running push: a worker per endpoint, and what administrators may ask of them.
@@ -156,19 +157,19 @@ impl Pusher {
             Some(id) => self.store.dead_letter(endpoint, id)?.into_iter().collect(),
             None => self.store.dead_letters(endpoint)?,
         };
-        let mut households = Vec::new();
-        let mut replayed = 0;
+        let mut revived = Vec::new();
         for letter in letters {
-            if self.store.revive(endpoint, &letter)? {
-                replayed += 1;
-                if !households.contains(&letter.household) {
-                    households.push(letter.household);
-                }
+            // A webhook's notice stays a dead letter until its worker sent it again; a FHIR
+            // resource's ledger entry is marked unwritten at once.
+            if letter.notice.is_some() || self.store.revive(endpoint, &letter)? {
+                revived.push(letter);
             }
         }
-        if !households.is_empty() {
-            // A worker that has stopped takes them up at its next start (the ledger says so).
-            let _ = handle.replays.send(households);
+        let replayed = revived.len() as u64;
+        if !revived.is_empty() {
+            // A FHIR worker that has stopped takes them up at its next start (the ledger says
+            // so); a webhook's notice is kept until its worker took it.
+            let _ = handle.replays.send(revived);
         }
         Ok(Some(replayed))
     }

@@ -195,6 +195,7 @@ mod tests {
                 client_id: "c".into(),
             },
             auth: Auth::None,
+            secret_file: None,
             resource_types: Vec::new(),
             profiles: [("Goal".to_owned(), "http://kt/Goal".to_owned())].into(),
             timeout_seconds: 1,

@@ -55,6 +55,18 @@ pub struct DeadLetter {
     pub body: String,
     /// When (µs since 1970).
     pub at_micros: u64,
+    /// A webhook's notice as it was sent, to be sent again (with its message id) on replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
+}
+
+/// A webhook's notice, kept with its dead letter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Its `webhook-id`.
+    pub id: String,
+    /// Its body.
+    pub body: String,
 }
 
 /// The most of a refusal's body kept in a dead letter.
@@ -329,6 +341,7 @@ mod tests {
                 status: 422,
                 body: "no".into(),
                 at_micros: 1,
+                notice: None,
             };
             store.add_dead_letter("jo", letter)?;
             store.set_checkpoint("jo", 42).await?;

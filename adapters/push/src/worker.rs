@@ -59,12 +59,12 @@ pub enum WorkerError {
 }
 
 /// What one worker works with.
-struct Context {
-    endpoint: Endpoint,
-    households: Households,
-    store: Store,
-    auditor: Option<Auditor>,
-    client: Client,
+pub(crate) struct Context {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) households: Households,
+    pub(crate) store: Store,
+    pub(crate) auditor: Option<Auditor>,
+    pub(crate) client: Client,
 }
 
 /// What a worker is given besides its endpoint.
@@ -77,8 +77,8 @@ pub struct Wiring {
     pub auditor: Option<Auditor>,
     /// How its deliveries go, for the administrators.
     pub status: Arc<std::sync::Mutex<crate::deliver::Status>>,
-    /// Households to synchronise now (dead letters replayed).
-    pub replays: tokio::sync::mpsc::UnboundedReceiver<Vec<HouseholdId>>,
+    /// Dead letters taken up again, to deliver now.
+    pub replays: tokio::sync::mpsc::UnboundedReceiver<Vec<DeadLetter>>,
     /// Turns true when naast stops.
     pub stop: watch::Receiver<bool>,
 }
@@ -109,7 +109,13 @@ pub async fn run(endpoint: Endpoint, wiring: Wiring) {
     });
     let mut backoff = Duration::from_millis(200);
     loop {
-        match follow(&context, &mut replays, &mut stop).await {
+        let followed = match context.endpoint.kind {
+            crate::endpoint::EndpointKind::Fhir => follow(&context, &mut replays, &mut stop).await,
+            crate::endpoint::EndpointKind::Webhook => {
+                crate::webhook::follow(&context, &mut replays, &mut stop).await
+            }
+        };
+        match followed {
             Ok(()) | Err(WorkerError::Stopping(_)) => return,
             Err(e) => {
                 tracing::error!(endpoint = %context.endpoint.name, error = %e, retry_in = ?backoff,
@@ -127,7 +133,7 @@ pub async fn run(endpoint: Endpoint, wiring: Wiring) {
 /// Follows the log from the checkpoint until the log closes or `stop` turns true.
 async fn follow(
     context: &Arc<Context>,
-    replays: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<HouseholdId>>,
+    replays: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<DeadLetter>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
     let name = context.endpoint.name.as_str();
@@ -148,7 +154,7 @@ async fn follow(
     loop {
         let woke = tokio::select! {
             event = subscription.next() => Woke::Event(event),
-            Some(households) = replays.recv() => Woke::Replay(households),
+            Some(letters) = replays.recv() => Woke::Replay(letters),
             () = tokio::time::sleep(DAY_CHECK) => Woke::Timer,
             _ = stop.wait_for(|s| *s) => return Ok(()),
         };
@@ -156,7 +162,11 @@ async fn follow(
             Woke::Event(Ok(event)) => event,
             Woke::Event(Err(naast_eventlog::Error::Closed)) => return Ok(()),
             Woke::Event(Err(e)) => return Err(e.into()),
-            Woke::Replay(households) => {
+            Woke::Replay(letters) => {
+                let mut households: Vec<HouseholdId> =
+                    letters.iter().map(|l| l.household).collect();
+                households.sort();
+                households.dedup();
                 sync(
                     context,
                     households,
@@ -197,7 +207,7 @@ async fn follow(
 /// What woke a worker.
 enum Woke {
     Event(Result<naast_eventlog::RecordedEvent, naast_eventlog::Error>),
-    Replay(Vec<HouseholdId>),
+    Replay(Vec<DeadLetter>),
     Timer,
 }
 
@@ -299,11 +309,7 @@ async fn sync_household(
             let Some(url) = context.client.by_identifier(w.resource_type, w.id) else {
                 continue;
             };
-            let request = Request {
-                method: reqwest::Method::PUT,
-                url,
-                body: Some(bytes),
-            };
+            let request = Request::fhir(reqwest::Method::PUT, url, Some(bytes));
             let record = context.record("update", household, w.resource_type, w.id, &w.basis, None);
             let answer = send(context, &request, record, stop).await?;
             let old_remote = before.and_then(|e| e.remote.clone());
@@ -373,11 +379,7 @@ async fn sync_household(
             None => context.client.by_identifier(&resource_type, id),
         };
         let Some(url) = url else { continue };
-        let request = Request {
-            method: reqwest::Method::DELETE,
-            url,
-            body: None,
-        };
+        let request = Request::fhir(reqwest::Method::DELETE, url, None);
         let record = context.record("delete", household, &resource_type, id, &[], Some(why));
         match send(context, &request, record, stop).await? {
             Answer::Done { .. } => {
@@ -404,7 +406,7 @@ async fn sync_household(
 }
 
 /// Sends `request`, recording `record` in the audit log (if there is one) before each attempt.
-async fn send(
+pub(crate) async fn send(
     context: &Context,
     request: &Request,
     record: audit::Record,
@@ -432,7 +434,7 @@ async fn send(
 impl Context {
     /// The audit record of a request about one resource: the platform is the user, the
     /// endpoint the system the data goes to, the grants the basis.
-    fn record(
+    pub(crate) fn record(
         &self,
         interaction: &str,
         household: HouseholdId,
@@ -490,6 +492,7 @@ impl Context {
                 status,
                 body,
                 at_micros,
+                notice: None,
             },
         )
     }

@@ -1,0 +1,194 @@
+// A webhook receiver for naast's "webhook push" tests. Every delivery is checked by the official
+// Standard Webhooks library for JavaScript (npm "standardwebhooks"), written by no one here: it
+// checks the webhook-id, webhook-timestamp and webhook-signature headers against the raw body with
+// the shared whsec_ secret, and refuses a timestamp more than 5 minutes off this machine's clock.
+// A delivery that verifies is recorded and answered 204; one that does not is answered 400 with
+// the library's reason and counted as rejected. Every verified attempt is kept, in arrival order,
+// so that redeliveries of one webhook-id show up as duplicates.
+// With --faults, at a seeded random rate a POST /hooks is answered instead with a 500, a 429 with
+// Retry-After: 1, a hang (then a dropped connection), a dropped connection, or is processed and
+// then loses its answer (500 or a dropped connection after the notice was recorded).
+//
+// Usage: node webhook_receiver.mjs --secret-file FILE [--port 0]
+//          [--faults [--seed 7] [--fault-rate 0.3] [--hang-ms 15000] [--fault-kinds K,K...]]
+// FILE holds the secret, whsec_<base64 of the key>, surrounding whitespace ignored.
+// Prints one JSON line {"url": "http://127.0.0.1:P/hooks"}, then serves until SIGTERM/SIGINT, or
+// until its stdin closes when stdin is a pipe or socket.
+//   POST /hooks: the webhook endpoint (204 verified, 400 {"error", "message"} not).
+//   GET /_notices -> {"notices": [{"id", "timestamp", "payload"}...], "rejected", "requests"}:
+//     "id" and "timestamp" are the webhook-id and webhook-timestamp headers as sent (strings),
+//     "payload" the parsed JSON body; "requests" counts every POST /hooks, faulted or not.
+//   POST /_faults/off, POST /_faults/on[?rate=R&kinds=K,K],
+//     GET /_faults -> {"enabled", "rate", "kinds", "requests", "faults", "counts": {kind: n}}.
+//   Fault kinds: error_500, throttle_429, hang, drop, after_500, after_drop.
+import { fstatSync, readFileSync, writeSync } from 'node:fs';
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+import { Webhook } from 'standardwebhooks';
+
+const { values: args } = parseArgs({
+  options: {
+    'secret-file': { type: 'string' },
+    port: { type: 'string', default: '0' },
+    faults: { type: 'boolean', default: false },
+    seed: { type: 'string', default: '7' },
+    'fault-rate': { type: 'string', default: '0.3' },
+    'hang-ms': { type: 'string', default: '15000' },
+    'fault-kinds': { type: 'string' },
+  },
+});
+if (!args['secret-file']) throw new Error('--secret-file FILE is required');
+const secret = readFileSync(args['secret-file'], 'utf8').trim();
+if (!secret.startsWith('whsec_')) throw new Error(`${args['secret-file']} does not hold a whsec_ secret`);
+// The constructor base64-decodes what follows whsec_ and throws if it is not valid, padded base64.
+const webhook = new Webhook(secret);
+
+const notices = [];
+const stats = { requests: 0, rejected: 0 };
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function send(res, status, body, headers = {}) {
+  if (status === 204) {
+    res.writeHead(204, headers);
+    return res.end();
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+// Verifies one delivery and records it; returns the status and body of the answer it deserves.
+function deliver(req, raw) {
+  const body = raw.toString('utf8');
+  try {
+    // Throws WebhookVerificationError: "Missing required headers", "Invalid Signature Headers"
+    // (timestamp not a number), "Message timestamp too old" / "too new" (more than 300 s off),
+    // "No matching signature found". With a matching signature it returns JSON.parse(body), which
+    // throws a SyntaxError for a body that is not JSON, and gives undefined for an empty body.
+    const payload = webhook.verify(body, req.headers);
+    if (payload === undefined) throw new SyntaxError('the body is empty, not JSON');
+    notices.push({ id: req.headers['webhook-id'], timestamp: req.headers['webhook-timestamp'], payload });
+    return [204];
+  } catch (error) {
+    stats.rejected++;
+    return [400, { error: error.name, message: error.message }];
+  }
+}
+
+// ---- Faults ----
+
+const KINDS = ['error_500', 'throttle_429', 'hang', 'drop', 'after_500', 'after_drop'];
+const faults = {
+  enabled: args.faults,
+  rate: Number(args['fault-rate']),
+  kinds: args['fault-kinds'] ? args['fault-kinds'].split(',') : KINDS,
+  requests: 0,
+  faults: 0,
+  counts: Object.fromEntries(KINDS.map((k) => [k, 0])),
+};
+for (const kind of faults.kinds) {
+  if (!KINDS.includes(kind)) throw new Error(`unknown fault kind ${kind}; known: ${KINDS.join(',')}`);
+}
+const hangMs = Number(args['hang-ms']);
+const hanging = new Set();
+
+// mulberry32: a small deterministic PRNG, so that a seed replays the same faults for the same requests.
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = mulberry32(Number(args.seed));
+
+function pickFault() {
+  if (!faults.enabled) return undefined;
+  faults.requests++;
+  if (!(random() < faults.rate && faults.kinds.length)) return undefined;
+  const kind = faults.kinds[Math.floor(random() * faults.kinds.length)];
+  faults.counts[kind]++;
+  faults.faults++;
+  return kind;
+}
+
+// ---- The server ----
+
+async function handle(req, res) {
+  const url = new URL(req.url, 'http://receiver');
+  if (url.pathname === '/_notices' && req.method === 'GET') {
+    return send(res, 200, { notices, rejected: stats.rejected, requests: stats.requests });
+  }
+  if (url.pathname === '/_faults' || url.pathname.startsWith('/_faults/')) {
+    if (req.method === 'POST' && (url.pathname === '/_faults/on' || url.pathname === '/_faults/off')) {
+      faults.enabled = url.pathname === '/_faults/on';
+      if (url.searchParams.has('rate')) faults.rate = Number(url.searchParams.get('rate'));
+      if (url.searchParams.has('kinds')) faults.kinds = url.searchParams.get('kinds').split(',').filter((k) => KINDS.includes(k));
+    } else if (!(req.method === 'GET' && url.pathname === '/_faults')) {
+      return send(res, 404, { error: 'NotFound', message: `${req.method} ${url.pathname}` });
+    }
+    return send(res, 200, faults);
+  }
+  if (url.pathname !== '/hooks') {
+    return send(res, 404, { error: 'NotFound', message: `${req.method} ${url.pathname}` });
+  }
+  if (req.method !== 'POST') {
+    return send(res, 405, { error: 'MethodNotAllowed', message: `${req.method} ${url.pathname}` }, { allow: 'POST' });
+  }
+
+  const raw = await readBody(req);
+  stats.requests++;
+  const kind = pickFault();
+  switch (kind) {
+    case 'error_500': return send(res, 500, { error: 'InjectedFault', message: 'injected 500' });
+    case 'throttle_429': return send(res, 429, { error: 'InjectedFault', message: 'injected 429' }, { 'retry-after': '1' });
+    case 'drop': return req.socket.destroy();
+    case 'hang': {
+      const timer = setTimeout(() => { hanging.delete(timer); req.socket.destroy(); }, hangMs);
+      hanging.add(timer);
+      req.socket.once('close', () => { clearTimeout(timer); hanging.delete(timer); });
+      return;
+    }
+  }
+  const [status, body] = deliver(req, raw);
+  if (kind === 'after_500') return send(res, 500, { error: 'InjectedFault', message: 'injected 500 after the delivery was processed' });
+  if (kind === 'after_drop') return req.socket.destroy();
+  return send(res, status, body);
+}
+
+const server = http.createServer((req, res) => {
+  handle(req, res).catch((error) => {
+    if (!res.headersSent) send(res, 500, { error: error.name, message: error.message });
+    else res.destroy();
+  });
+});
+
+// ---- Startup and shutdown ----
+
+const port = await new Promise((resolve) => server.listen(Number(args.port), '127.0.0.1', () => resolve(server.address().port)));
+writeSync(1, JSON.stringify({ url: `http://127.0.0.1:${port}/hooks` }) + '\n');
+
+function shutdown() {
+  for (const timer of hanging) clearTimeout(timer);
+  server.close();
+  server.closeAllConnections();
+  process.exit(0);
+}
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+// A parent that holds our stdin as a pipe ends us by closing it (or by dying); a stdin of /dev/null
+// or a terminal does not, so that the receiver can also run detached.
+const stdin = fstatSync(0);
+if (stdin.isFIFO() || stdin.isSocket()) {
+  process.stdin.on('end', shutdown).on('close', shutdown).resume();
+}
