@@ -318,11 +318,7 @@ async fn every_change_arrives_signed_once_after_deduplication_through_faults_and
         },
     )
     .await;
-    assert!(
-        records
-            .iter()
-            .any(|r| r.operation == "push notify household"
-                && r.source_system == "hooks"
-                && r.basis.iter().any(|b| b.starts_with("grant:")))
-    );
+    assert!(records.iter().any(|r| r.operation == "push notify"
+        && r.source_system == "hooks"
+        && r.basis.iter().any(|b| b.starts_with("grant:"))));
 }

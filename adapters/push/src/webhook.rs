@@ -151,8 +151,14 @@ async fn deliver(
         body: Some(Bytes::from(notice.body.clone())),
         webhook_id: Some(notice.id.clone()),
     };
-    let record = context.record("notify", household, "household", household.0, basis, why);
-    if let Answer::Refused { status, body } = send(context, &request, record, stop).await? {
+    let record = context.record(
+        "notify",
+        household,
+        vec![format!("Group/{household}")],
+        basis,
+        why,
+    );
+    if let Answer::Refused { status, body } = send(context, &request, record, false, stop).await? {
         tracing::warn!(endpoint = %context.endpoint.name, %household, status,
             "webhook refused by the platform; filed as a dead letter");
         context.store.add_dead_letter(

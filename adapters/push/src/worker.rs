@@ -291,6 +291,32 @@ async fn sync_household(
         .collect();
     for _ in 0..ROUNDS {
         let mut wrote = false;
+        // What this round will write, as far as known now, in one audit record before any of
+        // it leaves (what becomes different during the round is recorded on its own).
+        let mut announced: HashSet<Key> = HashSet::new();
+        let mut objects = Vec::new();
+        for w in &wanted {
+            let key = (w.resource_type.to_owned(), w.id);
+            let bytes = serde_json::to_vec(&render::body(&context.endpoint, w, &remotes))
+                .unwrap_or_default();
+            if ledger
+                .get(&key)
+                .is_none_or(|e| e.hash != render::hash(&bytes))
+            {
+                objects.push(format!("{}/{}", w.resource_type, w.id));
+                announced.insert(key);
+            }
+        }
+        if !objects.is_empty()
+            && let Some(auditor) = &context.auditor
+        {
+            let basis = wanted.first().map(|w| w.basis.clone()).unwrap_or_default();
+            let record = context.record("update", household, objects, &basis, None);
+            if auditor.record(&record).await.is_err() {
+                // Each request then tries to record itself before it is sent.
+                announced.clear();
+            }
+        }
         for w in &wanted {
             let key = (w.resource_type.to_owned(), w.id);
             let body = render::body(&context.endpoint, w, &remotes);
@@ -310,8 +336,14 @@ async fn sync_household(
                 continue;
             };
             let request = Request::fhir(reqwest::Method::PUT, url, Some(bytes));
-            let record = context.record("update", household, w.resource_type, w.id, &w.basis, None);
-            let answer = send(context, &request, record, stop).await?;
+            let record = context.record(
+                "update",
+                household,
+                vec![format!("{}/{}", w.resource_type, w.id)],
+                &w.basis,
+                None,
+            );
+            let answer = send(context, &request, record, announced.contains(&key), stop).await?;
             let old_remote = before.and_then(|e| e.remote.clone());
             let old_dead = before.and_then(|e| e.dead);
             let entry = match answer {
@@ -373,6 +405,17 @@ async fn sync_household(
             .unwrap_or(0);
         (std::cmp::Reverse(order), *id)
     });
+    let mut announced = false;
+    if !withdrawn.is_empty()
+        && let Some(auditor) = &context.auditor
+    {
+        let objects = withdrawn
+            .iter()
+            .map(|((t, id), _)| format!("{t}/{id}"))
+            .collect();
+        let record = context.record("delete", household, objects, &[], Some(why));
+        announced = auditor.record(&record).await.is_ok();
+    }
     for ((resource_type, id), entry) in withdrawn {
         let url = match &entry.remote {
             Some(remote) => context.client.by_remote_id(&resource_type, remote),
@@ -380,8 +423,14 @@ async fn sync_household(
         };
         let Some(url) = url else { continue };
         let request = Request::fhir(reqwest::Method::DELETE, url, None);
-        let record = context.record("delete", household, &resource_type, id, &[], Some(why));
-        match send(context, &request, record, stop).await? {
+        let record = context.record(
+            "delete",
+            household,
+            vec![format!("{resource_type}/{id}")],
+            &[],
+            Some(why),
+        );
+        match send(context, &request, record, announced, stop).await? {
             Answer::Done { .. } => {
                 if let Some(dead) = entry.dead {
                     context.store.remove_dead_letter(name, dead)?;
@@ -405,11 +454,13 @@ async fn sync_household(
     Ok(())
 }
 
-/// Sends `request`, recording `record` in the audit log (if there is one) before each attempt.
+/// Sends `request`, recording `record` in the audit log (if there is one) before each attempt
+/// (but the first when it was `announced`: recorded already with its household's pass).
 pub(crate) async fn send(
     context: &Context,
     request: &Request,
     record: audit::Record,
+    announced: bool,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Answer, Stopping> {
     let auditor = context.auditor.clone();
@@ -421,6 +472,10 @@ pub(crate) async fn send(
                 let Some(auditor) = auditor else {
                     return Ok(());
                 };
+                if announced && attempt == 1 {
+                    // Recorded with the rest of its household's pass.
+                    return Ok(());
+                }
                 record.reason = Some(match record.reason.take() {
                     Some(why) => format!("{why}; attempt {attempt}"),
                     None => format!("attempt {attempt}"),
@@ -438,16 +493,12 @@ impl Context {
         &self,
         interaction: &str,
         household: HouseholdId,
-        resource_type: &str,
-        id: Uuid,
+        objects: Vec<String>,
         basis: &[String],
         why: Option<&str>,
     ) -> audit::Record {
         let endpoint = &self.endpoint;
-        let mut record = audit::Record::new(
-            format!("push {interaction} {resource_type}"),
-            audit::Outcome::Allowed,
-        );
+        let mut record = audit::Record::new(format!("push {interaction}"), audit::Outcome::Allowed);
         record.user = Some(audit::User {
             identity: Identity {
                 issuer: endpoint.platform.issuer.clone(),
@@ -459,7 +510,7 @@ impl Context {
             requestor: false,
         });
         record.household = Some(household);
-        record.objects = vec![id.to_string()];
+        record.objects = objects;
         record.basis = basis.to_vec();
         record.source_system = Some(endpoint.name.clone());
         record.network_access_point = reqwest::Url::parse(&endpoint.url)

@@ -55,8 +55,8 @@ impl Action {
     /// The action an operation amounts to: a gRPC method by its verb (`/naast.v1.X/CreateGoal`
     /// → create), a FHIR interaction by its name (`FHIR search-type Goal` → read).
     pub fn of_operation(operation: &str) -> Self {
-        // A push to a PGO platform (`push update Goal`): what is written there leaves naast, a
-        // disclosure like a read; a withdrawal deletes what was written.
+        // A push to a PGO platform (`push update`, `push notify`): what is sent there leaves
+        // naast, a disclosure like a read; a withdrawal (`push delete`) deletes what was written.
         if let Some(push) = operation.strip_prefix("push ") {
             return match push.split(' ').next().unwrap_or_default() {
                 "delete" => Action::Delete,
@@ -906,8 +906,9 @@ mod tests {
             ("/naast.v1.ConsentService/RevokeAccess", Action::Delete),
             ("FHIR search-type Goal", Action::Read),
             ("FHIR update CarePlan", Action::Update),
-            ("push update Goal", Action::Read),
-            ("push delete Goal", Action::Delete),
+            ("push update", Action::Read),
+            ("push notify", Action::Read),
+            ("push delete", Action::Delete),
         ];
         for (operation, action) in cases {
             assert_eq!(Action::of_operation(operation), action, "{operation}");

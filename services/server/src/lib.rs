@@ -16,6 +16,7 @@ pub use naast_app::{audit, households};
 pub mod auth;
 pub mod bench;
 pub mod bench_fhir;
+pub mod bench_push;
 pub mod config;
 pub mod demo;
 pub mod grpc;

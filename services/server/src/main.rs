@@ -131,6 +131,9 @@ enum BenchTarget {
     Api(naast_server::bench::ApiArgs),
     /// The FHIR facade: mapping, the household Bundle, a read next to gRPC's.
     Fhir(naast_server::bench_fhir::FhirArgs),
+    /// Push to a PGO platform's FHIR server: resources per second, and the lag from commit to
+    /// delivery while commands come in.
+    Push(naast_server::bench_push::PushArgs),
 }
 
 fn main() -> ExitCode {
@@ -161,6 +164,7 @@ fn main() -> ExitCode {
             BenchTarget::Eventlog(args) => naast_server::bench::eventlog(&args).map_err(failed),
             BenchTarget::Api(args) => naast_server::bench::api(&args).map_err(failed),
             BenchTarget::Fhir(args) => naast_server::bench_fhir::fhir(&args).map_err(failed),
+            BenchTarget::Push(args) => naast_server::bench_push::push(&args).map_err(failed),
         },
     };
     match outcome {
