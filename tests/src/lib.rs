@@ -260,6 +260,11 @@ impl Idp {
         access_token(response).await
     }
 
+    /// The private key (PKCS#8 PEM) the provider made for its system client `client_id`.
+    pub fn key_file(&self, client_id: &str) -> PathBuf {
+        self.keys.path().join(format!("{client_id}.pem"))
+    }
+
     /// An access token for a persona at naast (`https://naast.test/api`).
     pub async fn token(&self, client_id: &str) -> String {
         self.token_for(client_id, "https://naast.test/api").await

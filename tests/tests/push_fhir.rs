@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
 use naast_proto::pb;
-use naast_tests::{FhirReceiver, Rng, Server, household_with_client, search_audit};
+use naast_tests::{FhirReceiver, Idp, Rng, Server, household_with_client, search_audit};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -216,11 +216,11 @@ async fn wanted(server: &Server, household: &str) -> BTreeMap<Key, Value> {
 
 /// Everything the receiver holds of the pushed types, by naast's id (more than one resource
 /// per key would be a duplicate).
-async fn held(receiver: &FhirReceiver) -> BTreeMap<Key, Vec<Value>> {
+async fn held(receiver: &FhirReceiver, token: &str) -> BTreeMap<Key, Vec<Value>> {
     let mut out: BTreeMap<Key, Vec<Value>> = BTreeMap::new();
     for resource_type in PUSHED {
         let url = format!("{}/{resource_type}?_count=10000", receiver.base);
-        let (status, bundle) = FhirReceiver::get(&url, Some(TOKEN)).await;
+        let (status, bundle) = FhirReceiver::get(&url, Some(token)).await;
         assert_eq!(status, 200, "{bundle}");
         for entry in bundle["entry"].as_array().cloned().unwrap_or_default() {
             let resource = entry["resource"].clone();
@@ -239,10 +239,19 @@ async fn held(receiver: &FhirReceiver) -> BTreeMap<Key, Vec<Value>> {
 /// settles: a resource written while what it refers to was not there yet is written again
 /// once it is.)
 async fn arrived(receiver: &FhirReceiver, expected: &BTreeMap<Key, Value>) -> BTreeMap<Key, Value> {
+    arrived_as(receiver, expected, TOKEN).await
+}
+
+/// [`arrived`], reading the receiver with `token`.
+async fn arrived_as(
+    receiver: &FhirReceiver,
+    expected: &BTreeMap<Key, Value>,
+    token: &str,
+) -> BTreeMap<Key, Value> {
     let deadline = tokio::time::Instant::now() + ARRIVAL;
     let wanted: BTreeSet<Key> = expected.keys().cloned().collect();
     loop {
-        let held = held(receiver).await;
+        let held = held(receiver, token).await;
         let keys: BTreeSet<Key> = held.keys().cloned().collect();
         let duplicates: Vec<&Key> = held
             .iter()
@@ -692,7 +701,7 @@ async fn refused_writes_are_dead_letters_listed_with_their_bodies_and_replayed()
         assert!(letter.body.contains("injected 422"), "{letter:?}");
         assert!(all.contains_key(&(letter.resource_type.clone(), letter.resource_id.clone())));
     }
-    let held_now = held(&receiver).await;
+    let held_now = held(&receiver, TOKEN).await;
     assert!(
         letters
             .iter()
@@ -748,4 +757,91 @@ async fn refused_writes_are_dead_letters_listed_with_their_bodies_and_replayed()
         .into_inner()
         .endpoints;
     assert_eq!(after[0].dead_letters, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_signs_in_at_the_platform_with_client_credentials_and_a_private_key_jwt() {
+    // The platform's FHIR servers trust access tokens of a real OpenID provider; naast is a
+    // system client there, authenticating with an assertion signed by its own key, RS384 for
+    // one endpoint, ES384 for the other (SMART Backend Services' two). A third endpoint names
+    // a key the provider does not know: it is refused a token, and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let idp = Idp::start();
+    let receivers: Vec<FhirReceiver> = (0..3)
+        .map(|_| FhirReceiver::start(&["--issuer", &idp.issuer, "--audience", "platform"]))
+        .collect();
+    let endpoint = |name: &str, receiver: &FhirReceiver, client: &str, kid: &str, alg: &str| {
+        format!(
+            r#"
+[[push]]
+name = "{name}"
+kind = "fhir"
+url = "{}"
+platform = {{ issuer = "{DEV_ISSUER}", client_id = "{PLATFORM}" }}
+auth = {{ kind = "client_credentials", token_url = "{}/token", client_id = "{client}", private_key_file = "{}", key_id = "{kid}", algorithm = "{alg}", resource = "https://platform.test/fhir" }}
+"#,
+            receiver.base,
+            idp.issuer,
+            idp.key_file(client).display()
+        )
+    };
+    let config = dir.path().join("push.toml");
+    std::fs::write(
+        &config,
+        [
+            endpoint("rs", &receivers[0], "naast-push", "naast-push-1", "RS384"),
+            endpoint(
+                "ec",
+                &receivers[1],
+                "naast-push-ec",
+                "naast-push-ec-1",
+                "ES384",
+            ),
+            endpoint("wrong", &receivers[2], "naast-push", "not-a-key", "RS384"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let server = serve(&dir.path().join("data"), &config);
+    let mut api =
+        pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
+    let mut consent =
+        pb::consent_service_client::ConsentServiceClient::new(server.signed("ouder").await);
+    let mut rng = Rng::new(21);
+    let mut all = BTreeMap::new();
+    for i in 0..2 {
+        let home = family(&mut api, &format!("gezin {i}"), &mut rng).await;
+        grant(&mut consent, &home).await;
+        all.extend(wanted(&server, &home).await);
+    }
+    let reader = idp.token_for("ouder-a", "https://platform.test/fhir").await;
+    for receiver in &receivers[..2] {
+        arrived_as(receiver, &all, &reader).await;
+        let (_, stats) = FhirReceiver::get(
+            &format!("{}/_stats", receiver.base.trim_end_matches("/fhir")),
+            None,
+        )
+        .await;
+        assert!(stats["tokens"].as_u64().unwrap_or(0) >= 1, "{stats}");
+        assert_eq!(stats["unauthorized"], 0, "{stats}");
+    }
+    let mut admin =
+        pb::push_service_client::PushServiceClient::new(server.signed("beheerder").await);
+    let deadline = tokio::time::Instant::now() + ARRIVAL;
+    let wrong = loop {
+        let endpoints = admin
+            .list_push_endpoints(pb::ListPushEndpointsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .endpoints;
+        let wrong = endpoints.into_iter().find(|e| e.name == "wrong").unwrap();
+        if wrong.last_error.contains("token endpoint") {
+            break wrong;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{wrong:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(wrong.resources, 0, "{wrong:?}");
+    assert!(held(&receivers[2], &reader).await.is_empty());
 }

@@ -70,6 +70,14 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// The OAuth2 client credentials cannot be used.
+    #[error("push endpoint {endpoint}: auth: {reason}")]
+    Credentials {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
     /// The HTTP client cannot be built.
     #[error("push endpoint {endpoint}: {reason}")]
     Http {
@@ -139,6 +147,8 @@ pub struct Client {
     status: std::sync::Arc<Mutex<Status>>,
     /// A webhook's signing key (the secret's bytes).
     secret: Option<Vec<u8>>,
+    /// Access tokens from the platform's token endpoint, for `client_credentials`.
+    oauth: Option<crate::oauth::TokenSource>,
 }
 
 /// The least bytes of a webhook secret (the Standard Webhooks advice: 24 to 64).
@@ -211,12 +221,24 @@ impl Client {
                 Some(signing_key(&text).map_err(failed)?)
             }
         };
+        let oauth = match &endpoint.auth {
+            Auth::ClientCredentials(settings) => {
+                Some(crate::oauth::TokenSource::new(settings).map_err(|reason| {
+                    ClientError::Credentials {
+                        endpoint: endpoint.name.clone(),
+                        reason,
+                    }
+                })?)
+            }
+            _ => None,
+        };
         let client = Self {
             http,
             endpoint: endpoint.clone(),
             token: Mutex::new(None),
             status,
             secret,
+            oauth,
         };
         client.reload_token()?;
         Ok(client)
@@ -224,7 +246,7 @@ impl Client {
 
     fn reload_token(&self) -> Result<(), ClientError> {
         let token = match &self.endpoint.auth {
-            Auth::None => None,
+            Auth::None | Auth::ClientCredentials(_) => None,
             Auth::Bearer { token_file } => {
                 let text =
                     std::fs::read_to_string(token_file).map_err(|e| ClientError::TokenFile {
@@ -310,6 +332,11 @@ impl Client {
                     return Ok(answer);
                 }
                 Attempt::Unauthorized { body } => {
+                    // The token may have been rotated or revoked: read it again (or ask for a
+                    // new one) once, then the refusal stands.
+                    if let Some(oauth) = &self.oauth {
+                        oauth.forget().await;
+                    }
                     if reloaded || self.reload_token().is_err() {
                         return Ok(Answer::Refused { status: 401, body });
                     }
@@ -372,12 +399,19 @@ impl Client {
                 "application/json"
             }
         };
-        if let Some(token) = self
-            .token
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
+        let bearer = match &self.oauth {
+            Some(oauth) => match oauth.token(&self.http).await {
+                Ok(token) => Some(token),
+                Err(why) => {
+                    return Attempt::Retry {
+                        after: None,
+                        why: format!("no access token: {why}"),
+                    };
+                }
+            },
+            None => self.token.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        };
+        if let Some(token) = bearer {
             builder = builder.bearer_auth(token);
         }
         if let Some(body) = &request.body {

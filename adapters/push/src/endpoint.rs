@@ -112,6 +112,9 @@ pub enum Auth {
         /// The file holding the token.
         token_file: PathBuf,
     },
+    /// OAuth2 `client_credentials` with `private_key_jwt` (SMART Backend Services, Koppeltaal
+    /// 2.0): naast signs an assertion with its own key and trades it for access tokens.
+    ClientCredentials(crate::oauth::ClientCredentials),
 }
 
 fn default_timeout_seconds() -> u64 {
@@ -198,6 +201,18 @@ impl Endpoint {
                 "a webhook sends notices, not resources: resource_types and profiles are for fhir endpoints",
             ));
         }
+        if let Auth::ClientCredentials(oauth) = &self.auth {
+            match reqwest::Url::parse(&oauth.token_url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+                _ => return Err(invalid("auth.token_url", "not an http(s) URL")),
+            }
+            if oauth.client_id.is_empty() {
+                return Err(invalid("auth.client_id", "must not be empty"));
+            }
+            if oauth.key_id.is_empty() {
+                return Err(invalid("auth.key_id", "must not be empty"));
+            }
+        }
         if self.timeout_seconds == 0 {
             return Err(invalid("timeout_seconds", "must be at least 1"));
         }
@@ -275,7 +290,9 @@ mod tests {
                  "platform": {"issuer": "https://login.example.nl", "client_id": "jo"}},
                 {"name": "kt2-test", "kind": "fhir", "url": "http://127.0.0.1:8080/fhir",
                  "platform": {"issuer": "https://idp", "client_id": "kt"},
-                 "auth": {"kind": "bearer", "token_file": "/run/secrets/kt"},
+                 "auth": {"kind": "client_credentials", "token_url": "https://idp/token",
+                          "client_id": "naast", "private_key_file": "/run/secrets/kt.pem",
+                          "key_id": "naast-1", "algorithm": "ES384", "scope": "system/*.write"},
                  "resource_types": ["Patient", "CarePlan"],
                  "profiles": {"Patient": "http://koppeltaal.nl/fhir/StructureDefinition/KT2Patient"},
                  "timeout_seconds": 3, "max_backoff_seconds": 5, "concurrency": 2}
@@ -292,6 +309,11 @@ mod tests {
         assert!(endpoints[1].takes("CarePlan"));
         assert!(!endpoints[1].takes("Goal"));
         assert_eq!(endpoints[1].timeout(), Duration::from_secs(3));
+        let Auth::ClientCredentials(oauth) = &endpoints[1].auth else {
+            panic!("{:?}", endpoints[1].auth);
+        };
+        assert_eq!(oauth.algorithm, crate::oauth::SigningAlgorithm::ES384);
+        assert_eq!(oauth.scope.as_deref(), Some("system/*.write"));
     }
 
     #[test]
@@ -304,6 +326,16 @@ mod tests {
                 "resource_types",
             ),
             (r#""name": "jo", "concurrency": 0"#, "concurrency"),
+            (
+                r#""name": "jo", "auth": {"kind": "client_credentials", "token_url": "idp",
+                   "client_id": "n", "private_key_file": "k", "key_id": "1"}"#,
+                "auth.token_url",
+            ),
+            (
+                r#""name": "jo", "auth": {"kind": "client_credentials", "token_url": "https://i/t",
+                   "client_id": "n", "private_key_file": "k", "key_id": "1", "algorithm": "HS256"}"#,
+                "HS256",
+            ),
         ];
         for (fields, field) in cases {
             let text = format!(

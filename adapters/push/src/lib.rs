@@ -5,6 +5,7 @@
 //!   authenticates to them, and which platform's consent grants decide what each is sent;
 //! - [`render`]: what a platform should hold of a household (the FHIR facade's resources,
 //!   decided by the family's grants to that platform alone) and each resource as written there;
+//! - [`oauth`]: `client_credentials` with `private_key_jwt` (SMART Backend Services);
 //! - [`deliver`]: requests retried until answered for good (backoff with jitter, `Retry-After`);
 //! - [`store`]: per endpoint a checkpoint in the event log, a ledger of what was written, and
 //!   the dead letters;
@@ -16,6 +17,7 @@
 pub mod deliver;
 pub mod endpoint;
 pub mod feed;
+pub mod oauth;
 pub mod render;
 pub mod store;
 pub mod webhook;
