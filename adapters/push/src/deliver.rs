@@ -100,6 +100,8 @@ pub struct Request {
     /// A webhook's message id: the request is signed (Standard Webhooks) at each attempt, with
     /// the time of that attempt.
     pub webhook_id: Option<String>,
+    /// More headers (a FHIR Subscription's `channel.header`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Request {
@@ -110,6 +112,7 @@ impl Request {
             url,
             body,
             webhook_id: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -413,6 +416,9 @@ impl Client {
         };
         if let Some(token) = bearer {
             builder = builder.bearer_auth(token);
+        }
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
         }
         if let Some(body) = &request.body {
             builder = builder

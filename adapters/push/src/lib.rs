@@ -11,6 +11,7 @@
 //!   the dead letters;
 //! - [`feed`]: the change feed of one platform, from a cursor it keeps;
 //! - [`webhook`]: signed notices (Standard Webhooks), one per change of the feed;
+//! - [`subscriptions`]: FHIR Subscriptions' notifications, numbered without gaps;
 //! - [`worker`]: one worker per endpoint following the event log, writing what changed and
 //!   withdrawing what is no longer granted, every request recorded in the audit log.
 
@@ -20,6 +21,7 @@ pub mod feed;
 pub mod oauth;
 pub mod render;
 pub mod store;
+pub mod subscriptions;
 pub mod webhook;
 pub mod worker;
 

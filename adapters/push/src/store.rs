@@ -79,6 +79,23 @@ pub struct Store {
     checkpoints: sled::Tree,
     ledger: sled::Tree,
     dead: sled::Tree,
+    /// FHIR Subscriptions by id.
+    subscriptions: sled::Tree,
+    /// Household ‖ subscription id: who follows a household.
+    following: sled::Tree,
+    /// Subscription id ‖ event number: its numbered events.
+    subscription_events: sled::Tree,
+    /// Subscription id: the number of the last event delivered.
+    delivered: sled::Tree,
+    /// Read-modify-writes of a subscription take turns.
+    subscription_lock: std::sync::Arc<std::sync::Mutex<()>>,
+}
+
+type Subscription = naast_fhir_http::subscriptions::Subscription;
+type NotificationEvent = naast_fhir_http::subscriptions::NotificationEvent;
+
+fn damaged(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Damaged(format!("{what}: {e}"))
 }
 
 impl Store {
@@ -92,6 +109,11 @@ impl Store {
             checkpoints: db.open_tree("checkpoints")?,
             ledger: db.open_tree("ledger")?,
             dead: db.open_tree("dead")?,
+            subscriptions: db.open_tree("subscriptions")?,
+            following: db.open_tree("following")?,
+            subscription_events: db.open_tree("subscription_events")?,
+            delivered: db.open_tree("delivered")?,
+            subscription_lock: std::sync::Arc::default(),
             db,
         })
     }
@@ -312,6 +334,149 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Keeps a new subscription, and that it follows its household.
+    pub fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(subscription).map_err(|e| damaged("subscription", e))?;
+        let mut following = subscription.household.0.as_bytes().to_vec();
+        following.extend_from_slice(subscription.id.as_bytes());
+        self.following.insert(following, &[][..])?;
+        self.subscriptions
+            .insert(subscription.id.as_bytes(), value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// One subscription.
+    pub fn subscription(&self, id: Uuid) -> Result<Option<Subscription>, StoreError> {
+        self.subscriptions
+            .get(id.as_bytes())?
+            .map(|v| serde_json::from_slice(&v).map_err(|e| damaged("subscription", e)))
+            .transpose()
+    }
+
+    /// Every subscription.
+    pub fn all_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        self.subscriptions
+            .iter()
+            .map(|item| {
+                let (_, v) = item?;
+                serde_json::from_slice(&v).map_err(|e| damaged("subscription", e))
+            })
+            .collect()
+    }
+
+    /// The subscriptions following `household`.
+    pub fn subscriptions_of(
+        &self,
+        household: HouseholdId,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.following.scan_prefix(household.0.as_bytes()) {
+            let (key, _) = item?;
+            let id = key
+                .get(16..32)
+                .and_then(|b| Uuid::from_slice(b).ok())
+                .ok_or_else(|| damaged("following", "a key of the wrong length"))?;
+            out.extend(self.subscription(id)?);
+        }
+        Ok(out)
+    }
+
+    /// Changes a subscription with `f` (in turn with every other change of one).
+    pub fn update_subscription(
+        &self,
+        id: Uuid,
+        f: impl FnOnce(&mut Subscription),
+    ) -> Result<(), StoreError> {
+        let _turn = self
+            .subscription_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(mut subscription) = self.subscription(id)? else {
+            return Ok(());
+        };
+        f(&mut subscription);
+        let value = serde_json::to_vec(&subscription).map_err(|e| damaged("subscription", e))?;
+        self.subscriptions.insert(id.as_bytes(), value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Numbers `event` (of the log's `position`) next for the subscription, unless it counted
+    /// that position already: the event is kept, then the count; durable before it returns.
+    pub fn count_subscription_event(
+        &self,
+        id: Uuid,
+        position: u64,
+        mut event: NotificationEvent,
+    ) -> Result<(), StoreError> {
+        let _turn = self
+            .subscription_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(mut subscription) = self.subscription(id)? else {
+            return Ok(());
+        };
+        if position < subscription.from_position {
+            return Ok(());
+        }
+        event.number = subscription.events + 1;
+        let mut key = id.as_bytes().to_vec();
+        key.extend_from_slice(&event.number.to_be_bytes());
+        let value = serde_json::to_vec(&event).map_err(|e| damaged("event", e))?;
+        self.subscription_events.insert(key, value)?;
+        subscription.events = event.number;
+        subscription.from_position = position + 1;
+        let value = serde_json::to_vec(&subscription).map_err(|e| damaged("subscription", e))?;
+        self.subscriptions.insert(id.as_bytes(), value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The subscription's events numbered `since..=until`.
+    pub fn subscription_events(
+        &self,
+        id: Uuid,
+        since: u64,
+        until: u64,
+    ) -> Result<Vec<NotificationEvent>, StoreError> {
+        let key = |n: u64| {
+            let mut key = id.as_bytes().to_vec();
+            key.extend_from_slice(&n.to_be_bytes());
+            key
+        };
+        if since > until {
+            return Ok(Vec::new());
+        }
+        self.subscription_events
+            .range(key(since)..=key(until))
+            .map(|item| {
+                let (_, v) = item?;
+                serde_json::from_slice(&v).map_err(|e| damaged("event", e))
+            })
+            .collect()
+    }
+
+    /// The number of the subscription's last event delivered (0: none).
+    pub fn subscription_delivered(&self, id: Uuid) -> Result<u64, StoreError> {
+        match self.delivered.get(id.as_bytes())? {
+            None => Ok(0),
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| damaged("delivered", "not a number")),
+        }
+    }
+
+    /// Notes the number of the subscription's last event delivered.
+    pub fn set_subscription_delivered(&self, id: Uuid, number: u64) -> Result<(), StoreError> {
+        self.delivered
+            .insert(id.as_bytes(), &number.to_be_bytes()[..])?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +530,64 @@ mod tests {
         assert!(store.ledger("jo", a)?.is_empty());
         assert!(store.remove_dead_letter("jo", letters[0].id)?);
         assert!(store.dead_letters("jo")?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_subscription_counts_each_position_once_and_numbers_without_gaps() -> Result<(), StoreError>
+    {
+        use naast_fhir_http::subscriptions::{Content, Owner, Status};
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Damaged(e.to_string()))?;
+        let store = Store::open(dir.path())?;
+        let household = HouseholdId(Uuid::now_v7());
+        let subscription = Subscription {
+            id: Uuid::now_v7(),
+            household,
+            filter: format!("Group?_id={household}"),
+            owner: Owner {
+                identity: naast_domain::event::Identity {
+                    issuer: "i".into(),
+                    subject: "s".into(),
+                },
+                role: naast_domain::vocab::PrincipalRole::Platform,
+                organisation: None,
+                client_id: Some("c".into()),
+                acting_for: None,
+            },
+            endpoint: "http://h/hooks".into(),
+            headers: Vec::new(),
+            content: Content::IdOnly,
+            reason: String::new(),
+            status: Status::Active,
+            events: 0,
+            error: None,
+            from_position: 10,
+        };
+        store.put_subscription(&subscription)?;
+        let event = |at| NotificationEvent {
+            number: 0,
+            at_micros: at,
+            focus: format!("Group/{household}"),
+        };
+        // Before it was made: not counted. Then 12, 15, and 15 again (a batch read again after
+        // a crash): two events.
+        store.count_subscription_event(subscription.id, 9, event(1))?;
+        store.count_subscription_event(subscription.id, 12, event(2))?;
+        store.count_subscription_event(subscription.id, 15, event(3))?;
+        store.count_subscription_event(subscription.id, 15, event(4))?;
+        let kept = store.subscription(subscription.id)?.map(|s| s.events);
+        assert_eq!(kept, Some(2));
+        let events = store.subscription_events(subscription.id, 1, 10)?;
+        let numbers: Vec<(u64, u64)> = events.iter().map(|e| (e.number, e.at_micros)).collect();
+        assert_eq!(numbers, [(1, 2), (2, 3)]);
+        assert_eq!(store.subscriptions_of(household)?.len(), 1);
+        assert!(
+            store
+                .subscriptions_of(HouseholdId(Uuid::now_v7()))?
+                .is_empty()
+        );
+        store.set_subscription_delivered(subscription.id, 2)?;
+        assert_eq!(store.subscription_delivered(subscription.id)?, 2);
         Ok(())
     }
 }

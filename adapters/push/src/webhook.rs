@@ -150,6 +150,7 @@ async fn deliver(
         url,
         body: Some(Bytes::from(notice.body.clone())),
         webhook_id: Some(notice.id.clone()),
+        headers: Vec::new(),
     };
     let record = context.record(
         "notify",

@@ -295,17 +295,25 @@ async fn sync_household(
         // it leaves (what becomes different during the round is recorded on its own).
         let mut announced: HashSet<Key> = HashSet::new();
         let mut objects = Vec::new();
+        // Each body as rendered with the servers' ids known at the start of the round; one
+        // is rendered again only if an id became known since.
+        let mut rendered: Vec<(Bytes, String)> = Vec::with_capacity(wanted.len());
         for w in &wanted {
             let key = (w.resource_type.to_owned(), w.id);
-            let bytes = serde_json::to_vec(&render::body(&context.endpoint, w, &remotes))
-                .unwrap_or_default();
-            if ledger
-                .get(&key)
-                .is_none_or(|e| e.hash != render::hash(&bytes))
-            {
+            let bytes = Bytes::from(
+                serde_json::to_vec(&render::body(&context.endpoint, w, &remotes)).map_err(|e| {
+                    naast_fhir::MapError::Build {
+                        resource: w.resource_type,
+                        reason: e.to_string(),
+                    }
+                })?,
+            );
+            let hash = render::hash(&bytes);
+            if ledger.get(&key).is_none_or(|e| e.hash != hash) {
                 objects.push(format!("{}/{}", w.resource_type, w.id));
                 announced.insert(key);
             }
+            rendered.push((bytes, hash));
         }
         if !objects.is_empty()
             && let Some(auditor) = &context.auditor
@@ -317,16 +325,23 @@ async fn sync_household(
                 announced.clear();
             }
         }
-        for w in &wanted {
+        let mut remote_changes = 0usize;
+        for (w, (bytes, hash)) in wanted.iter().zip(rendered) {
             let key = (w.resource_type.to_owned(), w.id);
-            let body = render::body(&context.endpoint, w, &remotes);
-            let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|e| {
-                naast_fhir::MapError::Build {
-                    resource: w.resource_type,
-                    reason: e.to_string(),
-                }
-            })?);
-            let hash = render::hash(&bytes);
+            let (bytes, hash) = if remote_changes == 0 {
+                (bytes, hash)
+            } else {
+                let bytes = Bytes::from(
+                    serde_json::to_vec(&render::body(&context.endpoint, w, &remotes)).map_err(
+                        |e| naast_fhir::MapError::Build {
+                            resource: w.resource_type,
+                            reason: e.to_string(),
+                        },
+                    )?,
+                );
+                let hash = render::hash(&bytes);
+                (bytes, hash)
+            };
             let before = ledger.get(&key);
             if before.is_some_and(|e| e.hash == hash) {
                 continue;
@@ -352,8 +367,10 @@ async fn sync_household(
                         context.store.remove_dead_letter(name, dead)?;
                     }
                     let remote = remote.or(old_remote);
-                    if let Some(remote) = &remote {
-                        remotes.insert(key.clone(), remote.clone());
+                    if let Some(remote) = &remote
+                        && remotes.insert(key.clone(), remote.clone()).as_ref() != Some(remote)
+                    {
+                        remote_changes += 1;
                     }
                     Entry {
                         remote,

@@ -234,6 +234,45 @@ pub fn statement(base: &str) -> Result<CapabilityStatement, Failure> {
         .build()
         .map_err(failed)?;
     resources.push(Some(audit_events));
+    let operation = |name: &str, definition: &str, documentation: &str| {
+        CapabilityStatementRestResourceOperation::builder()
+            .name(name.to_owned())
+            .definition(definition.to_owned())
+            .documentation(documentation.to_owned())
+            .build()
+            .map(Some)
+            .map_err(failed)
+    };
+    let subscriptions = CapabilityStatementRestResource::builder()
+        .r#type(ResourceType::Subscription)
+        .supported_profile(vec![Some(
+            "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"
+                .to_owned(),
+        )])
+        .documentation(format!(
+            "Subscriptions Backport (R5 topics on R4): topic {}, one household per subscription              (backport-filter-criteria Group?_id= or Patient?_id=), rest-hook, id-only or empty.              Notifications are numbered without gaps (events-since-subscription-start).",
+            crate::subscriptions::TOPIC
+        ))
+        .interaction(vec![
+            interaction("create", "For whoever may read the household's timeline.")?,
+            interaction("read", "Its owner's only.")?,
+            interaction("delete", "Turns it off.")?,
+        ])
+        .operation(vec![
+            operation(
+                "status",
+                "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status",
+                "Its SubscriptionStatus.",
+            )?,
+            operation(
+                "events",
+                "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events",
+                "Its events again, by number (eventsSinceNumber, eventsUntilNumber).",
+            )?,
+        ])
+        .build()
+        .map_err(failed)?;
+    resources.push(Some(subscriptions));
     let code_system = CapabilityStatementRestResource::builder()
         .r#type(ResourceType::CodeSystem)
         .interaction(vec![

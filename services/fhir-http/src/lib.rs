@@ -13,7 +13,8 @@
 //!   see of a household;
 //! - `handlers`: read, vread, history, search, `$everything`, the CodeSystems;
 //! - `capability`: the `CapabilityStatement` (`/fhir/metadata`);
-//! - [`outcome`]: errors as `OperationOutcome`s.
+//! - [`outcome`]: errors as `OperationOutcome`s;
+//! - [`subscriptions`]: FHIR Subscriptions after the R5 Backport IG (`$status`, `$events`).
 //!
 //! # Versions
 //! A resource's `meta.versionId` is the revision of its household's stream that it was read at
@@ -29,6 +30,7 @@ mod handlers;
 pub mod outcome;
 pub mod resources;
 mod search;
+pub mod subscriptions;
 mod write;
 
 use axum::Router;
@@ -54,6 +56,7 @@ pub struct Facade {
     households: Households,
     projections: Projections,
     guard: Option<Guard>,
+    subscriptions: Option<std::sync::Arc<dyn subscriptions::SubscriptionStore>>,
 }
 
 impl Facade {
@@ -65,7 +68,18 @@ impl Facade {
             households,
             projections,
             guard,
+            subscriptions: None,
         }
+    }
+
+    /// Keeps FHIR Subscriptions in `store` (without one, creating a Subscription is answered
+    /// `501`).
+    pub fn with_subscriptions(
+        mut self,
+        store: std::sync::Arc<dyn subscriptions::SubscriptionStore>,
+    ) -> Self {
+        self.subscriptions = Some(store);
+        self
     }
 
     /// The facade's routes under `/fhir`.
@@ -88,6 +102,18 @@ impl Facade {
                 "/ValueSet/{id}",
                 get(|id| handlers::terminology(Terminology::ValueSet, id)),
             )
+            .route(
+                "/Subscription",
+                axum::routing::post(subscriptions::create).fallback(handlers::method_not_allowed),
+            )
+            .route(
+                "/Subscription/{id}",
+                get(subscriptions::read)
+                    .delete(subscriptions::delete)
+                    .fallback(handlers::method_not_allowed),
+            )
+            .route("/Subscription/{id}/$status", get(subscriptions::status))
+            .route("/Subscription/{id}/$events", get(subscriptions::events))
             .route(
                 "/{kind}",
                 get(handlers::search)

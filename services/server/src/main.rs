@@ -491,14 +491,12 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Se
     println!("naast listening on {address}");
     let _ = std::io::stdout().flush();
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
-    let push = if config.push.is_empty() {
-        None
-    } else {
-        Some(naast_push::Setup {
-            store: naast_push::Store::open(&config.data_dir.join("push"))?,
-            endpoints: config.push,
-        })
-    };
+    // The push store holds the endpoints' state and the FHIR Subscriptions, so it is there
+    // even without endpoints.
+    let push = Some(naast_push::Setup {
+        store: naast_push::Store::open(&config.data_dir.join("push"))?,
+        endpoints: config.push,
+    });
     grpc::run(
         listener,
         fhir,

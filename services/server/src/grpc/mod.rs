@@ -97,10 +97,26 @@ pub async fn run(
         households = households.with_vault(vault);
     }
     let audit = AuditApi::new(auditor.clone(), households.clone());
+    // FHIR Subscriptions: kept in the push store, their notifications numbered and sent by a
+    // dispatcher of their own.
+    let subscriptions = push
+        .as_ref()
+        .map(|push| naast_push::subscriptions::Subscriptions::new(push.store.clone()));
+    let dispatcher = subscriptions.clone().map(|subscriptions| {
+        tokio::spawn(naast_push::subscriptions::run(
+            subscriptions,
+            households.clone(),
+            auditor.clone(),
+            stopped.clone(),
+        ))
+    });
     // The FHIR facade: the same households, read models and guard, on its own listener.
     let fhir = fhir.map(|listener| {
-        let facade =
+        let mut facade =
             naast_fhir_http::Facade::new(households.clone(), projections.clone(), guard.clone());
+        if let Some(subscriptions) = &subscriptions {
+            facade = facade.with_subscriptions(std::sync::Arc::new(subscriptions.clone()));
+        }
         let mut stop = stopped.clone();
         tokio::spawn(naast_fhir_http::serve(listener, facade, async move {
             let _ = stop.wait_for(|stop| *stop).await;
@@ -193,7 +209,7 @@ pub async fn run(
             Err(_) => tracing::warn!("FHIR calls still open after the drain deadline"),
         }
     }
-    for pusher in pushers {
+    for pusher in pushers.into_iter().chain(dispatcher) {
         // A worker stops between requests; one stuck on a store that fails is left behind.
         let abort = pusher.abort_handle();
         if tokio::time::timeout(DRAIN_DEADLINE, pusher).await.is_err() {
