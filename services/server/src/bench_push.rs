@@ -43,6 +43,9 @@ pub struct PushArgs {
     /// Seconds commands come in while the lag is measured.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Households the push synchronises at once (the endpoint's `concurrency`).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
     /// Where to put the scratch data (removed afterwards); defaults to the current directory.
     #[arg(long)]
     pub scratch_dir: Option<PathBuf>,
@@ -232,7 +235,7 @@ async fn bench(scratch: &Path, args: &PushArgs) -> Result<(), BenchError> {
         profiles: Default::default(),
         timeout_seconds: 10,
         max_backoff_seconds: 1,
-        concurrency: 4,
+        concurrency: args.concurrency,
     };
     let mut expected = 0usize;
     let mut sample = Vec::new();
