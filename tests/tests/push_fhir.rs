@@ -582,7 +582,21 @@ async fn push_survives_faults_and_a_sigkill_without_losing_or_duplicating() {
             pb::consent_service_client::ConsentServiceClient::new(server.signed("ouder").await);
         for i in 8..12 {
             let home = family(&mut api, &format!("gezin {i}"), &mut rng).await;
-            grant(&mut consent, &home).await;
+            let granted = grant(&mut consent, &home).await;
+            if i == 8 {
+                // Granted, pushed (in part, through the faults), then revoked midway: in the
+                // end the platform holds nothing of it.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                consent
+                    .revoke_access(pb::RevokeAccessRequest {
+                        household_id: home.clone(),
+                        grant_id: granted,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                continue;
+            }
             households.push(home);
         }
     }

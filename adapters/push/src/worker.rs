@@ -217,17 +217,66 @@ pub(crate) fn household_of(stream_id: &str) -> Option<HouseholdId> {
     Uuid::parse_str(id).ok().map(HouseholdId)
 }
 
-/// Synchronises `households`, up to the endpoint's concurrency at once; fails if any failed.
+/// Synchronises `households`: each pass prepared first (nothing leaves naast yet), then the
+/// audit records of all of them written at once (sharing the audit log's commits), then the
+/// passes carried out, up to the endpoint's concurrency at once; fails if any failed.
 async fn sync(
     context: &Arc<Context>,
     households: Vec<HouseholdId>,
     today: time::Date,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
+    // Prepared a few at a time (the rendering is the work), kept in the batch's order.
+    let limit = Arc::new(tokio::sync::Semaphore::new(context.endpoint.concurrency));
+    let mut preparing = tokio::task::JoinSet::new();
+    for (i, household) in households.into_iter().enumerate() {
+        let (context, limit) = (context.clone(), limit.clone());
+        preparing.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            (i, prepare(&context, household, today).await)
+        });
+    }
+    let mut prepared = Vec::new();
+    while let Some(done) = preparing.join_next().await {
+        let (i, pass) = done.map_err(|e| WorkerError::Task(e.to_string()))?;
+        prepared.push((i, pass?));
+    }
+    prepared.sort_by_key(|(i, _)| *i);
+    let passes: Vec<Pass> = prepared
+        .into_iter()
+        .map(|(_, pass)| pass)
+        .filter(|pass| !pass.writes.is_empty() || !pass.withdrawn.is_empty())
+        .collect();
+    let mut announced = vec![(false, false); passes.len()];
+    if let Some(auditor) = &context.auditor {
+        let mut records = tokio::task::JoinSet::new();
+        for (i, pass) in passes.iter().enumerate() {
+            for (deleting, record) in [
+                (false, pass.update_record(context)),
+                (true, pass.delete_record(context)),
+            ] {
+                if let Some(record) = record {
+                    let auditor = auditor.clone();
+                    records
+                        .spawn(async move { (i, deleting, auditor.record(&record).await.is_ok()) });
+                }
+            }
+        }
+        while let Some(done) = records.join_next().await {
+            // A record that could not be written leaves its requests to record themselves.
+            if let Ok((i, deleting, ok)) = done {
+                if deleting {
+                    announced[i].1 = ok;
+                } else {
+                    announced[i].0 = ok;
+                }
+            }
+        }
+    }
     let limit = Arc::new(tokio::sync::Semaphore::new(context.endpoint.concurrency));
     let mut running = tokio::task::JoinSet::new();
     let mut failure = None;
-    for household in households {
+    for (pass, announced) in passes.into_iter().zip(announced) {
         let permit = tokio::select! {
             permit = limit.clone().acquire_owned() => permit,
             Some(done) = running.join_next() => {
@@ -239,7 +288,7 @@ async fn sync(
         let Ok(permit) = permit else { break };
         let (context, mut stop) = (context.clone(), stop.clone());
         running.spawn(async move {
-            let result = sync_household(&context, household, today, &mut stop).await;
+            let result = execute(&context, pass, announced, &mut stop).await;
             drop(permit);
             result
         });
@@ -265,16 +314,90 @@ fn note_failure(
 }
 
 /// Makes the platform hold exactly what it should of `household`.
-async fn sync_household(
+/// One household's pass, prepared: what the platform should hold, what it holds, each body
+/// rendered, what will be written and what withdrawn.
+struct Pass {
+    household: HouseholdId,
+    wanted: Vec<render::Wanted>,
+    ledger: HashMap<Key, Entry>,
+    remotes: HashMap<Key, String>,
+    /// The first round's bodies and their hashes, and the resources they will write.
+    rendered: Vec<(Bytes, String)>,
+    writes: Vec<Key>,
+    withdrawn: Vec<(Key, Entry)>,
+    why: &'static str,
+}
+
+impl Pass {
+    /// The audit record of what this pass writes, if anything.
+    fn update_record(&self, context: &Context) -> Option<audit::Record> {
+        (!self.writes.is_empty()).then(|| {
+            let basis = self
+                .wanted
+                .first()
+                .map(|w| w.basis.clone())
+                .unwrap_or_default();
+            let objects = self
+                .writes
+                .iter()
+                .map(|(t, id)| format!("{t}/{id}"))
+                .collect();
+            context.record("update", self.household, objects, &basis, None)
+        })
+    }
+
+    /// The audit record of what this pass withdraws, if anything.
+    fn delete_record(&self, context: &Context) -> Option<audit::Record> {
+        (!self.withdrawn.is_empty()).then(|| {
+            let objects = self
+                .withdrawn
+                .iter()
+                .map(|((t, id), _)| format!("{t}/{id}"))
+                .collect();
+            context.record("delete", self.household, objects, &[], Some(self.why))
+        })
+    }
+}
+
+/// Renders every wanted resource with the servers' ids in `remotes`: the bodies and their
+/// hashes, and which differ from what the ledger says was written.
+fn render_round(
+    context: &Context,
+    wanted: &[render::Wanted],
+    ledger: &HashMap<Key, Entry>,
+    remotes: &HashMap<Key, String>,
+) -> Result<(Vec<(Bytes, String)>, Vec<Key>), WorkerError> {
+    let mut rendered = Vec::with_capacity(wanted.len());
+    let mut writes = Vec::new();
+    for w in wanted {
+        let key = (w.resource_type.to_owned(), w.id);
+        let bytes = Bytes::from(
+            serde_json::to_vec(&render::body(&context.endpoint, w, remotes)).map_err(|e| {
+                naast_fhir::MapError::Build {
+                    resource: w.resource_type,
+                    reason: e.to_string(),
+                }
+            })?,
+        );
+        let hash = render::hash(&bytes);
+        if ledger.get(&key).is_none_or(|e| e.hash != hash) {
+            writes.push(key);
+        }
+        rendered.push((bytes, hash));
+    }
+    Ok((rendered, writes))
+}
+
+/// Prepares `household`'s pass: nothing leaves naast yet.
+async fn prepare(
     context: &Context,
     household: HouseholdId,
     today: time::Date,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<(), WorkerError> {
+) -> Result<Pass, WorkerError> {
     let name = context.endpoint.name.as_str();
     let (state, _) = context.households.state(household).await?;
     let wanted = render::wanted(&context.endpoint, household, &state, today)?;
-    let mut ledger: HashMap<Key, Entry> = context
+    let ledger: HashMap<Key, Entry> = context
         .store
         .ledger(name, household)?
         .into_iter()
@@ -284,47 +407,90 @@ async fn sync_household(
         .iter()
         .map(|w| (w.resource_type.to_owned(), w.id))
         .collect();
-    let mut remotes: HashMap<Key, String> = ledger
+    let remotes: HashMap<Key, String> = ledger
         .iter()
         .filter(|(key, _)| wanted_keys.contains(*key))
         .filter_map(|(key, entry)| entry.remote.clone().map(|r| (key.clone(), r)))
         .collect();
+    let (rendered, writes) = render_round(context, &wanted, &ledger, &remotes)?;
+    let why = if state.erased {
+        "the household was erased"
+    } else if wanted.is_empty() {
+        "no grant to the platform holds"
+    } else {
+        "no longer covered by the platform's grants"
+    };
+    let mut withdrawn: Vec<(Key, Entry)> = ledger
+        .iter()
+        .filter(|(key, entry)| !wanted_keys.contains(*key) && entry.hash != WITHDRAWAL_REFUSED)
+        .map(|(key, entry)| (key.clone(), entry.clone()))
+        .collect();
+    // What refers to others goes first (the reverse of the order of writing).
+    withdrawn.sort_by_key(|((t, id), _)| {
+        let order = crate::endpoint::PUSHED_TYPES
+            .iter()
+            .position(|p| p == t)
+            .unwrap_or(0);
+        (std::cmp::Reverse(order), *id)
+    });
+    Ok(Pass {
+        household,
+        wanted,
+        ledger,
+        remotes,
+        rendered,
+        writes,
+        withdrawn,
+        why,
+    })
+}
+
+/// Carries out a prepared pass: the writes (in rounds, while references to what was just
+/// written change bodies), then the withdrawals. `announced`: whether the pass's update and
+/// delete records are in the audit log already (else each request records itself).
+async fn execute(
+    context: &Context,
+    pass: Pass,
+    announced: (bool, bool),
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let name = context.endpoint.name.as_str();
+    let Pass {
+        household,
+        wanted,
+        mut ledger,
+        mut remotes,
+        rendered,
+        writes,
+        withdrawn,
+        why,
+    } = pass;
+    let mut first = Some((rendered, writes, announced.0));
     for _ in 0..ROUNDS {
+        let (rendered, writes, recorded) = match first.take() {
+            Some(round) => round,
+            None => {
+                // A later round: recorded as it comes, in one record.
+                let (rendered, writes) = render_round(context, &wanted, &ledger, &remotes)?;
+                if writes.is_empty() {
+                    break;
+                }
+                let mut recorded = false;
+                if let Some(auditor) = &context.auditor {
+                    let basis = wanted.first().map(|w| w.basis.clone()).unwrap_or_default();
+                    let objects = writes.iter().map(|(t, id)| format!("{t}/{id}")).collect();
+                    let record = context.record("update", household, objects, &basis, None);
+                    recorded = auditor.record(&record).await.is_ok();
+                }
+                (rendered, writes, recorded)
+            }
+        };
+        let announced: HashSet<Key> = if recorded {
+            writes.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
         let mut wrote = false;
-        // What this round will write, as far as known now, in one audit record before any of
-        // it leaves (what becomes different during the round is recorded on its own).
-        let mut announced: HashSet<Key> = HashSet::new();
-        let mut objects = Vec::new();
-        // Each body as rendered with the servers' ids known at the start of the round; one
-        // is rendered again only if an id became known since.
-        let mut rendered: Vec<(Bytes, String)> = Vec::with_capacity(wanted.len());
-        for w in &wanted {
-            let key = (w.resource_type.to_owned(), w.id);
-            let bytes = Bytes::from(
-                serde_json::to_vec(&render::body(&context.endpoint, w, &remotes)).map_err(|e| {
-                    naast_fhir::MapError::Build {
-                        resource: w.resource_type,
-                        reason: e.to_string(),
-                    }
-                })?,
-            );
-            let hash = render::hash(&bytes);
-            if ledger.get(&key).is_none_or(|e| e.hash != hash) {
-                objects.push(format!("{}/{}", w.resource_type, w.id));
-                announced.insert(key);
-            }
-            rendered.push((bytes, hash));
-        }
-        if !objects.is_empty()
-            && let Some(auditor) = &context.auditor
-        {
-            let basis = wanted.first().map(|w| w.basis.clone()).unwrap_or_default();
-            let record = context.record("update", household, objects, &basis, None);
-            if auditor.record(&record).await.is_err() {
-                // Each request then tries to record itself before it is sent.
-                announced.clear();
-            }
-        }
         let mut remote_changes = 0usize;
         for (w, (bytes, hash)) in wanted.iter().zip(rendered) {
             let key = (w.resource_type.to_owned(), w.id);
@@ -403,36 +569,6 @@ async fn sync_household(
             break;
         }
     }
-    let why = if state.erased {
-        "the household was erased"
-    } else if wanted.is_empty() {
-        "no grant to the platform holds"
-    } else {
-        "no longer covered by the platform's grants"
-    };
-    let mut withdrawn: Vec<(Key, Entry)> = ledger
-        .into_iter()
-        .filter(|(key, entry)| !wanted_keys.contains(key) && entry.hash != WITHDRAWAL_REFUSED)
-        .collect();
-    // What refers to others goes first (the reverse of the order of writing).
-    withdrawn.sort_by_key(|((t, id), _)| {
-        let order = crate::endpoint::PUSHED_TYPES
-            .iter()
-            .position(|p| p == t)
-            .unwrap_or(0);
-        (std::cmp::Reverse(order), *id)
-    });
-    let mut announced = false;
-    if !withdrawn.is_empty()
-        && let Some(auditor) = &context.auditor
-    {
-        let objects = withdrawn
-            .iter()
-            .map(|((t, id), _)| format!("{t}/{id}"))
-            .collect();
-        let record = context.record("delete", household, objects, &[], Some(why));
-        announced = auditor.record(&record).await.is_ok();
-    }
     for ((resource_type, id), entry) in withdrawn {
         let url = match &entry.remote {
             Some(remote) => context.client.by_remote_id(&resource_type, remote),
@@ -447,7 +583,7 @@ async fn sync_household(
             &[],
             Some(why),
         );
-        match send(context, &request, record, announced, stop).await? {
+        match send(context, &request, record, announced.1, stop).await? {
             Answer::Done { .. } => {
                 if let Some(dead) = entry.dead {
                     context.store.remove_dead_letter(name, dead)?;
