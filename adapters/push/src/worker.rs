@@ -322,7 +322,7 @@ struct Pass {
     ledger: HashMap<Key, Entry>,
     remotes: HashMap<Key, String>,
     /// The first round's bodies and their hashes, and the resources they will write.
-    rendered: Vec<(Bytes, String)>,
+    rendered: Rendered,
     writes: Vec<Key>,
     withdrawn: Vec<(Key, Entry)>,
     why: &'static str,
@@ -359,6 +359,9 @@ impl Pass {
     }
 }
 
+/// Bodies as written, each with its hash.
+type Rendered = Vec<(Bytes, String)>;
+
 /// Renders every wanted resource with the servers' ids in `remotes`: the bodies and their
 /// hashes, and which differ from what the ledger says was written.
 fn render_round(
@@ -366,7 +369,7 @@ fn render_round(
     wanted: &[render::Wanted],
     ledger: &HashMap<Key, Entry>,
     remotes: &HashMap<Key, String>,
-) -> Result<(Vec<(Bytes, String)>, Vec<Key>), WorkerError> {
+) -> Result<(Rendered, Vec<Key>), WorkerError> {
     let mut rendered = Vec::with_capacity(wanted.len());
     let mut writes = Vec::new();
     for w in wanted {
