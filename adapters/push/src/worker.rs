@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Events taken from the log per batch.
-const BATCH: usize = 1024;
+const BATCH: usize = 256;
 /// How often a worker looks whether the day changed (grants expire with the day).
 const DAY_CHECK: Duration = Duration::from_secs(600);
 /// Rounds of writing a household: references to resources written in a round are known only
