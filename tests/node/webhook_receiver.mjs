@@ -37,6 +37,7 @@ import { fstatSync, readFileSync, writeSync } from 'node:fs';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { Webhook } from 'standardwebhooks';
+import { Faults, readBody } from './faults.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -87,15 +88,6 @@ if (fhirMode) {
 
 const notices = [];
 const stats = fhirMode ? { requests: 0, rejected: 0, unauthorized: 0 } : { requests: 0, rejected: 0 };
-
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
 
 function send(res, status, body, headers = {}) {
   if (status === 204) {
@@ -178,42 +170,15 @@ function deliverFhir(req, raw) {
 
 // ---- Faults ----
 
-const KINDS = ['error_500', 'throttle_429', 'hang', 'drop', 'after_500', 'after_drop'];
-const faults = {
+const faults = new Faults({
+  known: ['error_500', 'throttle_429', 'hang', 'drop', 'after_500', 'after_drop'],
   enabled: args.faults,
   rate: Number(args['fault-rate']),
-  kinds: args['fault-kinds'] ? args['fault-kinds'].split(',') : KINDS,
-  requests: 0,
-  faults: 0,
-  counts: Object.fromEntries(KINDS.map((k) => [k, 0])),
-};
-for (const kind of faults.kinds) {
-  if (!KINDS.includes(kind)) throw new Error(`unknown fault kind ${kind}; known: ${KINDS.join(',')}`);
-}
+  kinds: args['fault-kinds'],
+  seed: Number(args.seed),
+});
 const hangMs = Number(args['hang-ms']);
 const hanging = new Set();
-
-// mulberry32: a small deterministic PRNG, so that a seed replays the same faults for the same requests.
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = mulberry32(Number(args.seed));
-
-function pickFault() {
-  if (!faults.enabled) return undefined;
-  faults.requests++;
-  if (!(random() < faults.rate && faults.kinds.length)) return undefined;
-  const kind = faults.kinds[Math.floor(random() * faults.kinds.length)];
-  faults.counts[kind]++;
-  faults.faults++;
-  return kind;
-}
 
 // ---- The server ----
 
@@ -223,16 +188,8 @@ async function handle(req, res) {
     if (fhirMode) return send(res, 200, { notices, rejected: stats.rejected, unauthorized: stats.unauthorized, requests: stats.requests });
     return send(res, 200, { notices, rejected: stats.rejected, requests: stats.requests });
   }
-  if (url.pathname === '/_faults' || url.pathname.startsWith('/_faults/')) {
-    if (req.method === 'POST' && (url.pathname === '/_faults/on' || url.pathname === '/_faults/off')) {
-      faults.enabled = url.pathname === '/_faults/on';
-      if (url.searchParams.has('rate')) faults.rate = Number(url.searchParams.get('rate'));
-      if (url.searchParams.has('kinds')) faults.kinds = url.searchParams.get('kinds').split(',').filter((k) => KINDS.includes(k));
-    } else if (!(req.method === 'GET' && url.pathname === '/_faults')) {
-      return send(res, 404, { error: 'NotFound', message: `${req.method} ${url.pathname}` });
-    }
-    return send(res, 200, faults);
-  }
+  const control = faults.control(req.method, url);
+  if (control) return send(res, control[0], control[1]);
   if (url.pathname !== '/hooks') {
     return send(res, 404, { error: 'NotFound', message: `${req.method} ${url.pathname}` });
   }
@@ -242,7 +199,7 @@ async function handle(req, res) {
 
   const raw = await readBody(req);
   stats.requests++;
-  const kind = pickFault();
+  const kind = faults.pick();
   switch (kind) {
     case 'error_500': return send(res, 500, { error: 'InjectedFault', message: 'injected 500' });
     case 'throttle_429': return send(res, 429, { error: 'InjectedFault', message: 'injected 429' }, { 'retry-after': '1' });

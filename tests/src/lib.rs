@@ -643,3 +643,81 @@ impl Drop for FhirReceiver {
         let _ = self.child.wait();
     }
 }
+
+/// The family grants the PGO platform `issuer`/`client_id` to read its whole timeline, through
+/// `consent` (an owner's): the grant's id.
+pub async fn grant_platform(
+    consent: &mut naast_proto::pb::consent_service_client::ConsentServiceClient<
+        naast_proto::client::Signed,
+    >,
+    household: &str,
+    issuer: &str,
+    client_id: &str,
+) -> String {
+    use naast_proto::pb;
+    consent
+        .grant_access(pb::GrantAccessRequest {
+            household_id: household.into(),
+            grantee: Some(pb::Grantee {
+                kind: Some(pb::grantee::Kind::Platform(pb::PlatformClient {
+                    issuer: issuer.into(),
+                    client_id: client_id.into(),
+                })),
+            }),
+            terms: Some(pb::GrantTerms {
+                scopes: vec![pb::AccessScope::ReadTimeline as i32],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .into_inner()
+        .grant_id
+}
+
+/// A goal about housing for `owner` (a member) in `household`, through `api`.
+pub async fn create_goal(
+    api: &mut naast_proto::pb::household_service_client::HouseholdServiceClient<
+        naast_proto::client::Signed,
+    >,
+    household: &str,
+    owner: &str,
+    title: &str,
+) {
+    use naast_proto::pb;
+    api.create_goal(pb::CreateGoalRequest {
+        household_id: household.into(),
+        owner_member_id: owner.into(),
+        title: title.into(),
+        life_domains: vec![pb::LifeDomain::Housing as i32],
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+/// The change feed of the `pgo` persona's platform after `after` (from the start when `None`),
+/// until nothing comes for two seconds.
+pub async fn platform_changes(
+    server: &Server,
+    after: Option<u64>,
+) -> Vec<naast_proto::pb::SubscribeChangesResponse> {
+    use tokio_stream::StreamExt as _;
+    let mut push =
+        naast_proto::pb::push_service_client::PushServiceClient::new(server.signed("pgo").await);
+    let mut stream = push
+        .subscribe_changes(naast_proto::pb::SubscribeChangesRequest {
+            after_cursor: after,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .into_inner();
+    let mut out = Vec::new();
+    while let Ok(Some(change)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), stream.next()).await
+    {
+        out.push(change.unwrap_or_else(|e| panic!("{e:?}")));
+    }
+    out
+}

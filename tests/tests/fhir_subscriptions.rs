@@ -9,7 +9,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
 use naast_proto::pb;
-use naast_tests::{Server, WebhookReceiver, household_with_client, search_audit};
+use naast_tests::{
+    Server, WebhookReceiver, create_goal, grant_platform, household_with_client, search_audit,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -106,23 +108,6 @@ fn numbers(bundle: &Value) -> (String, Vec<u64>) {
     (kind, numbers)
 }
 
-async fn goal(
-    api: &mut pb::household_service_client::HouseholdServiceClient<naast_proto::client::Signed>,
-    household: &str,
-    client: &str,
-    title: &str,
-) {
-    api.create_goal(pb::CreateGoalRequest {
-        household_id: household.into(),
-        owner_member_id: client.into(),
-        title: title.into(),
-        life_domains: vec![pb::LifeDomain::Housing as i32],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,25 +133,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
         pb::consent_service_client::ConsentServiceClient::new(server.signed("ouder").await);
     let (household, client, _) = household_with_client(&mut api, "Bakker").await;
     let (other, other_client, _) = household_with_client(&mut api, "De Vries").await;
-    let grant = consent
-        .grant_access(pb::GrantAccessRequest {
-            household_id: household.clone(),
-            grantee: Some(pb::Grantee {
-                kind: Some(pb::grantee::Kind::Platform(pb::PlatformClient {
-                    issuer: DEV_ISSUER.into(),
-                    client_id: "dev-pgo".into(),
-                })),
-            }),
-            terms: Some(pb::GrantTerms {
-                scopes: vec![pb::AccessScope::ReadTimeline as i32],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .grant_id;
+    let grant = grant_platform(&mut consent, &household, DEV_ISSUER, "dev-pgo").await;
 
     // The platform (acting for the parent) subscribes to the household.
     let base = server.fhir_base();
@@ -203,8 +170,8 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for i in 0..6 {
-        goal(&mut api, &household, &client, &format!("doel {i}")).await;
-        goal(&mut api, &other, &other_client, "niet gevolgd").await;
+        create_goal(&mut api, &household, &client, &format!("doel {i}")).await;
+        create_goal(&mut api, &other, &other_client, "niet gevolgd").await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.kill();
@@ -212,7 +179,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
     let mut api =
         pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
     for i in 6..10 {
-        goal(&mut api, &household, &client, &format!("doel {i}")).await;
+        create_goal(&mut api, &household, &client, &format!("doel {i}")).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     receiver.faults_off().await;
@@ -337,7 +304,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
         })
         .await
         .unwrap();
-    goal(&mut api, &household, &client, "na de intrekking").await;
+    create_goal(&mut api, &household, &client, "na de intrekking").await;
     let deadline = tokio::time::Instant::now() + ARRIVAL;
     loop {
         // Its owner lost sight of the household, so the read itself is refused now; the

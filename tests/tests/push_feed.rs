@@ -6,55 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
 use naast_proto::pb;
-use naast_tests::{Server, household_with_client, search_audit};
-use std::time::Duration;
-use tokio_stream::StreamExt;
+use naast_tests::{Server, grant_platform, household_with_client, platform_changes, search_audit};
 
 /// The development issuer.
 const DEV_ISSUER: &str = "https://dev.naast.invalid";
 /// The demo platform's client id (the `pgo` persona).
 const PLATFORM: &str = "dev-pgo";
-
-type Consent = pb::consent_service_client::ConsentServiceClient<naast_proto::client::Signed>;
-
-async fn grant(consent: &mut Consent, household: &str) -> String {
-    consent
-        .grant_access(pb::GrantAccessRequest {
-            household_id: household.into(),
-            grantee: Some(pb::Grantee {
-                kind: Some(pb::grantee::Kind::Platform(pb::PlatformClient {
-                    issuer: DEV_ISSUER.into(),
-                    client_id: PLATFORM.into(),
-                })),
-            }),
-            terms: Some(pb::GrantTerms {
-                scopes: vec![pb::AccessScope::ReadTimeline as i32],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .grant_id
-}
-
-/// The changes the feed gives from `after`, until none comes for a moment.
-async fn changes(server: &Server, after: Option<u64>) -> Vec<pb::SubscribeChangesResponse> {
-    let mut push = pb::push_service_client::PushServiceClient::new(server.signed("pgo").await);
-    let mut stream = push
-        .subscribe_changes(pb::SubscribeChangesRequest {
-            after_cursor: after,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Ok(Some(change)) = tokio::time::timeout(Duration::from_secs(2), stream.next()).await {
-        out.push(change.unwrap());
-    }
-    out
-}
 
 fn kinds(change: &pb::SubscribeChangesResponse) -> Vec<pb::ChangeKind> {
     change
@@ -76,9 +33,9 @@ async fn a_platform_follows_the_households_that_granted_it_and_is_told_of_withdr
     let (hidden, hidden_client, _) = household_with_client(&mut api, "De Vries").await;
     let (revoked, _, _) = household_with_client(&mut api, "Jansen").await;
     let (erased, _, _) = household_with_client(&mut api, "Visser").await;
-    grant(&mut consent, &granted).await;
-    let revoked_grant = grant(&mut consent, &revoked).await;
-    grant(&mut consent, &erased).await;
+    grant_platform(&mut consent, &granted, DEV_ISSUER, PLATFORM).await;
+    let revoked_grant = grant_platform(&mut consent, &revoked, DEV_ISSUER, PLATFORM).await;
+    grant_platform(&mut consent, &erased, DEV_ISSUER, PLATFORM).await;
     api.create_goal(pb::CreateGoalRequest {
         household_id: granted.clone(),
         owner_member_id: client.clone(),
@@ -100,7 +57,7 @@ async fn a_platform_follows_the_households_that_granted_it_and_is_told_of_withdr
 
     // From the start: only the households that granted the platform, the whole history of
     // each from the grant on (what it may see now is decided event by event).
-    let first = changes(&server, None).await;
+    let first = platform_changes(&server, None).await;
     let households: std::collections::BTreeSet<&str> =
         first.iter().map(|c| c.household_id.as_str()).collect();
     assert_eq!(
@@ -150,7 +107,7 @@ async fn a_platform_follows_the_households_that_granted_it_and_is_told_of_withdr
         })
         .await
         .unwrap();
-    let later = changes(&server, Some(last)).await;
+    let later = platform_changes(&server, Some(last)).await;
     assert!(later.iter().all(|c| c.cursor > last), "{later:?}");
     let withdrawn: Vec<&str> = later
         .iter()
@@ -161,7 +118,7 @@ async fn a_platform_follows_the_households_that_granted_it_and_is_told_of_withdr
     assert_eq!(later.len(), 2, "nothing after a withdrawal: {later:?}");
 
     // A platform catching up after the erasure learns of it from the tombstone alone.
-    let again = changes(&server, Some(goal.cursor)).await;
+    let again = platform_changes(&server, Some(goal.cursor)).await;
     let erased_changes: Vec<_> = again.iter().filter(|c| c.household_id == erased).collect();
     assert_eq!(erased_changes.len(), 1, "{again:?}");
     assert_eq!(kinds(erased_changes[0]), [pb::ChangeKind::Withdrawn]);

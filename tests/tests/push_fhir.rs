@@ -9,7 +9,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
 use naast_proto::pb;
-use naast_tests::{FhirReceiver, Idp, Rng, Server, household_with_client, search_audit};
+use naast_tests::{
+    FhirReceiver, Idp, Rng, Server, grant_platform, household_with_client, search_audit,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -36,7 +38,6 @@ const PUSHED: [&str; 8] = [
 const ARRIVAL: Duration = Duration::from_secs(120);
 
 type Households = pb::household_service_client::HouseholdServiceClient<naast_proto::client::Signed>;
-type Consent = pb::consent_service_client::ConsentServiceClient<naast_proto::client::Signed>;
 /// A resource's place: its type and naast's id.
 type Key = (String, String);
 
@@ -157,29 +158,6 @@ async fn family(api: &mut Households, name: &str, rng: &mut Rng) -> String {
         }
     }
     home
-}
-
-/// The family grants the platform to read its whole timeline: the grant's id.
-async fn grant(consent: &mut Consent, household: &str) -> String {
-    consent
-        .grant_access(pb::GrantAccessRequest {
-            household_id: household.into(),
-            grantee: Some(pb::Grantee {
-                kind: Some(pb::grantee::Kind::Platform(pb::PlatformClient {
-                    issuer: DEV_ISSUER.into(),
-                    client_id: PLATFORM.into(),
-                })),
-            }),
-            terms: Some(pb::GrantTerms {
-                scopes: vec![pb::AccessScope::ReadTimeline as i32],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .grant_id
 }
 
 /// naast's id of a resource: its `urn:ietf:rfc:3986` identifier.
@@ -391,9 +369,9 @@ async fn granted_households_reach_the_platform_and_revoked_or_erased_ones_are_wi
     let never = family(&mut api, "De Vries", &mut rng).await;
     let revoked = family(&mut api, "Jansen", &mut rng).await;
     let erased = family(&mut api, "Visser", &mut rng).await;
-    grant(&mut consent, &granted).await;
-    let revoked_grant = grant(&mut consent, &revoked).await;
-    grant(&mut consent, &erased).await;
+    grant_platform(&mut consent, &granted, DEV_ISSUER, PLATFORM).await;
+    let revoked_grant = grant_platform(&mut consent, &revoked, DEV_ISSUER, PLATFORM).await;
+    grant_platform(&mut consent, &erased, DEV_ISSUER, PLATFORM).await;
 
     let mut all = BTreeMap::new();
     for household in [&granted, &revoked, &erased] {
@@ -550,7 +528,7 @@ async fn push_survives_faults_and_a_sigkill_without_losing_or_duplicating() {
         for i in 0..8 {
             let home = family(&mut api, &format!("gezin {i}"), &mut rng).await;
             if i % 4 != 3 {
-                grant(&mut consent, &home).await;
+                grant_platform(&mut consent, &home, DEV_ISSUER, PLATFORM).await;
                 households.push(home);
             }
         }
@@ -582,7 +560,7 @@ async fn push_survives_faults_and_a_sigkill_without_losing_or_duplicating() {
             pb::consent_service_client::ConsentServiceClient::new(server.signed("ouder").await);
         for i in 8..12 {
             let home = family(&mut api, &format!("gezin {i}"), &mut rng).await;
-            let granted = grant(&mut consent, &home).await;
+            let granted = grant_platform(&mut consent, &home, DEV_ISSUER, PLATFORM).await;
             if i == 8 {
                 // Granted, pushed (in part, through the faults), then revoked midway: in the
                 // end the platform holds nothing of it.
@@ -654,7 +632,7 @@ async fn refused_writes_are_dead_letters_listed_with_their_bodies_and_replayed()
     let mut all = BTreeMap::new();
     for i in 0..3 {
         let home = family(&mut api, &format!("gezin {i}"), &mut rng).await;
-        grant(&mut consent, &home).await;
+        grant_platform(&mut consent, &home, DEV_ISSUER, PLATFORM).await;
         all.extend(wanted(&server, &home).await);
     }
     let mut admin =
@@ -825,7 +803,7 @@ auth = {{ kind = "client_credentials", token_url = "{}/token", client_id = "{cli
     let mut all = BTreeMap::new();
     for i in 0..2 {
         let home = family(&mut api, &format!("gezin {i}"), &mut rng).await;
-        grant(&mut consent, &home).await;
+        grant_platform(&mut consent, &home, DEV_ISSUER, PLATFORM).await;
         all.extend(wanted(&server, &home).await);
     }
     let reader = idp.token_for("ouder-a", "https://platform.test/fhir").await;

@@ -8,13 +8,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
 use naast_proto::pb;
-use naast_tests::{Server, WebhookReceiver, household_with_client, search_audit};
+use naast_tests::{
+    Server, WebhookReceiver, create_goal, grant_platform, household_with_client, platform_changes,
+    search_audit,
+};
 use serde_json::Value;
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
-use tokio_stream::StreamExt;
 
 /// The development issuer.
 const DEV_ISSUER: &str = "https://dev.naast.invalid";
@@ -67,55 +69,10 @@ async fn clients(server: &Server) -> (Households, Consent) {
     )
 }
 
-async fn grant(consent: &mut Consent, household: &str) -> String {
-    consent
-        .grant_access(pb::GrantAccessRequest {
-            household_id: household.into(),
-            grantee: Some(pb::Grantee {
-                kind: Some(pb::grantee::Kind::Platform(pb::PlatformClient {
-                    issuer: DEV_ISSUER.into(),
-                    client_id: PLATFORM.into(),
-                })),
-            }),
-            terms: Some(pb::GrantTerms {
-                scopes: vec![pb::AccessScope::ReadTimeline as i32],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .grant_id
-}
-
 async fn goals(api: &mut Households, household: &str, client: &str, n: usize) {
     for i in 0..n {
-        api.create_goal(pb::CreateGoalRequest {
-            household_id: household.into(),
-            owner_member_id: client.into(),
-            title: format!("doel {i}"),
-            life_domains: vec![pb::LifeDomain::Housing as i32],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        create_goal(api, household, client, &format!("doel {i}")).await;
     }
-}
-
-/// The platform's change feed from the start, until it is quiet.
-async fn feed(server: &Server) -> Vec<pb::SubscribeChangesResponse> {
-    let mut push = pb::push_service_client::PushServiceClient::new(server.signed("pgo").await);
-    let mut stream = push
-        .subscribe_changes(pb::SubscribeChangesRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Ok(Some(change)) = tokio::time::timeout(Duration::from_secs(2), stream.next()).await {
-        out.push(change.unwrap());
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,9 +99,9 @@ async fn every_change_arrives_signed_once_after_deduplication_through_faults_and
     let (hidden, hidden_client, _) = household_with_client(&mut api, "De Vries").await;
     let (revoked, revoked_client, _) = household_with_client(&mut api, "Jansen").await;
     let (erased, _, _) = household_with_client(&mut api, "Visser").await;
-    grant(&mut consent, &granted).await;
-    let revoked_grant = grant(&mut consent, &revoked).await;
-    grant(&mut consent, &erased).await;
+    grant_platform(&mut consent, &granted, DEV_ISSUER, PLATFORM).await;
+    let revoked_grant = grant_platform(&mut consent, &revoked, DEV_ISSUER, PLATFORM).await;
+    grant_platform(&mut consent, &erased, DEV_ISSUER, PLATFORM).await;
     goals(&mut api, &granted, &granted_client, 4).await;
     goals(&mut api, &hidden, &hidden_client, 2).await;
     goals(&mut api, &revoked, &revoked_client, 2).await;
@@ -227,7 +184,7 @@ async fn every_change_arrives_signed_once_after_deduplication_through_faults_and
 
     // Every change the platform's feed shows must arrive as a notice (the feed joins a
     // command's events; a notice is sent per event, so each change's cursor is a notice's).
-    let expected = feed(&server).await;
+    let expected = platform_changes(&server, None).await;
     let wanted: BTreeSet<u64> = expected.iter().map(|c| c.cursor).collect();
     let deadline = tokio::time::Instant::now() + ARRIVAL;
     let (notices, received) = loop {

@@ -11,10 +11,10 @@
 
 use naast_app::households::{AppError, Households};
 use naast_domain::Household;
-use naast_domain::access::{Action, ReadKind, authorize_platform};
 use naast_domain::event::DomainEvent;
 use naast_domain::ids::HouseholdId;
 use naast_eventlog::RecordedEvent;
+use naast_fhir_http::resources::Sight;
 use std::collections::{BTreeSet, HashMap};
 
 /// What changed.
@@ -128,41 +128,15 @@ impl Feed {
         self
     }
 
+    /// Whether the platform may see anything of `state` (as push decides it).
     fn sees(&self, state: &Household) -> bool {
         let today = naast_domain::calendar::dutch_today();
-        [
-            ReadKind::Household,
-            ReadKind::Timeline,
-            ReadKind::Goals,
-            ReadKind::Agreements,
-        ]
-        .into_iter()
-        .any(|kind| {
-            authorize_platform(
-                state,
-                &self.issuer,
-                &self.client_id,
-                Action::Read(kind),
-                today,
-            )
-            .is_ok()
-        })
+        !Sight::of_platform(state, &self.issuer, &self.client_id, today).is_blind()
     }
 
     fn basis(&self, state: &Household) -> Vec<String> {
         let today = naast_domain::calendar::dutch_today();
-        let mut basis: Vec<String> = state
-            .grants
-            .iter()
-            .filter(|(_, g)| g.holds_on(today))
-            .filter(|(_, g)| {
-                matches!(&g.grantee, naast_domain::event::Grantee::Platform { issuer, client_id }
-                    if *issuer == self.issuer && *client_id == self.client_id)
-            })
-            .map(|(id, _)| format!("grant:{id}"))
-            .collect();
-        basis.sort();
-        basis
+        naast_domain::access::platform_grants(state, &self.issuer, &self.client_id, today)
     }
 
     /// The changes among `events` (consecutive events of the log, in order): the events of one

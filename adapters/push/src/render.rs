@@ -50,20 +50,12 @@ pub fn wanted(
     if sight.is_blind() {
         return Ok(Vec::new());
     }
-    let basis: Vec<String> = {
-        let mut grants: Vec<String> = state
-            .grants
-            .iter()
-            .filter(|(_, g)| g.holds_on(today))
-            .filter(|(_, g)| {
-                matches!(&g.grantee, naast_domain::event::Grantee::Platform { issuer, client_id }
-                    if *issuer == endpoint.platform.issuer && *client_id == endpoint.platform.client_id)
-            })
-            .map(|(id, _)| format!("grant:{id}"))
-            .collect();
-        grants.sort();
-        grants
-    };
+    let basis = naast_domain::access::platform_grants(
+        state,
+        &endpoint.platform.issuer,
+        &endpoint.platform.client_id,
+        today,
+    );
     let kinds: Vec<Kind> = Kind::ALL
         .into_iter()
         .filter(|k| PUSHED_TYPES.contains(&k.name()) && endpoint.takes(k.name()))

@@ -335,14 +335,19 @@ impl Store {
 }
 
 impl Store {
+    fn write_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(subscription).map_err(|e| damaged("subscription", e))?;
+        self.subscriptions
+            .insert(subscription.id.as_bytes(), value)?;
+        Ok(())
+    }
+
     /// Keeps a new subscription, and that it follows its household.
     pub fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(subscription).map_err(|e| damaged("subscription", e))?;
         let mut following = subscription.household.0.as_bytes().to_vec();
         following.extend_from_slice(subscription.id.as_bytes());
         self.following.insert(following, &[][..])?;
-        self.subscriptions
-            .insert(subscription.id.as_bytes(), value)?;
+        self.write_subscription(subscription)?;
         self.db.flush()?;
         Ok(())
     }
@@ -397,8 +402,7 @@ impl Store {
             return Ok(());
         };
         f(&mut subscription);
-        let value = serde_json::to_vec(&subscription).map_err(|e| damaged("subscription", e))?;
-        self.subscriptions.insert(id.as_bytes(), value)?;
+        self.write_subscription(&subscription)?;
         self.db.flush()?;
         Ok(())
     }
@@ -428,8 +432,7 @@ impl Store {
         self.subscription_events.insert(key, value)?;
         subscription.events = event.number;
         subscription.from_position = position + 1;
-        let value = serde_json::to_vec(&subscription).map_err(|e| damaged("subscription", e))?;
-        self.subscriptions.insert(id.as_bytes(), value)?;
+        self.write_subscription(&subscription)?;
         self.db.flush()?;
         Ok(())
     }

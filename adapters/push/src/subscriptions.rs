@@ -144,7 +144,6 @@ enum DispatchError {
 /// Starts the task of every subscription still going that has none.
 fn start_tasks(
     subscriptions: &Subscriptions,
-    households: &Households,
     auditor: Option<&Auditor>,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
@@ -161,23 +160,11 @@ fn start_tasks(
         }
         let wake = Arc::new(Notify::new());
         tasks.insert(subscription.id, wake.clone());
-        let (subscriptions, households, auditor, stop) = (
-            subscriptions.clone(),
-            households.clone(),
-            auditor.cloned(),
-            stop.clone(),
-        );
+        let (subscriptions, auditor, stop) =
+            (subscriptions.clone(), auditor.cloned(), stop.clone());
         tokio::spawn(async move {
             let id = subscription.id;
-            deliver(
-                &subscriptions,
-                id,
-                &households,
-                auditor.as_ref(),
-                &wake,
-                stop,
-            )
-            .await;
+            deliver(&subscriptions, id, auditor.as_ref(), &wake, stop).await;
             subscriptions
                 .tasks
                 .lock()
@@ -197,7 +184,7 @@ async fn dispatch(
     let store = &subscriptions.store;
     let log = households.log().clone();
     let mut checkpoint = store.checkpoint(CHECKPOINT)?.min(log.head());
-    start_tasks(subscriptions, households, auditor, stop)?;
+    start_tasks(subscriptions, auditor, stop)?;
     let mut events = log.subscribe_all(checkpoint);
     loop {
         let woke = tokio::select! {
@@ -210,7 +197,7 @@ async fn dispatch(
             Some(Err(naast_eventlog::Error::Closed)) => return Ok(()),
             Some(Err(e)) => return Err(e.into()),
             None => {
-                start_tasks(subscriptions, households, auditor, stop)?;
+                start_tasks(subscriptions, auditor, stop)?;
                 continue;
             }
         };
@@ -276,7 +263,6 @@ async fn dispatch(
 async fn deliver(
     subscriptions: &Subscriptions,
     id: Uuid,
-    households: &Households,
     auditor: Option<&Auditor>,
     wake: &Notify,
     mut stop: watch::Receiver<bool>,
@@ -308,7 +294,6 @@ async fn deliver(
             return;
         }
     };
-    let _ = households;
     loop {
         let subscription = match store.subscription(id) {
             Ok(Some(s)) => s,
@@ -358,19 +343,15 @@ async fn deliver(
             .filter_map(|h| h.split_once(':'))
             .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
             .collect();
-        let record = record(&subscription, &events);
-        let sent = client
-            .send(&request, &mut stop, |attempt| {
-                let (auditor, mut record) = (auditor.cloned(), record.clone());
-                async move {
-                    let Some(auditor) = auditor else {
-                        return Ok(());
-                    };
-                    record.reason = Some(format!("attempt {attempt}"));
-                    auditor.record(&record).await.map_err(|e| e.to_string())
-                }
-            })
-            .await;
+        let sent = crate::worker::send_recorded(
+            &client,
+            auditor,
+            &request,
+            record(&subscription, &events),
+            false,
+            &mut stop,
+        )
+        .await;
         let answer = match sent {
             Ok(answer) => answer,
             Err(Stopping) => return,

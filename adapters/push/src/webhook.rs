@@ -45,15 +45,7 @@ fn kind_name(kind: ChangeKind) -> &'static str {
 /// The notice of `change` to `endpoint`: its message id and body.
 pub fn notice(endpoint: &str, change: &Change) -> Notice {
     let withdrawn = change.kinds.contains(&ChangeKind::Withdrawn);
-    let timestamp = time::OffsetDateTime::from_unix_timestamp_nanos(
-        i128::from(change.recorded_at_micros) * 1_000,
-    )
-    .ok()
-    .and_then(|t| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    })
-    .unwrap_or_default();
+    let timestamp = naast_fhir_http::subscriptions::instant(change.recorded_at_micros);
     let body = serde_json::json!({
         "type": if withdrawn { "household.withdrawn" } else { "household.changed" },
         "timestamp": timestamp,
@@ -83,11 +75,7 @@ pub(crate) async fn follow(
 ) -> Result<(), WorkerError> {
     let name = context.endpoint.name.clone();
     let log = context.households.log().clone();
-    let mut checkpoint = context.store.checkpoint(&name)?;
-    if checkpoint > log.head() {
-        tracing::warn!(endpoint = %name, "push checkpoint is ahead of the event log; following it from the start");
-        checkpoint = 0;
-    }
+    let mut checkpoint = crate::worker::starting_checkpoint(context)?;
     let mut feed = Feed::new(
         context.households.clone(),
         context.endpoint.platform.issuer.clone(),

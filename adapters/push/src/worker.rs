@@ -130,6 +130,20 @@ pub async fn run(endpoint: Endpoint, wiring: Wiring) {
     }
 }
 
+/// Where an endpoint's worker starts in the log: its checkpoint, or the start when the
+/// checkpoint is past the log's head (the store belongs to other data).
+pub(crate) fn starting_checkpoint(context: &Context) -> Result<u64, WorkerError> {
+    let checkpoint = context.store.checkpoint(&context.endpoint.name)?;
+    if checkpoint > context.households.log().head() {
+        tracing::warn!(
+            endpoint = %context.endpoint.name,
+            "push checkpoint is ahead of the event log; following it from the start"
+        );
+        return Ok(0);
+    }
+    Ok(checkpoint)
+}
+
 /// Follows the log from the checkpoint until the log closes or `stop` turns true.
 async fn follow(
     context: &Arc<Context>,
@@ -138,14 +152,7 @@ async fn follow(
 ) -> Result<(), WorkerError> {
     let name = context.endpoint.name.as_str();
     let log = context.households.log().clone();
-    let mut checkpoint = context.store.checkpoint(name)?;
-    if checkpoint > log.head() {
-        tracing::warn!(
-            endpoint = name,
-            "push checkpoint is ahead of the event log; following it from the start"
-        );
-        checkpoint = 0;
-    }
+    let mut checkpoint = starting_checkpoint(context)?;
     // Whatever the platform holds is checked again first: grants may have run out while naast
     // was stopped, and a crash may have cut a household's synchronisation short.
     let mut day = naast_domain::calendar::dutch_today();
@@ -619,11 +626,29 @@ pub(crate) async fn send(
     announced: bool,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Answer, Stopping> {
-    let auditor = context.auditor.clone();
-    context
-        .client
+    send_recorded(
+        &context.client,
+        context.auditor.as_ref(),
+        request,
+        record,
+        announced,
+        stop,
+    )
+    .await
+}
+
+/// [`send`] with `client`, recording in `auditor`.
+pub(crate) async fn send_recorded(
+    client: &Client,
+    auditor: Option<&Auditor>,
+    request: &Request,
+    record: audit::Record,
+    announced: bool,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Answer, Stopping> {
+    client
         .send(request, stop, |attempt| {
-            let (auditor, mut record) = (auditor.clone(), record.clone());
+            let (auditor, mut record) = (auditor.cloned(), record.clone());
             async move {
                 let Some(auditor) = auditor else {
                     return Ok(());

@@ -561,6 +561,23 @@ pub fn authorize(
     })
 }
 
+/// The family's grants to a PGO platform (`issuer`, `client_id`) that hold on `today`, as audit
+/// bases (`grant:…`), in order: on what naast sends that platform anything.
+pub fn platform_grants(
+    household: &Household,
+    issuer: &str,
+    client_id: &str,
+    today: Date,
+) -> Vec<String> {
+    let mut basis: Vec<String> = Standing::of_platform(household, issuer, client_id, today)
+        .grants
+        .iter()
+        .map(|(id, _)| format!("grant:{id}"))
+        .collect();
+    basis.sort();
+    basis
+}
+
 /// What the family's own grants to a PGO platform (`issuer`, `client_id`) allow it on `today`,
 /// with no member acting through it: what naast may send that platform unasked (a push). Only
 /// reads are ever allowed this way; a household that does not exist, is erased or granted the

@@ -184,7 +184,8 @@ pub trait SubscriptionStore: Send + Sync {
     ) -> Result<Vec<NotificationEvent>, StoreFailure>;
 }
 
-fn instant(micros: u64) -> String {
+/// `micros` (since 1970) as a FHIR instant.
+pub fn instant(micros: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
         .ok()
         .and_then(|t| {
@@ -281,16 +282,11 @@ pub fn notification(
         "resourceType": "Bundle",
         "id": Uuid::now_v7().to_string(),
         "type": "history",
-        "timestamp": instant(now_micros()),
+        "timestamp": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
         "entry": entry,
     })
-}
-
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or_default()
 }
 
 /// The Subscription resource of `subscription`.
@@ -466,14 +462,11 @@ pub async fn create(
         ));
     }
     let endpoint = channel["endpoint"].as_str().unwrap_or_default().to_owned();
-    match reqwest_like_url(&endpoint) {
-        true => {}
-        false => {
-            return Err(invalid(
-                "Subscription.channel.endpoint",
-                "an http(s) URL to send notifications to",
-            ));
-        }
+    if !is_http_url(&endpoint) {
+        return Err(invalid(
+            "Subscription.channel.endpoint",
+            "an http(s) URL to send notifications to",
+        ));
     }
     if !channel["payload"].is_null() && channel["payload"] != "application/fhir+json" {
         return Err(invalid(
@@ -562,7 +555,7 @@ pub async fn create(
     Ok(response)
 }
 
-fn reqwest_like_url(url: &str) -> bool {
+fn is_http_url(url: &str) -> bool {
     (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() > "http://".len()
         && !url.chars().any(char::is_whitespace)
