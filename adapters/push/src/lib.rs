@@ -20,6 +20,7 @@ pub mod endpoint;
 pub mod feed;
 pub mod oauth;
 pub mod render;
+pub mod scope;
 pub mod store;
 pub mod subscriptions;
 pub mod webhook;

@@ -11,10 +11,10 @@ use crate::endpoint::{Endpoint, PUSHED_TYPES};
 use naast_domain::Household;
 use naast_domain::ids::{HouseholdId, PlanId};
 use naast_fhir::MapError;
-use naast_fhir_http::resources::{self, Kind, Sight};
+use naast_fhir_http::resources::{self, Kind, Sight, Unseen};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// One resource the platform should hold.
@@ -33,13 +33,15 @@ pub struct Wanted {
 /// A resource's place: its type and naast's id.
 pub type Key = (String, Uuid);
 
-/// Every resource of `household` the endpoint's platform should hold on `today`, in the order
-/// they are written: [`PUSHED_TYPES`], plans before agreements, then by id.
+/// Every resource of `household` the endpoint's platform should hold on `today` (of those in
+/// `only`, if given), in the order they are written: [`PUSHED_TYPES`], plans before
+/// agreements, then by id.
 pub fn wanted(
     endpoint: &Endpoint,
     household: HouseholdId,
     state: &Household,
     today: time::Date,
+    only: Option<&HashSet<Key>>,
 ) -> Result<Vec<Wanted>, MapError> {
     let sight = Sight::of_platform(
         state,
@@ -60,8 +62,25 @@ pub fn wanted(
         .into_iter()
         .filter(|k| PUSHED_TYPES.contains(&k.name()) && endpoint.takes(k.name()))
         .collect();
+    let found = match only {
+        None => resources::visible(household, state, &kinds, &sight, today)?,
+        Some(keys) => {
+            let mut found = Vec::new();
+            for (resource_type, id) in keys {
+                let Some(kind) = Kind::parse(resource_type).filter(|k| kinds.contains(k)) else {
+                    continue;
+                };
+                match resources::one(household, state, kind, *id, &sight, today) {
+                    Ok(resource) => found.push((kind, *id, resource)),
+                    Err(Unseen::Map(e)) => return Err(e),
+                    Err(Unseen::Missing | Unseen::Denied(_)) => {}
+                }
+            }
+            found
+        }
+    };
     let mut out = Vec::new();
-    for (kind, id, resource) in resources::visible(household, state, &kinds, &sight, today)? {
+    for (kind, id, resource) in found {
         let json = serde_json::to_value(&resource).map_err(|e| MapError::Build {
             resource: kind.name(),
             reason: e.to_string(),

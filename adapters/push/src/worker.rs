@@ -12,6 +12,7 @@
 use crate::deliver::{Answer, Client, Request, Stopping};
 use crate::endpoint::Endpoint;
 use crate::render::{self, Key};
+use crate::scope::Scope;
 use crate::store::{DeadLetter, Entry, Store, StoreError};
 use bytes::Bytes;
 use naast_app::audit::{self, Auditor};
@@ -156,7 +157,13 @@ async fn follow(
     // Whatever the platform holds is checked again first: grants may have run out while naast
     // was stopped, and a crash may have cut a household's synchronisation short.
     let mut day = naast_domain::calendar::dutch_today();
-    sync(context, context.store.households(name)?, day, stop).await?;
+    sync(
+        context,
+        everything(context.store.households(name)?),
+        day,
+        stop,
+    )
+    .await?;
     let mut subscription = log.subscribe_all(checkpoint);
     loop {
         let woke = tokio::select! {
@@ -176,7 +183,7 @@ async fn follow(
                 households.dedup();
                 sync(
                     context,
-                    households,
+                    everything(households),
                     naast_domain::calendar::dutch_today(),
                     stop,
                 )
@@ -184,31 +191,65 @@ async fn follow(
                 continue;
             }
             Woke::Timer => {
-                let today = naast_domain::calendar::dutch_today();
-                if today != day {
-                    day = today;
-                    sync(context, context.store.households(name)?, day, stop).await?;
-                }
+                new_day(context, &mut day, stop).await?;
                 continue;
             }
         };
         let mut events = vec![first];
         events.extend(subscription.ready(BATCH - 1));
-        let mut touched = Vec::new();
-        let mut seen = HashSet::new();
+        // Each household the batch touched, with what its events may have changed.
+        let mut touched: Vec<(HouseholdId, Scope)> = Vec::new();
+        let mut index: HashMap<HouseholdId, usize> = HashMap::new();
         for event in &events {
-            if let Some(household) = household_of(&event.stream_id)
-                && seen.insert(household)
-            {
-                touched.push(household);
+            let Some(household) = household_of(&event.stream_id) else {
+                continue;
+            };
+            let scope = match context.households.open(household, event) {
+                Ok(Some(stored)) => Scope::of(&stored.event),
+                // Erased, or unreadable: the pass finds out what is left.
+                Ok(None) | Err(_) => Scope::All,
+            };
+            match index.get(&household) {
+                Some(&i) => touched[i].1.merge(scope),
+                None => {
+                    index.insert(household, touched.len());
+                    touched.push((household, scope));
+                }
             }
         }
-        day = naast_domain::calendar::dutch_today();
+        new_day(context, &mut day, stop).await?;
         sync(context, touched, day, stop).await?;
         let next = events.last().map_or(checkpoint, |e| e.position + 1);
         context.store.set_checkpoint(name, next).await?;
         checkpoint = next;
     }
+}
+
+/// On a new day, everything the platform holds is checked again: grants may have run out and
+/// agreements' funding moved with the date.
+async fn new_day(
+    context: &Arc<Context>,
+    day: &mut time::Date,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let today = naast_domain::calendar::dutch_today();
+    if today != *day {
+        *day = today;
+        let name = context.endpoint.name.as_str();
+        sync(
+            context,
+            everything(context.store.households(name)?),
+            today,
+            stop,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Each of `households`, to be synchronised whole.
+fn everything(households: Vec<HouseholdId>) -> Vec<(HouseholdId, Scope)> {
+    households.into_iter().map(|h| (h, Scope::All)).collect()
 }
 
 /// What woke a worker.
@@ -224,23 +265,24 @@ pub(crate) fn household_of(stream_id: &str) -> Option<HouseholdId> {
     Uuid::parse_str(id).ok().map(HouseholdId)
 }
 
-/// Synchronises `households`: each pass prepared first (nothing leaves naast yet), then the
+/// Synchronises `households` (each as far as its scope says it may have changed): each pass
+/// prepared first (nothing leaves naast yet), then the
 /// audit records of all of them written at once (sharing the audit log's commits), then the
 /// passes carried out, up to the endpoint's concurrency at once; fails if any failed.
 async fn sync(
     context: &Arc<Context>,
-    households: Vec<HouseholdId>,
+    households: Vec<(HouseholdId, Scope)>,
     today: time::Date,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
     // Prepared a few at a time (the rendering is the work), kept in the batch's order.
     let limit = Arc::new(tokio::sync::Semaphore::new(context.endpoint.concurrency));
     let mut preparing = tokio::task::JoinSet::new();
-    for (i, household) in households.into_iter().enumerate() {
+    for (i, (household, scope)) in households.into_iter().enumerate() {
         let (context, limit) = (context.clone(), limit.clone());
         preparing.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            (i, prepare(&context, household, today).await)
+            (i, prepare(&context, household, &scope, today).await)
         });
     }
     let mut prepared = Vec::new();
@@ -398,15 +440,20 @@ fn render_round(
     Ok((rendered, writes))
 }
 
-/// Prepares `household`'s pass: nothing leaves naast yet.
+/// Prepares `household`'s pass over what `scope` says may have changed: nothing leaves naast
+/// yet.
 async fn prepare(
     context: &Context,
     household: HouseholdId,
+    scope: &Scope,
     today: time::Date,
 ) -> Result<Pass, WorkerError> {
     let name = context.endpoint.name.as_str();
     let (state, _) = context.households.state(household).await?;
-    let wanted = render::wanted(&context.endpoint, household, &state, today)?;
+    // `None`: every resource, the whole household compared with what the platform holds.
+    let only = scope.keys(&state);
+    let within = |key: &Key| only.as_ref().is_none_or(|keys| keys.contains(key));
+    let wanted = render::wanted(&context.endpoint, household, &state, today, only.as_ref())?;
     let ledger: HashMap<Key, Entry> = context
         .store
         .ledger(name, household)?
@@ -417,22 +464,29 @@ async fn prepare(
         .iter()
         .map(|w| (w.resource_type.to_owned(), w.id))
         .collect();
+    // What the platform holds and keeps: what is wanted, and (when only part is rendered)
+    // what lies outside that part and is not being withdrawn.
+    let keeps = |key: &Key, entry: &Entry| {
+        wanted_keys.contains(key) || (!within(key) && entry.hash != WITHDRAWAL_REFUSED)
+    };
     let remotes: HashMap<Key, String> = ledger
         .iter()
-        .filter(|(key, _)| wanted_keys.contains(*key))
+        .filter(|(key, entry)| keeps(key, entry))
         .filter_map(|(key, entry)| entry.remote.clone().map(|r| (key.clone(), r)))
         .collect();
     let (rendered, writes) = render_round(context, &wanted, &ledger, &remotes)?;
     let why = if state.erased {
         "the household was erased"
-    } else if wanted.is_empty() {
+    } else if only.is_none() && wanted.is_empty() {
         "no grant to the platform holds"
     } else {
         "no longer covered by the platform's grants"
     };
     let mut withdrawn: Vec<(Key, Entry)> = ledger
         .iter()
-        .filter(|(key, entry)| !wanted_keys.contains(*key) && entry.hash != WITHDRAWAL_REFUSED)
+        .filter(|(key, entry)| {
+            within(key) && !wanted_keys.contains(*key) && entry.hash != WITHDRAWAL_REFUSED
+        })
         .map(|(key, entry)| (key.clone(), entry.clone()))
         .collect();
     // What refers to others goes first (the reverse of the order of writing).

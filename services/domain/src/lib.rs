@@ -24,6 +24,8 @@ mod error;
 pub mod event;
 pub mod ids;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timeline;
 pub mod validate;
 pub mod vocab;
