@@ -453,17 +453,24 @@ impl Auditor {
 
     /// Writes `record` with event id `id` on a task of its own, so that a call its client
     /// cancels cannot cancel the record of what it may already have done; [`Auditor::settled`]
-    /// waits for every such write.
+    /// waits for every such write. It waits to be told whether durable events carry the record
+    /// (then it is written as their copy, [`Auditor::record_deferred`]); otherwise, or if the
+    /// teller is gone, it is written durably.
     pub fn record_detached(
         &self,
         record: Record,
         id: Uuid,
+        carried: tokio::sync::oneshot::Receiver<bool>,
     ) -> tokio::task::JoinHandle<Result<(), AuditError>> {
         use std::sync::atomic::Ordering;
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         let auditor = self.clone();
         tokio::spawn(async move {
-            let written = auditor.record_as(&record, id).await;
+            let written = if carried.await.unwrap_or(false) {
+                auditor.record_deferred(&record, id).await
+            } else {
+                auditor.record_as(&record, id).await
+            };
             if auditor.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                 auditor.inner.settled.notify_waiters();
             }
@@ -491,13 +498,39 @@ impl Auditor {
     /// Appends `record` with event id `id` (which the events it allowed name as their cause);
     /// returns once it is durable.
     pub async fn record_as(&self, record: &Record, id: Uuid) -> Result<(), AuditError> {
+        self.write(record, id, true).await
+    }
+
+    /// Appends `record` with event id `id`, returning once it is written (readable), not once
+    /// durable: for the record of a command whose events carry it (sealed in their stamp), so
+    /// that the command's one durable commit holds the record too. It becomes durable with the
+    /// audit log's next sync ([`Auditor::sync`], any durable record's, or sled's own flush
+    /// every 500 ms); after a crash before that, the start-up reconciliation writes it again
+    /// from the events, under the same id.
+    pub async fn record_deferred(&self, record: &Record, id: Uuid) -> Result<(), AuditError> {
+        self.write(record, id, false).await
+    }
+
+    /// Makes every record written so far durable, deferred ones included: one sync of each open
+    /// partition, shared with the records being committed.
+    pub async fn sync(&self) -> Result<(), AuditError> {
+        for (_, log) in self.partitions() {
+            if let Err(e) = log.sync().await {
+                self.inner
+                    .failed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn write(&self, record: &Record, id: Uuid, durable: bool) -> Result<(), AuditError> {
         let stream = record
             .household
             .map_or_else(|| SERVICE_STREAM.to_owned(), |h| format!("audit-{}", h.0));
-        // Serialising this plain data cannot fail: no maps with non-string keys, no custom
-        // serialisers that error.
         let written = match self.partition(self.year_to_write()) {
-            Ok(log) => append(&log, &stream, record, id).await,
+            Ok(log) => append(&log, &stream, record, id, durable).await,
             Err(e) => Err(e),
         };
         if written.is_ok() {
@@ -617,6 +650,10 @@ impl Auditor {
         loop {
             let chunk = log.read_all(next, Direction::Forwards, SCAN_CHUNK)?;
             if chunk.is_empty() {
+                // Written without a sync each: one for all of them.
+                if written > 0 {
+                    self.sync().await?;
+                }
                 return Ok(written);
             }
             for event in chunk {
@@ -652,7 +689,7 @@ impl Auditor {
                     record.reason = Some(
                         "recorded at the next start: the process stopped after the command's events were written and before this record was".into(),
                     );
-                    self.record_as(&record, cause).await?;
+                    self.record_deferred(&record, cause).await?;
                     written += 1;
                     continue;
                 }
@@ -669,7 +706,7 @@ impl Auditor {
                     objects: vec![event.id.to_string()],
                     ..Record::new("recovered", Outcome::Allowed)
                 };
-                self.record_as(&record, cause).await?;
+                self.record_deferred(&record, cause).await?;
                 written += 1;
             }
         }
@@ -828,14 +865,17 @@ fn now_micros() -> u64 {
     u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(0)
 }
 
-async fn append(log: &EventLog, stream: &str, record: &Record, id: Uuid) -> Result<(), AuditError> {
+async fn append(
+    log: &EventLog,
+    stream: &str,
+    record: &Record,
+    id: Uuid,
+    durable: bool,
+) -> Result<(), AuditError> {
     // Serialising this plain data cannot fail: no maps with non-string keys, no custom
     // serialisers that error.
     let payload = serde_json::to_vec(record).unwrap_or_default();
-    log.append(
-        stream,
-        ExpectedRevision::Any,
-        vec![NewEvent {
+    let events = vec![NewEvent {
             id,
             event_type: EVENT_TYPE.to_owned(),
             schema_version: SCHEMA_VERSION,
@@ -845,9 +885,13 @@ async fn append(log: &EventLog, stream: &str, record: &Record, id: Uuid) -> Resu
                 actor: record.user.as_ref().map(|u| u.identity.subject.clone()),
             },
             payload: payload.into(),
-        }],
-    )
-    .await?;
+        }];
+    if durable {
+        log.append(stream, ExpectedRevision::Any, events).await?;
+    } else {
+        log.append_deferred(stream, ExpectedRevision::Any, events)
+            .await?;
+    }
     Ok(())
 }
 
@@ -1000,6 +1044,7 @@ mod tests {
             &format!("audit-{}", household.0),
             &record(household, "old"),
             Uuid::now_v7(),
+            true,
         )
         .await
         .unwrap();

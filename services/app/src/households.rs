@@ -139,10 +139,6 @@ struct Snapshot {
     revision: Option<u64>,
 }
 
-/// The audit log write of a command, run together with the command's append.
-type AuditWrite =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), audit::AuditError>> + Send>>;
-
 /// A household's snapshot, locked while a command on it is decided and appended: commands on
 /// one household take turns (it is the consistency boundary), others run in parallel.
 type Slot = Arc<tokio::sync::Mutex<Snapshot>>;
@@ -421,38 +417,42 @@ impl Households {
             }
             return Err(AppError::Denied(denied.reason.clone()));
         }
-        // The audit record of an allowed command is written while the command is decided and
-        // appended, and both are durable before the command is acknowledged. Its events name the
-        // record as their cause, so a crash between the two durable writes is found and its
-        // record written at the next start (`Auditor::reconcile`).
+        // The audit record of an allowed command is durable before the command is acknowledged,
+        // in one commit with its events: the first event carries it (sealed, in its stamp). The
+        // audit log's copy is written once the events are durable, without a sync of its own
+        // (`Auditor::record_deferred`), so it never exists without them; a crash before the copy
+        // is durable is found at the next start, which writes it again from the events
+        // (`Auditor::reconcile`). Without events to carry it (refused, replayed, cut off) the
+        // copy is the record, written durably before the answer. An erasure leaves only a
+        // tombstone, which does not carry the record and after which the household's key (that
+        // opens the stamps) is destroyed: every copy written so far is made durable first.
+        let erasing = matches!(command, Command::EraseHousehold);
+        if erasing && let Some(auditor) = &self.auditor {
+            auditor.sync().await?;
+        }
         let mut stamp = CommandStamp {
             fingerprint: context
                 .request_id
                 .map(|_| fingerprint(&context.calling, household, &command, context.happened_on)),
             audit: None,
         };
-        let mut audit = self
+        let audit = self
             .audit_record(&context.calling, household, decision.as_ref(), objects)?
             .map(|(auditor, mut record)| {
                 stamp_request_id(&mut record, context);
                 let id = Uuid::now_v7();
-                // Kept with the command's events (sealed), so that a crash between the two
-                // writes loses nothing of the record (`Auditor::reconcile`).
+                // Kept with the command's events (sealed), the record's durable original.
                 stamp.audit = serde_json::to_value(&record).ok();
-                // On a task of its own: a call its client cancels (a deadline, a dropped
-                // connection) must not cancel the record of what it may already have done, nor
-                // leave that silently unwritten. (A failure marks the audit log, so the next start
-                // reconciles.)
-                let task = auditor.record_detached(record, id);
-                let write: AuditWrite = Box::pin(async move {
-                    task.await.unwrap_or_else(|e| {
-                        Err(audit::AuditError::Unavailable(format!(
-                            "the audit write stopped: {e}"
-                        )))
-                    })
-                });
-                (id, write)
+                // On a task of its own, told whether this call's events carry the record: a
+                // call its client cancels (a deadline, a dropped connection) must not cancel
+                // the record of what it may already have done, nor leave that silently
+                // unwritten (cut off, it is written durably). A failure marks the audit log, so
+                // the next start reconciles.
+                let (carried, told) = tokio::sync::oneshot::channel();
+                let task = auditor.record_detached(record, id, told);
+                (id, carried, task)
             });
+        let causation = audit.as_ref().map(|(id, ..)| *id);
         let result = self
             .decide_and_append(
                 household,
@@ -460,13 +460,30 @@ impl Households {
                 context,
                 &stamp,
                 &mut snapshot,
-                &mut audit,
+                causation,
             )
             .await;
-        if let Some((_, write)) = audit {
-            // Not joined with an append (refused, or replayed): the access is recorded all the
-            // same.
-            write.await?;
+        if let Some((_, carried, task)) = audit {
+            let carries = matches!(&result, Ok(done) if !done.replayed);
+            // The task outlives the call, so it is there to be told.
+            let _ = carried.send(carries);
+            let written = task.await.unwrap_or_else(|e| {
+                Err(audit::AuditError::Unavailable(format!(
+                    "the audit write stopped: {e}"
+                )))
+            });
+            match written {
+                Err(e) if carries => {
+                    // The events are durable and carry the command's audit record: the next
+                    // start writes it (the failure keeps the reconciliation mark back). The
+                    // command happened, so it is answered as done.
+                    tracing::error!(error = %e, %household, "command done; its audit record follows at the next start");
+                }
+                // Refused, replayed or failed: the access is recorded all the same, and a
+                // failure to record it comes first.
+                Err(e) => return Err(e.into()),
+                Ok(()) => {}
+            }
         }
         if blind {
             // Whatever the household made of it (filed, a retry, an access request id or a
@@ -488,7 +505,7 @@ impl Households {
     }
 
     /// Decides `command` on the snapshot and appends its events, deciding again when another
-    /// writer got there first; the first append runs together with the `audit` write.
+    /// writer got there first; its events name `causation`, the command's audit record.
     async fn decide_and_append(
         &self,
         household: HouseholdId,
@@ -496,10 +513,8 @@ impl Households {
         context: &CommandContext,
         stamp: &CommandStamp,
         snapshot: &mut Snapshot,
-        audit: &mut Option<(Uuid, AuditWrite)>,
+        causation: Option<Uuid>,
     ) -> Result<Executed, AppError> {
-        // The events name the command's audit record as their cause.
-        let causation = audit.as_ref().map(|(id, _)| *id);
         // Under the household's lock, so two copies of one request cannot both act.
         if let Some(request_id) = context.request_id
             && let Some(done) = self.already_executed(household, request_id, stamp)?
@@ -521,15 +536,7 @@ impl Households {
                 .revision
                 .map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
             let stream = household.stream_id();
-            let append = self.log.append(&stream, expected, new_events);
-            let (recorded, appended) = match audit.take() {
-                Some((_, write)) => {
-                    let (recorded, appended) = tokio::join!(write, append);
-                    (recorded, appended)
-                }
-                None => (Ok(()), append.await),
-            };
-            match appended {
+            match self.log.append(&stream, expected, new_events).await {
                 Ok(outcome) => {
                     // The state follows the log first, whatever the audit write did.
                     if !outcome.replayed {
@@ -547,12 +554,6 @@ impl Households {
                         // projector passes the tombstone (it keeps trying until it can).
                         tracing::error!(error = %e, %household, "erased, but the key could not be destroyed yet");
                     }
-                    if let Err(e) = recorded {
-                        // The events are durable and carry the command's audit record: the next
-                        // start writes it (the failure keeps the reconciliation mark back). The
-                        // command happened, so it is answered as done.
-                        tracing::error!(error = %e, %household, "command done; its audit record follows at the next start");
-                    }
                     return Ok(Executed {
                         revision: outcome.last_revision,
                         position: outcome.last_position,
@@ -560,7 +561,6 @@ impl Households {
                     });
                 }
                 Err(naast_eventlog::Error::WrongExpectedRevision { actual, .. }) => {
-                    recorded?;
                     if let Some(expected) = context.expected_revision {
                         return Err(AppError::Conflict { expected, actual });
                     }
@@ -571,10 +571,7 @@ impl Households {
                         return Err(AppError::Denied(denied.reason));
                     }
                 }
-                Err(e) => {
-                    recorded?;
-                    return Err(e.into());
-                }
+                Err(e) => return Err(e.into()),
             }
         }
         Err(AppError::Contended)

@@ -327,6 +327,42 @@ impl EventLog {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome> {
+        self.append_with(stream_id, expected, events, true).await
+    }
+
+    /// As [`EventLog::append`], but answered once the events are written to the storage's
+    /// memory (and visible to readers), without waiting for them to be durable: they become
+    /// durable with the next sync of the log (a durable append's, [`EventLog::sync`]'s, or
+    /// sled's own flush, every 500 ms). A crash can lose them, never half of them, nor break
+    /// the hash chain. For copies whose durable original is elsewhere (the audit log's copy of
+    /// a record carried by a command's events).
+    pub async fn append_deferred(
+        &self,
+        stream_id: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome> {
+        self.append_with(stream_id, expected, events, false).await
+    }
+
+    /// Makes everything appended so far durable (one sync, shared with the appends being
+    /// committed). Errors: [`Error::Storage`], [`Error::Poisoned`], [`Error::Closed`].
+    pub async fn sync(&self) -> Result<()> {
+        let (waiter, done) = oneshot::channel();
+        self.commands
+            .send(Command::Sync(waiter))
+            .await
+            .map_err(|_| Error::Closed)?;
+        done.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn append_with(
+        &self,
+        stream_id: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+        sync: bool,
+    ) -> Result<AppendOutcome> {
         limits::check_append(stream_id, &events)?;
         let (reply, outcome) = oneshot::channel();
         let request = AppendRequest {
@@ -334,6 +370,7 @@ impl EventLog {
             expected,
             events,
             reply,
+            sync,
         };
         self.commands
             .send(Command::Append(request))

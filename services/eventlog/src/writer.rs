@@ -30,10 +30,14 @@ pub(crate) struct AppendRequest {
     pub expected: ExpectedRevision,
     pub events: Vec<NewEvent>,
     pub reply: oneshot::Sender<Result<AppendOutcome>>,
+    /// Answered only once durable (else once written to the storage's memory).
+    pub sync: bool,
 }
 
 pub(crate) enum Command {
     Append(AppendRequest),
+    /// Make everything written so far durable, then answer.
+    Sync(oneshot::Sender<Result<()>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -57,6 +61,10 @@ struct Written {
     replies: Vec<(Reply, AppendOutcome)>,
     /// Appends refused against the writer's view, answered once that view is committed.
     rejected: Vec<(Reply, Error)>,
+    /// Callers waiting for everything written to be durable.
+    waiters: Vec<oneshot::Sender<Result<()>>>,
+    /// Whether a caller of this group waits for a sync.
+    sync: bool,
 }
 
 /// Makes written groups durable, then publishes them and answers their callers.
@@ -91,6 +99,8 @@ struct Group {
     ids: HashMap<Uuid, usize>,
     replies: Vec<(Reply, AppendOutcome)>,
     rejected: Vec<(Reply, Error)>,
+    /// Whether a caller waits for a sync.
+    sync: bool,
 }
 
 impl Writer {
@@ -128,6 +138,7 @@ impl Writer {
         let mut closing = Vec::new();
         while let Some(first) = commands.blocking_recv() {
             let mut group = Vec::new();
+            let mut waiters = Vec::new();
             let mut events = 0;
             let mut next = Some(first);
             while let Some(command) = next.take() {
@@ -136,6 +147,7 @@ impl Writer {
                         events += request.events.len();
                         group.push(request);
                     }
+                    Command::Sync(waiter) => waiters.push(waiter),
                     Command::Close(done) => {
                         closing.push(done);
                         break;
@@ -145,7 +157,7 @@ impl Writer {
                     next = commands.try_recv().ok();
                 }
             }
-            self.commit(group);
+            self.commit(group, waiters);
             if !closing.is_empty() {
                 break;
             }
@@ -156,6 +168,9 @@ impl Writer {
             match command {
                 Command::Append(request) => {
                     let _ = request.reply.send(Err(Error::Closed));
+                }
+                Command::Sync(waiter) => {
+                    let _ = waiter.send(Err(Error::Closed));
                 }
                 Command::Close(done) => closing.push(done),
             }
@@ -199,8 +214,11 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, requests: Vec<AppendRequest>) {
-        let mut group = Group::default();
+    fn commit(&mut self, requests: Vec<AppendRequest>, waiters: Vec<oneshot::Sender<Result<()>>>) {
+        let mut group = Group {
+            sync: !waiters.is_empty(),
+            ..Group::default()
+        };
         let recorded_at = record::now_micros();
         for request in requests {
             if let Some(reason) = self.shared.poisoned.get() {
@@ -211,8 +229,14 @@ impl Writer {
                 // Refusals can reflect groups still being synced: they are answered in order,
                 // after those groups are committed.
                 Err(e) => group.rejected.push((request.reply, e)),
-                Ok(Prepared::Replay(outcome)) => group.replies.push((request.reply, outcome)),
+                // A durable append (or its replay: the original may have been deferred) waits
+                // for the sync, which covers every group written before too.
+                Ok(Prepared::Replay(outcome)) => {
+                    group.sync |= request.sync;
+                    group.replies.push((request.reply, outcome));
+                }
                 Ok(Prepared::New { first_revision }) => {
+                    group.sync |= request.sync;
                     self.stage(request, first_revision, recorded_at, &mut group);
                 }
             }
@@ -243,7 +267,7 @@ impl Writer {
                 }
             }
         }
-        if group.replies.is_empty() && group.rejected.is_empty() {
+        if group.replies.is_empty() && group.rejected.is_empty() && waiters.is_empty() {
             return;
         }
         // Even a group of replays goes through the syncer: what it replays may still be on its
@@ -252,6 +276,8 @@ impl Writer {
             records: group.records,
             replies: group.replies,
             rejected: group.rejected,
+            waiters,
+            sync: group.sync,
         };
         if let Err(std::sync::mpsc::SendError(written)) = self.to_sync.send(written) {
             // The syncer is gone (it panicked): nothing can be made durable any more.
@@ -260,6 +286,9 @@ impl Writer {
             }
             for (reply, _) in written.rejected {
                 let _ = reply.send(Err(Error::Closed));
+            }
+            for waiter in written.waiters {
+                let _ = waiter.send(Err(Error::Closed));
             }
         }
     }
@@ -404,9 +433,11 @@ impl Syncer {
     }
 
     fn commit(&self, groups: Vec<Written>) {
-        let writes = groups.iter().any(|g| !g.records.is_empty());
+        // Synced when a caller waits for it (deferred appends become durable with the next
+        // sync, or sled's own flush every 500 ms).
+        let wanted = groups.iter().any(|g| g.sync);
         if self.durable
-            && writes
+            && wanted
             && self.shared.poisoned.get().is_none()
             && let Err(e) = self.shared.storage.sync()
         {
@@ -418,6 +449,9 @@ impl Syncer {
                 let replies = group.replies.into_iter().map(|(reply, _)| reply);
                 for reply in replies.chain(group.rejected.into_iter().map(|(reply, _)| reply)) {
                     let _ = reply.send(Err(Error::Poisoned(reason.clone())));
+                }
+                for waiter in group.waiters {
+                    let _ = waiter.send(Err(Error::Poisoned(reason.clone())));
                 }
             }
             return;
@@ -438,6 +472,9 @@ impl Syncer {
             }
             for (reply, error) in group.rejected {
                 let _ = reply.send(Err(error));
+            }
+            for waiter in group.waiters {
+                let _ = waiter.send(Ok(()));
             }
         }
     }

@@ -20,7 +20,12 @@ enum Op {
         stream: usize,
         expected: ExpectedRevision,
         count: usize,
+        /// Answered once written rather than once durable (`append_deferred`): the same
+        /// outcome, the same log.
+        deferred: bool,
     },
+    /// Makes everything appended durable.
+    Sync,
     /// Retries an earlier append (by index, modulo the number so far) with its very events.
     Retry { call: usize },
     /// Appends new events plus one id of an earlier append.
@@ -57,8 +62,9 @@ fn from() -> impl Strategy<Value = u64> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        5 => (0..STREAMS.len(), expected(), 1usize..4)
-            .prop_map(|(stream, expected, count)| Op::Append { stream, expected, count }),
+        5 => (0..STREAMS.len(), expected(), 1usize..4, any::<bool>())
+            .prop_map(|(stream, expected, count, deferred)| Op::Append { stream, expected, count, deferred }),
+        1 => Just(Op::Sync),
         1 => any::<usize>().prop_map(|call| Op::Retry { call }),
         1 => (0..STREAMS.len(), any::<usize>()).prop_map(|(stream, call)| Op::ReuseId { stream, call }),
         2 => (0..STREAMS.len(), from(), direction(), 1usize..6)
@@ -225,13 +231,20 @@ async fn check(log: &EventLog, ops: &[Op]) -> Result<(), TestCaseError> {
                 stream,
                 expected,
                 count,
+                deferred,
             } => {
                 let batch = new_events(count, &mut seq);
                 let want = model.append(STREAMS[stream], expected, &batch);
-                let got = log.append(STREAMS[stream], expected, batch.clone()).await;
+                let got = if deferred {
+                    log.append_deferred(STREAMS[stream], expected, batch.clone())
+                        .await
+                } else {
+                    log.append(STREAMS[stream], expected, batch.clone()).await
+                };
                 prop_assert_eq!(got, want, "{:?}", op);
                 calls.push((stream, expected, batch));
             }
+            Op::Sync => prop_assert!(log.sync().await.is_ok(), "a sync of a healthy log succeeds"),
             Op::Retry { call } if !calls.is_empty() => {
                 let (stream, expected, batch) = calls[call % calls.len()].clone();
                 let want = model.append(STREAMS[stream], expected, &batch);

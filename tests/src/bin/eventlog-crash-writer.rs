@@ -6,6 +6,9 @@
 //!
 //! Each event's payload is `<call id> <index> <count>`, the call id being the first event's id,
 //! so the checker can tell that every append is entirely present or entirely absent.
+//!
+//! A third of the appends are deferred (`append_deferred`, answered before they are durable),
+//! each followed by a `sync`: such an append is acknowledged only once the sync returns.
 
 use naast_eventlog::{EventLog, ExpectedRevision, NewEvent, Options};
 use naast_tests::Rng;
@@ -70,7 +73,15 @@ async fn append_forever(log: EventLog, seed: u64) -> Result<(), naast_eventlog::
         } else {
             ExpectedRevision::Any
         };
-        match log.append(&stream, expected, events).await {
+        let appended = if rng.below(3) == 0 {
+            match log.append_deferred(&stream, expected, events).await {
+                Ok(outcome) => log.sync().await.map(|()| outcome),
+                Err(e) => Err(e),
+            }
+        } else {
+            log.append(&stream, expected, events).await
+        };
+        match appended {
             Ok(outcome) => {
                 let mut out = std::io::stdout().lock();
                 // Written and flushed before the next append: a line on stdout is a promise.

@@ -224,10 +224,13 @@ pub async fn run(
         let settled = tokio::time::timeout(DRAIN_DEADLINE, auditor.settled())
             .await
             .is_ok();
-        // Every call finished, and with it both writes of every command: nothing to reconcile
-        // at the next start. (Calls cut off at the deadline may not have.)
+        // Every call finished, and with it both writes of every command, and the audit log's
+        // copies are durable: nothing to reconcile at the next start. (Calls cut off at the
+        // deadline may not have.)
+        let synced = auditor.sync().await.is_ok();
         if drained
             && settled
+            && synced
             && !auditor.had_failures()
             && let Err(e) = auditor.set_reconciled(log.head())
         {
