@@ -140,6 +140,22 @@ pub fn hash(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Adds to `out` every resource `value` refers to (`Type/id` references to naast's ids).
+pub fn referenced(value: &Value, out: &mut HashSet<Key>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| referenced(item, out)),
+        Value::Object(object) => {
+            if let Some(Value::String(reference)) = object.get("reference")
+                && let Some(target) = parse_reference(reference)
+            {
+                out.insert(target);
+            }
+            object.values().for_each(|item| referenced(item, out));
+        }
+        _ => {}
+    }
+}
+
 fn rewrite_references(value: &mut Value, remotes: &HashMap<Key, String>) {
     match value {
         Value::Array(items) => {

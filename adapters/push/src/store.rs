@@ -175,6 +175,25 @@ impl Store {
         Ok(out)
     }
 
+    /// What was written of one resource, if anything.
+    pub fn entry(
+        &self,
+        endpoint: &str,
+        household: HouseholdId,
+        resource_type: &str,
+        id: Uuid,
+    ) -> Result<Option<Entry>, StoreError> {
+        let Some(value) = self
+            .ledger
+            .get(Self::key(endpoint, household, resource_type, id))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&value)
+            .map(Some)
+            .map_err(|e| StoreError::Damaged(format!("ledger entry: {e}")))
+    }
+
     /// Records what was written of one resource.
     pub fn put(
         &self,

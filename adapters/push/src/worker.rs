@@ -145,15 +145,59 @@ pub(crate) fn starting_checkpoint(context: &Context) -> Result<u64, WorkerError>
     Ok(checkpoint)
 }
 
-/// Follows the log from the checkpoint until the log closes or `stop` turns true.
+/// Follows the log from the checkpoint until the log closes or `stop` turns true. The checkpoint
+/// is written on a task of its own (two syncs of the push store), off the path of the next
+/// batch: it lags a little behind what is done, which after a crash costs only comparing again
+/// what the ledger says is there.
 async fn follow(
     context: &Arc<Context>,
     replays: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<DeadLetter>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
+    let checkpoint = starting_checkpoint(context)?;
+    let (passed, watched) = watch::channel(checkpoint);
+    let keeper = tokio::spawn(keep_checkpoint(context.clone(), watched));
+    let followed = follow_batches(context, replays, stop, checkpoint, &passed).await;
+    // The keeper writes the last checkpoint passed, and ends.
+    drop(passed);
+    let kept = keeper
+        .await
+        .map_err(|e| WorkerError::Task(e.to_string()))
+        .and_then(|kept| kept);
+    followed.and(kept)
+}
+
+/// Writes each checkpoint `passed` (the newest, when several came meanwhile) until the worker
+/// is done, then the last one.
+async fn keep_checkpoint(
+    context: Arc<Context>,
+    mut passed: watch::Receiver<u64>,
+) -> Result<(), WorkerError> {
+    let name = context.endpoint.name.as_str();
+    let mut written = *passed.borrow_and_update();
+    loop {
+        let open = passed.changed().await.is_ok();
+        let position = *passed.borrow_and_update();
+        if position != written {
+            context.store.set_checkpoint(name, position).await?;
+            written = position;
+        }
+        if !open {
+            return Ok(());
+        }
+    }
+}
+
+/// The batches of [`follow`], from `checkpoint`, each passed on to the checkpoint's keeper.
+async fn follow_batches(
+    context: &Arc<Context>,
+    replays: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<DeadLetter>>,
+    stop: &mut watch::Receiver<bool>,
+    mut checkpoint: u64,
+    passed: &watch::Sender<u64>,
+) -> Result<(), WorkerError> {
     let name = context.endpoint.name.as_str();
     let log = context.households.log().clone();
-    let mut checkpoint = starting_checkpoint(context)?;
     // Whatever the platform holds is checked again first: grants may have run out while naast
     // was stopped, and a crash may have cut a household's synchronisation short.
     let mut day = naast_domain::calendar::dutch_today();
@@ -220,7 +264,10 @@ async fn follow(
         new_day(context, &mut day, stop).await?;
         sync(context, touched, day, stop).await?;
         let next = events.last().map_or(checkpoint, |e| e.position + 1);
-        context.store.set_checkpoint(name, next).await?;
+        // No one listening means the keeper failed: the worker ends with its error.
+        if passed.send(next).is_err() {
+            return Ok(());
+        }
         checkpoint = next;
     }
 }
@@ -449,17 +496,50 @@ async fn prepare(
     today: time::Date,
 ) -> Result<Pass, WorkerError> {
     let name = context.endpoint.name.as_str();
-    let (state, _) = context.households.state(household).await?;
-    // `None`: every resource, the whole household compared with what the platform holds.
-    let only = scope.keys(&state);
+    // Decided on the household as it stands, under its lock (nothing cloned): what may have
+    // changed (`None`: everything, the whole household compared with what the platform holds),
+    // and of that what the platform should hold.
+    let endpoint = &context.endpoint;
+    let (only, wanted, why) = context
+        .households
+        .inspect(household, |state, _| {
+            let only = scope.keys(state);
+            let wanted = render::wanted(endpoint, household, state, today, only.as_ref());
+            let why = if state.erased {
+                "the household was erased"
+            } else if only.is_none() && wanted.as_ref().is_ok_and(Vec::is_empty) {
+                "no grant to the platform holds"
+            } else {
+                "no longer covered by the platform's grants"
+            };
+            (only, wanted, why)
+        })
+        .await?;
+    let wanted = wanted?;
     let within = |key: &Key| only.as_ref().is_none_or(|keys| keys.contains(key));
-    let wanted = render::wanted(&context.endpoint, household, &state, today, only.as_ref())?;
-    let ledger: HashMap<Key, Entry> = context
-        .store
-        .ledger(name, household)?
-        .into_iter()
-        .map(|(t, id, entry)| ((t, id), entry))
-        .collect();
+    // What the platform holds of it: all of it, or (when only part may have changed) that part
+    // and what its resources refer to.
+    let ledger: HashMap<Key, Entry> = match &only {
+        None => context
+            .store
+            .ledger(name, household)?
+            .into_iter()
+            .map(|(t, id, entry)| ((t, id), entry))
+            .collect(),
+        Some(keys) => {
+            let mut needed = keys.clone();
+            for w in &wanted {
+                render::referenced(&w.json, &mut needed);
+            }
+            let mut ledger = HashMap::new();
+            for key in needed {
+                if let Some(entry) = context.store.entry(name, household, &key.0, key.1)? {
+                    ledger.insert(key, entry);
+                }
+            }
+            ledger
+        }
+    };
     let wanted_keys: HashSet<Key> = wanted
         .iter()
         .map(|w| (w.resource_type.to_owned(), w.id))
@@ -475,13 +555,6 @@ async fn prepare(
         .filter_map(|(key, entry)| entry.remote.clone().map(|r| (key.clone(), r)))
         .collect();
     let (rendered, writes) = render_round(context, &wanted, &ledger, &remotes)?;
-    let why = if state.erased {
-        "the household was erased"
-    } else if only.is_none() && wanted.is_empty() {
-        "no grant to the platform holds"
-    } else {
-        "no longer covered by the platform's grants"
-    };
     let mut withdrawn: Vec<(Key, Entry)> = ledger
         .iter()
         .filter(|(key, entry)| {

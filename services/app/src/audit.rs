@@ -876,16 +876,16 @@ async fn append(
     // serialisers that error.
     let payload = serde_json::to_vec(record).unwrap_or_default();
     let events = vec![NewEvent {
-            id,
-            event_type: EVENT_TYPE.to_owned(),
-            schema_version: SCHEMA_VERSION,
-            metadata: Metadata {
-                correlation_id: None,
-                causation_id: None,
-                actor: record.user.as_ref().map(|u| u.identity.subject.clone()),
-            },
-            payload: payload.into(),
-        }];
+        id,
+        event_type: EVENT_TYPE.to_owned(),
+        schema_version: SCHEMA_VERSION,
+        metadata: Metadata {
+            correlation_id: None,
+            causation_id: None,
+            actor: record.user.as_ref().map(|u| u.identity.subject.clone()),
+        },
+        payload: payload.into(),
+    }];
     if durable {
         log.append(stream, ExpectedRevision::Any, events).await?;
     } else {

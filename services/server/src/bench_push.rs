@@ -241,8 +241,8 @@ async fn bench(scratch: &Path, args: &PushArgs) -> Result<(), BenchError> {
     let mut sample = Vec::new();
     for (id, _) in &homes {
         let (state, _) = households.state(*id).await.map_err(|e| fail(&e))?;
-        let wanted =
-            naast_push::render::wanted(&endpoint, *id, &state, today, None).map_err(|e| fail(&e))?;
+        let wanted = naast_push::render::wanted(&endpoint, *id, &state, today, None)
+            .map_err(|e| fail(&e))?;
         expected += wanted.len();
         if sample.is_empty()
             && let Some(goal) = wanted.iter().find(|w| w.resource_type == "Goal")
