@@ -391,7 +391,12 @@ impl Drop for Idp {
 /// `naast serve` (not in dev mode) on `dir/data` trusting the issuer `idp`, with a master key
 /// in `dir`, no clock leeway (so expiry is exact), and `extra` flags.
 pub fn server_trusting(dir: &Path, idp: &Idp, extra: &[&str]) -> Server {
-    let key = master_key_file(dir);
+    server_with_key(dir, &master_key_file(dir), idp, extra)
+}
+
+/// `naast serve` on `dir`'s `data`, with the master key in `key`, trusting `idp` (with `extra`
+/// arguments): as [`server_trusting`], to start again on the same data and key.
+pub fn server_with_key(dir: &Path, key: &Path, idp: &Idp, extra: &[&str]) -> Server {
     let key = key
         .to_str()
         .unwrap_or_else(|| panic!("the key's path is not UTF-8: {}", key.display()));

@@ -196,18 +196,11 @@ async fn follow_batches(
     mut checkpoint: u64,
     passed: &watch::Sender<u64>,
 ) -> Result<(), WorkerError> {
-    let name = context.endpoint.name.as_str();
     let log = context.households.log().clone();
     // Whatever the platform holds is checked again first: grants may have run out while naast
     // was stopped, and a crash may have cut a household's synchronisation short.
     let mut day = naast_domain::calendar::dutch_today();
-    sync(
-        context,
-        everything(context.store.households(name)?),
-        day,
-        stop,
-    )
-    .await?;
+    sync_all(context, day, stop).await?;
     let mut subscription = log.subscribe_all(checkpoint);
     loop {
         let woke = tokio::select! {
@@ -282,16 +275,19 @@ async fn new_day(
     let today = naast_domain::calendar::dutch_today();
     if today != *day {
         *day = today;
-        let name = context.endpoint.name.as_str();
-        sync(
-            context,
-            everything(context.store.households(name)?),
-            today,
-            stop,
-        )
-        .await?;
+        sync_all(context, today, stop).await?;
     }
     Ok(())
+}
+
+/// Synchronises, whole, every household the platform holds anything of.
+async fn sync_all(
+    context: &Arc<Context>,
+    today: time::Date,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let households = context.store.households(&context.endpoint.name)?;
+    sync(context, everything(households), today, stop).await
 }
 
 /// Each of `households`, to be synchronised whole.
