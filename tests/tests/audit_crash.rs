@@ -3,11 +3,16 @@
 //! on (as every deployment runs), is SIGKILLed while several callers write; after the restart
 //! every acknowledged command has its events and its audit record, no event is without the
 //! record of the command that caused it, and no allowed command's record is without its events.
+//! Before the kill, the audit log already shows the acknowledged commands (their copies are
+//! written as they go, not only repaired at the next start); a household erased just before
+//! the kill keeps its erasure's record whole, and the records of its commands too (the key
+//! that opens what its events carry is gone after the erasure).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
 use naast_eventlog::{Direction, EventLog, Options, RecordedEvent};
 use naast_proto::pb;
+use naast_proto::pb::consent_service_client::ConsentServiceClient;
 use naast_proto::pb::household_service_client::HouseholdServiceClient;
 use naast_tests::{Idp, master_key_file, search_audit, server_with_key, signed};
 use std::collections::{HashMap, HashSet};
@@ -17,6 +22,22 @@ use std::time::Duration;
 const WRITERS: usize = 8;
 const HOUSEHOLDS: usize = 4;
 const OPERATION: &str = "/naast.v1.HouseholdService/CreateNote";
+const ERASE: &str = "/naast.v1.ConsentService/EraseHousehold";
+/// The reason the start gives a record it writes again.
+const REPAIRED: &str = "recorded at the next start";
+
+fn note(household: &str, text: String, request_id: String) -> pb::CreateNoteRequest {
+    pb::CreateNoteRequest {
+        household_id: household.into(),
+        options: Some(pb::CommandOptions {
+            request_id,
+            ..Default::default()
+        }),
+        text,
+        life_domains: vec![pb::LifeDomain::Housing as i32],
+        ..Default::default()
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_under_load_leaves_every_command_with_its_events_and_its_audit_record() {
@@ -38,6 +59,24 @@ async fn a_kill_under_load_leaves_every_command_with_its_events_and_its_audit_re
             .into_inner();
         households.push(created.household_id);
     }
+    // A household with a few notes of its own, erased just before the kill.
+    let erased = api
+        .create_household(pb::CreateHouseholdRequest {
+            name: "Gezin Vergeten".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household_id;
+    let mut erased_notes = Vec::new();
+    for n in 0..5 {
+        let request_id = uuid::Uuid::now_v7().to_string();
+        api.create_note(note(&erased, format!("Vergeten {n}"), request_id.clone()))
+            .await
+            .unwrap();
+        erased_notes.push(request_id);
+    }
 
     // Writers add notes, each under a request id of its own, until the server is gone.
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -50,16 +89,11 @@ async fn a_kill_under_load_leaves_every_command_with_its_events_and_its_audit_re
             for n in 0.. {
                 let request_id = uuid::Uuid::now_v7().to_string();
                 let written = api
-                    .create_note(pb::CreateNoteRequest {
-                        household_id: household.clone(),
-                        options: Some(pb::CommandOptions {
-                            request_id: request_id.clone(),
-                            ..Default::default()
-                        }),
-                        text: format!("Notitie {w}.{n}"),
-                        life_domains: vec![pb::LifeDomain::Housing as i32],
-                        ..Default::default()
-                    })
+                    .create_note(note(
+                        &household,
+                        format!("Notitie {w}.{n}"),
+                        request_id.clone(),
+                    ))
                     .await;
                 match written {
                     Ok(_) => acked.lock().unwrap().push(request_id),
@@ -68,11 +102,47 @@ async fn a_kill_under_load_leaves_every_command_with_its_events_and_its_audit_re
             }
         }));
     }
-    // Killed once the writers are well under way.
-    let started = std::time::Instant::now();
-    while acked.lock().unwrap().len() < 300 && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let wait_for = |count: usize| {
+        let acked = acked.clone();
+        async move {
+            let started = std::time::Instant::now();
+            while acked.lock().unwrap().len() < count && started.elapsed() < Duration::from_secs(60)
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // Under way, the audit log shows every command acknowledged so far.
+    wait_for(100).await;
+    let admin = idp.token("beheerder").await;
+    let so_far: Vec<String> = acked.lock().unwrap().clone();
+    let shown: HashSet<String> = search_audit(
+        signed(&server.url(), &admin).await,
+        pb::SearchAuditLogRequest::default(),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.request_id)
+    .collect();
+    for request_id in &so_far {
+        assert!(
+            shown.contains(request_id),
+            "the audit log shows {request_id} once it is acknowledged"
+        );
     }
+    // Killed once the writers are well under way, right after an erasure.
+    wait_for(300).await;
+    let erase_request = uuid::Uuid::now_v7().to_string();
+    ConsentServiceClient::new(signed(&server.url(), &parent).await)
+        .erase_household(pb::EraseHouseholdRequest {
+            household_id: erased.clone(),
+            options: Some(pb::CommandOptions {
+                request_id: erase_request.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
     server.kill();
     for writer in writers {
         writer.await.unwrap();
@@ -88,7 +158,6 @@ async fn a_kill_under_load_leaves_every_command_with_its_events_and_its_audit_re
     // then stopped, so that the log itself can be read: household streams are not shown over
     // the raw event-log API, and their metadata, unlike their payloads, is not sealed.
     let mut server = server_with_key(dir.path(), &key, &idp, &[]);
-    let admin = idp.token("beheerder").await;
     let records = search_audit(
         signed(&server.url(), &admin).await,
         pb::SearchAuditLogRequest::default(),
@@ -154,4 +223,21 @@ async fn a_kill_under_load_leaves_every_command_with_its_events_and_its_audit_re
         );
     }
     assert!(notes.len() >= acked.len());
+
+    // The erasure's record is whole (written before the answer, not rebuilt at the start), and
+    // so are those of the erased household's commands.
+    let erase = records
+        .iter()
+        .find(|r| r.request_id == erase_request)
+        .expect("the erasure has its record");
+    assert_eq!(erase.operation, ERASE);
+    assert_eq!(erase.household_id, erased);
+    assert!(!erase.outcome_reason.starts_with(REPAIRED), "{erase:?}");
+    for request_id in &erased_notes {
+        let record = records
+            .iter()
+            .find(|r| r.request_id == *request_id)
+            .unwrap_or_else(|| panic!("the erased household's note {request_id} has its record"));
+        assert_eq!(record.operation, OPERATION);
+    }
 }

@@ -454,22 +454,29 @@ impl Auditor {
     /// Writes `record` with event id `id` on a task of its own, so that a call its client
     /// cancels cannot cancel the record of what it may already have done; [`Auditor::settled`]
     /// waits for every such write. It waits to be told whether durable events carry the record
-    /// (then it is written as their copy, [`Auditor::record_deferred`]); otherwise, or if the
-    /// teller is gone, it is written durably.
+    /// (then it is written as their copy, [`Auditor::record_deferred`]); otherwise it is written
+    /// durably, and if the teller is gone (the call was cut off, its events perhaps on their way
+    /// to `events`), only after a sync of `events`, so that it is not durable before them.
     pub fn record_detached(
         &self,
         record: Record,
         id: Uuid,
         carried: tokio::sync::oneshot::Receiver<bool>,
+        events: EventLog,
     ) -> tokio::task::JoinHandle<Result<(), AuditError>> {
         use std::sync::atomic::Ordering;
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         let auditor = self.clone();
         tokio::spawn(async move {
-            let written = if carried.await.unwrap_or(false) {
-                auditor.record_deferred(&record, id).await
-            } else {
-                auditor.record_as(&record, id).await
+            let written = match carried.await {
+                Ok(true) => auditor.record_deferred(&record, id).await,
+                Ok(false) => auditor.record_as(&record, id).await,
+                Err(_) => {
+                    // Whatever the call sent to the log is behind this sync in its queue. (A
+                    // failed sync leaves the events' fate unknown: the access is recorded.)
+                    let _ = events.sync().await;
+                    auditor.record_as(&record, id).await
+                }
             };
             if auditor.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                 auditor.inner.settled.notify_waiters();
@@ -650,66 +657,119 @@ impl Auditor {
         loop {
             let chunk = log.read_all(next, Direction::Forwards, SCAN_CHUNK)?;
             if chunk.is_empty() {
-                // Written without a sync each: one for all of them.
-                if written > 0 {
-                    self.sync().await?;
-                }
-                return Ok(written);
+                return self.synced(written).await;
             }
             for event in chunk {
                 next = event.position + 1;
-                let Some(cause) = event.metadata.causation_id else {
-                    continue;
-                };
-                let Some(household) = event
-                    .stream_id
-                    .strip_prefix("household-")
-                    .and_then(|id| id.parse::<HouseholdId>().ok())
-                else {
-                    continue;
-                };
-                if self.contains(cause)? {
-                    continue;
-                }
-                // An event older than the retention had its record in a year since removed:
-                // writing it again would bring back what retention purged.
-                let cutoff = now_micros().saturating_sub(
-                    u64::try_from(self.inner.retention.as_micros()).unwrap_or(u64::MAX),
+                written += usize::from(
+                    self.restore(
+                        &event,
+                        vault,
+                        "recorded at the next start: the process stopped after",
+                    )
+                    .await?,
                 );
-                if event.recorded_at_micros < cutoff {
-                    continue;
-                }
-                let kept =
-                    naast_vault::Vault::open_with(vault, household.0, event.id, &event.payload)
-                        .ok()
-                        .and_then(|payload| naast_domain::DomainEvent::from_payload(&payload).ok())
-                        .and_then(|stored| stored.command?.audit)
-                        .and_then(|record| serde_json::from_value::<Record>(record).ok());
-                if let Some(mut record) = kept {
-                    record.reason = Some(
-                        "recorded at the next start: the process stopped after the command's events were written and before this record was".into(),
-                    );
-                    self.record_deferred(&record, cause).await?;
-                    written += 1;
-                    continue;
-                }
-                let record = Record {
-                    reason: Some(format!(
-                        "recorded at the next start: the process stopped after the command's events were written and before their audit record was; written by {}",
-                        event
-                            .metadata
-                            .actor
-                            .as_deref()
-                            .unwrap_or("an unknown caller")
-                    )),
-                    household: Some(household),
-                    objects: vec![event.id.to_string()],
-                    ..Record::new("recovered", Outcome::Allowed)
-                };
-                self.record_deferred(&record, cause).await?;
-                written += 1;
             }
         }
+    }
+
+    /// Before `household` is erased (its key, which opens the records its events carry, is
+    /// destroyed after the tombstone): writes every record its events carry that the audit log
+    /// does not hold yet (a copy still on its way from a call its client cut off, or one whose
+    /// write failed), then makes them all durable. Returns how many were written.
+    pub async fn reconcile_household(
+        &self,
+        log: &EventLog,
+        household: HouseholdId,
+        vault: Option<&naast_vault::Vault>,
+    ) -> Result<usize, AuditError> {
+        let stream = household.stream_id();
+        let mut next = 0;
+        let mut written = 0;
+        loop {
+            let chunk = log.read_stream(&stream, next, Direction::Forwards, SCAN_CHUNK)?;
+            let Some(last) = chunk.last() else {
+                return self.synced(written).await;
+            };
+            next = last.revision + 1;
+            for event in &chunk {
+                written += usize::from(
+                    self.restore(
+                        event,
+                        vault,
+                        "recorded before the household's erasure: after",
+                    )
+                    .await?,
+                );
+            }
+        }
+    }
+
+    /// `written`, once the audit log is synced (the records were written without a sync each).
+    async fn synced(&self, written: usize) -> Result<usize, AuditError> {
+        self.sync().await?;
+        Ok(written)
+    }
+
+    /// Writes the record of the command that caused the household event `event` if the audit
+    /// log lacks it (and retention has not purged it): the record the event carries, opened
+    /// with the household's key in `vault`, or, when that cannot be read (events written before
+    /// commands kept it, an erased household), one rebuilt from the event's metadata. `when`
+    /// opens the reason given. Whether a record was written.
+    async fn restore(
+        &self,
+        event: &naast_eventlog::RecordedEvent,
+        vault: Option<&naast_vault::Vault>,
+        when: &str,
+    ) -> Result<bool, AuditError> {
+        let Some(cause) = event.metadata.causation_id else {
+            return Ok(false);
+        };
+        let Some(household) = event
+            .stream_id
+            .strip_prefix("household-")
+            .and_then(|id| id.parse::<HouseholdId>().ok())
+        else {
+            return Ok(false);
+        };
+        if self.contains(cause)? {
+            return Ok(false);
+        }
+        // An event older than the retention had its record in a year since removed: writing it
+        // again would bring back what retention purged.
+        let cutoff = now_micros()
+            .saturating_sub(u64::try_from(self.inner.retention.as_micros()).unwrap_or(u64::MAX));
+        if event.recorded_at_micros < cutoff {
+            return Ok(false);
+        }
+        let kept = naast_vault::Vault::open_with(vault, household.0, event.id, &event.payload)
+            .ok()
+            .and_then(|payload| naast_domain::DomainEvent::from_payload(&payload).ok())
+            .and_then(|stored| stored.command?.audit)
+            .and_then(|record| serde_json::from_value::<Record>(record).ok());
+        let record = match kept {
+            Some(mut record) => {
+                record.reason = Some(format!(
+                    "{when} the command's events were written and before this record was"
+                ));
+                record
+            }
+            None => Record {
+                reason: Some(format!(
+                    "{when} the command's events were written and before their audit record was; written by {}",
+                    event
+                        .metadata
+                        .actor
+                        .as_deref()
+                        .unwrap_or("an unknown caller")
+                )),
+                household: Some(household),
+                objects: vec![event.id.to_string()],
+                ..Record::new("recovered", Outcome::Allowed)
+            },
+        };
+        self.record_deferred(&record, cause).await?;
+        Ok(true)
     }
 
     /// The log position up to which every household event is known to have its audit record.

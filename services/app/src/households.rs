@@ -425,10 +425,14 @@ impl Households {
         // (`Auditor::reconcile`). Without events to carry it (refused, replayed, cut off) the
         // copy is the record, written durably before the answer. An erasure leaves only a
         // tombstone, which does not carry the record and after which the household's key (that
-        // opens the stamps) is destroyed: every copy written so far is made durable first.
+        // opens the stamps) is destroyed: first every record the household's events carry is
+        // made sure of in the audit log (copies still on their way, or whose write failed,
+        // written from the stamps) and made durable, and its own record is written durably.
         let erasing = matches!(command, Command::EraseHousehold);
         if erasing && let Some(auditor) = &self.auditor {
-            auditor.sync().await?;
+            auditor
+                .reconcile_household(&self.log, household, self.vault.as_ref())
+                .await?;
         }
         let mut stamp = CommandStamp {
             fingerprint: context
@@ -449,7 +453,7 @@ impl Households {
                 // unwritten (cut off, it is written durably). A failure marks the audit log, so
                 // the next start reconciles.
                 let (carried, told) = tokio::sync::oneshot::channel();
-                let task = auditor.record_detached(record, id, told);
+                let task = auditor.record_detached(record, id, told, self.log.clone());
                 (id, carried, task)
             });
         let causation = audit.as_ref().map(|(id, ..)| *id);
@@ -464,7 +468,10 @@ impl Households {
             )
             .await;
         if let Some((_, carried, task)) = audit {
-            let carries = matches!(&result, Ok(done) if !done.replayed);
+            // Only events this call appended with the record in their stamp carry it (not a
+            // tombstone, nor a replay's events).
+            let carries =
+                !erasing && stamp.audit.is_some() && matches!(&result, Ok(done) if !done.replayed);
             // The task outlives the call, so it is there to be told.
             let _ = carried.send(carries);
             let written = task.await.unwrap_or_else(|e| {

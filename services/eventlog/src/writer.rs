@@ -228,7 +228,12 @@ impl Writer {
             match self.prepare(&request, &group) {
                 // Refusals can reflect groups still being synced: they are answered in order,
                 // after those groups are committed.
-                Err(e) => group.rejected.push((request.reply, e)),
+                // A durable append refused on the strength of deferred groups waits for them
+                // to be durable too.
+                Err(e) => {
+                    group.sync |= request.sync;
+                    group.rejected.push((request.reply, e));
+                }
                 // A durable append (or its replay: the original may have been deferred) waits
                 // for the sync, which covers every group written before too.
                 Ok(Prepared::Replay(outcome)) => {
