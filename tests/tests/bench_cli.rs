@@ -127,7 +127,15 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
     let scratch = tempfile::tempdir().expect("temp dir");
     let output = Command::new(workspace_bin("naast"))
         .args(["bench", "api", "--clients", "4", "--commands", "40"])
-        .args(["--timeline-events", "120", "--pages", "5", "--scratch-dir"])
+        .args([
+            "--timeline-events",
+            "120",
+            "--pages",
+            "5",
+            "--flood-per-sec",
+            "200",
+        ])
+        .arg("--scratch-dir")
         .arg(scratch.path())
         .env("NAAST_LOG", "warn")
         .output()
@@ -149,7 +157,8 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
             "api.commands",
             "api.timeline_page",
             "api.timeline_page_filtered",
-            "api.auth_cost"
+            "api.auth_cost",
+            "api.flood"
         ]
     );
     let commands = &lines[0];
@@ -178,5 +187,22 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
     assert!(without > 0.0);
     let loss = cost["throughput_loss"].as_f64().expect("loss");
     assert!((loss - (1.0 - rate / without)).abs() < 0.01);
+    // The same run under a flood of bad tokens: every one refused, as not authenticated until
+    // the address's sign-in limit, then as limited; the honest clients all served.
+    let flood = &lines[4];
+    let sent = flood["bad_tokens_sent"].as_u64().expect("sent");
+    let unauthenticated = flood["bad_tokens_refused_unauthenticated"]
+        .as_u64()
+        .expect("refused");
+    let limited = flood["bad_tokens_refused_limited"]
+        .as_u64()
+        .expect("limited");
+    assert!(sent > 0, "{flood}");
+    assert_eq!(unauthenticated + limited, sent, "{flood}");
+    assert!(unauthenticated > 0, "{flood}");
+    let flooded = flood["commands_per_sec_flooded"].as_f64().expect("rate");
+    assert!(flooded > 0.0);
+    assert_eq!(flood["commands_per_sec"], commands["commands_per_sec"]);
+    assert!((flood["ratio"].as_f64().expect("ratio") - flooded / rate).abs() < 0.01);
     assert_eq!(std::fs::read_dir(scratch.path()).expect("list").count(), 0);
 }

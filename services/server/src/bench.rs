@@ -465,6 +465,10 @@ pub struct ApiArgs {
     /// Timeline pages read for the latency figures.
     #[arg(long, default_value_t = 500)]
     pub pages: usize,
+    /// Calls a second with a token that is no good, from the same address, while the honest
+    /// clients run again (0: no such run).
+    #[arg(long, default_value_t = 1_000)]
+    pub flood_per_sec: u32,
     /// Where to put the scratch data (removed afterwards); defaults to the current directory.
     #[arg(long)]
     pub scratch_dir: Option<PathBuf>,
@@ -562,9 +566,26 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
         args,
         clients,
         per_client,
+        0,
     )
     .await?;
-    let guarded = served(&scratch.join("served"), true, args, clients, per_client).await?;
+    let guarded = served(&scratch.join("served"), true, args, clients, per_client, 0).await?;
+    // And once more under a flood of bad tokens from the address the honest clients use too.
+    let flooded = if args.flood_per_sec > 0 {
+        Some(
+            served(
+                &scratch.join("served-flooded"),
+                true,
+                args,
+                clients,
+                per_client,
+                args.flood_per_sec,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let ms = |sorted: &[Duration], p| round(percentile(sorted, p) / 1000.0, 2);
     println!(
         "{}",
@@ -610,7 +631,35 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
             "target_throughput_loss": 0.15,
         })
     );
+    if let Some((run, flood)) = flooded.as_ref().and_then(|run| Some((run, run.flood?))) {
+        println!(
+            "{}",
+            json!({
+                "bench": "api.flood",
+                "what": "the commands with everything on again, while one client sends calls with a token that is no good from the same address (127.0.0.1)",
+                "bad_tokens_per_sec": round(flood.sent as f64 / flood.seconds, 0),
+                "bad_tokens_sent": flood.sent,
+                "bad_tokens_refused_unauthenticated": flood.unauthenticated,
+                "bad_tokens_refused_limited": flood.limited,
+                "commands_per_sec_flooded": round(run.rate, 0),
+                "commands_per_sec": round(guarded.rate, 0),
+                "ratio": round(run.rate / guarded.rate, 3),
+                "target_ratio": 0.8,
+            })
+        );
+    }
     Ok(())
+}
+
+/// What the calls with a bad token got.
+#[derive(Clone, Copy, Debug)]
+struct Flood {
+    sent: u64,
+    /// Refused as not authenticated (each recorded in the audit log).
+    unauthenticated: u64,
+    /// Refused by the sign-in limit (recorded once per address and minute).
+    limited: u64,
+    seconds: f64,
 }
 
 /// What one run of the served API measured.
@@ -618,16 +667,19 @@ struct Served {
     rate: f64,
     latencies: Vec<Duration>,
     pages: Vec<(&'static str, Vec<Duration>)>,
+    flood: Option<Flood>,
 }
 
 /// Commands from `clients` gRPC clients, then timeline pages, against a server on `data`;
-/// `guarded`: with authentication, consent and audit (the dev issuer signs the clients' tokens).
+/// `guarded`: with authentication, consent and audit (the dev issuer signs the clients' tokens);
+/// `flood`: calls a second with a bad token while the commands run (0: none).
 async fn served(
     data: &Path,
     guarded: bool,
     args: &ApiArgs,
     clients: usize,
     per_client: usize,
+    flood: u32,
 ) -> Result<Served, BenchError> {
     use crate::households::{CommandContext, Households};
     use naast_domain::ids::HouseholdId;
@@ -683,6 +735,57 @@ async fn served(
         Ok::<_, String>(HouseholdServiceClient::with_interceptor(channel, bearer))
     };
 
+    // One client with a token that is no good, at `flood` calls a second (each on its own task,
+    // so a slow answer does not slow the flood), for as long as the honest clients write.
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flooder = (flood > 0).then(|| {
+        let (url, flooding) = (url.clone(), flooding.clone());
+        tokio::spawn(async move {
+            use std::sync::atomic::Ordering;
+            let bearer = Bearer::new("no.good.token").map_err(|e| e.to_string())?;
+            let api = connect(url, bearer).await?;
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / flood);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut calls = tokio::task::JoinSet::new();
+            let mut counts = Flood {
+                sent: 0,
+                unauthenticated: 0,
+                limited: 0,
+                seconds: 0.0,
+            };
+            let mut count = |done: Result<Option<tonic::Code>, tokio::task::JoinError>| match done {
+                Ok(Some(tonic::Code::Unauthenticated)) => counts.unauthenticated += 1,
+                Ok(Some(tonic::Code::ResourceExhausted)) => counts.limited += 1,
+                _ => {}
+            };
+            let started = Instant::now();
+            while flooding.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let mut api = api.clone();
+                calls.spawn(async move {
+                    api.create_note(pb::CreateNoteRequest {
+                        household_id: HouseholdId::new().to_string(),
+                        text: "overspoeld".into(),
+                        life_domains: vec![1],
+                        ..Default::default()
+                    })
+                    .await
+                    .err()
+                    .map(|status| status.code())
+                });
+                counts.sent += 1;
+                while let Some(done) = calls.try_join_next() {
+                    count(done);
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            while let Some(done) = calls.join_next().await {
+                count(done);
+            }
+            Ok::<_, String>(Flood { seconds, ..counts })
+        })
+    });
+
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -721,6 +824,11 @@ async fn served(
     let elapsed = started.elapsed();
     latencies.sort();
     let rate = (clients * (per_client + 1)) as f64 / elapsed.as_secs_f64();
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let flood = match flooder {
+        Some(task) => Some(task.await?.map_err(|e| fail(&e))?),
+        None => None,
+    };
 
     // A household with a long history, written through the library into the served log.
     let mut households = Households::new(log.clone(), None);
@@ -804,6 +912,7 @@ async fn served(
         rate,
         latencies,
         pages: measured,
+        flood,
     })
 }
 
