@@ -688,6 +688,15 @@ async fn refused_writes_are_dead_letters_listed_with_their_bodies_and_replayed()
         page_token = page.next_page_token;
     }
     assert_eq!(letters.len() as u64, state.dead_letters);
+    let resources: std::collections::BTreeSet<Key> = letters
+        .iter()
+        .map(|l| (l.resource_type.clone(), l.resource_id.clone()))
+        .collect();
+    assert_eq!(
+        resources.len(),
+        letters.len(),
+        "one dead letter per resource, the newest refusal: {letters:?}"
+    );
     for letter in &letters {
         assert_eq!((letter.method.as_str(), letter.status), ("PUT", 422));
         assert!(letter.body.contains("injected 422"), "{letter:?}");

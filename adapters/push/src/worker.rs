@@ -678,6 +678,11 @@ async fn execute(
                     }
                 }
                 Answer::Refused { status, body } => {
+                    // A resource has one dead letter at most: the newest refusal replaces one
+                    // filed for an earlier body (a later round, a later pass).
+                    if let Some(dead) = old_dead {
+                        context.store.remove_dead_letter(name, dead)?;
+                    }
                     let dead = context.dead_letter(
                         household,
                         w.resource_type,
@@ -724,6 +729,9 @@ async fn execute(
                 context.store.remove(name, household, &resource_type, id)?;
             }
             Answer::Refused { status, body } => {
+                if let Some(dead) = entry.dead {
+                    context.store.remove_dead_letter(name, dead)?;
+                }
                 let dead =
                     context.dead_letter(household, &resource_type, id, "DELETE", status, body)?;
                 let entry = Entry {
