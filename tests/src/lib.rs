@@ -435,30 +435,6 @@ pub fn master_key_file(dir: &Path) -> PathBuf {
     path
 }
 
-/// Every event in the log, in order, read through `channel` (an administrator's).
-pub async fn all_events(channel: naast_proto::client::Signed) -> Vec<naast_proto::pb::Event> {
-    use naast_proto::pb;
-    let mut api = pb::event_log_service_client::EventLogServiceClient::new(channel);
-    let mut events = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = api
-            .list_events(pb::ListEventsRequest {
-                page_size: 1000,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("list events: {e}"))
-            .into_inner();
-        events.extend(page.events);
-        if page.next_page_token.is_empty() {
-            return events;
-        }
-        token = page.next_page_token;
-    }
-}
-
 /// Every audit record `search` finds, page after page, searched through `channel` (an
 /// administrator's).
 pub async fn search_audit(

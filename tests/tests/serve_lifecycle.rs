@@ -23,7 +23,25 @@ fn append(stream: &str, body: &str) -> pb::AppendEventsRequest {
 }
 
 async fn all_events(server: &Server) -> Vec<pb::Event> {
-    naast_tests::all_events(server.signed("beheerder").await).await
+    let mut api = EventLogServiceClient::new(server.signed("beheerder").await);
+    let mut events = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = api
+            .list_events(pb::ListEventsRequest {
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return events;
+        }
+        token = page.next_page_token;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,6 +47,30 @@ impl Scope {
         }
     }
 
+    /// What an event of type `event_type` may have changed, when its type alone says so
+    /// (without opening it); `None` for the events of goals and agreements, whose ids are in
+    /// them ([`Scope::of`]).
+    pub fn of_type(event_type: &str) -> Option<Self> {
+        const NAMED: [&str; 11] = [
+            "GoalSet",
+            "GoalUpdated",
+            "GoalProgressNoted",
+            "GoalAchieved",
+            "GoalAbandoned",
+            "GoalReopened",
+            "AgreementProposed",
+            "AgreementAccepted",
+            "AgreementRejected",
+            "AgreementEnded",
+            "AgreementNotDelivered",
+        ];
+        match event_type {
+            t if NAMED.contains(&t) => None,
+            "NoteAdded" | "LogbookEntryAdded" => Some(Self::none()),
+            _ => Some(Self::All),
+        }
+    }
+
     /// What `event` may have changed.
     pub fn of(event: &DomainEvent) -> Self {
         use DomainEvent as E;
@@ -382,6 +406,11 @@ mod tests {
                     let before = rendered(&state, household, today);
                     state.apply(&event);
                     let after = rendered(&state, household, today);
+                    // The type alone decides it, or its ids are needed, and then it is narrow.
+                    match Scope::of_type(event.event_type()) {
+                        Some(scope) => prop_assert_eq!(&scope, &Scope::of(&event)),
+                        None => prop_assert_ne!(Scope::of(&event), Scope::All),
+                    }
                     let Some(keys) = Scope::of(&event).keys(&state) else { continue };
                     for (key, body) in &after {
                         prop_assert!(

@@ -241,11 +241,14 @@ async fn follow_batches(
             let Some(household) = household_of(&event.stream_id) else {
                 continue;
             };
-            let scope = match context.households.open(household, event) {
-                Ok(Some(stored)) => Scope::of(&stored.event),
-                // Erased, or unreadable: the pass finds out what is left.
-                Ok(None) | Err(_) => Scope::All,
-            };
+            // Opened only when its type does not say enough.
+            let scope = Scope::of_type(&event.event_type).unwrap_or_else(|| {
+                match context.households.open(household, event) {
+                    Ok(Some(stored)) => Scope::of(&stored.event),
+                    // Erased, or unreadable: the pass finds out what is left.
+                    Ok(None) | Err(_) => Scope::All,
+                }
+            });
             match index.get(&household) {
                 Some(&i) => touched[i].1.merge(scope),
                 None => {
@@ -678,18 +681,12 @@ async fn execute(
                     }
                 }
                 Answer::Refused { status, body } => {
-                    // A resource has one dead letter at most: the newest refusal replaces one
-                    // filed for an earlier body (a later round, a later pass).
-                    if let Some(dead) = old_dead {
-                        context.store.remove_dead_letter(name, dead)?;
-                    }
                     let dead = context.dead_letter(
                         household,
-                        w.resource_type,
-                        w.id,
+                        (w.resource_type, w.id),
                         "PUT",
-                        status,
-                        body,
+                        (status, body),
+                        old_dead,
                     )?;
                     Entry {
                         remote: old_remote,
@@ -729,11 +726,13 @@ async fn execute(
                 context.store.remove(name, household, &resource_type, id)?;
             }
             Answer::Refused { status, body } => {
-                if let Some(dead) = entry.dead {
-                    context.store.remove_dead_letter(name, dead)?;
-                }
-                let dead =
-                    context.dead_letter(household, &resource_type, id, "DELETE", status, body)?;
+                let dead = context.dead_letter(
+                    household,
+                    (&resource_type, id),
+                    "DELETE",
+                    (status, body),
+                    entry.dead,
+                )?;
                 let entry = Entry {
                     remote: entry.remote,
                     hash: WITHDRAWAL_REFUSED.to_owned(),
@@ -832,15 +831,21 @@ impl Context {
         record
     }
 
+    /// Files the platform's refusal (`status`, `body`) of `method` on a resource as a dead
+    /// letter, replacing the one filed for it before, if any (`replacing`): a resource has one
+    /// dead letter at most, its newest refusal.
     fn dead_letter(
         &self,
         household: HouseholdId,
-        resource_type: &str,
-        id: Uuid,
+        (resource_type, id): (&str, Uuid),
         method: &str,
-        status: u16,
-        body: String,
+        (status, body): (u16, String),
+        replacing: Option<u64>,
     ) -> Result<u64, StoreError> {
+        if let Some(earlier) = replacing {
+            self.store
+                .remove_dead_letter(&self.endpoint.name, earlier)?;
+        }
         tracing::warn!(endpoint = %self.endpoint.name, %household, resource_type, %id, status,
             "push refused by the platform; filed as a dead letter");
         let at_micros = crate::deliver::now_micros();
