@@ -19,6 +19,9 @@ pub enum StoreError {
     /// sled failed.
     #[error("push store: {0}")]
     Sled(#[from] sled::Error),
+    /// The store could not be opened.
+    #[error("push store: {0}")]
+    Open(#[from] naast_eventlog::StorageError),
     /// A stored value could not be read.
     #[error("push store: a stored value is damaged: {0}")]
     Damaged(String),
@@ -101,10 +104,9 @@ fn damaged(what: &str, e: impl std::fmt::Display) -> StoreError {
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(16 * 1024 * 1024)
-            .open()?;
+        // The event log's way of opening sled: segments large enough that no record goes to an
+        // unsynced blob file, and a reopen in the same process waits out sled's lock.
+        let db = naast_eventlog::storage::open_sled(dir, 16 * 1024 * 1024)?;
         Ok(Self {
             checkpoints: db.open_tree("checkpoints")?,
             ledger: db.open_tree("ledger")?,
