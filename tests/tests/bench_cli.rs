@@ -134,6 +134,8 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
             "5",
             "--flood-per-sec",
             "200",
+            // The honest clients in a process of their own: it must report every latency.
+            "--load-process",
         ])
         .arg("--scratch-dir")
         .arg(scratch.path())
@@ -158,6 +160,7 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
             "api.timeline_page",
             "api.timeline_page_filtered",
             "api.auth_cost",
+            "api.factors",
             "api.flood"
         ]
     );
@@ -187,9 +190,54 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
     assert!(without > 0.0);
     let loss = cost["throughput_loss"].as_f64().expect("loss");
     assert!((loss - (1.0 - rate / without)).abs() < 0.01);
+    // Factor by factor, from the library to the service with everything on: each ratio is of
+    // two figures printed beside it, and the ends are the runs above.
+    let factors = &lines[4];
+    assert_eq!(factors["load"], "a process of its own");
+    assert_eq!(
+        factors["library_commands_per_sec"],
+        commands["ceiling_commands_per_sec"]
+    );
+    assert_eq!(
+        factors["grpc_commands_per_sec"],
+        cost["commands_per_sec_without_auth"]
+    );
+    assert_eq!(
+        factors["grpc_everything_commands_per_sec"],
+        commands["commands_per_sec"]
+    );
+    let figure = |name: &str| factors[name].as_f64().expect(name);
+    for (ratio, over, under) in [
+        (
+            "grpc_to_library",
+            "grpc_commands_per_sec",
+            "library_commands_per_sec",
+        ),
+        (
+            "auth_consent_audit_to_grpc",
+            "grpc_auth_consent_audit_commands_per_sec",
+            "grpc_commands_per_sec",
+        ),
+        (
+            "sealing_to_auth_consent_audit",
+            "grpc_everything_commands_per_sec",
+            "grpc_auth_consent_audit_commands_per_sec",
+        ),
+        (
+            "everything_to_library",
+            "grpc_everything_commands_per_sec",
+            "library_commands_per_sec",
+        ),
+    ] {
+        assert!(figure(over) > 0.0, "{factors}");
+        assert!(
+            (figure(ratio) - figure(over) / figure(under)).abs() < 0.01,
+            "{ratio}: {factors}"
+        );
+    }
     // The same run under a flood of bad tokens: every one refused, as not authenticated until
     // the address's sign-in limit, then as limited; the honest clients all served.
-    let flood = &lines[4];
+    let flood = &lines[5];
     let sent = flood["bad_tokens_sent"].as_u64().expect("sent");
     let unauthenticated = flood["bad_tokens_refused_unauthenticated"]
         .as_u64()

@@ -469,9 +469,52 @@ pub struct ApiArgs {
     /// clients run again (0: no such run).
     #[arg(long, default_value_t = 1_000)]
     pub flood_per_sec: u32,
+    /// Run the honest clients in a process of their own (`naast bench api-load`, started from
+    /// this binary) instead of in the server's runtime, so that the server's figures are not
+    /// shared with the load's own scheduling (on one machine they still share its cores).
+    #[arg(long)]
+    pub load_process: bool,
     /// Where to put the scratch data (removed afterwards); defaults to the current directory.
     #[arg(long)]
     pub scratch_dir: Option<PathBuf>,
+}
+
+/// Options of `naast bench api-load`: the honest clients of `naast bench api --load-process`.
+/// The bearer token comes in the environment (`NAAST_BENCH_TOKEN`; none: unguarded).
+#[derive(Clone, Debug, clap::Args)]
+pub struct LoadArgs {
+    /// The server's gRPC address (`http://host:port`).
+    #[arg(long)]
+    pub url: String,
+    /// Concurrent clients, each with its own connection and household.
+    #[arg(long)]
+    pub clients: usize,
+    /// Notes each client writes after registering its household.
+    #[arg(long)]
+    pub per_client: usize,
+}
+
+/// Runs `naast bench api-load`: prints one JSON line with the seconds the load took and every
+/// command's latency in microseconds.
+pub fn api_load(args: &LoadArgs) -> Result<(), BenchError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let token = std::env::var("NAAST_BENCH_TOKEN").unwrap_or_default();
+    let (seconds, latencies) = runtime.block_on(async {
+        let bearer = if token.is_empty() {
+            naast_proto::client::Bearer::none()
+        } else {
+            naast_proto::client::Bearer::new(&token)
+                .map_err(|e| BenchError::Check(e.to_string()))?
+        };
+        honest_load(&args.url, bearer, args.clients, args.per_client)
+            .await
+            .map_err(BenchError::Check)
+    })?;
+    let micros: Vec<u64> = latencies.iter().map(|d| d.as_micros() as u64).collect();
+    println!("{}", json!({"seconds": seconds, "latencies_us": micros}));
+    Ok(())
 }
 
 /// Runs `naast bench api`: durable commands over gRPC from many clients next to the same
@@ -560,25 +603,19 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
 
     // The service on loopback: as it runs (every call authenticated, authorised against the
     // family's consent and recorded in the audit log), and again with all of that switched off.
-    let open = served(
-        &scratch.join("served-open"),
-        false,
-        args,
-        clients,
-        per_client,
-        0,
-    )
-    .await?;
-    let guarded = served(&scratch.join("served"), true, args, clients, per_client, 0).await?;
+    let run = |name: &str, mode, flood| {
+        served(scratch.join(name), mode, args, clients, per_client, flood)
+    };
+    let open = run("served-open", Mode::Open, 0).await?;
+    // With everything but encryption, to tell the cost of sealing from the rest.
+    let plain = run("served-plain", Mode::Guarded { sealed: false }, 0).await?;
+    let guarded = run("served", Mode::Guarded { sealed: true }, 0).await?;
     // And once more under a flood of bad tokens from the address the honest clients use too.
     let flooded = if args.flood_per_sec > 0 {
         Some(
-            served(
-                &scratch.join("served-flooded"),
-                true,
-                args,
-                clients,
-                per_client,
+            run(
+                "served-flooded",
+                Mode::Guarded { sealed: true },
                 args.flood_per_sec,
             )
             .await?,
@@ -631,6 +668,24 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
             "target_throughput_loss": 0.15,
         })
     );
+    // Where the way from the library to the service with everything on goes, factor by factor,
+    // each a ratio of two runs of this one.
+    println!(
+        "{}",
+        json!({
+            "bench": "api.factors",
+            "load": if args.load_process { "a process of its own" } else { "the server's process" },
+            "library_commands_per_sec": round(ceiling, 0),
+            "grpc_commands_per_sec": round(open.rate, 0),
+            "grpc_auth_consent_audit_commands_per_sec": round(plain.rate, 0),
+            "grpc_everything_commands_per_sec": round(guarded.rate, 0),
+            "grpc_to_library": round(open.rate / ceiling, 3),
+            "auth_consent_audit_to_grpc": round(plain.rate / open.rate, 3),
+            "sealing_to_auth_consent_audit": round(guarded.rate / plain.rate, 3),
+            "everything_to_library": round(guarded.rate / ceiling, 3),
+            "target_everything_to_library": 0.5,
+        })
+    );
     if let Some((run, flood)) = flooded.as_ref().and_then(|run| Some((run, run.flood?))) {
         println!(
             "{}",
@@ -662,6 +717,16 @@ struct Flood {
     seconds: f64,
 }
 
+/// How a run of the served API is guarded.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// No authentication, consent, audit or encryption.
+    Open,
+    /// Every call authenticated, decided against the family's consent and audited; `sealed`:
+    /// payloads encrypted with the household's key too.
+    Guarded { sealed: bool },
+}
+
 /// What one run of the served API measured.
 struct Served {
     rate: f64,
@@ -670,12 +735,12 @@ struct Served {
     flood: Option<Flood>,
 }
 
-/// Commands from `clients` gRPC clients, then timeline pages, against a server on `data`;
-/// `guarded`: with authentication, consent and audit (the dev issuer signs the clients' tokens);
-/// `flood`: calls a second with a bad token while the commands run (0: none).
+/// Commands from `clients` gRPC clients, then timeline pages, against a server on `data`,
+/// guarded as `mode` says (the dev issuer signs the clients' tokens); `flood`: calls a second
+/// with a bad token while the commands run (0: none).
 async fn served(
-    data: &Path,
-    guarded: bool,
+    data: PathBuf,
+    mode: Mode,
     args: &ApiArgs,
     clients: usize,
     per_client: usize,
@@ -686,11 +751,12 @@ async fn served(
     use naast_domain::vocab::LifeDomain;
     use naast_proto::client::Bearer;
     use naast_proto::pb;
-    use naast_proto::pb::household_service_client::HouseholdServiceClient;
     let fail = |e: &dyn std::fmt::Display| BenchError::Check(e.to_string());
 
+    let data = data.as_path();
+    let guarded = matches!(mode, Mode::Guarded { .. });
     let log = EventLog::open(data, Options::default())?;
-    let vault = if guarded {
+    let vault = if let Mode::Guarded { sealed: true } = mode {
         let key = naast_vault::MasterKey::from_base64(&naast_vault::MasterKey::generate_base64())
             .map_err(|e| fail(&e))?;
         Some(naast_vault::Vault::open(&data.join("keys"), &key).map_err(|e| fail(&e))?)
@@ -702,15 +768,16 @@ async fn served(
     if let Some(vault) = &vault {
         projections = projections.with_vault(vault.clone());
     }
-    let (guard, bearer, registrant) = if guarded {
+    let (guard, token, registrant) = if guarded {
         let (guard, token, parent) = dev_guard(data, vault.clone())?;
-        (
-            Some(guard),
-            Bearer::new(&token).map_err(|e| fail(&e))?,
-            Some(parent),
-        )
+        (Some(guard), token, Some(parent))
     } else {
-        (None, Bearer::none(), None)
+        (None, String::new(), None)
+    };
+    let bearer = if token.is_empty() {
+        Bearer::none()
+    } else {
+        Bearer::new(&token).map_err(|e| fail(&e))?
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -726,14 +793,6 @@ async fn served(
             let _ = stopped.await;
         },
     ));
-    let connect = |url: String, bearer: Bearer| async move {
-        let channel = tonic::transport::Channel::from_shared(url)
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(HouseholdServiceClient::with_interceptor(channel, bearer))
-    };
 
     // One client with a token that is no good, at `flood` calls a second (each on its own task,
     // so a slow answer does not slow the flood), for as long as the honest clients write.
@@ -743,7 +802,7 @@ async fn served(
         tokio::spawn(async move {
             use std::sync::atomic::Ordering;
             let bearer = Bearer::new("no.good.token").map_err(|e| e.to_string())?;
-            let api = connect(url, bearer).await?;
+            let api = connect(&url, bearer).await?;
             let mut tick = tokio::time::interval(Duration::from_secs(1) / flood);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut calls = tokio::task::JoinSet::new();
@@ -786,44 +845,15 @@ async fn served(
         })
     });
 
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (url, bearer) = (url.clone(), bearer.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut api = connect(url, bearer).await?;
-            let household = api
-                .create_household(pb::CreateHouseholdRequest {
-                    name: format!("gezin {c}"),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .into_inner()
-                .household_id;
-            let mut latencies = Vec::with_capacity(per_client);
-            for i in 0..per_client {
-                let t = Instant::now();
-                api.create_note(pb::CreateNoteRequest {
-                    household_id: household.clone(),
-                    text: format!("notitie {i}"),
-                    life_domains: vec![1 + (i % 14) as i32],
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-                latencies.push(t.elapsed());
-            }
-            Ok::<_, String>(latencies)
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await?.map_err(|e| fail(&e))?);
-    }
-    let elapsed = started.elapsed();
+    let (seconds, mut latencies) = if args.load_process {
+        load_process(&url, &token, clients, per_client).await?
+    } else {
+        honest_load(&url, bearer.clone(), clients, per_client)
+            .await
+            .map_err(|e| fail(&e))?
+    };
     latencies.sort();
-    let rate = (clients * (per_client + 1)) as f64 / elapsed.as_secs_f64();
+    let rate = (clients * (per_client + 1)) as f64 / seconds;
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let flood = match flooder {
         Some(task) => Some(task.await?.map_err(|e| fail(&e))?),
@@ -861,7 +891,7 @@ async fn served(
             .await
             .map_err(|e| fail(&e))?;
     }
-    let mut api = connect(url, bearer).await.map_err(|e| fail(&e))?;
+    let mut api = connect(&url, bearer).await.map_err(|e| fail(&e))?;
     // Note i (from 1) is tagged with life domain i mod 14; safety is the 14th.
     let events = args.timeline_events.max(2);
     let expected_page = |domains: &Vec<i32>| {
@@ -914,6 +944,125 @@ async fn served(
         pages: measured,
         flood,
     })
+}
+
+/// A client of the household service at `url`, sending `bearer`'s token.
+async fn connect(
+    url: &str,
+    bearer: naast_proto::client::Bearer,
+) -> Result<
+    naast_proto::pb::household_service_client::HouseholdServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            naast_proto::client::Bearer,
+        >,
+    >,
+    String,
+> {
+    let channel = tonic::transport::Channel::from_shared(url.to_owned())
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(
+        naast_proto::pb::household_service_client::HouseholdServiceClient::with_interceptor(
+            channel, bearer,
+        ),
+    )
+}
+
+/// The honest clients: `clients` of them, each on its own connection, registering a household
+/// and writing `per_client` notes in it, one at a time; the seconds it took and each note's
+/// latency.
+async fn honest_load(
+    url: &str,
+    bearer: naast_proto::client::Bearer,
+    clients: usize,
+    per_client: usize,
+) -> Result<(f64, Vec<Duration>), String> {
+    use naast_proto::pb;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (url, bearer) = (url.to_owned(), bearer.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut api = connect(&url, bearer).await?;
+            let household = api
+                .create_household(pb::CreateHouseholdRequest {
+                    name: format!("gezin {c}"),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner()
+                .household_id;
+            let mut latencies = Vec::with_capacity(per_client);
+            for i in 0..per_client {
+                let t = Instant::now();
+                api.create_note(pb::CreateNoteRequest {
+                    household_id: household.clone(),
+                    text: format!("notitie {i}"),
+                    life_domains: vec![1 + (i % 14) as i32],
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    Ok((started.elapsed().as_secs_f64(), latencies))
+}
+
+/// [`honest_load`] in a process of its own: this binary's `bench api-load`.
+async fn load_process(
+    url: &str,
+    token: &str,
+    clients: usize,
+    per_client: usize,
+) -> Result<(f64, Vec<Duration>), BenchError> {
+    let exe = std::env::current_exe()?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .args(["bench", "api-load", "--url", url])
+        .args(["--clients", &clients.to_string()])
+        .args(["--per-client", &per_client.to_string()])
+        .env("NAAST_BENCH_TOKEN", token)
+        .stderr(std::process::Stdio::inherit());
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    if !output.status.success() {
+        return Err(BenchError::Check(format!(
+            "the load process failed: {}",
+            output.status
+        )));
+    }
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| BenchError::Check(format!("the load process's report: {e}")))?;
+    let seconds = report["seconds"]
+        .as_f64()
+        .ok_or_else(|| BenchError::Check("the load process reported no seconds".into()))?;
+    let latencies = report["latencies_us"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter_map(serde_json::Value::as_u64)
+                .map(Duration::from_micros)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if latencies.len() != clients * per_client {
+        return Err(BenchError::Check(format!(
+            "the load process reported {} latencies, not {}",
+            latencies.len(),
+            clients * per_client
+        )));
+    }
+    Ok((seconds, latencies))
 }
 
 /// Authentication, consent and audit as `naast serve` runs them, with the development issuer in

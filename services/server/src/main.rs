@@ -134,6 +134,9 @@ enum BenchTarget {
     /// Push to a PGO platform's FHIR server: resources per second, and the lag from commit to
     /// delivery while commands come in.
     Push(naast_server::bench_push::PushArgs),
+    /// The honest clients of `bench api --load-process`, in a process of their own.
+    #[command(hide = true)]
+    ApiLoad(naast_server::bench::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
             BenchTarget::Api(args) => naast_server::bench::api(&args).map_err(failed),
             BenchTarget::Fhir(args) => naast_server::bench_fhir::fhir(&args).map_err(failed),
             BenchTarget::Push(args) => naast_server::bench_push::push(&args).map_err(failed),
+            BenchTarget::ApiLoad(args) => naast_server::bench::api_load(&args).map_err(failed),
         },
     };
     match outcome {
