@@ -235,6 +235,17 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
             "{ratio}: {factors}"
         );
     }
+    // CPU time per command of each run (the server's process alone: the load had its own).
+    for run in [
+        "library",
+        "grpc",
+        "grpc_auth_consent_audit",
+        "grpc_everything",
+        "load",
+    ] {
+        let us = factors[format!("{run}_cpu_us_per_command")].as_f64();
+        assert!(us.is_some_and(|us| us >= 0.0), "{run}: {factors}");
+    }
     // The same run under a flood of bad tokens: every one refused, as not authenticated until
     // the address's sign-in limit, then as limited; the honest clients all served.
     let flood = &lines[5];

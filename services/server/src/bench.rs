@@ -124,6 +124,22 @@ pub(crate) fn round(x: f64, digits: i32) -> f64 {
     (x * f).round() / f
 }
 
+/// The CPU time this process has used so far, all threads, user and system, in seconds (from
+/// /proc, in its ticks of 1/100 s; 0 where there is none).
+pub(crate) fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // After the command name (in parentheses, which may hold spaces): state is the
+            // first field, utime the 12th and stime the 13th.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+            Some((ticks(11)? + ticks(12)?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 /// Resident memory of this process in MiB, from /proc (0 where there is none).
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -513,7 +529,10 @@ pub fn api_load(args: &LoadArgs) -> Result<(), BenchError> {
             .map_err(BenchError::Check)
     })?;
     let micros: Vec<u64> = latencies.iter().map(|d| d.as_micros() as u64).collect();
-    println!("{}", json!({"seconds": seconds, "latencies_us": micros}));
+    println!(
+        "{}",
+        json!({"seconds": seconds, "cpu_seconds": cpu_seconds(), "latencies_us": micros})
+    );
     Ok(())
 }
 
@@ -562,6 +581,7 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
         let log = EventLog::open(scratch.join("library"), Options::default())?;
         let households = Households::new(log.clone(), None);
         let started = Instant::now();
+        let cpu = cpu_seconds();
         let mut tasks = Vec::new();
         for c in 0..clients {
             let households = households.clone();
@@ -596,10 +616,13 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
         for task in tasks {
             task.await?.map_err(|e| fail(&e))?;
         }
-        let rate = (clients * (per_client + 1)) as f64 / started.elapsed().as_secs_f64();
+        let commands = (clients * (per_client + 1)) as f64;
+        let rate = commands / started.elapsed().as_secs_f64();
+        let cpu_us = (cpu_seconds() - cpu) * 1e6 / commands;
         log.close().await;
-        rate
+        (rate, cpu_us)
     };
+    let (ceiling, ceiling_cpu_us) = ceiling;
 
     // The service on loopback: as it runs (every call authenticated, authorised against the
     // family's consent and recorded in the audit log), and again with all of that switched off.
@@ -684,6 +707,12 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
             "sealing_to_auth_consent_audit": round(guarded.rate / plain.rate, 3),
             "everything_to_library": round(guarded.rate / ceiling, 3),
             "target_everything_to_library": 0.5,
+            "cpu": "CPU time per command (µs, all threads) of the server's process while the commands ran, and of the load's process when it has one of its own",
+            "library_cpu_us_per_command": round(ceiling_cpu_us, 1),
+            "grpc_cpu_us_per_command": round(open.cpu_us, 1),
+            "grpc_auth_consent_audit_cpu_us_per_command": round(plain.cpu_us, 1),
+            "grpc_everything_cpu_us_per_command": round(guarded.cpu_us, 1),
+            "load_cpu_us_per_command": guarded.load_cpu_us.map(|us| round(us, 1)),
         })
     );
     if let Some((run, flood)) = flooded.as_ref().and_then(|run| Some((run, run.flood?))) {
@@ -730,6 +759,10 @@ enum Mode {
 /// What one run of the served API measured.
 struct Served {
     rate: f64,
+    /// CPU time of this process per command while the commands ran (µs).
+    cpu_us: f64,
+    /// CPU time of the load's process per command, when it has one of its own (µs).
+    load_cpu_us: Option<f64>,
     latencies: Vec<Duration>,
     pages: Vec<(&'static str, Vec<Duration>)>,
     flood: Option<Flood>,
@@ -845,15 +878,22 @@ async fn served(
         })
     });
 
-    let (seconds, mut latencies) = if args.load_process {
-        load_process(&url, &token, clients, per_client).await?
+    let cpu = cpu_seconds();
+    let (seconds, mut latencies, load_cpu) = if args.load_process {
+        let (seconds, latencies, load_cpu) =
+            load_process(&url, &token, clients, per_client).await?;
+        (seconds, latencies, Some(load_cpu))
     } else {
-        honest_load(&url, bearer.clone(), clients, per_client)
+        let (seconds, latencies) = honest_load(&url, bearer.clone(), clients, per_client)
             .await
-            .map_err(|e| fail(&e))?
+            .map_err(|e| fail(&e))?;
+        (seconds, latencies, None)
     };
+    let commands = (clients * (per_client + 1)) as f64;
+    let cpu_us = (cpu_seconds() - cpu) * 1e6 / commands;
+    let load_cpu_us = load_cpu.map(|cpu| cpu * 1e6 / commands);
     latencies.sort();
-    let rate = (clients * (per_client + 1)) as f64 / seconds;
+    let rate = commands / seconds;
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let flood = match flooder {
         Some(task) => Some(task.await?.map_err(|e| fail(&e))?),
@@ -940,6 +980,8 @@ async fn served(
     server.await?.map_err(|e| fail(&e))?;
     Ok(Served {
         rate,
+        cpu_us,
+        load_cpu_us,
         latencies,
         pages: measured,
         flood,
@@ -1025,7 +1067,7 @@ async fn load_process(
     token: &str,
     clients: usize,
     per_client: usize,
-) -> Result<(f64, Vec<Duration>), BenchError> {
+) -> Result<(f64, Vec<Duration>, f64), BenchError> {
     let exe = std::env::current_exe()?;
     let mut command = std::process::Command::new(exe);
     command
@@ -1062,7 +1104,8 @@ async fn load_process(
             clients * per_client
         )));
     }
-    Ok((seconds, latencies))
+    let cpu = report["cpu_seconds"].as_f64().unwrap_or(0.0);
+    Ok((seconds, latencies, cpu))
 }
 
 /// Authentication, consent and audit as `naast serve` runs them, with the development issuer in
