@@ -10,6 +10,18 @@
 //! looked at our data" is one stream read per year; the others (refused sign-ins, searches of the log
 //! itself, calls that name no household) go to `audit-service`. A record holds no personal data
 //! of the household beyond ids: who called, on what basis, and what they touched.
+//!
+//! # A command's record lives with its events
+//! The record of an allowed command is written once, in the command's own commit: its first
+//! event carries it, sealed with the household's key, and every event names it as its cause.
+//! The audit log reads those records from the household's events ([`Auditor::read_commands_from`])
+//! and lists them with the records it holds itself, in time order, as one log; nothing is
+//! copied on the command's path. Its own partitions hold everything else: reads, refusals,
+//! replays, calls cut off before they knew their outcome, the platforms' pushes, and the
+//! records of a household about to be erased, copied there before its key (which opens the
+//! events) is destroyed. A record found in both (copied, or written before records lived with
+//! their events) is listed once. Carried records count for retention as the others do: past it
+//! they are no longer listed.
 
 use naast_domain::Identity;
 use naast_domain::access::Principal;
@@ -277,28 +289,33 @@ const RECONCILED_FILE: &str = "reconciled";
 const PARTITION_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Where a listing continues: a year's partition and a cursor within it (a stream revision or a
-/// global position).
+/// global position), and where in the event log the records commands' events carry continue
+/// (a revision of the household's stream, or a global position).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cursor {
     /// The year.
     pub year: i32,
     /// Within that year's partition.
     pub at: u64,
+    /// Within the event log.
+    pub events: u64,
 }
 
 impl Cursor {
-    /// As a page token: `a<year>.<at>`.
+    /// As a page token: `a<year>.<at>.<events>`.
     pub fn token(self) -> String {
-        format!("a{}.{}", self.year, self.at)
+        format!("a{}.{}.{}", self.year, self.at, self.events)
     }
 
     /// From a page token; `None` when it is not one.
     pub fn parse(token: &str) -> Option<Self> {
-        let (year, at) = token.strip_prefix('a')?.split_once('.')?;
-        Some(Self {
-            year: year.parse().ok()?,
-            at: at.parse().ok()?,
-        })
+        let mut parts = token.strip_prefix('a')?.split('.');
+        let cursor = Self {
+            year: parts.next()?.parse().ok()?,
+            at: parts.next()?.parse().ok()?,
+            events: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(cursor)
     }
 }
 
@@ -325,6 +342,9 @@ struct Partitions {
     latest_micros: std::sync::atomic::AtomicU64,
     /// Records being written on tasks of their own ([`Auditor::record_detached`]).
     in_flight: std::sync::atomic::AtomicUsize,
+    /// The event log whose household events carry their commands' records, and the vault that
+    /// opens them ([`Auditor::read_commands_from`]).
+    commands: std::sync::RwLock<Option<(EventLog, Option<naast_vault::Vault>)>>,
     settled: tokio::sync::Notify,
 }
 
@@ -366,6 +386,7 @@ impl Auditor {
                 latest_micros: std::sync::atomic::AtomicU64::new(0),
                 in_flight: std::sync::atomic::AtomicUsize::new(0),
                 settled: tokio::sync::Notify::new(),
+                commands: std::sync::RwLock::default(),
             }),
         };
         let this_year = time::OffsetDateTime::now_utc().year();
@@ -454,7 +475,7 @@ impl Auditor {
     /// Writes `record` with event id `id` on a task of its own, so that a call its client
     /// cancels cannot cancel the record of what it may already have done; [`Auditor::settled`]
     /// waits for every such write. It waits to be told whether durable events carry the record
-    /// (then it is written as their copy, [`Auditor::record_deferred`]); otherwise it is written
+    /// (then there is nothing to write: the log reads it from them); otherwise it is written
     /// durably, and if the teller is gone (the call was cut off, its events perhaps on their way
     /// to `events`), only after a sync of `events`, so that it is not durable before them.
     pub fn record_detached(
@@ -469,7 +490,7 @@ impl Auditor {
         let auditor = self.clone();
         tokio::spawn(async move {
             let written = match carried.await {
-                Ok(true) => auditor.record_deferred(&record, id).await,
+                Ok(true) => Ok(()),
                 Ok(false) => auditor.record_as(&record, id).await,
                 Err(_) => {
                     // Whatever the call sent to the log is behind this sync in its queue. (A
@@ -483,6 +504,25 @@ impl Auditor {
             }
             written
         })
+    }
+
+    /// Lists the records that the household events of `log` carry (sealed with their
+    /// household's key in `vault`) as part of this audit log: every command's.
+    pub fn read_commands_from(&self, log: EventLog, vault: Option<naast_vault::Vault>) {
+        *self
+            .inner
+            .commands
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((log, vault));
+    }
+
+    /// The event log and vault of [`Auditor::read_commands_from`], if set.
+    fn commands(&self) -> Option<(EventLog, Option<naast_vault::Vault>)> {
+        self.inner
+            .commands
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Returns once no record written by [`Auditor::record_detached`] is still on its way.
@@ -569,13 +609,22 @@ impl Auditor {
         filter: &Filter,
     ) -> Result<(Vec<Stored>, Option<Cursor>), AuditError> {
         let stream = format!("audit-{}", household.0);
-        self.scan(
+        let kept = self.scan(
             from,
             limit,
             filter,
             |log, next| log.read_stream(&stream, next, Direction::Forwards, SCAN_CHUNK),
             |r| r.revision,
-        )
+        )?;
+        let events = household.stream_id();
+        let carried = self.carried(
+            from.events,
+            limit,
+            filter,
+            |log, next| log.read_stream(&events, next, Direction::Forwards, SCAN_CHUNK),
+            |r| r.revision,
+        )?;
+        Ok(merge(from, limit, kept, carried))
     }
 
     /// Up to `limit` records of the whole audit log from `from` on that `filter` admits, oldest
@@ -586,15 +635,25 @@ impl Auditor {
         limit: usize,
         filter: &Filter,
     ) -> Result<(Vec<Stored>, Option<Cursor>), AuditError> {
-        self.scan(
+        let kept = self.scan(
             from,
             limit,
             filter,
             |log, next| log.read_all(next, Direction::Forwards, SCAN_CHUNK),
             |r| r.position,
-        )
+        )?;
+        let carried = self.carried(
+            from.events,
+            limit,
+            filter,
+            |log, next| log.read_all(next, Direction::Forwards, SCAN_CHUNK),
+            |r| r.position,
+        )?;
+        Ok(merge(from, limit, kept, carried))
     }
 
+    /// Up to `limit` records of the partitions from `from` on that `filter` admits, each with
+    /// where the scan continues after it, and whether the scan reached the end.
     fn scan(
         &self,
         from: Cursor,
@@ -602,7 +661,7 @@ impl Auditor {
         filter: &Filter,
         read: impl Fn(&EventLog, u64) -> Result<Vec<RecordedEvent>, naast_eventlog::Error>,
         cursor: impl Fn(&RecordedEvent) -> u64,
-    ) -> Result<(Vec<Stored>, Option<Cursor>), AuditError> {
+    ) -> Result<Scanned<(i32, u64)>, AuditError> {
         let mut found = Vec::new();
         for (year, log) in self.partitions() {
             if year < from.year {
@@ -618,15 +677,103 @@ impl Auditor {
                     next = cursor(&event) + 1;
                     let stored = decode(event)?;
                     if filter.admits(&stored) {
-                        found.push(stored);
+                        found.push((stored, (year, next)));
                         if found.len() == limit {
-                            return Ok((found, Some(Cursor { year, at: next })));
+                            return Ok(Scanned { found, done: false });
                         }
                     }
                 }
             }
         }
-        Ok((found, None))
+        Ok(Scanned { found, done: true })
+    }
+
+    /// Up to `limit` records carried by the household events of the log of
+    /// [`Auditor::read_commands_from`] from `from` on that `filter` admits (and the partitions
+    /// do not hold), each with where the scan continues after it, and whether it reached the end.
+    fn carried(
+        &self,
+        from: u64,
+        limit: usize,
+        filter: &Filter,
+        read: impl Fn(&EventLog, u64) -> Result<Vec<RecordedEvent>, naast_eventlog::Error>,
+        cursor: impl Fn(&RecordedEvent) -> u64,
+    ) -> Result<Scanned<u64>, AuditError> {
+        let Some((log, vault)) = self.commands() else {
+            return Ok(Scanned {
+                found: Vec::new(),
+                done: true,
+            });
+        };
+        let cutoff = self.retention_cutoff();
+        let mut found = Vec::new();
+        let mut next = from;
+        // Only a command's first event carries its record; the others name the same cause.
+        let mut last_cause = None;
+        loop {
+            let chunk = read(&log, next)?;
+            if chunk.is_empty() {
+                return Ok(Scanned { found, done: true });
+            }
+            for event in chunk {
+                next = cursor(&event) + 1;
+                let cause = event.metadata.causation_id;
+                if cause.is_none() || cause == last_cause || event.recorded_at_micros < cutoff {
+                    continue;
+                }
+                last_cause = cause;
+                let Some(stored) = self.carried_by(&event, vault.as_ref())? else {
+                    continue;
+                };
+                if filter.admits(&stored) && !self.contains(stored.id)? {
+                    found.push((stored, next));
+                    if found.len() == limit {
+                        return Ok(Scanned { found, done: false });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The record that household event `event` carries (its command's, in its first event),
+    /// opened with the household's key in `vault`; `None` when it carries none, or its household
+    /// was erased (whose records were copied to the partitions first).
+    fn carried_by(
+        &self,
+        event: &RecordedEvent,
+        vault: Option<&naast_vault::Vault>,
+    ) -> Result<Option<Stored>, AuditError> {
+        let (Some(cause), Some(household)) = (event.metadata.causation_id, household_of(event))
+        else {
+            return Ok(None);
+        };
+        let payload =
+            match naast_vault::Vault::open_with(vault, household.0, event.id, &event.payload) {
+                Ok(payload) => payload,
+                Err(naast_vault::VaultError::Io { .. } | naast_vault::VaultError::Poisoned(_)) => {
+                    return Err(AuditError::Unavailable(format!(
+                        "the key of household {household} cannot be read"
+                    )));
+                }
+                Err(_) => return Ok(None),
+            };
+        let record = naast_domain::DomainEvent::from_payload(&payload)
+            .ok()
+            .and_then(|stored| stored.command?.audit)
+            .and_then(|record| serde_json::from_value::<Record>(record).ok());
+        Ok(record.map(|record| Stored {
+            id: cause,
+            position: event.position,
+            revision: event.revision,
+            recorded_at_micros: event.recorded_at_micros,
+            record,
+        }))
+    }
+
+    /// Records written before this moment (µs since 1970) are past their retention.
+    fn retention_cutoff(&self) -> u64 {
+        now_micros()
+            .saturating_sub(u64::try_from(self.inner.retention.as_micros()).unwrap_or(u64::MAX))
     }
 
     /// Whether a record with event id `id` is in any year's partition.
@@ -639,13 +786,12 @@ impl Auditor {
         Ok(false)
     }
 
-    /// Writes the audit records that a crash kept from being written: every household event of
-    /// `log` from position `from` on names the audit record of the command that caused it;
-    /// a command's events can be durable while its record, written at the same time, is not.
-    /// The record is the one the command kept with its first event (sealed with the household's
-    /// key in `vault`), as complete as the lost one; only when that cannot be read (events written
-    /// before commands kept it, an erased household) is it rebuilt from the event's metadata.
-    /// Returns how many records were written.
+    /// Makes sure every household event of `log` from position `from` on has the audit record
+    /// of the command that caused it, which it names: the record its command's first event
+    /// carries (sealed with the household's key in `vault`) and the log lists from there, or one
+    /// in the partitions. Only when neither is there (events written before commands carried
+    /// their records, an erased household whose copies went missing) is one rebuilt from the
+    /// event's metadata and written. Returns how many records were written.
     pub async fn reconcile(
         &self,
         log: &EventLog,
@@ -654,6 +800,7 @@ impl Auditor {
     ) -> Result<usize, AuditError> {
         let mut next = from;
         let mut written = 0;
+        let mut last_cause = None;
         loop {
             let chunk = log.read_all(next, Direction::Forwards, SCAN_CHUNK)?;
             if chunk.is_empty() {
@@ -665,7 +812,9 @@ impl Auditor {
                     self.restore(
                         &event,
                         vault,
+                        &mut last_cause,
                         "recorded at the next start: the process stopped after",
+                        false,
                     )
                     .await?,
                 );
@@ -674,9 +823,9 @@ impl Auditor {
     }
 
     /// Before `household` is erased (its key, which opens the records its events carry, is
-    /// destroyed after the tombstone): writes every record its events carry that the audit log
-    /// does not hold yet (a copy still on its way from a call its client cut off, or one whose
-    /// write failed), then makes them all durable. Returns how many were written.
+    /// destroyed after the tombstone): copies every record its events carry that the partitions
+    /// do not hold yet into them, as it is, then makes them all durable. Returns how many were
+    /// written.
     pub async fn reconcile_household(
         &self,
         log: &EventLog,
@@ -686,6 +835,7 @@ impl Auditor {
         let stream = household.stream_id();
         let mut next = 0;
         let mut written = 0;
+        let mut last_cause = None;
         loop {
             let chunk = log.read_stream(&stream, next, Direction::Forwards, SCAN_CHUNK)?;
             let Some(last) = chunk.last() else {
@@ -697,7 +847,9 @@ impl Auditor {
                     self.restore(
                         event,
                         vault,
+                        &mut last_cause,
                         "recorded before the household's erasure: after",
+                        true,
                     )
                     .await?,
                 );
@@ -711,20 +863,28 @@ impl Auditor {
         Ok(written)
     }
 
-    /// Writes the record of the command that caused the household event `event` if the audit
-    /// log lacks it (and retention has not purged it): the record the event carries, opened
-    /// with the household's key in `vault`, or, when that cannot be read (events written before
-    /// commands kept it, an erased household), one rebuilt from the event's metadata. `when`
-    /// opens the reason given. Whether a record was written.
+    /// Writes the record of the command that caused the household event `event` if the
+    /// partitions lack it (and retention has not purged it): with `copy`, the record the event
+    /// carries, opened with the household's key in `vault`, as it is; without, nothing when the
+    /// event carries it (the log lists it from there). When nothing can be read (events written
+    /// before commands carried their records, an erased household), one rebuilt from the
+    /// event's metadata, its reason opened by `when`. `last_cause` is the cause of the event
+    /// before: a command's later events, which carry nothing, are passed over. Whether a record
+    /// was written.
     async fn restore(
         &self,
         event: &naast_eventlog::RecordedEvent,
         vault: Option<&naast_vault::Vault>,
+        last_cause: &mut Option<Uuid>,
         when: &str,
+        copy: bool,
     ) -> Result<bool, AuditError> {
         let Some(cause) = event.metadata.causation_id else {
             return Ok(false);
         };
+        if last_cause.replace(cause) == Some(cause) {
+            return Ok(false);
+        }
         let Some(household) = event
             .stream_id
             .strip_prefix("household-")
@@ -737,24 +897,16 @@ impl Auditor {
         }
         // An event older than the retention had its record in a year since removed: writing it
         // again would bring back what retention purged.
-        let cutoff = now_micros()
-            .saturating_sub(u64::try_from(self.inner.retention.as_micros()).unwrap_or(u64::MAX));
-        if event.recorded_at_micros < cutoff {
+        if event.recorded_at_micros < self.retention_cutoff() {
             return Ok(false);
         }
-        let kept = naast_vault::Vault::open_with(vault, household.0, event.id, &event.payload)
-            .ok()
-            .and_then(|payload| naast_domain::DomainEvent::from_payload(&payload).ok())
-            .and_then(|stored| stored.command?.audit)
-            .and_then(|record| serde_json::from_value::<Record>(record).ok());
-        let record = match kept {
-            Some(mut record) => {
-                record.reason = Some(format!(
-                    "{when} the command's events were written and before this record was"
-                ));
-                record
-            }
-            None => Record {
+        let kept = self.carried_by(event, vault).ok().flatten();
+        let record = match (kept, copy) {
+            // Listed from the event: nothing is missing.
+            (Some(_), false) => return Ok(false),
+            // Copied, as it is, before the key that opens it goes.
+            (Some(kept), true) => kept.record,
+            (None, _) => Record {
                 reason: Some(format!(
                     "{when} the command's events were written and before their audit record was; written by {}",
                     event
@@ -980,6 +1132,60 @@ fn io_error(operation: &'static str, e: std::io::Error) -> AuditError {
     AuditError::Log(naast_eventlog::Error::Storage(
         naast_eventlog::StorageError::new(operation, e),
     ))
+}
+
+/// What a scan found: records with where it continues after each, and whether it reached the end.
+struct Scanned<C> {
+    found: Vec<(Stored, C)>,
+    done: bool,
+}
+
+/// The first `limit` records of the partitions' (`kept`) and the events' (`carried`) in time
+/// order, and where to continue from `from` (`None` when both scans reached their end and every
+/// record found is returned). Each scan found at most `limit`, all later than those it returned
+/// not, so the first `limit` of the two are the log's next `limit`.
+fn merge(
+    from: Cursor,
+    limit: usize,
+    kept: Scanned<(i32, u64)>,
+    carried: Scanned<u64>,
+) -> (Vec<Stored>, Option<Cursor>) {
+    let (mut kept_found, mut carried_found) = (
+        kept.found.into_iter().peekable(),
+        carried.found.into_iter().peekable(),
+    );
+    let mut cursor = from;
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let take_kept = match (kept_found.peek(), carried_found.peek()) {
+            (Some((k, _)), Some((c, _))) => k.recorded_at_micros <= c.recorded_at_micros,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        if take_kept {
+            if let Some((stored, (year, at))) = kept_found.next() {
+                (cursor.year, cursor.at) = (year, at);
+                out.push(stored);
+            }
+        } else if let Some((stored, events)) = carried_found.next() {
+            cursor.events = events;
+            out.push(stored);
+        }
+    }
+    let more = kept_found.peek().is_some()
+        || carried_found.peek().is_some()
+        || !kept.done
+        || !carried.done;
+    (out, more.then_some(cursor))
+}
+
+/// The household whose stream holds `event`, if a household's does.
+fn household_of(event: &RecordedEvent) -> Option<HouseholdId> {
+    event
+        .stream_id
+        .strip_prefix("household-")
+        .and_then(|id| id.parse().ok())
 }
 
 fn decode(event: RecordedEvent) -> Result<Stored, AuditError> {

@@ -155,6 +155,10 @@ pub struct Households {
 impl Households {
     /// Serves households from `log`, recording every guarded access with `auditor`.
     pub fn new(log: EventLog, auditor: Option<Auditor>) -> Self {
+        // The audit log lists the records the commands' events carry.
+        if let Some(auditor) = &auditor {
+            auditor.read_commands_from(log.clone(), None);
+        }
         Self {
             log,
             auditor,
@@ -166,6 +170,9 @@ impl Households {
     /// Seals every household payload with its household's key from `vault` (encryption at
     /// rest), so erasing a household forgets it.
     pub fn with_vault(mut self, vault: naast_vault::Vault) -> Self {
+        if let Some(auditor) = &self.auditor {
+            auditor.read_commands_from(self.log.clone(), Some(vault.clone()));
+        }
         self.vault = Some(vault);
         self
     }
@@ -418,16 +425,13 @@ impl Households {
             return Err(AppError::Denied(denied.reason.clone()));
         }
         // The audit record of an allowed command is durable before the command is acknowledged,
-        // in one commit with its events: the first event carries it (sealed, in its stamp). The
-        // audit log's copy is written once the events are durable, without a sync of its own
-        // (`Auditor::record_deferred`), so it never exists without them; a crash before the copy
-        // is durable is found at the next start, which writes it again from the events
-        // (`Auditor::reconcile`). Without events to carry it (refused, replayed, cut off) the
-        // copy is the record, written durably before the answer. An erasure leaves only a
-        // tombstone, which does not carry the record and after which the household's key (that
-        // opens the stamps) is destroyed: first every record the household's events carry is
-        // made sure of in the audit log (copies still on their way, or whose write failed,
-        // written from the stamps) and made durable, and its own record is written durably.
+        // in one commit with its events: the first event carries it (sealed, in its stamp), and
+        // the audit log lists it from there; nothing else is written. Without events to carry
+        // it (refused, replayed, cut off) the record is written to the audit log's partitions,
+        // durably, before the answer. An erasure leaves only a tombstone, which does not carry
+        // the record and after which the household's key (that opens the stamps) is destroyed:
+        // first every record the household's events carry is copied to the partitions and made
+        // durable (`Auditor::reconcile_household`), and its own record is written durably.
         let erasing = matches!(command, Command::EraseHousehold);
         if erasing && let Some(auditor) = &self.auditor {
             auditor

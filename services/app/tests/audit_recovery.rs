@@ -1,7 +1,9 @@
-//! A command's audit record lost in a crash (its events durable, the record not) is written
-//! again at the next start as complete as the one that was lost: who, from where, which method,
-//! which request id. The crash is modelled by reconciling the same event log into an audit log
-//! that never received the record; a failing audit log by closing it before the command.
+//! A command's audit record is written once, in the command's own commit: its first event
+//! carries it, and the audit log lists it from there. So nothing a crash can cut between two
+//! writes: an audit log that never received anything (as after a crash, or with its partitions
+//! failing) lists the record as complete as it was written: who, from where, which method,
+//! which request id, under the id the events name as their cause. A call cut off at any moment
+//! leaves no event without its record.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
@@ -81,35 +83,65 @@ async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
     assert_eq!(written.len(), 1);
     let original = &written[0];
     assert_eq!(original.record.request_id, Some(request.to_string()));
+    assert_eq!(original.record.reason, None);
+    let events = log
+        .read_all(0, naast_eventlog::Direction::Forwards, 10)
+        .unwrap();
+    assert_eq!(
+        events[0].metadata.causation_id,
+        Some(original.id),
+        "the events name it as their cause"
+    );
+    // Listed from the events: not written a second time, to the partitions.
+    assert!(!audited.contains(original.id).unwrap());
 
-    // The same log, an audit log without the record: as after a crash between the two writes.
+    // The same log, an audit log that never received anything: as after a crash.
     let after_crash = Auditor::open(&dir.path().join("audit-after-crash"), RETENTION).unwrap();
-    let recovered = after_crash.reconcile(&log, 0, Some(&vault)).await.unwrap();
-    assert_eq!(recovered, 1);
+    after_crash.read_commands_from(log.clone(), Some(vault.clone()));
     let (found, _) = after_crash
         .search(Cursor::default(), 10, &everything)
         .unwrap();
-    assert_eq!(found.len(), 1);
-    assert_eq!(
-        found[0].id, original.id,
-        "the events name it as their cause"
-    );
-    let mut record = found[0].record.clone();
-    assert!(record.reason.take().unwrap().contains("next start"));
-    assert_eq!(record, original.record);
-
-    // Nothing is written twice.
+    assert_eq!(found, written, "the same record, as complete");
+    let (of_household, _) = after_crash
+        .household(household, Cursor::default(), 10, &everything)
+        .unwrap();
+    assert_eq!(of_household, written);
+    // Nothing is missing, so nothing is written at the start.
     assert_eq!(
         after_crash.reconcile(&log, 0, Some(&vault)).await.unwrap(),
         0
     );
+    // Without the household's key the record cannot be read (an erased household's records
+    // are copied to the partitions before its key goes).
+    let keyless = Auditor::open(&dir.path().join("audit-keyless"), RETENTION).unwrap();
+    keyless.read_commands_from(log.clone(), None);
+    let (unreadable, _) = keyless.search(Cursor::default(), 10, &everything).unwrap();
+    assert!(unreadable.is_empty());
+    // Copied before an erasure: then listed once, from the partitions.
+    assert_eq!(
+        after_crash
+            .reconcile_household(&log, household, Some(&vault))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(after_crash.contains(original.id).unwrap());
+    let (found, _) = after_crash
+        .search(Cursor::default(), 10, &everything)
+        .unwrap();
+    assert_eq!(found.len(), 1, "listed once: {found:?}");
+    assert_eq!(
+        (found[0].id, &found[0].record),
+        (original.id, &original.record)
+    );
     log.close().await;
     audited.close().await;
     after_crash.close().await;
+    keyless.close().await;
 }
 
 #[tokio::test]
-async fn a_command_done_while_the_audit_log_fails_is_answered_done_and_its_record_follows() {
+async fn a_command_done_while_the_audit_log_fails_is_answered_done_with_its_record() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path().join("sled"), Options::default()).unwrap();
     let master =
@@ -146,13 +178,18 @@ async fn a_command_done_while_the_audit_log_fails_is_answered_done_and_its_recor
         .await
         .unwrap();
     assert_eq!(done.revision, 0);
-    assert!(failing.had_failures(), "the failure is noted");
-    // ... and its record is written at the next start, from what the events kept.
+    assert!(
+        !failing.had_failures(),
+        "the command wrote nothing but its own commit"
+    );
+    // ... and its record is there, in what the events kept.
     let next = Auditor::open(&dir.path().join("audit-next-start"), RETENTION).unwrap();
-    assert_eq!(next.reconcile(&log, 0, Some(&vault)).await.unwrap(), 1);
+    next.read_commands_from(log.clone(), Some(vault.clone()));
+    assert_eq!(next.reconcile(&log, 0, Some(&vault)).await.unwrap(), 0);
     let (found, _) = next
         .search(Cursor::default(), 10, &Filter::default())
         .unwrap();
+    assert_eq!(found.len(), 1);
     assert_eq!(
         found[0].record.operation,
         "/naast.v1.HouseholdService/CreateHousehold"
@@ -226,13 +263,26 @@ async fn a_call_its_client_cancels_never_leaves_events_without_their_record() {
         .read_all(0, naast_eventlog::Direction::Forwards, 10_000)
         .unwrap();
     assert!(events.len() > homes.len(), "some notes got through");
+    // Every record the audit log lists, a page at a time.
+    let mut listed = std::collections::HashSet::new();
+    let mut cursor = Cursor::default();
+    loop {
+        let (page, next) = auditor.search(cursor, 7, &Filter::default()).unwrap();
+        for stored in page {
+            assert!(listed.insert(stored.id), "{} listed twice", stored.id);
+        }
+        match next {
+            Some(next) => cursor = Cursor::parse(&next.token()).unwrap(),
+            None => break,
+        }
+    }
     for event in events {
         let cause = event
             .metadata
             .causation_id
             .expect("every command names its record");
         assert!(
-            auditor.contains(cause).unwrap(),
+            listed.contains(&cause),
             "event {} at {} has no audit record",
             event.event_type,
             event.position
