@@ -76,13 +76,15 @@ pub async fn run(
         finish_erasures(&log, vault);
     }
     if let Some(auditor) = &auditor {
-        // A crash may have left a command's events durable without their audit record.
+        // Every household event since the last clean stop names a record that is listed (the
+        // one its command's first event carries, or one in the partitions); where none is (events
+        // written before commands carried their records), one is rebuilt from the event.
         let vault = guard.as_ref().and_then(|g| g.vault.as_ref());
         let written = auditor.reconcile(&log, auditor.reconciled(), vault).await?;
         if written > 0 {
             tracing::warn!(
                 written,
-                "audit records of commands cut off by a crash written now"
+                "audit records rebuilt now for household events that named none that is listed"
             );
         }
         auditor.set_reconciled(log.head())?;
@@ -224,9 +226,8 @@ pub async fn run(
         let settled = tokio::time::timeout(DRAIN_DEADLINE, auditor.settled())
             .await
             .is_ok();
-        // Every call finished, and with it both writes of every command, and the audit log's
-        // copies are durable: nothing to reconcile at the next start. (Calls cut off at the
-        // deadline may not have.)
+        // Every call finished, and the records written to the partitions are durable: nothing
+        // to check at the next start. (Calls cut off at the deadline may not have.)
         let synced = auditor.sync().await.is_ok();
         if drained
             && settled
