@@ -708,7 +708,6 @@ impl Auditor {
         let cutoff = self.retention_cutoff();
         let mut found = Vec::new();
         let mut next = from;
-        // Only a command's first event carries its record; the others name the same cause.
         let mut last_cause = None;
         loop {
             let chunk = read(&log, next)?;
@@ -717,11 +716,11 @@ impl Auditor {
             }
             for event in chunk {
                 next = cursor(&event) + 1;
-                let cause = event.metadata.causation_id;
-                if cause.is_none() || cause == last_cause || event.recorded_at_micros < cutoff {
+                if event.recorded_at_micros < cutoff
+                    || !first_of_its_command(&event, &mut last_cause)
+                {
                     continue;
                 }
-                last_cause = cause;
                 let Some(stored) = self.carried_by(&event, vault.as_ref())? else {
                     continue;
                 };
@@ -798,28 +797,15 @@ impl Auditor {
         from: u64,
         vault: Option<&naast_vault::Vault>,
     ) -> Result<usize, AuditError> {
-        let mut next = from;
-        let mut written = 0;
-        let mut last_cause = None;
-        loop {
-            let chunk = log.read_all(next, Direction::Forwards, SCAN_CHUNK)?;
-            if chunk.is_empty() {
-                return self.synced(written).await;
-            }
-            for event in chunk {
-                next = event.position + 1;
-                written += usize::from(
-                    self.restore(
-                        &event,
-                        vault,
-                        &mut last_cause,
-                        "recorded at the next start: the process stopped after",
-                        false,
-                    )
-                    .await?,
-                );
-            }
-        }
+        self.restore_all(
+            from,
+            |next| log.read_all(next, Direction::Forwards, SCAN_CHUNK),
+            |event| event.position,
+            vault,
+            "recorded at the next start: the process stopped after",
+            false,
+        )
+        .await
     }
 
     /// Before `household` is erased (its key, which opens the records its events carry, is
@@ -833,34 +819,46 @@ impl Auditor {
         vault: Option<&naast_vault::Vault>,
     ) -> Result<usize, AuditError> {
         let stream = household.stream_id();
-        let mut next = 0;
+        self.restore_all(
+            0,
+            |next| log.read_stream(&stream, next, Direction::Forwards, SCAN_CHUNK),
+            |event| event.revision,
+            vault,
+            "recorded before the household's erasure: after",
+            true,
+        )
+        .await
+    }
+
+    /// [`Auditor::restore`] for every event `read` returns from `from` on (`cursor` says where
+    /// it continues after one), each command once (its later events name the same cause and
+    /// carry nothing); then one sync for all the records written. How many were written.
+    async fn restore_all(
+        &self,
+        from: u64,
+        read: impl Fn(u64) -> Result<Vec<RecordedEvent>, naast_eventlog::Error>,
+        cursor: impl Fn(&RecordedEvent) -> u64,
+        vault: Option<&naast_vault::Vault>,
+        when: &str,
+        copy: bool,
+    ) -> Result<usize, AuditError> {
+        let mut next = from;
         let mut written = 0;
         let mut last_cause = None;
         loop {
-            let chunk = log.read_stream(&stream, next, Direction::Forwards, SCAN_CHUNK)?;
-            let Some(last) = chunk.last() else {
-                return self.synced(written).await;
-            };
-            next = last.revision + 1;
+            let chunk = read(next)?;
+            if chunk.is_empty() {
+                self.sync().await?;
+                return Ok(written);
+            }
             for event in &chunk {
-                written += usize::from(
-                    self.restore(
-                        event,
-                        vault,
-                        &mut last_cause,
-                        "recorded before the household's erasure: after",
-                        true,
-                    )
-                    .await?,
-                );
+                next = cursor(event) + 1;
+                if !first_of_its_command(event, &mut last_cause) {
+                    continue;
+                }
+                written += usize::from(self.restore(event, vault, when, copy).await?);
             }
         }
-    }
-
-    /// `written`, once the audit log is synced (the records were written without a sync each).
-    async fn synced(&self, written: usize) -> Result<usize, AuditError> {
-        self.sync().await?;
-        Ok(written)
     }
 
     /// Writes the record of the command that caused the household event `event` if the
@@ -868,27 +866,15 @@ impl Auditor {
     /// carries, opened with the household's key in `vault`, as it is; without, nothing when the
     /// event carries it (the log lists it from there). When nothing can be read (events written
     /// before commands carried their records, an erased household), one rebuilt from the
-    /// event's metadata, its reason opened by `when`. `last_cause` is the cause of the event
-    /// before: a command's later events, which carry nothing, are passed over. Whether a record
-    /// was written.
+    /// event's metadata, its reason opened by `when`. Whether a record was written.
     async fn restore(
         &self,
-        event: &naast_eventlog::RecordedEvent,
+        event: &RecordedEvent,
         vault: Option<&naast_vault::Vault>,
-        last_cause: &mut Option<Uuid>,
         when: &str,
         copy: bool,
     ) -> Result<bool, AuditError> {
-        let Some(cause) = event.metadata.causation_id else {
-            return Ok(false);
-        };
-        if last_cause.replace(cause) == Some(cause) {
-            return Ok(false);
-        }
-        let Some(household) = event
-            .stream_id
-            .strip_prefix("household-")
-            .and_then(|id| id.parse::<HouseholdId>().ok())
+        let (Some(cause), Some(household)) = (event.metadata.causation_id, household_of(event))
         else {
             return Ok(false);
         };
@@ -1178,6 +1164,14 @@ fn merge(
         || !kept.done
         || !carried.done;
     (out, more.then_some(cursor))
+}
+
+/// Whether `event` is the first of the command that caused it, the one that carries its record
+/// (a command's events are appended together and all name it as their cause); `last_cause` is
+/// the cause of the event read before it, and becomes this one's.
+fn first_of_its_command(event: &RecordedEvent, last_cause: &mut Option<Uuid>) -> bool {
+    let cause = event.metadata.causation_id;
+    cause.is_some() && std::mem::replace(last_cause, cause) != cause
 }
 
 /// The household whose stream holds `event`, if a household's does.

@@ -518,12 +518,7 @@ pub fn api_load(args: &LoadArgs) -> Result<(), BenchError> {
         .build()?;
     let token = std::env::var("NAAST_BENCH_TOKEN").unwrap_or_default();
     let (seconds, latencies) = runtime.block_on(async {
-        let bearer = if token.is_empty() {
-            naast_proto::client::Bearer::none()
-        } else {
-            naast_proto::client::Bearer::new(&token)
-                .map_err(|e| BenchError::Check(e.to_string()))?
-        };
+        let bearer = bearer_of(&token)?;
         honest_load(&args.url, bearer, args.clients, args.per_client)
             .await
             .map_err(BenchError::Check)
@@ -807,11 +802,7 @@ async fn served(
     } else {
         (None, String::new(), None)
     };
-    let bearer = if token.is_empty() {
-        Bearer::none()
-    } else {
-        Bearer::new(&token).map_err(|e| fail(&e))?
-    };
+    let bearer = bearer_of(&token)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -986,6 +977,14 @@ async fn served(
         pages: measured,
         flood,
     })
+}
+
+/// What sends `token` with every call (none when it is empty: an unguarded run).
+fn bearer_of(token: &str) -> Result<naast_proto::client::Bearer, BenchError> {
+    if token.is_empty() {
+        return Ok(naast_proto::client::Bearer::none());
+    }
+    naast_proto::client::Bearer::new(token).map_err(|e| BenchError::Check(e.to_string()))
 }
 
 /// A client of the household service at `url`, sending `bearer`'s token.
