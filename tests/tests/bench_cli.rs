@@ -228,6 +228,17 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
             "grpc_everything_commands_per_sec",
             "library_commands_per_sec",
         ),
+        // The transport alone: the same calls answered at once by a server doing nothing else.
+        (
+            "transport_to_library",
+            "transport_calls_per_sec",
+            "library_commands_per_sec",
+        ),
+        (
+            "everything_to_transport",
+            "grpc_everything_commands_per_sec",
+            "transport_calls_per_sec",
+        ),
     ] {
         assert!(figure(over) > 0.0, "{factors}");
         assert!(

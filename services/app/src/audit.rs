@@ -340,7 +340,7 @@ struct Partitions {
     /// a clock that is behind it (no real-time clock, time not yet synchronised) must not send
     /// records to an older year.
     latest_micros: std::sync::atomic::AtomicU64,
-    /// Records being written on tasks of their own ([`Auditor::record_detached`]).
+    /// Records of commands not yet settled ([`Auditor::pending`]).
     in_flight: std::sync::atomic::AtomicUsize,
     /// The event log whose household events carry their commands' records, and the vault that
     /// opens them ([`Auditor::read_commands_from`]).
@@ -472,38 +472,36 @@ impl Auditor {
         }
     }
 
-    /// Writes `record` with event id `id` on a task of its own, so that a call its client
-    /// cancels cannot cancel the record of what it may already have done; [`Auditor::settled`]
-    /// waits for every such write. It waits to be told whether durable events carry the record
-    /// (then there is nothing to write: the log reads it from them); otherwise it is written
-    /// durably, and if the teller is gone (the call was cut off, its events perhaps on their way
-    /// to `events`), only after a sync of `events`, so that it is not durable before them.
-    pub fn record_detached(
-        &self,
-        record: Record,
-        id: Uuid,
-        carried: tokio::sync::oneshot::Receiver<bool>,
-        events: EventLog,
-    ) -> tokio::task::JoinHandle<Result<(), AuditError>> {
-        use std::sync::atomic::Ordering;
-        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
-        let auditor = self.clone();
-        tokio::spawn(async move {
-            let written = match carried.await {
-                Ok(true) => Ok(()),
-                Ok(false) => auditor.record_as(&record, id).await,
-                Err(_) => {
-                    // Whatever the call sent to the log is behind this sync in its queue. (A
-                    // failed sync leaves the events' fate unknown: the access is recorded.)
-                    let _ = events.sync().await;
-                    auditor.record_as(&record, id).await
-                }
-            };
-            if auditor.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-                auditor.inner.settled.notify_waiters();
-            }
-            written
-        })
+    /// The audit record of a command about to be decided and appended, with event id `id` (the
+    /// events name it as their cause). The command's first event carries it (sealed), so in the
+    /// usual case nothing more is written: [`PendingRecord::carried`]. Without events to carry it
+    /// (refused, replayed, failed) [`PendingRecord::write`] writes it durably. A call its client
+    /// cancels (a deadline, a dropped connection) drops the pending record unsettled; it is then
+    /// written on a task of its own after a sync of `events`, so that what the call may already
+    /// have done is recorded, and not durably before the events themselves.
+    /// [`Auditor::settled`] waits for every pending record.
+    pub fn pending(&self, record: Record, id: Uuid, events: EventLog) -> PendingRecord {
+        self.inner
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        PendingRecord {
+            auditor: self.clone(),
+            record: Some(record),
+            id,
+            events,
+        }
+    }
+
+    /// One pending record less ([`Auditor::pending`]).
+    fn settle_one(&self) {
+        if self
+            .inner
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.inner.settled.notify_waiters();
+        }
     }
 
     /// Lists the records that the household events of `log` carry (sealed with their
@@ -525,7 +523,7 @@ impl Auditor {
             .clone()
     }
 
-    /// Returns once no record written by [`Auditor::record_detached`] is still on its way.
+    /// Returns once no record of [`Auditor::pending`] is still on its way.
     pub async fn settled(&self) {
         use std::sync::atomic::Ordering;
         loop {
@@ -1194,6 +1192,74 @@ fn decode(event: RecordedEvent) -> Result<Stored, AuditError> {
         recorded_at_micros: event.recorded_at_micros,
         record,
     })
+}
+
+/// A command's audit record between its decision and its answer ([`Auditor::pending`]).
+pub struct PendingRecord {
+    auditor: Auditor,
+    /// `None` once settled.
+    record: Option<Record>,
+    id: Uuid,
+    events: EventLog,
+}
+
+impl PendingRecord {
+    /// Durable events this call appended carry the record: the audit log lists it from them,
+    /// and nothing is written.
+    pub fn carried(mut self) {
+        if self.record.take().is_some() {
+            self.auditor.settle_one();
+        }
+    }
+
+    /// Nothing carries the record: it is written durably before this returns. The write runs
+    /// on a task of its own, so a caller cut off while it waits does not cut the write off.
+    pub async fn write(mut self) -> Result<(), AuditError> {
+        let Some(record) = self.record.take() else {
+            return Ok(());
+        };
+        let (auditor, id) = (self.auditor.clone(), self.id);
+        let task = tokio::spawn(async move {
+            let written = auditor.record_as(&record, id).await;
+            auditor.settle_one();
+            written
+        });
+        task.await.unwrap_or_else(|e| {
+            Err(AuditError::Unavailable(format!(
+                "the audit write stopped: {e}"
+            )))
+        })
+    }
+}
+
+impl Drop for PendingRecord {
+    fn drop(&mut self) {
+        let Some(record) = self.record.take() else {
+            return;
+        };
+        // The call was cut off before it was settled: its events may be on their way to the
+        // log. Whatever it sent is behind this sync in the log's queue; the record follows it.
+        // (A failed sync leaves the events' fate unknown: the access is recorded all the same;
+        // a failed write marks the audit log, so the next start reconciles.)
+        let (auditor, id, events) = (self.auditor.clone(), self.id, self.events.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let _ = events.sync().await;
+                    if let Err(e) = auditor.record_as(&record, id).await {
+                        tracing::error!(error = %e, "the record of a call cut off could not be written");
+                    }
+                    auditor.settle_one();
+                });
+            }
+            Err(_) => {
+                // No runtime left (the process is ending): the start-up check rebuilds the
+                // record from the events that carry it, if any were written.
+                tracing::error!(%id, "the record of a call cut off at shutdown was not written");
+                self.auditor.settle_one();
+            }
+        }
+    }
 }
 
 #[cfg(test)]

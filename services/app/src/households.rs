@@ -451,14 +451,11 @@ impl Households {
                 let id = Uuid::now_v7();
                 // Kept with the command's events (sealed), the record's durable original.
                 stamp.audit = serde_json::to_value(&record).ok();
-                // On a task of its own, told whether this call's events carry the record: a
-                // call its client cancels (a deadline, a dropped connection) must not cancel
-                // the record of what it may already have done, nor leave that silently
-                // unwritten (cut off, it is written durably). A failure marks the audit log, so
-                // the next start reconciles.
-                let (carried, told) = tokio::sync::oneshot::channel();
-                let task = auditor.record_detached(record, id, told, self.log.clone());
-                (id, carried, task)
+                // Settled below once it is known whether this call's events carry the record;
+                // a call its client cancels (a deadline, a dropped connection) must not cancel
+                // the record of what it may already have done, nor leave it silently unwritten:
+                // dropped unsettled, it is written durably after the events.
+                (id, auditor.pending(record, id, self.log.clone()))
             });
         let causation = audit.as_ref().map(|(id, ..)| *id);
         let result = self
@@ -471,29 +468,17 @@ impl Households {
                 causation,
             )
             .await;
-        if let Some((_, carried, task)) = audit {
+        if let Some((_, pending)) = audit {
             // Only events this call appended with the record in their stamp carry it (not a
             // tombstone, nor a replay's events).
             let carries =
                 !erasing && stamp.audit.is_some() && matches!(&result, Ok(done) if !done.replayed);
-            // The task outlives the call, so it is there to be told.
-            let _ = carried.send(carries);
-            let written = task.await.unwrap_or_else(|e| {
-                Err(audit::AuditError::Unavailable(format!(
-                    "the audit write stopped: {e}"
-                )))
-            });
-            match written {
-                Err(e) if carries => {
-                    // The events are durable and carry the command's audit record: the next
-                    // start writes it (the failure keeps the reconciliation mark back). The
-                    // command happened, so it is answered as done.
-                    tracing::error!(error = %e, %household, "command done; its audit record follows at the next start");
-                }
+            if carries {
+                pending.carried();
+            } else {
                 // Refused, replayed or failed: the access is recorded all the same, and a
                 // failure to record it comes first.
-                Err(e) => return Err(e.into()),
-                Ok(()) => {}
+                pending.write().await?;
             }
         }
         if blind {

@@ -567,24 +567,36 @@ impl Shared {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let head = self.head();
-        let entries = match direction {
-            Direction::Forwards => {
-                self.storage
-                    .scan(&keys::log(from), &keys::log(head), false, limit)?
-            }
-            Direction::Backwards => {
-                let end = from.saturating_add(1).min(head);
-                self.storage
-                    .scan(&keys::log(0), &keys::log(end), true, limit)?
-            }
+        let (start, end, reverse) = match direction {
+            Direction::Forwards => (keys::log(from), keys::log(head), false),
+            Direction::Backwards => (
+                keys::log(0),
+                keys::log(from.saturating_add(1).min(head)),
+                true,
+            ),
         };
-        entries
-            .into_iter()
-            .map(|(key, value)| {
-                let position = keys::log_position(&key).unwrap_or(u64::MAX);
-                decode_at(position, value)
-            })
-            .collect()
+        // Each record is decoded from the engine's buffer as the scan passes it (catch-up reads
+        // the whole log through here): no copy of the keys or the records first.
+        let mut events = Vec::with_capacity(limit.min(1024));
+        let mut damaged = None;
+        self.storage
+            .scan_each(&start, &end, reverse, limit, &mut |key, value| {
+                let position = keys::log_position(key).unwrap_or(u64::MAX);
+                match decode_slice_at(position, value) {
+                    Ok(event) => {
+                        events.push(event);
+                        true
+                    }
+                    Err(e) => {
+                        damaged = Some(e);
+                        false
+                    }
+                }
+            })?;
+        match damaged {
+            Some(e) => Err(e),
+            None => Ok(events),
+        }
     }
 
     pub(crate) fn read_stream(
@@ -772,6 +784,21 @@ fn decode_at(position: u64, value: Vec<u8>) -> Result<RecordedEvent> {
         position,
         reason: e.0.into(),
     })?;
+    at_position(position, event)
+}
+
+/// [`decode_at`] of a borrowed record (its payload copied out).
+fn decode_slice_at(position: u64, value: &[u8]) -> Result<RecordedEvent> {
+    let event = record::decode(value)
+        .map_err(|e| Error::Corrupt {
+            position,
+            reason: e.0.into(),
+        })?
+        .event;
+    at_position(position, event)
+}
+
+fn at_position(position: u64, event: RecordedEvent) -> Result<RecordedEvent> {
     if event.position != position {
         return Err(Error::Corrupt {
             position,

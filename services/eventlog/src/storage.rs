@@ -43,6 +43,25 @@ pub trait Storage: Send + Sync + 'static {
         reverse: bool,
         limit: usize,
     ) -> Result<Vec<Entry>, StorageError>;
+
+    /// Shows `visit` the entries [`Storage::scan`] would return, in its order, without copying
+    /// them first; stops early when `visit` returns `false`. Catch-up reads the whole log this
+    /// way, decoding each record straight from the engine's buffer.
+    fn scan_each(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        for (key, value) in self.scan(start, end, reverse, limit)? {
+            if !visit(&key, &value) {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Everything in memory; `sync` does nothing. Nothing survives the process.
@@ -335,5 +354,37 @@ impl Storage for SledStorage {
         } else {
             range.take(limit).map(own).collect()
         }
+    }
+
+    fn scan_each(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        if start >= end {
+            return Ok(());
+        }
+        let range = self.tree.range(start..end);
+        let mut each = |item: sled::Result<(sled::IVec, sled::IVec)>| {
+            item.map(|(k, v)| visit(&k, &v))
+                .map_err(|e| StorageError::new("read", e))
+        };
+        if reverse {
+            for item in range.rev().take(limit) {
+                if !each(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in range.take(limit) {
+                if !each(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 }

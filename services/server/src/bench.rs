@@ -618,6 +618,9 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
         (rate, cpu_us)
     };
     let (ceiling, ceiling_cpu_us) = ceiling;
+    // The transport's own ceiling: the same calls from the same clients, answered at once by a
+    // gRPC server that does nothing else.
+    let transport = transport_ceiling(args, clients, per_client).await?;
 
     // The service on loopback: as it runs (every call authenticated, authorised against the
     // family's consent and recorded in the audit log), and again with all of that switched off.
@@ -694,6 +697,10 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
             "bench": "api.factors",
             "load": if args.load_process { "a process of its own" } else { "the server's process" },
             "library_commands_per_sec": round(ceiling, 0),
+            "transport": "the same calls from the same clients, decoded and answered at once by a gRPC server (tonic, TCP_NODELAY) doing nothing else: what no service on this transport and machine can pass",
+            "transport_calls_per_sec": round(transport.rate, 0),
+            "transport_to_library": round(transport.rate / ceiling, 3),
+            "everything_to_transport": round(guarded.rate / transport.rate, 3),
             "grpc_commands_per_sec": round(open.rate, 0),
             "grpc_auth_consent_audit_commands_per_sec": round(plain.rate, 0),
             "grpc_everything_commands_per_sec": round(guarded.rate, 0),
@@ -704,6 +711,7 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
             "target_everything_to_library": 0.5,
             "cpu": "CPU time per command (µs, all threads) of the server's process while the commands ran, and of the load's process when it has one of its own",
             "library_cpu_us_per_command": round(ceiling_cpu_us, 1),
+            "transport_cpu_us_per_call": round(transport.cpu_us, 1),
             "grpc_cpu_us_per_command": round(open.cpu_us, 1),
             "grpc_auth_consent_audit_cpu_us_per_command": round(plain.cpu_us, 1),
             "grpc_everything_cpu_us_per_command": round(guarded.cpu_us, 1),
@@ -977,6 +985,130 @@ async fn served(
         pages: measured,
         flood,
     })
+}
+
+/// What the transport ceiling measured.
+struct Transport {
+    rate: f64,
+    /// CPU time of this process per call (µs).
+    cpu_us: f64,
+}
+
+/// The calls of the API runs (a household each, then its notes), from the same clients (in
+/// their own process with `--load-process`), answered at once by a gRPC server with the same
+/// transport settings that does nothing else: no log, no read models, no guard. The most any
+/// service on tonic can do on this machine with this load.
+async fn transport_ceiling(
+    args: &ApiArgs,
+    clients: usize,
+    per_client: usize,
+) -> Result<Transport, BenchError> {
+    let fail = |e: &dyn std::fmt::Display| BenchError::Check(e.to_string());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(Answering)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stopped.await;
+            }),
+    );
+    let cpu = cpu_seconds();
+    let seconds = if args.load_process {
+        load_process(&url, "", clients, per_client).await?.0
+    } else {
+        honest_load(
+            &url,
+            naast_proto::client::Bearer::none(),
+            clients,
+            per_client,
+        )
+        .await
+        .map_err(|e| fail(&e))?
+        .0
+    };
+    let calls = (clients * (per_client + 1)) as f64;
+    let cpu_us = (cpu_seconds() - cpu) * 1e6 / calls;
+    let _ = stop.send(());
+    server.await?.map_err(|e| fail(&e))?;
+    Ok(Transport {
+        rate: calls / seconds,
+        cpu_us,
+    })
+}
+
+/// The household service's two calls of the API runs, answered at once with a fresh id and
+/// nothing else done ([`transport_ceiling`]); any other call is UNIMPLEMENTED.
+#[derive(Clone)]
+struct Answering;
+
+impl tonic::server::NamedService for Answering {
+    const NAME: &'static str = "naast.v1.HouseholdService";
+}
+
+/// A unary call answered by `F`, at once.
+struct AnswerWith<F>(F);
+
+impl<Req, Resp, F> tonic::server::UnaryService<Req> for AnswerWith<F>
+where
+    F: Fn(Req) -> Resp,
+    Resp: Send + 'static,
+{
+    type Response = Resp;
+    type Future = std::future::Ready<Result<tonic::Response<Resp>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
+        std::future::ready(Ok(tonic::Response::new((self.0)(request.into_inner()))))
+    }
+}
+
+impl tower::Service<tonic::codegen::http::Request<tonic::body::Body>> for Answering {
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        use naast_proto::codec::StrictCodec;
+        use naast_proto::pb;
+        Box::pin(async move {
+            Ok(match request.uri().path() {
+                "/naast.v1.HouseholdService/CreateHousehold" => {
+                    tonic::server::Grpc::new(StrictCodec::default())
+                        .unary(
+                            AnswerWith(|_: pb::CreateHouseholdRequest| {
+                                pb::CreateHouseholdResponse {
+                                    household_id: uuid::Uuid::now_v7().to_string(),
+                                    ..Default::default()
+                                }
+                            }),
+                            request,
+                        )
+                        .await
+                }
+                "/naast.v1.HouseholdService/CreateNote" => {
+                    tonic::server::Grpc::new(StrictCodec::default())
+                        .unary(
+                            AnswerWith(|_: pb::CreateNoteRequest| pb::CreateNoteResponse {
+                                note_id: uuid::Uuid::now_v7().to_string(),
+                                ..Default::default()
+                            }),
+                            request,
+                        )
+                        .await
+                }
+                _ => tonic::Status::unimplemented("not answered here").into_http(),
+            })
+        })
+    }
 }
 
 /// What sends `token` with every call (none when it is empty: an unguarded run).

@@ -115,6 +115,10 @@ struct Inner {
     /// Data keys in use, and households known to be erased (`None`); at most
     /// [`MAX_CACHED_KEYS`], then it starts afresh (the files are the truth).
     keys: Mutex<HashMap<Uuid, Option<ChaCha20Poly1305>>>,
+    /// Held while a key file is read, made (written and synced) or removed: these take turns,
+    /// so one household never gets two keys and a key being read is never remembered after its
+    /// erasure, while the keys in memory stay available to everyone else meanwhile.
+    files: Mutex<()>,
     /// Set when the key folder could not be synced after a key was made or destroyed: whether
     /// that change survives a power cut is unknown, so no key that is not in use already may be
     /// used (a retry could seal data with a key a power cut takes away).
@@ -122,6 +126,10 @@ struct Inner {
     /// Test only: the next sync of the key folder fails (a disk fault cannot be caused here).
     #[cfg(test)]
     fail_next_dir_sync: std::sync::atomic::AtomicBool,
+    /// Test only: called right after a key file was read, before the key is remembered (a
+    /// thread cannot be stopped at that point otherwise).
+    #[cfg(test)]
+    after_file_read: Mutex<Option<Box<dyn Fn() + Send>>>,
 }
 
 /// Keys kept in memory; past this the memory starts afresh and keys are read again from their
@@ -146,9 +154,12 @@ impl Vault {
                 dir: dir.to_owned(),
                 master: ChaCha20Poly1305::new(&master.0),
                 keys: Mutex::default(),
+                files: Mutex::default(),
                 poisoned: std::sync::OnceLock::new(),
                 #[cfg(test)]
                 fail_next_dir_sync: std::sync::atomic::AtomicBool::new(false),
+                #[cfg(test)]
+                after_file_read: Mutex::default(),
             }),
         })
     }
@@ -260,9 +271,9 @@ impl Vault {
     /// Destroys the household's key, durably: its sealed payloads can never be opened again.
     /// Erasing a household without a key (or twice) does nothing more.
     pub fn erase(&self, household: Uuid) -> Result<(), VaultError> {
-        let mut keys = self
+        let _files = self
             .inner
-            .keys
+            .files
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(reason) = self.inner.poisoned.get() {
@@ -275,7 +286,7 @@ impl Vault {
             Err(source) => return Err(VaultError::Io { path, source }),
         }
         // Forgotten here at once, whatever the disk does next.
-        keys.insert(household, None);
+        self.remember(household, None);
         self.sync_keys_dir()?;
         Ok(())
     }
@@ -306,23 +317,36 @@ impl Vault {
 
     /// The household's cipher; with `create`, made (durably) when there is none yet.
     fn key(&self, household: Uuid, create: bool) -> Result<ChaCha20Poly1305, VaultError> {
-        let mut keys = self
+        if let Some(cipher) = self.known(household)? {
+            return Ok(cipher);
+        }
+        // Read from its file or made without holding the keys in memory: a new key's two syncs
+        // must not hold up every other household's sealing and opening.
+        let _files = self
             .inner
-            .keys
+            .files
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(Some(cipher)) = keys.get(&household) {
-            return Ok(cipher.clone());
-        }
-        if let Some(reason) = self.inner.poisoned.get() {
-            return Err(VaultError::Poisoned(reason.clone()));
+        if let Some(cipher) = self.known(household)? {
+            return Ok(cipher); // read or made while this call waited
         }
         let path = self.path(household);
         let cipher = match std::fs::read(&path) {
-            Ok(wrapped) => self.unwrap_key(household, &wrapped)?,
+            Ok(wrapped) => {
+                #[cfg(test)]
+                if let Some(hook) = &*self
+                    .inner
+                    .after_file_read
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                {
+                    hook();
+                }
+                self.unwrap_key(household, &wrapped)?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !create {
-                    keys.insert(household, None);
+                    self.remember(household, None);
                     return Err(VaultError::Erased(household));
                 }
                 let key = ChaCha20Poly1305::generate_key(&mut OsRng);
@@ -349,11 +373,38 @@ impl Vault {
             }
             Err(source) => return Err(VaultError::Io { path, source }),
         };
+        self.remember(household, Some(cipher.clone()));
+        Ok(cipher)
+    }
+
+    /// The household's key if it is in memory; `Erased` if it is known to be gone. A poisoned
+    /// store gives no key that is not in memory already.
+    fn known(&self, household: Uuid) -> Result<Option<ChaCha20Poly1305>, VaultError> {
+        let keys = self
+            .inner
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(Some(cipher)) = keys.get(&household) {
+            return Ok(Some(cipher.clone()));
+        }
+        if let Some(reason) = self.inner.poisoned.get() {
+            return Err(VaultError::Poisoned(reason.clone()));
+        }
+        Ok(None)
+    }
+
+    /// Keeps what is known of the household's key in memory.
+    fn remember(&self, household: Uuid, cipher: Option<ChaCha20Poly1305>) {
+        let mut keys = self
+            .inner
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if keys.len() >= MAX_CACHED_KEYS {
             keys.clear();
         }
-        keys.insert(household, Some(cipher.clone()));
-        Ok(cipher)
+        keys.insert(household, cipher);
     }
 
     /// Syncs the key folder; a failure poisons the store (see [`Inner::poisoned`]).
@@ -509,6 +560,72 @@ mod tests {
             Err(VaultError::Erased(_))
         ));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_key_read_while_it_is_erased_is_not_remembered_after_the_erasure() {
+        // A key is read from its file without holding the keys in memory; an erasure that comes
+        // while it is read must still win. The reader stops right after reading the file, for
+        // long enough that an erasure not made to wait would run in between.
+        let dir = tempfile::tempdir().unwrap();
+        let key = master();
+        let (h, e) = (Uuid::now_v7(), Uuid::now_v7());
+        let sealed = Vault::open(dir.path(), &key)
+            .unwrap()
+            .seal(h, e, b"{}")
+            .unwrap();
+        let cold = Vault::open(dir.path(), &key).unwrap();
+        let (read, was_read) = std::sync::mpsc::channel::<()>();
+        let read = Mutex::new(read);
+        *cold.inner.after_file_read.lock().unwrap() = Some(Box::new(move || {
+            let _ = read.lock().unwrap().send(());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }));
+        let reader = {
+            let (cold, sealed) = (cold.clone(), sealed.clone());
+            std::thread::spawn(move || cold.open_payload(h, e, &sealed).is_ok())
+        };
+        was_read.recv().unwrap();
+        cold.erase(h).unwrap();
+        assert!(reader.join().unwrap(), "read before the erasure");
+        assert!(
+            matches!(cold.open_payload(h, e, &sealed), Err(VaultError::Erased(_))),
+            "an erased household's key came back"
+        );
+    }
+
+    #[test]
+    fn new_keys_made_at_once_are_one_per_household_and_all_durable() {
+        // Many households' first commands at once, and several at once for one household: one
+        // key each, and what was sealed opens again after a restart.
+        let dir = tempfile::tempdir().unwrap();
+        let key = master();
+        let vault = Vault::open(dir.path(), &key).unwrap();
+        let households: Vec<Uuid> = (0..8).map(|_| Uuid::now_v7()).collect();
+        let sealed: Vec<(Uuid, Uuid, Vec<u8>)> = std::thread::scope(|scope| {
+            let tasks: Vec<_> = (0..32)
+                .map(|i| {
+                    let (vault, h) = (vault.clone(), households[i % households.len()]);
+                    scope.spawn(move || {
+                        let e = Uuid::now_v7();
+                        (h, e, vault.seal(h, e, b"{\"n\":1}").unwrap())
+                    })
+                })
+                .collect();
+            tasks.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let mut held = vault.households().unwrap();
+        held.sort();
+        let mut expected = households.clone();
+        expected.sort();
+        assert_eq!(held, expected);
+        let reopened = Vault::open(dir.path(), &key).unwrap();
+        for (h, e, payload) in &sealed {
+            assert_eq!(
+                &*reopened.open_payload(*h, *e, payload).unwrap(),
+                b"{\"n\":1}"
+            );
+        }
     }
 
     #[test]
