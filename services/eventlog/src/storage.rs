@@ -341,19 +341,12 @@ impl Storage for SledStorage {
         reverse: bool,
         limit: usize,
     ) -> Result<Vec<Entry>, StorageError> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        let range = self.tree.range(start..end);
-        let own = |item: sled::Result<(sled::IVec, sled::IVec)>| {
-            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(|e| StorageError::new("read", e))
-        };
-        if reverse {
-            range.rev().take(limit).map(own).collect()
-        } else {
-            range.take(limit).map(own).collect()
-        }
+        let mut entries = Vec::new();
+        self.scan_each(start, end, reverse, limit, &mut |key, value| {
+            entries.push((key.to_vec(), value.to_vec()));
+            true
+        })?;
+        Ok(entries)
     }
 
     fn scan_each(
@@ -368,21 +361,15 @@ impl Storage for SledStorage {
             return Ok(());
         }
         let range = self.tree.range(start..end);
-        let mut each = |item: sled::Result<(sled::IVec, sled::IVec)>| {
-            item.map(|(k, v)| visit(&k, &v))
-                .map_err(|e| StorageError::new("read", e))
-        };
-        if reverse {
-            for item in range.rev().take(limit) {
-                if !each(item)? {
-                    break;
-                }
-            }
+        let items: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
+            Box::new(range.rev())
         } else {
-            for item in range.take(limit) {
-                if !each(item)? {
-                    break;
-                }
+            Box::new(range)
+        };
+        for item in items.take(limit) {
+            let (key, value) = item.map_err(|e| StorageError::new("read", e))?;
+            if !visit(&key, &value) {
+                break;
             }
         }
         Ok(())
