@@ -145,7 +145,7 @@ impl Feed {
         let mut out: Vec<Change> = Vec::new();
         let mut commands: Vec<Option<uuid::Uuid>> = Vec::new();
         for recorded in events {
-            let Some(household) = crate::worker::household_of(&recorded.stream_id) else {
+            let Some(household) = HouseholdId::of_stream(&recorded.stream_id) else {
                 continue;
             };
             if !self.states.contains_key(&household) {

@@ -207,7 +207,7 @@ async fn dispatch(
         let mut touched: Vec<(HouseholdId, u64, u64)> = Vec::new();
         let mut seen = HashSet::new();
         for event in batch.iter().rev() {
-            if let Some(household) = crate::worker::household_of(&event.stream_id)
+            if let Some(household) = HouseholdId::of_stream(&event.stream_id)
                 && seen.insert(household)
             {
                 touched.push((household, event.position, event.recorded_at_micros));

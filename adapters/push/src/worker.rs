@@ -238,7 +238,7 @@ async fn follow_batches(
         let mut touched: Vec<(HouseholdId, Scope)> = Vec::new();
         let mut index: HashMap<HouseholdId, usize> = HashMap::new();
         for event in &events {
-            let Some(household) = household_of(&event.stream_id) else {
+            let Some(household) = HouseholdId::of_stream(&event.stream_id) else {
                 continue;
             };
             // Opened only when its type does not say enough.
@@ -303,12 +303,6 @@ enum Woke {
     Event(Result<naast_eventlog::RecordedEvent, naast_eventlog::Error>),
     Replay(Vec<DeadLetter>),
     Timer,
-}
-
-/// The household whose stream this is.
-pub(crate) fn household_of(stream_id: &str) -> Option<HouseholdId> {
-    let id = stream_id.strip_prefix("household-")?;
-    Uuid::parse_str(id).ok().map(HouseholdId)
 }
 
 /// Synchronises `households` (each as far as its scope says it may have changed): each pass

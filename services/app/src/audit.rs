@@ -14,8 +14,8 @@
 //! # A command's record lives with its events
 //! The record of an allowed command is written once, in the command's own commit: its first
 //! event carries it, sealed with the household's key, and every event names it as its cause.
-//! The audit log reads those records from the household's events ([`Auditor::read_commands_from`])
-//! and lists them with the records it holds itself, in time order, as one log; nothing is
+//! The audit log reads those records from the household's events (given to [`Auditor::household`]
+//! and [`Auditor::search`]) and lists them with the records it holds itself, in time order, as one log; nothing is
 //! copied on the command's path. Its own partitions hold everything else: reads, refusals,
 //! replays, calls cut off before they knew their outcome, the platforms' pushes, and the
 //! records of a household about to be erased, copied there before its key (which opens the
@@ -342,9 +342,6 @@ struct Partitions {
     latest_micros: std::sync::atomic::AtomicU64,
     /// Records of commands not yet settled ([`Auditor::pending`]).
     in_flight: std::sync::atomic::AtomicUsize,
-    /// The event log whose household events carry their commands' records, and the vault that
-    /// opens them ([`Auditor::read_commands_from`]).
-    commands: std::sync::RwLock<Option<(EventLog, Option<naast_vault::Vault>)>>,
     settled: tokio::sync::Notify,
 }
 
@@ -386,7 +383,6 @@ impl Auditor {
                 latest_micros: std::sync::atomic::AtomicU64::new(0),
                 in_flight: std::sync::atomic::AtomicUsize::new(0),
                 settled: tokio::sync::Notify::new(),
-                commands: std::sync::RwLock::default(),
             }),
         };
         let this_year = time::OffsetDateTime::now_utc().year();
@@ -504,25 +500,6 @@ impl Auditor {
         }
     }
 
-    /// Lists the records that the household events of `log` carry (sealed with their
-    /// household's key in `vault`) as part of this audit log: every command's.
-    pub fn read_commands_from(&self, log: EventLog, vault: Option<naast_vault::Vault>) {
-        *self
-            .inner
-            .commands
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((log, vault));
-    }
-
-    /// The event log and vault of [`Auditor::read_commands_from`], if set.
-    fn commands(&self) -> Option<(EventLog, Option<naast_vault::Vault>)> {
-        self.inner
-            .commands
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
     /// Returns once no record of [`Auditor::pending`] is still on its way.
     pub async fn settled(&self) {
         use std::sync::atomic::Ordering;
@@ -547,12 +524,9 @@ impl Auditor {
     }
 
     /// Appends `record` with event id `id`, returning once it is written (readable), not once
-    /// durable: for the record of a command whose events carry it (sealed in their stamp), so
-    /// that the command's one durable commit holds the record too. It becomes durable with the
-    /// audit log's next sync ([`Auditor::sync`], any durable record's, or sled's own flush
-    /// every 500 ms); after a crash before that, the start-up reconciliation writes it again
-    /// from the events, under the same id.
-    pub async fn record_deferred(&self, record: &Record, id: Uuid) -> Result<(), AuditError> {
+    /// durable: for records restored from the events (which still hold them after a crash), made
+    /// durable together by one [`Auditor::sync`] once all are written.
+    async fn record_deferred(&self, record: &Record, id: Uuid) -> Result<(), AuditError> {
         self.write(record, id, false).await
     }
 
@@ -598,9 +572,12 @@ impl Auditor {
     }
 
     /// Up to `limit` records about `household` from `from` on that `filter` admits, oldest
-    /// first, and where to continue (`None` at the end).
+    /// first, and where to continue (`None` at the end): the partitions' and those its
+    /// commands' events in `events` carry (opened with its key in `vault`).
     pub fn household(
         &self,
+        events: &EventLog,
+        vault: Option<&naast_vault::Vault>,
         household: HouseholdId,
         from: Cursor,
         limit: usize,
@@ -614,21 +591,25 @@ impl Auditor {
             |log, next| log.read_stream(&stream, next, Direction::Forwards, SCAN_CHUNK),
             |r| r.revision,
         )?;
-        let events = household.stream_id();
+        let stream = household.stream_id();
         let carried = self.carried(
+            vault,
             from.events,
             limit,
             filter,
-            |log, next| log.read_stream(&events, next, Direction::Forwards, SCAN_CHUNK),
+            |next| events.read_stream(&stream, next, Direction::Forwards, SCAN_CHUNK),
             |r| r.revision,
         )?;
         Ok(merge(from, limit, kept, carried))
     }
 
     /// Up to `limit` records of the whole audit log from `from` on that `filter` admits, oldest
-    /// first, and where to continue (`None` at the end).
+    /// first, and where to continue (`None` at the end): the partitions' and those the
+    /// commands' events in `events` carry (opened with their household's key in `vault`).
     pub fn search(
         &self,
+        events: &EventLog,
+        vault: Option<&naast_vault::Vault>,
         from: Cursor,
         limit: usize,
         filter: &Filter,
@@ -641,10 +622,11 @@ impl Auditor {
             |r| r.position,
         )?;
         let carried = self.carried(
+            vault,
             from.events,
             limit,
             filter,
-            |log, next| log.read_all(next, Direction::Forwards, SCAN_CHUNK),
+            |next| events.read_all(next, Direction::Forwards, SCAN_CHUNK),
             |r| r.position,
         )?;
         Ok(merge(from, limit, kept, carried))
@@ -686,29 +668,25 @@ impl Auditor {
         Ok(Scanned { found, done: true })
     }
 
-    /// Up to `limit` records carried by the household events of the log of
-    /// [`Auditor::read_commands_from`] from `from` on that `filter` admits (and the partitions
-    /// do not hold), each with where the scan continues after it, and whether it reached the end.
+    /// Up to `limit` records carried by the household events `read` returns from `from` on
+    /// (opened with their household's key in `vault`) that `filter` admits and the partitions do
+    /// not hold, each with where the scan continues after it (`cursor` says where after an
+    /// event), and whether it reached the end.
     fn carried(
         &self,
+        vault: Option<&naast_vault::Vault>,
         from: u64,
         limit: usize,
         filter: &Filter,
-        read: impl Fn(&EventLog, u64) -> Result<Vec<RecordedEvent>, naast_eventlog::Error>,
+        read: impl Fn(u64) -> Result<Vec<RecordedEvent>, naast_eventlog::Error>,
         cursor: impl Fn(&RecordedEvent) -> u64,
     ) -> Result<Scanned<u64>, AuditError> {
-        let Some((log, vault)) = self.commands() else {
-            return Ok(Scanned {
-                found: Vec::new(),
-                done: true,
-            });
-        };
         let cutoff = self.retention_cutoff();
         let mut found = Vec::new();
         let mut next = from;
         let mut last_cause = None;
         loop {
-            let chunk = read(&log, next)?;
+            let chunk = read(next)?;
             if chunk.is_empty() {
                 return Ok(Scanned { found, done: true });
             }
@@ -719,7 +697,7 @@ impl Auditor {
                 {
                     continue;
                 }
-                let Some(stored) = self.carried_by(&event, vault.as_ref())? else {
+                let Some(stored) = self.carried_by(&event, vault)? else {
                     continue;
                 };
                 if filter.admits(&stored) && !self.contains(stored.id)? {
@@ -740,8 +718,10 @@ impl Auditor {
         event: &RecordedEvent,
         vault: Option<&naast_vault::Vault>,
     ) -> Result<Option<Stored>, AuditError> {
-        let (Some(cause), Some(household)) = (event.metadata.causation_id, household_of(event))
-        else {
+        let (Some(cause), Some(household)) = (
+            event.metadata.causation_id,
+            HouseholdId::of_stream(&event.stream_id),
+        ) else {
             return Ok(None);
         };
         let payload =
@@ -872,8 +852,10 @@ impl Auditor {
         when: &str,
         copy: bool,
     ) -> Result<bool, AuditError> {
-        let (Some(cause), Some(household)) = (event.metadata.causation_id, household_of(event))
-        else {
+        let (Some(cause), Some(household)) = (
+            event.metadata.causation_id,
+            HouseholdId::of_stream(&event.stream_id),
+        ) else {
             return Ok(false);
         };
         if self.contains(cause)? {
@@ -1172,14 +1154,6 @@ fn first_of_its_command(event: &RecordedEvent, last_cause: &mut Option<Uuid>) ->
     cause.is_some() && std::mem::replace(last_cause, cause) != cause
 }
 
-/// The household whose stream holds `event`, if a household's does.
-fn household_of(event: &RecordedEvent) -> Option<HouseholdId> {
-    event
-        .stream_id
-        .strip_prefix("household-")
-        .and_then(|id| id.parse().ok())
-}
-
 fn decode(event: RecordedEvent) -> Result<Stored, AuditError> {
     let record = serde_json::from_slice(&event.payload).map_err(|e| AuditError::Unreadable {
         position: event.position,
@@ -1218,17 +1192,45 @@ impl PendingRecord {
         let Some(record) = self.record.take() else {
             return Ok(());
         };
+        match self.settle_by_writing(record, None) {
+            Some(task) => task.await.unwrap_or_else(|e| {
+                Err(AuditError::Unavailable(format!(
+                    "the audit write stopped: {e}"
+                )))
+            }),
+            None => Err(AuditError::Unavailable(
+                "no runtime to write the audit record on".into(),
+            )),
+        }
+    }
+
+    /// Writes `record` durably on a task of its own, after a sync of `after` when given, and
+    /// then counts it settled; `None` (and settled unwritten) when there is no runtime left to
+    /// write it on (the process is ending).
+    fn settle_by_writing(
+        &self,
+        record: Record,
+        after: Option<EventLog>,
+    ) -> Option<tokio::task::JoinHandle<Result<(), AuditError>>> {
         let (auditor, id) = (self.auditor.clone(), self.id);
-        let task = tokio::spawn(async move {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            auditor.settle_one();
+            return None;
+        };
+        Some(runtime.spawn(async move {
+            if let Some(events) = after {
+                // Whatever the call sent to the log is behind this sync in its queue. (A failed
+                // sync leaves the events' fate unknown: the access is recorded all the same.)
+                let _ = events.sync().await;
+            }
+            // A failed write marks the audit log, so the next start reconciles.
             let written = auditor.record_as(&record, id).await;
+            if let Err(e) = &written {
+                tracing::error!(error = %e, %id, "an audit record could not be written");
+            }
             auditor.settle_one();
             written
-        });
-        task.await.unwrap_or_else(|e| {
-            Err(AuditError::Unavailable(format!(
-                "the audit write stopped: {e}"
-            )))
-        })
+        }))
     }
 }
 
@@ -1238,26 +1240,14 @@ impl Drop for PendingRecord {
             return;
         };
         // The call was cut off before it was settled: its events may be on their way to the
-        // log. Whatever it sent is behind this sync in the log's queue; the record follows it.
-        // (A failed sync leaves the events' fate unknown: the access is recorded all the same;
-        // a failed write marks the audit log, so the next start reconciles.)
-        let (auditor, id, events) = (self.auditor.clone(), self.id, self.events.clone());
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    let _ = events.sync().await;
-                    if let Err(e) = auditor.record_as(&record, id).await {
-                        tracing::error!(error = %e, "the record of a call cut off could not be written");
-                    }
-                    auditor.settle_one();
-                });
-            }
-            Err(_) => {
-                // No runtime left (the process is ending): the start-up check rebuilds the
-                // record from the events that carry it, if any were written.
-                tracing::error!(%id, "the record of a call cut off at shutdown was not written");
-                self.auditor.settle_one();
-            }
+        // log, so the record follows them.
+        if self
+            .settle_by_writing(record, Some(self.events.clone()))
+            .is_none()
+        {
+            // The start-up check rebuilds the record from the events that carry it, if any
+            // were written.
+            tracing::error!(id = %self.id, "the record of a call cut off at shutdown was not written");
         }
     }
 }
@@ -1283,6 +1273,15 @@ mod tests {
         for (operation, action) in cases {
             assert_eq!(Action::of_operation(operation), action, "{operation}");
         }
+    }
+
+    /// An event log without events: no command carries a record.
+    fn no_events() -> EventLog {
+        EventLog::with_storage(
+            std::sync::Arc::new(naast_eventlog::MemoryStorage::new()),
+            Options::default(),
+        )
+        .unwrap()
     }
 
     fn record(household: HouseholdId, operation: &str) -> Record {
@@ -1337,7 +1336,14 @@ mod tests {
         assert_eq!(auditor.reconcile(&log, 0, None).await.unwrap(), 1);
         assert!(auditor.contains(lost).unwrap());
         let (found, _) = auditor
-            .household(household, Cursor::default(), 10, &Filter::default())
+            .household(
+                &log,
+                None,
+                household,
+                Cursor::default(),
+                10,
+                &Filter::default(),
+            )
             .unwrap();
         assert_eq!(found.len(), 2);
         assert_eq!(found[1].record.operation, "recovered");
@@ -1362,6 +1368,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let year = Duration::from_secs(365 * 86_400);
         let auditor = Auditor::open(dir.path(), year).unwrap();
+        let events = no_events();
         let household = HouseholdId::new();
         // A record written back in 2019, then two this year.
         let old = auditor.partition(2019).unwrap();
@@ -1380,17 +1387,26 @@ mod tests {
             found.iter().map(|s| s.record.operation.clone()).collect()
         };
         let (all, end) = auditor
-            .household(household, Cursor::default(), 10, &Filter::default())
+            .household(
+                &events,
+                None,
+                household,
+                Cursor::default(),
+                10,
+                &Filter::default(),
+            )
             .unwrap();
         assert_eq!(operations(&all), ["old", "first", "second"]);
         assert_eq!(end, None);
         // Pages continue across years.
         let (page, next) = auditor
-            .search(Cursor::default(), 2, &Filter::default())
+            .search(&events, None, Cursor::default(), 2, &Filter::default())
             .unwrap();
         assert_eq!(operations(&page), ["old", "first"]);
         let next = Cursor::parse(&next.unwrap().token()).unwrap();
-        let (rest, end) = auditor.search(next, 2, &Filter::default()).unwrap();
+        let (rest, end) = auditor
+            .search(&events, None, next, 2, &Filter::default())
+            .unwrap();
         assert_eq!((operations(&rest), end), (vec!["second".to_owned()], None));
 
         // 2019 ended long ago, but its record was written today, as by a clock that was
@@ -1406,7 +1422,14 @@ mod tests {
         assert_eq!(removed, [2019, now.year()]);
         assert!(!dir.path().join("2019").exists());
         let (left, _) = auditor
-            .household(household, Cursor::default(), 10, &Filter::default())
+            .household(
+                &events,
+                None,
+                household,
+                Cursor::default(),
+                10,
+                &Filter::default(),
+            )
             .unwrap();
         assert!(left.is_empty());
         assert!(auditor.enforce_retention(later).await.unwrap().is_empty());
@@ -1417,6 +1440,7 @@ mod tests {
     async fn a_clock_that_is_behind_never_sends_records_to_an_older_year() {
         let dir = tempfile::tempdir().unwrap();
         let auditor = Auditor::open(dir.path(), Duration::from_secs(365 * 86_400)).unwrap();
+        let events = no_events();
         let household = HouseholdId::new();
         // A year later than the clock's exists (the clock is behind): records go there, not
         // to an older year that retention could take.
@@ -1429,7 +1453,14 @@ mod tests {
                 .exists()
         );
         let (found, _) = auditor
-            .household(household, Cursor::default(), 10, &Filter::default())
+            .household(
+                &events,
+                None,
+                household,
+                Cursor::default(),
+                10,
+                &Filter::default(),
+            )
             .unwrap();
         assert_eq!(found.len(), 1);
         auditor.close().await;

@@ -155,10 +155,6 @@ pub struct Households {
 impl Households {
     /// Serves households from `log`, recording every guarded access with `auditor`.
     pub fn new(log: EventLog, auditor: Option<Auditor>) -> Self {
-        // The audit log lists the records the commands' events carry.
-        if let Some(auditor) = &auditor {
-            auditor.read_commands_from(log.clone(), None);
-        }
         Self {
             log,
             auditor,
@@ -170,9 +166,6 @@ impl Households {
     /// Seals every household payload with its household's key from `vault` (encryption at
     /// rest), so erasing a household forgets it.
     pub fn with_vault(mut self, vault: naast_vault::Vault) -> Self {
-        if let Some(auditor) = &self.auditor {
-            auditor.read_commands_from(self.log.clone(), Some(vault.clone()));
-        }
         self.vault = Some(vault);
         self
     }
@@ -328,6 +321,11 @@ impl Households {
     /// The event log underneath.
     pub fn log(&self) -> &EventLog {
         &self.log
+    }
+
+    /// The key store payloads are sealed with, if encryption is on.
+    pub fn vault(&self) -> Option<&naast_vault::Vault> {
+        self.vault.as_ref()
     }
 
     /// Decides `command` on `household` and appends its events.

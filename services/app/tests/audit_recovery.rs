@@ -79,7 +79,15 @@ async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
         .unwrap();
 
     let everything = Filter::default();
-    let (written, _) = audited.search(Cursor::default(), 10, &everything).unwrap();
+    let (written, _) = audited
+        .search(
+            households.log(),
+            households.vault(),
+            Cursor::default(),
+            10,
+            &everything,
+        )
+        .unwrap();
     assert_eq!(written.len(), 1);
     let original = &written[0];
     assert_eq!(original.record.request_id, Some(request.to_string()));
@@ -97,13 +105,19 @@ async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
 
     // The same log, an audit log that never received anything: as after a crash.
     let after_crash = Auditor::open(&dir.path().join("audit-after-crash"), RETENTION).unwrap();
-    after_crash.read_commands_from(log.clone(), Some(vault.clone()));
     let (found, _) = after_crash
-        .search(Cursor::default(), 10, &everything)
+        .search(&log, Some(&vault), Cursor::default(), 10, &everything)
         .unwrap();
     assert_eq!(found, written, "the same record, as complete");
     let (of_household, _) = after_crash
-        .household(household, Cursor::default(), 10, &everything)
+        .household(
+            &log,
+            Some(&vault),
+            household,
+            Cursor::default(),
+            10,
+            &everything,
+        )
         .unwrap();
     assert_eq!(of_household, written);
     // Nothing is missing, so nothing is written at the start.
@@ -114,8 +128,9 @@ async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
     // Without the household's key the record cannot be read (an erased household's records
     // are copied to the partitions before its key goes).
     let keyless = Auditor::open(&dir.path().join("audit-keyless"), RETENTION).unwrap();
-    keyless.read_commands_from(log.clone(), None);
-    let (unreadable, _) = keyless.search(Cursor::default(), 10, &everything).unwrap();
+    let (unreadable, _) = keyless
+        .search(&log, None, Cursor::default(), 10, &everything)
+        .unwrap();
     assert!(unreadable.is_empty());
     // Copied before an erasure: then listed once, from the partitions.
     assert_eq!(
@@ -127,7 +142,7 @@ async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
     );
     assert!(after_crash.contains(original.id).unwrap());
     let (found, _) = after_crash
-        .search(Cursor::default(), 10, &everything)
+        .search(&log, Some(&vault), Cursor::default(), 10, &everything)
         .unwrap();
     assert_eq!(found.len(), 1, "listed once: {found:?}");
     assert_eq!(
@@ -184,10 +199,15 @@ async fn a_command_done_while_the_audit_log_fails_is_answered_done_with_its_reco
     );
     // ... and its record is there, in what the events kept.
     let next = Auditor::open(&dir.path().join("audit-next-start"), RETENTION).unwrap();
-    next.read_commands_from(log.clone(), Some(vault.clone()));
     assert_eq!(next.reconcile(&log, 0, Some(&vault)).await.unwrap(), 0);
     let (found, _) = next
-        .search(Cursor::default(), 10, &Filter::default())
+        .search(
+            &log,
+            Some(&vault),
+            Cursor::default(),
+            10,
+            &Filter::default(),
+        )
         .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(
@@ -267,7 +287,15 @@ async fn a_call_its_client_cancels_never_leaves_events_without_their_record() {
     let mut listed = std::collections::HashSet::new();
     let mut cursor = Cursor::default();
     loop {
-        let (page, next) = auditor.search(cursor, 7, &Filter::default()).unwrap();
+        let (page, next) = auditor
+            .search(
+                households.log(),
+                households.vault(),
+                cursor,
+                7,
+                &Filter::default(),
+            )
+            .unwrap();
         for stored in page {
             assert!(listed.insert(stored.id), "{} listed twice", stored.id);
         }

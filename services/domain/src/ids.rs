@@ -93,4 +93,30 @@ impl HouseholdId {
     pub fn stream_id(&self) -> String {
         format!("household-{}", self.0)
     }
+
+    /// The household whose event stream `stream_id` is ([`HouseholdId::stream_id`]), if it is
+    /// one: only the canonical spelling (`household-<UPPERCASE>` or braced forms are other
+    /// streams).
+    pub fn of_stream(stream_id: &str) -> Option<Self> {
+        let id: Self = stream_id.strip_prefix("household-")?.parse().ok()?;
+        (id.stream_id() == stream_id).then_some(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in tests a panic is a failed check
+    use super::*;
+
+    #[test]
+    fn a_household_is_found_by_its_canonical_stream_only() {
+        let id = HouseholdId::new();
+        assert_eq!(HouseholdId::of_stream(&id.stream_id()), Some(id));
+        let upper = format!("household-{}", id.0.to_string().to_uppercase());
+        assert_eq!(HouseholdId::of_stream(&upper), None);
+        let braced = format!("household-{{{}}}", id.0);
+        assert_eq!(HouseholdId::of_stream(&braced), None);
+        assert_eq!(HouseholdId::of_stream(&format!("audit-{}", id.0)), None);
+        assert_eq!(HouseholdId::of_stream("household-"), None);
+    }
 }

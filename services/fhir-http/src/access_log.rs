@@ -101,7 +101,14 @@ pub async fn search(
         .map_err(Failure::from)?;
     let (records, next) = guard
         .auditor
-        .household(household, from, count, &filter)
+        .household(
+            facade.households.log(),
+            facade.households.vault(),
+            household,
+            from,
+            count,
+            &filter,
+        )
         .map_err(|e| Failure::from(naast_app::households::AppError::Audit(e)))?;
     let entries = records
         .iter()

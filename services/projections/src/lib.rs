@@ -368,7 +368,7 @@ impl Projections {
         };
         let mut batch = sled::Batch::default();
         for recorded in events {
-            let Some(household) = household_of(&recorded.stream_id) else {
+            let Some(household) = HouseholdId::of_stream(&recorded.stream_id) else {
                 continue; // not a household stream: raw integrator events have no timeline
             };
             let stored = match decode(self.vault.as_ref(), household, recorded) {
@@ -530,13 +530,6 @@ fn state_before<'a>(
         .get_mut(&household)
         .map(|(state, _)| state)
         .ok_or_else(|| Error::Damaged("household state vanished".into()))
-}
-
-/// The household a stream belongs to, if it is a household stream.
-pub fn household_of(stream_id: &str) -> Option<HouseholdId> {
-    let id: HouseholdId = stream_id.strip_prefix("household-")?.parse().ok()?;
-    // Only the canonical spelling: `household-<UPPERCASE>` or braced forms are other streams.
-    (id.stream_id() == stream_id).then_some(id)
 }
 
 /// The day (in the Netherlands) the log recorded an event.

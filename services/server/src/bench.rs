@@ -877,22 +877,13 @@ async fn served(
         })
     });
 
-    let cpu = cpu_seconds();
-    let (seconds, mut latencies, load_cpu) = if args.load_process {
-        let (seconds, latencies, load_cpu) =
-            load_process(&url, &token, clients, per_client).await?;
-        (seconds, latencies, Some(load_cpu))
-    } else {
-        let (seconds, latencies) = honest_load(&url, bearer.clone(), clients, per_client)
-            .await
-            .map_err(|e| fail(&e))?;
-        (seconds, latencies, None)
-    };
-    let commands = (clients * (per_client + 1)) as f64;
-    let cpu_us = (cpu_seconds() - cpu) * 1e6 / commands;
-    let load_cpu_us = load_cpu.map(|cpu| cpu * 1e6 / commands);
+    let Loaded {
+        rate,
+        cpu_us,
+        load_cpu_us,
+        mut latencies,
+    } = load(&url, &token, args, clients, per_client).await?;
     latencies.sort();
-    let rate = commands / seconds;
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let flood = match flooder {
         Some(task) => Some(task.await?.map_err(|e| fail(&e))?),
@@ -987,13 +978,6 @@ async fn served(
     })
 }
 
-/// What the transport ceiling measured.
-struct Transport {
-    rate: f64,
-    /// CPU time of this process per call (µs).
-    cpu_us: f64,
-}
-
 /// The calls of the API runs (a household each, then its notes), from the same clients (in
 /// their own process with `--load-process`), answered at once by a gRPC server with the same
 /// transport settings that does nothing else: no log, no read models, no guard. The most any
@@ -1002,7 +986,7 @@ async fn transport_ceiling(
     args: &ApiArgs,
     clients: usize,
     per_client: usize,
-) -> Result<Transport, BenchError> {
+) -> Result<Loaded, BenchError> {
     let fail = |e: &dyn std::fmt::Display| BenchError::Check(e.to_string());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -1015,27 +999,49 @@ async fn transport_ceiling(
                 let _ = stopped.await;
             }),
     );
-    let cpu = cpu_seconds();
-    let seconds = if args.load_process {
-        load_process(&url, "", clients, per_client).await?.0
-    } else {
-        honest_load(
-            &url,
-            naast_proto::client::Bearer::none(),
-            clients,
-            per_client,
-        )
-        .await
-        .map_err(|e| fail(&e))?
-        .0
-    };
-    let calls = (clients * (per_client + 1)) as f64;
-    let cpu_us = (cpu_seconds() - cpu) * 1e6 / calls;
+    let loaded = load(&url, "", args, clients, per_client).await?;
     let _ = stop.send(());
     server.await?.map_err(|e| fail(&e))?;
-    Ok(Transport {
+    Ok(loaded)
+}
+
+/// What the honest clients measured against one server.
+struct Loaded {
+    /// Calls a second.
+    rate: f64,
+    /// CPU time of this process per call while they ran (µs).
+    cpu_us: f64,
+    /// CPU time of the load's process per call, when it has one of its own (µs).
+    load_cpu_us: Option<f64>,
+    /// Each note's latency.
+    latencies: Vec<Duration>,
+}
+
+/// The honest clients against the server at `url`, sending `token` (none when empty): in a
+/// process of their own with `--load-process`, else in this one.
+async fn load(
+    url: &str,
+    token: &str,
+    args: &ApiArgs,
+    clients: usize,
+    per_client: usize,
+) -> Result<Loaded, BenchError> {
+    let cpu = cpu_seconds();
+    let (seconds, latencies, load_cpu) = if args.load_process {
+        let (seconds, latencies, load_cpu) = load_process(url, token, clients, per_client).await?;
+        (seconds, latencies, Some(load_cpu))
+    } else {
+        let (seconds, latencies) = honest_load(url, bearer_of(token)?, clients, per_client)
+            .await
+            .map_err(BenchError::Check)?;
+        (seconds, latencies, None)
+    };
+    let calls = (clients * (per_client + 1)) as f64;
+    Ok(Loaded {
         rate: calls / seconds,
-        cpu_us,
+        cpu_us: (cpu_seconds() - cpu) * 1e6 / calls,
+        load_cpu_us: load_cpu.map(|cpu| cpu * 1e6 / calls),
+        latencies,
     })
 }
 

@@ -124,7 +124,14 @@ impl pb::audit_service_server::AuditService for AuditApi {
             .await
             .map_err(from_app_error)?;
         let (records, next) = auditor
-            .household(id, from, size, &filter)
+            .household(
+                self.households.log(),
+                self.households.vault(),
+                id,
+                from,
+                size,
+                &filter,
+            )
             .map_err(audit_error)?;
         Ok(Response::new(pb::ListAccessLogResponse {
             records: records.iter().map(record_to_proto).collect(),
@@ -173,7 +180,15 @@ impl pb::audit_service_server::AuditService for AuditApi {
             .admin_operation(auditor, filter.household, objects, refusal)
             .await
             .map_err(super::status::from_app_error)?;
-        let (records, next) = auditor.search(from, size, &filter).map_err(audit_error)?;
+        let (records, next) = auditor
+            .search(
+                self.households.log(),
+                self.households.vault(),
+                from,
+                size,
+                &filter,
+            )
+            .map_err(audit_error)?;
         Ok(Response::new(pb::SearchAuditLogResponse {
             records: records.iter().map(record_to_proto).collect(),
             next_page_token: next.map(Cursor::token).unwrap_or_default(),
