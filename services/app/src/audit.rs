@@ -1284,6 +1284,24 @@ mod tests {
         .unwrap()
     }
 
+    /// Every record about `household`, as its access log lists them.
+    fn about(
+        auditor: &Auditor,
+        events: &EventLog,
+        household: HouseholdId,
+    ) -> (Vec<Stored>, Option<Cursor>) {
+        auditor
+            .household(
+                events,
+                None,
+                household,
+                Cursor::default(),
+                10,
+                &Filter::default(),
+            )
+            .unwrap()
+    }
+
     fn record(household: HouseholdId, operation: &str) -> Record {
         Record {
             household: Some(household),
@@ -1386,16 +1404,7 @@ mod tests {
         let operations = |found: &[Stored]| -> Vec<String> {
             found.iter().map(|s| s.record.operation.clone()).collect()
         };
-        let (all, end) = auditor
-            .household(
-                &events,
-                None,
-                household,
-                Cursor::default(),
-                10,
-                &Filter::default(),
-            )
-            .unwrap();
+        let (all, end) = about(&auditor, &events, household);
         assert_eq!(operations(&all), ["old", "first", "second"]);
         assert_eq!(end, None);
         // Pages continue across years.
@@ -1421,16 +1430,7 @@ mod tests {
         let removed = auditor.enforce_retention(later).await.unwrap();
         assert_eq!(removed, [2019, now.year()]);
         assert!(!dir.path().join("2019").exists());
-        let (left, _) = auditor
-            .household(
-                &events,
-                None,
-                household,
-                Cursor::default(),
-                10,
-                &Filter::default(),
-            )
-            .unwrap();
+        let (left, _) = about(&auditor, &events, household);
         assert!(left.is_empty());
         assert!(auditor.enforce_retention(later).await.unwrap().is_empty());
         auditor.close().await;
@@ -1452,16 +1452,7 @@ mod tests {
                 .join(time::OffsetDateTime::now_utc().year().to_string())
                 .exists()
         );
-        let (found, _) = auditor
-            .household(
-                &events,
-                None,
-                household,
-                Cursor::default(),
-                10,
-                &Filter::default(),
-            )
-            .unwrap();
+        let (found, _) = about(&auditor, &events, household);
         assert_eq!(found.len(), 1);
         auditor.close().await;
         drop(auditor);

@@ -284,12 +284,7 @@ impl Households {
             Ok(access) => record.basis.clone_from(&access.basis),
             Err(denied) => record.reason = Some(denied.for_audit()),
         }
-        let auditor = self.auditor.clone().ok_or_else(|| {
-            AppError::Audit(audit::AuditError::Unavailable(
-                "no audit log is configured for guarded calls".into(),
-            ))
-        })?;
-        Ok(Some((auditor, record)))
+        Ok(Some((self.audit_log()?.clone(), record)))
     }
 
     /// Calls `f` with the household's current state and revision (`None`: no events).
@@ -323,9 +318,47 @@ impl Households {
         &self.log
     }
 
-    /// The key store payloads are sealed with, if encryption is on.
-    pub fn vault(&self) -> Option<&naast_vault::Vault> {
-        self.vault.as_ref()
+    /// The access log of `household` (NEN 7513): up to `limit` records about it from `from` on
+    /// that `filter` admits, oldest first, and where to continue (`None` at the end), with the
+    /// records its commands' events carry. Whoever asks must be allowed first.
+    pub fn access_log(
+        &self,
+        household: HouseholdId,
+        from: audit::Cursor,
+        limit: usize,
+        filter: &audit::Filter,
+    ) -> Result<(Vec<audit::Stored>, Option<audit::Cursor>), AppError> {
+        let auditor = self.audit_log()?;
+        Ok(auditor.household(
+            &self.log,
+            self.vault.as_ref(),
+            household,
+            from,
+            limit,
+            filter,
+        )?)
+    }
+
+    /// The whole audit log: up to `limit` records from `from` on that `filter` admits, oldest
+    /// first, and where to continue (`None` at the end), with the records the commands' events
+    /// carry. Whoever asks must be allowed first.
+    pub fn search_audit_log(
+        &self,
+        from: audit::Cursor,
+        limit: usize,
+        filter: &audit::Filter,
+    ) -> Result<(Vec<audit::Stored>, Option<audit::Cursor>), AppError> {
+        let auditor = self.audit_log()?;
+        Ok(auditor.search(&self.log, self.vault.as_ref(), from, limit, filter)?)
+    }
+
+    /// The audit log of guarded calls.
+    fn audit_log(&self) -> Result<&Auditor, AppError> {
+        self.auditor.as_ref().ok_or_else(|| {
+            AppError::Audit(audit::AuditError::Unavailable(
+                "no audit log is configured for guarded calls".into(),
+            ))
+        })
     }
 
     /// Decides `command` on `household` and appends its events.

@@ -79,14 +79,8 @@ async fn a_record_lost_in_a_crash_comes_back_as_complete_as_it_was() {
         .unwrap();
 
     let everything = Filter::default();
-    let (written, _) = audited
-        .search(
-            households.log(),
-            households.vault(),
-            Cursor::default(),
-            10,
-            &everything,
-        )
+    let (written, _) = households
+        .search_audit_log(Cursor::default(), 10, &everything)
         .unwrap();
     assert_eq!(written.len(), 1);
     let original = &written[0];
@@ -287,14 +281,8 @@ async fn a_call_its_client_cancels_never_leaves_events_without_their_record() {
     let mut listed = std::collections::HashSet::new();
     let mut cursor = Cursor::default();
     loop {
-        let (page, next) = auditor
-            .search(
-                households.log(),
-                households.vault(),
-                cursor,
-                7,
-                &Filter::default(),
-            )
+        let (page, next) = households
+            .search_audit_log(cursor, 7, &Filter::default())
             .unwrap();
         for stored in page {
             assert!(listed.insert(stored.id), "{} listed twice", stored.id);

@@ -87,11 +87,11 @@ pub async fn search(
             "name the household's access log: entity=Group/{id} or patient=Patient/{id}",
         )
     })?;
-    let Some(guard) = &facade.guard else {
+    if facade.guard.is_none() {
         return Err(Failure::not_found(
             "authentication is switched off: there is no access log",
         ));
-    };
+    }
     let household = facade.household_holding(calling, kind, id).await?;
     // Only the household's owners read who looked at it; this read is recorded first.
     facade
@@ -99,17 +99,10 @@ pub async fn search(
         .guard_read(calling, household, Action::Own, Vec::new(), |_, _, _| ())
         .await
         .map_err(Failure::from)?;
-    let (records, next) = guard
-        .auditor
-        .household(
-            facade.households.log(),
-            facade.households.vault(),
-            household,
-            from,
-            count,
-            &filter,
-        )
-        .map_err(|e| Failure::from(naast_app::households::AppError::Audit(e)))?;
+    let (records, next) = facade
+        .households
+        .access_log(household, from, count, &filter)
+        .map_err(Failure::from)?;
     let entries = records
         .iter()
         .map(|stored| {

@@ -4,9 +4,9 @@
 use super::convert::{self as c, Vocabulary};
 use super::households::{Answer, household, list_page_size, split};
 use super::status::{from_app_error, invalid_argument};
-use crate::audit::{self, AuditError, Auditor, Cursor, Filter, Outcome, Stored};
+use crate::audit::{self, Auditor, Cursor, Filter, Outcome, Stored};
 use crate::auth::layer::Calling;
-use crate::households::Households;
+use crate::households::{AppError, Households};
 use naast_domain::access::Action;
 use naast_domain::vocab::PrincipalRole;
 use naast_proto::pb;
@@ -35,9 +35,15 @@ impl AuditApi {
     }
 }
 
-fn audit_error(e: AuditError) -> Status {
-    tracing::error!(error = %e, "audit log failure");
-    Status::unavailable("the audit log cannot be read right now")
+/// Why the audit log could not be read.
+fn read_error(e: AppError) -> Status {
+    match e {
+        AppError::Audit(e) => {
+            tracing::error!(error = %e, "audit log failure");
+            Status::unavailable("the audit log cannot be read right now")
+        }
+        e => from_app_error(e),
+    }
 }
 
 fn micros(field: &str, t: Option<prost_types::Timestamp>) -> Result<Option<u64>, Status> {
@@ -117,22 +123,17 @@ impl pb::audit_service_server::AuditService for AuditApi {
         };
         let size = list_page_size(r.page_size, 100)?;
         let from = cursor(&r.page_token)?;
-        let auditor = self.auditor()?;
+        // Without authentication there is no audit log.
+        self.auditor()?;
         // Only the household's owners read who looked at it; this read is recorded first.
         self.households
             .guard_read(&calling, id, Action::Own, Vec::new(), |_, _, _| ())
             .await
             .map_err(from_app_error)?;
-        let (records, next) = auditor
-            .household(
-                self.households.log(),
-                self.households.vault(),
-                id,
-                from,
-                size,
-                &filter,
-            )
-            .map_err(audit_error)?;
+        let (records, next) = self
+            .households
+            .access_log(id, from, size, &filter)
+            .map_err(read_error)?;
         Ok(Response::new(pb::ListAccessLogResponse {
             records: records.iter().map(record_to_proto).collect(),
             next_page_token: next.map(Cursor::token).unwrap_or_default(),
@@ -180,15 +181,10 @@ impl pb::audit_service_server::AuditService for AuditApi {
             .admin_operation(auditor, filter.household, objects, refusal)
             .await
             .map_err(super::status::from_app_error)?;
-        let (records, next) = auditor
-            .search(
-                self.households.log(),
-                self.households.vault(),
-                from,
-                size,
-                &filter,
-            )
-            .map_err(audit_error)?;
+        let (records, next) = self
+            .households
+            .search_audit_log(from, size, &filter)
+            .map_err(read_error)?;
         Ok(Response::new(pb::SearchAuditLogResponse {
             records: records.iter().map(record_to_proto).collect(),
             next_page_token: next.map(Cursor::token).unwrap_or_default(),
