@@ -210,6 +210,28 @@ async fn goal_position(family: &mut Api, home: &str) -> u64 {
 /// Longest a test waits for a stream to end: far past the one-second tokens.
 const STREAM_END: Duration = Duration::from_secs(30);
 
+/// The stream `open` opens with a token of `client` for `resource`, fetched right before: on a
+/// loaded machine a short token can expire before its stream opens, and is then fetched again
+/// (a few times at most; any other refusal fails the test).
+async fn opened_with_a_fresh_token<S, F, Opened>(
+    idp: &naast_tests::Idp,
+    client: &str,
+    resource: &str,
+    open: F,
+) -> S
+where
+    F: Fn(String) -> Opened,
+    Opened: std::future::Future<Output = Result<tonic::Response<S>, tonic::Status>>,
+{
+    for _ in 0..5 {
+        match open(idp.token_for(client, resource).await).await {
+            Ok(stream) => return stream.into_inner(),
+            Err(status) => assert!(status.message().contains("xpired"), "{status:?}"),
+        }
+    }
+    panic!("{client}: no stream opened before its token expired, five times");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_streams_end_when_their_token_expires() {
     use naast_proto::pb::event_log_service_client::EventLogServiceClient;
@@ -225,39 +247,28 @@ async fn open_streams_end_when_their_token_expires() {
     // Each token is fetched right before its stream opens; on a loaded machine a second can
     // pass in between, and a token that expired before the stream opened is fetched again.
     let short = "https://naast.test/short";
-    let mut timeline = None;
-    let mut raw = None;
-    for _ in 0..5 {
-        if timeline.is_none() {
-            let parent_short = idp.token_for("ouder-a", short).await;
-            match HouseholdServiceClient::new(
-                naast_tests::signed(&server.url(), &parent_short).await,
-            )
-            .subscribe_timeline(pb::SubscribeTimelineRequest {
-                household_id: home.clone(),
-                start_revision: Some(0),
-            })
-            .await
-            {
-                Ok(stream) => timeline = Some(stream.into_inner()),
-                Err(status) => assert!(status.message().contains("xpired"), "{status:?}"),
-            }
+    let url = server.url();
+    let mut timeline = opened_with_a_fresh_token(&idp, "ouder-a", short, |token| {
+        let (url, home) = (url.clone(), home.clone());
+        async move {
+            HouseholdServiceClient::new(naast_tests::signed(&url, &token).await)
+                .subscribe_timeline(pb::SubscribeTimelineRequest {
+                    household_id: home,
+                    start_revision: Some(0),
+                })
+                .await
         }
-        if raw.is_none() {
-            let admin_short = idp.token_for("beheerder", short).await;
-            match EventLogServiceClient::new(naast_tests::signed(&server.url(), &admin_short).await)
+    })
+    .await;
+    let mut raw = opened_with_a_fresh_token(&idp, "beheerder", short, |token| {
+        let url = url.clone();
+        async move {
+            EventLogServiceClient::new(naast_tests::signed(&url, &token).await)
                 .subscribe_events(pb::SubscribeEventsRequest::default())
                 .await
-            {
-                Ok(stream) => raw = Some(stream.into_inner()),
-                Err(status) => assert!(status.message().contains("xpired"), "{status:?}"),
-            }
         }
-    }
-    let (mut timeline, mut raw) = (
-        timeline.expect("a timeline stream opened"),
-        raw.expect("a raw subscription opened"),
-    );
+    })
+    .await;
 
     let ended = tokio::time::timeout(STREAM_END, async {
         loop {
