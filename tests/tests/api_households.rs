@@ -552,6 +552,73 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
         "name"
     );
     case!(
+        "check-in rated 11",
+        api.record_check_in(pb::RecordCheckInRequest {
+            household_id: h(),
+            member_id: s.teen.clone(),
+            date: "2026-01-01".into(),
+            rating: 11,
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "rating"
+    );
+    case!(
+        "check-in rated far beyond a byte",
+        api.record_check_in(pb::RecordCheckInRequest {
+            household_id: h(),
+            member_id: s.teen.clone(),
+            date: "2026-01-01".into(),
+            rating: 1_000_000,
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "rating"
+    );
+    case!(
+        "check-in by someone not in the household",
+        api.record_check_in(pb::RecordCheckInRequest {
+            household_id: h(),
+            member_id: s.teen.clone(),
+            respondent_member_id: unknown.clone(),
+            date: "2026-01-01".into(),
+            rating: 6,
+            ..Default::default()
+        }),
+        Code::NotFound,
+        "respondent_member_id"
+    );
+    case!(
+        "check-in threshold 0",
+        api.set_check_in_threshold(pb::SetCheckInThresholdRequest {
+            household_id: h(),
+            threshold: 0,
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "threshold"
+    );
+    case!(
+        "signals as of a malformed day",
+        api.list_signals(pb::ListSignalsRequest {
+            household_id: h(),
+            as_of_date: "1 maart".into(),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "as_of_date"
+    );
+    case!(
+        "signals of an unknown kind",
+        api.list_signals(pb::ListSignalsRequest {
+            household_id: h(),
+            kinds: vec![99],
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "kinds[0]"
+    );
+    case!(
         "household name too long",
         api.create_household(pb::CreateHouseholdRequest {
             name: "x".repeat(201),
@@ -1451,4 +1518,141 @@ async fn plans_goals_and_agreements_can_be_viewed_by_what_matters() {
         .await
         .expect_err("no such plan");
     assert_eq!(missing.code(), Code::NotFound);
+}
+
+/// The household's signals as of `as_of` (empty: today), of the kind `kind`.
+async fn signals_of(
+    api: &mut Api,
+    household: &str,
+    as_of: &str,
+    kind: pb::SignalKind,
+) -> Vec<pb::Signal> {
+    api.list_signals(pb::ListSignalsRequest {
+        household_id: household.into(),
+        as_of_date: as_of.into(),
+        kinds: vec![kind as i32],
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .signals
+}
+
+#[tokio::test]
+async fn signals_warn_before_things_go_wrong_and_clear_when_someone_acts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut api = api(&server).await;
+    let s = scenario_two(&mut api).await;
+    let h = s.household.as_str();
+
+    // Sam turned 18 on 14 March 2026 and his Jeugdwet agreement has not moved: overdue.
+    let turning = signals_of(&mut api, h, "", pb::SignalKind::TurningEighteen).await;
+    assert_eq!(turning.len(), 1, "{turning:?}");
+    assert_eq!(
+        turning[0].cause,
+        Some(pb::signal::Cause::AgreementId(s.agreement.clone()))
+    );
+    assert_eq!(turning[0].due_date, "2026-03-14");
+    assert_eq!(turning[0].member_id, s.teen);
+    assert!(turning[0].reason.contains("Sam"), "{}", turning[0].reason);
+
+    // Check-ins: 8, then 5 a week later.
+    let check_in = |rating: u32, date: &str| pb::RecordCheckInRequest {
+        household_id: h.into(),
+        member_id: s.teen.clone(),
+        date: date.into(),
+        rating,
+        note: "via de PGO".into(),
+        ..Default::default()
+    };
+    api.record_check_in(check_in(8, "2026-01-01"))
+        .await
+        .unwrap();
+    let dropped = api
+        .record_check_in(check_in(5, "2026-01-08"))
+        .await
+        .unwrap()
+        .into_inner()
+        .check_in_id;
+    let drop = signals_of(&mut api, h, "", pb::SignalKind::CheckInDrop).await;
+    assert_eq!(drop.len(), 1, "{drop:?}");
+    assert_eq!(
+        drop[0].cause,
+        Some(pb::signal::Cause::CheckInId(dropped.clone()))
+    );
+    // As it stood at the end of 2025 there was no check-in yet.
+    assert!(
+        signals_of(&mut api, h, "2025-12-31", pb::SignalKind::CheckInDrop)
+            .await
+            .is_empty()
+    );
+
+    // The pilot-light phase with fortnightly contact, and no contact since.
+    api.change_support_phase(pb::ChangeSupportPhaseRequest {
+        household_id: h.into(),
+        phase: pb::SupportPhase::PilotLight as i32,
+        date: "2026-01-10".into(),
+        contact_every_days: Some(14),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let quiet = signals_of(&mut api, h, "2030-01-01", pb::SignalKind::PilotLightQuiet).await;
+    assert_eq!(quiet.len(), 1);
+    assert_eq!(quiet[0].due_date, "2026-01-24");
+    assert_eq!(quiet[0].cause, Some(pb::signal::Cause::Household(true)));
+
+    // Someone acts: the coach's logbook contact, and the care carried over to the Wmo.
+    api.create_logbook_entry(pb::CreateLogbookEntryRequest {
+        household_id: h.into(),
+        supporter_contact_id: s.coach.clone(),
+        date: "2029-12-20".into(),
+        minutes: 30,
+        contact_mode: pb::ContactMode::Phone as i32,
+        tasks: vec![pb::SupporterTask::ListeningEar as i32],
+        summary: "even gebeld".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    api.record_funding_transition(pb::RecordFundingTransitionRequest {
+        household_id: h.into(),
+        member_id: s.teen.clone(),
+        from_funding_domain: pb::FundingDomain::Jeugdwet as i32,
+        to_funding_domain: pb::FundingDomain::Wmo as i32,
+        date: "2026-03-14".into(),
+        reason: "18 jaar".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let on = "2030-01-01";
+    for kind in [
+        pb::SignalKind::TurningEighteen,
+        pb::SignalKind::CheckInDrop,
+        pb::SignalKind::PilotLightQuiet,
+    ] {
+        let left = signals_of(&mut api, h, on, kind).await;
+        assert!(left.is_empty(), "{kind:?} still stands: {left:?}");
+    }
+    // Two weeks after that contact the silence is a signal again.
+    assert_eq!(
+        signals_of(&mut api, h, "2030-02-01", pb::SignalKind::PilotLightQuiet)
+            .await
+            .len(),
+        1
+    );
+
+    // Someone the family did not let in sees nothing, and learns nothing.
+    let mut stranger = HouseholdServiceClient::new(server.signed("zorgverlener").await);
+    let refused = stranger
+        .list_signals(pb::ListSignalsRequest {
+            household_id: h.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
 }

@@ -68,7 +68,8 @@ pub fn kinds_of(event: &DomainEvent) -> &'static [ChangeKind] {
         | E::ContactAdded { .. }
         | E::ContactUpdated { .. }
         | E::ContactRemoved { .. }
-        | E::SupportPhaseChanged { .. } => &[K::Household],
+        | E::SupportPhaseChanged { .. }
+        | E::CheckInThresholdSet { .. } => &[K::Household],
         E::HouseholdErased { .. } => &[K::Withdrawn],
         E::AccessGranted { .. } | E::AccessRevoked { .. } => &[K::Access],
         // Requests for access are between the family and the one asking.
@@ -94,7 +95,9 @@ pub fn kinds_of(event: &DomainEvent) -> &'static [ChangeKind] {
         E::IndicationRecorded { .. } | E::FundingTransitionRecorded { .. } => {
             &[K::Indications, K::Agreements]
         }
-        E::LogbookEntryAdded { .. } | E::NoteAdded { .. } => &[K::Notes],
+        E::LogbookEntryAdded { .. } | E::NoteAdded { .. } | E::CheckInRecorded { .. } => {
+            &[K::Notes]
+        }
     }
 }
 

@@ -66,7 +66,10 @@ impl Scope {
         ];
         match event_type {
             t if NAMED.contains(&t) => None,
-            "NoteAdded" | "LogbookEntryAdded" => Some(Self::none()),
+            // Notes, logbook entries and check-ins change no plan, goal or agreement.
+            "NoteAdded" | "LogbookEntryAdded" | "CheckInRecorded" | "CheckInThresholdSet" => {
+                Some(Self::none())
+            }
             _ => Some(Self::All),
         }
     }
@@ -97,7 +100,10 @@ impl Scope {
                     agreements.insert(*agreement);
                 }
             }
-            E::NoteAdded { .. } | E::LogbookEntryAdded { .. } => {}
+            E::NoteAdded { .. }
+            | E::LogbookEntryAdded { .. }
+            | E::CheckInRecorded { .. }
+            | E::CheckInThresholdSet { .. } => {}
             _ => scope = Self::All,
         }
         scope

@@ -201,10 +201,16 @@ impl View {
 
     /// Whether the timeline entry is visible.
     pub fn entry(&self, entry: &TimelineEntry) -> bool {
+        self.domains(&entry.life_domains, &entry.funding_domains)
+    }
+
+    /// Whether something concerning these life and funding domains is visible (as a timeline
+    /// entry of them would be: a reader limited to some domains sees nothing that names none).
+    pub fn domains(&self, life_domains: &[LifeDomain], funding_domains: &[FundingDomain]) -> bool {
         self.layers.iter().all(|l| {
             l.all
                 || l.reads.iter().any(|(life, funding)| {
-                    overlaps(life, &entry.life_domains) && overlaps(funding, &entry.funding_domains)
+                    overlaps(life, life_domains) && overlaps(funding, funding_domains)
                 })
         })
     }
@@ -730,14 +736,16 @@ pub fn action_for(command: &crate::Command) -> Action {
         | C::EvaluatePlan { .. }
         | C::ClosePlan { .. }
         | C::RecordIndication { .. }
-        | C::RecordFundingTransition { .. } => Action::Write(S::ManagePlans),
+        | C::RecordFundingTransition { .. }
+        | C::SetCheckInThreshold { .. } => Action::Write(S::ManagePlans),
         C::SetGoal { .. }
         | C::UpdateGoal { .. }
         | C::NoteGoalProgress { .. }
         | C::AchieveGoal { .. }
         | C::AbandonGoal { .. }
         | C::ReopenGoal { .. }
-        | C::AddNote { .. } => Action::Write(S::WriteGoalsNotes),
+        | C::AddNote { .. }
+        | C::RecordCheckIn { .. } => Action::Write(S::WriteGoalsNotes),
         C::ProposeAgreement { .. } | C::AmendAgreement { .. } | C::EndAgreement { .. } => {
             Action::Write(S::ProposeAgreements)
         }
@@ -773,7 +781,19 @@ pub fn objects_of(command: &crate::Command) -> Vec<String> {
         C::AddContact { contact, .. }
         | C::UpdateContact { contact, .. }
         | C::RemoveContact { contact, .. } => vec![contact.to_string()],
-        C::ChangeSupportPhase { .. } => Vec::new(),
+        C::ChangeSupportPhase { .. } | C::SetCheckInThreshold { .. } => Vec::new(),
+        C::RecordCheckIn {
+            check_in,
+            member,
+            respondent,
+            ..
+        } => {
+            let mut ids = vec![check_in.to_string(), member.to_string()];
+            if respondent != member {
+                ids.push(respondent.to_string());
+            }
+            ids
+        }
         C::DraftPlan { plan, .. }
         | C::RevisePlan { plan, .. }
         | C::ActivatePlan { plan, .. }

@@ -91,6 +91,7 @@ pub enum Command {
         phase: SupportPhase,
         hours_per_week: Option<u32>,
         on: Date,
+        contact_every_days: Option<u32>,
     },
     /// Draft a plan.
     DraftPlan {
@@ -224,6 +225,17 @@ pub enum Command {
         text: String,
         life_domains: Vec<LifeDomain>,
     },
+    /// Record a self check-in.
+    RecordCheckIn {
+        check_in: EntryId,
+        member: MemberId,
+        respondent: MemberId,
+        on: Date,
+        rating: u8,
+        note: String,
+    },
+    /// Set the rating below which a check-in is a signal.
+    SetCheckInThreshold { threshold: u8 },
 }
 
 /// The checks of `command` that need no household: a request for access from someone who may not
@@ -465,6 +477,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
             phase,
             hours_per_week,
             on,
+            contact_every_days,
         } => {
             if hours_per_week.is_some_and(|h| h > v::MAX_HOURS_PER_WEEK) {
                 return Err(DomainError::invalid(
@@ -472,11 +485,18 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
                     format!("must be at most {}", v::MAX_HOURS_PER_WEEK),
                 ));
             }
+            if contact_every_days.is_some_and(|d| d == 0 || d > v::MAX_CONTACT_INTERVAL_DAYS) {
+                return Err(DomainError::invalid(
+                    "contact_every_days",
+                    format!("must be 1 to {}", v::MAX_CONTACT_INTERVAL_DAYS),
+                ));
+            }
             v::date("date", on)?;
             E::SupportPhaseChanged {
                 phase,
                 hours_per_week,
                 on,
+                contact_every_days,
             }
         }
         C::DraftPlan {
@@ -824,6 +844,35 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
                 text,
                 life_domains,
             }
+        }
+        C::RecordCheckIn {
+            check_in,
+            member,
+            respondent,
+            on,
+            rating,
+            note,
+        } => {
+            if household.entries.contains(&check_in) {
+                return Err(DomainError::exists("check_in_id", "check-in", check_in));
+            }
+            existing_member(household, "member_id", member)?;
+            existing_member(household, "respondent_member_id", respondent)?;
+            v::date("date", on)?;
+            v::rating("rating", rating)?;
+            v::optional_text("note", &note, MAX_TEXT_CHARS, true)?;
+            E::CheckInRecorded {
+                check_in,
+                member,
+                respondent,
+                on,
+                rating,
+                note,
+            }
+        }
+        C::SetCheckInThreshold { threshold } => {
+            v::rating("threshold", threshold)?;
+            E::CheckInThresholdSet { threshold }
         }
     };
     Ok(vec![event])

@@ -236,6 +236,10 @@ pub enum DomainEvent {
         phase: SupportPhase,
         hours_per_week: Option<u32>,
         on: Date,
+        /// How often the supporter keeps in touch in this phase, as the plan says (days); in
+        /// the pilot-light phase a longer silence is a signal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact_every_days: Option<u32>,
     },
     /// A plan is drafted (version 1).
     PlanDrafted {
@@ -376,6 +380,18 @@ pub enum DomainEvent {
         text: String,
         life_domains: Vec<LifeDomain>,
     },
+    /// A self check-in: `respondent` (the member, or a relative) rates how things go for
+    /// `member`, 1 (very badly) to 10 (very well), typically from a PGO.
+    CheckInRecorded {
+        check_in: EntryId,
+        member: MemberId,
+        respondent: MemberId,
+        on: Date,
+        rating: u8,
+        note: String,
+    },
+    /// The rating below which a check-in is a signal for the supporter.
+    CheckInThresholdSet { threshold: u8 },
 }
 
 /// The plan, goal or agreement an event changes, if any: the resource a change notification
@@ -430,7 +446,9 @@ impl DomainEvent {
             | E::IndicationRecorded { .. }
             | E::FundingTransitionRecorded { .. }
             | E::LogbookEntryAdded { .. }
-            | E::NoteAdded { .. } => None,
+            | E::NoteAdded { .. }
+            | E::CheckInRecorded { .. }
+            | E::CheckInThresholdSet { .. } => None,
         }
     }
 
@@ -449,6 +467,7 @@ impl DomainEvent {
             E::AccessGranted { grant, .. } => Some(grant.0),
             E::LogbookEntryAdded { entry, .. } => Some(entry.0),
             E::NoteAdded { note, .. } => Some(note.0),
+            E::CheckInRecorded { check_in, .. } => Some(check_in.0),
             _ => None,
         }
     }
@@ -492,6 +511,8 @@ impl DomainEvent {
             Self::AgreementCarriedOver { .. } => "AgreementCarriedOver",
             Self::LogbookEntryAdded { .. } => "LogbookEntryAdded",
             Self::NoteAdded { .. } => "NoteAdded",
+            Self::CheckInRecorded { .. } => "CheckInRecorded",
+            Self::CheckInThresholdSet { .. } => "CheckInThresholdSet",
         }
     }
 

@@ -23,6 +23,7 @@ pub mod command;
 mod error;
 pub mod event;
 pub mod ids;
+pub mod signals;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;

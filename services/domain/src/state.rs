@@ -134,6 +134,10 @@ pub struct Agreement {
     /// Why it was rejected, once it was.
     #[serde(default)]
     pub rejection: Option<String>,
+    /// The day care was last reported not delivered as agreed, while that stands (see
+    /// `under_review`).
+    #[serde(default)]
+    pub not_delivered_on: Option<Date>,
 }
 
 impl Agreement {
@@ -178,6 +182,19 @@ pub struct Indication {
     pub valid_from: Date,
     /// Last valid day.
     pub valid_until: Option<Date>,
+}
+
+/// A self check-in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckIn {
+    /// Whom it is about.
+    pub member: MemberId,
+    /// Who rated: the member, or a relative.
+    pub respondent: MemberId,
+    /// The day it is about.
+    pub on: Date,
+    /// 1 (very badly) to 10 (very well).
+    pub rating: u8,
 }
 
 /// The identity a member or contact signs in with.
@@ -257,6 +274,8 @@ pub struct Household {
     pub contacts: BTreeMap<ContactId, Contact>,
     /// Current support phase and hours per week.
     pub phase: Option<(SupportPhase, Option<u32>)>,
+    /// The day the current phase began, and how often the supporter keeps in touch in it (days).
+    pub phase_since: Option<(Date, Option<u32>)>,
     /// Plans, by id.
     pub plans: BTreeMap<PlanId, Plan>,
     /// Goals, by id.
@@ -265,8 +284,14 @@ pub struct Household {
     pub agreements: BTreeMap<AgreementId, Agreement>,
     /// Indications, by id.
     pub indications: BTreeMap<IndicationId, Indication>,
-    /// Ids of logbook entries and notes.
+    /// Ids of logbook entries, notes and check-ins.
     pub entries: BTreeSet<EntryId>,
+    /// Minutes of supporters' logbook contacts, by day.
+    pub contact_minutes: BTreeMap<Date, u32>,
+    /// Self check-ins, in the order recorded.
+    pub check_ins: Vec<(EntryId, CheckIn)>,
+    /// The rating below which a check-in is a signal, when the household set one.
+    pub check_in_threshold: Option<u8>,
 }
 
 impl Household {
@@ -434,8 +459,12 @@ impl Household {
             E::SupportPhaseChanged {
                 phase,
                 hours_per_week,
-                ..
-            } => self.phase = Some((*phase, *hours_per_week)),
+                on,
+                contact_every_days,
+            } => {
+                self.phase = Some((*phase, *hours_per_week));
+                self.phase_since = Some((*on, *contact_every_days));
+            }
             E::PlanDrafted {
                 plan,
                 kind,
@@ -525,6 +554,7 @@ impl Household {
                         under_review: false,
                         funded_before: None,
                         rejection: None,
+                        not_delivered_on: None,
                     },
                 );
             }
@@ -543,17 +573,20 @@ impl Household {
                 if let Some(a) = self.agreements.get_mut(agreement) {
                     a.terms = terms.clone();
                     a.under_review = false;
+                    a.not_delivered_on = None;
                 }
             }
             E::AgreementEnded { agreement, .. } => {
                 self.set_agreement_status(*agreement, AgreementStatus::Ended);
                 if let Some(a) = self.agreements.get_mut(agreement) {
                     a.under_review = false;
+                    a.not_delivered_on = None;
                 }
             }
-            E::AgreementNotDelivered { agreement, .. } => {
+            E::AgreementNotDelivered { agreement, on, .. } => {
                 if let Some(a) = self.agreements.get_mut(agreement) {
                     a.under_review = true;
+                    a.not_delivered_on = Some(*on);
                 }
             }
             E::IndicationRecorded {
@@ -587,9 +620,36 @@ impl Household {
                     a.funded_before = Some((*from, *on));
                 }
             }
-            E::LogbookEntryAdded { entry, .. } | E::NoteAdded { note: entry, .. } => {
+            E::LogbookEntryAdded {
+                entry, on, minutes, ..
+            } => {
+                self.entries.insert(*entry);
+                let day = self.contact_minutes.entry(*on).or_default();
+                *day = day.saturating_add(*minutes);
+            }
+            E::NoteAdded { note: entry, .. } => {
                 self.entries.insert(*entry);
             }
+            E::CheckInRecorded {
+                check_in,
+                member,
+                respondent,
+                on,
+                rating,
+                ..
+            } => {
+                self.entries.insert(*check_in);
+                self.check_ins.push((
+                    *check_in,
+                    CheckIn {
+                        member: *member,
+                        respondent: *respondent,
+                        on: *on,
+                        rating: *rating,
+                    },
+                ));
+            }
+            E::CheckInThresholdSet { threshold } => self.check_in_threshold = Some(*threshold),
         }
     }
 

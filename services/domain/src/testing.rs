@@ -260,13 +260,26 @@ pub fn command(ids: &Ids) -> impl Strategy<Value = Command> + use<> {
                     summary,
                 }
             }),
-        (proptest::option::of(m), text(), domains).prop_map(|(about, text, life_domains)| {
-            Command::AddNote {
-                note: EntryId::new(),
-                about,
-                text,
-                life_domains,
+        (proptest::option::of(m.clone()), text(), domains).prop_map(
+            |(about, text, life_domains)| {
+                Command::AddNote {
+                    note: EntryId::new(),
+                    about,
+                    text,
+                    life_domains,
+                }
             }
-        }),
+        ),
+        (m.clone(), m, day(), 0u8..=12, text()).prop_map(
+            |(member, respondent, on, rating, note)| Command::RecordCheckIn {
+                check_in: EntryId::new(),
+                member,
+                respondent,
+                on,
+                rating,
+                note,
+            }
+        ),
+        (0u8..=12).prop_map(|threshold| Command::SetCheckInThreshold { threshold }),
     ]
 }

@@ -32,6 +32,8 @@ pub enum EntryKind {
     Logbook,
     /// Free notes.
     Note,
+    /// Self check-ins: how things go, rated 1 to 10.
+    CheckIn,
     /// Consent: identities, grants and requests for access.
     Access,
 }
@@ -233,13 +235,19 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             phase,
             hours_per_week,
             on,
+            contact_every_days,
         } => new(
             EntryKind::Support,
             *on,
-            match hours_per_week {
-                Some(h) => format!("Fase: {phase}, {h} uur per week"),
-                None => format!("Fase: {phase}"),
-            },
+            format!(
+                "Fase: {phase}{}{}",
+                hours_per_week
+                    .map(|h| format!(", {h} uur per week"))
+                    .unwrap_or_default(),
+                contact_every_days
+                    .map(|d| format!(", contact minstens elke {d} dagen"))
+                    .unwrap_or_default()
+            ),
         ),
         E::PlanDrafted { kind, title, .. } => new(
             EntryKind::Plan,
@@ -513,6 +521,43 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             life_domains: life_domains.clone(),
             ..new(EntryKind::Note, recorded_on, format!("Notitie: {text}"))
         },
+        E::CheckInRecorded {
+            member,
+            respondent,
+            on,
+            rating,
+            note,
+            ..
+        } => TimelineEntry {
+            members: if member == respondent {
+                vec![*member]
+            } else {
+                vec![*member, *respondent]
+            },
+            ..new(
+                EntryKind::CheckIn,
+                *on,
+                format!(
+                    "Check-in over {}: {rating}/10{}{}",
+                    member_name(member),
+                    if member == respondent {
+                        String::new()
+                    } else {
+                        format!(" (door {})", member_name(respondent))
+                    },
+                    if note.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {note}")
+                    }
+                ),
+            )
+        },
+        E::CheckInThresholdSet { threshold } => new(
+            EntryKind::Support,
+            recorded_on,
+            format!("Check-ins onder de {threshold} worden een signaal"),
+        ),
     }
 }
 

@@ -23,6 +23,8 @@ pub const MAX_DATE: Date = date!(2199 - 12 - 31);
 pub const MAX_LOGBOOK_MINUTES: u32 = 24 * 60;
 /// Most hours of support per week: the week.
 pub const MAX_HOURS_PER_WEEK: u32 = 7 * 24;
+/// Longest contact interval a support phase may name, in days: a year.
+pub const MAX_CONTACT_INTERVAL_DAYS: u32 = 366;
 
 /// Most characters of a caller's value quoted back in an error.
 pub const MAX_QUOTED_CHARS: usize = 40;
@@ -48,6 +50,18 @@ pub fn text(field: &str, value: &str, max: usize, multiline: bool) -> Result<(),
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     optional_text(field, value, max, multiline)
+}
+
+/// A rating on the scale of 1 to 10 that check-ins and measurements use.
+pub fn rating(field: &str, value: u8) -> Result<(), DomainError> {
+    if (1..=10).contains(&value) {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            field,
+            format!("is {value}; ratings go from 1 to 10"),
+        ))
+    }
 }
 
 /// An optional text: may be empty; otherwise as [`text`].

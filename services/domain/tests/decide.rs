@@ -672,10 +672,43 @@ fn refused_commands_name_the_field() {
             "valid_until",
         ),
         (
+            Command::RecordCheckIn {
+                check_in: EntryId::new(),
+                member: f.teen,
+                respondent: f.teen,
+                on: date!(2025 - 01 - 01),
+                rating: 11,
+                note: String::new(),
+            },
+            "rating",
+        ),
+        (
+            Command::RecordCheckIn {
+                check_in: EntryId::new(),
+                member: f.teen,
+                respondent: MemberId::new(),
+                on: date!(2025 - 01 - 01),
+                rating: 7,
+                note: String::new(),
+            },
+            "respondent_member_id",
+        ),
+        (Command::SetCheckInThreshold { threshold: 0 }, "threshold"),
+        (
+            Command::ChangeSupportPhase {
+                phase: SupportPhase::PilotLight,
+                hours_per_week: None,
+                on: date!(2025 - 01 - 01),
+                contact_every_days: Some(0),
+            },
+            "contact_every_days",
+        ),
+        (
             Command::ChangeSupportPhase {
                 phase: SupportPhase::Crisis,
                 hours_per_week: Some(169),
                 on: date!(2025 - 01 - 01),
+                contact_every_days: None,
             },
             "hours_per_week",
         ),
@@ -807,7 +840,23 @@ fn every_event_survives_its_payload_and_names_its_type() {
             phase: SupportPhase::PilotLight,
             hours_per_week: Some(1),
             on: date!(2026 - 02 - 01),
+            contact_every_days: Some(30),
         },
+    ));
+    events.extend(run(
+        &mut f.household,
+        Command::RecordCheckIn {
+            check_in: EntryId::new(),
+            member: f.teen,
+            respondent: f.mother,
+            on: date!(2026 - 02 - 02),
+            rating: 4,
+            note: "slecht geslapen".into(),
+        },
+    ));
+    events.extend(run(
+        &mut f.household,
+        Command::SetCheckInThreshold { threshold: 6 },
     ));
     for event in events {
         let payload = event.to_payload(None);

@@ -202,6 +202,8 @@ impl Family {
             phase: phase as i32,
             hours_per_week: Some(hours),
             date: date.into(),
+            // The pilots keep monthly contact in the pilot-light phase.
+            contact_every_days: (phase == pb::SupportPhase::PilotLight).then_some(31),
         };
         self.api.change_support_phase(request).await?;
         Ok(())

@@ -194,6 +194,11 @@ vocabulary!(vocab::ContactMode, pb::ContactMode, "CONTACT_MODE_");
 vocabulary!(vocab::SupporterTask, pb::SupporterTask, "SUPPORTER_TASK_");
 vocabulary!(vocab::AccessScope, pb::AccessScope, "ACCESS_SCOPE_");
 vocabulary!(vocab::PrincipalRole, pb::PrincipalRole, "PRINCIPAL_ROLE_");
+vocabulary!(
+    naast_domain::signals::SignalKind,
+    pb::SignalKind,
+    "SIGNAL_KIND_"
+);
 
 /// Member details from the request field `prefix`.
 pub fn member_details(
@@ -336,6 +341,30 @@ pub fn entry_kind_to_proto(kind: EntryKind) -> pb::TimelineEntryKind {
         EntryKind::Logbook => pb::TimelineEntryKind::Logbook,
         EntryKind::Note => pb::TimelineEntryKind::Note,
         EntryKind::Access => pb::TimelineEntryKind::Access,
+        EntryKind::CheckIn => pb::TimelineEntryKind::CheckIn,
+    }
+}
+
+/// A signal as proto.
+pub fn signal_to_proto(signal: &naast_domain::signals::Signal) -> pb::Signal {
+    use naast_domain::signals::Cause;
+    use pb::signal::Cause as P;
+    pb::Signal {
+        kind: signal.kind.to_proto(),
+        reason: signal.reason.clone(),
+        due_date: date_string(signal.due),
+        member_id: signal.member.map(|m| m.to_string()).unwrap_or_default(),
+        cause: Some(match signal.cause {
+            Cause::Agreement(id) => P::AgreementId(id.to_string()),
+            Cause::Indication(id) => P::IndicationId(id.to_string()),
+            Cause::CheckIn(id) => P::CheckInId(id.to_string()),
+            Cause::Household => P::Household(true),
+        }),
+        funding_domains: signal
+            .funding_domains
+            .iter()
+            .map(|d| d.to_proto())
+            .collect(),
     }
 }
 
@@ -363,6 +392,7 @@ mod tests {
         round_trips(vocab::PlanKind::ALL);
         round_trips(vocab::IndicationKind::ALL);
         round_trips(vocab::SupportPhase::ALL);
+        round_trips(naast_domain::signals::SignalKind::ALL);
         round_trips(vocab::ContactMode::ALL);
         round_trips(vocab::SupporterTask::ALL);
         round_trips(vocab::AccessScope::ALL);

@@ -274,6 +274,13 @@ pub(super) fn household(id: &str) -> Result<HouseholdId, Status> {
     c::id("household_id", id)
 }
 
+/// A small number (a rating) from its proto `uint32`: one too large for a byte is refused here,
+/// the domain checks the range.
+fn small(field: &str, value: u32) -> Result<u8, Status> {
+    u8::try_from(value)
+        .map_err(|_| invalid_argument(field, format!("is {value}; ratings go from 1 to 10")))
+}
+
 fn goal_to_proto(id: GoalId, g: &Goal) -> pb::Goal {
     pb::Goal {
         goal_id: id.to_string(),
@@ -1136,10 +1143,102 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             phase: SupportPhase::required("phase", r.phase)?,
             hours_per_week: r.hours_per_week,
             on: c::date("date", &r.date)?,
+            contact_every_days: r.contact_every_days,
         };
         let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::ChangeSupportPhaseResponse {
             result: Some(result),
+        }))
+    }
+
+    async fn record_check_in(
+        &self,
+        request: Request<pb::RecordCheckInRequest>,
+    ) -> Answer<pb::RecordCheckInResponse> {
+        let (calling, r) = split(request)?;
+        let id = household(&r.household_id)?;
+        let check_in = c::new_id("check_in_id", &r.check_in_id, r.options.as_ref())?;
+        let member: MemberId = c::id("member_id", &r.member_id)?;
+        let command = Command::RecordCheckIn {
+            check_in,
+            member,
+            respondent: c::optional_id("respondent_member_id", &r.respondent_member_id)?
+                .unwrap_or(member),
+            on: c::date("date", &r.date)?,
+            rating: small("rating", r.rating)?,
+            note: r.note,
+        };
+        let result = self.execute(&calling, id, r.options, command).await?;
+        Ok(Response::new(pb::RecordCheckInResponse {
+            result: Some(result),
+            check_in_id: check_in.to_string(),
+        }))
+    }
+
+    async fn set_check_in_threshold(
+        &self,
+        request: Request<pb::SetCheckInThresholdRequest>,
+    ) -> Answer<pb::SetCheckInThresholdResponse> {
+        let (calling, r) = split(request)?;
+        let id = household(&r.household_id)?;
+        let command = Command::SetCheckInThreshold {
+            threshold: small("threshold", r.threshold)?,
+        };
+        let result = self.execute(&calling, id, r.options, command).await?;
+        Ok(Response::new(pb::SetCheckInThresholdResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn list_signals(
+        &self,
+        request: Request<pb::ListSignalsRequest>,
+    ) -> Answer<pb::ListSignalsResponse> {
+        let (calling, r) = split(request)?;
+        let id = household(&r.household_id)?;
+        let kinds = naast_domain::signals::SignalKind::list("kinds", &r.kinds)?;
+        let as_of = c::optional_date("as_of_date", &r.as_of_date)?
+            .unwrap_or_else(naast_domain::calendar::dutch_today);
+        // A day before today is looked at with the household as it stood then; today and
+        // later days with the state the read is decided on.
+        let past = as_of < naast_domain::calendar::dutch_today();
+        let (signals, view, revision) = self
+            .read_decided(
+                &calling,
+                id,
+                ReadKind::Timeline,
+                Vec::new(),
+                r.min_position,
+                |state, revision, view, _| {
+                    let signals = (!past).then(|| match view {
+                        Some(view) => naast_domain::signals::visible_signals(state, as_of, view),
+                        None => naast_domain::signals::signals(state, as_of),
+                    });
+                    (signals, view.cloned(), revision)
+                },
+            )
+            .await?;
+        let signals = match (signals, revision) {
+            (Some(signals), _) => signals,
+            (None, Some(revision)) => {
+                let (then, _) = self
+                    .households
+                    .state_on(id, as_of, revision)
+                    .map_err(from_app_error)?;
+                match &view {
+                    Some(view) => naast_domain::signals::visible_signals(&then, as_of, view),
+                    None => naast_domain::signals::signals(&then, as_of),
+                }
+            }
+            (None, None) => Vec::new(),
+        };
+        Ok(Response::new(pb::ListSignalsResponse {
+            signals: signals
+                .iter()
+                .filter(|s| kinds.is_empty() || kinds.contains(&s.kind))
+                .map(c::signal_to_proto)
+                .collect(),
+            as_of_date: c::date_string(as_of),
         }))
     }
 
