@@ -1656,3 +1656,141 @@ async fn signals_warn_before_things_go_wrong_and_clear_when_someone_acts() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn a_supporter_sees_the_caseload_of_the_households_that_let_them_in_and_each_read_is_logged()
+{
+    use naast_proto::pb::audit_service_client::AuditServiceClient;
+    use naast_proto::pb::consent_service_client::ConsentServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut api = api(&server).await;
+    let mut consent = ConsentServiceClient::new(server.signed("ouder").await);
+    let mut supporter = HouseholdServiceClient::new(server.signed("ondersteuner").await);
+    let me = ConsentServiceClient::new(server.signed("ondersteuner").await)
+        .get_caller(pb::GetCallerRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .identity;
+    let grant = |household: &str| pb::GrantAccessRequest {
+        household_id: household.into(),
+        grantee: Some(pb::Grantee {
+            kind: Some(pb::grantee::Kind::Person(me.clone().unwrap())),
+        }),
+        terms: Some(pb::GrantTerms {
+            scopes: vec![
+                pb::AccessScope::ReadTimeline as i32,
+                pb::AccessScope::KeepLogbook as i32,
+            ],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let caseload = |supporter: &mut Api, min_position: u64| {
+        let mut supporter = supporter.clone();
+        async move {
+            supporter
+                .list_caseload(pb::ListCaseloadRequest {
+                    min_position,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    assert!(caseload(&mut supporter, 0).await.entries.is_empty());
+
+    // Sam's family lets the supporter in; another family never does; a third did, then not.
+    let s = scenario_two(&mut api).await;
+    consent.grant_access(grant(&s.household)).await.unwrap();
+    api.create_household(pb::CreateHouseholdRequest {
+        name: "Familie Jansen".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let former = api
+        .create_household(pb::CreateHouseholdRequest {
+            name: "Familie de Wit".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household_id;
+    let granted = consent
+        .grant_access(grant(&former))
+        .await
+        .unwrap()
+        .into_inner()
+        .grant_id;
+    consent
+        .revoke_access(pb::RevokeAccessRequest {
+            household_id: former.clone(),
+            grant_id: granted,
+            reason: "andere ondersteuner".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // Two hours of contact today.
+    let today = caseload(&mut supporter, 0).await.as_of_date;
+    let written = supporter
+        .create_logbook_entry(pb::CreateLogbookEntryRequest {
+            household_id: s.household.clone(),
+            supporter_contact_id: s.coach.clone(),
+            date: today.clone(),
+            minutes: 120,
+            contact_mode: pb::ContactMode::HomeVisit as i32,
+            tasks: vec![pb::SupporterTask::ClarifyRequest as i32],
+            summary: "huisbezoek".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    let listed = caseload(&mut supporter, written.position).await;
+    assert_eq!(listed.entries.len(), 1, "{listed:?}");
+    let sam = &listed.entries[0];
+    assert_eq!(
+        (sam.household_id.as_str(), sam.name.as_str()),
+        (s.household.as_str(), "Familie Bakker")
+    );
+    assert_eq!(sam.minutes_per_week_4_weeks, 30.0);
+    assert_eq!(sam.minutes_per_week_12_weeks, 10.0);
+    assert_eq!(sam.last_contact_date, today);
+    assert!(
+        sam.signals
+            .iter()
+            .any(|signal| signal.kind == pb::SignalKind::TurningEighteen as i32),
+        "{:?}",
+        sam.signals
+    );
+
+    // The family sees in its access log that the supporter's caseload read it.
+    let log = AuditServiceClient::new(server.signed("ouder").await)
+        .list_access_log(pb::ListAccessLogRequest {
+            household_id: s.household.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert!(
+        log.iter().any(|r| {
+            r.operation.ends_with("/ListCaseload")
+                && r.user.as_ref().is_some_and(|u| {
+                    Some(u.subject.clone()) == me.as_ref().map(|m| m.subject.clone())
+                })
+        }),
+        "{:?}",
+        log.iter().map(|r| &r.operation).collect::<Vec<_>>()
+    );
+}

@@ -220,6 +220,36 @@ impl Households {
         decision.map_err(|denied: access::Denied| AppError::Denied(denied.reason))
     }
 
+    /// For each of `candidates` the caller may do `action` in, what `f` makes of it (in the
+    /// order given), each read recorded in the audit log before it is returned. Households the
+    /// caller may not (or no longer) see are left out without a record: they were not asked
+    /// for by the caller, only found as candidates (a supporter's caseload).
+    pub async fn read_each<R>(
+        &self,
+        calling: &Calling,
+        candidates: Vec<HouseholdId>,
+        action: Action,
+        f: impl Fn(&Household, &Access) -> R,
+    ) -> Result<Vec<(HouseholdId, R)>, AppError> {
+        let mut out = Vec::with_capacity(candidates.len());
+        for household in candidates {
+            let decision = self
+                .inspect(household, |state, _| {
+                    let access = calling.access(state, action)?;
+                    let seen = f(state, &access);
+                    Ok::<_, access::Denied>((access, seen))
+                })
+                .await?;
+            let Ok((access, seen)) = decision else {
+                continue;
+            };
+            self.record(calling, household, Ok(&access), Vec::new())
+                .await?;
+            out.push((household, seen));
+        }
+        Ok(out)
+    }
+
     /// Whether the caller may still do `action` (an open subscription asks before each item).
     /// Only a refusal is recorded: the access itself was recorded when the stream opened.
     pub async fn recheck(

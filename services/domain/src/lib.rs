@@ -19,6 +19,7 @@
 
 pub mod access;
 pub mod calendar;
+pub mod caseload;
 pub mod command;
 mod error;
 pub mod event;

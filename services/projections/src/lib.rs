@@ -26,6 +26,14 @@
 //! → household id (16 bytes), and `r` + household id + id → nothing, so an erasure removes its
 //! household's ids too. These rows hold two random ids each and nothing else, so they are not
 //! sealed.
+//!
+//! It also finds the households someone may be involved in (a supporter's caseload, a
+//! family's own households): `w` + who (32 bytes) + household id → nothing, and `W` + household
+//! id + who → nothing for erasure, where "who" is a SHA-256 of an identity (issuer and subject)
+//! or of an organisation's id, never the identity itself. A row is added when an identity or
+//! organisation is linked to a member or contact, is granted access, or registers the household;
+//! rows are not removed when that ends (a revoked grant, say): they name candidates, and every
+//! household found is decided on again before anything of it is shown.
 
 use naast_domain::ids::HouseholdId;
 use naast_domain::timeline::{self, TimelineEntry};
@@ -42,12 +50,15 @@ const CHECKPOINT_KEY: &[u8] = b"c";
 const FORMAT_KEY: &[u8] = b"v";
 /// The store's format: 2 has sealed rows and the by-day index; 3 no longer keeps the current
 /// plans, goals and agreements (reads are decided and served from the household's state); 4
-/// finds households by the ids of what they hold; 5 by the ids of notes and logbook entries too.
-const FORMAT: u64 = 5;
+/// finds households by the ids of what they hold; 5 by the ids of notes and logbook entries too;
+/// 6 finds the households someone is involved in.
+const FORMAT: u64 = 6;
 const ENTRY_PREFIX: u8 = b'e';
 const DAY_PREFIX: u8 = b'd';
 const ID_PREFIX: u8 = b'i';
 const ID_OF_HOUSEHOLD_PREFIX: u8 = b'r';
+const INVOLVED_PREFIX: u8 = b'w';
+const INVOLVED_OF_HOUSEHOLD_PREFIX: u8 = b'W';
 /// Households whose state the projector keeps between events.
 const MAX_STATES: usize = 10_000;
 /// Most events projected in one sled batch.
@@ -292,6 +303,35 @@ impl Projections {
         }
     }
 
+    /// The households `identity`, or the organisation `organisation` (its professionals and
+    /// supporters), may be involved in: linked to a member or contact, granted access, or having
+    /// registered it. Candidates only: whether they may still see anything of one is decided on
+    /// the household itself.
+    pub fn households_involving(
+        &self,
+        identity: &naast_domain::Identity,
+        organisation: Option<&str>,
+    ) -> Result<Vec<HouseholdId>, Error> {
+        let mut whos = vec![who_of_identity(identity)];
+        whos.extend(organisation.map(who_of_organisation));
+        let mut found = std::collections::BTreeSet::new();
+        for who in whos {
+            let mut start = vec![INVOLVED_PREFIX];
+            start.extend_from_slice(&who);
+            for key in self.tree.scan_prefix(&start).keys() {
+                let key = key?;
+                let id = key
+                    .get(33..49)
+                    .and_then(|id| uuid::Uuid::from_slice(id).ok())
+                    .ok_or_else(|| {
+                        Error::Damaged("an involvement key of the wrong length".into())
+                    })?;
+                found.insert(HouseholdId(id));
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// Whether the household has any entry.
     pub fn has_household(&self, household: HouseholdId) -> Result<bool, Error> {
         Ok(self.entry(household, 0)?.is_some())
@@ -395,7 +435,12 @@ impl Projections {
                     // read models.
                     tracing::error!(%household, error = %e, "erased, but the key file could not be destroyed yet");
                 }
-                for prefix in [ENTRY_PREFIX, DAY_PREFIX, ID_OF_HOUSEHOLD_PREFIX] {
+                for prefix in [
+                    ENTRY_PREFIX,
+                    DAY_PREFIX,
+                    ID_OF_HOUSEHOLD_PREFIX,
+                    INVOLVED_OF_HOUSEHOLD_PREFIX,
+                ] {
                     let mut start = vec![prefix];
                     start.extend_from_slice(household.0.as_bytes());
                     for key in self.tree.scan_prefix(&start).keys() {
@@ -406,6 +451,11 @@ impl Projections {
                             let mut forward = vec![ID_PREFIX];
                             forward.extend_from_slice(id);
                             batch.remove(forward);
+                        }
+                        if prefix == INVOLVED_OF_HOUSEHOLD_PREFIX
+                            && let Some(who) = key.get(17..49)
+                        {
+                            batch.remove(involved_key(who, household));
                         }
                         batch.remove(key);
                     }
@@ -430,6 +480,14 @@ impl Projections {
             if let Some(id) = introduced {
                 let (forward, reverse) = id_keys(household, id);
                 batch.insert(forward, household.0.as_bytes().to_vec());
+                batch.insert(reverse, Vec::new());
+            }
+            for who in involved(&stored.event) {
+                batch.insert(involved_key(&who, household), Vec::new());
+                let mut reverse = Vec::with_capacity(49);
+                reverse.push(INVOLVED_OF_HOUSEHOLD_PREFIX);
+                reverse.extend_from_slice(household.0.as_bytes());
+                reverse.extend_from_slice(&who);
                 batch.insert(reverse, Vec::new());
             }
             let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
@@ -591,6 +649,59 @@ fn id_keys(household: HouseholdId, id: uuid::Uuid) -> (Vec<u8>, Vec<u8>) {
     reverse.extend_from_slice(household.0.as_bytes());
     reverse.extend_from_slice(id.as_bytes());
     (forward, reverse)
+}
+
+/// Who `event` involves in its household: identities and organisations, as hashed for the
+/// involvement rows.
+fn involved(event: &DomainEvent) -> Vec<[u8; 32]> {
+    use naast_domain::Grantee;
+    match event {
+        DomainEvent::HouseholdRegistered {
+            registered_by: Some(identity),
+            ..
+        } => vec![who_of_identity(identity)],
+        DomainEvent::IdentityLinked {
+            identity,
+            organisation_id,
+            ..
+        } => identity
+            .iter()
+            .map(who_of_identity)
+            .chain(organisation_id.as_deref().map(who_of_organisation))
+            .collect(),
+        DomainEvent::AccessGranted { grantee, .. } => match grantee {
+            Grantee::Person { identity } => vec![who_of_identity(identity)],
+            Grantee::Organisation { id } => vec![who_of_organisation(id)],
+            Grantee::Platform { .. } => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+fn who_of_identity(identity: &naast_domain::Identity) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"identity\0");
+    hash.update(identity.issuer.as_bytes());
+    hash.update(b"\0");
+    hash.update(identity.subject.as_bytes());
+    hash.finalize().into()
+}
+
+fn who_of_organisation(id: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"organisation\0");
+    hash.update(id.as_bytes());
+    hash.finalize().into()
+}
+
+fn involved_key(who: &[u8], household: HouseholdId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(49);
+    key.push(INVOLVED_PREFIX);
+    key.extend_from_slice(who);
+    key.extend_from_slice(household.0.as_bytes());
+    key
 }
 
 fn entry_key(household: HouseholdId, revision: u64) -> Vec<u8> {

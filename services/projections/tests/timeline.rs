@@ -165,14 +165,36 @@ async fn the_timeline_follows_the_log_survives_a_reopen_and_rebuilds_identically
         None
     );
 
-    // Another household, erased: its ids are forgotten with it; the first one's stay.
+    // Another household, erased: its ids are forgotten with it; the first one's stay. So is
+    // who was involved in it: its registrant, and an organisation it let in.
     let other = HouseholdId::new();
     let mut other_state = Household::default();
     let other_member = MemberId::new();
+    let registrant = naast_domain::Identity {
+        issuer: "https://idp.example".into(),
+        subject: "ouder-smit".into(),
+    };
+    let nobody = naast_domain::Identity {
+        issuer: "https://idp.example".into(),
+        subject: "niemand".into(),
+    };
     for command in [
         Command::RegisterHousehold {
             name: "Familie Smit".into(),
-            registered_by: None,
+            registered_by: Some(registrant.clone()),
+        },
+        Command::GrantAccess {
+            grant: naast_domain::ids::GrantId::new(),
+            grantee: naast_domain::Grantee::Organisation {
+                id: "AGB-01234567".into(),
+            },
+            terms: naast_domain::GrantTerms {
+                scopes: vec![naast_domain::vocab::AccessScope::ReadTimeline],
+                life_domains: Vec::new(),
+                funding_domains: Vec::new(),
+                until: None,
+            },
+            request: None,
         },
         Command::AddMember {
             member: other_member,
@@ -194,6 +216,22 @@ async fn the_timeline_follows_the_log_survives_a_reopen_and_rebuilds_identically
         projections.household_holding(other_member.0).unwrap(),
         Some(other)
     );
+    assert_eq!(
+        projections.households_involving(&registrant, None).unwrap(),
+        vec![other]
+    );
+    assert_eq!(
+        projections
+            .households_involving(&nobody, Some("AGB-01234567"))
+            .unwrap(),
+        vec![other]
+    );
+    assert!(
+        projections
+            .households_involving(&nobody, None)
+            .unwrap()
+            .is_empty()
+    );
     let erased = execute(&log, other, &mut other_state, Command::EraseHousehold, None).await;
     projections
         .wait_for(erased, Duration::from_secs(10))
@@ -202,6 +240,13 @@ async fn the_timeline_follows_the_log_survives_a_reopen_and_rebuilds_identically
     for id in [other.0, other_member.0] {
         assert_eq!(projections.household_holding(id).unwrap(), None, "erased");
     }
+    assert!(
+        projections
+            .households_involving(&registrant, Some("AGB-01234567"))
+            .unwrap()
+            .is_empty(),
+        "erased"
+    );
     assert_eq!(projections.household_holding(member.0).unwrap(), Some(h));
     log.close().await;
     projector.await.unwrap().unwrap();

@@ -1242,6 +1242,75 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         }))
     }
 
+    async fn list_caseload(
+        &self,
+        request: Request<pb::ListCaseloadRequest>,
+    ) -> Answer<pb::ListCaseloadResponse> {
+        let (calling, r) = split(request)?;
+        let as_of = c::optional_date("as_of_date", &r.as_of_date)?
+            .unwrap_or_else(naast_domain::calendar::dutch_today);
+        let crate::auth::layer::Calling::Caller(caller) = &calling else {
+            return Err(Status::failed_precondition(
+                "a caseload is someone's: it needs authentication to be on",
+            ));
+        };
+        if r.min_position > 0 {
+            self.reach(r.min_position).await?;
+            self.projections
+                .wait_for(r.min_position, MAX_WAIT)
+                .await
+                .map_err(|e| Status::deadline_exceeded(e.to_string()))?;
+        }
+        let principal = &caller.principal;
+        let candidates = self
+            .projections
+            .households_involving(&principal.identity, principal.organisation_claim())
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let everything = View::everything();
+        let mut entries = self
+            .households
+            .read_each(
+                &calling,
+                candidates,
+                Action::Read(ReadKind::Timeline),
+                |state, access| {
+                    let view = if access.view.is_everything() {
+                        &everything
+                    } else {
+                        &access.view
+                    };
+                    naast_domain::caseload::entry(state, as_of, view)
+                },
+            )
+            .await
+            .map_err(from_app_error)?;
+        entries.sort_by(|(_, a), (_, b)| {
+            let due = |e: &naast_domain::caseload::CaseloadEntry| {
+                e.signals.first().map_or(time::Date::MAX, |s| s.due)
+            };
+            (due(a), &a.name).cmp(&(due(b), &b.name))
+        });
+        let optional = |d: Option<time::Date>| d.map(c::date_string).unwrap_or_default();
+        Ok(Response::new(pb::ListCaseloadResponse {
+            entries: entries
+                .into_iter()
+                .map(|(id, e)| pb::CaseloadEntry {
+                    household_id: id.to_string(),
+                    name: e.name,
+                    phase: e.phase.map_or(0, Vocabulary::to_proto),
+                    hours_per_week: e.hours_per_week,
+                    minutes_per_week_4_weeks: e.minutes_per_week_4,
+                    minutes_per_week_12_weeks: e.minutes_per_week_12,
+                    last_contact_date: optional(e.last_contact),
+                    signals: e.signals.iter().map(c::signal_to_proto).collect(),
+                    next_review_date: optional(e.next_review),
+                    next_expiry_date: optional(e.next_expiry),
+                })
+                .collect(),
+            as_of_date: c::date_string(as_of),
+        }))
+    }
+
     async fn create_logbook_entry(
         &self,
         request: Request<pb::CreateLogbookEntryRequest>,
