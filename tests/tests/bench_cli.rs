@@ -276,3 +276,53 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
     assert!((flood["ratio"].as_f64().expect("ratio") - flooded / rate).abs() < 0.01);
     assert_eq!(std::fs::read_dir(scratch.path()).expect("list").count(), 0);
 }
+
+#[test]
+fn bench_signals_prints_the_recompute_next_to_the_replay_and_the_update_next_to_applying() {
+    let output = Command::new(workspace_bin("naast"))
+        .args([
+            "bench",
+            "signals",
+            "--households",
+            "200",
+            "--updates",
+            "100",
+        ])
+        .output()
+        .expect("run naast");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
+    assert_eq!(names, ["signals.recompute", "signals.update"]);
+    let recompute = &lines[0];
+    assert_eq!(recompute["households"], 200);
+    assert!(
+        recompute["signals"].as_u64().is_some_and(|n| n > 0),
+        "{recompute}"
+    );
+    let (ms, peer) = (
+        recompute["ms"].as_f64().expect("ms"),
+        recompute["peer_ms"].as_f64().expect("peer_ms"),
+    );
+    assert!(peer > 0.0, "{recompute}");
+    let ratio = recompute["ratio_to_peer"].as_f64().expect("ratio");
+    assert!(
+        (ratio - ms / peer).abs() < 0.01 + ratio * 0.01,
+        "{recompute}"
+    );
+    let update = &lines[1];
+    assert_eq!(update["updates"], 100);
+    assert!(
+        update["p99_us"].as_f64() >= update["p50_us"].as_f64(),
+        "{update}"
+    );
+    assert!(update["ceiling_p99_us"].as_f64().is_some(), "{update}");
+}

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod bench;
 pub mod bench_fhir;
 pub mod bench_push;
+pub mod bench_signals;
 pub mod config;
 pub mod demo;
 pub mod grpc;

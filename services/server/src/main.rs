@@ -134,6 +134,9 @@ enum BenchTarget {
     /// Push to a PGO platform's FHIR server: resources per second, and the lag from commit to
     /// delivery while commands come in.
     Push(naast_server::bench_push::PushArgs),
+    /// Signals: every household's computed from its state, next to replaying that state; the
+    /// update after one new event.
+    Signals(naast_server::bench_signals::SignalsArgs),
     /// The honest clients of `bench api --load-process`, in a process of their own.
     #[command(hide = true)]
     ApiLoad(naast_server::bench::LoadArgs),
@@ -168,6 +171,9 @@ fn main() -> ExitCode {
             BenchTarget::Api(args) => naast_server::bench::api(&args).map_err(failed),
             BenchTarget::Fhir(args) => naast_server::bench_fhir::fhir(&args).map_err(failed),
             BenchTarget::Push(args) => naast_server::bench_push::push(&args).map_err(failed),
+            BenchTarget::Signals(args) => {
+                naast_server::bench_signals::signals(&args).map_err(failed)
+            }
             BenchTarget::ApiLoad(args) => naast_server::bench::api_load(&args).map_err(failed),
         },
     };
