@@ -10,11 +10,15 @@ use std::process::Command;
 /// `naast bench` with `args`, scratch data in `scratch`: its JSON lines, after checking it
 /// succeeded.
 fn bench(args: &[&str], scratch: &std::path::Path) -> Vec<Value> {
+    let scratch = ["--scratch-dir", scratch.to_str().expect("a UTF-8 path")];
+    bench_without_scratch(&[args, &scratch].concat())
+}
+
+/// `naast bench` with `args`: its JSON lines, after checking it succeeded.
+fn bench_without_scratch(args: &[&str]) -> Vec<Value> {
     let output = Command::new(workspace_bin("naast"))
         .arg("bench")
         .args(args)
-        .arg("--scratch-dir")
-        .arg(scratch)
         .output()
         .expect("run naast");
     assert!(
@@ -279,27 +283,7 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
 
 #[test]
 fn bench_signals_prints_the_recompute_next_to_the_replay_and_the_update_next_to_applying() {
-    let output = Command::new(workspace_bin("naast"))
-        .args([
-            "bench",
-            "signals",
-            "--households",
-            "200",
-            "--updates",
-            "100",
-        ])
-        .output()
-        .expect("run naast");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<Value> = String::from_utf8(output.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
+    let lines = bench_without_scratch(&["signals", "--households", "200", "--updates", "100"]);
     let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
     assert_eq!(names, ["signals.recompute", "signals.update"]);
     let recompute = &lines[0];
