@@ -39,7 +39,7 @@ pub fn entry(household: &Household, today: Date, view: &View) -> CaseloadEntry {
             .range(from..=today)
             .map(|(_, m)| u64::from(*m))
             .sum();
-        // At most 12 weeks of 1,440 minutes a day: exact in an f64.
+        // Sums of logbook minutes stay far below 2^53: exact in an f64.
         total as f64 / weeks as f64
     };
     let next_review = household
@@ -61,15 +61,11 @@ pub fn entry(household: &Household, today: Date, view: &View) -> CaseloadEntry {
         .min();
     CaseloadEntry {
         name: household.name.clone(),
-        phase: household.phase.map(|(phase, _)| phase),
-        hours_per_week: household.phase.and_then(|(_, hours)| hours),
+        phase: household.support.map(|s| s.phase),
+        hours_per_week: household.support.and_then(|s| s.hours_per_week),
         minutes_per_week_4: minutes_since(4),
         minutes_per_week_12: minutes_since(12),
-        last_contact: household
-            .contact_minutes
-            .range(..=today)
-            .next_back()
-            .map(|(day, _)| *day),
+        last_contact: household.last_contact(today),
         signals: signals::visible_signals(household, today, view),
         next_review,
         next_expiry,

@@ -24,7 +24,7 @@ use crate::access::View;
 use crate::event::Party;
 use crate::ids::{AgreementId, EntryId, IndicationId, MemberId};
 use crate::state::{Agreement, AgreementStatus, Household};
-use crate::vocab::{FundingDomain, IndicationKind, LifeDomain, MemberRole, SupportPhase};
+use crate::vocab::{FundingDomain, IndicationKind, MemberRole, SupportPhase};
 use time::{Date, Duration, Month};
 
 /// How long before the 18th birthday its signal appears.
@@ -121,10 +121,8 @@ pub struct Signal {
     pub due: Date,
     /// One line for people, in Dutch as the families and supporters read it.
     pub reason: String,
-    /// Funding domains it concerns (for who may see it).
+    /// Funding domains it concerns (for who may see it). Signals name no life domain.
     pub funding_domains: Vec<FundingDomain>,
-    /// Life domains it concerns (for who may see it).
-    pub life_domains: Vec<LifeDomain>,
 }
 
 impl Signal {
@@ -159,14 +157,15 @@ pub fn visible_signals(household: &Household, today: Date, view: &View) -> Vec<S
 }
 
 /// Whether `view` may see `signal`: one about an agreement as the agreement itself, any other
-/// as a timeline entry of its domains.
+/// as a timeline entry of its funding domains and no life domain (so a reader limited to some
+/// life domains does not see it).
 pub fn visible(household: &Household, signal: &Signal, today: Date, view: &View) -> bool {
     match signal.cause {
         Cause::Agreement(id) => household
             .agreements
             .get(&id)
             .is_some_and(|a| view.agreement(household, a, today)),
-        _ => view.domains(&signal.life_domains, &signal.funding_domains),
+        _ => view.domains(&[], &signal.funding_domains),
     }
 }
 
@@ -212,7 +211,8 @@ fn members_of(household: &Household, agreement: &Agreement) -> Vec<MemberId> {
         .collect()
 }
 
-/// Agreements that apply or will: accepted and not ended.
+/// Agreements accepted and not ended by an event (some may be past their end date or not
+/// started yet: each signal looks at the dates it needs).
 fn running(household: &Household) -> impl Iterator<Item = (&AgreementId, &Agreement)> {
     household
         .agreements
@@ -265,7 +265,6 @@ fn turning_eighteen(household: &Household, today: Date, out: &mut Vec<Signal>) {
                     member.details.name, agreement.terms.title
                 ),
                 funding_domains: vec![FundingDomain::Jeugdwet],
-                life_domains: Vec::new(),
             });
         }
     }
@@ -322,7 +321,6 @@ fn indications(household: &Household, today: Date, out: &mut Vec<Signal>) {
                 },
             ),
             funding_domains: vec![domain],
-            life_domains: Vec::new(),
         });
     }
 }
@@ -363,7 +361,6 @@ fn moves_to_wlz(household: &Household, today: Date, out: &mut Vec<Signal>) {
                     member.details.name, agreement.terms.title
                 ),
                 funding_domains: vec![FundingDomain::Wmo, FundingDomain::Wlz],
-                life_domains: Vec::new(),
             });
         }
     }
@@ -388,7 +385,6 @@ fn agreements(household: &Household, today: Date, out: &mut Vec<Signal>) {
                     agreement.terms.title
                 ),
                 funding_domains: funding.clone(),
-                life_domains: Vec::new(),
             });
         }
         if agreement.under_review {
@@ -403,24 +399,25 @@ fn agreements(household: &Household, today: Date, out: &mut Vec<Signal>) {
                     agreement.terms.title
                 ),
                 funding_domains: funding,
-                life_domains: Vec::new(),
             });
         }
     }
 }
 
 fn pilot_light(household: &Household, today: Date, out: &mut Vec<Signal>) {
-    let (Some((SupportPhase::PilotLight, _)), Some((since, every))) =
-        (household.phase, household.phase_since)
-    else {
+    let Some(support) = household.support else {
         return;
     };
-    let every = every.unwrap_or(DEFAULT_PILOT_LIGHT_DAYS);
-    let last_contact = household
-        .contact_minutes
-        .range(..=today)
-        .next_back()
-        .map(|(day, _)| *day);
+    if support.phase != SupportPhase::PilotLight {
+        return;
+    }
+    let (since, every) = (
+        support.since,
+        support
+            .contact_every_days
+            .unwrap_or(DEFAULT_PILOT_LIGHT_DAYS),
+    );
+    let last_contact = household.last_contact(today);
     let from = last_contact.map_or(since, |c| c.max(since));
     let due = from + Duration::days(i64::from(every));
     if today <= due {
@@ -440,7 +437,6 @@ fn pilot_light(household: &Household, today: Date, out: &mut Vec<Signal>) {
             ),
         },
         funding_domains: Vec::new(),
-        life_domains: Vec::new(),
     });
 }
 
@@ -502,7 +498,6 @@ fn check_ins(household: &Household, out: &mut Vec<Signal>) {
             due: check_in.on,
             reason,
             funding_domains: Vec::new(),
-            life_domains: Vec::new(),
         });
     }
 }

@@ -184,6 +184,19 @@ pub struct Indication {
     pub valid_until: Option<Date>,
 }
 
+/// Where support stands: the phase set last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Support {
+    /// The phase.
+    pub phase: SupportPhase,
+    /// Hours of support per week, when given.
+    pub hours_per_week: Option<u32>,
+    /// The day the phase began.
+    pub since: Date,
+    /// How often the supporter keeps in touch in it (days), when the plan says.
+    pub contact_every_days: Option<u32>,
+}
+
 /// A self check-in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckIn {
@@ -272,10 +285,8 @@ pub struct Household {
     pub members: BTreeMap<MemberId, Member>,
     /// Network, by id.
     pub contacts: BTreeMap<ContactId, Contact>,
-    /// Current support phase and hours per week.
-    pub phase: Option<(SupportPhase, Option<u32>)>,
-    /// The day the current phase began, and how often the supporter keeps in touch in it (days).
-    pub phase_since: Option<(Date, Option<u32>)>,
+    /// Where support stands, once a phase was set.
+    pub support: Option<Support>,
     /// Plans, by id.
     pub plans: BTreeMap<PlanId, Plan>,
     /// Goals, by id.
@@ -302,6 +313,14 @@ impl Household {
             household.apply(event);
         }
         household
+    }
+
+    /// The day of the last logbook contact on or before `on`, if any.
+    pub fn last_contact(&self, on: Date) -> Option<Date> {
+        self.contact_minutes
+            .range(..=on)
+            .next_back()
+            .map(|(day, _)| *day)
     }
 
     /// The member with this id, unless removed.
@@ -462,8 +481,12 @@ impl Household {
                 on,
                 contact_every_days,
             } => {
-                self.phase = Some((*phase, *hours_per_week));
-                self.phase_since = Some((*on, *contact_every_days));
+                self.support = Some(Support {
+                    phase: *phase,
+                    hours_per_week: *hours_per_week,
+                    since: *on,
+                    contact_every_days: *contact_every_days,
+                });
             }
             E::PlanDrafted {
                 plan,

@@ -1,14 +1,114 @@
-//! Random commands for property tests (feature `testing`): a few ids of each kind so that
-//! commands refer to each other (and sometimes to nothing), with random texts and dates,
-//! including empty, over-long and control-character texts and the extreme dates.
+//! For tests (feature `testing`): random commands for property tests (a few ids of each kind so
+//! that commands refer to each other, and sometimes to nothing, with random texts and dates,
+//! including empty, over-long and control-character texts and the extreme dates); and scenario
+//! 2's family built by real commands.
 
 #![allow(clippy::unwrap_used)] // dates and months built from ranges that are always valid
+#![allow(clippy::panic)] // `run` fails the test that gave a refused command
 
 use crate::ids::{AgreementId, ContactId, EntryId, GoalId, IndicationId, MemberId, PlanId};
 use crate::vocab::*;
-use crate::{AgreementTerms, Command, ContactDetails, MemberDetails, Party};
+use crate::{
+    AgreementTerms, Command, ContactDetails, DomainEvent, Household, MemberDetails, Party,
+};
 use proptest::prelude::*;
 use time::Date;
+use time::macros::date;
+
+/// Decides and applies, as the service does; panics on refusal.
+pub fn run(household: &mut Household, command: Command) -> Vec<DomainEvent> {
+    let events = crate::decide(household, command.clone())
+        .unwrap_or_else(|e| panic!("{command:?} refused: {e}"));
+    for event in &events {
+        household.apply(event);
+    }
+    events
+}
+
+/// Scenario 2's family, as its commands leave it.
+pub struct ScenarioTwo {
+    /// The household.
+    pub household: Household,
+    /// Sam, 16 (born 14 March 2008), with autism: the client.
+    pub teen: MemberId,
+    /// His mother, legal representative.
+    pub mother: MemberId,
+    /// The life-course coach.
+    pub coach: ContactId,
+    /// A youth-care provider.
+    pub provider: ContactId,
+}
+
+/// Scenario 2's family: a 16-year-old with autism, mother, a life-course coach, a provider.
+pub fn scenario_two() -> ScenarioTwo {
+    let mut household = Household::default();
+    run(
+        &mut household,
+        Command::RegisterHousehold {
+            name: "Familie Bakker".into(),
+            registered_by: None,
+        },
+    );
+    let (teen, mother) = (MemberId::new(), MemberId::new());
+    run(
+        &mut household,
+        Command::AddMember {
+            member: teen,
+            details: MemberDetails {
+                name: "Sam".into(),
+                role: MemberRole::Client,
+                relation: None,
+                birth_date: Some(date!(2008 - 03 - 14)),
+            },
+        },
+    );
+    run(
+        &mut household,
+        Command::AddMember {
+            member: mother,
+            details: MemberDetails {
+                name: "Ingrid".into(),
+                role: MemberRole::LegalRepresentative,
+                relation: Some(Relation::Parent),
+                birth_date: None,
+            },
+        },
+    );
+    let (coach, provider) = (ContactId::new(), ContactId::new());
+    run(
+        &mut household,
+        Command::AddContact {
+            contact: coach,
+            details: ContactDetails {
+                kind: ContactKind::Supporter,
+                name: "Mirjam".into(),
+                organisation: Some("Levensloop".into()),
+                supporter_kind: Some(SupporterKind::LifeCourseCoach),
+                institution_kind: None,
+            },
+        },
+    );
+    run(
+        &mut household,
+        Command::AddContact {
+            contact: provider,
+            details: ContactDetails {
+                kind: ContactKind::CareProvider,
+                name: "Jeugdzorg Oost".into(),
+                organisation: None,
+                supporter_kind: None,
+                institution_kind: None,
+            },
+        },
+    );
+    ScenarioTwo {
+        household,
+        teen,
+        mother,
+        coach,
+        provider,
+    }
+}
 
 /// A few ids of each kind, so commands refer to each other (and sometimes to nothing).
 #[derive(Clone, Debug)]

@@ -5,6 +5,7 @@
 
 use naast_domain::access::{Action, Principal, ReadKind, authorize};
 use naast_domain::ids::{AgreementId, ContactId, GoalId, GrantId, MemberId};
+use naast_domain::testing::run;
 use naast_domain::timeline::{EntryKind, TimelineEntry};
 use naast_domain::vocab::*;
 use naast_domain::{
@@ -31,12 +32,6 @@ fn person(subject: &str, role: PrincipalRole, organisation: Option<&str>) -> Pri
         organisation: organisation.map(str::to_owned),
         client_id: Some("app".into()),
         acting_for: None,
-    }
-}
-
-fn run(household: &mut Household, command: Command) {
-    for event in decide(household, command.clone()).unwrap_or_else(|e| panic!("{command:?}: {e}")) {
-        household.apply(&event);
     }
 }
 

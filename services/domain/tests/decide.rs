@@ -5,101 +5,13 @@
 
 use naast_domain::ids::{AgreementId, ContactId, EntryId, GoalId, IndicationId, MemberId, PlanId};
 use naast_domain::state::{AgreementStatus, GoalStatus, PlanStatus};
+use naast_domain::testing::{run, scenario_two};
 use naast_domain::vocab::*;
 use naast_domain::{
     AgreementTerms, Command, ContactDetails, DomainError, DomainEvent, Household, MemberDetails,
     Party, decide,
 };
 use time::macros::date;
-
-/// Decides and applies, as the service does; panics on refusal.
-fn run(household: &mut Household, command: Command) -> Vec<DomainEvent> {
-    let events =
-        decide(household, command.clone()).unwrap_or_else(|e| panic!("{command:?} refused: {e}"));
-    for event in &events {
-        household.apply(event);
-    }
-    events
-}
-
-struct Family {
-    household: Household,
-    teen: MemberId,
-    mother: MemberId,
-    coach: ContactId,
-    provider: ContactId,
-}
-
-/// Scenario 2's family: a 16-year-old with autism, mother, a life-course coach, a provider.
-fn family() -> Family {
-    let mut household = Household::default();
-    run(
-        &mut household,
-        Command::RegisterHousehold {
-            name: "Familie Bakker".into(),
-            registered_by: None,
-        },
-    );
-    let (teen, mother) = (MemberId::new(), MemberId::new());
-    run(
-        &mut household,
-        Command::AddMember {
-            member: teen,
-            details: MemberDetails {
-                name: "Sam".into(),
-                role: MemberRole::Client,
-                relation: None,
-                birth_date: Some(date!(2008 - 03 - 14)),
-            },
-        },
-    );
-    run(
-        &mut household,
-        Command::AddMember {
-            member: mother,
-            details: MemberDetails {
-                name: "Ingrid".into(),
-                role: MemberRole::LegalRepresentative,
-                relation: Some(Relation::Parent),
-                birth_date: None,
-            },
-        },
-    );
-    let (coach, provider) = (ContactId::new(), ContactId::new());
-    run(
-        &mut household,
-        Command::AddContact {
-            contact: coach,
-            details: ContactDetails {
-                kind: ContactKind::Supporter,
-                name: "Mirjam".into(),
-                organisation: Some("Levensloop".into()),
-                supporter_kind: Some(SupporterKind::LifeCourseCoach),
-                institution_kind: None,
-            },
-        },
-    );
-    run(
-        &mut household,
-        Command::AddContact {
-            contact: provider,
-            details: ContactDetails {
-                kind: ContactKind::CareProvider,
-                name: "Jeugdzorg Oost".into(),
-                organisation: None,
-                supporter_kind: None,
-                institution_kind: None,
-            },
-        },
-    );
-    Family {
-        household,
-        teen,
-        mother,
-        coach,
-        provider,
-    }
-}
 
 fn terms(
     (teen, provider): (MemberId, ContactId),
@@ -124,7 +36,7 @@ fn terms(
 
 #[test]
 fn a_goal_goes_from_set_to_achieved_and_back_only_by_reopening() {
-    let mut f = family();
+    let mut f = scenario_two();
     let goal = GoalId::new();
     run(
         &mut f.household,
@@ -199,7 +111,7 @@ fn a_goal_goes_from_set_to_achieved_and_back_only_by_reopening() {
 
 #[test]
 fn a_plan_is_drafted_revised_activated_evaluated_and_closed_in_that_order() {
-    let mut f = family();
+    let mut f = scenario_two();
     let plan = PlanId::new();
     run(
         &mut f.household,
@@ -293,7 +205,7 @@ fn a_plan_is_drafted_revised_activated_evaluated_and_closed_in_that_order() {
 
 #[test]
 fn an_agreement_not_delivered_is_under_review_until_amended() {
-    let mut f = family();
+    let mut f = scenario_two();
     let agreement = AgreementId::new();
     run(
         &mut f.household,
@@ -367,7 +279,7 @@ fn an_agreement_not_delivered_is_under_review_until_amended() {
 
 #[test]
 fn turning_18_moves_jeugdwet_agreements_to_wmo_and_keeps_goals_and_coach() {
-    let mut f = family();
+    let mut f = scenario_two();
     let goal = GoalId::new();
     run(
         &mut f.household,
@@ -478,7 +390,7 @@ fn turning_18_moves_jeugdwet_agreements_to_wmo_and_keeps_goals_and_coach() {
 
 #[test]
 fn the_logbook_takes_entries_by_supporters_only() {
-    let mut f = family();
+    let mut f = scenario_two();
     let entry = EntryId::new();
     let command = |supporter| Command::AddLogbookEntry {
         entry,
@@ -503,7 +415,7 @@ fn the_logbook_takes_entries_by_supporters_only() {
 
 #[test]
 fn refused_commands_name_the_field() {
-    let f = family();
+    let f = scenario_two();
     let long = "x".repeat(201);
     let goal = |owner, title: &str, domains: Vec<LifeDomain>| Command::SetGoal {
         goal: GoalId::new(),
@@ -801,7 +713,7 @@ fn refused_commands_name_the_field() {
 
 #[test]
 fn every_event_survives_its_payload_and_names_its_type() {
-    let mut f = family();
+    let mut f = scenario_two();
     let goal = GoalId::new();
     let mut events: Vec<DomainEvent> = Vec::new();
     events.extend(run(
@@ -886,7 +798,7 @@ fn every_event_survives_its_payload_and_names_its_type() {
 #[test]
 fn an_agreement_is_upcoming_active_under_review_and_ended_as_the_days_pass() {
     use naast_domain::state::AgreementPhase as Phase;
-    let mut f = family();
+    let mut f = scenario_two();
     let agreement = AgreementId::new();
     let mut t = terms((f.teen, f.provider), FundingDomain::Wmo, vec![]);
     t.end = Some(date!(2026 - 08 - 31));
@@ -926,7 +838,7 @@ fn an_agreement_is_upcoming_active_under_review_and_ended_as_the_days_pass() {
 fn an_erasure_names_the_platforms_to_tell_and_no_one_else() {
     use naast_domain::event::{GrantTerms, Grantee, Identity, PlatformClient};
     use naast_domain::ids::GrantId;
-    let Family { mut household, .. } = family();
+    let naast_domain::testing::ScenarioTwo { mut household, .. } = scenario_two();
     let terms = GrantTerms {
         scopes: vec![AccessScope::ReadTimeline],
         life_domains: Vec::new(),

@@ -5,82 +5,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
 use naast_domain::access::{Action, Principal, ReadKind, View, authorize};
-use naast_domain::ids::{AgreementId, ContactId, EntryId, GrantId, IndicationId, MemberId};
+use naast_domain::ids::{AgreementId, EntryId, GrantId, IndicationId, MemberId};
 use naast_domain::signals::{Cause, Signal, SignalKind, signals, visible_signals};
+use naast_domain::testing::{ScenarioTwo, run, scenario_two};
 use naast_domain::vocab::*;
-use naast_domain::{
-    AgreementTerms, Command, ContactDetails, GrantTerms, Grantee, Household, Identity,
-    MemberDetails, Party, decide,
-};
+use naast_domain::{AgreementTerms, Command, GrantTerms, Grantee, Household, Identity, Party};
 use time::Date;
 use time::macros::date;
 
-fn run(household: &mut Household, command: Command) {
-    let events =
-        decide(household, command.clone()).unwrap_or_else(|e| panic!("{command:?} refused: {e}"));
-    for event in &events {
-        household.apply(event);
-    }
-}
-
-struct Family {
-    household: Household,
-    sam: MemberId,
-    mother: MemberId,
-    coach: ContactId,
-}
-
-/// Scenario 2: Sam, born 14 March 2008, his mother, and his life-course coach.
-fn family() -> Family {
-    let mut household = Household::default();
-    run(
-        &mut household,
-        Command::RegisterHousehold {
-            name: "Familie Bakker".into(),
-            registered_by: None,
-        },
-    );
-    let (sam, mother, coach) = (MemberId::new(), MemberId::new(), ContactId::new());
-    for (member, name, role, birth_date) in [
-        (sam, "Sam", MemberRole::Client, Some(date!(2008 - 03 - 14))),
-        (mother, "Ilse", MemberRole::Relative, None),
-    ] {
-        run(
-            &mut household,
-            Command::AddMember {
-                member,
-                details: MemberDetails {
-                    name: name.into(),
-                    role,
-                    relation: (role == MemberRole::Relative).then_some(Relation::Parent),
-                    birth_date,
-                },
-            },
-        );
-    }
-    run(
-        &mut household,
-        Command::AddContact {
-            contact: coach,
-            details: ContactDetails {
-                kind: ContactKind::Supporter,
-                name: "Levensloopbegeleider Noor".into(),
-                organisation: None,
-                supporter_kind: Some(SupporterKind::LifeCourseCoach),
-                institution_kind: None,
-            },
-        },
-    );
-    Family {
-        household,
-        sam,
-        mother,
-        coach,
-    }
-}
-
 /// An accepted agreement for `member` funded by `funding`.
-fn agreement(f: &mut Family, title: &str, funding: FundingDomain) -> AgreementId {
+fn agreement(f: &mut ScenarioTwo, title: &str, funding: FundingDomain) -> AgreementId {
     let agreement = AgreementId::new();
     run(
         &mut f.household,
@@ -89,7 +23,7 @@ fn agreement(f: &mut Family, title: &str, funding: FundingDomain) -> AgreementId
             terms: AgreementTerms {
                 title: title.into(),
                 description: String::new(),
-                parties: vec![Party::Member(f.sam), Party::Contact(f.coach)],
+                parties: vec![Party::Member(f.teen), Party::Contact(f.coach)],
                 responsible: Some(f.coach),
                 funding,
                 pgb: false,
@@ -113,7 +47,7 @@ fn of_kind(household: &Household, today: Date, kind: SignalKind) -> Vec<Signal> 
         .collect()
 }
 
-fn logbook(f: &mut Family, on: Date) {
+fn logbook(f: &mut ScenarioTwo, on: Date) {
     run(
         &mut f.household,
         Command::AddLogbookEntry {
@@ -131,7 +65,7 @@ fn logbook(f: &mut Family, on: Date) {
 
 #[test]
 fn turning_eighteen_flags_the_jeugdwet_agreement_six_months_ahead_until_it_is_carried_over() {
-    let mut f = family();
+    let mut f = scenario_two();
     let jeugd = agreement(
         &mut f,
         "begeleiding twee middagen per week",
@@ -144,7 +78,7 @@ fn turning_eighteen_flags_the_jeugdwet_agreement_six_months_ahead_until_it_is_ca
     let flagged = of_kind(&f.household, date!(2025 - 09 - 14), kind);
     assert_eq!(flagged.len(), 1, "only the Jeugdwet agreement: {flagged:?}");
     assert_eq!(flagged[0].cause, Cause::Agreement(jeugd));
-    assert_eq!(flagged[0].member, Some(f.sam));
+    assert_eq!(flagged[0].member, Some(f.teen));
     assert_eq!(flagged[0].due, date!(2026 - 03 - 14), "due on the birthday");
     assert!(flagged[0].reason.contains("Sam"), "{}", flagged[0].reason);
     // Still there after the birthday while nothing was done: now overdue.
@@ -153,7 +87,7 @@ fn turning_eighteen_flags_the_jeugdwet_agreement_six_months_ahead_until_it_is_ca
     run(
         &mut f.household,
         Command::RecordFundingTransition {
-            member: f.sam,
+            member: f.teen,
             from: FundingDomain::Jeugdwet,
             to: FundingDomain::Wmo,
             on: date!(2026 - 03 - 14),
@@ -166,14 +100,14 @@ fn turning_eighteen_flags_the_jeugdwet_agreement_six_months_ahead_until_it_is_ca
 
 #[test]
 fn a_follow_up_decision_clears_turning_eighteen_and_a_carry_over_after_the_birthday_does_not() {
-    let mut f = family();
+    let mut f = scenario_two();
     agreement(&mut f, "begeleiding", FundingDomain::Jeugdwet);
     let today = date!(2026 - 01 - 10);
     // Carried over only from a day after the birthday: on the birthday it is still Jeugdwet.
     run(
         &mut f.household,
         Command::RecordFundingTransition {
-            member: f.sam,
+            member: f.teen,
             from: FundingDomain::Jeugdwet,
             to: FundingDomain::Wmo,
             on: date!(2026 - 05 - 01),
@@ -188,7 +122,7 @@ fn a_follow_up_decision_clears_turning_eighteen_and_a_carry_over_after_the_birth
         &mut f.household,
         Command::RecordIndication {
             indication: IndicationId::new(),
-            member: f.sam,
+            member: f.teen,
             kind: IndicationKind::WmoDecision,
             care_profile: None,
             valid_from: date!(2026 - 03 - 14),
@@ -200,13 +134,13 @@ fn a_follow_up_decision_clears_turning_eighteen_and_a_carry_over_after_the_birth
 
 #[test]
 fn an_expiring_wlz_indication_is_signalled_90_days_ahead_and_after_while_care_runs_on() {
-    let mut f = family();
+    let mut f = scenario_two();
     let wlz = IndicationId::new();
     run(
         &mut f.household,
         Command::RecordIndication {
             indication: wlz,
-            member: f.sam,
+            member: f.teen,
             kind: IndicationKind::WlzIndication,
             care_profile: Some("VG6".into()),
             valid_from: date!(2025 - 01 - 01),
@@ -235,7 +169,7 @@ fn an_expiring_wlz_indication_is_signalled_90_days_ahead_and_after_while_care_ru
         &mut f.household,
         Command::RecordIndication {
             indication: IndicationId::new(),
-            member: f.sam,
+            member: f.teen,
             kind: IndicationKind::WlzIndication,
             care_profile: Some("VG6".into()),
             valid_from: date!(2026 - 07 - 01),
@@ -248,7 +182,7 @@ fn an_expiring_wlz_indication_is_signalled_90_days_ahead_and_after_while_care_ru
 
 #[test]
 fn a_wlz_indication_flags_wmo_agreements_until_they_move() {
-    let mut f = family();
+    let mut f = scenario_two();
     let wmo = agreement(&mut f, "hulp bij het huishouden", FundingDomain::Wmo);
     let today = date!(2026 - 02 - 01);
     assert!(of_kind(&f.household, today, SignalKind::MovesToWlz).is_empty());
@@ -256,7 +190,7 @@ fn a_wlz_indication_flags_wmo_agreements_until_they_move() {
         &mut f.household,
         Command::RecordIndication {
             indication: IndicationId::new(),
-            member: f.sam,
+            member: f.teen,
             kind: IndicationKind::WlzIndication,
             care_profile: Some("VG6".into()),
             valid_from: date!(2026 - 03 - 01),
@@ -270,7 +204,7 @@ fn a_wlz_indication_flags_wmo_agreements_until_they_move() {
     run(
         &mut f.household,
         Command::RecordFundingTransition {
-            member: f.sam,
+            member: f.teen,
             from: FundingDomain::Wmo,
             to: FundingDomain::Wlz,
             on: date!(2026 - 03 - 01),
@@ -282,7 +216,7 @@ fn a_wlz_indication_flags_wmo_agreements_until_they_move() {
 
 #[test]
 fn review_dates_and_care_not_delivered_stand_until_the_agreement_is_amended() {
-    let mut f = family();
+    let mut f = scenario_two();
     let a = agreement(&mut f, "dagbesteding drie dagen", FundingDomain::Wlz);
     let mut terms = f.household.agreements[&a].terms.clone();
     terms.review_on = Some(date!(2026 - 03 - 01));
@@ -330,7 +264,7 @@ fn review_dates_and_care_not_delivered_stand_until_the_agreement_is_amended() {
 
 #[test]
 fn a_pilot_light_household_going_quiet_is_signalled_after_the_interval_its_phase_names() {
-    let mut f = family();
+    let mut f = scenario_two();
     logbook(&mut f, date!(2026 - 01 - 05));
     run(
         &mut f.household,
@@ -362,13 +296,13 @@ fn a_pilot_light_household_going_quiet_is_signalled_after_the_interval_its_phase
     assert!(of_kind(&f.household, date!(2026 - 06 - 01), kind).is_empty());
 }
 
-fn check_in(f: &mut Family, respondent: MemberId, on: Date, rating: u8) -> EntryId {
+fn check_in(f: &mut ScenarioTwo, respondent: MemberId, on: Date, rating: u8) -> EntryId {
     let id = EntryId::new();
     run(
         &mut f.household,
         Command::RecordCheckIn {
             check_in: id,
-            member: f.sam,
+            member: f.teen,
             respondent,
             on,
             rating,
@@ -380,8 +314,8 @@ fn check_in(f: &mut Family, respondent: MemberId, on: Date, rating: u8) -> Entry
 
 #[test]
 fn check_ins_below_the_threshold_or_dropping_are_signalled_until_followed_up() {
-    let mut f = family();
-    let (sam, mother) = (f.sam, f.mother);
+    let mut f = scenario_two();
+    let (sam, mother) = (f.teen, f.mother);
     let today = date!(2026 - 03 - 01);
     check_in(&mut f, sam, date!(2026 - 02 - 01), 8);
     let dropped = check_in(&mut f, sam, date!(2026 - 02 - 08), 6);
@@ -414,7 +348,7 @@ fn check_ins_below_the_threshold_or_dropping_are_signalled_until_followed_up() {
 }
 
 /// What a supporter with a timeline grant limited to `funding` may see on `today`.
-fn view_of_reader(f: &mut Family, funding: FundingDomain, today: Date) -> View {
+fn view_of_reader(f: &mut ScenarioTwo, funding: FundingDomain, today: Date) -> View {
     let identity = Identity {
         issuer: "https://idp.example".into(),
         subject: format!("reader-{}", funding.wire_name()),
@@ -455,9 +389,9 @@ fn view_of_reader(f: &mut Family, funding: FundingDomain, today: Date) -> View {
 
 #[test]
 fn a_reader_limited_to_some_funding_domains_sees_only_their_signals() {
-    let mut f = family();
+    let mut f = scenario_two();
     let jeugd = agreement(&mut f, "begeleiding", FundingDomain::Jeugdwet);
-    let sam = f.sam;
+    let sam = f.teen;
     check_in(&mut f, sam, date!(2026 - 01 - 01), 2);
     let today = date!(2026 - 01 - 10);
     assert_eq!(signals(&f.household, today).len(), 2);

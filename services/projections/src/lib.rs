@@ -455,7 +455,7 @@ impl Projections {
                         if prefix == INVOLVED_OF_HOUSEHOLD_PREFIX
                             && let Some(who) = key.get(17..49)
                         {
-                            batch.remove(involved_key(who, household));
+                            batch.remove(involved_keys(who, household).0);
                         }
                         batch.remove(key);
                     }
@@ -483,11 +483,8 @@ impl Projections {
                 batch.insert(reverse, Vec::new());
             }
             for who in involved(&stored.event) {
-                batch.insert(involved_key(&who, household), Vec::new());
-                let mut reverse = Vec::with_capacity(49);
-                reverse.push(INVOLVED_OF_HOUSEHOLD_PREFIX);
-                reverse.extend_from_slice(household.0.as_bytes());
-                reverse.extend_from_slice(&who);
+                let (forward, reverse) = involved_keys(&who, household);
+                batch.insert(forward, Vec::new());
                 batch.insert(reverse, Vec::new());
             }
             let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
@@ -696,12 +693,17 @@ fn who_of_organisation(id: &str) -> [u8; 32] {
     hash.finalize().into()
 }
 
-fn involved_key(who: &[u8], household: HouseholdId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(49);
-    key.push(INVOLVED_PREFIX);
-    key.extend_from_slice(who);
-    key.extend_from_slice(household.0.as_bytes());
-    key
+/// The rows finding `household` by `who`: forwards, and back for erasure.
+fn involved_keys(who: &[u8], household: HouseholdId) -> (Vec<u8>, Vec<u8>) {
+    let mut forward = Vec::with_capacity(49);
+    forward.push(INVOLVED_PREFIX);
+    forward.extend_from_slice(who);
+    forward.extend_from_slice(household.0.as_bytes());
+    let mut reverse = Vec::with_capacity(49);
+    reverse.push(INVOLVED_OF_HOUSEHOLD_PREFIX);
+    reverse.extend_from_slice(household.0.as_bytes());
+    reverse.extend_from_slice(who);
+    (forward, reverse)
 }
 
 fn entry_key(household: HouseholdId, revision: u64) -> Vec<u8> {

@@ -251,8 +251,8 @@ fn household_to_proto(
                 valid_until: i.valid_until.map(c::date_string).unwrap_or_default(),
             })
             .collect(),
-        support_phase: state.phase.map_or(0, |(phase, _)| phase.to_proto()),
-        hours_per_week: state.phase.and_then(|(_, hours)| hours),
+        support_phase: state.support.map_or(0, |s| s.phase.to_proto()),
+        hours_per_week: state.support.and_then(|s| s.hours_per_week),
     }
 }
 
@@ -1210,11 +1210,10 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                 Vec::new(),
                 r.min_position,
                 |state, revision, view, _| {
-                    let signals = (!past).then(|| match view {
-                        Some(view) => naast_domain::signals::visible_signals(state, as_of, view),
-                        None => naast_domain::signals::signals(state, as_of),
-                    });
-                    (signals, view.cloned(), revision)
+                    let view = view.cloned().unwrap_or_else(View::everything);
+                    let signals = (!past)
+                        .then(|| naast_domain::signals::visible_signals(state, as_of, &view));
+                    (signals, view, revision)
                 },
             )
             .await?;
@@ -1225,10 +1224,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                     .households
                     .state_on(id, as_of, revision)
                     .map_err(from_app_error)?;
-                match &view {
-                    Some(view) => naast_domain::signals::visible_signals(&then, as_of, view),
-                    None => naast_domain::signals::signals(&then, as_of),
-                }
+                naast_domain::signals::visible_signals(&then, as_of, &view)
             }
             (None, None) => Vec::new(),
         };
@@ -1266,21 +1262,13 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             .projections
             .households_involving(&principal.identity, principal.organisation_claim())
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        let everything = View::everything();
         let mut entries = self
             .households
             .read_each(
                 &calling,
                 candidates,
                 Action::Read(ReadKind::Timeline),
-                |state, access| {
-                    let view = if access.view.is_everything() {
-                        &everything
-                    } else {
-                        &access.view
-                    };
-                    naast_domain::caseload::entry(state, as_of, view)
-                },
+                |state, access| naast_domain::caseload::entry(state, as_of, &access.view),
             )
             .await
             .map_err(from_app_error)?;
