@@ -40,6 +40,23 @@ fn agreement(f: &mut ScenarioTwo, title: &str, funding: FundingDomain) -> Agreem
     agreement
 }
 
+/// A Wlz indication (care profile VG6) for Sam from `from` until `until`.
+fn wlz_indication(f: &mut ScenarioTwo, from: Date, until: Option<Date>) -> IndicationId {
+    let indication = IndicationId::new();
+    run(
+        &mut f.household,
+        Command::RecordIndication {
+            indication,
+            member: f.teen,
+            kind: IndicationKind::WlzIndication,
+            care_profile: Some("VG6".into()),
+            valid_from: from,
+            valid_until: until,
+        },
+    );
+    indication
+}
+
 fn of_kind(household: &Household, today: Date, kind: SignalKind) -> Vec<Signal> {
     signals(household, today)
         .into_iter()
@@ -135,18 +152,7 @@ fn a_follow_up_decision_clears_turning_eighteen_and_a_carry_over_after_the_birth
 #[test]
 fn an_expiring_wlz_indication_is_signalled_90_days_ahead_and_after_while_care_runs_on() {
     let mut f = scenario_two();
-    let wlz = IndicationId::new();
-    run(
-        &mut f.household,
-        Command::RecordIndication {
-            indication: wlz,
-            member: f.teen,
-            kind: IndicationKind::WlzIndication,
-            care_profile: Some("VG6".into()),
-            valid_from: date!(2025 - 01 - 01),
-            valid_until: Some(date!(2026 - 06 - 30)),
-        },
-    );
+    let wlz = wlz_indication(&mut f, date!(2025 - 01 - 01), Some(date!(2026 - 06 - 30)));
     let kind = SignalKind::IndicationExpiring;
     assert!(of_kind(&f.household, date!(2026 - 03 - 31), kind).is_empty());
     let expiring = of_kind(&f.household, date!(2026 - 04 - 01), kind);
@@ -165,17 +171,7 @@ fn an_expiring_wlz_indication_is_signalled_90_days_ahead_and_after_while_care_ru
     assert_eq!(gap.len(), 1);
     assert!(gap[0].reason.contains("verlopen"), "{}", gap[0].reason);
     // A re-indication that runs on clears it, before and after the end.
-    run(
-        &mut f.household,
-        Command::RecordIndication {
-            indication: IndicationId::new(),
-            member: f.teen,
-            kind: IndicationKind::WlzIndication,
-            care_profile: Some("VG6".into()),
-            valid_from: date!(2026 - 07 - 01),
-            valid_until: None,
-        },
-    );
+    wlz_indication(&mut f, date!(2026 - 07 - 01), None);
     assert!(of_kind(&f.household, date!(2026 - 05 - 01), kind).is_empty());
     assert!(of_kind(&f.household, date!(2026 - 07 - 15), kind).is_empty());
 }
@@ -186,17 +182,7 @@ fn a_wlz_indication_flags_wmo_agreements_until_they_move() {
     let wmo = agreement(&mut f, "hulp bij het huishouden", FundingDomain::Wmo);
     let today = date!(2026 - 02 - 01);
     assert!(of_kind(&f.household, today, SignalKind::MovesToWlz).is_empty());
-    run(
-        &mut f.household,
-        Command::RecordIndication {
-            indication: IndicationId::new(),
-            member: f.teen,
-            kind: IndicationKind::WlzIndication,
-            care_profile: Some("VG6".into()),
-            valid_from: date!(2026 - 03 - 01),
-            valid_until: None,
-        },
-    );
+    wlz_indication(&mut f, date!(2026 - 03 - 01), None);
     let moves = of_kind(&f.household, today, SignalKind::MovesToWlz);
     assert_eq!(moves.len(), 1);
     assert_eq!(moves[0].cause, Cause::Agreement(wmo));
