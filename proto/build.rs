@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "naast/v1/audit.proto",
         "naast/v1/consent.proto",
+        "naast/v1/evaluation.proto",
         "naast/v1/event_log.proto",
         "naast/v1/households.proto",
         "naast/v1/push.proto",

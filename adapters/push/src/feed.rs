@@ -69,7 +69,9 @@ pub fn kinds_of(event: &DomainEvent) -> &'static [ChangeKind] {
         | E::ContactUpdated { .. }
         | E::ContactRemoved { .. }
         | E::SupportPhaseChanged { .. }
-        | E::CheckInThresholdSet { .. } => &[K::Household],
+        | E::CheckInThresholdSet { .. }
+        | E::FamilyTypeSet { .. }
+        | E::EvaluationObjectionSet { .. } => &[K::Household],
         E::HouseholdErased { .. } => &[K::Withdrawn],
         E::AccessGranted { .. } | E::AccessRevoked { .. } => &[K::Access],
         // Requests for access are between the family and the one asking.
@@ -95,9 +97,10 @@ pub fn kinds_of(event: &DomainEvent) -> &'static [ChangeKind] {
         E::IndicationRecorded { .. } | E::FundingTransitionRecorded { .. } => {
             &[K::Indications, K::Agreements]
         }
-        E::LogbookEntryAdded { .. } | E::NoteAdded { .. } | E::CheckInRecorded { .. } => {
-            &[K::Notes]
-        }
+        E::LogbookEntryAdded { .. }
+        | E::NoteAdded { .. }
+        | E::CheckInRecorded { .. }
+        | E::MeasurementRecorded { .. } => &[K::Notes],
     }
 }
 

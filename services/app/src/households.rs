@@ -130,6 +130,10 @@ pub enum AppError {
     /// The access could not be recorded in the audit log, so it was not granted.
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    /// A store besides the event log (the read models, the record of disclosed reports) failed
+    /// or is behind; try again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A household's state as of a revision.

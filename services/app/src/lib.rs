@@ -9,8 +9,10 @@
 //!   record) and reads decided on the state they show;
 //! - [`auth`]: bearer tokens from trusted OpenID issuers (and the development issuer) →
 //!   principals; [`auth::caller`]: who is calling, and their access decisions;
+//! - [`evaluation`]: the measurement instruments and the effect report across households;
 //! - [`audit`]: the NEN 7513 audit log of every call.
 
 pub mod audit;
 pub mod auth;
+pub mod evaluation;
 pub mod households;

@@ -724,7 +724,8 @@ pub fn action_for(command: &crate::Command) -> Action {
         | C::LinkIdentity { .. }
         | C::GrantAccess { .. }
         | C::RevokeAccess { .. }
-        | C::DeclineAccessRequest { .. } => Action::Own,
+        | C::DeclineAccessRequest { .. }
+        | C::ObjectToEvaluation { .. } => Action::Own,
         C::RequestAccess { .. } => Action::RequestAccess,
         C::AddContact { .. } | C::UpdateContact { .. } | C::RemoveContact { .. } => {
             Action::Write(S::ManageNetwork)
@@ -737,7 +738,8 @@ pub fn action_for(command: &crate::Command) -> Action {
         | C::ClosePlan { .. }
         | C::RecordIndication { .. }
         | C::RecordFundingTransition { .. }
-        | C::SetCheckInThreshold { .. } => Action::Write(S::ManagePlans),
+        | C::SetCheckInThreshold { .. }
+        | C::SetFamilyType { .. } => Action::Write(S::ManagePlans),
         C::SetGoal { .. }
         | C::UpdateGoal { .. }
         | C::NoteGoalProgress { .. }
@@ -745,7 +747,8 @@ pub fn action_for(command: &crate::Command) -> Action {
         | C::AbandonGoal { .. }
         | C::ReopenGoal { .. }
         | C::AddNote { .. }
-        | C::RecordCheckIn { .. } => Action::Write(S::WriteGoalsNotes),
+        | C::RecordCheckIn { .. }
+        | C::RecordMeasurement { .. } => Action::Write(S::WriteGoalsNotes),
         C::ProposeAgreement { .. } | C::AmendAgreement { .. } | C::EndAgreement { .. } => {
             Action::Write(S::ProposeAgreements)
         }
@@ -781,7 +784,22 @@ pub fn objects_of(command: &crate::Command) -> Vec<String> {
         C::AddContact { contact, .. }
         | C::UpdateContact { contact, .. }
         | C::RemoveContact { contact, .. } => vec![contact.to_string()],
-        C::ChangeSupportPhase { .. } | C::SetCheckInThreshold { .. } => Vec::new(),
+        C::ChangeSupportPhase { .. }
+        | C::SetCheckInThreshold { .. }
+        | C::SetFamilyType { .. }
+        | C::ObjectToEvaluation { .. } => Vec::new(),
+        C::RecordMeasurement {
+            measurement,
+            member,
+            respondent,
+            ..
+        } => {
+            let mut ids = vec![measurement.to_string(), member.to_string()];
+            if *respondent != Party::Member(*member) {
+                ids.push(party(respondent));
+            }
+            ids
+        }
         C::RecordCheckIn {
             check_in,
             member,

@@ -14,9 +14,10 @@ use crate::state::{AgreementStatus, GoalStatus, Household, PlanStatus};
 use crate::validate::{
     self as v, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_SHORT_CHARS, MAX_TEXT_CHARS, MAX_TITLE_CHARS,
 };
+use crate::measure::{Answer, Instrument};
 use crate::vocab::{
-    ContactKind, ContactMode, FundingDomain, IndicationKind, LifeDomain, MemberRole, PlanKind,
-    SupportPhase, SupporterTask,
+    ContactKind, ContactMode, FamilyType, FundingDomain, IndicationKind, LifeDomain,
+    MeasurementMoment, MemberRole, PlanKind, RespondentKind, SupportPhase, SupporterTask,
 };
 use time::Date;
 
@@ -236,6 +237,21 @@ pub enum Command {
     },
     /// Set the rating below which a check-in is a signal.
     SetCheckInThreshold { threshold: u8 },
+    /// Record the answers to a measurement instrument. `instrument` is the version answered,
+    /// as the catalogue holds it (the application looks it up).
+    RecordMeasurement {
+        measurement: EntryId,
+        member: MemberId,
+        respondent: Party,
+        instrument: Instrument,
+        moment: Option<MeasurementMoment>,
+        on: Date,
+        answers: Vec<Answer>,
+    },
+    /// Set (or clear) the household's family type, for the effect report's cohorts.
+    SetFamilyType { family_type: Option<FamilyType> },
+    /// The family objects to (or no longer objects to) counting in the effect report.
+    ObjectToEvaluation { objects: bool },
 }
 
 /// The checks of `command` that need no household: a request for access from someone who may not
@@ -874,8 +890,92 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
             v::rating("threshold", threshold)?;
             E::CheckInThresholdSet { threshold }
         }
+        C::RecordMeasurement {
+            measurement,
+            member,
+            respondent,
+            instrument,
+            moment,
+            on,
+            answers,
+        } => {
+            if household.entries.contains(&measurement) {
+                return Err(DomainError::exists(
+                    "measurement_id",
+                    "measurement",
+                    measurement,
+                ));
+            }
+            existing_member(household, "member_id", member)?;
+            respondent_fits(household, respondent, instrument.respondent)?;
+            v::date("date", on)?;
+            crate::measure::check_answers(&instrument, &answers)?;
+            if let Some(moment) = moment
+                && household.measurements.iter().any(|m| {
+                    m.member == member
+                        && m.respondent == respondent
+                        && m.instrument == instrument.key
+                        && m.moment == Some(moment)
+                })
+            {
+                return Err(DomainError::invalid(
+                    "moment",
+                    format!(
+                        "the {} of {} by this respondent about this member is already recorded",
+                        moment.display_name(),
+                        instrument.key
+                    ),
+                ));
+            }
+            E::MeasurementRecorded {
+                measurement,
+                member,
+                respondent,
+                respondent_kind: instrument.respondent,
+                instrument: instrument.key,
+                version: instrument.version,
+                moment,
+                on,
+                answers,
+            }
+        }
+        C::SetFamilyType { family_type } => E::FamilyTypeSet { family_type },
+        C::ObjectToEvaluation { objects } => E::EvaluationObjectionSet { objects },
     };
     Ok(vec![event])
+}
+
+/// Whether `respondent` is someone who answers an instrument meant for `kind`: a client member,
+/// a relative (or legal representative) member, or a supporter in the network.
+fn respondent_fits(
+    household: &Household,
+    respondent: Party,
+    kind: RespondentKind,
+) -> Result<(), DomainError> {
+    let fits = match respondent {
+        Party::Member(member) => {
+            let role = existing_member(household, "respondent.member_id", member)?
+                .details
+                .role;
+            match kind {
+                RespondentKind::Client => role == MemberRole::Client,
+                RespondentKind::Relative => role != MemberRole::Client,
+                RespondentKind::Supporter => false,
+            }
+        }
+        Party::Contact(contact) => {
+            let details = &existing_contact(household, "respondent.contact_id", contact)?.details;
+            kind == RespondentKind::Supporter && details.kind == ContactKind::Supporter
+        }
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            "respondent",
+            format!("this instrument is answered by a {}", kind.display_name()),
+        ))
+    }
 }
 
 fn existing_member<'a>(

@@ -8,9 +8,11 @@ use crate::ids::{
     AccessRequestId, AgreementId, ContactId, EntryId, GoalId, GrantId, IndicationId, MemberId,
     PlanId,
 };
+use crate::measure::Answer;
 use crate::vocab::{
-    AccessScope, ContactKind, ContactMode, FundingDomain, IndicationKind, InstitutionKind,
-    LifeDomain, MemberRole, PlanKind, Relation, SupportPhase, SupporterKind, SupporterTask,
+    AccessScope, ContactKind, ContactMode, FamilyType, FundingDomain, IndicationKind,
+    InstitutionKind, LifeDomain, MeasurementMoment, MemberRole, PlanKind, Relation,
+    RespondentKind, SupportPhase, SupporterKind, SupporterTask,
 };
 use serde::{Deserialize, Serialize};
 use time::Date;
@@ -392,6 +394,23 @@ pub enum DomainEvent {
     },
     /// The rating below which a check-in is a signal for the supporter.
     CheckInThresholdSet { threshold: u8 },
+    /// Answers to version `version` of the measurement instrument `instrument`, by
+    /// `respondent` about `member`, at a moment of the effect measurement or on a day of its own.
+    MeasurementRecorded {
+        measurement: EntryId,
+        member: MemberId,
+        respondent: Party,
+        respondent_kind: RespondentKind,
+        instrument: String,
+        version: u32,
+        moment: Option<MeasurementMoment>,
+        on: Date,
+        answers: Vec<Answer>,
+    },
+    /// The household's family type (pilot 5's six), or none.
+    FamilyTypeSet { family_type: Option<FamilyType> },
+    /// Whether the family objects to counting in the effect report.
+    EvaluationObjectionSet { objects: bool },
 }
 
 /// The plan, goal or agreement an event changes, if any: the resource a change notification
@@ -448,7 +467,10 @@ impl DomainEvent {
             | E::LogbookEntryAdded { .. }
             | E::NoteAdded { .. }
             | E::CheckInRecorded { .. }
-            | E::CheckInThresholdSet { .. } => None,
+            | E::CheckInThresholdSet { .. }
+            | E::MeasurementRecorded { .. }
+            | E::FamilyTypeSet { .. }
+            | E::EvaluationObjectionSet { .. } => None,
         }
     }
 
@@ -468,6 +490,7 @@ impl DomainEvent {
             E::LogbookEntryAdded { entry, .. } => Some(entry.0),
             E::NoteAdded { note, .. } => Some(note.0),
             E::CheckInRecorded { check_in, .. } => Some(check_in.0),
+            E::MeasurementRecorded { measurement, .. } => Some(measurement.0),
             _ => None,
         }
     }
@@ -513,6 +536,9 @@ impl DomainEvent {
             Self::NoteAdded { .. } => "NoteAdded",
             Self::CheckInRecorded { .. } => "CheckInRecorded",
             Self::CheckInThresholdSet { .. } => "CheckInThresholdSet",
+            Self::MeasurementRecorded { .. } => "MeasurementRecorded",
+            Self::FamilyTypeSet { .. } => "FamilyTypeSet",
+            Self::EvaluationObjectionSet { .. } => "EvaluationObjectionSet",
         }
     }
 

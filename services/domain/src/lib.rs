@@ -10,6 +10,8 @@
 //! - [`event`]: the events of a household's stream and their JSON payloads;
 //! - [`state`]: a household's state, folded from its events;
 //! - [`command`]: commands and [`decide`], which checks one against the state;
+//! - [`measure`]: measurement instruments as data, and answers to them;
+//! - [`report`]: the effect and cost report over many households, aggregates only;
 //! - [`timeline`]: each event as an entry of the unified timeline;
 //! - [`validate`]: field checks and the documented limits;
 //! - `error`: [`DomainError`].
@@ -24,6 +26,8 @@ pub mod command;
 mod error;
 pub mod event;
 pub mod ids;
+pub mod measure;
+pub mod report;
 pub mod signals;
 pub mod state;
 #[cfg(feature = "testing")]

@@ -8,7 +8,10 @@ use crate::ids::{
     AccessRequestId, AgreementId, ContactId, EntryId, GoalId, GrantId, IndicationId, MemberId,
     PlanId,
 };
-use crate::vocab::{FundingDomain, IndicationKind, LifeDomain, PlanKind, SupportPhase};
+use crate::vocab::{
+    FamilyType, FundingDomain, IndicationKind, LifeDomain, MeasurementMoment, PlanKind,
+    RespondentKind, SupportPhase,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use time::Date;
@@ -210,6 +213,29 @@ pub struct CheckIn {
     pub rating: u8,
 }
 
+/// Answers to a measurement instrument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Measurement {
+    /// Its id (a timeline entry's).
+    pub id: EntryId,
+    /// Whom the answers are about.
+    pub member: MemberId,
+    /// Who answered.
+    pub respondent: Party,
+    /// As whom they answered.
+    pub respondent_kind: RespondentKind,
+    /// The instrument's key.
+    pub instrument: String,
+    /// The version answered.
+    pub version: u32,
+    /// The moment of the effect measurement, if it is one.
+    pub moment: Option<MeasurementMoment>,
+    /// The day it is about.
+    pub on: Date,
+    /// The answers.
+    pub answers: Vec<crate::measure::Answer>,
+}
+
 /// The identity a member or contact signs in with.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Link {
@@ -303,6 +329,12 @@ pub struct Household {
     pub check_ins: Vec<(EntryId, CheckIn)>,
     /// The rating below which a check-in is a signal, when the household set one.
     pub check_in_threshold: Option<u8>,
+    /// Answers to measurement instruments, in the order recorded.
+    pub measurements: Vec<Measurement>,
+    /// Its family type, when set.
+    pub family_type: Option<FamilyType>,
+    /// The family objects to counting in the effect report.
+    pub objects_to_evaluation: bool,
 }
 
 impl Household {
@@ -673,6 +705,32 @@ impl Household {
                 ));
             }
             E::CheckInThresholdSet { threshold } => self.check_in_threshold = Some(*threshold),
+            E::MeasurementRecorded {
+                measurement,
+                member,
+                respondent,
+                respondent_kind,
+                instrument,
+                version,
+                moment,
+                on,
+                answers,
+            } => {
+                self.entries.insert(*measurement);
+                self.measurements.push(Measurement {
+                    id: *measurement,
+                    member: *member,
+                    respondent: *respondent,
+                    respondent_kind: *respondent_kind,
+                    instrument: instrument.clone(),
+                    version: *version,
+                    moment: *moment,
+                    on: *on,
+                    answers: answers.clone(),
+                });
+            }
+            E::FamilyTypeSet { family_type } => self.family_type = *family_type,
+            E::EvaluationObjectionSet { objects } => self.objects_to_evaluation = *objects,
         }
     }
 

@@ -370,7 +370,7 @@ pub fn command(ids: &Ids) -> impl Strategy<Value = Command> + use<> {
                 }
             }
         ),
-        (m.clone(), m, day(), 0u8..=12, text()).prop_map(
+        (m.clone(), m.clone(), day(), 0u8..=12, text()).prop_map(
             |(member, respondent, on, rating, note)| Command::RecordCheckIn {
                 check_in: EntryId::new(),
                 member,
@@ -381,5 +381,41 @@ pub fn command(ids: &Ids) -> impl Strategy<Value = Command> + use<> {
             }
         ),
         (0u8..=12).prop_map(|threshold| Command::SetCheckInThreshold { threshold }),
+        proptest::option::of(pick(FamilyType::ALL.to_vec()))
+            .prop_map(|family_type| Command::SetFamilyType { family_type }),
+        proptest::bool::ANY.prop_map(|objects| Command::ObjectToEvaluation { objects }),
+        (
+            m.clone(),
+            m,
+            pick(crate::measure::seed()),
+            proptest::option::of(pick(MeasurementMoment::ALL.to_vec())),
+            day(),
+            proptest::collection::vec(
+                (
+                    pick(vec!["leven", "structuur", "tevredenheid-wonen", "situatie", "x"]),
+                    0u8..=11,
+                    proptest::option::of(proptest::bool::ANY),
+                ),
+                0..4,
+            ),
+        )
+            .prop_map(|(member, respondent, instrument, moment, on, answers)| {
+                Command::RecordMeasurement {
+                    measurement: EntryId::new(),
+                    member,
+                    respondent: Party::Member(respondent),
+                    instrument,
+                    moment,
+                    on,
+                    answers: answers
+                        .into_iter()
+                        .map(|(item, value, wants_change)| crate::measure::Answer {
+                            item: item.into(),
+                            value,
+                            wants_change,
+                        })
+                        .collect(),
+                }
+            }),
     ]
 }

@@ -34,6 +34,8 @@ pub enum EntryKind {
     Note,
     /// Self check-ins: how things go, rated 1 to 10.
     CheckIn,
+    /// Answers to a measurement instrument (an effect measurement).
+    Measurement,
     /// Consent: identities, grants and requests for access.
     Access,
 }
@@ -553,6 +555,57 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
                 ),
             )
         },
+        E::MeasurementRecorded {
+            member,
+            respondent,
+            instrument,
+            version,
+            moment,
+            on,
+            answers,
+            ..
+        } => TimelineEntry {
+            members: match respondent {
+                Party::Member(by) if by != member => vec![*member, *by],
+                _ => vec![*member],
+            },
+            // What people answer about their own life is about their wellbeing: a grant for
+            // other domains does not show it.
+            life_domains: vec![LifeDomain::MentalHealthAndWellbeing],
+            ..new(
+                EntryKind::Measurement,
+                *on,
+                format!(
+                    "Meting{} ingevuld over {}: {instrument} (versie {version}), {} {}{}",
+                    moment.map_or(String::new(), |m| format!(" ({})", m.display_name())),
+                    member_name(member),
+                    answers.len(),
+                    if answers.len() == 1 { "antwoord" } else { "antwoorden" },
+                    match respondent {
+                        Party::Member(by) if by != member => format!(", door {}", member_name(by)),
+                        Party::Member(_) => String::new(),
+                        Party::Contact(by) => format!(", door {}", contact_name(by)),
+                    }
+                ),
+            )
+        },
+        E::FamilyTypeSet { family_type } => new(
+            EntryKind::Support,
+            recorded_on,
+            match family_type {
+                Some(t) => format!("Gezinstype: {}", t.display_name()),
+                None => "Gezinstype gewist".to_owned(),
+            },
+        ),
+        E::EvaluationObjectionSet { objects } => new(
+            EntryKind::Access,
+            recorded_on,
+            if *objects {
+                "Het gezin telt niet mee in de effectmeting (bezwaar)".to_owned()
+            } else {
+                "Het gezin telt weer mee in de effectmeting".to_owned()
+            },
+        ),
         E::CheckInThresholdSet { threshold } => new(
             EntryKind::Support,
             recorded_on,

@@ -378,3 +378,62 @@ vocabulary! {
         Administrator = "admin", "beheerder";
     }
 }
+
+vocabulary! {
+    /// Who answers a measurement instrument.
+    RespondentKind {
+        /// The client (zorgvrager) about their own life.
+        Client = "client", "cliënt";
+        /// A relative (naaste), a parent or partner, about their own life or the client's.
+        Relative = "relative", "naaste";
+        /// The client supporter, about the household.
+        Supporter = "supporter", "ondersteuner";
+    }
+}
+
+vocabulary! {
+    /// The moments of an effect measurement.
+    MeasurementMoment {
+        /// Nulmeting: at the start of support.
+        T0 = "t0", "nulmeting";
+        /// Een-meting: after some months of support.
+        T1 = "t1", "een-meting";
+        /// Twee-meting: later again.
+        T2 = "t2", "twee-meting";
+    }
+}
+
+vocabulary! {
+    /// What a question of a measurement instrument measures.
+    ItemKind {
+        /// The overall rating of one's life, 1 to 10 (rapportcijfer).
+        LifeRating = "life_rating", "rapportcijfer voor het leven";
+        /// A statement rated on the item's scale ("Ik heb structuur in mijn leven").
+        Statement = "statement", "stelling";
+        /// Self-rated health, from poor to excellent.
+        SelfRatedHealth = "self_rated_health", "ervaren gezondheid";
+        /// Satisfaction with one life domain, with whether the respondent wants it to change.
+        DomainSatisfaction = "domain_satisfaction", "tevredenheid per leefgebied";
+        /// A resilience score (veerkracht).
+        Resilience = "resilience", "veerkracht";
+    }
+}
+
+vocabulary! {
+    /// The six family types pilot 5 ("Bondgenoot van Naasten") ordered its families by; its
+    /// societal business case estimates costs per type.
+    FamilyType {
+        /// Parents as well as children need care.
+        ParentsAndChildrenNeedCare = "parents_and_children_need_care", "gezin waarin ouder(s) en kind(eren) zorg nodig hebben";
+        /// A family with a non-western background.
+        NonWesternBackground = "non_western_background", "gezin met niet-westerse achtergrond";
+        /// A family with a child or children living away from home.
+        ChildrenAwayFromHome = "children_away_from_home", "gezin met kind(eren) uit huis";
+        /// A single-parent family.
+        SingleParent = "single_parent", "eenoudergezin";
+        /// A family with young children.
+        YoungChildren = "young_children", "gezin met jonge kinderen";
+        /// A person with a disability living alone.
+        SinglePersonWithDisability = "single_person_with_disability", "alleenstaande persoon met een beperking";
+    }
+}

@@ -146,6 +146,10 @@ impl From<AppError> for Failure {
                     "the audit log is unavailable",
                 )
             }
+            AppError::Unavailable(reason) => {
+                tracing::error!(error = %reason, "a store is unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, reason)
+            }
             AppError::Log(e) => Self::internal("the event log failed", e),
             AppError::BadEvent { .. } => Self::internal("a stored event cannot be read", error),
             AppError::Vault(e) => Self::internal("the key store failed", e),

@@ -27,6 +27,11 @@
 //! household's ids too. These rows hold two random ids each and nothing else, so they are not
 //! sealed.
 //!
+//! Each household that counts in effect reports has one row with what it contributes
+//! (`naast_domain::report::Row`: member ids, answers, goals with their days, minutes; no names or
+//! texts): `f` + household id → the row, sealed like the entries, replaced at each event that
+//! changes it and removed when the family objects or the household is erased.
+//!
 //! It also finds the households someone may be involved in (a supporter's caseload, a
 //! family's own households): `w` + who (32 bytes) + household id → nothing, and `W` + household
 //! id + who → nothing for erasure, where "who" is a SHA-256 of an identity (issuer and subject)
@@ -51,14 +56,26 @@ const FORMAT_KEY: &[u8] = b"v";
 /// The store's format: 2 has sealed rows and the by-day index; 3 no longer keeps the current
 /// plans, goals and agreements (reads are decided and served from the household's state); 4
 /// finds households by the ids of what they hold; 5 by the ids of notes and logbook entries too;
-/// 6 finds the households someone is involved in.
-const FORMAT: u64 = 6;
+/// 6 finds the households someone is involved in; 7 keeps what each household contributes to the
+/// effect report.
+const FORMAT: u64 = 7;
 const ENTRY_PREFIX: u8 = b'e';
 const DAY_PREFIX: u8 = b'd';
 const ID_PREFIX: u8 = b'i';
 const ID_OF_HOUSEHOLD_PREFIX: u8 = b'r';
 const INVOLVED_PREFIX: u8 = b'w';
 const INVOLVED_OF_HOUSEHOLD_PREFIX: u8 = b'W';
+const REPORT_ROW_PREFIX: u8 = b'f';
+/// A household as the projector keeps it between events: its state, the days the report needs,
+/// and the revision of its next event.
+struct Folded {
+    state: Household,
+    dates: naast_domain::report::Dates,
+    next: u64,
+}
+
+type States = HashMap<HouseholdId, Folded>;
+
 /// Households whose state the projector keeps between events.
 const MAX_STATES: usize = 10_000;
 /// Most events projected in one sled batch.
@@ -332,6 +349,24 @@ impl Projections {
         Ok(found.into_iter().collect())
     }
 
+    /// What every household that counts in effect reports contributes, as far as the projector
+    /// has come (households that object, and erased ones, have no row).
+    pub fn report_rows(&self) -> Result<Vec<(HouseholdId, naast_domain::report::Row)>, Error> {
+        let mut rows = Vec::new();
+        for item in self.tree.scan_prefix([REPORT_ROW_PREFIX]) {
+            let (key, value) = item?;
+            let household = key
+                .get(1..17)
+                .and_then(|id| uuid::Uuid::from_slice(id).ok())
+                .map(HouseholdId)
+                .ok_or_else(|| Error::Damaged("a report row key of the wrong length".into()))?;
+            if let Some(row) = self.open_row(household, &key, &value)? {
+                rows.push((household, row));
+            }
+        }
+        Ok(rows)
+    }
+
     /// Whether the household has any entry.
     pub fn has_household(&self, household: HouseholdId) -> Result<bool, Error> {
         Ok(self.entry(household, 0)?.is_some())
@@ -344,7 +379,7 @@ impl Projections {
             tracing::warn!("read models are ahead of the event log; rebuilding them");
             self.reset()?;
         }
-        let mut states: HashMap<HouseholdId, (Household, u64)> = HashMap::new();
+        let mut states: States = HashMap::new();
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.follow(&log, &mut states).await {
@@ -368,7 +403,7 @@ impl Projections {
     async fn follow(
         &self,
         log: &EventLog,
-        states: &mut HashMap<HouseholdId, (Household, u64)>,
+        states: &mut States,
     ) -> Result<(), Error> {
         let mut subscription = log.subscribe_all(self.checkpoint());
         loop {
@@ -401,7 +436,7 @@ impl Projections {
         &self,
         log: &EventLog,
         events: &[RecordedEvent],
-        states: &mut HashMap<HouseholdId, (Household, u64)>,
+        states: &mut States,
     ) -> Result<(), Error> {
         let Some(last) = events.last() else {
             return Ok(());
@@ -438,6 +473,7 @@ impl Projections {
                 for prefix in [
                     ENTRY_PREFIX,
                     DAY_PREFIX,
+                    REPORT_ROW_PREFIX,
                     ID_OF_HOUSEHOLD_PREFIX,
                     INVOLVED_OF_HOUSEHOLD_PREFIX,
                 ] {
@@ -463,7 +499,7 @@ impl Projections {
                 states.remove(&household);
                 continue;
             }
-            let state = state_before(
+            let folded = state_before(
                 log,
                 states,
                 household,
@@ -488,10 +524,22 @@ impl Projections {
                 batch.insert(reverse, Vec::new());
             }
             let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
-            let entry = timeline::entry(state, &stored.event, day);
-            state.apply(&stored.event);
-            if let Some((_, next)) = states.get_mut(&household) {
-                *next = recorded.revision + 1;
+            let entry = timeline::entry(&folded.state, &stored.event, day);
+            folded.state.apply(&stored.event);
+            folded.dates.apply(&stored.event, day);
+            folded.next = recorded.revision + 1;
+            if naast_domain::report::concerns(&stored.event) {
+                let key = report_row_key(household);
+                match naast_domain::report::Row::of(&folded.state, &folded.dates) {
+                    Some(row) => {
+                        // Plain data: serialising cannot fail.
+                        let row = serde_json::to_vec(&row).unwrap_or_default();
+                        if let Some(row) = self.seal_row(household, &key, &row, create_key)? {
+                            batch.insert(key, row);
+                        }
+                    }
+                    None => batch.remove(key),
+                }
             }
             let value = StoredEntry {
                 position: recorded.position,
@@ -550,16 +598,18 @@ fn decode(
 /// The state of `household` just before `revision`, from memory or rebuilt from its stream.
 fn state_before<'a>(
     log: &EventLog,
-    states: &'a mut HashMap<HouseholdId, (Household, u64)>,
+    states: &'a mut States,
     household: HouseholdId,
     revision: u64,
     vault: Option<&naast_vault::Vault>,
-) -> Result<&'a mut Household, Error> {
-    let fresh = states
-        .get(&household)
-        .is_some_and(|(_, next)| *next == revision);
+) -> Result<&'a mut Folded, Error> {
+    let fresh = states.get(&household).is_some_and(|f| f.next == revision);
     if !fresh {
-        let mut state = Household::default();
+        let mut folded = Folded {
+            state: Household::default(),
+            dates: naast_domain::report::Dates::default(),
+            next: revision,
+        };
         let stream = household.stream_id();
         let mut next = 0;
         while next < revision {
@@ -571,19 +621,20 @@ fn state_before<'a>(
             next = last.revision + 1;
             for event in &events {
                 if let Ok(stored) = decode(vault, household, event) {
-                    state.apply(&stored.event);
+                    let day = stored.happened_on.unwrap_or_else(|| recorded_on(event));
+                    folded.state.apply(&stored.event);
+                    folded.dates.apply(&stored.event, day);
                 }
             }
         }
         if states.len() >= MAX_STATES {
             states.clear();
         }
-        states.insert(household, (state, revision));
+        states.insert(household, folded);
     }
     // Inserted just above when missing or stale.
     states
         .get_mut(&household)
-        .map(|(state, _)| state)
         .ok_or_else(|| Error::Damaged("household state vanished".into()))
 }
 
@@ -704,6 +755,13 @@ fn involved_keys(who: &[u8], household: HouseholdId) -> (Vec<u8>, Vec<u8>) {
     reverse.extend_from_slice(household.0.as_bytes());
     reverse.extend_from_slice(who);
     (forward, reverse)
+}
+
+fn report_row_key(household: HouseholdId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    key.push(REPORT_ROW_PREFIX);
+    key.extend_from_slice(household.0.as_bytes());
+    key
 }
 
 fn entry_key(household: HouseholdId, revision: u64) -> Vec<u8> {

@@ -818,8 +818,7 @@ async fn served(
         listener,
         None,
         None,
-        log.clone(),
-        projections,
+        crate::grpc::Stores::in_dir(log.clone(), projections, data),
         guard,
         async move {
             let _ = stopped.await;

@@ -153,8 +153,7 @@ async fn benches(scratch: &Path, args: &FhirArgs) -> Result<(), BenchError> {
         grpc,
         Some(fhir),
         None,
-        log.clone(),
-        projections.clone(),
+        crate::grpc::Stores::in_dir(log.clone(), projections.clone(), &data),
         Some(guard),
         async move {
             let _ = stopped.await;

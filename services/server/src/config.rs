@@ -38,7 +38,14 @@ pub struct Config {
     pub audit_retention: Duration,
     /// The PGO platforms' endpoints the family's shared plan is pushed to.
     pub push: Vec<naast_push::Endpoint>,
+    /// What an hour of a client supporter costs, in euro cents, for the effect report.
+    pub supporter_hourly_rate_cents: u32,
 }
+
+/// What an hour of a client supporter costs unless configured: EUR 75, the middle of what the
+/// meta-analysis of the five pilots gives (EUR 4,200 to 11,000 a year per family for one to three
+/// hours a week, EUR 70 to 81 an hour).
+pub const DEFAULT_SUPPORTER_HOURLY_RATE_CENTS: u32 = 7_500;
 
 /// A secret setting: compared, never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -81,6 +88,8 @@ pub struct Overrides {
     pub master_key_file_is_flag: bool,
     /// Days audit records are kept at least.
     pub audit_retention_days: Option<u64>,
+    /// What an hour of a supporter costs, in euro cents.
+    pub supporter_hourly_rate_cents: Option<u32>,
     /// A TOML file of `[[push]]` tables, added to the config file's.
     pub push_config: Option<PathBuf>,
 }
@@ -99,6 +108,8 @@ pub struct FileConfig {
     pub master_key_file: Option<PathBuf>,
     /// `audit_retention_days = 1827`
     pub audit_retention_days: Option<u64>,
+    /// `supporter_hourly_rate_cents = 7500` (the effect report's cost of supporters' time)
+    pub supporter_hourly_rate_cents: Option<u32>,
     /// `[auth]`
     #[serde(default)]
     pub auth: FileAuth,
@@ -237,6 +248,7 @@ impl Config {
             master_key_file,
             master_key_file_is_flag,
             audit_retention_days,
+            supporter_hourly_rate_cents,
             push_config,
         } = overrides;
         let file: FileConfig = match file {
@@ -370,6 +382,9 @@ impl Config {
             master_key,
             audit_retention: Duration::from_secs(retention_days.saturating_mul(86_400)),
             push,
+            supporter_hourly_rate_cents: supporter_hourly_rate_cents
+                .or(file.supporter_hourly_rate_cents)
+                .unwrap_or(DEFAULT_SUPPORTER_HOURLY_RATE_CENTS),
         })
     }
 }
@@ -458,7 +473,7 @@ mod tests {
         let file = dir.path().join("naast.toml");
         std::fs::write(
             &file,
-            "listen = \"0.0.0.0:7000\"\nfhir_listen = \"0.0.0.0:8080\"\ndata_dir = \"/srv/naast\"\n[auth]\nissuers = [\"https://login.example.nl\"]\naudience = \"naast-test\"\n",
+            "listen = \"0.0.0.0:7000\"\nfhir_listen = \"0.0.0.0:8080\"\ndata_dir = \"/srv/naast\"\nsupporter_hourly_rate_cents = 8100\n[auth]\nissuers = [\"https://login.example.nl\"]\naudience = \"naast-test\"\n",
         )
         .unwrap();
         let dev = Overrides {
@@ -483,6 +498,7 @@ mod tests {
                 master_key: None,
                 audit_retention: Duration::from_secs(crate::audit::DEFAULT_RETENTION_DAYS * 86_400),
                 push: Vec::new(),
+                supporter_hourly_rate_cents: DEFAULT_SUPPORTER_HOURLY_RATE_CENTS,
             }
         );
         let from_file = Config::resolve(
@@ -497,6 +513,7 @@ mod tests {
         assert_eq!(from_file.listen, "0.0.0.0:7000".parse().unwrap());
         assert_eq!(from_file.fhir_listen, Some("0.0.0.0:8080".parse().unwrap()));
         assert_eq!(from_file.data_dir, PathBuf::from("/srv/naast"));
+        assert_eq!(from_file.supporter_hourly_rate_cents, 8_100);
         assert_eq!(from_file.auth.issuers, ["https://login.example.nl"]);
         assert_eq!(from_file.auth.audience, "naast-test");
         assert!(!from_file.dev);

@@ -101,6 +101,10 @@ struct ServeArgs {
     /// together once the year ended that long ago.
     #[arg(long, env = "NAAST_AUDIT_RETENTION_DAYS")]
     audit_retention_days: Option<u64>,
+    /// What an hour of a client supporter costs, in euro cents, for the effect report's yearly
+    /// cost per household [default: 7500]
+    #[arg(long, env = "NAAST_SUPPORTER_HOURLY_RATE_CENTS")]
+    supporter_hourly_rate_cents: Option<u32>,
     /// A TOML file of `[[push]]` tables: the PGO platforms' endpoints the shared plan is pushed
     /// to (added to the config file's; see the README).
     #[arg(long, env = "NAAST_PUSH_CONFIG")]
@@ -221,6 +225,7 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
             .master_key_file
             .or_else(|| std::env::var_os("NAAST_MASTER_KEY_FILE").map(Into::into)),
         audit_retention_days: args.audit_retention_days,
+        supporter_hourly_rate_cents: args.supporter_hourly_rate_cents,
         push_config: args.push_config,
     };
     Config::resolve(overrides, args.config.as_deref(), serves).map_err(|e| Failure {
@@ -441,8 +446,7 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
         listener,
         fhir,
         None,
-        log,
-        projections,
+        grpc::Stores::in_dir(log, projections, &data_dir),
         Some(guard),
         async move {
             let _ = stopped.await;
@@ -511,8 +515,12 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Se
         listener,
         fhir,
         push,
-        log,
-        projections,
+        grpc::Stores {
+            disclosures: config.data_dir.join("disclosures"),
+            hourly_rate_cents: config.supporter_hourly_rate_cents,
+            log,
+            projections,
+        },
         Some(guard),
         grpc::shutdown_signal(),
     )

@@ -185,6 +185,18 @@ vocabulary!(
 );
 vocabulary!(vocab::PlanKind, pb::PlanKind, "PLAN_KIND_");
 vocabulary!(
+    vocab::RespondentKind,
+    pb::RespondentKind,
+    "RESPONDENT_KIND_"
+);
+vocabulary!(
+    vocab::MeasurementMoment,
+    pb::MeasurementMoment,
+    "MEASUREMENT_MOMENT_"
+);
+vocabulary!(vocab::ItemKind, pb::ItemKind, "ITEM_KIND_");
+vocabulary!(vocab::FamilyType, pb::FamilyType, "FAMILY_TYPE_");
+vocabulary!(
     vocab::IndicationKind,
     pb::IndicationKind,
     "INDICATION_KIND_"
@@ -342,6 +354,7 @@ pub fn entry_kind_to_proto(kind: EntryKind) -> pb::TimelineEntryKind {
         EntryKind::Note => pb::TimelineEntryKind::Note,
         EntryKind::Access => pb::TimelineEntryKind::Access,
         EntryKind::CheckIn => pb::TimelineEntryKind::CheckIn,
+        EntryKind::Measurement => pb::TimelineEntryKind::Measurement,
     }
 }
 
@@ -388,6 +401,10 @@ mod tests {
         round_trips(vocab::Relation::ALL);
         round_trips(vocab::ContactKind::ALL);
         round_trips(vocab::SupporterKind::ALL);
+        round_trips(vocab::RespondentKind::ALL);
+        round_trips(vocab::MeasurementMoment::ALL);
+        round_trips(vocab::ItemKind::ALL);
+        round_trips(vocab::FamilyType::ALL);
         round_trips(vocab::InstitutionKind::ALL);
         round_trips(vocab::PlanKind::ALL);
         round_trips(vocab::IndicationKind::ALL);

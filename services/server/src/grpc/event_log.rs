@@ -20,6 +20,9 @@ use uuid::Uuid;
 
 /// Streams of households; raw appends to them are refused.
 const HOUSEHOLD_STREAM_PREFIX: &str = "household-";
+/// Streams the service keeps for itself (the measurement instruments); raw appends to them are
+/// refused.
+const SERVICE_STREAM_PREFIX: &str = "naast-";
 
 /// Most events in one page.
 pub const MAX_PAGE_SIZE: usize = 1_000;
@@ -101,6 +104,13 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
             return Err(invalid_argument(
                 "stream_id",
                 "household streams are written through naast.v1.HouseholdService, which checks every command",
+            ));
+        }
+        if request.stream_id.starts_with(SERVICE_STREAM_PREFIX) {
+            let _ = self.admit(&calling, Some(&request.stream_id)).await;
+            return Err(invalid_argument(
+                "stream_id",
+                "streams named naast-… are the service's own (the measurement instruments are defined through naast.v1.EvaluationService)",
             ));
         }
         let expected = expected_revision(request.expected)?;

@@ -41,20 +41,23 @@ const MAX_WAIT: Duration = Duration::from_secs(5);
 pub struct HouseholdApi {
     pub(super) households: Households,
     projections: Projections,
+    evaluation: naast_app::evaluation::Evaluation,
     shutdown: watch::Receiver<bool>,
 }
 
 impl HouseholdApi {
-    /// Serves `households`, with their timelines from `projections`; open timeline
-    /// subscriptions end when `shutdown` turns true.
+    /// Serves `households`, with their timelines from `projections` and the measurement
+    /// instruments of `evaluation`; open timeline subscriptions end when `shutdown` turns true.
     pub fn new(
         households: Households,
         projections: Projections,
+        evaluation: naast_app::evaluation::Evaluation,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             households,
             projections,
+            evaluation,
             shutdown,
         }
     }
@@ -253,6 +256,8 @@ fn household_to_proto(
             .collect(),
         support_phase: state.support.map_or(0, |s| s.phase.to_proto()),
         hours_per_week: state.support.and_then(|s| s.hours_per_week),
+        family_type: state.family_type.map_or(0, Vocabulary::to_proto),
+        objects_to_evaluation: state.objects_to_evaluation,
     }
 }
 
@@ -1186,6 +1191,98 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         };
         let result = self.execute(&calling, id, r.options, command).await?;
         Ok(Response::new(pb::SetCheckInThresholdResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn record_measurement(
+        &self,
+        request: Request<pb::RecordMeasurementRequest>,
+    ) -> Answer<pb::RecordMeasurementResponse> {
+        let (calling, r) = split(request)?;
+        let id = household(&r.household_id)?;
+        let measurement = c::new_id("measurement_id", &r.measurement_id, r.options.as_ref())?;
+        let member: MemberId = c::id("member_id", &r.member_id)?;
+        let respondent = match (
+            c::optional_id("respondent_member_id", &r.respondent_member_id)?,
+            c::optional_id("respondent_contact_id", &r.respondent_contact_id)?,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(invalid_argument(
+                    "respondent_contact_id",
+                    "name one respondent: a member or a contact",
+                ));
+            }
+            (Some(by), None) => naast_domain::Party::Member(by),
+            (None, Some(by)) => naast_domain::Party::Contact(by),
+            (None, None) => naast_domain::Party::Member(member),
+        };
+        if r.instrument_key.is_empty() {
+            return Err(invalid_argument("instrument_key", "must be set"));
+        }
+        let instrument = self
+            .evaluation
+            .instrument("instrument_key", &r.instrument_key, r.instrument_version)
+            .map_err(from_app_error)?;
+        let version = instrument.version;
+        let answers = r
+            .answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                Ok(naast_domain::measure::Answer {
+                    item: a.item,
+                    value: u8::try_from(a.value).map_err(|_| {
+                        invalid_argument(
+                            &format!("answers[{i}].value"),
+                            format!("{} is off every scale (at most 100)", a.value),
+                        )
+                    })?,
+                    wants_change: a.wants_change,
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let command = Command::RecordMeasurement {
+            measurement,
+            member,
+            respondent,
+            instrument,
+            moment: naast_domain::vocab::MeasurementMoment::optional("moment", r.moment)?,
+            on: c::date("date", &r.date)?,
+            answers,
+        };
+        let result = self.execute(&calling, id, r.options, command).await?;
+        Ok(Response::new(pb::RecordMeasurementResponse {
+            result: Some(result),
+            measurement_id: measurement.to_string(),
+            instrument_version: version,
+        }))
+    }
+
+    async fn set_family_type(
+        &self,
+        request: Request<pb::SetFamilyTypeRequest>,
+    ) -> Answer<pb::SetFamilyTypeResponse> {
+        let (calling, r) = split(request)?;
+        let id = household(&r.household_id)?;
+        let command = Command::SetFamilyType {
+            family_type: naast_domain::vocab::FamilyType::optional("family_type", r.family_type)?,
+        };
+        let result = self.execute(&calling, id, r.options, command).await?;
+        Ok(Response::new(pb::SetFamilyTypeResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn object_to_evaluation(
+        &self,
+        request: Request<pb::ObjectToEvaluationRequest>,
+    ) -> Answer<pb::ObjectToEvaluationResponse> {
+        let (calling, r) = split(request)?;
+        let id = household(&r.household_id)?;
+        let command = Command::ObjectToEvaluation { objects: r.objects };
+        let result = self.execute(&calling, id, r.options, command).await?;
+        Ok(Response::new(pb::ObjectToEvaluationResponse {
             result: Some(result),
         }))
     }

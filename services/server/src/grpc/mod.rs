@@ -4,6 +4,7 @@
 mod audit;
 mod consent;
 pub(crate) mod convert;
+mod evaluation;
 mod event_log;
 mod forward;
 mod households;
@@ -12,6 +13,7 @@ pub mod status;
 mod too_large;
 
 pub use audit::AuditApi;
+pub use evaluation::EvaluationApi;
 pub use event_log::EventLogApi;
 pub use households::HouseholdApi;
 pub use push::PushApi;
@@ -21,6 +23,7 @@ use naast_eventlog::EventLog;
 use naast_projections::Projections;
 use naast_proto::pb::audit_service_server::AuditServiceServer;
 use naast_proto::pb::consent_service_server::ConsentServiceServer;
+use naast_proto::pb::evaluation_service_server::EvaluationServiceServer;
 use naast_proto::pb::event_log_service_server::EventLogServiceServer;
 use naast_proto::pb::household_service_server::HouseholdServiceServer;
 use naast_proto::pb::push_service_server::PushServiceServer;
@@ -47,10 +50,40 @@ pub enum ServeError {
     /// The audit log could not be reconciled with the event log.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The instruments or the record of disclosed reports could not be opened.
+    #[error("evaluation: {0}")]
+    Evaluation(#[from] crate::households::AppError),
 }
 
-/// Serves `log` on `listener` (gRPC) and `fhir` (the FHIR facade, when given) until `shutdown` completes, pushing to
-/// the PGO platforms of `push` and keeping `projections` up to date with
+/// What the server keeps: the event log, the read models fed by it, and where the record of
+/// disclosed effect reports lives, with the hourly rate the report counts supporters' time at.
+pub struct Stores {
+    /// The event log.
+    pub log: EventLog,
+    /// The read models.
+    pub projections: Projections,
+    /// The directory of the record of disclosed effect reports (`disclosures` in the data
+    /// directory).
+    pub disclosures: std::path::PathBuf,
+    /// What an hour of a supporter costs, in euro cents.
+    pub hourly_rate_cents: u32,
+}
+
+impl Stores {
+    /// `log` and `projections`, with the record of disclosed reports in `data_dir` and the
+    /// default hourly rate.
+    pub fn in_dir(log: EventLog, projections: Projections, data_dir: &std::path::Path) -> Self {
+        Self {
+            log,
+            projections,
+            disclosures: data_dir.join("disclosures"),
+            hourly_rate_cents: crate::config::DEFAULT_SUPPORTER_HOURLY_RATE_CENTS,
+        }
+    }
+}
+
+/// Serves the event log of `stores` on `listener` (gRPC) and `fhir` (the FHIR facade, when given) until `shutdown` completes, pushing to
+/// the PGO platforms of `push` and keeping its read models up to date with
 /// it; then ends open subscriptions, lets in-flight calls finish, and closes the log (committing
 /// and syncing what is queued). With a `guard`, every call but health needs a valid token, is
 /// authorised against the family's consent, and is recorded in the audit log; without one,
@@ -59,11 +92,16 @@ pub async fn run(
     listener: TcpListener,
     fhir: Option<TcpListener>,
     push: Option<naast_push::Setup>,
-    log: EventLog,
-    projections: Projections,
+    stores: Stores,
     guard: Option<Guard>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let Stores {
+        log,
+        projections,
+        disclosures,
+        hourly_rate_cents,
+    } = stores;
     let (stop, stopped) = watch::channel(false);
     let stopped_for_drain = stopped.clone();
     let projector = {
@@ -134,7 +172,15 @@ pub async fn run(
         None => (None, Vec::new()),
     };
     let push_api = PushApi::new(pusher, households.clone(), auditor.clone(), stopped.clone());
-    let households = HouseholdApi::new(households, projections, stopped);
+    let evaluation = naast_app::evaluation::Evaluation::open(
+        log.clone(),
+        projections.clone(),
+        auditor.clone(),
+        &disclosures,
+        hourly_rate_cents,
+    )
+    .await?;
+    let households = HouseholdApi::new(households, projections, evaluation.clone(), stopped);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -148,6 +194,9 @@ pub async fn run(
         .await;
     health.set_serving::<AuditServiceServer<AuditApi>>().await;
     health.set_serving::<PushServiceServer<PushApi>>().await;
+    health
+        .set_serving::<EvaluationServiceServer<EvaluationApi>>()
+        .await;
     // Both reflection versions: grpcurl and grpcio speak v1alpha, newer tools v1.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(naast_proto::FILE_DESCRIPTOR_SET)
@@ -168,6 +217,7 @@ pub async fn run(
         .add_service(ConsentServiceServer::new(households.clone()))
         .add_service(AuditServiceServer::new(audit))
         .add_service(PushServiceServer::new(push_api))
+        .add_service(EvaluationServiceServer::new(EvaluationApi::new(evaluation)))
         .add_service(
             HouseholdServiceServer::new(households)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)

@@ -140,6 +140,10 @@ pub fn from_app_error(err: crate::households::AppError) -> Status {
             tracing::error!(error = %err, "key store failure");
             Status::internal("the key store failed; nothing was written")
         }
+        AppError::Unavailable(reason) => {
+            tracing::error!(error = %reason, "a store is unavailable");
+            Status::unavailable(bounded(reason))
+        }
         AppError::Audit(e) => {
             tracing::error!(error = %e, "audit log failure: access refused");
             Status::unavailable("the audit log is unavailable, so no access can be given")

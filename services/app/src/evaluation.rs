@@ -1,0 +1,310 @@
+//! Evaluation across households: the catalogue of measurement instruments and the effect and
+//! cost report, the same for every transport.
+//!
+//! - **Instruments** are events in their own stream ([`INSTRUMENTS_STREAM`]), folded into a
+//!   [`Catalogue`] at start; a new data directory gets the seeded ones
+//!   ([`naast_domain::measure::seed`]). Service administrators define new versions.
+//! - **The effect report** is for programme evaluators. It is computed from the read models'
+//!   report rows once they have caught up with everything committed when it was asked, and it
+//!   shows aggregates only ([`naast_domain::report`]). Before it is answered, its fingerprint is
+//!   compared with that of every report answered before, by any evaluator: one that differs from
+//!   an earlier one in fewer than five households is refused, because subtracting the two would
+//!   show what those households contributed. The fingerprints of answered reports are kept in a
+//!   store of their own (`disclosures`, beside the event log; back it up with it: without it, a
+//!   restored service forgets what it disclosed), durable before the report is returned, and every
+//!   report asked, answered or refused, is in the audit log.
+
+use crate::audit::{self, Auditor};
+use crate::auth::caller::Calling;
+use crate::households::AppError;
+use naast_domain::DomainError;
+use naast_domain::measure::{Catalogue, INSTRUMENT_DEFINED, INSTRUMENTS_STREAM, Instrument};
+use naast_domain::report::{self, Cohort, Fingerprint, Report};
+use naast_domain::vocab::PrincipalRole;
+use naast_eventlog::{Direction, EventLog, ExpectedRevision, NewEvent};
+use naast_projections::Projections;
+use sha2::Digest;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How long a report waits for the read models to catch up with what was committed when it
+/// was asked.
+const CATCH_UP: Duration = Duration::from_secs(10);
+
+/// Most instrument definitions read per page of their stream.
+const PAGE: usize = 1_000;
+
+/// The instruments and the effect report over one event log and its read models.
+#[derive(Clone)]
+pub struct Evaluation {
+    log: EventLog,
+    projections: Projections,
+    auditor: Option<Auditor>,
+    catalogue: Arc<RwLock<Catalogue>>,
+    disclosures: sled::Tree,
+    db: sled::Db,
+    /// The fingerprints of every report answered, in memory for the comparison.
+    answered: Arc<tokio::sync::Mutex<Vec<Fingerprint>>>,
+    hourly_rate_cents: u32,
+}
+
+impl Evaluation {
+    /// Opens the catalogue from `log` (seeding an empty one) and the store of disclosed reports
+    /// in `dir`; the report counts supporters' time at `hourly_rate_cents`.
+    pub async fn open(
+        log: EventLog,
+        projections: Projections,
+        auditor: Option<Auditor>,
+        dir: &Path,
+        hourly_rate_cents: u32,
+    ) -> Result<Self, AppError> {
+        let mut definitions = Vec::new();
+        let mut next = 0;
+        loop {
+            let page = log.read_stream(INSTRUMENTS_STREAM, next, Direction::Forwards, PAGE)?;
+            let Some(last) = page.last() else { break };
+            next = last.revision + 1;
+            for event in &page {
+                if event.event_type != INSTRUMENT_DEFINED {
+                    continue;
+                }
+                let instrument: Instrument =
+                    serde_json::from_slice(&event.payload).map_err(|e| AppError::BadEvent {
+                        position: event.position,
+                        event_type: event.event_type.clone(),
+                        reason: e.to_string(),
+                    })?;
+                definitions.push(instrument);
+            }
+        }
+        if definitions.is_empty() {
+            let seed = naast_domain::measure::seed();
+            let events = seed.iter().map(definition_event).collect();
+            log.append(INSTRUMENTS_STREAM, ExpectedRevision::NoStream, events)
+                .await?;
+            definitions = seed;
+        }
+        let db = naast_eventlog::storage::open_sled(dir, 16 * 1024 * 1024)
+            .map_err(|e| AppError::Unavailable(format!("the store of disclosed reports: {e}")))?;
+        let disclosures = db.open_tree("answered").map_err(store_error)?;
+        let mut answered = Vec::new();
+        for item in disclosures.iter() {
+            let (_, value) = item.map_err(store_error)?;
+            answered.push(decode_fingerprint(&value)?);
+        }
+        Ok(Self {
+            log,
+            projections,
+            auditor,
+            catalogue: Arc::new(RwLock::new(Catalogue::from_definitions(definitions))),
+            disclosures,
+            db,
+            answered: Arc::new(tokio::sync::Mutex::new(answered)),
+            hourly_rate_cents,
+        })
+    }
+
+    /// The catalogue as it stands.
+    pub fn catalogue(&self) -> Catalogue {
+        self.catalogue
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// Version `version` (0: the latest) of instrument `key`, for recording answers to it;
+    /// refused naming `field` when there is none.
+    pub fn instrument(&self, field: &str, key: &str, version: u32) -> Result<Instrument, AppError> {
+        self.catalogue()
+            .get(key, version)
+            .cloned()
+            .ok_or_else(|| {
+                DomainError::not_found(
+                    field,
+                    "instrument",
+                    if version == 0 {
+                        key.to_owned()
+                    } else {
+                        format!("{key} version {version}")
+                    },
+                )
+                .into()
+            })
+    }
+
+    /// Adds `instrument` as the next version of its key: for service administrators, recorded
+    /// in the audit log. Returns the log position it was written at.
+    pub async fn define(&self, calling: &Calling, instrument: Instrument) -> Result<u64, AppError> {
+        if let Calling::Caller(caller) = calling {
+            let refusal = (caller.principal.role != PrincipalRole::Administrator)
+                .then_some("instruments are defined by the service's administrators");
+            let auditor = self.audit_log()?;
+            caller
+                .admin_operation(
+                    auditor,
+                    None,
+                    vec![format!("{}/{}", instrument.key, instrument.version)],
+                    refusal,
+                )
+                .await?;
+        }
+        // One definition at a time, checked against the catalogue it follows on.
+        let mut catalogue = self.catalogue();
+        catalogue.define(instrument.clone())?;
+        let expected = match self.log.stream_revision(INSTRUMENTS_STREAM)? {
+            Some(revision) => ExpectedRevision::Exact(revision),
+            None => ExpectedRevision::NoStream,
+        };
+        let outcome = self
+            .log
+            .append(INSTRUMENTS_STREAM, expected, vec![definition_event(&instrument)])
+            .await?;
+        if let Ok(mut shared) = self.catalogue.write() {
+            *shared = catalogue;
+        }
+        Ok(outcome.first_position)
+    }
+
+    /// The effect and cost report for `cohort`: for programme evaluators (and embedded use),
+    /// refused when it would single out households by subtraction from one answered before.
+    pub async fn effect_report(&self, calling: &Calling, cohort: Cohort) -> Result<Report, AppError> {
+        let about = format!(
+            "effect report: pilot {}, family type {}, {} to {}, {} to {}",
+            cohort.supporter_kind.map_or("all", |k| k.wire_name()),
+            cohort.family_type.map_or("all", |t| t.wire_name()),
+            cohort.from,
+            cohort.to,
+            cohort.baseline.wire_name(),
+            cohort.follow_up.wire_name(),
+        );
+        let record = |outcome, reason: Option<String>| async move {
+            let Calling::Caller(caller) = calling else {
+                return Ok(());
+            };
+            let mut record = caller.record(outcome);
+            record.objects = vec![about.clone()];
+            match reason {
+                Some(reason) => record.reason = Some(reason),
+                None => record.basis = vec!["role:evaluator".to_owned()],
+            }
+            self.audit_log()?.record(&record).await?;
+            Ok::<_, AppError>(())
+        };
+        if let Calling::Caller(caller) = calling
+            && caller.principal.role != PrincipalRole::Evaluator
+        {
+            let reason = "the effect report is for programme evaluators".to_owned();
+            record(audit::Outcome::Denied, Some(reason.clone())).await?;
+            return Err(AppError::Denied(reason));
+        }
+        if cohort.from > cohort.to {
+            return Err(DomainError::invalid("to_date", "the period ends before it begins").into());
+        }
+        if cohort.baseline == cohort.follow_up {
+            return Err(DomainError::invalid(
+                "follow_up",
+                "compare two different moments (T0 with T1, say)",
+            )
+            .into());
+        }
+        let head = self.log.head();
+        if head > 0 {
+            self.projections
+                .wait_for(head - 1, CATCH_UP)
+                .await
+                .map_err(|e| AppError::Unavailable(format!("the read models: {e}")))?;
+        }
+        let rows = self
+            .projections
+            .report_rows()
+            .map_err(|e| AppError::Unavailable(format!("the read models: {e}")))?;
+        let catalogue = self.catalogue();
+        let report = report::effect(
+            rows.iter().map(|(id, row)| (*id, row)),
+            &cohort,
+            &catalogue,
+            self.hourly_rate_cents,
+            naast_domain::calendar::dutch_today(),
+        );
+        // Reports are compared and recorded one at a time, so two asked together are compared
+        // with each other too.
+        let mut answered = self.answered.lock().await;
+        if let Some(differing) = answered
+            .iter()
+            .find_map(|earlier| report::singles_out(earlier, &report.fingerprint))
+        {
+            let reason = format!(
+                "this report would differ from one answered before in only {differing} household{}: subtracting the two would show what {} contributed. Ask for a broader cohort or period, or again once at least {} households differ",
+                if differing == 1 { "" } else { "s" },
+                if differing == 1 { "that household" } else { "those households" },
+                report::MIN_CELL
+            );
+            record(audit::Outcome::Denied, Some(reason.clone())).await?;
+            return Err(DomainError::FailedPrecondition(reason).into());
+        }
+        if !report.fingerprint.is_empty() {
+            let bytes = encode_fingerprint(&report.fingerprint);
+            let key = sha2::Sha256::digest(&bytes);
+            if self
+                .disclosures
+                .insert(key.as_slice(), bytes)
+                .map_err(store_error)?
+                .is_none()
+            {
+                self.db.flush_async().await.map_err(store_error)?;
+                answered.push(report.fingerprint.clone());
+            }
+        }
+        drop(answered);
+        record(audit::Outcome::Allowed, None).await?;
+        Ok(report)
+    }
+
+    fn audit_log(&self) -> Result<&Auditor, AppError> {
+        self.auditor.as_ref().ok_or_else(|| {
+            AppError::Audit(audit::AuditError::Unavailable(
+                "no audit log is configured for guarded calls".into(),
+            ))
+        })
+    }
+}
+
+fn definition_event(instrument: &Instrument) -> NewEvent {
+    // Plain data: serialising cannot fail.
+    NewEvent::new(
+        INSTRUMENT_DEFINED,
+        serde_json::to_vec(instrument).unwrap_or_default(),
+    )
+}
+
+fn store_error(e: sled::Error) -> AppError {
+    AppError::Unavailable(format!("the store of disclosed reports: {e}"))
+}
+
+fn encode_fingerprint(fingerprint: &Fingerprint) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(fingerprint.len() * 16);
+    for (household, contribution) in fingerprint {
+        bytes.extend_from_slice(&household.to_be_bytes());
+        bytes.extend_from_slice(&contribution.to_be_bytes());
+    }
+    bytes
+}
+
+fn decode_fingerprint(bytes: &[u8]) -> Result<Fingerprint, AppError> {
+    if bytes.len() % 16 != 0 {
+        return Err(AppError::Unavailable(
+            "the store of disclosed reports holds a damaged fingerprint".into(),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(16)
+        .map(|c| {
+            let (h, v) = c.split_at(8);
+            // chunks_exact(16) split at 8: both halves are 8 bytes.
+            let h = u64::from_be_bytes(h.try_into().unwrap_or_default());
+            let v = u64::from_be_bytes(v.try_into().unwrap_or_default());
+            (h, v)
+        })
+        .collect())
+}
