@@ -285,7 +285,10 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
 fn bench_signals_prints_the_recompute_next_to_the_replay_and_the_update_next_to_applying() {
     let lines = bench_without_scratch(&["signals", "--households", "200", "--updates", "100"]);
     let names: Vec<&str> = lines.iter().filter_map(|l| l["bench"].as_str()).collect();
-    assert_eq!(names, ["signals.recompute", "signals.update"]);
+    assert_eq!(
+        names,
+        ["signals.recompute", "signals.update", "report.effect"]
+    );
     let recompute = &lines[0];
     assert_eq!(recompute["households"], 200);
     assert!(
@@ -309,4 +312,12 @@ fn bench_signals_prints_the_recompute_next_to_the_replay_and_the_update_next_to_
         "{update}"
     );
     assert!(update["ceiling_p99_us"].as_f64().is_some(), "{update}");
+    let report = &lines[2];
+    assert_eq!(report["households"], 200);
+    assert_eq!(report["measurements"], 600);
+    assert!(
+        report["ms"].as_f64().is_some_and(|ms| ms > 0.0)
+            && report["peer_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{report}"
+    );
 }

@@ -68,12 +68,7 @@ fn life(value: u32) -> Vec<pb::MeasurementAnswer> {
     }]
 }
 
-async fn family(
-    api: &mut Api,
-    n: u32,
-    family_type: pb::FamilyType,
-    t1: Option<u32>,
-) -> Family {
+async fn family(api: &mut Api, n: u32, family_type: pb::FamilyType, t1: Option<u32>) -> Family {
     let (household, client, _) =
         naast_tests::household_with_client(api, &format!("Gezin {n}")).await;
     let relative = api
@@ -180,7 +175,7 @@ async fn family(
         .unwrap()
         .into_inner()
         .goal_id;
-    let achieved = n % 2 == 0;
+    let achieved = n.is_multiple_of(2);
     if achieved {
         api.achieve_goal(pb::AchieveGoalRequest {
             household_id: household.clone(),
@@ -247,9 +242,16 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
         .instruments;
     assert_eq!(seeded.len(), 3);
     let client_instrument = seeded.iter().find(|i| i.key == CLIENT).unwrap().clone();
-    assert_eq!(client_instrument.respondent, pb::RespondentKind::Client as i32);
-    assert!(client_instrument.items.iter().any(|i| i.key == "structuur"
-        && i.text == "Ik heb structuur in mijn leven."));
+    assert_eq!(
+        client_instrument.respondent,
+        pb::RespondentKind::Client as i32
+    );
+    assert!(
+        client_instrument
+            .items
+            .iter()
+            .any(|i| i.key == "structuur" && i.text == "Ik heb structuur in mijn leven.")
+    );
 
     // Six families of pilot 5: four single-parent families, two with young children; one
     // measured only at T0 so far.
@@ -282,13 +284,13 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
         .collect();
     let before = f64::from(pairs.iter().map(|p| p.0).sum::<u32>()) / pairs.len() as f64;
     let after = f64::from(pairs.iter().map(|p| p.1).sum::<u32>()) / pairs.len() as f64;
-    let figures = life_rating(&first).figures.clone().unwrap();
+    let figures = life_rating(&first).figures.unwrap();
     assert_eq!((figures.n, figures.households), (5, 5));
     assert!((figures.mean_before - before).abs() < 1e-9, "{figures:?}");
     assert!((figures.mean_after - after).abs() < 1e-9, "{figures:?}");
     assert!((figures.percent_change - (after - before) / before * 100.0).abs() < 1e-9);
     // Support ran from 300 to 5 days ago in every family.
-    let support = first.support.clone().unwrap();
+    let support = first.support.unwrap();
     assert!(!support.suppressed);
     let minutes = f64::from(families.iter().map(|f| f.minutes).sum::<u32>());
     let per_week = minutes / (6.0 * 296.0 / 7.0);
@@ -303,7 +305,12 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
         })
         .unwrap();
     assert_eq!(
-        (housing.suppressed, housing.households, housing.goals, housing.achieved),
+        (
+            housing.suppressed,
+            housing.households,
+            housing.goals,
+            housing.achieved
+        ),
         (
             false,
             6,
@@ -316,19 +323,35 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
         .lines()
         .find(|l| l.starts_with(&format!("indicator,{CLIENT},leven,")))
         .unwrap();
-    assert!(line.contains(&format!(",5,5,{before:.1},{after:.1},")), "{line}");
+    assert!(
+        line.contains(&format!(",5,5,{before:.1},{after:.1},")),
+        "{line}"
+    );
 
     // Four single-parent families are fewer than five: nothing of them is shown.
-    let small = report(&mut evaluator, cohort(pb::FamilyType::SinglePersonWithDisability))
-        .await
-        .unwrap();
+    let small = report(
+        &mut evaluator,
+        cohort(pb::FamilyType::SinglePersonWithDisability),
+    )
+    .await
+    .unwrap();
     assert!(small.households_suppressed && small.support.unwrap().suppressed);
     let single_parents = report(&mut evaluator, cohort(pb::FamilyType::SingleParent))
         .await
         .unwrap();
     assert!(single_parents.households_suppressed);
-    assert!(single_parents.indicators.iter().all(|i| i.suppressed && i.figures.is_none()));
-    assert!(single_parents.goals.iter().all(|g| g.suppressed && g.goals == 0));
+    assert!(
+        single_parents
+            .indicators
+            .iter()
+            .all(|i| i.suppressed && i.figures.is_none())
+    );
+    assert!(
+        single_parents
+            .goals
+            .iter()
+            .all(|g| g.suppressed && g.goals == 0)
+    );
 
     // A rebuild of the read models gives the same report rows: after a restart and `naast
     // replay`, the same report is answered with the same figures.
@@ -339,7 +362,11 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
         .env("NAAST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
     let server = Server::start(dir.path());
     let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
     let mut evaluator = EvaluationServiceClient::new(server.signed("evaluator").await);
@@ -366,7 +393,10 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    assert!(refused.message().contains("only 1 household"), "{refused:?}");
+    assert!(
+        refused.message().contains("only 1 household"),
+        "{refused:?}"
+    );
 
     // Bad measurements are refused, naming the field, and write nothing.
     let revision = |api: &mut Api, household: String| {
@@ -482,7 +512,11 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
     .unwrap_err();
     assert_eq!(backwards.code(), Code::InvalidArgument);
     assert_eq!(
-        backwards.get_details_bad_request().unwrap().field_violations[0].field,
+        backwards
+            .get_details_bad_request()
+            .unwrap()
+            .field_violations[0]
+            .field,
         "to_date"
     );
 }

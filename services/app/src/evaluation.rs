@@ -2,8 +2,11 @@
 //! cost report, the same for every transport.
 //!
 //! - **Instruments** are events in their own stream ([`INSTRUMENTS_STREAM`]), folded into a
-//!   [`Catalogue`] at start; a new data directory gets the seeded ones
-//!   ([`naast_domain::measure::seed`]). Service administrators define new versions.
+//!   [`Catalogue`] at start. Until one is used, a new data directory offers the seeded ones
+//!   ([`naast_domain::measure::seed`]); they are written to the stream before the first answer
+//!   to any instrument, or the first new version, so every answer refers to a definition in the
+//!   log (and a data directory nobody measured in holds none of them). Service administrators
+//!   define new versions.
 //! - **The effect report** is for programme evaluators. It is computed from the read models'
 //!   report rows once they have caught up with everything committed when it was asked, and it
 //!   shows aggregates only ([`naast_domain::report`]). Before it is answered, its fingerprint is
@@ -46,6 +49,9 @@ pub struct Evaluation {
     db: sled::Db,
     /// The fingerprints of every report answered, in memory for the comparison.
     answered: Arc<tokio::sync::Mutex<Vec<Fingerprint>>>,
+    /// Whether the instruments' stream holds the catalogue (else it is the seed, not yet
+    /// written); held while a definition is written, so definitions follow on one at a time.
+    written: Arc<tokio::sync::Mutex<bool>>,
     hourly_rate_cents: u32,
 }
 
@@ -78,12 +84,9 @@ impl Evaluation {
                 definitions.push(instrument);
             }
         }
-        if definitions.is_empty() {
-            let seed = naast_domain::measure::seed();
-            let events = seed.iter().map(definition_event).collect();
-            log.append(INSTRUMENTS_STREAM, ExpectedRevision::NoStream, events)
-                .await?;
-            definitions = seed;
+        let written = !definitions.is_empty();
+        if !written {
+            definitions = naast_domain::measure::seed();
         }
         let db = naast_eventlog::storage::open_sled(dir, 16 * 1024 * 1024)
             .map_err(|e| AppError::Unavailable(format!("the store of disclosed reports: {e}")))?;
@@ -101,6 +104,7 @@ impl Evaluation {
             disclosures,
             db,
             answered: Arc::new(tokio::sync::Mutex::new(answered)),
+            written: Arc::new(tokio::sync::Mutex::new(written)),
             hourly_rate_cents,
         })
     }
@@ -113,24 +117,57 @@ impl Evaluation {
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
-    /// Version `version` (0: the latest) of instrument `key`, for recording answers to it;
-    /// refused naming `field` when there is none.
-    pub fn instrument(&self, field: &str, key: &str, version: u32) -> Result<Instrument, AppError> {
-        self.catalogue()
-            .get(key, version)
-            .cloned()
-            .ok_or_else(|| {
-                DomainError::not_found(
-                    field,
-                    "instrument",
-                    if version == 0 {
-                        key.to_owned()
-                    } else {
-                        format!("{key} version {version}")
-                    },
-                )
-                .into()
-            })
+    /// Version `version` (0: the latest) of instrument `key`, for recording answers to it (its
+    /// definition is in the log once this returns); refused naming `field` when there is none.
+    pub async fn instrument(
+        &self,
+        field: &str,
+        key: &str,
+        version: u32,
+    ) -> Result<Instrument, AppError> {
+        let instrument = self.find(field, key, version)?;
+        let mut written = self.written.lock().await;
+        self.write_seed(&mut written).await?;
+        Ok(instrument)
+    }
+
+    /// Writes the seeded catalogue to the instruments' stream unless it is there.
+    async fn write_seed(&self, written: &mut bool) -> Result<(), AppError> {
+        if *written {
+            return Ok(());
+        }
+        let events = self
+            .catalogue()
+            .all()
+            .map(definition_event)
+            .collect::<Vec<_>>();
+        match self
+            .log
+            .append(INSTRUMENTS_STREAM, ExpectedRevision::NoStream, events)
+            .await
+        {
+            // A stream that is there already holds the catalogue this process read at open.
+            Ok(_) | Err(naast_eventlog::Error::WrongExpectedRevision { .. }) => {
+                *written = true;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn find(&self, field: &str, key: &str, version: u32) -> Result<Instrument, AppError> {
+        self.catalogue().get(key, version).cloned().ok_or_else(|| {
+            DomainError::not_found(
+                field,
+                "instrument",
+                if version == 0 {
+                    key.to_owned()
+                } else {
+                    format!("{key} version {version}")
+                },
+            )
+            .into()
+        })
     }
 
     /// Adds `instrument` as the next version of its key: for service administrators, recorded
@@ -150,6 +187,8 @@ impl Evaluation {
                 .await?;
         }
         // One definition at a time, checked against the catalogue it follows on.
+        let mut written = self.written.lock().await;
+        self.write_seed(&mut written).await?;
         let mut catalogue = self.catalogue();
         catalogue.define(instrument.clone())?;
         let expected = match self.log.stream_revision(INSTRUMENTS_STREAM)? {
@@ -158,7 +197,11 @@ impl Evaluation {
         };
         let outcome = self
             .log
-            .append(INSTRUMENTS_STREAM, expected, vec![definition_event(&instrument)])
+            .append(
+                INSTRUMENTS_STREAM,
+                expected,
+                vec![definition_event(&instrument)],
+            )
             .await?;
         if let Ok(mut shared) = self.catalogue.write() {
             *shared = catalogue;
@@ -168,7 +211,11 @@ impl Evaluation {
 
     /// The effect and cost report for `cohort`: for programme evaluators (and embedded use),
     /// refused when it would single out households by subtraction from one answered before.
-    pub async fn effect_report(&self, calling: &Calling, cohort: Cohort) -> Result<Report, AppError> {
+    pub async fn effect_report(
+        &self,
+        calling: &Calling,
+        cohort: Cohort,
+    ) -> Result<Report, AppError> {
         let about = format!(
             "effect report: pilot {}, family type {}, {} to {}, {} to {}",
             cohort.supporter_kind.map_or("all", |k| k.wire_name()),
@@ -237,7 +284,11 @@ impl Evaluation {
             let reason = format!(
                 "this report would differ from one answered before in only {differing} household{}: subtracting the two would show what {} contributed. Ask for a broader cohort or period, or again once at least {} households differ",
                 if differing == 1 { "" } else { "s" },
-                if differing == 1 { "that household" } else { "those households" },
+                if differing == 1 {
+                    "that household"
+                } else {
+                    "those households"
+                },
                 report::MIN_CELL
             );
             record(audit::Outcome::Denied, Some(reason.clone())).await?;
@@ -292,7 +343,7 @@ fn encode_fingerprint(fingerprint: &Fingerprint) -> Vec<u8> {
 }
 
 fn decode_fingerprint(bytes: &[u8]) -> Result<Fingerprint, AppError> {
-    if bytes.len() % 16 != 0 {
+    if !bytes.len().is_multiple_of(16) {
         return Err(AppError::Unavailable(
             "the store of disclosed reports holds a damaged fingerprint".into(),
         ));

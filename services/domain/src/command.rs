@@ -10,11 +10,11 @@ use crate::ids::{
     AccessRequestId, AgreementId, ContactId, EntryId, GoalId, GrantId, IndicationId, MemberId,
     PlanId,
 };
+use crate::measure::{Answer, Instrument};
 use crate::state::{AgreementStatus, GoalStatus, Household, PlanStatus};
 use crate::validate::{
     self as v, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_SHORT_CHARS, MAX_TEXT_CHARS, MAX_TITLE_CHARS,
 };
-use crate::measure::{Answer, Instrument};
 use crate::vocab::{
     ContactKind, ContactMode, FamilyType, FundingDomain, IndicationKind, LifeDomain,
     MeasurementMoment, MemberRole, PlanKind, RespondentKind, SupportPhase, SupporterTask,

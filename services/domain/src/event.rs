@@ -11,8 +11,8 @@ use crate::ids::{
 use crate::measure::Answer;
 use crate::vocab::{
     AccessScope, ContactKind, ContactMode, FamilyType, FundingDomain, IndicationKind,
-    InstitutionKind, LifeDomain, MeasurementMoment, MemberRole, PlanKind, Relation,
-    RespondentKind, SupportPhase, SupporterKind, SupporterTask,
+    InstitutionKind, LifeDomain, MeasurementMoment, MemberRole, PlanKind, Relation, RespondentKind,
+    SupportPhase, SupporterKind, SupporterTask,
 };
 use serde::{Deserialize, Serialize};
 use time::Date;

@@ -149,7 +149,12 @@ impl Catalogue {
                 ),
             ));
         }
-        v::text("instrument.title", &instrument.title, MAX_TITLE_CHARS, false)?;
+        v::text(
+            "instrument.title",
+            &instrument.title,
+            MAX_TITLE_CHARS,
+            false,
+        )?;
         if let Some(previous) = previous
             && previous.respondent != instrument.respondent
         {
@@ -165,7 +170,10 @@ impl Catalogue {
         if instrument.items.is_empty() || instrument.items.len() > MAX_ITEMS {
             return Err(DomainError::invalid(
                 "instrument.items",
-                format!("has {} questions; 1 to {MAX_ITEMS} are allowed", instrument.items.len()),
+                format!(
+                    "has {} questions; 1 to {MAX_ITEMS} are allowed",
+                    instrument.items.len()
+                ),
             ));
         }
         for (i, item) in instrument.items.iter().enumerate() {
@@ -204,7 +212,12 @@ impl Catalogue {
                 ));
             }
             for (j, label) in item.labels.iter().enumerate() {
-                v::text(&format!("{}[{j}]", field("labels")), label, MAX_SHORT_CHARS, false)?;
+                v::text(
+                    &format!("{}[{j}]", field("labels")),
+                    label,
+                    MAX_SHORT_CHARS,
+                    false,
+                )?;
             }
             if item.kind == ItemKind::DomainSatisfaction && item.life_domain.is_none() {
                 return Err(DomainError::invalid(
@@ -385,7 +398,9 @@ fn common(life_rating: &str, health: &str, resilience: &str) -> Vec<Item> {
         ..item(
             key,
             ItemKind::DomainSatisfaction,
-            &format!("Hoe tevreden bent u over uw {name}? (1 = zeer ontevreden, 10 = zeer tevreden)"),
+            &format!(
+                "Hoe tevreden bent u over uw {name}? (1 = zeer ontevreden, 10 = zeer tevreden)"
+            ),
             1,
             10,
         )
@@ -429,8 +444,14 @@ pub fn seed() -> Vec<Instrument> {
     ]);
     let supporter = vec![
         statement("situatie", "Welk cijfer geeft u de situatie van het gezin?"),
-        statement("grip-op-zorg", "Het gezin heeft grip op de zorg en ondersteuning."),
-        statement("passende-zorg", "De cliënt krijgt zorg en ondersteuning die passen."),
+        statement(
+            "grip-op-zorg",
+            "Het gezin heeft grip op de zorg en ondersteuning.",
+        ),
+        statement(
+            "passende-zorg",
+            "De cliënt krijgt zorg en ondersteuning die passen.",
+        ),
         statement("ontlast", "De naasten zijn ontlast."),
         statement("netwerk", "Het gezin kan terugvallen op een eigen netwerk."),
     ];
@@ -476,22 +497,37 @@ mod tests {
     #[test]
     fn a_question_keeps_its_scale_across_versions() {
         let mut catalogue = Catalogue::from_definitions(seed());
-        let mut next = catalogue.get("kwaliteit-van-leven-client", 0).unwrap().clone();
+        let mut next = catalogue
+            .get("kwaliteit-van-leven-client", 0)
+            .unwrap()
+            .clone();
         next.version = 2;
-        let structuur = next.items.iter_mut().find(|i| i.key == "structuur").unwrap();
+        let structuur = next
+            .items
+            .iter_mut()
+            .find(|i| i.key == "structuur")
+            .unwrap();
         structuur.max = 5;
         let refused = catalogue.define(next.clone()).unwrap_err();
         assert!(refused.to_string().contains("new key"), "{refused}");
-        let structuur = next.items.iter_mut().find(|i| i.key == "structuur").unwrap();
+        let structuur = next
+            .items
+            .iter_mut()
+            .find(|i| i.key == "structuur")
+            .unwrap();
         structuur.max = 10;
         structuur.text = "Mijn dagen hebben een vaste structuur.".into();
         catalogue.define(next).unwrap();
         assert_eq!(
-            catalogue.get("kwaliteit-van-leven-client", 0).map(|i| i.version),
+            catalogue
+                .get("kwaliteit-van-leven-client", 0)
+                .map(|i| i.version),
             Some(2)
         );
         assert_eq!(
-            catalogue.get("kwaliteit-van-leven-client", 1).map(|i| i.version),
+            catalogue
+                .get("kwaliteit-van-leven-client", 1)
+                .map(|i| i.version),
             Some(1)
         );
     }

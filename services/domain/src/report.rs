@@ -21,8 +21,8 @@ use crate::ids::{GoalId, HouseholdId, MemberId};
 use crate::measure::{Answer, Catalogue};
 use crate::state::{GoalStatus, Household};
 use crate::vocab::{
-    FamilyType, ItemKind, LifeDomain, MeasurementMoment, MemberRole, RespondentKind,
-    SupportPhase, SupporterKind,
+    FamilyType, ItemKind, LifeDomain, MeasurementMoment, MemberRole, RespondentKind, SupportPhase,
+    SupporterKind,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -342,6 +342,11 @@ fn party_bytes(party: &Party) -> [u8; 17] {
     out
 }
 
+/// One respondent about one member in one instrument.
+type Unit<'a> = (MemberId, [u8; 17], &'a str);
+/// The answers of a unit at the baseline and at the follow-up.
+type Pair<'a> = (Option<&'a Response>, Option<&'a Response>);
+
 /// One figure being summed up, with what each household put into it.
 #[derive(Default)]
 struct Cell {
@@ -379,8 +384,14 @@ pub fn effect<'a>(
 ) -> Report {
     // The indicators, in the catalogue's order: each question key of each instrument once, as
     // its latest version words it.
-    let mut indicators: Vec<(String, String, ItemKind, RespondentKind, Option<LifeDomain>, String)> =
-        Vec::new();
+    let mut indicators: Vec<(
+        String,
+        String,
+        ItemKind,
+        RespondentKind,
+        Option<LifeDomain>,
+        String,
+    )> = Vec::new();
     let mut index: HashMap<(&str, &str), usize> = HashMap::new();
     for instrument in catalogue.latest() {
         for version in (1..=instrument.version).rev() {
@@ -417,13 +428,15 @@ pub fn effect<'a>(
         if cohort
             .supporter_kind
             .is_some_and(|k| !row.supporter_kinds.contains(&k))
-            || cohort.family_type.is_some_and(|t| row.family_type != Some(t))
+            || cohort
+                .family_type
+                .is_some_and(|t| row.family_type != Some(t))
         {
             continue;
         }
-        let supported = row.support.and_then(|(began, ended)| {
-            overlaps(began, ended, cohort.from, cohort.to.min(today))
-        });
+        let supported = row
+            .support
+            .and_then(|(began, ended)| overlaps(began, ended, cohort.from, cohort.to.min(today)));
         let measured = row.responses.iter().any(|r| within(r.on));
         if supported.is_none() && !measured {
             continue;
@@ -432,8 +445,7 @@ pub fn effect<'a>(
         ids.push(household);
         members.add(at, Fnv::new());
         // Pairs: one respondent about one member in one instrument, at both moments.
-        let mut units: BTreeMap<(MemberId, [u8; 17], &str), (Option<&Response>, Option<&Response>)> =
-            BTreeMap::new();
+        let mut units: BTreeMap<Unit<'_>, Pair<'_>> = BTreeMap::new();
         for response in row.responses.iter().filter(|r| within(r.on)) {
             let unit = units
                 .entry((
@@ -528,41 +540,43 @@ pub fn effect<'a>(
         .into_iter()
         .zip(&cells)
         .enumerate()
-        .map(|(i, ((instrument, item, kind, respondent, life_domain, text), cell))| {
-            let figures = enough(cell, cell.n).then(|| {
-                show(cell, 1 + i as u64);
-                let n = f64::from(cell.n);
-                let (before, after) = (cell.before as f64 / n, cell.after as f64 / n);
-                Paired {
-                    n: cell.n,
-                    households: u32::try_from(cell.households.len()).unwrap_or(u32::MAX),
-                    mean_before: before,
-                    mean_after: after,
-                    difference: after - before,
-                    percent_change: if before == 0.0 {
-                        0.0
-                    } else {
-                        (after - before) / before * 100.0
-                    },
-                    wants_change: (cell.wants_n > 0).then(|| {
-                        let w = f64::from(cell.wants_n);
-                        (
-                            f64::from(cell.wants_before) / w,
-                            f64::from(cell.wants_after) / w,
-                        )
-                    }),
+        .map(
+            |(i, ((instrument, item, kind, respondent, life_domain, text), cell))| {
+                let figures = enough(cell, cell.n).then(|| {
+                    show(cell, 1 + i as u64);
+                    let n = f64::from(cell.n);
+                    let (before, after) = (cell.before as f64 / n, cell.after as f64 / n);
+                    Paired {
+                        n: cell.n,
+                        households: u32::try_from(cell.households.len()).unwrap_or(u32::MAX),
+                        mean_before: before,
+                        mean_after: after,
+                        difference: after - before,
+                        percent_change: if before == 0.0 {
+                            0.0
+                        } else {
+                            (after - before) / before * 100.0
+                        },
+                        wants_change: (cell.wants_n > 0).then(|| {
+                            let w = f64::from(cell.wants_n);
+                            (
+                                f64::from(cell.wants_before) / w,
+                                f64::from(cell.wants_after) / w,
+                            )
+                        }),
+                    }
+                });
+                Indicator {
+                    instrument,
+                    item,
+                    kind,
+                    respondent,
+                    life_domain,
+                    text,
+                    figures,
                 }
-            });
-            Indicator {
-                instrument,
-                item,
-                kind,
-                respondent,
-                life_domain,
-                text,
-                figures,
-            }
-        })
+            },
+        )
         .collect::<Vec<_>>();
     let goals = goal_cells
         .iter()

@@ -392,7 +392,13 @@ pub fn command(ids: &Ids) -> impl Strategy<Value = Command> + use<> {
             day(),
             proptest::collection::vec(
                 (
-                    pick(vec!["leven", "structuur", "tevredenheid-wonen", "situatie", "x"]),
+                    pick(vec![
+                        "leven",
+                        "structuur",
+                        "tevredenheid-wonen",
+                        "situatie",
+                        "x"
+                    ]),
                     0u8..=11,
                     proptest::option::of(proptest::bool::ANY),
                 ),

@@ -580,7 +580,11 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
                     moment.map_or(String::new(), |m| format!(" ({})", m.display_name())),
                     member_name(member),
                     answers.len(),
-                    if answers.len() == 1 { "antwoord" } else { "antwoorden" },
+                    if answers.len() == 1 {
+                        "antwoord"
+                    } else {
+                        "antwoorden"
+                    },
                     match respondent {
                         Party::Member(by) if by != member => format!(", door {}", member_name(by)),
                         Party::Member(_) => String::new(),

@@ -388,9 +388,7 @@ fn the_report_gives_the_means_pairs_goals_and_minutes_of_its_cohort() {
     let per_week = mine.iter().map(|m| f64::from(m.minutes)).sum::<f64>() / (weeks * n);
     let support = report.support.as_ref().unwrap();
     assert!((support.minutes_per_household_per_week - per_week).abs() < 1e-9);
-    assert!(
-        (support.yearly_cost_per_household_eur - per_week / 60.0 * 52.0 * 75.0).abs() < 1e-6
-    );
+    assert!((support.yearly_cost_per_household_eur - per_week / 60.0 * 52.0 * 75.0).abs() < 1e-6);
 
     // The CSV has every figure on a line of its own, with the life rating as the meta-analysis
     // gives it.
@@ -403,7 +401,10 @@ fn the_report_gives_the_means_pairs_goals_and_minutes_of_its_cohort() {
         line.contains(&format!(",{before:.1},{after:.1},")),
         "{line}"
     );
-    assert_eq!(csv.lines().count(), 2 + report.indicators.len() + report.goals.len() + 1);
+    assert_eq!(
+        csv.lines().count(),
+        2 + report.indicators.len() + report.goals.len() + 1
+    );
 }
 
 #[test]
@@ -429,8 +430,16 @@ fn a_cell_of_fewer_than_five_households_is_suppressed() {
     assert!(report.indicators.iter().all(|i| i.figures.is_none()));
     assert!(report.goals.iter().all(|g| g.figures.is_none()));
     assert_eq!(report.support, None);
-    assert!(report.fingerprint.is_empty(), "nothing shown, nothing to compare");
-    assert!(report::to_csv(&report).lines().skip(1).all(|l| l.ends_with(",true")));
+    assert!(
+        report.fingerprint.is_empty(),
+        "nothing shown, nothing to compare"
+    );
+    assert!(
+        report::to_csv(&report)
+            .lines()
+            .skip(1)
+            .all(|l| l.ends_with(",true"))
+    );
 }
 
 #[test]
@@ -451,7 +460,10 @@ fn a_report_that_differs_from_an_earlier_one_in_one_household_is_caught() {
     let first = answer_now(&made);
     assert_eq!(first.households, Some(60));
     // The same question again is the same answer: nothing to subtract.
-    assert_eq!(report::singles_out(&first.fingerprint, &answer_now(&made).fingerprint), None);
+    assert_eq!(
+        report::singles_out(&first.fingerprint, &answer_now(&made).fingerprint),
+        None
+    );
 
     // One family's T1 arrives: the new figures minus the old would be that family's answers.
     let one = made
@@ -470,7 +482,10 @@ fn a_report_that_differs_from_an_earlier_one_in_one_household_is_caught() {
     );
     (one.state, one.dates) = h;
     let second = answer_now(&made);
-    assert_eq!(report::singles_out(&first.fingerprint, &second.fingerprint), Some(1));
+    assert_eq!(
+        report::singles_out(&first.fingerprint, &second.fingerprint),
+        Some(1)
+    );
 
     // The whole cohort but one family type: differs in ten households, which is allowed.
     let rows = rows(&made);
@@ -484,8 +499,14 @@ fn a_report_that_differs_from_an_earlier_one_in_one_household_is_caught() {
         .map(|(id, row)| (*id, row))
         .collect();
     let third = report::effect(without, &everyone, &catalogue, RATE_CENTS, TODAY);
-    assert_eq!(report::singles_out(&second.fingerprint, &third.fingerprint), None);
-    assert_eq!(report::differing(&second.fingerprint, &third.fingerprint), 10);
+    assert_eq!(
+        report::singles_out(&second.fingerprint, &third.fingerprint),
+        None
+    );
+    assert_eq!(
+        report::differing(&second.fingerprint, &third.fingerprint),
+        10
+    );
 }
 
 #[test]
@@ -501,7 +522,10 @@ fn a_family_that_objects_is_left_out() {
         Command::ObjectToEvaluation { objects: true },
     );
     assert_eq!(rows(&made).len(), before - 1);
-    assert!(made[0].state.member(relative).is_some(), "the family itself is untouched");
+    assert!(
+        made[0].state.member(relative).is_some(),
+        "the family itself is untouched"
+    );
 }
 
 #[test]
@@ -527,17 +551,26 @@ fn answers_that_do_not_fit_the_instrument_are_refused() {
     assert!(refused(&made, me, vec![answer("leven", 11, None)]).contains("answers[0].value"));
     assert!(refused(&made, me, vec![answer("bestaat-niet", 5, None)]).contains("answers[0].item"));
     assert!(
-        refused(&made, me, vec![answer("leven", 5, Some(true))]).contains("answers[0].wants_change")
+        refused(&made, me, vec![answer("leven", 5, Some(true))])
+            .contains("answers[0].wants_change")
     );
     assert!(
-        refused(&made, me, vec![answer("leven", 5, None), answer("leven", 6, None)])
-            .contains("answers[1].item")
+        refused(
+            &made,
+            me,
+            vec![answer("leven", 5, None), answer("leven", 6, None)]
+        )
+        .contains("answers[1].item")
     );
     assert!(refused(&made, me, Vec::new()).contains("answers"));
     // The client's questionnaire is not the relative's to fill in.
     assert!(
-        refused(&made, Party::Member(made.relative), vec![answer("leven", 5, None)])
-            .contains("respondent")
+        refused(
+            &made,
+            Party::Member(made.relative),
+            vec![answer("leven", 5, None)]
+        )
+        .contains("respondent")
     );
     // A second T0 by the same respondent about the same member.
     let t0 = naast_domain::decide(

@@ -148,7 +148,11 @@ impl From<AppError> for Failure {
             }
             AppError::Unavailable(reason) => {
                 tracing::error!(error = %reason, "a store is unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient, reason)
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    IssueType::Transient,
+                    reason,
+                )
             }
             AppError::Log(e) => Self::internal("the event log failed", e),
             AppError::BadEvent { .. } => Self::internal("a stored event cannot be read", error),

@@ -400,11 +400,7 @@ impl Projections {
     }
 
     /// Follows the log from the checkpoint until it closes (`Ok`) or something fails.
-    async fn follow(
-        &self,
-        log: &EventLog,
-        states: &mut States,
-    ) -> Result<(), Error> {
+    async fn follow(&self, log: &EventLog, states: &mut States) -> Result<(), Error> {
         let mut subscription = log.subscribe_all(self.checkpoint());
         loop {
             let first = match subscription.next().await {

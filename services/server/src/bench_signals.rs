@@ -6,6 +6,7 @@
 //!
 //! - `signals.recompute`: every household's signals, in ms, with the replay as its peer.
 //! - `signals.update`: p50/p99 of one event's update, with applying alone as its ceiling.
+//! - `report.effect`: the effect report over as many households (see `bench_report`).
 
 use crate::bench::{BenchError, percentile, round};
 use naast_domain::ids::{AgreementId, ContactId, EntryId, IndicationId, MemberId};
@@ -26,10 +27,23 @@ pub struct SignalsArgs {
     /// New events whose update is timed, spread over the households.
     #[arg(long, default_value_t = 10_000)]
     pub updates: usize,
+    /// Where the effect report's households are written [default: a temporary directory].
+    #[arg(long)]
+    pub scratch_dir: Option<std::path::PathBuf>,
 }
 
-/// Runs `naast bench signals`.
+/// Runs `naast bench signals`: the signals, then the effect report over as many households.
 pub fn signals(args: &SignalsArgs) -> Result<(), BenchError> {
+    computed(args)?;
+    let scratch = crate::bench::scratch_dir(args.scratch_dir.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(crate::bench_report::effect(args.households, scratch.path()))
+}
+
+/// The signals' figures.
+fn computed(args: &SignalsArgs) -> Result<(), BenchError> {
     if args.households == 0 {
         return Err(BenchError::Check("--households must be at least 1".into()));
     }

@@ -8,6 +8,7 @@
 //! - [`config`]: settings of `naast serve` from defaults, file, environment and flags;
 //! - [`grpc`]: the tonic services, error → status mapping, the shutdown path;
 //! - [`demo`]: the five pilot scenarios enacted through the public API;
+//! - [`bench_report`]: the effect report's figures, part of `naast bench signals`;
 //! - [`bench_fhir`]: `naast bench fhir`, the FHIR facade's figures next to gRPC's;
 //! - [`bench`]: `naast bench …`, throughput and latency figures printed as JSON lines next to
 //!   a ceiling measured in the same run.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod bench;
 pub mod bench_fhir;
 pub mod bench_push;
+pub mod bench_report;
 pub mod bench_signals;
 pub mod config;
 pub mod demo;

@@ -1223,6 +1223,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let instrument = self
             .evaluation
             .instrument("instrument_key", &r.instrument_key, r.instrument_version)
+            .await
             .map_err(from_app_error)?;
         let version = instrument.version;
         let answers = r
@@ -1234,7 +1235,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                     item: a.item,
                     value: u8::try_from(a.value).map_err(|_| {
                         invalid_argument(
-                            &format!("answers[{i}].value"),
+                            format!("answers[{i}].value"),
                             format!("{} is off every scale (at most 100)", a.value),
                         )
                     })?,
