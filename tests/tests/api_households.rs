@@ -1794,3 +1794,118 @@ async fn a_supporter_sees_the_caseload_of_the_households_that_let_them_in_and_ea
         log.iter().map(|r| &r.operation).collect::<Vec<_>>()
     );
 }
+
+/// A day relative to today (UTC), as the API writes days.
+fn day(offset: i64) -> String {
+    (time::OffsetDateTime::now_utc().date() + time::Duration::days(offset)).to_string()
+}
+
+/// The next message of a signal stream, waiting at most 20 s.
+async fn next_change(
+    stream: &mut tonic::Streaming<pb::SubscribeSignalsResponse>,
+) -> pb::SubscribeSignalsResponse {
+    tokio::time::timeout(std::time::Duration::from_secs(20), stream.message())
+        .await
+        .expect("a change within 20 s")
+        .unwrap()
+        .unwrap()
+}
+
+/// A supporter (here the family itself) follows signals live: every open one first, then each
+/// appearing and clearing as events arrive; for one household or the whole caseload.
+#[tokio::test]
+async fn signals_stream_to_whoever_follows_them_as_they_appear_and_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut api = api(&server).await;
+    let s = scenario_two(&mut api).await;
+    let h = s.household.as_str();
+    // The whole caseload: every open signal of the family, as ListSignals gives them.
+    let open = api
+        .list_signals(pb::ListSignalsRequest {
+            household_id: h.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .signals;
+    assert!(!open.is_empty());
+    let mut caseload = api
+        .subscribe_signals(pb::SubscribeSignalsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    for _ in 0..open.len() {
+        let message = next_change(&mut caseload).await;
+        assert_eq!(message.household_id, h);
+        assert_eq!(message.change, pb::SignalChange::Appeared as i32);
+        seen.push(message.signal.unwrap());
+    }
+    seen.sort_by(|a, b| (a.kind, &a.due_date).cmp(&(b.kind, &b.due_date)));
+    let mut expected = open.clone();
+    expected.sort_by(|a, b| (a.kind, &a.due_date).cmp(&(b.kind, &b.due_date)));
+    assert_eq!(seen, expected);
+
+    // One household, check-ins only: nothing open yet; a low check-in appears, the coach's
+    // contact clears it.
+    let mut low = api
+        .subscribe_signals(pb::SubscribeSignalsRequest {
+            household_id: h.into(),
+            kinds: vec![pb::SignalKind::CheckInLow as i32],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    api.record_check_in(pb::RecordCheckInRequest {
+        household_id: h.into(),
+        member_id: s.teen.clone(),
+        date: day(-2),
+        rating: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let appeared = next_change(&mut low).await;
+    assert_eq!(appeared.change, pb::SignalChange::Appeared as i32);
+    assert_eq!(
+        appeared.signal.as_ref().unwrap().kind,
+        pb::SignalKind::CheckInLow as i32
+    );
+    // The caseload stream sees it too.
+    let also = next_change(&mut caseload).await;
+    assert_eq!(also.signal, appeared.signal);
+    api.create_logbook_entry(pb::CreateLogbookEntryRequest {
+        household_id: h.into(),
+        supporter_contact_id: s.coach.clone(),
+        date: day(-1),
+        minutes: 30,
+        contact_mode: pb::ContactMode::Phone as i32,
+        tasks: vec![pb::SupporterTask::ListeningEar as i32],
+        summary: "even gebeld".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let cleared = next_change(&mut low).await;
+    assert_eq!(cleared.change, pb::SignalChange::Cleared as i32);
+    assert_eq!(cleared.signal, appeared.signal);
+    drop(caseload);
+
+    // Someone without a household to see gets no stream.
+    let mut stranger = HouseholdServiceClient::new(server.signed("zorgverlener").await);
+    let refused = stranger
+        .subscribe_signals(pb::SubscribeSignalsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    let refused = stranger
+        .subscribe_signals(pb::SubscribeSignalsRequest {
+            household_id: h.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+}

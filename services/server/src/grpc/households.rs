@@ -6,7 +6,7 @@ use super::convert::{self as c, Vocabulary};
 use super::forward::{Next, Step, forward};
 use super::status::{from_app_error, invalid_argument};
 use crate::auth::layer::Calling;
-use crate::households::{CommandContext, Executed, Households};
+use crate::households::{AppError, CommandContext, Executed, Households};
 use naast_domain::Command;
 use naast_domain::access::{Action, ReadKind, View};
 use naast_domain::ids::{AgreementId, GoalId, PlanId};
@@ -390,6 +390,148 @@ pub(super) type Answer<T> = Result<Response<T>, Status>;
 
 type TimelineStream =
     Pin<Box<dyn Stream<Item = Result<pb::SubscribeTimelineResponse, Status>> + Send>>;
+type SignalStream =
+    Pin<Box<dyn Stream<Item = Result<pb::SubscribeSignalsResponse, Status>> + Send>>;
+
+/// How often an open signal stream looks whether the day has turned in the Netherlands.
+const DAY_TURN_CHECK: Duration = Duration::from_secs(60);
+
+/// The open signals of one household, by what identifies each.
+type OpenSignals = std::collections::BTreeMap<
+    (
+        naast_domain::signals::SignalKind,
+        naast_domain::signals::Cause,
+        Option<MemberId>,
+    ),
+    naast_domain::signals::Signal,
+>;
+
+/// What an open signal stream follows: the log, the households it watches with the signals the
+/// caller saw last, and the changes still to send.
+struct SignalSource {
+    events: Subscription,
+    households: Households,
+    calling: Calling,
+    kinds: Vec<naast_domain::signals::SignalKind>,
+    today: time::Date,
+    watched: std::collections::BTreeMap<HouseholdId, OpenSignals>,
+    pending: std::collections::VecDeque<pb::SubscribeSignalsResponse>,
+    tick: tokio::time::Interval,
+}
+
+impl SignalSource {
+    /// The signals of `household` the caller may see now; `None` when they may no longer see
+    /// its timeline (the refusal is recorded).
+    async fn visible(&self, household: HouseholdId) -> Result<Option<OpenSignals>, AppError> {
+        let view = match self
+            .households
+            .recheck(&self.calling, household, Action::Read(ReadKind::Timeline))
+            .await
+        {
+            Ok(access) => access.view,
+            Err(AppError::Denied(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (today, kinds) = (self.today, &self.kinds);
+        self.households
+            .inspect(household, |state, _| {
+                Some(open_signals(
+                    naast_domain::signals::visible_signals(state, today, &view),
+                    kinds,
+                ))
+            })
+            .await
+    }
+
+    /// Queues what changed in `household` since the caller last saw it.
+    async fn refresh(&mut self, household: HouseholdId) -> Result<(), AppError> {
+        let now = self.visible(household).await?;
+        let before = self.watched.remove(&household).unwrap_or_default();
+        let after = now.clone().unwrap_or_default();
+        let day = c::date_string(self.today);
+        let change = |kind: pb::SignalChange, signal: &naast_domain::signals::Signal| {
+            pb::SubscribeSignalsResponse {
+                household_id: household.to_string(),
+                change: kind as i32,
+                signal: Some(c::signal_to_proto(signal)),
+                as_of_date: day.clone(),
+            }
+        };
+        for (key, signal) in &before {
+            if !after.contains_key(key) {
+                self.pending
+                    .push_back(change(pb::SignalChange::Cleared, signal));
+            }
+        }
+        for (key, signal) in &after {
+            if before.get(key) != Some(signal) {
+                self.pending
+                    .push_back(change(pb::SignalChange::Appeared, signal));
+            }
+        }
+        if now.is_some() {
+            self.watched.insert(household, after);
+        }
+        Ok(())
+    }
+}
+
+fn open_signals(
+    signals: Vec<naast_domain::signals::Signal>,
+    kinds: &[naast_domain::signals::SignalKind],
+) -> OpenSignals {
+    signals
+        .into_iter()
+        .filter(|s| kinds.is_empty() || kinds.contains(&s.kind))
+        .map(|s| (s.key(), s))
+        .collect()
+}
+
+/// The next change of an open signal stream: a queued one, else what the next event of a
+/// watched household or the turn of the day brings.
+fn next_signal(source: &mut SignalSource) -> Next<'_, pb::SubscribeSignalsResponse> {
+    Box::pin(async move {
+        if let Some(change) = source.pending.pop_front() {
+            return Step::Send(Ok(change));
+        }
+        if source.watched.is_empty() {
+            // Nothing left that the caller may see.
+            return Step::Send(Err(Status::permission_denied(
+                "stream ended: no household of it may be seen any longer",
+            )));
+        }
+        tokio::select! {
+            event = source.events.next() => {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(e) => return Step::Send(Err(super::status::from_log_error(e))),
+                };
+                let Some(household) = HouseholdId::of_stream(&event.stream_id)
+                    .filter(|h| source.watched.contains_key(h))
+                else {
+                    return Step::Skip;
+                };
+                if let Err(e) = source.refresh(household).await {
+                    return Step::Send(Err(from_app_error(e)));
+                }
+            }
+            _ = source.tick.tick() => {
+                let today = naast_domain::calendar::dutch_today();
+                if today == source.today {
+                    return Step::Skip;
+                }
+                source.today = today;
+                let households: Vec<HouseholdId> = source.watched.keys().copied().collect();
+                for household in households {
+                    if let Err(e) = source.refresh(household).await {
+                        return Step::Send(Err(from_app_error(e)));
+                    }
+                }
+            }
+        }
+        Step::Skip
+    })
+}
 
 /// Longest a subscription waits for the read model to catch up with one event.
 const PROJECTION_WAIT: Duration = Duration::from_secs(30);
@@ -1422,6 +1564,104 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
     }
 
     type SubscribeTimelineStream = TimelineStream;
+    type SubscribeSignalsStream = SignalStream;
+
+    async fn subscribe_signals(
+        &self,
+        request: Request<pb::SubscribeSignalsRequest>,
+    ) -> Answer<Self::SubscribeSignalsStream> {
+        let (calling, r) = split(request)?;
+        let kinds = naast_domain::signals::SignalKind::list("kinds", &r.kinds)?;
+        let today = naast_domain::calendar::dutch_today();
+        // Events from here on are looked at: none between the first look and the stream.
+        let events = self
+            .households
+            .log()
+            .subscribe_all(self.households.log().head());
+        let opened: Vec<(HouseholdId, OpenSignals)> = if r.household_id.is_empty() {
+            let crate::auth::layer::Calling::Caller(caller) = &calling else {
+                return Err(Status::failed_precondition(
+                    "a caseload is someone's: name a household, or turn authentication on",
+                ));
+            };
+            let principal = &caller.principal;
+            let candidates = self
+                .projections
+                .households_involving(&principal.identity, principal.organisation_claim())
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            self.households
+                .read_each(
+                    &calling,
+                    candidates,
+                    Action::Read(ReadKind::Timeline),
+                    |state, access| {
+                        open_signals(
+                            naast_domain::signals::visible_signals(state, today, &access.view),
+                            &kinds,
+                        )
+                    },
+                )
+                .await
+                .map_err(from_app_error)?
+        } else {
+            let id = household(&r.household_id)?;
+            let (_, (open, revision)) = self
+                .households
+                .guard_read(
+                    &calling,
+                    id,
+                    Action::Read(ReadKind::Timeline),
+                    Vec::new(),
+                    |state, revision, access| {
+                        (
+                            open_signals(
+                                naast_domain::signals::visible_signals(state, today, &access.view),
+                                &kinds,
+                            ),
+                            revision,
+                        )
+                    },
+                )
+                .await
+                .map_err(from_app_error)?;
+            if revision.is_none() {
+                return Err(Status::not_found(format!("household {id} not found")));
+            }
+            vec![(id, open)]
+        };
+        if opened.is_empty() {
+            return Err(Status::not_found(
+                "no household of the caller's caseload may be seen",
+            ));
+        }
+        let day = c::date_string(today);
+        let pending = opened
+            .iter()
+            .flat_map(|(id, open)| {
+                open.values().map(|signal| pb::SubscribeSignalsResponse {
+                    household_id: id.to_string(),
+                    change: pb::SignalChange::Appeared as i32,
+                    signal: Some(c::signal_to_proto(signal)),
+                    as_of_date: day.clone(),
+                })
+            })
+            .collect();
+        let mut tick = tokio::time::interval(DAY_TURN_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let expiry = calling.expiry();
+        let source = SignalSource {
+            events,
+            households: self.households.clone(),
+            calling,
+            kinds,
+            today,
+            watched: opened.into_iter().collect(),
+            pending,
+            tick,
+        };
+        let stream = forward(source, next_signal, self.shutdown.clone(), expiry);
+        Ok(Response::new(Box::pin(stream)))
+    }
 
     async fn subscribe_timeline(
         &self,
