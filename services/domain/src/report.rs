@@ -18,8 +18,8 @@
 
 use crate::event::{DomainEvent, Party};
 use crate::ids::{GoalId, HouseholdId, MemberId};
-use crate::measure::{Answer, Catalogue};
-use crate::state::{GoalStatus, Household};
+use crate::measure::Catalogue;
+use crate::state::{GoalStatus, Household, Measurement};
 use crate::vocab::{
     FamilyType, ItemKind, LifeDomain, MeasurementMoment, MemberRole, RespondentKind, SupportPhase,
     SupporterKind,
@@ -90,25 +90,6 @@ pub fn concerns(event: &DomainEvent) -> bool {
     )
 }
 
-/// Answers to an instrument, as a report counts them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Response {
-    /// Whom they are about.
-    pub member: MemberId,
-    /// Who answered.
-    pub respondent: Party,
-    /// As whom.
-    pub respondent_kind: RespondentKind,
-    /// The instrument's key.
-    pub instrument: String,
-    /// The moment, if it is one of the effect measurement.
-    pub moment: Option<MeasurementMoment>,
-    /// The day.
-    pub on: Date,
-    /// The answers.
-    pub answers: Vec<Answer>,
-}
-
 /// A goal, as a report counts it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GoalFact {
@@ -133,8 +114,8 @@ pub struct Row {
     pub family_type: Option<FamilyType>,
     /// The day support began, and the day it was handed over (while it stays so).
     pub support: Option<(Date, Option<Date>)>,
-    /// Measurements.
-    pub responses: Vec<Response>,
+    /// Measurements, as the household's state holds them.
+    pub responses: Vec<Measurement>,
     /// Goals.
     pub goals: Vec<GoalFact>,
     /// Minutes of supporters' logbook contacts, by day.
@@ -184,19 +165,7 @@ impl Row {
             supporter_kinds,
             family_type: state.family_type,
             support,
-            responses: state
-                .measurements
-                .iter()
-                .map(|m| Response {
-                    member: m.member,
-                    respondent: m.respondent,
-                    respondent_kind: m.respondent_kind,
-                    instrument: m.instrument.clone(),
-                    moment: m.moment,
-                    on: m.on,
-                    answers: m.answers.clone(),
-                })
-                .collect(),
+            responses: state.measurements.clone(),
             goals,
             minutes: state
                 .contact_minutes
@@ -345,7 +314,7 @@ fn party_bytes(party: &Party) -> [u8; 17] {
 /// One respondent about one member in one instrument.
 type Unit<'a> = (MemberId, [u8; 17], &'a str);
 /// The answers of a unit at the baseline and at the follow-up.
-type Pair<'a> = (Option<&'a Response>, Option<&'a Response>);
+type Pair<'a> = (Option<&'a Measurement>, Option<&'a Measurement>);
 
 /// One figure being summed up, with what each household put into it.
 #[derive(Default)]

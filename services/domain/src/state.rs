@@ -214,7 +214,7 @@ pub struct CheckIn {
 }
 
 /// Answers to a measurement instrument.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Measurement {
     /// Its id (a timeline entry's).
     pub id: EntryId,
