@@ -212,6 +212,7 @@ async fn turning_18_moves_care_from_jeugdwet_to_wmo_on_one_timeline() {
         .get_household(pb::GetHouseholdRequest {
             household_id: s.household.clone(),
             min_position: transition.position,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -435,6 +436,7 @@ async fn a_retried_command_acts_once_and_a_stale_one_is_aborted() {
         .get_household(pb::GetHouseholdRequest {
             household_id: s.household.clone(),
             min_position: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -458,6 +460,7 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
         .get_household(pb::GetHouseholdRequest {
             household_id: s.household.clone(),
             min_position: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -537,7 +540,8 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
         "unknown household read",
         api.get_household(pb::GetHouseholdRequest {
             household_id: unknown.clone(),
-            min_position: 0
+            min_position: 0,
+            ..Default::default()
         }),
         Code::PermissionDenied,
         ""
@@ -1067,6 +1071,7 @@ async fn bad_requests_get_the_right_code_and_name_the_field() {
         .get_household(pb::GetHouseholdRequest {
             household_id: s.household.clone(),
             min_position: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -1908,4 +1913,80 @@ async fn signals_stream_to_whoever_follows_them_as_they_appear_and_clear() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+}
+
+/// The household as it stood then: before an amendment, the agreement's terms as they were
+/// agreed; after it, the new ones; before the household existed, nothing.
+#[tokio::test]
+async fn the_household_as_it_stood_before_and_after_an_amended_agreement() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut api = api(&server).await;
+    let s = scenario_two(&mut api).await;
+    let get = |as_of_date: &str, as_of_revision: Option<u64>| pb::GetHouseholdRequest {
+        household_id: s.household.clone(),
+        as_of_date: as_of_date.into(),
+        as_of_revision,
+        ..Default::default()
+    };
+    let before = api.get_household(get("", None)).await.unwrap().into_inner();
+    let before = before.household.unwrap();
+    let agreed = before
+        .agreements
+        .iter()
+        .find(|a| a.agreement_id == s.agreement)
+        .unwrap()
+        .clone();
+    let mut terms = agreed.terms.clone().unwrap();
+    terms.title = "Begeleiding, nu twee keer per week".into();
+    api.amend_agreement(pb::AmendAgreementRequest {
+        household_id: s.household.clone(),
+        agreement_id: s.agreement.clone(),
+        terms: Some(terms.clone()),
+        reason: "meer nodig".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let title = |h: &pb::Household| {
+        h.agreements
+            .iter()
+            .find(|a| a.agreement_id == s.agreement)
+            .and_then(|a| a.terms.as_ref())
+            .map(|t| t.title.clone())
+            .unwrap()
+    };
+    let now = api.get_household(get("", None)).await.unwrap().into_inner();
+    let now = now.household.unwrap();
+    assert_eq!(title(&now), terms.title);
+    assert_eq!(now.revision, before.revision + 1);
+    let then = api
+        .get_household(get("", Some(before.revision)))
+        .await
+        .unwrap()
+        .into_inner()
+        .household
+        .unwrap();
+    assert_eq!(then, before, "the household as it stood at that revision");
+    assert_eq!(title(&then), agreed.terms.unwrap().title);
+
+    // Before the household was registered there is nothing to show; a revision not yet
+    // reached, or a day and a revision together, are refused naming the field.
+    let none = api
+        .get_household(get("1999-01-01", None))
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::NotFound);
+    for (request, field) in [
+        (get("", Some(now.revision + 1)), "as_of_revision"),
+        (get("2026-01-01", Some(1)), "as_of_revision"),
+        (get("gisteren", None), "as_of_date"),
+    ] {
+        let status = api.get_household(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(
+            status.get_details_bad_request().unwrap().field_violations[0].field,
+            field
+        );
+    }
 }

@@ -377,6 +377,7 @@ async fn the_family_decides_who_sees_what_and_sees_who_looked() {
             .get_household(pb::GetHouseholdRequest {
                 household_id: household.clone(),
                 min_position: 0,
+                ..Default::default()
             })
             .await
             .expect_err(who);

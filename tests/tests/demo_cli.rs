@@ -155,6 +155,7 @@ async fn the_demo_can_keep_serving_its_data() {
         .get_household(pb::GetHouseholdRequest {
             household_id: household,
             min_position: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -405,6 +405,7 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
             api.get_household(pb::GetHouseholdRequest {
                 household_id: household,
                 min_position: 0,
+                ..Default::default()
             })
             .await
             .unwrap()

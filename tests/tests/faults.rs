@@ -142,6 +142,7 @@ async fn a_full_disk_loses_nothing_acknowledged_and_hangs_nothing() {
         .get_household(pb::GetHouseholdRequest {
             household_id: home.clone(),
             min_position: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -31,6 +31,7 @@ async fn goals(api: &mut Api, household: &str) -> Vec<pb::Goal> {
     api.get_household(pb::GetHouseholdRequest {
         household_id: household.into(),
         min_position: 0,
+        ..Default::default()
     })
     .await
     .unwrap()
@@ -170,6 +171,7 @@ async fn huge_values_are_quoted_short_and_the_nil_uuid_names_nothing() {
         .get_household(pb::GetHouseholdRequest {
             household_id: huge.clone(),
             min_position: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -40,6 +40,7 @@ async fn a_flood_of_bad_tokens_from_one_address_is_limited_and_recorded_once() {
             .get_household(pb::GetHouseholdRequest {
                 household_id: uuid::Uuid::now_v7().to_string(),
                 min_position: 0,
+                ..Default::default()
             })
             .await
             .unwrap_err();

@@ -809,6 +809,7 @@ async fn print_timeline(family: &mut Family, out: &mut impl std::io::Write) -> D
         .get_household(pb::GetHouseholdRequest {
             household_id: family.household.clone(),
             min_position: 0,
+            ..Default::default()
         })
         .await?
         .into_inner()

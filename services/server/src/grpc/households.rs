@@ -198,8 +198,8 @@ fn household_to_proto(
     state: &naast_domain::Household,
     revision: u64,
     view: Option<&View>,
+    today: time::Date,
 ) -> pb::Household {
-    let today = naast_domain::calendar::dutch_today();
     let plans_visible = view.is_some_and(View::plans);
     pb::Household {
         household_id: id.to_string(),
@@ -567,8 +567,18 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
     ) -> Answer<pb::GetHouseholdResponse> {
         let (calling, r) = split(request)?;
         let id = household(&r.household_id)?;
+        let as_of = c::optional_date("as_of_date", &r.as_of_date)?;
+        if as_of.is_some() && r.as_of_revision.is_some() {
+            return Err(invalid_argument(
+                "as_of_revision",
+                "give a day or a revision to look back to, not both",
+            ));
+        }
         self.reach(r.min_position).await?;
-        let (_, household) = self
+        let today = naast_domain::calendar::dutch_today();
+        // Decided on the household as it is now: the family's consent today governs what of
+        // its past anyone sees.
+        let (_, (now, view, revision)) = self
             .households
             .guard_read(
                 &calling,
@@ -577,13 +587,62 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                 Vec::new(),
                 |state, revision, _| {
                     let view = timeline_view(&calling, state);
-                    revision
-                        .filter(|_| state.registered)
-                        .map(|revision| household_to_proto(id, state, revision, view.as_ref()))
+                    let revision = revision.filter(|_| state.registered);
+                    let now = revision.map(|revision| {
+                        household_to_proto(
+                            id,
+                            state,
+                            revision,
+                            view.as_ref(),
+                            as_of.unwrap_or(today),
+                        )
+                    });
+                    (now, view, revision)
                 },
             )
             .await
             .map_err(from_app_error)?;
+        let Some(current) = revision else {
+            return Err(Status::not_found(format!("household {id} not found")));
+        };
+        // A day before today, or an earlier revision: the household as it stood then.
+        let then = match (as_of.filter(|day| *day < today), r.as_of_revision) {
+            (Some(day), _) => Some((
+                self.households
+                    .state_on(id, day, current)
+                    .map_err(from_app_error)?,
+                day,
+            )),
+            (None, Some(until)) if until > current => {
+                return Err(invalid_argument(
+                    "as_of_revision",
+                    format!("the household is at revision {current}, not yet {until}"),
+                ));
+            }
+            (None, Some(until)) => Some((
+                (
+                    self.households
+                        .state_at(id, until)
+                        .map_err(from_app_error)?,
+                    Some(until),
+                ),
+                today,
+            )),
+            (None, None) => None,
+        };
+        let household = match then {
+            None => now,
+            Some(((state, revision), day)) => match revision.filter(|_| state.registered) {
+                Some(revision) => {
+                    Some(household_to_proto(id, &state, revision, view.as_ref(), day))
+                }
+                None => {
+                    return Err(Status::not_found(format!(
+                        "household {id} had no record yet then"
+                    )));
+                }
+            },
+        };
         let household =
             household.ok_or_else(|| Status::not_found(format!("household {id} not found")))?;
         Ok(Response::new(pb::GetHouseholdResponse {
