@@ -681,7 +681,7 @@ pub async fn grant_platform(
         .grant_id
 }
 
-/// A goal about housing for `owner` (a member) in `household`, through `api`.
+/// A goal about housing for `owner` (a member) in `household`, through `api`: its id.
 pub async fn create_goal(
     api: &mut naast_proto::pb::household_service_client::HouseholdServiceClient<
         naast_proto::client::Signed,
@@ -689,7 +689,7 @@ pub async fn create_goal(
     household: &str,
     owner: &str,
     title: &str,
-) {
+) -> String {
     use naast_proto::pb;
     api.create_goal(pb::CreateGoalRequest {
         household_id: household.into(),
@@ -699,7 +699,26 @@ pub async fn create_goal(
         ..Default::default()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e:?}"));
+    .unwrap_or_else(|e| panic!("{e:?}"))
+    .into_inner()
+    .goal_id
+}
+
+/// Runs `naast replay` on `data_dir` (the server stopped), checks it succeeded, and returns
+/// what it said.
+pub fn replay(data_dir: &Path) -> String {
+    let replay = Command::new(workspace_bin("naast"))
+        .args(["replay", "--data-dir"])
+        .arg(data_dir)
+        .env("NAAST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run naast replay: {e}"));
+    assert!(
+        replay.status.success(),
+        "naast replay failed: {}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    String::from_utf8_lossy(&replay.stdout).into_owned()
 }
 
 /// The change feed of the `pgo` persona's platform after `after` (from the start when `None`),

@@ -1114,18 +1114,7 @@ async fn the_timeline_is_the_same_after_a_kill_a_restart_and_a_replay() {
     assert_eq!(whole_timeline(&mut client, &s.household).await, before);
     drop(server);
 
-    let replay = std::process::Command::new(naast_tests::workspace_bin("naast"))
-        .args(["replay", "--data-dir"])
-        .arg(dir.path())
-        .env("NAAST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
-    let said = String::from_utf8_lossy(&replay.stdout);
+    let said = naast_tests::replay(dir.path());
     assert!(
         said.contains(&format!(
             "{} events projected",

@@ -163,18 +163,7 @@ async fn family(api: &mut Api, n: u32, family_type: pb::FamilyType, t1: Option<u
         .await
         .unwrap();
     }
-    let goal = api
-        .create_goal(pb::CreateGoalRequest {
-            household_id: household.clone(),
-            owner_member_id: client.clone(),
-            title: "Een passende woonplek".into(),
-            life_domains: vec![pb::LifeDomain::Housing as i32],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .goal_id;
+    let goal = naast_tests::create_goal(api, &household, &client, "Een passende woonplek").await;
     let achieved = n.is_multiple_of(2);
     if achieved {
         api.achieve_goal(pb::AchieveGoalRequest {
@@ -356,17 +345,7 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
     // A rebuild of the read models gives the same report rows: after a restart and `naast
     // replay`, the same report is answered with the same figures.
     assert!(server.terminate().success());
-    let replay = std::process::Command::new(naast_tests::workspace_bin("naast"))
-        .args(["replay", "--data-dir"])
-        .arg(dir.path())
-        .env("NAAST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    naast_tests::replay(dir.path());
     let server = Server::start(dir.path());
     let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
     let mut evaluator = EvaluationServiceClient::new(server.signed("evaluator").await);

@@ -225,25 +225,30 @@ impl Evaluation {
             cohort.baseline.wire_name(),
             cohort.follow_up.wire_name(),
         );
-        let record = |outcome, reason: Option<String>| async move {
-            let Calling::Caller(caller) = calling else {
-                return Ok(());
-            };
-            let mut record = caller.record(outcome);
-            record.objects = vec![about.clone()];
-            match reason {
-                Some(reason) => record.reason = Some(reason),
-                None => record.basis = vec!["role:evaluator".to_owned()],
+        // Recorded in the audit log, allowed or refused (a refusal answers `Denied`).
+        let record = |refusal: Option<String>| async move {
+            match calling {
+                Calling::Caller(caller) => {
+                    caller
+                        .role_operation(
+                            self.audit_log()?,
+                            None,
+                            vec![about.clone()],
+                            refusal.as_deref(),
+                            "role:evaluator",
+                        )
+                        .await
+                }
+                Calling::Unguarded => refusal.map_or(Ok(()), |r| Err(AppError::Denied(r))),
             }
-            self.audit_log()?.record(&record).await?;
-            Ok::<_, AppError>(())
         };
         if let Calling::Caller(caller) = calling
             && caller.principal.role != PrincipalRole::Evaluator
         {
-            let reason = "the effect report is for programme evaluators".to_owned();
-            record(audit::Outcome::Denied, Some(reason.clone())).await?;
-            return Err(AppError::Denied(reason));
+            const FOR_EVALUATORS: &str = "the effect report is for programme evaluators";
+            // A refusal is recorded, then answered as `Denied`.
+            record(Some(FOR_EVALUATORS.to_owned())).await?;
+            return Err(AppError::Denied(FOR_EVALUATORS.to_owned()));
         }
         if cohort.from > cohort.to {
             return Err(DomainError::invalid("to_date", "the period ends before it begins").into());
@@ -291,8 +296,12 @@ impl Evaluation {
                 },
                 report::MIN_CELL
             );
-            record(audit::Outcome::Denied, Some(reason.clone())).await?;
-            return Err(DomainError::FailedPrecondition(reason).into());
+            // Recorded as refused, and answered as what it is: a precondition the earlier
+            // reports set, not a lack of permission.
+            return Err(match record(Some(reason.clone())).await {
+                Ok(()) | Err(AppError::Denied(_)) => DomainError::FailedPrecondition(reason).into(),
+                Err(e) => e,
+            });
         }
         if !report.fingerprint.is_empty() {
             let bytes = encode_fingerprint(&report.fingerprint);
@@ -308,7 +317,7 @@ impl Evaluation {
             }
         }
         drop(answered);
-        record(audit::Outcome::Allowed, None).await?;
+        record(None).await?;
         Ok(report)
     }
 

@@ -806,9 +806,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
             life_domains,
             summary,
         } => {
-            if household.entries.contains(&entry) {
-                return Err(DomainError::exists("entry_id", "logbook entry", entry));
-            }
+            new_entry(household, "entry_id", "logbook entry", entry)?;
             let contact = existing_contact(household, "supporter_contact_id", supporter)?;
             if contact.details.kind != ContactKind::Supporter {
                 return Err(DomainError::invalid(
@@ -846,9 +844,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
             text,
             life_domains,
         } => {
-            if household.entries.contains(&note) {
-                return Err(DomainError::exists("note_id", "note", note));
-            }
+            new_entry(household, "note_id", "note", note)?;
             if let Some(member) = about {
                 existing_member(household, "about_member_id", member)?;
             }
@@ -869,9 +865,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
             rating,
             note,
         } => {
-            if household.entries.contains(&check_in) {
-                return Err(DomainError::exists("check_in_id", "check-in", check_in));
-            }
+            new_entry(household, "check_in_id", "check-in", check_in)?;
             existing_member(household, "member_id", member)?;
             existing_member(household, "respondent_member_id", respondent)?;
             v::date("date", on)?;
@@ -899,13 +893,7 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
             on,
             answers,
         } => {
-            if household.entries.contains(&measurement) {
-                return Err(DomainError::exists(
-                    "measurement_id",
-                    "measurement",
-                    measurement,
-                ));
-            }
+            new_entry(household, "measurement_id", "measurement", measurement)?;
             existing_member(household, "member_id", member)?;
             respondent_fits(household, respondent, instrument.respondent)?;
             v::date("date", on)?;
@@ -943,6 +931,20 @@ pub fn decide(household: &Household, command: Command) -> Result<Vec<DomainEvent
         C::ObjectToEvaluation { objects } => E::EvaluationObjectionSet { objects },
     };
     Ok(vec![event])
+}
+
+/// Refuses `id` for a new timeline entry (logbook entry, note, check-in, measurement) when the
+/// household has an entry with it already.
+fn new_entry(
+    household: &Household,
+    field: &str,
+    what: &'static str,
+    id: EntryId,
+) -> Result<(), DomainError> {
+    if household.entries.contains(&id) {
+        return Err(DomainError::exists(field, what, id));
+    }
+    Ok(())
 }
 
 /// Whether `respondent` is someone who answers an instrument meant for `kind`: a client member,

@@ -635,124 +635,147 @@ fn one(value: f64) -> String {
     format!("{value:.1}")
 }
 
-/// The report as CSV (RFC 4180, comma-separated, a header line), one line per figure:
-/// `section,instrument,item,respondent,life_domain,n,households,before,after,difference,percent_change,wants_change_before,wants_change_after,goals,achieved,minutes_per_household_per_week,yearly_cost_per_household_eur,suppressed`.
-/// A suppressed figure has its counts and values empty and `suppressed` = `true`.
-pub fn to_csv(report: &Report) -> String {
-    const HEADER: &str = "section,instrument,item,respondent,life_domain,n,households,before,after,difference,percent_change,wants_change_before,wants_change_after,goals,achieved,minutes_per_household_per_week,yearly_cost_per_household_eur,suppressed";
-    let mut out = String::from(HEADER);
-    out.push_str("\r\n");
-    let mut line = |fields: [String; 18]| {
+/// One line of the report's CSV: the fields a figure has, the others empty.
+#[derive(Default)]
+struct CsvLine {
+    section: &'static str,
+    instrument: String,
+    item: String,
+    respondent: String,
+    life_domain: String,
+    n: String,
+    households: String,
+    before: String,
+    after: String,
+    difference: String,
+    percent_change: String,
+    wants_change_before: String,
+    wants_change_after: String,
+    goals: String,
+    achieved: String,
+    minutes_per_household_per_week: String,
+    yearly_cost_per_household_eur: String,
+    suppressed: bool,
+}
+
+impl CsvLine {
+    fn write(self, out: &mut String) {
+        let fields = [
+            self.section.to_owned(),
+            self.instrument,
+            self.item,
+            self.respondent,
+            self.life_domain,
+            self.n,
+            self.households,
+            self.before,
+            self.after,
+            self.difference,
+            self.percent_change,
+            self.wants_change_before,
+            self.wants_change_after,
+            self.goals,
+            self.achieved,
+            self.minutes_per_household_per_week,
+            self.yearly_cost_per_household_eur,
+            self.suppressed.to_string(),
+        ];
         let quoted: Vec<String> = fields
-            .iter()
+            .into_iter()
             .map(|f| {
                 if f.contains([',', '"', '\r', '\n']) {
                     format!("\"{}\"", f.replace('"', "\"\""))
                 } else {
-                    f.clone()
+                    f
                 }
             })
             .collect();
         out.push_str(&quoted.join(","));
         out.push_str("\r\n");
-    };
-    let empty = String::new;
-    line([
-        "cohort".into(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        report.households.map_or_else(empty, |h| h.to_string()),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        report.households.is_none().to_string(),
-    ]);
+    }
+}
+
+/// The report as CSV (RFC 4180, comma-separated, a header line), one line per figure:
+/// `section,instrument,item,respondent,life_domain,n,households,before,after,difference,percent_change,wants_change_before,wants_change_after,goals,achieved,minutes_per_household_per_week,yearly_cost_per_household_eur,suppressed`.
+/// A suppressed figure has its counts and values empty and `suppressed` = `true`.
+pub fn to_csv(report: &Report) -> String {
+    const HEADER: &str = "section,instrument,item,respondent,life_domain,n,households,before,after,difference,percent_change,wants_change_before,wants_change_after,goals,achieved,minutes_per_household_per_week,yearly_cost_per_household_eur,suppressed";
+    let mut out = format!("{HEADER}\r\n");
+    CsvLine {
+        section: "cohort",
+        households: report.households.map(|h| h.to_string()).unwrap_or_default(),
+        suppressed: report.households.is_none(),
+        ..CsvLine::default()
+    }
+    .write(&mut out);
     for indicator in &report.indicators {
-        let f = indicator.figures.as_ref();
-        line([
-            "indicator".into(),
-            indicator.instrument.clone(),
-            indicator.item.clone(),
-            indicator.respondent.wire_name().into(),
-            indicator
+        let line = CsvLine {
+            section: "indicator",
+            instrument: indicator.instrument.clone(),
+            item: indicator.item.clone(),
+            respondent: indicator.respondent.wire_name().into(),
+            life_domain: indicator
                 .life_domain
-                .map_or_else(empty, |d| d.wire_name().into()),
-            f.map_or_else(empty, |f| f.n.to_string()),
-            f.map_or_else(empty, |f| f.households.to_string()),
-            f.map_or_else(empty, |f| one(f.mean_before)),
-            f.map_or_else(empty, |f| one(f.mean_after)),
-            f.map_or_else(empty, |f| one(f.difference)),
-            f.map_or_else(empty, |f| one(f.percent_change)),
-            f.and_then(|f| f.wants_change)
-                .map_or_else(empty, |w| one(w.0 * 100.0)),
-            f.and_then(|f| f.wants_change)
-                .map_or_else(empty, |w| one(w.1 * 100.0)),
-            empty(),
-            empty(),
-            empty(),
-            empty(),
-            f.is_none().to_string(),
-        ]);
+                .map(|d| d.wire_name().to_owned())
+                .unwrap_or_default(),
+            suppressed: indicator.figures.is_none(),
+            ..CsvLine::default()
+        };
+        match &indicator.figures {
+            None => line,
+            Some(f) => CsvLine {
+                n: f.n.to_string(),
+                households: f.households.to_string(),
+                before: one(f.mean_before),
+                after: one(f.mean_after),
+                difference: one(f.difference),
+                percent_change: one(f.percent_change),
+                wants_change_before: f.wants_change.map(|w| one(w.0 * 100.0)).unwrap_or_default(),
+                wants_change_after: f.wants_change.map(|w| one(w.1 * 100.0)).unwrap_or_default(),
+                ..line
+            },
+        }
+        .write(&mut out);
     }
     for goals in &report.goals {
-        let f = goals.figures;
-        line([
-            "goals".into(),
-            empty(),
-            empty(),
-            if goals.clients {
-                RespondentKind::Client
-            } else {
-                RespondentKind::Relative
-            }
-            .wire_name()
-            .into(),
-            goals.life_domain.wire_name().into(),
-            empty(),
-            f.map_or_else(empty, |f| f.0.to_string()),
-            empty(),
-            empty(),
-            empty(),
-            empty(),
-            empty(),
-            empty(),
-            f.map_or_else(empty, |f| f.1.to_string()),
-            f.map_or_else(empty, |f| f.2.to_string()),
-            empty(),
-            empty(),
-            f.is_none().to_string(),
-        ]);
+        let owner = if goals.clients {
+            RespondentKind::Client
+        } else {
+            RespondentKind::Relative
+        };
+        let line = CsvLine {
+            section: "goals",
+            respondent: owner.wire_name().into(),
+            life_domain: goals.life_domain.wire_name().into(),
+            suppressed: goals.figures.is_none(),
+            ..CsvLine::default()
+        };
+        match goals.figures {
+            None => line,
+            Some((households, worked_on, achieved)) => CsvLine {
+                households: households.to_string(),
+                goals: worked_on.to_string(),
+                achieved: achieved.to_string(),
+                ..line
+            },
+        }
+        .write(&mut out);
     }
-    let s = report.support.as_ref();
-    line([
-        "support".into(),
-        empty(),
-        empty(),
-        RespondentKind::Supporter.wire_name().into(),
-        empty(),
-        empty(),
-        s.map_or_else(empty, |s| s.households.to_string()),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        empty(),
-        s.map_or_else(empty, |s| one(s.minutes_per_household_per_week)),
-        s.map_or_else(empty, |s| format!("{:.0}", s.yearly_cost_per_household_eur)),
-        s.is_none().to_string(),
-    ]);
+    let line = CsvLine {
+        section: "support",
+        respondent: RespondentKind::Supporter.wire_name().into(),
+        suppressed: report.support.is_none(),
+        ..CsvLine::default()
+    };
+    match &report.support {
+        None => line,
+        Some(s) => CsvLine {
+            households: s.households.to_string(),
+            minutes_per_household_per_week: one(s.minutes_per_household_per_week),
+            yearly_cost_per_household_eur: format!("{:.0}", s.yearly_cost_per_household_eur),
+            ..line
+        },
+    }
+    .write(&mut out);
     out
 }

@@ -120,6 +120,20 @@ impl Caller {
         objects: Vec<String>,
         refusal: Option<&str>,
     ) -> Result<(), AppError> {
+        self.role_operation(auditor, household, objects, refusal, "role:admin")
+            .await
+    }
+
+    /// As [`Caller::admin_operation`], for an operation allowed on another role's `basis`
+    /// (`role:evaluator`, say).
+    pub async fn role_operation(
+        &self,
+        auditor: &Auditor,
+        household: Option<naast_domain::ids::HouseholdId>,
+        objects: Vec<String>,
+        refusal: Option<&str>,
+        basis: &str,
+    ) -> Result<(), AppError> {
         let mut record = self.record(match refusal {
             Some(_) => audit::Outcome::Denied,
             None => audit::Outcome::Allowed,
@@ -128,7 +142,7 @@ impl Caller {
         record.objects = objects;
         match refusal {
             Some(reason) => record.reason = Some(reason.to_owned()),
-            None => record.basis = vec!["role:admin".to_owned()],
+            None => record.basis = vec![basis.to_owned()],
         }
         auditor.record(&record).await?;
         match refusal {

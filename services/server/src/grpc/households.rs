@@ -157,6 +157,29 @@ impl HouseholdApi {
         Ok(())
     }
 
+    /// For each household of the caller's caseload they may read the timeline of, what `f`
+    /// makes of it (each read recorded in the audit log); the caller must be signed in.
+    async fn read_caseload<R>(
+        &self,
+        calling: &Calling,
+        f: impl Fn(&naast_domain::Household, &naast_domain::access::Access) -> R,
+    ) -> Result<Vec<(HouseholdId, R)>, Status> {
+        let crate::auth::layer::Calling::Caller(caller) = calling else {
+            return Err(Status::failed_precondition(
+                "a caseload is someone's: it needs authentication to be on",
+            ));
+        };
+        let principal = &caller.principal;
+        let candidates = self
+            .projections
+            .households_involving(&principal.identity, principal.organisation_claim())
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.households
+            .read_each(calling, candidates, Action::Read(ReadKind::Timeline), f)
+            .await
+            .map_err(from_app_error)
+    }
+
     /// Waits until the log holds position `min_position` (if non-zero).
     async fn reach(&self, min_position: u64) -> Result<(), Status> {
         let log = self.households.log();
@@ -1544,11 +1567,6 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         let (calling, r) = split(request)?;
         let as_of = c::optional_date("as_of_date", &r.as_of_date)?
             .unwrap_or_else(naast_domain::calendar::dutch_today);
-        let crate::auth::layer::Calling::Caller(caller) = &calling else {
-            return Err(Status::failed_precondition(
-                "a caseload is someone's: it needs authentication to be on",
-            ));
-        };
         if r.min_position > 0 {
             self.reach(r.min_position).await?;
             self.projections
@@ -1556,21 +1574,11 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                 .await
                 .map_err(|e| Status::deadline_exceeded(e.to_string()))?;
         }
-        let principal = &caller.principal;
-        let candidates = self
-            .projections
-            .households_involving(&principal.identity, principal.organisation_claim())
-            .map_err(|e| Status::unavailable(e.to_string()))?;
         let mut entries = self
-            .households
-            .read_each(
-                &calling,
-                candidates,
-                Action::Read(ReadKind::Timeline),
-                |state, access| naast_domain::caseload::entry(state, as_of, &access.view),
-            )
-            .await
-            .map_err(from_app_error)?;
+            .read_caseload(&calling, |state, access| {
+                naast_domain::caseload::entry(state, as_of, &access.view)
+            })
+            .await?;
         entries.sort_by(|(_, a), (_, b)| {
             let due = |e: &naast_domain::caseload::CaseloadEntry| {
                 e.signals.first().map_or(time::Date::MAX, |s| s.due)
@@ -1638,30 +1646,13 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             .log()
             .subscribe_all(self.households.log().head());
         let opened: Vec<(HouseholdId, OpenSignals)> = if r.household_id.is_empty() {
-            let crate::auth::layer::Calling::Caller(caller) = &calling else {
-                return Err(Status::failed_precondition(
-                    "a caseload is someone's: name a household, or turn authentication on",
-                ));
-            };
-            let principal = &caller.principal;
-            let candidates = self
-                .projections
-                .households_involving(&principal.identity, principal.organisation_claim())
-                .map_err(|e| Status::unavailable(e.to_string()))?;
-            self.households
-                .read_each(
-                    &calling,
-                    candidates,
-                    Action::Read(ReadKind::Timeline),
-                    |state, access| {
-                        open_signals(
-                            naast_domain::signals::visible_signals(state, today, &access.view),
-                            &kinds,
-                        )
-                    },
+            self.read_caseload(&calling, |state, access| {
+                open_signals(
+                    naast_domain::signals::visible_signals(state, today, &access.view),
+                    &kinds,
                 )
-                .await
-                .map_err(from_app_error)?
+            })
+            .await?
         } else {
             let id = household(&r.household_id)?;
             let (_, (open, revision)) = self
