@@ -346,7 +346,7 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
     // replay`, the same report is answered with the same figures.
     assert!(server.terminate().success());
     naast_tests::replay(dir.path());
-    let server = Server::start(dir.path());
+    let mut server = Server::start(dir.path());
     let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
     let mut evaluator = EvaluationServiceClient::new(server.signed("evaluator").await);
     let again = report(&mut evaluator, cohort(pb::FamilyType::Unspecified))
@@ -354,8 +354,9 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
         .unwrap();
     assert_eq!(again, first);
 
-    // The last family's T1 arrives. The report now would differ from the one answered (before
-    // the restart) in that family alone: subtracting would show its answers.
+    // The last family's T1 arrives. The report now would differ from the one answered in that
+    // family alone: subtracting would show its answers. Refused also by a server started
+    // afresh, which has answered nothing itself: what was disclosed is kept on disk.
     let last = &families[5];
     measure(
         &mut api,
@@ -368,6 +369,10 @@ async fn an_evaluator_gets_the_effect_report_of_a_pilot_and_nothing_that_singles
     )
     .await
     .unwrap();
+    assert!(server.terminate().success());
+    let server = Server::start(dir.path());
+    let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
+    let mut evaluator = EvaluationServiceClient::new(server.signed("evaluator").await);
     let refused = report(&mut evaluator, cohort(pb::FamilyType::Unspecified))
         .await
         .unwrap_err();

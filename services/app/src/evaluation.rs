@@ -156,7 +156,11 @@ impl Evaluation {
     }
 
     fn find(&self, field: &str, key: &str, version: u32) -> Result<Instrument, AppError> {
-        self.catalogue().get(key, version).cloned().ok_or_else(|| {
+        let catalogue = self
+            .catalogue
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        catalogue.get(key, version).cloned().ok_or_else(|| {
             DomainError::not_found(
                 field,
                 "instrument",

@@ -119,11 +119,6 @@ impl Catalogue {
         }
     }
 
-    /// Whether the catalogue holds no instrument.
-    pub fn is_empty(&self) -> bool {
-        self.versions.is_empty()
-    }
-
     /// Checks `instrument` as the next version of its key and adds it.
     pub fn define(&mut self, instrument: Instrument) -> Result<(), DomainError> {
         self.check(&instrument)?;
@@ -135,7 +130,7 @@ impl Catalogue {
     }
 
     /// Whether `instrument` may be added as it is.
-    pub fn check(&self, instrument: &Instrument) -> Result<(), DomainError> {
+    fn check(&self, instrument: &Instrument) -> Result<(), DomainError> {
         key("instrument.key", &instrument.key)?;
         let previous = self.versions.get(&instrument.key).and_then(|v| v.last());
         let expected = previous.map_or(1, |p| p.version.saturating_add(1));

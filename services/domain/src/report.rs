@@ -119,7 +119,7 @@ pub struct Row {
     /// Goals.
     pub goals: Vec<GoalFact>,
     /// Minutes of supporters' logbook contacts, by day.
-    pub minutes: Vec<(Date, u32)>,
+    pub minutes: BTreeMap<Date, u32>,
 }
 
 impl Row {
@@ -167,11 +167,7 @@ impl Row {
             support,
             responses: state.measurements.clone(),
             goals,
-            minutes: state
-                .contact_minutes
-                .iter()
-                .map(|(d, m)| (*d, *m))
-                .collect(),
+            minutes: state.contact_minutes.clone(),
         })
     }
 }
@@ -481,8 +477,7 @@ pub fn effect<'a>(
         if let Some((start, end)) = supported {
             let spent: u64 = row
                 .minutes
-                .iter()
-                .filter(|(day, _)| start <= *day && *day <= end)
+                .range(start..=end)
                 .map(|(_, m)| u64::from(*m))
                 .sum();
             let days = u64::try_from((end - start).whole_days() + 1).unwrap_or(0);

@@ -437,7 +437,16 @@ impl Projections {
         let Some(last) = events.last() else {
             return Ok(());
         };
+        // Households are forgotten between batches only, so every one this batch touches is
+        // still known at its end.
+        if states.len() + events.len() > MAX_STATES {
+            states.clear();
+        }
         let mut batch = sled::Batch::default();
+        // The households whose report row this batch changes, each written once at its end
+        // (with whether its key may be made, as for its entries).
+        let mut report_rows: std::collections::BTreeMap<HouseholdId, bool> =
+            std::collections::BTreeMap::new();
         for recorded in events {
             let Some(household) = HouseholdId::of_stream(&recorded.stream_id) else {
                 continue; // not a household stream: raw integrator events have no timeline
@@ -493,6 +502,7 @@ impl Projections {
                     }
                 }
                 states.remove(&household);
+                report_rows.remove(&household);
                 continue;
             }
             let folded = state_before(
@@ -525,17 +535,7 @@ impl Projections {
             folded.dates.apply(&stored.event, day);
             folded.next = recorded.revision + 1;
             if naast_domain::report::concerns(&stored.event) {
-                let key = report_row_key(household);
-                match naast_domain::report::Row::of(&folded.state, &folded.dates) {
-                    Some(row) => {
-                        // Plain data: serialising cannot fail.
-                        let row = serde_json::to_vec(&row).unwrap_or_default();
-                        if let Some(row) = self.seal_row(household, &key, &row, create_key)? {
-                            batch.insert(key, row);
-                        }
-                    }
-                    None => batch.remove(key),
-                }
+                *report_rows.entry(household).or_default() |= create_key;
             }
             let value = StoredEntry {
                 position: recorded.position,
@@ -554,6 +554,22 @@ impl Projections {
                     day_key(household, value.entry.date, recorded.revision),
                     Vec::new(),
                 );
+            }
+        }
+        for (household, create_key) in report_rows {
+            let key = report_row_key(household);
+            let row = states
+                .get(&household)
+                .and_then(|f| naast_domain::report::Row::of(&f.state, &f.dates));
+            match row {
+                Some(row) => {
+                    // Plain data: serialising cannot fail.
+                    let row = serde_json::to_vec(&row).unwrap_or_default();
+                    if let Some(row) = self.seal_row(household, &key, &row, create_key)? {
+                        batch.insert(key, row);
+                    }
+                }
+                None => batch.remove(key),
             }
         }
         let checkpoint = last.position + 1;
@@ -622,9 +638,6 @@ fn state_before<'a>(
                     folded.dates.apply(&stored.event, day);
                 }
             }
-        }
-        if states.len() >= MAX_STATES {
-            states.clear();
         }
         states.insert(household, folded);
     }
