@@ -108,7 +108,7 @@ pub struct GoalFact {
 /// What one household contributes to effect reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Row {
-    /// The kinds of its supporters.
+    /// The kinds of its supporters, those who left included.
     pub supporter_kinds: Vec<SupporterKind>,
     /// Its family type.
     pub family_type: Option<FamilyType>,
@@ -131,7 +131,7 @@ impl Row {
         let mut supporter_kinds: Vec<SupporterKind> = state
             .contacts
             .values()
-            .filter(|c| !c.removed)
+            // A supporter who has left still supported the household then: its pilot keeps it.
             .filter_map(|c| c.details.supporter_kind)
             .collect();
         supporter_kinds.sort();
@@ -189,7 +189,8 @@ pub struct Cohort {
     pub follow_up: MeasurementMoment,
 }
 
-/// Figures of one indicator over pairs of answers.
+/// Figures of one indicator over pairs of answers (the follow-up in the period, the baseline
+/// before it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Paired {
     /// Pairs (one respondent about one member, at both moments).
@@ -411,7 +412,9 @@ pub fn effect<'a>(
         members.add(at, Fnv::new());
         // Pairs: one respondent about one member in one instrument, at both moments.
         let mut units: BTreeMap<Unit<'_>, Pair<'_>> = BTreeMap::new();
-        for response in row.responses.iter().filter(|r| within(r.on)) {
+        // A pair counts in the period its follow-up falls in; its baseline may lie before it
+        // (a T0 of last year, a T1 of this one).
+        for response in row.responses.iter().filter(|r| r.on <= cohort.to) {
             let unit = units
                 .entry((
                     response.member,
@@ -429,6 +432,9 @@ pub fn effect<'a>(
             let (Some(before), Some(after)) = pair else {
                 continue;
             };
+            if !within(after.on) || before.on > after.on {
+                continue;
+            }
             for answer in &before.answers {
                 let Some(later) = after.answers.iter().find(|a| a.item == answer.item) else {
                     continue;

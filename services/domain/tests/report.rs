@@ -33,6 +33,7 @@ struct Made {
     minutes: u32,
     client: MemberId,
     relative: MemberId,
+    supporter: ContactId,
 }
 
 /// A deterministic stream of numbers.
@@ -266,6 +267,7 @@ fn household(rng: &mut Lcg, kind: SupporterKind, family: FamilyType) -> Made {
         minutes,
         client,
         relative,
+        supporter,
     }
 }
 
@@ -338,6 +340,26 @@ fn the_report_gives_the_means_pairs_goals_and_minutes_of_its_cohort() {
     assert!((figures.mean_after - after).abs() < 1e-9);
     assert!((figures.difference - (after - before)).abs() < 1e-9);
     assert!((figures.percent_change - (after - before) / before * 100.0).abs() < 1e-9);
+    // A period of the second half of the year holds the T1s, not the T0s: the pairs count in
+    // it all the same.
+    let later = report::effect(
+        rows.iter().map(|(id, row)| (*id, row)),
+        &Cohort {
+            from: date!(2025 - 07 - 01),
+            ..cohort(Some(SupporterKind::LifeCourseCoach), None)
+        },
+        &catalogue,
+        RATE_CENTS,
+        TODAY,
+    );
+    let later = later
+        .indicators
+        .iter()
+        .find(|i| i.instrument == CLIENT && i.item == "leven")
+        .and_then(|i| i.figures.clone())
+        .unwrap();
+    assert_eq!(later.n as usize, pairs.len());
+    assert!((later.mean_before - before).abs() < 1e-9);
     // Answered at T0 only: no pairs, so nothing to show.
     let structuur = report
         .indicators
@@ -595,4 +617,23 @@ fn answers_that_do_not_fit_the_instrument_are_refused() {
         Command::SetFamilyType { family_type: None },
     );
     assert_eq!(made.state.family_type, None);
+}
+
+#[test]
+fn a_household_stays_in_its_pilot_after_its_supporter_left() {
+    let mut made = generate();
+    let kind = made[1].kind;
+    let mut dates = made[1].dates.clone();
+    let supporter = made[1].supporter;
+    step(
+        &mut made[1].state,
+        &mut dates,
+        TODAY,
+        Command::RemoveContact {
+            contact: supporter,
+            reason: "overgedragen".into(),
+        },
+    );
+    let row = Row::of(&made[1].state, &dates).unwrap();
+    assert_eq!(row.supporter_kinds, vec![kind]);
 }
