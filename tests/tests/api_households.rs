@@ -1787,6 +1787,24 @@ async fn a_supporter_sees_the_caseload_of_the_households_that_let_them_in_and_ea
         "{:?}",
         log.iter().map(|r| &r.operation).collect::<Vec<_>>()
     );
+
+    // The caseload is a read model: after `naast replay` it lists the same, figure for figure.
+    let on_day = pb::ListCaseloadRequest {
+        as_of_date: today.clone(),
+        ..Default::default()
+    };
+    let before = supporter
+        .list_caseload(on_day.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before.entries, listed.entries);
+    drop((api, consent, supporter, server));
+    naast_tests::replay(dir.path());
+    let server = Server::start(dir.path());
+    let mut supporter = HouseholdServiceClient::new(server.signed("ondersteuner").await);
+    let after = supporter.list_caseload(on_day).await.unwrap().into_inner();
+    assert_eq!(after, before);
 }
 
 /// A day relative to today (UTC), as the API writes days.
@@ -1972,6 +1990,260 @@ async fn the_household_as_it_stood_before_and_after_an_amended_agreement() {
         (get("gisteren", None), "as_of_date"),
     ] {
         let status = api.get_household(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(
+            status.get_details_bad_request().unwrap().field_violations[0].field,
+            field
+        );
+    }
+}
+
+/// What changed between two moments, and by whom: the parent amends the agreement, the
+/// supporter notes progress on a goal, the parent sets a new goal. From the revision before,
+/// each shows with its fields before and after and the one who recorded it; a supporter whose
+/// grant covers education and self-determination does not see the new health goal; between two days only what
+/// was dated between them counts (the summer the agreement was accepted).
+#[tokio::test]
+async fn what_changed_between_two_moments_and_by_whom() {
+    use naast_proto::pb::consent_service_client::ConsentServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut api = api(&server).await;
+    let mut supporter = HouseholdServiceClient::new(server.signed("ondersteuner").await);
+    let subject = |persona: &'static str| {
+        let server = &server;
+        async move {
+            ConsentServiceClient::new(server.signed(persona).await)
+                .get_caller(pb::GetCallerRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .identity
+                .unwrap()
+        }
+    };
+    let (parent, coach) = (subject("ouder").await, subject("ondersteuner").await);
+    let s = scenario_two(&mut api).await;
+    ConsentServiceClient::new(server.signed("ouder").await)
+        .grant_access(pb::GrantAccessRequest {
+            household_id: s.household.clone(),
+            grantee: Some(pb::Grantee {
+                kind: Some(pb::grantee::Kind::Person(coach.clone())),
+            }),
+            terms: Some(pb::GrantTerms {
+                scopes: vec![
+                    pb::AccessScope::ReadTimeline as i32,
+                    pb::AccessScope::WriteGoalsNotes as i32,
+                ],
+                life_domains: vec![
+                    pb::LifeDomain::Education as i32,
+                    pb::LifeDomain::SelfDetermination as i32,
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let start = api
+        .get_household(pb::GetHouseholdRequest {
+            household_id: s.household.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household
+        .unwrap()
+        .revision;
+
+    let view = api
+        .list_agreements(pb::ListAgreementsRequest {
+            household_id: s.household.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut terms = view.agreements[0]
+        .agreement
+        .as_ref()
+        .unwrap()
+        .terms
+        .clone()
+        .unwrap();
+    let agreed_title = terms.title.clone();
+    terms.title = "begeleiding drie middagen per week".into();
+    terms.end_date = "2026-06-30".into();
+    api.amend_agreement(pb::AmendAgreementRequest {
+        household_id: s.household.clone(),
+        agreement_id: s.agreement.clone(),
+        terms: Some(terms.clone()),
+        reason: "meer nodig".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    supporter
+        .note_goal_progress(pb::NoteGoalProgressRequest {
+            household_id: s.household.clone(),
+            goal_id: s.goal.clone(),
+            date: day(0),
+            note: "weekplanning hangt op de koelkast".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let health = api
+        .create_goal(pb::CreateGoalRequest {
+            household_id: s.household.clone(),
+            owner_member_id: s.teen.clone(),
+            title: "gezond eten".into(),
+            life_domains: vec![pb::LifeDomain::PhysicalHealth as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let last = health.result.unwrap();
+
+    let since = |from_revision: u64| pb::ListChangesRequest {
+        household_id: s.household.clone(),
+        from_revision: Some(from_revision),
+        min_position: last.position,
+        ..Default::default()
+    };
+    let changes = api.list_changes(since(start)).await.unwrap().into_inner();
+    assert_eq!(changes.from_revision, Some(start));
+    assert_eq!(changes.to_revision, last.revision);
+    let summary: Vec<(i32, &str, bool)> = changes
+        .changes
+        .iter()
+        .map(|c| (c.object, c.id.as_str(), c.added))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                pb::ChangedObject::Agreement as i32,
+                s.agreement.as_str(),
+                false
+            ),
+            (pb::ChangedObject::Goal as i32, s.goal.as_str(), false),
+            (
+                pb::ChangedObject::Goal as i32,
+                health.goal_id.as_str(),
+                true
+            ),
+        ]
+    );
+    let field = |change: &pb::HouseholdChange, name: &str| {
+        change
+            .fields
+            .iter()
+            .find(|f| f.field == name)
+            .map(|f| (f.before.clone(), f.after.clone()))
+    };
+    let amended = &changes.changes[0];
+    assert_eq!(amended.title, terms.title);
+    assert_eq!(
+        field(amended, "terms.title"),
+        Some((Some(agreed_title.clone()), Some(terms.title.clone())))
+    );
+    assert_eq!(
+        field(amended, "terms.end"),
+        Some((None, Some("2026-06-30".into())))
+    );
+    assert_eq!(field(amended, "terms.frequency"), None, "unchanged");
+    let by = |change: &pb::HouseholdChange| {
+        change
+            .events
+            .iter()
+            .map(|e| (e.event_type.clone(), e.actor.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        by(amended),
+        vec![("AgreementAmended".into(), parent.subject.clone())]
+    );
+    assert_eq!(
+        by(&changes.changes[1]),
+        vec![("GoalProgressNoted".into(), coach.subject.clone())]
+    );
+    assert_eq!(
+        field(&changes.changes[1], "progress_notes"),
+        Some((Some("0".into()), Some("1".into())))
+    );
+    assert_eq!(
+        field(&changes.changes[2], "title"),
+        Some((None, Some("gezond eten".into())))
+    );
+    assert!(
+        amended.events[0].summary.contains(&terms.title),
+        "{amended:?}"
+    );
+
+    // The supporter sees those domains only: the agreement that serves the education goal, and
+    // that goal; not the health goal.
+    let seen = supporter
+        .list_changes(since(start))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = seen.changes.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, vec![s.agreement.as_str(), s.goal.as_str()]);
+
+    // Between two days of the summer before: the agreement proposed on the 15th of August was
+    // accepted on the 20th, recorded that way long after.
+    let summer = api
+        .list_changes(pb::ListChangesRequest {
+            household_id: s.household.clone(),
+            from_date: "2025-08-16".into(),
+            to_date: "2025-08-31".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summer.changes.len(), 1, "{summer:?}");
+    assert_eq!(
+        field(&summer.changes[0], "status"),
+        Some((Some("Proposed".into()), Some("Accepted".into())))
+    );
+    assert_eq!(summer.changes[0].events[0].date, "2025-08-20");
+    assert_eq!(
+        summer.changes[0].title, agreed_title,
+        "its title as it was then, before today's amendment"
+    );
+
+    // Bad moments are refused, naming the field.
+    let moments =
+        |from_date: &str, from_revision, to_date: &str, to_revision| pb::ListChangesRequest {
+            household_id: s.household.clone(),
+            from_date: from_date.into(),
+            from_revision,
+            to_date: to_date.into(),
+            to_revision,
+            ..Default::default()
+        };
+    for (request, field) in [
+        (moments("", None, "", None), "from_date"),
+        (moments("2025-08-16", Some(1), "", None), "from_date"),
+        (moments("2025-08-16", None, "", Some(3)), "to_revision"),
+        (moments("", Some(1), "2025-08-31", None), "to_date"),
+        (moments("2025-08-31", None, "2025-08-16", None), "to_date"),
+        (moments("", Some(5), "", Some(4)), "to_revision"),
+        (
+            moments("", Some(1), "", Some(last.revision + 1)),
+            "to_revision",
+        ),
+        (
+            moments("", Some(last.revision + 1), "", None),
+            "from_revision",
+        ),
+        (moments("augustus", None, "", None), "from_date"),
+    ] {
+        let status = api.list_changes(request).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
         assert_eq!(
             status.get_details_bad_request().unwrap().field_violations[0].field,

@@ -147,6 +147,56 @@ struct Snapshot {
 /// one household take turns (it is the consistency boundary), others run in parallel.
 type Slot = Arc<tokio::sync::Mutex<Snapshot>>;
 
+/// A moment in a household's history, as a read looks back to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    /// The end of a Dutch day: the events dated on or before it as the timeline dates them (the
+    /// day an event names, else the day it was recorded or its `effective_date`).
+    Day(time::Date),
+    /// Right after this revision of the household's stream.
+    Revision(u64),
+}
+
+impl Moment {
+    /// Whether an event dated `date` at revision `revision` had happened by this moment.
+    /// A later moment of the same kind counts every event an earlier one does, and so does a
+    /// revision at or after the last event.
+    pub fn counts(self, date: time::Date, revision: u64) -> bool {
+        match self {
+            Moment::Day(day) => date <= day,
+            Moment::Revision(until) => revision <= until,
+        }
+    }
+}
+
+/// A household at two moments and the steps between them: see [`Households::between`].
+#[derive(Debug, Default)]
+pub struct Between {
+    /// The household at the first moment.
+    pub before: Household,
+    /// The last revision the first moment counts (`None`: nothing had happened yet).
+    pub before_revision: Option<u64>,
+    /// The household at the second moment.
+    pub after: Household,
+    /// The last revision the second moment counts.
+    pub after_revision: Option<u64>,
+    /// The events between them, in the order recorded.
+    pub events: Vec<Step>,
+}
+
+/// One event between two moments.
+#[derive(Debug)]
+pub struct Step {
+    /// As stored: revision, position, when and by whom it was recorded.
+    pub recorded: RecordedEvent,
+    /// The event.
+    pub event: DomainEvent,
+    /// The day the timeline dates it on.
+    pub date: time::Date,
+    /// Its line for people, as on the timeline.
+    pub summary: String,
+}
+
 /// Commands and reads over all households.
 #[derive(Clone)]
 pub struct Households {
@@ -686,6 +736,53 @@ impl Households {
             }
         })?;
         Ok(state)
+    }
+
+    /// The household at two moments, `from` and `to` (`from` within `to`: see [`Moment`]), with
+    /// the events that lead from one to the other: those `to` counts and `from` does not, in the
+    /// order recorded, each with its timeline entry (the day it is dated and its line for
+    /// people). Only events up to revision `until` count (those a read was decided on).
+    pub fn between(
+        &self,
+        household: HouseholdId,
+        from: Moment,
+        to: Moment,
+        until: u64,
+    ) -> Result<Between, AppError> {
+        let mut out = Between::default();
+        // The whole history, for what the timeline needs to date an event.
+        let mut all = Household::default();
+        self.each_event(household, 0, |recorded, stored| {
+            if recorded.revision > until {
+                return;
+            }
+            let happened = stored
+                .happened_on
+                .unwrap_or_else(|| naast_projections::recorded_on(&recorded));
+            let entry = naast_domain::timeline::entry(&all, &stored.event, happened);
+            all.apply(&stored.event);
+            let (in_from, in_to) = (
+                from.counts(entry.date, recorded.revision),
+                to.counts(entry.date, recorded.revision),
+            );
+            if in_from {
+                out.before.apply(&stored.event);
+                out.before_revision = Some(recorded.revision);
+            }
+            if in_to {
+                out.after.apply(&stored.event);
+                out.after_revision = Some(recorded.revision);
+                if !in_from {
+                    out.events.push(Step {
+                        recorded,
+                        event: stored.event,
+                        date: entry.date,
+                        summary: entry.summary,
+                    });
+                }
+            }
+        })?;
+        Ok(out)
     }
 
     /// The household event `recorded` opened and decoded; `None` when its household was erased

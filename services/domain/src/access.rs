@@ -16,7 +16,7 @@
 //! A household that does not exist and one the caller may not see are refused alike, so a
 //! refusal tells nothing about which households exist.
 
-use crate::event::{Grantee, Identity, Party};
+use crate::event::{Grantee, Identity, Party, Subject};
 use crate::ids::{AgreementId, ContactId, GoalId, GrantId};
 use crate::state::{Agreement, Goal, Grant, Household};
 use crate::timeline::TimelineEntry;
@@ -251,6 +251,22 @@ impl View {
                 })
                 || party_to(&l.parties, agreement)
         })
+    }
+
+    /// Whether the plan, goal or agreement `subject` is visible as it is in `household` (also
+    /// when it is not there: nothing of it to hide).
+    pub fn subject(&self, household: &Household, subject: Subject, today: Date) -> bool {
+        match subject {
+            Subject::Plan(_) => self.plans(),
+            Subject::Goal(id) => household
+                .goals
+                .get(&id)
+                .is_none_or(|g| self.goal(household, id, g, today)),
+            Subject::Agreement(id) => household
+                .agreements
+                .get(&id)
+                .is_none_or(|a| self.agreement(household, a, today)),
+        }
     }
 
     /// Whether whole plans are visible: they span every domain, so only to those who may read

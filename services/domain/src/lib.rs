@@ -12,6 +12,7 @@
 //! - [`command`]: commands and [`decide`], which checks one against the state;
 //! - [`measure`]: measurement instruments as data, and answers to them;
 //! - [`report`]: the effect and cost report over many households, aggregates only;
+//! - [`changes`]: what changed in plans, goals and agreements between two moments;
 //! - [`timeline`]: each event as an entry of the unified timeline;
 //! - [`validate`]: field checks and the documented limits;
 //! - `error`: [`DomainError`].
@@ -22,6 +23,7 @@
 pub mod access;
 pub mod calendar;
 pub mod caseload;
+pub mod changes;
 pub mod command;
 mod error;
 pub mod event;

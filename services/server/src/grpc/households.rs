@@ -216,6 +216,45 @@ fn timeline_view(calling: &Calling, state: &naast_domain::Household) -> Option<V
         .map(|access| access.view)
 }
 
+fn change_to_proto(
+    change: naast_domain::changes::Change,
+    steps: &[&crate::households::Step],
+) -> pb::HouseholdChange {
+    use naast_domain::event::Subject;
+    let (object, id) = match change.subject {
+        Subject::Plan(id) => (pb::ChangedObject::Plan, id.to_string()),
+        Subject::Goal(id) => (pb::ChangedObject::Goal, id.to_string()),
+        Subject::Agreement(id) => (pb::ChangedObject::Agreement, id.to_string()),
+    };
+    pb::HouseholdChange {
+        object: object as i32,
+        id,
+        title: change.title,
+        added: change.added,
+        fields: change
+            .fields
+            .into_iter()
+            .map(|f| pb::FieldChange {
+                field: f.field,
+                before: f.before,
+                after: f.after,
+            })
+            .collect(),
+        events: steps
+            .iter()
+            .map(|step| pb::ChangeEvent {
+                revision: step.recorded.revision,
+                position: step.recorded.position,
+                event_type: step.recorded.event_type.clone(),
+                date: c::date_string(step.date),
+                recorded_at: Some(c::timestamp(step.recorded.recorded_at_micros)),
+                actor: step.recorded.metadata.actor.clone().unwrap_or_default(),
+                summary: step.summary.clone(),
+            })
+            .collect(),
+    }
+}
+
 fn household_to_proto(
     id: HouseholdId,
     state: &naast_domain::Household,
@@ -1557,6 +1596,120 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                 .map(c::signal_to_proto)
                 .collect(),
             as_of_date: c::date_string(as_of),
+        }))
+    }
+
+    async fn list_changes(
+        &self,
+        request: Request<pb::ListChangesRequest>,
+    ) -> Answer<pb::ListChangesResponse> {
+        use crate::households::Moment;
+        use naast_domain::event::Subject;
+        let (calling, r) = split(request)?;
+        let id = household(&r.household_id)?;
+        let moment = |date_field: &str, date: &str, revision: Option<u64>| match (
+            c::optional_date(date_field, date)?,
+            revision,
+        ) {
+            (Some(_), Some(_)) => Err(invalid_argument(
+                date_field,
+                "give a day or a revision for a moment, not both",
+            )),
+            (Some(day), None) => Ok(Some(Moment::Day(day))),
+            (None, Some(revision)) => Ok(Some(Moment::Revision(revision))),
+            (None, None) => Ok(None),
+        };
+        let from = moment("from_date", &r.from_date, r.from_revision)?.ok_or_else(|| {
+            invalid_argument(
+                "from_date",
+                "give the first moment: a day (from_date) or a revision (from_revision)",
+            )
+        })?;
+        let to = moment("to_date", &r.to_date, r.to_revision)?;
+        match (from, to) {
+            (Moment::Day(_), Some(Moment::Revision(_))) => {
+                return Err(invalid_argument(
+                    "to_revision",
+                    "compare two days or two revisions: the first moment is a day",
+                ));
+            }
+            (Moment::Revision(_), Some(Moment::Day(_))) => {
+                return Err(invalid_argument(
+                    "to_date",
+                    "compare two days or two revisions: the first moment is a revision",
+                ));
+            }
+            (Moment::Day(a), Some(Moment::Day(b))) if a > b => {
+                return Err(invalid_argument(
+                    "to_date",
+                    "the second day is before the first",
+                ));
+            }
+            (Moment::Revision(a), Some(Moment::Revision(b))) if a > b => {
+                return Err(invalid_argument(
+                    "to_revision",
+                    "the second revision is before the first",
+                ));
+            }
+            _ => {}
+        }
+        let (view, revision, today) = self
+            .read_decided(
+                &calling,
+                id,
+                ReadKind::Timeline,
+                Vec::new(),
+                r.min_position,
+                |state, revision, view, today| {
+                    let view = view.cloned().unwrap_or_else(View::everything);
+                    (view, revision.filter(|_| state.registered), today)
+                },
+            )
+            .await?;
+        let Some(current) = revision else {
+            return Err(Status::not_found(format!("household {id} not found")));
+        };
+        for (field, moment) in [("from_revision", Some(from)), ("to_revision", to)] {
+            if let Some(Moment::Revision(wanted)) = moment
+                && wanted > current
+            {
+                return Err(invalid_argument(
+                    field,
+                    format!("the household is at revision {current}, not yet {wanted}"),
+                ));
+            }
+        }
+        let between = self
+            .households
+            .between(id, from, to.unwrap_or(Moment::Revision(current)), current)
+            .map_err(from_app_error)?;
+        // Each subject in the order first touched, with the events that touched it.
+        let mut touched: Vec<(Subject, Vec<&crate::households::Step>)> = Vec::new();
+        for step in &between.events {
+            let Some(subject) = step.event.subject() else {
+                continue;
+            };
+            match touched.iter_mut().find(|(s, _)| *s == subject) {
+                Some((_, steps)) => steps.push(step),
+                None => touched.push((subject, vec![step])),
+            }
+        }
+        let changes = touched
+            .into_iter()
+            .filter(|(subject, _)| {
+                view.subject(&between.before, *subject, today)
+                    && view.subject(&between.after, *subject, today)
+            })
+            .filter_map(|(subject, steps)| {
+                let change =
+                    naast_domain::changes::change(&between.before, &between.after, subject)?;
+                Some(change_to_proto(change, &steps))
+            })
+            .collect();
+        Ok(Response::new(pb::ListChangesResponse {
+            from_revision: between.before_revision,
+            to_revision: between.after_revision.unwrap_or_default(),
+            changes,
         }))
     }
 
