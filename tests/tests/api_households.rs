@@ -1514,6 +1514,18 @@ async fn plans_goals_and_agreements_can_be_viewed_by_what_matters() {
     assert_eq!(missing.code(), Code::NotFound);
 }
 
+/// Every open signal of the household today.
+async fn signals_of_all(api: &mut Api, household: &str) -> Vec<pb::Signal> {
+    api.list_signals(pb::ListSignalsRequest {
+        household_id: household.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .signals
+}
+
 /// The household's signals as of `as_of` (empty: today), of the kind `kind`.
 async fn signals_of(
     api: &mut Api,
@@ -1833,15 +1845,7 @@ async fn signals_stream_to_whoever_follows_them_as_they_appear_and_clear() {
     let s = scenario_two(&mut api).await;
     let h = s.household.as_str();
     // The whole caseload: every open signal of the family, as ListSignals gives them.
-    let open = api
-        .list_signals(pb::ListSignalsRequest {
-            household_id: h.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .signals;
+    let open = signals_of_all(&mut api, h).await;
     assert!(!open.is_empty());
     let mut caseload = api
         .subscribe_signals(pb::SubscribeSignalsRequest::default())
@@ -1905,13 +1909,75 @@ async fn signals_stream_to_whoever_follows_them_as_they_appear_and_clear() {
     assert_eq!(cleared.signal, appeared.signal);
     drop(caseload);
 
-    // Someone without a household to see gets no stream.
+    // Someone with no household yet opens an empty caseload stream. When the family lets them
+    // in, its open signals arrive; when it takes that back, they clear.
+    use naast_proto::pb::consent_service_client::ConsentServiceClient;
     let mut stranger = HouseholdServiceClient::new(server.signed("zorgverlener").await);
-    let refused = stranger
+    let mut newcomer = stranger
         .subscribe_signals(pb::SubscribeSignalsRequest::default())
         .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+        .unwrap()
+        .into_inner();
+    let who = ConsentServiceClient::new(server.signed("zorgverlener").await)
+        .get_caller(pb::GetCallerRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .identity;
+    let mut consent = ConsentServiceClient::new(server.signed("ouder").await);
+    let open_now = signals_of_all(&mut api, h).await;
+    assert!(!open_now.is_empty());
+    let grant_id = consent
+        .grant_access(pb::GrantAccessRequest {
+            household_id: h.into(),
+            grantee: Some(pb::Grantee {
+                kind: Some(pb::grantee::Kind::Person(who.unwrap())),
+            }),
+            terms: Some(pb::GrantTerms {
+                scopes: vec![pb::AccessScope::ReadTimeline as i32],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .grant_id;
+    let mut arrived = Vec::new();
+    for _ in 0..open_now.len() {
+        let message = next_change(&mut newcomer).await;
+        assert_eq!(
+            (message.household_id.as_str(), message.change),
+            (h, pb::SignalChange::Appeared as i32)
+        );
+        arrived.push(message.signal.unwrap());
+    }
+    let order = |signals: &mut Vec<pb::Signal>| {
+        signals.sort_by(|a, b| (a.kind, &a.due_date).cmp(&(b.kind, &b.due_date)));
+    };
+    let mut expected = open_now.clone();
+    order(&mut arrived);
+    order(&mut expected);
+    assert_eq!(arrived, expected);
+    consent
+        .revoke_access(pb::RevokeAccessRequest {
+            household_id: h.into(),
+            grant_id,
+            reason: "niet meer nodig".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut cleared = Vec::new();
+    for _ in 0..open_now.len() {
+        let message = next_change(&mut newcomer).await;
+        assert_eq!(message.change, pb::SignalChange::Cleared as i32);
+        cleared.push(message.signal.unwrap());
+    }
+    order(&mut cleared);
+    assert_eq!(cleared, expected);
+
+    // A household one may not see gets no stream of its own.
     let refused = stranger
         .subscribe_signals(pb::SubscribeSignalsRequest {
             household_id: h.into(),

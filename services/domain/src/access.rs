@@ -514,6 +514,23 @@ fn standing_of(principal: &Principal) -> (&Identity, Option<&str>) {
     (person, principal.organisation_claim())
 }
 
+/// Whether an event of type `event_type` can let someone in who could not see the household
+/// before: its registration, a link, a grant, or a member or contact whose details change (a
+/// linked member may become a legal representative). Any other event can only keep or narrow
+/// who sees it, so a reader that follows who may see what need look again only after these.
+pub fn may_let_in(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "HouseholdRegistered"
+            | "IdentityLinked"
+            | "AccessGranted"
+            | "MemberAdded"
+            | "MemberUpdated"
+            | "ContactAdded"
+            | "ContactUpdated"
+    )
+}
+
 /// Whether `principal` may do `action` in `household` on `today`, on what basis, seeing what.
 pub fn authorize(
     household: &Household,

@@ -541,3 +541,115 @@ fn a_grant_limited_to_some_life_domains_writes_about_those_only() {
     let owner = person("ilse", PrincipalRole::Citizen, None);
     assert!(authorize_command(h, &owner, &note(&[LifeDomain::Safety]), TODAY).is_ok());
 }
+
+/// Whoever comes to see a household comes in by an event `may_let_in` names (a reader that
+/// follows who may see what looks again only after those): registered, linked as an owner or a
+/// provider's organisation, granted as a person or an organisation, or made legal
+/// representative.
+#[test]
+fn everyone_who_comes_in_comes_in_by_an_event_that_may_let_in() {
+    use naast_domain::access::may_let_in;
+    let principals = [
+        person("registrant", PrincipalRole::Citizen, None),
+        person("ilse", PrincipalRole::Citizen, None),
+        person("joost", PrincipalRole::Citizen, None),
+        person("coach", PrincipalRole::Supporter, None),
+        person("arts", PrincipalRole::Professional, Some("AGB-1")),
+        person("verpleger", PrincipalRole::Professional, Some("AGB-2")),
+    ];
+    let (mother, father, provider) = (MemberId::new(), MemberId::new(), ContactId::new());
+    let member = |name: &str, role| MemberDetails {
+        name: name.into(),
+        role,
+        relation: Some(Relation::Parent),
+        birth_date: None,
+    };
+    let commands = vec![
+        Command::RegisterHousehold {
+            name: "Familie Jansen".into(),
+            registered_by: Some(id("registrant")),
+        },
+        Command::AddMember {
+            member: mother,
+            details: member("Ilse", MemberRole::LegalRepresentative),
+        },
+        Command::AddMember {
+            member: father,
+            details: member("Joost", MemberRole::Relative),
+        },
+        Command::LinkIdentity {
+            party: Party::Member(father),
+            identity: Some(id("joost")),
+            organisation_id: None,
+        },
+        Command::LinkIdentity {
+            party: Party::Member(mother),
+            identity: Some(id("ilse")),
+            organisation_id: None,
+        },
+        Command::UpdateMember {
+            member: father,
+            details: member("Joost", MemberRole::LegalRepresentative),
+        },
+        Command::AddContact {
+            contact: provider,
+            details: ContactDetails {
+                kind: ContactKind::CareProvider,
+                name: "Thuiszorg".into(),
+                organisation: None,
+                supporter_kind: None,
+                institution_kind: None,
+            },
+        },
+        Command::LinkIdentity {
+            party: Party::Contact(provider),
+            identity: None,
+            organisation_id: Some("AGB-1".into()),
+        },
+        Command::GrantAccess {
+            grant: GrantId::new(),
+            grantee: Grantee::Person {
+                identity: id("coach"),
+            },
+            terms: terms(&[AccessScope::ReadTimeline]),
+            request: None,
+        },
+        Command::GrantAccess {
+            grant: GrantId::new(),
+            grantee: Grantee::Organisation { id: "AGB-2".into() },
+            terms: terms(&[AccessScope::ReadTimeline]),
+            request: None,
+        },
+    ];
+    // The timeline (a caseload), or the agreements a provider is party to.
+    let reads = |state: &Household, p: &Principal| {
+        [ReadKind::Timeline, ReadKind::Agreements]
+            .into_iter()
+            .any(|kind| authorize(state, p, Action::Read(kind), TODAY).is_ok())
+    };
+    let mut state = Household::default();
+    let mut came_in = Vec::new();
+    for command in commands {
+        for event in decide(&state, command).unwrap() {
+            let before: Vec<bool> = principals.iter().map(|p| reads(&state, p)).collect();
+            state.apply(&event);
+            for (p, was) in principals.iter().zip(before) {
+                if !was && reads(&state, p) {
+                    assert!(
+                        may_let_in(event.event_type()),
+                        "{} came in by {}",
+                        p.identity.subject,
+                        event.event_type()
+                    );
+                    came_in.push(p.identity.subject.clone());
+                }
+            }
+        }
+    }
+    came_in.sort();
+    assert_eq!(
+        came_in,
+        ["arts", "coach", "ilse", "joost", "registrant", "verpleger"],
+        "each came in once"
+    );
+}

@@ -476,12 +476,32 @@ struct SignalSource {
     calling: Calling,
     kinds: Vec<naast_domain::signals::SignalKind>,
     today: time::Date,
+    /// Following the caller's caseload (not one household): households that let the caller in
+    /// later join it.
+    caseload: bool,
     watched: std::collections::BTreeMap<HouseholdId, OpenSignals>,
     pending: std::collections::VecDeque<pb::SubscribeSignalsResponse>,
     tick: tokio::time::Interval,
 }
 
 impl SignalSource {
+    /// Whether an event of `household`, a household the stream does not follow yet, has let the
+    /// caller in: decided without an audit record (nothing of it is read unless it has; then
+    /// `refresh` decides again and records the read).
+    async fn let_in(&self, household: HouseholdId, event_type: &str) -> Result<bool, AppError> {
+        if !self.caseload || !naast_domain::access::may_let_in(event_type) {
+            return Ok(false);
+        }
+        let calling = &self.calling;
+        self.households
+            .inspect(household, |state, _| {
+                calling
+                    .access(state, Action::Read(ReadKind::Timeline))
+                    .is_ok()
+            })
+            .await
+    }
+
     /// The signals of `household` the caller may see now; `None` when they may no longer see
     /// its timeline (the refusal is recorded).
     async fn visible(&self, household: HouseholdId) -> Result<Option<OpenSignals>, AppError> {
@@ -556,10 +576,10 @@ fn next_signal(source: &mut SignalSource) -> Next<'_, pb::SubscribeSignalsRespon
         if let Some(change) = source.pending.pop_front() {
             return Step::Send(Ok(change));
         }
-        if source.watched.is_empty() {
+        if source.watched.is_empty() && !source.caseload {
             // Nothing left that the caller may see.
             return Step::Send(Err(Status::permission_denied(
-                "stream ended: no household of it may be seen any longer",
+                "stream ended: the household may not be seen any longer",
             )));
         }
         tokio::select! {
@@ -568,11 +588,16 @@ fn next_signal(source: &mut SignalSource) -> Next<'_, pb::SubscribeSignalsRespon
                     Ok(event) => event,
                     Err(e) => return Step::Send(Err(super::status::from_log_error(e))),
                 };
-                let Some(household) = HouseholdId::of_stream(&event.stream_id)
-                    .filter(|h| source.watched.contains_key(h))
-                else {
+                let Some(household) = HouseholdId::of_stream(&event.stream_id) else {
                     return Step::Skip;
                 };
+                if !source.watched.contains_key(&household) {
+                    match source.let_in(household, &event.event_type).await {
+                        Ok(true) => {}
+                        Ok(false) => return Step::Skip,
+                        Err(e) => return Step::Send(Err(from_app_error(e))),
+                    }
+                }
                 if let Err(e) = source.refresh(household).await {
                     return Step::Send(Err(from_app_error(e)));
                 }
@@ -1798,7 +1823,8 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             .households
             .log()
             .subscribe_all(self.households.log().head());
-        let opened: Vec<(HouseholdId, OpenSignals)> = if r.household_id.is_empty() {
+        let caseload = r.household_id.is_empty();
+        let opened: Vec<(HouseholdId, OpenSignals)> = if caseload {
             self.read_caseload(&calling, |state, access| {
                 open_signals(
                     naast_domain::signals::visible_signals(state, today, &access.view),
@@ -1832,11 +1858,6 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             }
             vec![(id, open)]
         };
-        if opened.is_empty() {
-            return Err(Status::not_found(
-                "no household of the caller's caseload may be seen",
-            ));
-        }
         let day = c::date_string(today);
         let pending = opened
             .iter()
@@ -1858,6 +1879,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             calling,
             kinds,
             today,
+            caseload,
             watched: opened.into_iter().collect(),
             pending,
             tick,
