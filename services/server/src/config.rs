@@ -400,6 +400,16 @@ fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     })
 }
 
+/// A master key from a file that its owner alone may read (`rotate-master-key`'s new key).
+pub fn master_key_from_file(path: &Path) -> Result<naast_vault::MasterKey, ConfigError> {
+    let error = |reason: String| ConfigError::MasterKey {
+        file: Some(path.to_owned()),
+        reason,
+    };
+    let text = read_private(path).map_err(error)?;
+    naast_vault::MasterKey::from_base64(&text).map_err(|e| error(e.to_string()))
+}
+
 /// The contents of a secret file, refused when anyone but its owner may read it (a master key
 /// readable by other local users protects nothing).
 fn read_private(path: &Path) -> Result<String, String> {

@@ -35,6 +35,10 @@ enum Command {
     /// Check the event log's hash chain and indexes from the first event to the last, then exit:
     /// 0 when intact, 1 with the first broken link.
     Verify(ServeArgs),
+    /// Rewrap every household's data key under a new master key, the server stopped; then
+    /// start it with the new key. Crash-safe: until it has finished, the server refuses to start;
+    /// after an interruption, run it again with the same two keys.
+    RotateMasterKey(RotateArgs),
     /// Start the server, enact the five pilot scenarios through the gRPC API and print each
     /// family's unified timeline.
     Demo(DemoArgs),
@@ -112,6 +116,17 @@ struct ServeArgs {
 }
 
 #[derive(clap::Args)]
+struct RotateArgs {
+    /// The data directory and the key in use, as for `serve` (`--master-key-file`,
+    /// NAAST_MASTER_KEY or the config file).
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// A file holding the new master key: 32 random bytes as base64, readable by its owner alone.
+    #[arg(long)]
+    new_master_key_file: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
 struct DemoArgs {
     /// Keep serving the demo data afterwards (until SIGINT/SIGTERM), for a PGO or a gRPC tool.
     #[arg(long)]
@@ -170,6 +185,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => block_on(demo_with(args)),
         Command::Replay(args) => config(args, false).and_then(|c| block_on(replay_with(c))),
         Command::Verify(args) => config(args, false).and_then(verify),
+        Command::RotateMasterKey(args) => rotate_master_key(args),
         Command::Bench { target } => match target {
             BenchTarget::Eventlog(args) => naast_server::bench::eventlog(&args).map_err(failed),
             BenchTarget::Api(args) => naast_server::bench::api(&args).map_err(failed),
@@ -335,6 +351,41 @@ async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error + S
     println!(
         "naast replay: {events} events projected in {:.2} s",
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn rotate_master_key(args: RotateArgs) -> Result<(), Failure> {
+    let usage = |message: String| Failure {
+        code: EXIT_CONFIG,
+        message,
+    };
+    let new = naast_server::config::master_key_from_file(&args.new_master_key_file)
+        .map_err(|e| usage(e.to_string()))?;
+    let config = config(args.serve, false)?;
+    let old = config
+        .master_key
+        .as_ref()
+        .ok_or_else(|| {
+            usage(
+                "rotate-master-key: give the master key in use (--master-key-file, NAAST_MASTER_KEY or master_key_file in the config file)".into(),
+            )
+        })
+        .and_then(|secret| {
+            naast_vault::MasterKey::from_base64(&secret.0).map_err(|e| usage(e.to_string()))
+        })?;
+    // The server must be stopped (it keeps keys in memory and makes new ones): holding the
+    // data directory's lock for the whole rotation shows it is, and keeps it so.
+    let log = EventLog::open(&config.data_dir, Options::default()).map_err(failed)?;
+    let rotated = naast_vault::rotate_master_key(&config.data_dir.join("keys"), &old, &new);
+    block_on(async {
+        log.close().await;
+        Ok::<(), String>(())
+    })?;
+    let rotated = rotated.map_err(failed)?;
+    println!(
+        "naast rotate-master-key: {} household keys rewrapped under the new master key ({} already were); start naast with the new key",
+        rotated.rewrapped, rotated.already
     );
     Ok(())
 }

@@ -27,6 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use uuid::Uuid;
 
+mod rotate;
+pub use rotate::{Rotated, rotate_master_key};
+
 /// The first bytes of a sealed payload: a zero byte (no JSON document starts with one) and a
 /// version.
 pub const MAGIC: &[u8; 4] = b"\0nv1";
@@ -61,6 +64,22 @@ pub enum VaultError {
     /// The master key is not 32 bytes (base64).
     #[error("the master key must be 32 bytes, given as base64: {0}")]
     MasterKey(String),
+    /// The master key given is not the one the key store's keys are wrapped with.
+    #[error(
+        "the master key given is not the one this key store is locked with (its check file, or a household key, does not open with it)"
+    )]
+    WrongMasterKey,
+    /// A rotation of the master key began and did not finish: nothing may use the store until
+    /// it has (the keys are under two master keys meanwhile).
+    #[error(
+        "a master key rotation was interrupted: run `naast rotate-master-key` again with the same two keys to finish it"
+    )]
+    RotationUnfinished,
+    /// A rotation to another new key was interrupted: that one must be finished first.
+    #[error(
+        "an interrupted master key rotation is under way to another new key: finish it with that key first"
+    )]
+    RotatingToAnotherKey,
     /// A change to the key folder could not be made durable: until the process restarts, the
     /// store serves only keys already in use, and makes or destroys none.
     #[error(
@@ -149,6 +168,7 @@ impl Vault {
             sync_dir(parent)?;
         }
         sync_dir(dir)?;
+        rotate::check_on_open(dir, master)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
@@ -293,26 +313,11 @@ impl Vault {
 
     /// The households that have a key file.
     pub fn households(&self) -> Result<Vec<Uuid>, VaultError> {
-        let io = |source| VaultError::Io {
-            path: self.inner.dir.clone(),
-            source,
-        };
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(&self.inner.dir).map_err(io)? {
-            let name = entry.map_err(io)?.file_name();
-            if let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".key"))
-                .and_then(|id| Uuid::parse_str(id).ok())
-            {
-                found.push(id);
-            }
-        }
-        Ok(found)
+        households_in(&self.inner.dir)
     }
 
     fn path(&self, household: Uuid) -> PathBuf {
-        self.inner.dir.join(format!("{household}.key"))
+        key_path(&self.inner.dir, household)
     }
 
     /// The household's cipher; with `create`, made (durably) when there is none yet.
@@ -350,23 +355,7 @@ impl Vault {
                     return Err(VaultError::Erased(household));
                 }
                 let key = ChaCha20Poly1305::generate_key(&mut OsRng);
-                let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-                let wrapped = self
-                    .inner
-                    .master
-                    .encrypt(
-                        &nonce,
-                        Payload {
-                            msg: key.as_slice(),
-                            aad: &wrap_context(household),
-                        },
-                    )
-                    .map_err(|_| VaultError::Corrupt {
-                        what: "wrapping a key".into(),
-                    })?;
-                let mut file_bytes = nonce.to_vec();
-                file_bytes.extend_from_slice(&wrapped);
-                write_file(&path, &file_bytes)?;
+                write_file(&path, &wrap(&self.inner.master, household, &key)?)?;
                 // Not durable until the folder is synced: the key is used only then.
                 self.sync_keys_dir()?;
                 ChaCha20Poly1305::new(&key)
@@ -430,29 +419,77 @@ impl Vault {
     }
 
     fn unwrap_key(&self, household: Uuid, wrapped: &[u8]) -> Result<ChaCha20Poly1305, VaultError> {
-        let corrupt = || VaultError::Corrupt {
-            what: format!("the key of household {household}"),
-        };
-        if wrapped.len() < NONCE_BYTES {
-            return Err(corrupt());
-        }
-        let (nonce, sealed) = wrapped.split_at(NONCE_BYTES);
-        let key = self
-            .inner
-            .master
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &wrap_context(household),
-                },
-            )
-            .map_err(|_| corrupt())?;
-        if key.len() != 32 {
-            return Err(corrupt());
-        }
-        Ok(ChaCha20Poly1305::new(Key::from_slice(&key)))
+        let key = unwrap(&self.inner.master, household, wrapped)?;
+        Ok(ChaCha20Poly1305::new(&key))
     }
+}
+
+/// The household's data key `key` wrapped with `master`: a random nonce, then the sealed key,
+/// bound to the household.
+fn wrap(master: &ChaCha20Poly1305, household: Uuid, key: &Key) -> Result<Vec<u8>, VaultError> {
+    let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let wrapped = master
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: key.as_slice(),
+                aad: &wrap_context(household),
+            },
+        )
+        .map_err(|_| VaultError::Corrupt {
+            what: "wrapping a key".into(),
+        })?;
+    let mut file_bytes = nonce.to_vec();
+    file_bytes.extend_from_slice(&wrapped);
+    Ok(file_bytes)
+}
+
+/// The household's data key from its file's bytes, unwrapped with `master`.
+fn unwrap(master: &ChaCha20Poly1305, household: Uuid, wrapped: &[u8]) -> Result<Key, VaultError> {
+    let corrupt = || VaultError::Corrupt {
+        what: format!("the key of household {household}"),
+    };
+    if wrapped.len() < NONCE_BYTES {
+        return Err(corrupt());
+    }
+    let (nonce, sealed) = wrapped.split_at(NONCE_BYTES);
+    let key = master
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: sealed,
+                aad: &wrap_context(household),
+            },
+        )
+        .map_err(|_| corrupt())?;
+    if key.len() != 32 {
+        return Err(corrupt());
+    }
+    Ok(*Key::from_slice(&key))
+}
+
+/// The households that have a key file in `dir`.
+fn households_in(dir: &Path) -> Result<Vec<Uuid>, VaultError> {
+    let io = |source| VaultError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let name = entry.map_err(io)?.file_name();
+        if let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".key"))
+            .and_then(|id| Uuid::parse_str(id).ok())
+        {
+            found.push(id);
+        }
+    }
+    Ok(found)
+}
+
+fn key_path(dir: &Path, household: Uuid) -> PathBuf {
+    dir.join(format!("{household}.key"))
 }
 
 fn associated(household: Uuid, event: Uuid) -> [u8; 32] {
@@ -543,10 +580,9 @@ mod tests {
         // The key survives a restart, and needs the same master key.
         let reopened = Vault::open(dir.path(), &key).unwrap();
         assert!(reopened.open_payload(h, e, &sealed).is_ok());
-        let other = Vault::open(dir.path(), &master()).unwrap();
         assert!(matches!(
-            other.open_payload(h, e, &sealed),
-            Err(VaultError::Corrupt { .. })
+            Vault::open(dir.path(), &master()),
+            Err(VaultError::WrongMasterKey)
         ));
         // Erased: gone for this vault and any later one.
         vault.erase(h).unwrap();
@@ -559,7 +595,11 @@ mod tests {
             after.open_payload(h, e, &sealed),
             Err(VaultError::Erased(_))
         ));
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(
+            households_in(dir.path()).unwrap(),
+            Vec::<Uuid>::new(),
+            "no key file left"
+        );
     }
 
     #[test]
