@@ -245,8 +245,11 @@ fn bench_api_prints_commands_and_timeline_pages_next_to_the_library_ceiling() {
         ),
     ] {
         assert!(figure(over) > 0.0, "{factors}");
+        // The rates are printed rounded to whole calls per second, the ratio from the exact
+        // ones: in a short run of a few hundred calls a second that is a part in a few hundred.
+        let expected = figure(over) / figure(under);
         assert!(
-            (figure(ratio) - figure(over) / figure(under)).abs() < 0.01,
+            (figure(ratio) - expected).abs() < 0.01 + 0.01 * expected,
             "{ratio}: {factors}"
         );
     }
