@@ -80,6 +80,8 @@ pub struct Server {
     pub address: SocketAddr,
     /// Where its FHIR facade listens, when started with `--fhir-listen`.
     pub fhir: Option<SocketAddr>,
+    /// Where its metrics are served, when started with `--metrics-listen`.
+    pub metrics: Option<SocketAddr>,
     /// Tokens the development issuer printed, by persona (`ouder`, `ondersteuner`,
     /// `zorgverlener`, `pgo`, `evaluator`, `beheerder`).
     pub tokens: HashMap<String, String>,
@@ -109,6 +111,7 @@ impl Server {
         // Dev tokens come first, then the address.
         let mut tokens = HashMap::new();
         let mut fhir = None;
+        let mut metrics = None;
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         let address = loop {
@@ -127,6 +130,10 @@ impl Server {
                 fhir = rest.trim_end_matches("/fhir").parse().ok();
                 continue;
             }
+            if let Some(rest) = line.trim().strip_prefix("naast metrics on http://") {
+                metrics = rest.trim_end_matches("/metrics").parse().ok();
+                continue;
+            }
             if let Some(address) = line.trim().strip_prefix("naast listening on ") {
                 break address.parse().unwrap_or_else(|_| {
                     let _ = child.kill();
@@ -138,6 +145,7 @@ impl Server {
             child,
             address,
             fhir,
+            metrics,
             tokens,
         }
     }

@@ -354,6 +354,7 @@ impl Auditor {
             retention,
             Options {
                 cache_capacity_bytes: PARTITION_CACHE_BYTES,
+                metrics_name: "audit",
                 ..Options::default()
             },
         )

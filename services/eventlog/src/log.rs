@@ -138,6 +138,8 @@ pub struct Options {
     pub max_group_events: usize,
     /// How many appends may wait for the writer before callers wait to enqueue.
     pub write_queue: usize,
+    /// The `log` label of this log's metrics (`events`, `audit`, …).
+    pub metrics_name: &'static str,
 }
 
 impl Default for Options {
@@ -148,6 +150,7 @@ impl Default for Options {
             live_buffer_batches: 1024,
             max_group_events: 4096,
             write_queue: 4096,
+            metrics_name: "events",
         }
     }
 }
@@ -194,6 +197,8 @@ pub(crate) struct Shared {
     pub(crate) clean_marker: Option<std::path::PathBuf>,
     /// Index entries past the head that opening found and removed.
     pub(crate) swept_debris: u64,
+    /// The `log` label of its metrics.
+    pub(crate) metrics_name: &'static str,
     /// Held for the life of the log: the data directory's lock.
     _lock: Option<File>,
 }
@@ -300,6 +305,7 @@ impl EventLog {
             poisoned: std::sync::OnceLock::new(),
             clean_marker,
             swept_debris,
+            metrics_name: options.metrics_name,
             _lock: lock,
         });
         let (commands, receiver) = mpsc::channel(options.write_queue.max(1));
@@ -364,6 +370,7 @@ impl EventLog {
         sync: bool,
     ) -> Result<AppendOutcome> {
         limits::check_append(stream_id, &events)?;
+        let started = std::time::Instant::now();
         let (reply, outcome) = oneshot::channel();
         let request = AppendRequest {
             stream_id: stream_id.to_owned(),
@@ -376,7 +383,16 @@ impl EventLog {
             .send(Command::Append(request))
             .await
             .map_err(|_| Error::Closed)?;
-        outcome.await.map_err(|_| Error::Closed)?
+        let outcome = outcome.await.map_err(|_| Error::Closed)?;
+        let result = if outcome.is_ok() { "ok" } else { "refused" };
+        metrics::histogram!(
+            "naast_log_append_seconds",
+            "log" => self.shared.metrics_name,
+            "durable" => if sync { "yes" } else { "no" },
+            "result" => result,
+        )
+        .record(started.elapsed().as_secs_f64());
+        outcome
     }
 
     /// Up to `limit` events of `stream_id`, starting at revision `from` (inclusive) and going in

@@ -264,6 +264,8 @@ impl Writer {
                     // is unknown, so the log refuses every append until it is reopened (lookups
                     // ignore anything at or past `next_position`, which stays where it was).
                     tracing::error!(error = %e, "write failed; the event log refuses appends until reopened");
+                    metrics::counter!("naast_log_failures_total", "log" => self.shared.metrics_name)
+                        .increment(1);
                     let _ = self.shared.poisoned.set(format!("a write failed: {e}"));
                     for (reply, _) in std::mem::take(&mut group.replies) {
                         let _ = reply.send(Err(e.clone().into()));
@@ -441,13 +443,23 @@ impl Syncer {
         // Synced when a caller waits for it (deferred appends become durable with the next
         // sync, or sled's own flush every 500 ms).
         let wanted = groups.iter().any(|g| g.sync);
-        if self.durable
-            && wanted
-            && self.shared.poisoned.get().is_none()
-            && let Err(e) = self.shared.storage.sync()
-        {
-            tracing::error!(error = %e, "sync failed; the event log refuses appends until reopened");
-            let _ = self.shared.poisoned.set(e.to_string());
+        let log = self.shared.metrics_name;
+        if self.durable && wanted && self.shared.poisoned.get().is_none() {
+            let started = std::time::Instant::now();
+            let synced = self.shared.storage.sync();
+            metrics::histogram!("naast_log_sync_seconds", "log" => log)
+                .record(started.elapsed().as_secs_f64());
+            if let Err(e) = synced {
+                tracing::error!(error = %e, "sync failed; the event log refuses appends until reopened");
+                metrics::counter!("naast_log_failures_total", "log" => log).increment(1);
+                let _ = self.shared.poisoned.set(e.to_string());
+            }
+        }
+        let events: usize = groups.iter().map(|g| g.records.len()).sum();
+        if events > 0 && self.shared.poisoned.get().is_none() {
+            metrics::histogram!("naast_log_commit_events", "log" => log).record(events as f64);
+            metrics::counter!("naast_log_committed_events_total", "log" => log)
+                .increment(events as u64);
         }
         if let Some(reason) = self.shared.poisoned.get() {
             for group in groups {

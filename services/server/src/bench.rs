@@ -818,6 +818,7 @@ async fn served(
         listener,
         None,
         None,
+        None,
         crate::grpc::Stores::in_dir(log.clone(), projections, data),
         guard,
         async move {

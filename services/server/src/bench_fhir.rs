@@ -153,6 +153,7 @@ async fn benches(scratch: &Path, args: &FhirArgs) -> Result<(), BenchError> {
         grpc,
         Some(fhir),
         None,
+        None,
         crate::grpc::Stores::in_dir(log.clone(), projections.clone(), &data),
         Some(guard),
         async move {

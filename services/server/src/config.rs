@@ -25,6 +25,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address of the FHIR facade's HTTP listener (`/fhir`); off unless set.
     pub fhir_listen: Option<SocketAddr>,
+    /// Address of the Prometheus metrics listener (`/metrics`); off unless set.
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory of the event log.
     pub data_dir: PathBuf,
     /// How tokens are checked.
@@ -64,6 +66,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// FHIR listen address.
     pub fhir_listen: Option<String>,
+    /// Metrics listen address.
+    pub metrics_listen: Option<String>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
     /// Trusted issuers.
@@ -102,6 +106,8 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// `fhir_listen = "127.0.0.1:8080"` (the FHIR facade; off unless set)
     pub fhir_listen: Option<String>,
+    /// `metrics_listen = "127.0.0.1:9464"` (Prometheus metrics; off unless set)
+    pub metrics_listen: Option<String>,
     /// `data_dir = "/var/lib/naast"`
     pub data_dir: Option<PathBuf>,
     /// `master_key_file = "/etc/naast/master.key"` (base64 of 32 bytes, readable by naast only)
@@ -237,6 +243,7 @@ impl Config {
         let Overrides {
             listen,
             fhir_listen,
+            metrics_listen,
             data_dir,
             issuers,
             audience,
@@ -268,6 +275,10 @@ impl Config {
             .parse()
             .map_err(|_| ConfigError::Listen { value: listen })?;
         let fhir_listen = match fhir_listen.or(file.fhir_listen) {
+            Some(value) => Some(value.parse().map_err(|_| ConfigError::Listen { value })?),
+            None => None,
+        };
+        let metrics_listen = match metrics_listen.or(file.metrics_listen) {
             Some(value) => Some(value.parse().map_err(|_| ConfigError::Listen { value })?),
             None => None,
         };
@@ -376,6 +387,7 @@ impl Config {
         Ok(Self {
             listen,
             fhir_listen,
+            metrics_listen,
             data_dir,
             auth,
             dev,
@@ -495,6 +507,7 @@ mod tests {
             Config {
                 listen: DEFAULT_LISTEN.parse().unwrap(),
                 fhir_listen: None,
+                metrics_listen: None,
                 data_dir: DEFAULT_DATA_DIR.into(),
                 auth: AuthSettings {
                     issuers: Vec::new(),

@@ -23,3 +23,4 @@ pub mod bench_signals;
 pub mod config;
 pub mod demo;
 pub mod grpc;
+pub mod metrics;

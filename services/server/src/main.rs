@@ -58,6 +58,10 @@ struct ServeArgs {
     /// a free one.
     #[arg(long, env = "NAAST_FHIR_LISTEN")]
     fhir_listen: Option<String>,
+    /// Address of the Prometheus metrics listener, path `/metrics` (off unless set); port 0
+    /// picks a free one.
+    #[arg(long, env = "NAAST_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Directory of the event log [default: ./data].
     #[arg(long, env = "NAAST_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
@@ -228,6 +232,7 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
     let overrides = Overrides {
         listen: args.listen,
         fhir_listen: args.fhir_listen,
+        metrics_listen: args.metrics_listen,
         data_dir: args.data_dir,
         issuers: args.issuers,
         audience: args.audience,
@@ -497,6 +502,7 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
         listener,
         fhir,
         None,
+        None,
         grpc::Stores::in_dir(log, projections, &data_dir),
         Some(guard),
         async move {
@@ -548,10 +554,24 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Se
         ),
         None => None,
     };
-    // One line on stdout that tools and tests can wait for (the FHIR line first, when there is
-    // one, so that both are known once this one is read).
+    let metrics = match config.metrics_listen {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("cannot listen on {at} for metrics: {e}"))?;
+            let handle = naast_server::metrics::install()
+                .map_err(|e| format!("cannot start the metrics recorder: {e}"))?;
+            Some((listener, handle))
+        }
+        None => None,
+    };
+    // One line on stdout that tools and tests can wait for (the FHIR and metrics lines first,
+    // when there are, so that all are known once this one is read).
     if let Some(fhir) = &fhir {
         println!("naast FHIR facade on http://{}/fhir", fhir.local_addr()?);
+    }
+    if let Some((metrics, _)) = &metrics {
+        println!("naast metrics on http://{}/metrics", metrics.local_addr()?);
     }
     println!("naast listening on {address}");
     let _ = std::io::stdout().flush();
@@ -565,6 +585,7 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Se
     grpc::run(
         listener,
         fhir,
+        metrics,
         push,
         grpc::Stores {
             disclosures: config.data_dir.join("disclosures"),

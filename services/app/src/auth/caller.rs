@@ -287,6 +287,8 @@ impl Guard {
                 if let Some(address) = arrival.peer.map(|p| p.ip())
                     && !self.failures.admits(address)
                 {
+                    metrics::counter!("naast_auth_failures_total", "outcome" => "limited")
+                        .increment(1);
                     if self.failures.first_in_window(address) {
                         let record = Record {
                             reason: Some(format!(
@@ -305,6 +307,7 @@ impl Guard {
                     }
                     return Err(Refused::Limited);
                 }
+                metrics::counter!("naast_auth_failures_total", "outcome" => "refused").increment(1);
                 let record = Record {
                     reason: Some(format!("not authenticated: {refused}")),
                     purpose,

@@ -37,6 +37,7 @@ where
 {
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
+        let _open = OpenStream::new();
         let expired = async {
             match expiry {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -66,4 +67,20 @@ where
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Counts a stream in `naast_streams_open` while it lives.
+struct OpenStream;
+
+impl OpenStream {
+    fn new() -> Self {
+        metrics::gauge!("naast_streams_open").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!("naast_streams_open").decrement(1.0);
+    }
 }

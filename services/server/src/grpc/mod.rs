@@ -8,6 +8,7 @@ mod evaluation;
 mod event_log;
 mod forward;
 mod households;
+mod observe;
 mod push;
 pub mod status;
 mod too_large;
@@ -91,6 +92,7 @@ impl Stores {
 pub async fn run(
     listener: TcpListener,
     fhir: Option<TcpListener>,
+    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
     push: Option<naast_push::Setup>,
     stores: Stores,
     guard: Option<Guard>,
@@ -162,6 +164,19 @@ pub async fn run(
             let _ = stop.wait_for(|stop| *stop).await;
         }))
     });
+    // Prometheus metrics on their own listener.
+    let metrics = metrics.map(|(listener, handle)| {
+        let mut stop = stopped.clone();
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            handle,
+            log.clone(),
+            projections.clone(),
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+        ))
+    });
     // Push to PGO platforms: a worker per endpoint, on the same households and audit log.
     let (pusher, pushers) = match push {
         Some(push) => {
@@ -209,6 +224,7 @@ pub async fn run(
     // and answers wait ~40 ms (measured).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
+        .layer(observe::ObserveLayer)
         .layer(too_large::TooLargeLayer)
         .layer(AuthLayer::new(guard))
         .add_service(health_service)
@@ -259,6 +275,14 @@ pub async fn run(
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "the FHIR facade failed"),
             Ok(Err(e)) => tracing::error!(error = %e, "the FHIR facade's task failed"),
             Err(_) => tracing::warn!("FHIR calls still open after the drain deadline"),
+        }
+    }
+    if let Some(metrics) = metrics {
+        match tokio::time::timeout(DRAIN_DEADLINE, metrics).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the metrics listener failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the metrics listener's task failed"),
+            Err(_) => tracing::warn!("a metrics scrape still open after the drain deadline"),
         }
     }
     for pusher in pushers.into_iter().chain(dispatcher) {

@@ -1,0 +1,190 @@
+//! `/metrics` as Prometheus scrapes it from a real `naast serve --metrics-listen`: calls counted
+//! by method and code, refused tokens, the durable appends of both logs, open streams, the log's
+//! head and the read models' lag; a method that does not exist adds no series of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
+
+use naast_proto::pb;
+use naast_proto::pb::household_service_client::HouseholdServiceClient;
+use naast_tests::Server;
+use std::collections::BTreeMap;
+use tonic::Code;
+
+/// Each sample of the scrape: name with its labels sorted (`name{a="1",b="2"}`) → value.
+async fn scrape(server: &Server) -> BTreeMap<String, f64> {
+    let url = format!("http://{}/metrics", server.metrics.unwrap());
+    let response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = response.text().await.unwrap();
+    let mut samples = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let key = match series.split_once('{') {
+            Some((name, labels)) => {
+                let mut labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+                labels.sort_unstable();
+                format!("{name}{{{}}}", labels.join(","))
+            }
+            None => series.to_owned(),
+        };
+        samples.insert(key, value.parse().unwrap());
+    }
+    samples
+}
+
+fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
+    *samples
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in {:#?}", samples.keys().collect::<Vec<_>>()))
+}
+
+#[tokio::test]
+async fn a_scrape_shows_calls_refusals_commits_streams_and_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--dev", "--metrics-listen", "127.0.0.1:0"]);
+    let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
+    let household = api
+        .create_household(pb::CreateHouseholdRequest {
+            name: "Familie Bakker".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household_id;
+    let written = api
+        .create_note(pb::CreateNoteRequest {
+            household_id: household.clone(),
+            text: "eerste gesprek".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
+    // A refused token; a bad request; a method no service has.
+    let mut stranger =
+        HouseholdServiceClient::new(naast_tests::signed(&server.url(), "not-a-token").await);
+    let refused = stranger
+        .get_household(pb::GetHouseholdRequest {
+            household_id: household.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let bad = api
+        .create_note(pb::CreateNoteRequest {
+            household_id: "geen-id".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let mut unknown = tonic::client::Grpc::new(server.signed("ouder").await);
+    unknown.ready().await.unwrap();
+    let missing = unknown
+        .unary::<_, pb::GetHouseholdResponse, _>(
+            tonic::Request::new(pb::GetHouseholdRequest::default()),
+            "/naast.v1.HouseholdService/NoSuchMethod".parse().unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::Unimplemented);
+    // A stream held open.
+    let mut stream = api
+        .subscribe_timeline(pb::SubscribeTimelineRequest {
+            household_id: household.clone(),
+            start_revision: Some(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+
+    let samples = scrape(&server).await;
+    let rpc = |method: &str, code: &str| {
+        sample(
+            &samples,
+            &format!(
+                "naast_rpc_requests_total{{code=\"{code}\",method=\"/naast.v1.HouseholdService/{method}\"}}"
+            ),
+        )
+    };
+    assert_eq!(rpc("CreateHousehold", "OK"), 1.0);
+    assert_eq!(rpc("CreateNote", "OK"), 1.0);
+    assert_eq!(rpc("CreateNote", "INVALID_ARGUMENT"), 1.0);
+    assert_eq!(rpc("GetHousehold", "UNAUTHENTICATED"), 1.0);
+    assert_eq!(
+        sample(
+            &samples,
+            "naast_rpc_requests_total{code=\"UNIMPLEMENTED\",method=\"unknown\"}"
+        ),
+        1.0
+    );
+    assert!(
+        !samples.keys().any(|k| k.contains("NoSuchMethod")),
+        "an unknown method is no series of its own"
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            "naast_rpc_duration_seconds_count{method=\"/naast.v1.HouseholdService/CreateNote\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(&samples, "naast_auth_failures_total{outcome=\"refused\"}"),
+        1.0
+    );
+    // Two commands, each one durable append of the household's events; the audit log holds
+    // at least the refusal's record and the subscription's (a read is answered once its record
+    // is durable; the commands' records are copied there later).
+    assert_eq!(
+        sample(
+            &samples,
+            "naast_log_append_seconds_count{durable=\"yes\",log=\"events\",result=\"ok\"}"
+        ),
+        2.0
+    );
+    let head = sample(&samples, "naast_log_head_position");
+    assert_eq!(head, (written.position + 1) as f64);
+    assert_eq!(
+        sample(&samples, "naast_log_committed_events_total{log=\"events\"}"),
+        head
+    );
+    assert!(sample(&samples, "naast_log_committed_events_total{log=\"audit\"}") >= 2.0);
+    assert!(sample(&samples, "naast_log_sync_seconds_count{log=\"events\"}") >= 1.0);
+    assert!(sample(&samples, "naast_projection_lag_events") <= head);
+    assert_eq!(sample(&samples, "naast_streams_open"), 1.0);
+
+    drop(stream);
+    // The stream's end is noticed by the server shortly after the client lets go.
+    let mut open = 1.0;
+    for _ in 0..100 {
+        open = sample(&scrape(&server).await, "naast_streams_open");
+        if open == 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, 0.0);
+}
+
+/// Without `--metrics-listen` nothing is served and no address printed.
+#[tokio::test]
+async fn metrics_are_off_unless_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    assert_eq!(server.metrics, None);
+}
