@@ -1988,6 +1988,19 @@ async fn signals_stream_to_whoever_follows_them_as_they_appear_and_clear() {
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 }
 
+/// The parent amends scenario 2's agreement to `terms` ("meer nodig").
+async fn amend(api: &mut Api, s: &Scenario, terms: &pb::AgreementTerms) {
+    api.amend_agreement(pb::AmendAgreementRequest {
+        household_id: s.household.clone(),
+        agreement_id: s.agreement.clone(),
+        terms: Some(terms.clone()),
+        reason: "meer nodig".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
+
 /// The household as it stood then: before an amendment, the agreement's terms as they were
 /// agreed; after it, the new ones; before the household existed, nothing.
 #[tokio::test]
@@ -2012,15 +2025,7 @@ async fn the_household_as_it_stood_before_and_after_an_amended_agreement() {
         .clone();
     let mut terms = agreed.terms.clone().unwrap();
     terms.title = "Begeleiding, nu twee keer per week".into();
-    api.amend_agreement(pb::AmendAgreementRequest {
-        household_id: s.household.clone(),
-        agreement_id: s.agreement.clone(),
-        terms: Some(terms.clone()),
-        reason: "meer nodig".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    amend(&mut api, &s, &terms).await;
     let title = |h: &pb::Household| {
         h.agreements
             .iter()
@@ -2141,15 +2146,7 @@ async fn what_changed_between_two_moments_and_by_whom() {
     let agreed_title = terms.title.clone();
     terms.title = "begeleiding drie middagen per week".into();
     terms.end_date = "2026-06-30".into();
-    api.amend_agreement(pb::AmendAgreementRequest {
-        household_id: s.household.clone(),
-        agreement_id: s.agreement.clone(),
-        terms: Some(terms.clone()),
-        reason: "meer nodig".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    amend(&mut api, &s, &terms).await;
     supporter
         .note_goal_progress(pb::NoteGoalProgressRequest {
             household_id: s.household.clone(),
