@@ -63,8 +63,19 @@ async fn a_flood_of_bad_tokens_from_one_address_is_limited_and_recorded_once() {
         codes[..30].iter().all(|c| *c == Code::Unauthenticated),
         "the burst first: {codes:?}"
     );
-    // Over FHIR the same address is limited too (it is the address, not the transport).
-    assert_eq!(fhir_status(&base, "127.0.0.1", "not-a-token").await, 429);
+    // Over FHIR the same address is limited too (it is the address, not the transport). The
+    // allowance refills at 5/s, so on a slow machine one of them may pass as a plain refusal
+    // first; a few in a row exhaust it.
+    let mut fhir = Vec::new();
+    for _ in 0..20 {
+        let status = fhir_status(&base, "127.0.0.1", "not-a-token").await;
+        fhir.push(status);
+        if status == 429 {
+            break;
+        }
+    }
+    assert_eq!(fhir.last(), Some(&429), "{fhir:?}");
+    assert!(fhir.iter().all(|s| *s == 401 || *s == 429), "{fhir:?}");
 
     // Another address is not: its bad token is refused as such, its good one served.
     assert_eq!(fhir_status(&base, "127.0.0.2", "not-a-token").await, 401);
@@ -103,7 +114,12 @@ async fn a_flood_of_bad_tokens_from_one_address_is_limited_and_recorded_once() {
         .filter(|r| r.outcome_reason.contains("further ones in the next 60 s"))
         .collect();
     assert_eq!(limiting.len(), 1, "the limiting, once: {limiting:#?}");
-    assert_eq!(flooding.len(), unauthenticated + 1, "{flooding:#?}");
+    let fhir_refused = fhir.iter().filter(|s| **s == 401).count();
+    assert_eq!(
+        flooding.len(),
+        unauthenticated + fhir_refused + 1,
+        "{flooding:#?}"
+    );
     assert_eq!(
         from("127.0.0.2").len(),
         1 + 1,
