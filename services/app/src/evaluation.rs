@@ -46,12 +46,13 @@ pub struct Evaluation {
     auditor: Option<Auditor>,
     catalogue: Arc<RwLock<Catalogue>>,
     disclosures: sled::Tree,
-    db: sled::Db,
     /// The fingerprints of every report answered, in memory for the comparison.
     answered: Arc<tokio::sync::Mutex<Vec<Fingerprint>>>,
-    /// Whether the instruments' stream holds the catalogue (else it is the seed, not yet
-    /// written); held while a definition is written, so definitions follow on one at a time.
-    written: Arc<tokio::sync::Mutex<bool>>,
+    /// Set once the instruments' stream holds the catalogue (until then it is the seed, not yet
+    /// written): checked without a lock by every measurement.
+    seeded: Arc<tokio::sync::OnceCell<()>>,
+    /// Held while a definition is written, so definitions follow on one at a time.
+    defining: Arc<tokio::sync::Mutex<()>>,
     hourly_rate_cents: u32,
 }
 
@@ -102,9 +103,9 @@ impl Evaluation {
             auditor,
             catalogue: Arc::new(RwLock::new(Catalogue::from_definitions(definitions))),
             disclosures,
-            db,
             answered: Arc::new(tokio::sync::Mutex::new(answered)),
-            written: Arc::new(tokio::sync::Mutex::new(written)),
+            seeded: Arc::new(tokio::sync::OnceCell::new_with(written.then_some(()))),
+            defining: Arc::default(),
             hourly_rate_cents,
         })
     }
@@ -126,33 +127,32 @@ impl Evaluation {
         version: u32,
     ) -> Result<Instrument, AppError> {
         let instrument = self.find(field, key, version)?;
-        let mut written = self.written.lock().await;
-        self.write_seed(&mut written).await?;
+        self.write_seed().await?;
         Ok(instrument)
     }
 
     /// Writes the seeded catalogue to the instruments' stream unless it is there.
-    async fn write_seed(&self, written: &mut bool) -> Result<(), AppError> {
-        if *written {
-            return Ok(());
-        }
-        let events = self
-            .catalogue()
-            .all()
-            .map(definition_event)
-            .collect::<Vec<_>>();
-        match self
-            .log
-            .append(INSTRUMENTS_STREAM, ExpectedRevision::NoStream, events)
+    async fn write_seed(&self) -> Result<(), AppError> {
+        self.seeded
+            .get_or_try_init(|| async {
+                let events = self
+                    .catalogue()
+                    .all()
+                    .map(definition_event)
+                    .collect::<Vec<_>>();
+                match self
+                    .log
+                    .append(INSTRUMENTS_STREAM, ExpectedRevision::NoStream, events)
+                    .await
+                {
+                    // A stream that is there already holds the catalogue this process read at
+                    // open.
+                    Ok(_) | Err(naast_eventlog::Error::WrongExpectedRevision { .. }) => Ok(()),
+                    Err(e) => Err(AppError::from(e)),
+                }
+            })
             .await
-        {
-            // A stream that is there already holds the catalogue this process read at open.
-            Ok(_) | Err(naast_eventlog::Error::WrongExpectedRevision { .. }) => {
-                *written = true;
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+            .map(|_| ())
     }
 
     fn find(&self, field: &str, key: &str, version: u32) -> Result<Instrument, AppError> {
@@ -191,8 +191,8 @@ impl Evaluation {
                 .await?;
         }
         // One definition at a time, checked against the catalogue it follows on.
-        let mut written = self.written.lock().await;
-        self.write_seed(&mut written).await?;
+        let _one_at_a_time = self.defining.lock().await;
+        self.write_seed().await?;
         let mut catalogue = self.catalogue();
         catalogue.define(instrument.clone())?;
         let expected = match self.log.stream_revision(INSTRUMENTS_STREAM)? {
@@ -207,9 +207,10 @@ impl Evaluation {
                 vec![definition_event(&instrument)],
             )
             .await?;
-        if let Ok(mut shared) = self.catalogue.write() {
-            *shared = catalogue;
-        }
+        *self
+            .catalogue
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = catalogue;
         Ok(outcome.first_position)
     }
 
@@ -316,7 +317,7 @@ impl Evaluation {
                 .map_err(store_error)?
                 .is_none()
             {
-                self.db.flush_async().await.map_err(store_error)?;
+                self.disclosures.flush_async().await.map_err(store_error)?;
                 answered.push(report.fingerprint.clone());
             }
         }

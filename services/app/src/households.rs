@@ -710,16 +710,9 @@ impl Households {
         until: u64,
     ) -> Result<(Household, Option<u64>), AppError> {
         let mut then = Household::default();
-        // The whole history, for what the timeline needs to date an event.
-        let mut all = Household::default();
         let mut revision = None;
-        self.each_event(household, 0, |recorded, stored| {
-            let happened = stored
-                .happened_on
-                .unwrap_or_else(|| naast_projections::recorded_on(&recorded));
-            let dated = naast_domain::timeline::entry(&all, &stored.event, happened).date;
-            all.apply(&stored.event);
-            if dated <= day && recorded.revision <= until {
+        self.each_dated(household, until, |recorded, stored, entry| {
+            if entry.date <= day {
                 then.apply(&stored.event);
                 revision = Some(recorded.revision);
             }
@@ -750,17 +743,7 @@ impl Households {
         until: u64,
     ) -> Result<Between, AppError> {
         let mut out = Between::default();
-        // The whole history, for what the timeline needs to date an event.
-        let mut all = Household::default();
-        self.each_event(household, 0, |recorded, stored| {
-            if recorded.revision > until {
-                return;
-            }
-            let happened = stored
-                .happened_on
-                .unwrap_or_else(|| naast_projections::recorded_on(&recorded));
-            let entry = naast_domain::timeline::entry(&all, &stored.event, happened);
-            all.apply(&stored.event);
+        self.each_dated(household, until, |recorded, stored, entry| {
             let (in_from, in_to) = (
                 from.counts(entry.date, recorded.revision),
                 to.counts(entry.date, recorded.revision),
@@ -783,6 +766,34 @@ impl Households {
             }
         })?;
         Ok(out)
+    }
+
+    /// Calls `f` with each event of the household up to revision `until`, in order, and its
+    /// timeline entry (the day the timeline dates it on, its line for people): the dating the
+    /// past-day reads share.
+    fn each_dated(
+        &self,
+        household: HouseholdId,
+        until: u64,
+        mut f: impl FnMut(
+            RecordedEvent,
+            naast_domain::event::Stored,
+            naast_domain::timeline::TimelineEntry,
+        ),
+    ) -> Result<(), AppError> {
+        // The whole history, for what the timeline needs to date an event.
+        let mut all = Household::default();
+        self.each_event(household, 0, |recorded, stored| {
+            if recorded.revision > until {
+                return;
+            }
+            let happened = stored
+                .happened_on
+                .unwrap_or_else(|| naast_projections::recorded_on(&recorded));
+            let entry = naast_domain::timeline::entry(&all, &stored.event, happened);
+            all.apply(&stored.event);
+            f(recorded, stored, entry);
+        })
     }
 
     /// The household event `recorded` opened and decoded; `None` when its household was erased

@@ -65,18 +65,17 @@ impl Dates {
     }
 }
 
-/// Whether `event` can change a household's [`Row`].
+/// Whether `event` can change a household's [`Row`]. Not a member's or contact's arrival or
+/// leaving: a member just added owns no goal or measurement yet, and a row counts those who
+/// left as they were (their goals, the pilot of a supporter who left).
 pub fn concerns(event: &DomainEvent) -> bool {
     use DomainEvent as E;
     matches!(
         event,
         E::HouseholdRegistered { .. }
-            | E::MemberAdded { .. }
             | E::MemberUpdated { .. }
-            | E::MemberRemoved { .. }
             | E::ContactAdded { .. }
             | E::ContactUpdated { .. }
-            | E::ContactRemoved { .. }
             | E::SupportPhaseChanged { .. }
             | E::GoalSet { .. }
             | E::GoalUpdated { .. }

@@ -41,6 +41,11 @@ pub enum BenchError {
     Check(String),
 }
 
+/// A failed step of a benchmark's setup or check, as a [`BenchError::Check`].
+pub(crate) fn fail(e: &dyn std::fmt::Display) -> BenchError {
+    BenchError::Check(e.to_string())
+}
+
 /// Options of `naast bench eventlog`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct EventlogArgs {
@@ -569,7 +574,6 @@ async fn api_benches(scratch: &Path, args: &ApiArgs) -> Result<(), BenchError> {
 
     let clients = args.clients.max(1);
     let per_client = (args.commands / clients).max(1);
-    let fail = |e: &dyn std::fmt::Display| BenchError::Check(e.to_string());
 
     // The ceiling: the same commands through the library, no gRPC, on their own log.
     let ceiling = {
@@ -787,7 +791,6 @@ async fn served(
     use naast_domain::vocab::LifeDomain;
     use naast_proto::client::Bearer;
     use naast_proto::pb;
-    let fail = |e: &dyn std::fmt::Display| BenchError::Check(e.to_string());
 
     let data = data.as_path();
     let guarded = matches!(mode, Mode::Guarded { .. });
@@ -987,7 +990,6 @@ async fn transport_ceiling(
     clients: usize,
     per_client: usize,
 ) -> Result<Loaded, BenchError> {
-    let fail = |e: &dyn std::fmt::Display| BenchError::Check(e.to_string());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -1252,7 +1254,6 @@ pub(crate) fn dev_guard(
     data: &Path,
     vault: Option<naast_vault::Vault>,
 ) -> Result<(crate::auth::layer::Guard, String, naast_domain::Identity), BenchError> {
-    let fail = |e: &dyn std::fmt::Display| BenchError::Check(e.to_string());
     let parent = crate::auth::dev::Persona::named("ouder")
         .ok_or_else(|| BenchError::Check("no dev persona `ouder`".into()))?;
     let dev = crate::auth::dev::DevIssuer::open(data, crate::config::DEFAULT_AUDIENCE)

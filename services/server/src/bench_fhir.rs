@@ -5,7 +5,7 @@
 //!   authentication, consent and audit on;
 //! - `fhir.read`: a FHIR read of a goal next to the gRPC read of the same goal, both guarded.
 
-use crate::bench::{BenchError, percentile, round, scratch_dir};
+use crate::bench::{BenchError, fail, percentile, round, scratch_dir};
 use crate::households::{CommandContext, Households};
 use naast_domain::Command;
 use naast_domain::event::{AgreementTerms, MemberDetails, Party};
@@ -40,10 +40,6 @@ pub fn fhir(args: &FhirArgs) -> Result<(), BenchError> {
         .enable_all()
         .build()?;
     runtime.block_on(benches(scratch.path(), args))
-}
-
-fn fail(e: &dyn std::fmt::Display) -> BenchError {
-    BenchError::Check(e.to_string())
 }
 
 /// Writes a household of `events` events through `households`: a client, then a goal, an

@@ -14,7 +14,7 @@
 //! The audit log and encryption at rest are on, as in every deployment: each request is
 //! recorded before it is sent.
 
-use crate::bench::{BenchError, percentile, round, scratch_dir};
+use crate::bench::{BenchError, fail, percentile, round, scratch_dir};
 use crate::households::{CommandContext, Households};
 use naast_domain::Command;
 use naast_domain::event::{GrantTerms, Grantee, MemberDetails};
@@ -55,10 +55,6 @@ const PLATFORM_ISSUER: &str = "https://bench.naast.invalid";
 const PLATFORM_CLIENT: &str = "bench-pgo";
 /// A deadline for everything to arrive.
 const ARRIVAL: Duration = Duration::from_secs(600);
-
-fn fail(e: &dyn std::fmt::Display) -> BenchError {
-    BenchError::Check(e.to_string())
-}
 
 /// Runs `naast bench push`.
 pub fn push(args: &PushArgs) -> Result<(), BenchError> {

@@ -4,7 +4,7 @@
 //! reading those rows alone. The households are written through the library first (three
 //! measurements each, a goal, logbook contacts), then projected; that setup is not timed.
 
-use crate::bench::{BenchError, round};
+use crate::bench::{BenchError, fail, round};
 use naast_app::auth::caller::Calling;
 use naast_app::evaluation::Evaluation;
 use naast_app::households::{CommandContext, Households};
@@ -23,10 +23,6 @@ use time::Duration;
 const TARGET_MS: f64 = 1_000.0;
 /// Households written at once.
 const WRITERS: usize = 16;
-
-fn fail(e: &dyn std::fmt::Display) -> BenchError {
-    BenchError::Check(e.to_string())
-}
 
 /// The commands of household `i`: a client, a relative, a supporter of one of the pilots, a
 /// family type, support since 300 days, the client's T0, T1 and T2, two logbook contacts and a

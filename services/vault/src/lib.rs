@@ -216,24 +216,13 @@ impl Vault {
         create: bool,
     ) -> Result<Vec<u8>, VaultError> {
         let cipher = self.key(household, create)?;
-        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let aad = associated(household, event);
-        let sealed = cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| VaultError::Corrupt {
-                what: "sealing".into(),
-            })?;
-        let mut out = Vec::with_capacity(MAGIC.len() + NONCE_BYTES + sealed.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        seal_bytes(
+            &cipher,
+            MAGIC,
+            &associated(household, event),
+            plaintext,
+            "sealing",
+        )
     }
 
     /// The plaintext of `payload` of event `event` of `household`: itself when it was never
@@ -247,25 +236,17 @@ impl Vault {
         let Some(rest) = payload.strip_prefix(MAGIC.as_slice()) else {
             return Ok(Cow::Borrowed(payload));
         };
+        let corrupt = || VaultError::Corrupt {
+            what: format!("the payload of event {event}"),
+        };
+        // Too short to be sealed: damaged, whether or not the key is still there.
         if rest.len() < NONCE_BYTES {
-            return Err(VaultError::Corrupt {
-                what: format!("the payload of event {event}"),
-            });
+            return Err(corrupt());
         }
-        let (nonce, sealed) = rest.split_at(NONCE_BYTES);
         let cipher = self.key(household, false)?;
-        cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &associated(household, event),
-                },
-            )
+        open_bytes(&cipher, &associated(household, event), rest)
             .map(Cow::Owned)
-            .map_err(|_| VaultError::Corrupt {
-                what: format!("the payload of event {event}"),
-            })
+            .ok_or_else(corrupt)
     }
 
     /// Whether `payload` is sealed.
@@ -427,45 +408,47 @@ impl Vault {
 /// The household's data key `key` wrapped with `master`: a random nonce, then the sealed key,
 /// bound to the household.
 fn wrap(master: &ChaCha20Poly1305, household: Uuid, key: &Key) -> Result<Vec<u8>, VaultError> {
-    let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-    let wrapped = master
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: key.as_slice(),
-                aad: &wrap_context(household),
-            },
-        )
-        .map_err(|_| VaultError::Corrupt {
-            what: "wrapping a key".into(),
-        })?;
-    let mut file_bytes = nonce.to_vec();
-    file_bytes.extend_from_slice(&wrapped);
-    Ok(file_bytes)
+    seal_bytes(master, &[], &wrap_context(household), key, "wrapping a key")
 }
 
 /// The household's data key from its file's bytes, unwrapped with `master`.
 fn unwrap(master: &ChaCha20Poly1305, household: Uuid, wrapped: &[u8]) -> Result<Key, VaultError> {
-    let corrupt = || VaultError::Corrupt {
-        what: format!("the key of household {household}"),
-    };
-    if wrapped.len() < NONCE_BYTES {
-        return Err(corrupt());
-    }
-    let (nonce, sealed) = wrapped.split_at(NONCE_BYTES);
-    let key = master
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: sealed,
-                aad: &wrap_context(household),
-            },
-        )
-        .map_err(|_| corrupt())?;
-    if key.len() != 32 {
-        return Err(corrupt());
-    }
-    Ok(*Key::from_slice(&key))
+    open_bytes(master, &wrap_context(household), wrapped)
+        .filter(|key| key.len() == 32)
+        .map(|key| *Key::from_slice(&key))
+        .ok_or_else(|| VaultError::Corrupt {
+            what: format!("the key of household {household}"),
+        })
+}
+
+/// `prefix`, then a fresh random nonce, then `msg` sealed with `cipher` under it, bound to
+/// `aad`: every sealed thing the store writes (payloads, wrapped keys, the master key check).
+/// `what` names it should sealing fail (it cannot for messages of these sizes).
+fn seal_bytes(
+    cipher: &ChaCha20Poly1305,
+    prefix: &[u8],
+    aad: &[u8],
+    msg: &[u8],
+    what: &str,
+) -> Result<Vec<u8>, VaultError> {
+    let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let sealed = cipher
+        .encrypt(&nonce, Payload { msg, aad })
+        .map_err(|_| VaultError::Corrupt { what: what.into() })?;
+    let mut out = Vec::with_capacity(prefix.len() + NONCE_BYTES + sealed.len());
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// What [`seal_bytes`] sealed (after its prefix); `None` when it does not authenticate with
+/// `cipher` and `aad` (damaged, or sealed under another key or for another place).
+fn open_bytes(cipher: &ChaCha20Poly1305, aad: &[u8], bytes: &[u8]) -> Option<Vec<u8>> {
+    let (nonce, sealed) = bytes.split_at_checked(NONCE_BYTES)?;
+    cipher
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+        .ok()
 }
 
 /// The households that have a key file in `dir`.

@@ -17,15 +17,17 @@
 //! A crash anywhere leaves either the old state (before 1) or a pending rotation that the same
 //! command, run again with the same two keys, finishes.
 
-use super::{MasterKey, VaultError, households_in, key_path, sync_dir, unwrap, wrap, write_file};
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use super::{
+    MasterKey, VaultError, households_in, key_path, open_bytes, seal_bytes, sync_dir, unwrap, wrap,
+    write_file,
+};
+use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::aead::KeyInit;
 use std::path::Path;
 
 const CHECK_FILE: &str = "master.check";
 const PENDING_FILE: &str = "rotation.pending";
 const CHECK_CONTEXT: &[u8] = b"naast master key check v1";
-const NONCE_BYTES: usize = 12;
 
 /// What a rotation did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -161,39 +163,20 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, VaultError> {
     }
 }
 
-/// The check of `master`: a random nonce and the check context sealed with it.
+/// The check of `master`: the check context sealed with it.
 fn check_value(master: &MasterKey) -> Result<Vec<u8>, VaultError> {
-    let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-    let sealed = ChaCha20Poly1305::new(&master.0)
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: CHECK_CONTEXT,
-                aad: CHECK_CONTEXT,
-            },
-        )
-        .map_err(|_| VaultError::Corrupt {
-            what: "sealing the master key check".into(),
-        })?;
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&sealed);
-    Ok(out)
+    seal_bytes(
+        &ChaCha20Poly1305::new(&master.0),
+        &[],
+        CHECK_CONTEXT,
+        CHECK_CONTEXT,
+        "sealing the master key check",
+    )
 }
 
 fn checks(master: &MasterKey, bytes: &[u8]) -> bool {
-    if bytes.len() < NONCE_BYTES {
-        return false;
-    }
-    let (nonce, sealed) = bytes.split_at(NONCE_BYTES);
-    ChaCha20Poly1305::new(&master.0)
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: sealed,
-                aad: CHECK_CONTEXT,
-            },
-        )
-        .is_ok_and(|plain| plain == CHECK_CONTEXT)
+    open_bytes(&ChaCha20Poly1305::new(&master.0), CHECK_CONTEXT, bytes)
+        .is_some_and(|plain| plain == CHECK_CONTEXT)
 }
 
 #[cfg(test)]
