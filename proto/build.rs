@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "naast/v1/evaluation.proto",
         "naast/v1/event_log.proto",
         "naast/v1/households.proto",
+        "naast/v1/operations.proto",
         "naast/v1/push.proto",
         "naast/v1/vocabulary.proto",
     ];

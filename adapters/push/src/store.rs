@@ -120,6 +120,24 @@ impl Store {
         })
     }
 
+    /// Every entry of the store, tree by tree, for a backup (see
+    /// `naast_eventlog::storage::restore_trees`).
+    pub fn backup_entries(&self) -> Result<Vec<naast_eventlog::storage::TreeEntry>, StoreError> {
+        let mut entries = Vec::new();
+        for tree in [
+            &self.checkpoints,
+            &self.ledger,
+            &self.dead,
+            &self.subscriptions,
+            &self.following,
+            &self.subscription_events,
+            &self.delivered,
+        ] {
+            entries.extend(naast_eventlog::storage::tree_entries(tree)?);
+        }
+        Ok(entries)
+    }
+
     /// The position in the event log from which `endpoint` still has to look (0: from the start).
     pub fn checkpoint(&self, endpoint: &str) -> Result<u64, StoreError> {
         match self.checkpoints.get(endpoint)? {

@@ -57,6 +57,13 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// The record of disclosed reports, for a backup (see
+    /// `naast_eventlog::storage::restore_trees`): without it, a restored service would answer
+    /// cohorts that differ by one family from those it disclosed before.
+    pub fn backup_disclosures(&self) -> Result<Vec<naast_eventlog::storage::TreeEntry>, AppError> {
+        naast_eventlog::storage::tree_entries(&self.disclosures)
+            .map_err(|e| AppError::Unavailable(format!("the store of disclosed reports: {e}")))
+    }
     /// Opens the catalogue from `log` (seeding an empty one) and the store of disclosed reports
     /// in `dir`; the report counts supporters' time at `hourly_rate_cents`.
     pub async fn open(

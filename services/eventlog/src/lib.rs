@@ -24,6 +24,7 @@
 //! - *Consistent on error*: a failed append writes nothing; a failed sync stops all further
 //!   appends ([`Error::Poisoned`]) until the log is reopened, since what is on disk is then unknown.
 
+pub mod backup;
 mod error;
 mod keys;
 pub mod limits;

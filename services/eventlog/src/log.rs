@@ -210,7 +210,7 @@ pub(crate) struct Shared {
 /// caller's thread straight against storage.
 #[derive(Clone)]
 pub struct EventLog {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
 }
 

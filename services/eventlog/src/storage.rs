@@ -290,6 +290,49 @@ fn persisted_segment_size(dir: &Path) -> Option<usize> {
 }
 
 /// Makes the entries of directory `dir` (files made, renamed or removed in it) durable.
+/// An entry of a sled store as a backup copies it: the tree's name, the key and the value.
+pub type TreeEntry = (String, Vec<u8>, Vec<u8>);
+
+/// Every entry of `tree`, for a backup of a store beside the log (each entry as it is at the
+/// moment it is read).
+pub fn tree_entries(tree: &sled::Tree) -> Result<Vec<TreeEntry>, StorageError> {
+    let name = String::from_utf8_lossy(&tree.name()).into_owned();
+    tree.iter()
+        .map(|item| {
+            item.map(|(key, value)| (name.clone(), key.to_vec(), value.to_vec()))
+                .map_err(|e| StorageError::new("read", e))
+        })
+        .collect()
+}
+
+/// Writes `entries` (see [`tree_entries`]) into a new sled store in `dir`, which must hold none
+/// of its trees' entries yet, and makes them durable: the restore of such a store.
+pub fn restore_trees(dir: &Path, entries: &[TreeEntry]) -> Result<(), StorageError> {
+    let db = open_sled(dir, 16 * 1024 * 1024)?;
+    let mut trees: BTreeMap<&str, sled::Batch> = BTreeMap::new();
+    for (tree, key, value) in entries {
+        trees
+            .entry(tree.as_str())
+            .or_default()
+            .insert(key.as_slice(), value.as_slice());
+    }
+    for (name, batch) in trees {
+        let tree = db
+            .open_tree(name)
+            .map_err(|e| StorageError::new("open", e))?;
+        if !tree.is_empty() {
+            return Err(StorageError::new(
+                "restore",
+                format!("{}: tree {name} holds entries already", dir.display()),
+            ));
+        }
+        tree.apply_batch(batch)
+            .map_err(|e| StorageError::new("write", e))?;
+    }
+    db.flush().map_err(|e| StorageError::new("sync", e))?;
+    sync_dir(dir)
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())

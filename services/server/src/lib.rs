@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`auth`]: the gRPC authentication layer (tokens and issuers are `naast_app::auth`'s);
 //! - [`audit`], [`households`]: re-exported from `naast_app`;
+//! - [`backup`]: `naast backup` and `naast restore`, and the copy a running server makes;
 //! - [`config`]: settings of `naast serve` from defaults, file, environment and flags;
 //! - [`grpc`]: the tonic services, error → status mapping, the shutdown path;
 //! - [`demo`]: the five pilot scenarios enacted through the public API;
@@ -15,6 +16,7 @@
 
 pub use naast_app::{audit, households};
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod bench_fhir;
 pub mod bench_push;

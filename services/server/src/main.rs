@@ -39,6 +39,15 @@ enum Command {
     /// start it with the new key. Crash-safe: until it has finished, the server refuses to start;
     /// after an interruption, run it again with the same two keys.
     RotateMasterKey(RotateArgs),
+    /// Copy a running server's data into DIR (new or empty): the event log, the audit log, the
+    /// wrapped household keys, the record of disclosed reports and the push state, consistent
+    /// while the server keeps writing, and checked (every part's SHA-256, every hash chain)
+    /// before the manifest is written. The master key is not copied: keep it apart.
+    Backup(BackupArgs),
+    /// Put the backup in DIR into an empty data directory, after checking all of it; then
+    /// start naast on it with the master key the backup was made under (the read models are
+    /// rebuilt at the first start).
+    Restore(RestoreArgs),
     /// Start the server, enact the five pilot scenarios through the gRPC API and print each
     /// family's unified timeline.
     Demo(DemoArgs),
@@ -131,6 +140,27 @@ struct RotateArgs {
 }
 
 #[derive(clap::Args)]
+struct BackupArgs {
+    /// Directory to write the backup to; it must not exist yet or be empty.
+    dir: std::path::PathBuf,
+    /// The server's gRPC address.
+    #[arg(long, env = "NAAST_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// A file holding an administrator's access token; else NAAST_TOKEN.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// Directory of the backup (as `naast backup` wrote it).
+    dir: std::path::PathBuf,
+    /// The data directory to restore into; it must not exist yet or be empty.
+    #[arg(long, env = "NAAST_DATA_DIR")]
+    data_dir: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
 struct DemoArgs {
     /// Keep serving the demo data afterwards (until SIGINT/SIGTERM), for a PGO or a gRPC tool.
     #[arg(long)]
@@ -190,6 +220,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => config(args, false).and_then(|c| block_on(replay_with(c))),
         Command::Verify(args) => config(args, false).and_then(verify),
         Command::RotateMasterKey(args) => rotate_master_key(args),
+        Command::Backup(args) => backup(args),
+        Command::Restore(args) => block_on(restore(args)),
         Command::Bench { target } => match target {
             BenchTarget::Eventlog(args) => naast_server::bench::eventlog(&args).map_err(failed),
             BenchTarget::Api(args) => naast_server::bench::api(&args).map_err(failed),
@@ -340,6 +372,7 @@ fn block_on<E: std::fmt::Display>(
 }
 
 async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    naast_server::backup::refuse_unfinished_restore(&config.data_dir)?;
     naast_server::config::private_data_dir(&config.data_dir)?;
     let log = EventLog::open(&config.data_dir, Options::default())?;
     let mut projections = Projections::open(&config.data_dir.join("projections"))?;
@@ -395,7 +428,53 @@ fn rotate_master_key(args: RotateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+fn backup(args: BackupArgs) -> Result<(), Failure> {
+    let token = match &args.token_file {
+        Some(file) => std::fs::read_to_string(file).map_err(|e| Failure {
+            code: EXIT_CONFIG,
+            message: format!("backup: {}: {e}", file.display()),
+        })?,
+        None => std::env::var("NAAST_TOKEN").map_err(|_| Failure {
+            code: EXIT_CONFIG,
+            message: "backup: give an administrator's access token (--token-file or NAAST_TOKEN)"
+                .into(),
+        })?,
+    };
+    let started = std::time::Instant::now();
+    let mut received = None;
+    block_on(async {
+        received =
+            Some(naast_server::backup::receive(&args.server, token.trim(), &args.dir).await?);
+        Ok::<(), naast_server::backup::BackupError>(())
+    })
+    .map_err(|e| failed(format!("backup: {}", e.message)))?;
+    let manifest = received.ok_or_else(|| failed("backup: nothing was received"))?;
+    let bytes: u64 = manifest.parts.iter().map(|p| p.bytes).sum();
+    println!(
+        "naast backup: {} events, {} audit records, {} keys in {} ({:.1} MB, {:.1} s); checked",
+        manifest.events.events,
+        manifest.audit.iter().map(|a| a.log.events).sum::<u64>(),
+        manifest.keys.as_ref().map_or(0, |k| k.entries),
+        args.dir.display(),
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let manifest = naast_server::backup::restore(&args.dir, &args.data_dir).await?;
+    println!(
+        "naast restore: {} events and {} audit records restored into {}; start naast there with the master key of the backup (the read models are rebuilt then)",
+        manifest.events.events,
+        manifest.audit.iter().map(|a| a.log.events).sum::<u64>(),
+        args.data_dir.display()
+    );
+    Ok(())
+}
+
 fn verify(config: Config) -> Result<(), Failure> {
+    naast_server::backup::refuse_unfinished_restore(&config.data_dir).map_err(failed)?;
     let audit = config.data_dir.join("audit");
     if audit.exists() {
         // Each year's partition is a chain of its own.
@@ -526,6 +605,7 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
 }
 
 async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    naast_server::backup::refuse_unfinished_restore(&config.data_dir)?;
     naast_server::config::private_data_dir(&config.data_dir)?;
     let log = EventLog::open(&config.data_dir, Options::default())?;
     let vault =

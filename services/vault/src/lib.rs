@@ -297,6 +297,32 @@ impl Vault {
         households_in(&self.inner.dir)
     }
 
+    /// What a backup copies of the key folder: each household's wrapped key and the master key
+    /// check, by file name. Keys are read one at a time with key making and erasure, so none is
+    /// copied half written; the master key itself is never among them.
+    pub fn backup_files(&self) -> Result<Vec<(String, Vec<u8>)>, VaultError> {
+        let _files = self
+            .inner
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut files = Vec::new();
+        for household in households_in(&self.inner.dir)? {
+            let path = self.path(household);
+            match std::fs::read(&path) {
+                Ok(bytes) => files.push((format!("{household}.key"), bytes)),
+                // Erased meanwhile: there is nothing to copy.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(VaultError::Io { path, source }),
+            }
+        }
+        if let Some(check) = rotate::check_file(&self.inner.dir)? {
+            files.push((rotate::CHECK_FILE.to_owned(), check));
+        }
+        files.sort();
+        Ok(files)
+    }
+
     fn path(&self, household: Uuid) -> PathBuf {
         key_path(&self.inner.dir, household)
     }
@@ -469,6 +495,34 @@ fn households_in(dir: &Path) -> Result<Vec<Uuid>, VaultError> {
         }
     }
     Ok(found)
+}
+
+/// Writes the files of a backup's key folder (see [`Vault::backup_files`]) into `dir`, which
+/// must hold no keys yet, each durably. Only household key files and the master key check are
+/// accepted, by name: a backup cannot write anywhere else.
+pub fn restore_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), VaultError> {
+    std::fs::create_dir_all(dir).map_err(|source| VaultError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    if !households_in(dir)?.is_empty() || dir.join(rotate::CHECK_FILE).exists() {
+        return Err(VaultError::Corrupt {
+            what: format!("key folder {}: it holds keys already", dir.display()),
+        });
+    }
+    for (name, bytes) in files {
+        let household_key = name
+            .strip_suffix(".key")
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .is_some_and(|id| format!("{id}.key") == *name);
+        if !household_key && name != rotate::CHECK_FILE {
+            return Err(VaultError::Corrupt {
+                what: format!("the backup's key folder holds {name:?}, which is no key file"),
+            });
+        }
+        write_file(&dir.join(name), bytes)?;
+    }
+    sync_dir(dir)
 }
 
 fn key_path(dir: &Path, household: Uuid) -> PathBuf {

@@ -25,7 +25,7 @@ use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::KeyInit;
 use std::path::Path;
 
-const CHECK_FILE: &str = "master.check";
+pub(crate) const CHECK_FILE: &str = "master.check";
 const PENDING_FILE: &str = "rotation.pending";
 const CHECK_CONTEXT: &[u8] = b"naast master key check v1";
 
@@ -150,6 +150,11 @@ fn opens_store(dir: &Path, master: &MasterKey) -> Result<bool, VaultError> {
     let path = key_path(dir, household);
     let wrapped = std::fs::read(&path).map_err(|source| VaultError::Io { path, source })?;
     Ok(unwrap(&ChaCha20Poly1305::new(&master.0), household, &wrapped).is_ok())
+}
+
+/// The master key check's bytes in key folder `dir`, if it has one.
+pub(crate) fn check_file(dir: &Path) -> Result<Option<Vec<u8>>, VaultError> {
+    read_optional(&dir.join(CHECK_FILE))
 }
 
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, VaultError> {

@@ -9,6 +9,7 @@ mod event_log;
 mod forward;
 mod households;
 mod observe;
+mod operations;
 mod push;
 pub mod status;
 mod too_large;
@@ -17,6 +18,7 @@ pub use audit::AuditApi;
 pub use evaluation::EvaluationApi;
 pub use event_log::EventLogApi;
 pub use households::HouseholdApi;
+pub use operations::OperationsApi;
 pub use push::PushApi;
 
 use crate::auth::layer::{AuthLayer, Guard};
@@ -27,6 +29,7 @@ use naast_proto::pb::consent_service_server::ConsentServiceServer;
 use naast_proto::pb::evaluation_service_server::EvaluationServiceServer;
 use naast_proto::pb::event_log_service_server::EventLogServiceServer;
 use naast_proto::pb::household_service_server::HouseholdServiceServer;
+use naast_proto::pb::operations_service_server::OperationsServiceServer;
 use naast_proto::pb::push_service_server::PushServiceServer;
 use std::future::Future;
 use tokio::net::TcpListener;
@@ -177,6 +180,7 @@ pub async fn run(
             },
         ))
     });
+    let push_store = push.as_ref().map(|push| push.store.clone());
     // Push to PGO platforms: a worker per endpoint, on the same households and audit log.
     let (pusher, pushers) = match push {
         Some(push) => {
@@ -195,6 +199,13 @@ pub async fn run(
         hourly_rate_cents,
     )
     .await?;
+    let operations = OperationsApi::new(crate::backup::Sources {
+        log: log.clone(),
+        auditor: auditor.clone(),
+        vault: guard.as_ref().and_then(|g| g.vault.clone()),
+        push: push_store,
+        evaluation: Some(evaluation.clone()),
+    });
     let households = HouseholdApi::new(households, projections, evaluation.clone(), stopped);
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -211,6 +222,9 @@ pub async fn run(
     health.set_serving::<PushServiceServer<PushApi>>().await;
     health
         .set_serving::<EvaluationServiceServer<EvaluationApi>>()
+        .await;
+    health
+        .set_serving::<OperationsServiceServer<OperationsApi>>()
         .await;
     // Both reflection versions: grpcurl and grpcio speak v1alpha, newer tools v1.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -234,6 +248,7 @@ pub async fn run(
         .add_service(AuditServiceServer::new(audit))
         .add_service(PushServiceServer::new(push_api))
         .add_service(EvaluationServiceServer::new(EvaluationApi::new(evaluation)))
+        .add_service(OperationsServiceServer::new(operations))
         .add_service(
             HouseholdServiceServer::new(households)
                 .max_decoding_message_size(MAX_REQUEST_BYTES)
