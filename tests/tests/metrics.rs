@@ -188,3 +188,78 @@ async fn metrics_are_off_unless_configured() {
     let server = Server::start(dir.path());
     assert_eq!(server.metrics, None);
 }
+
+/// The audit records of `operation` (newest last), as an administrator searches them.
+async fn records_of(server: &Server, operation: &str) -> Vec<pb::AuditRecord> {
+    naast_proto::pb::audit_service_client::AuditServiceClient::new(server.signed("beheerder").await)
+        .search_audit_log(pb::SearchAuditLogRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records
+        .into_iter()
+        .filter(|r| r.operation == operation)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_call_has_a_request_id_the_client_and_the_audit_record_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (household, _, _) = naast_tests::household_with_client(&mut api, "Familie Smit").await;
+    const GET: &str = "/naast.v1.HouseholdService/GetHousehold";
+    let get = || pb::GetHouseholdRequest {
+        household_id: household.clone(),
+        ..Default::default()
+    };
+
+    // The client's own id comes back and is in the audit record.
+    let mut request = tonic::Request::new(get());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "keukentafel-42".parse().unwrap());
+    let answer = api.get_household(request).await.unwrap();
+    assert_eq!(
+        answer.metadata().get("x-request-id").unwrap(),
+        "keukentafel-42"
+    );
+    let records = records_of(&server, GET).await;
+    assert_eq!(records.last().unwrap().request_id, "keukentafel-42");
+
+    // Without one, the server makes one: the same in the answer and in the record.
+    let answer = api.get_household(get()).await.unwrap();
+    let made = answer
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+    let records = records_of(&server, GET).await;
+    assert_eq!(records.last().unwrap().request_id, made);
+
+    // A refused call carries it too: the client can quote it when asking what happened.
+    let mut stranger =
+        HouseholdServiceClient::new(naast_tests::signed(&server.url(), "not-a-token").await);
+    let refused = stranger
+        .get_household(pb::GetHouseholdRequest {
+            household_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let id = refused
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let records = records_of(&server, GET).await;
+    assert_eq!(records.last().unwrap().request_id, id);
+}

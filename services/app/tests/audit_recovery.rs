@@ -41,6 +41,7 @@ fn citizen(subject: &str, name: Option<&str>, operation: &str) -> (Identity, Cal
         request_id: None,
         purpose: "care".into(),
         valid_until: None,
+        limits: None,
     }));
     (identity, calling)
 }

@@ -251,6 +251,19 @@ async fn authenticate(State(facade): State<Facade>, mut request: Request, next: 
             );
             response
         }
+        Err(Refused::Busy(refusal)) => {
+            let mut response = Failure::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                fhir_sdk::r4b::codes::IssueType::Throttled,
+                refusal,
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            response
+        }
         Err(Refused::AuditUnavailable) => Failure::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             fhir_sdk::r4b::codes::IssueType::Transient,

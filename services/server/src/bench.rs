@@ -1285,6 +1285,10 @@ pub(crate) fn dev_guard(
             auditor,
             vault,
             failures: Default::default(),
+            // Counted as in a deployment, set where this load never reaches them.
+            limits: naast_app::auth::limits::Limits::new(
+                naast_app::auth::limits::LimitSettings::generous(),
+            ),
         },
         token,
         parent.identity(),

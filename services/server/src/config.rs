@@ -42,6 +42,8 @@ pub struct Config {
     pub push: Vec<naast_push::Endpoint>,
     /// What an hour of a client supporter costs, in euro cents, for the effect report.
     pub supporter_hourly_rate_cents: u32,
+    /// What one caller may use: calls per second, open streams (`[limits]`).
+    pub limits: naast_app::auth::limits::LimitSettings,
 }
 
 /// What an hour of a client supporter costs unless configured: EUR 75, the middle of what the
@@ -122,6 +124,10 @@ pub struct FileConfig {
     /// `[[push]]`: an endpoint of a PGO platform each (see [`naast_push::endpoint`]).
     #[serde(default)]
     pub push: Vec<naast_push::Endpoint>,
+    /// `[limits]`: `calls_per_second`, `call_burst`, `streams_per_caller`, `max_streams`,
+    /// `slow_stream_seconds` (see `naast_app::auth::limits`).
+    #[serde(default)]
+    pub limits: naast_app::auth::limits::LimitSettings,
 }
 
 /// A file of push endpoints alone (`--push-config`).
@@ -397,6 +403,7 @@ impl Config {
             supporter_hourly_rate_cents: supporter_hourly_rate_cents
                 .or(file.supporter_hourly_rate_cents)
                 .unwrap_or(DEFAULT_SUPPORTER_HOURLY_RATE_CENTS),
+            limits: file.limits,
         })
     }
 }
@@ -495,7 +502,7 @@ mod tests {
         let file = dir.path().join("naast.toml");
         std::fs::write(
             &file,
-            "listen = \"0.0.0.0:7000\"\nfhir_listen = \"0.0.0.0:8080\"\ndata_dir = \"/srv/naast\"\nsupporter_hourly_rate_cents = 8100\n[auth]\nissuers = [\"https://login.example.nl\"]\naudience = \"naast-test\"\n",
+            "listen = \"0.0.0.0:7000\"\nfhir_listen = \"0.0.0.0:8080\"\ndata_dir = \"/srv/naast\"\nsupporter_hourly_rate_cents = 8100\n[limits]\ncalls_per_second = 50\nstreams_per_caller = 4\n[auth]\nissuers = [\"https://login.example.nl\"]\naudience = \"naast-test\"\n",
         )
         .unwrap();
         let dev = Overrides {
@@ -522,6 +529,7 @@ mod tests {
                 audit_retention: Duration::from_secs(crate::audit::DEFAULT_RETENTION_DAYS * 86_400),
                 push: Vec::new(),
                 supporter_hourly_rate_cents: DEFAULT_SUPPORTER_HOURLY_RATE_CENTS,
+                limits: Default::default(),
             }
         );
         let from_file = Config::resolve(
@@ -537,6 +545,12 @@ mod tests {
         assert_eq!(from_file.fhir_listen, Some("0.0.0.0:8080".parse().unwrap()));
         assert_eq!(from_file.data_dir, PathBuf::from("/srv/naast"));
         assert_eq!(from_file.supporter_hourly_rate_cents, 8_100);
+        assert_eq!(from_file.limits.calls_per_second, 50);
+        assert_eq!(from_file.limits.streams_per_caller, 4);
+        assert_eq!(
+            from_file.limits.call_burst,
+            naast_app::auth::limits::LimitSettings::default().call_burst
+        );
         assert_eq!(from_file.auth.issuers, ["https://login.example.nl"]);
         assert_eq!(from_file.auth.audience, "naast-test");
         assert!(!from_file.dev);

@@ -24,6 +24,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written on stderr: `human` (text) or `json` (one object per line, with
+    /// the call's method and request id). Which lines: NAAST_LOG (e.g. `info`, `naast=debug`).
+    #[arg(long, global = true, env = "NAAST_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    /// Text for people.
+    Human,
+    /// One JSON object per line, for a log collector.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -206,14 +219,21 @@ fn main() -> ExitCode {
         Command::Demo(_) => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NAAST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NAAST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        // One JSON object per line, each with its call's span (method, request id): for a log
+        // collector.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     let outcome = match cli.command {
         Command::Serve(args) => config(args, true).and_then(|c| block_on(serve_with(c))),
         Command::Demo(args) => block_on(demo_with(args)),
@@ -325,6 +345,7 @@ fn guard(
     dev: bool,
     vault: Option<naast_vault::Vault>,
     audit_retention: std::time::Duration,
+    limits: naast_app::auth::limits::LimitSettings,
 ) -> Result<(Guard, Option<DevIssuer>), Box<dyn std::error::Error + Send + Sync>> {
     let auditor = Auditor::open(&data_dir.join("audit"), audit_retention)?;
     let dev = if dev {
@@ -343,6 +364,7 @@ fn guard(
             auditor,
             vault,
             failures: Default::default(),
+            limits: naast_app::auth::limits::Limits::new(limits),
         },
         dev,
     ))
@@ -557,7 +579,7 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
     };
     let retention =
         std::time::Duration::from_secs(naast_server::audit::DEFAULT_RETENTION_DAYS * 86_400);
-    let (guard, dev) = guard(&data_dir, &auth, true, vault, retention)?;
+    let (guard, dev) = guard(&data_dir, &auth, true, vault, retention, Default::default())?;
     let dev = dev.ok_or("the development issuer did not start")?;
     let parent = naast_server::auth::dev::Persona::named("ouder")
         .ok_or("the demo persona `ouder` is missing")?;
@@ -618,6 +640,7 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Se
         config.dev,
         Some(vault),
         config.audit_retention,
+        config.limits,
     )?;
     if let Some(dev) = &dev {
         print_dev_tokens(dev)?;

@@ -29,6 +29,19 @@ pub enum Calling {
 }
 
 impl Calling {
+    /// A permit to open a stream for this call, counted against its caller's limit until the
+    /// stream ends; `Err` with the refusal's message when the caller, or the service, has as
+    /// many open as it may.
+    pub fn open_stream(&self) -> Result<crate::auth::limits::StreamPermit, String> {
+        match self {
+            Calling::Caller(caller) => match &caller.limits {
+                Some(limits) => limits.open_stream(&caller.limit_key()),
+                None => Ok(crate::auth::limits::StreamPermit::unlimited()),
+            },
+            Calling::Unguarded => Ok(crate::auth::limits::StreamPermit::unlimited()),
+        }
+    }
+
     /// When the call's token expires, as a moment for `tokio::time` (`None`: never). An open
     /// stream ends then with `UNAUTHENTICATED`: a disabled account stops receiving at the
     /// latest when its last token runs out.
@@ -89,6 +102,22 @@ pub struct Caller {
     /// When its token is refused as expired (`exp` plus the leeway, seconds since 1970): a
     /// stream opened with it ends then. `None`: never (embedded use).
     pub valid_until: Option<i64>,
+    /// The limits its streams count against (`None`: none, in embedded use).
+    pub limits: Option<crate::auth::limits::Limits>,
+}
+
+impl Caller {
+    /// The key its limits are counted under: issuer and subject.
+    pub fn limit_key(&self) -> String {
+        limit_key(&self.principal)
+    }
+}
+
+fn limit_key(principal: &Principal) -> String {
+    format!(
+        "{} {}",
+        principal.identity.issuer, principal.identity.subject
+    )
 }
 
 impl Caller {
@@ -163,6 +192,8 @@ pub struct Guard {
     pub vault: Option<naast_vault::Vault>,
     /// Failed sign-ins per network address.
     pub failures: FailureLimit,
+    /// What one caller may use: calls per second, open streams.
+    pub limits: crate::auth::limits::Limits,
 }
 
 /// Failed sign-ins allowed per network address: a burst, then a steady rate. Past it, a failed
@@ -253,6 +284,10 @@ pub enum Refused {
     /// The refusal could not be recorded, so the service answers that it is unavailable.
     #[error("the audit log is unavailable")]
     AuditUnavailable,
+    /// The caller made more calls than its limit allows; the message says what the limit is
+    /// and when to retry.
+    #[error("{0}")]
+    Busy(String),
     /// Too many failed sign-ins came from the caller's address.
     #[error(
         "too many failed sign-ins from your address; wait a few seconds and sign in with a valid token"
@@ -275,14 +310,45 @@ impl Guard {
             .authenticate_until(arrival.authorization.as_deref())
             .await
         {
-            Ok((principal, valid_until)) => Ok(Arc::new(Caller {
-                principal,
-                operation: arrival.operation,
-                peer: arrival.peer,
-                request_id,
-                purpose,
-                valid_until: Some(valid_until),
-            })),
+            Ok((principal, valid_until)) => {
+                let key = limit_key(&principal);
+                if let Err(refusal) = self.limits.admit_call(&key) {
+                    // Recorded once per principal per window, as the limiting of an address
+                    // is: a caller over its rate must not add a durable write per call.
+                    if self.limits.first_refusal_in_window(&key) {
+                        let caller = Caller {
+                            principal,
+                            operation: arrival.operation,
+                            peer: arrival.peer,
+                            request_id,
+                            purpose,
+                            valid_until: Some(valid_until),
+                            limits: None,
+                        };
+                        let record = Record {
+                            reason: Some(format!(
+                                "{refusal}; further refusals of this caller in the next {} s are not recorded one by one",
+                                crate::auth::limits::LIMIT_RECORD_WINDOW.as_secs()
+                            )),
+                            ..caller.record(audit::Outcome::Denied)
+                        };
+                        if let Err(e) = self.auditor.record(&record).await {
+                            tracing::error!(error = %e, "cannot record the limiting of a caller");
+                            return Err(Refused::AuditUnavailable);
+                        }
+                    }
+                    return Err(Refused::Busy(refusal));
+                }
+                Ok(Arc::new(Caller {
+                    principal,
+                    operation: arrival.operation,
+                    peer: arrival.peer,
+                    request_id,
+                    purpose,
+                    valid_until: Some(valid_until),
+                    limits: Some(self.limits.clone()),
+                }))
+            }
             Err(refused) => {
                 if let Some(address) = arrival.peer.map(|p| p.ip())
                     && !self.failures.admits(address)

@@ -30,6 +30,7 @@
 
 pub mod caller;
 pub mod dev;
+pub mod limits;
 
 use naast_domain::Identity;
 use naast_domain::access::Principal;

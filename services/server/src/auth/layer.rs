@@ -100,6 +100,9 @@ where
                 Err(refused @ Refused::Limited) => {
                     Ok(tonic::Status::resource_exhausted(refused.to_string()).into_http())
                 }
+                Err(Refused::Busy(refusal)) => {
+                    Ok(tonic::Status::resource_exhausted(refusal).into_http())
+                }
                 Err(Refused::AuditUnavailable) => {
                     Ok(tonic::Status::unavailable("the audit log is unavailable").into_http())
                 }

@@ -186,6 +186,7 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
         request: Request<pb::SubscribeEventsRequest>,
     ) -> Result<Response<Self::SubscribeEventsStream>, Status> {
         let (calling, request) = split(request)?;
+        let permit = super::forward::permit(&calling)?;
         let stream = Some(request.stream_id.as_str()).filter(|s| !s.is_empty());
         let without_households = self.admit(&calling, stream).await?;
         let subscription = if request.stream_id.is_empty() {
@@ -224,7 +225,13 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
             subscription,
             without_households,
         };
-        let stream = forward(source, next, self.shutdown.clone(), calling.expiry());
+        let stream = forward(
+            source,
+            next,
+            self.shutdown.clone(),
+            calling.expiry(),
+            permit,
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 }

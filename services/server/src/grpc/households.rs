@@ -1816,6 +1816,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         request: Request<pb::SubscribeSignalsRequest>,
     ) -> Answer<Self::SubscribeSignalsStream> {
         let (calling, r) = split(request)?;
+        let permit = super::forward::permit(&calling)?;
         let kinds = naast_domain::signals::SignalKind::list("kinds", &r.kinds)?;
         let today = naast_domain::calendar::dutch_today();
         // Events from here on are looked at: none between the first look and the stream.
@@ -1884,7 +1885,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             pending,
             tick,
         };
-        let stream = forward(source, next_signal, self.shutdown.clone(), expiry);
+        let stream = forward(source, next_signal, self.shutdown.clone(), expiry, permit);
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -1893,6 +1894,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
         request: Request<pb::SubscribeTimelineRequest>,
     ) -> Answer<Self::SubscribeTimelineStream> {
         let (calling, r) = split(request)?;
+        let permit = super::forward::permit(&calling)?;
         let id = household(&r.household_id)?;
         let (_, last) = self
             .households
@@ -1970,7 +1972,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
             calling,
             household: id,
         };
-        let stream = forward(source, next, self.shutdown.clone(), expiry);
+        let stream = forward(source, next, self.shutdown.clone(), expiry, permit);
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -1,8 +1,27 @@
 //! Every gRPC call counted by method and status code, and timed until its answer's headers (for
-//! a stream: until it opened): `naast_rpc_requests_total`, `naast_rpc_duration_seconds`.
+//! a stream: until it opened): `naast_rpc_requests_total`, `naast_rpc_duration_seconds`. Every
+//! call also has a request id: the client's `x-request-id` (up to 128 visible ASCII characters),
+//! or one made here (a UUID v7). It goes on to the audit record (the authentication layer reads
+//! the header), into the `rpc` span every log line of the call carries, and back to the client
+//! in the answer's `x-request-id` header.
 
 use std::task::{Context, Poll};
 use tonic::codegen::{BoxFuture, Service, http};
+use tracing::Instrument as _;
+
+/// The header of a call's request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request id the client sent, when it is one (visible ASCII, 1 to 128 characters).
+fn client_request_id(headers: &http::HeaderMap) -> Option<http::HeaderValue> {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .filter(|v| {
+            let bytes = v.as_bytes();
+            (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
+}
 
 /// Counts and times every call of the services it wraps.
 #[derive(Clone, Debug, Default)]
@@ -33,12 +52,35 @@ where
         self.0.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let method = request.uri().path().to_owned();
         let started = std::time::Instant::now();
-        let response = self.0.call(request);
+        let request_id = match client_request_id(request.headers()) {
+            Some(id) => id,
+            None => {
+                // A UUID is visible ASCII, so it is always a valid header value.
+                let made = http::HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+                    .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+                request
+                    .headers_mut()
+                    .insert(REQUEST_ID_HEADER, made.clone());
+                made
+            }
+        };
+        let span = tracing::info_span!(
+            "rpc",
+            method = %method,
+            request_id = %request_id.to_str().unwrap_or_default()
+        );
+        let response = {
+            let _entered = span.enter();
+            self.0.call(request)
+        };
         Box::pin(async move {
-            let response = response.await;
+            let mut response = response.instrument(span).await;
+            if let Ok(answer) = &mut response {
+                answer.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+            }
             let code = match &response {
                 // An error before any message is a trailers-only answer: its status is a header.
                 // A unary answer with a message carries its status in the trailers, after the

@@ -266,6 +266,7 @@ impl pb::push_service_server::PushService for PushApi {
         request: Request<pb::SubscribeChangesRequest>,
     ) -> Answer<Self::SubscribeChangesStream> {
         let (calling, r) = split(request)?;
+        let permit = super::forward::permit(&calling)?;
         let Calling::Caller(caller) = &calling else {
             return Err(Status::failed_precondition(
                 "the change feed follows a PGO platform's grants: authentication is switched off",
@@ -314,7 +315,13 @@ impl pb::push_service_server::PushService for PushApi {
             caller: caller.clone(),
             auditor,
         };
-        let stream = forward(source, next_change, self.shutdown.clone(), calling.expiry());
+        let stream = forward(
+            source,
+            next_change,
+            self.shutdown.clone(),
+            calling.expiry(),
+            permit,
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 }
