@@ -22,5 +22,21 @@ fi
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/python/requirements.txt
 
 cargo build --workspace --bins
+
+# The systemd unit must be one systemd accepts (checked with its ExecStart on the binary just
+# built; machines without systemd skip it, saying so).
+if command -v systemd-analyze >/dev/null; then
+  unit_dir="$(mktemp -d)"
+  sed "s#/usr/local/bin/naast#$PWD/target/debug/naast#" ops/naast.service > "$unit_dir/naast.service"
+  # Unknown or misspelt settings are only warned about: any word from verify fails the check.
+  verdict="$(systemd-analyze verify "$unit_dir/naast.service" 2>&1)" || { echo "$verdict" >&2; exit 1; }
+  rm -r "$unit_dir"
+  if [ -n "$verdict" ]; then
+    echo "ops/naast.service: $verdict" >&2
+    exit 1
+  fi
+else
+  echo "ops/test.sh: systemd-analyze missing; the systemd unit is not checked" >&2
+fi
 cargo nextest run --workspace --no-fail-fast
 cargo test --workspace --doc
