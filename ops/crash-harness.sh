@@ -10,4 +10,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --bins
 NAAST_CRASH_ROUNDS="${1:-100}" NAAST_CRASH_SEED="${2:-$RANDOM$RANDOM}" \
-  cargo nextest run -p naast-tests --test crash_rounds --no-capture
+  cargo nextest run --profile long -p naast-tests --test crash_rounds --no-capture

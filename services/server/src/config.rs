@@ -841,4 +841,36 @@ resource_types = ["Patient", "CarePlan"]
         let error = Config::resolve(overrides, Some(&file), true).unwrap_err();
         assert!(error.to_string().contains("resource_types"), "{error}");
     }
+
+    proptest::proptest! {
+        /// Any text as the config file: a configuration or an error naming what is wrong,
+        /// never a panic.
+        #[test]
+        fn any_config_file_is_read_or_refused_never_a_panic(text in "(?s).{0,200}") {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("naast.toml");
+            std::fs::write(&path, &text).unwrap();
+            let _ = Config::resolve(Overrides::default(), Some(&path), true);
+        }
+
+        /// Any mix of known settings with any values: the same.
+        #[test]
+        fn any_values_of_known_settings_are_read_or_refused(
+            listen in "[0-9a-z.:\\[\\]]{0,24}",
+            days in proptest::prelude::any::<i64>(),
+            rate in proptest::prelude::any::<i64>(),
+            issuer in "[ -~]{0,30}",
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("naast.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "listen = {listen:?}\naudit_retention_days = {days}\n[limits]\ncalls_per_second = {rate}\n[auth]\nissuers = [{issuer:?}]\n"
+                ),
+            )
+            .unwrap();
+            let _ = Config::resolve(Overrides::default(), Some(&path), true);
+        }
+    }
 }

@@ -705,6 +705,31 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes in a household's key file, or in a sealed payload after its mark: an error
+        /// saying what is damaged, never a panic and never a payload opened.
+        #[test]
+        fn damaged_key_files_and_payloads_are_refused_never_a_panic(
+            key_file in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let vault = Vault::open(dir.path(), &master()).unwrap();
+            let (household, event) = (Uuid::now_v7(), Uuid::now_v7());
+            std::fs::write(key_path(dir.path(), household), &key_file).unwrap();
+            let mut sealed = MAGIC.to_vec();
+            sealed.extend_from_slice(&payload);
+            let opened = vault.open_payload(household, event, &sealed);
+            proptest::prop_assert!(matches!(opened, Err(VaultError::Corrupt { .. })), "{:?}", opened);
+            let made = vault.seal(household, event, b"x");
+            proptest::prop_assert!(matches!(made, Err(VaultError::Corrupt { .. })), "{:?}", made);
+            // With a good key, damaged payloads are refused all the same.
+            let good = Uuid::now_v7();
+            vault.seal(good, event, b"x").unwrap();
+            proptest::prop_assert!(vault.open_payload(good, event, &sealed).is_err());
+        }
+    }
+
     #[test]
     fn a_master_key_is_32_bytes_of_base64() {
         assert!(MasterKey::from_base64(&MasterKey::generate_base64()).is_ok());
