@@ -753,3 +753,59 @@ pub async fn platform_changes(
     }
     out
 }
+
+/// Every event of the log as an administrator's raw API lists it (household events left out),
+/// page after page.
+pub async fn all_events(server: &Server) -> Vec<naast_proto::pb::Event> {
+    use naast_proto::pb;
+    let mut api =
+        pb::event_log_service_client::EventLogServiceClient::new(server.signed("beheerder").await)
+            .max_decoding_message_size(64 * 1024 * 1024);
+    let mut events = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = api
+            .list_events(pb::ListEventsRequest {
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return events;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// The whole timeline of `household` as the parent (`ouder`) sees it, page after page.
+pub async fn full_timeline(
+    server: &Server,
+    household: &str,
+) -> Vec<naast_proto::pb::TimelineEntry> {
+    use naast_proto::pb;
+    let mut api =
+        pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
+    let mut entries = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = api
+            .list_timeline_entries(pb::ListTimelineEntriesRequest {
+                household_id: household.into(),
+                page_size: 500,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .into_inner();
+        entries.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            return entries;
+        }
+        token = page.next_page_token;
+    }
+}

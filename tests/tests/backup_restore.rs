@@ -53,29 +53,6 @@ fn households(data: &Path) -> Vec<String> {
     found
 }
 
-async fn timeline(server: &Server, household: &str) -> Vec<pb::TimelineEntry> {
-    let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
-    let mut entries = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = api
-            .list_timeline_entries(pb::ListTimelineEntriesRequest {
-                household_id: household.into(),
-                page_size: 500,
-                page_token: page_token.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        entries.extend(page.entries);
-        if page.next_page_token.is_empty() {
-            return entries;
-        }
-        page_token = page.next_page_token;
-    }
-}
-
 async fn household(server: &Server, id: &str, as_of_revision: Option<u64>) -> pb::Household {
     HouseholdServiceClient::new(server.signed("ouder").await)
         .get_household(pb::GetHouseholdRequest {
@@ -88,30 +65,6 @@ async fn household(server: &Server, id: &str, as_of_revision: Option<u64>) -> pb
         .into_inner()
         .household
         .unwrap()
-}
-
-/// The whole log as the administrator's raw API shows it (household events left out).
-async fn raw_events(server: &Server) -> Vec<pb::Event> {
-    let mut api = EventLogServiceClient::new(server.signed("beheerder").await)
-        .max_decoding_message_size(64 * 1024 * 1024);
-    let mut events = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = api
-            .list_events(pb::ListEventsRequest {
-                page_size: 1000,
-                page_token: page_token.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        events.extend(page.events);
-        if page.next_page_token.is_empty() {
-            return events;
-        }
-        page_token = page.next_page_token;
-    }
 }
 
 async fn generate(server: &Server) {
@@ -210,10 +163,14 @@ async fn a_backup_taken_during_writes_restores_to_the_same_families() {
             copy.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            naast(
+            let started = std::time::Instant::now();
+            let taken = naast(
                 &["backup", path(&copy), "--server", &url],
                 &[("NAAST_TOKEN", &token)],
-            )
+            );
+            // For the runbook's figures; not a check (these machines are shared).
+            eprintln!("backup took {:.2} s", started.elapsed().as_secs_f64());
+            taken
         })
         .await
         .unwrap()
@@ -239,10 +196,12 @@ async fn a_backup_taken_during_writes_restores_to_the_same_families() {
         "the master key stays out of the backup"
     );
 
+    let started = std::time::Instant::now();
     let restoring = naast(
         &["restore", path(&copy), "--data-dir", path(&restored)],
         &[],
     );
+    eprintln!("restore took {:.2} s", started.elapsed().as_secs_f64());
     assert!(
         restoring.status.success(),
         "naast restore failed: {}",
@@ -264,7 +223,10 @@ async fn a_backup_taken_during_writes_restores_to_the_same_families() {
     let copy_server = Server::start_with(&restored, &["--dev", "--master-key-file", path(&key)]);
     assert_eq!(households(&restored), families);
     // The log: the restored one is the source's up to the backup's head, record for record.
-    let (mine, theirs) = (raw_events(&copy_server).await, raw_events(&server).await);
+    let (mine, theirs) = (
+        naast_tests::all_events(&copy_server).await,
+        naast_tests::all_events(&server).await,
+    );
     assert!(mine.len() >= GENERATED);
     assert_eq!(mine[..], theirs[..mine.len()]);
     // Every family as it stood on the source at the revision the backup holds.
@@ -272,8 +234,8 @@ async fn a_backup_taken_during_writes_restores_to_the_same_families() {
         let now = household(&copy_server, family, None).await;
         let then = household(&server, family, Some(now.revision)).await;
         assert_eq!(now, then, "household {family}");
-        let restored_timeline = timeline(&copy_server, family).await;
-        let source_timeline: Vec<_> = timeline(&server, family)
+        let restored_timeline = naast_tests::full_timeline(&copy_server, family).await;
+        let source_timeline: Vec<_> = naast_tests::full_timeline(&server, family)
             .await
             .into_iter()
             .filter(|e| e.revision <= now.revision)
@@ -283,11 +245,12 @@ async fn a_backup_taken_during_writes_restores_to_the_same_families() {
     }
     // Every note acknowledged before the backup began is there; the restored log ends at the
     // backup's head.
-    let notes: std::collections::HashSet<u64> = timeline(&copy_server, &families[0])
-        .await
-        .into_iter()
-        .map(|e| e.position)
-        .collect();
+    let notes: std::collections::HashSet<u64> =
+        naast_tests::full_timeline(&copy_server, &families[0])
+            .await
+            .into_iter()
+            .map(|e| e.position)
+            .collect();
     let before: Vec<_> = acked.iter().filter(|a| a.before_backup).collect();
     assert!(before.len() >= 3);
     for note in &before {
@@ -316,7 +279,7 @@ async fn a_backup_taken_during_writes_restores_to_the_same_families() {
 }
 
 async fn server_notes_written(server: &Server, family: &str) -> usize {
-    timeline(server, family)
+    naast_tests::full_timeline(server, family)
         .await
         .iter()
         .filter(|e| e.summary.contains("tijdens de back-up"))

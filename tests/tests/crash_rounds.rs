@@ -43,29 +43,6 @@ fn verify(data: &Path) {
     );
 }
 
-async fn timeline(server: &Server, household: &str) -> Vec<pb::TimelineEntry> {
-    let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
-    let mut entries = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = api
-            .list_timeline_entries(pb::ListTimelineEntriesRequest {
-                household_id: household.into(),
-                page_size: 500,
-                page_token: page_token.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        entries.extend(page.entries);
-        if page.next_page_token.is_empty() {
-            return entries;
-        }
-        page_token = page.next_page_token;
-    }
-}
-
 /// An acknowledged note: its household, text and command request id.
 #[derive(Clone, Debug)]
 struct Note {
@@ -161,7 +138,7 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
         // Every note acknowledged so far is on its timeline exactly once.
         let mut shown: HashMap<(String, String), usize> = HashMap::new();
         for household in &households {
-            for entry in timeline(&server, household).await {
+            for entry in naast_tests::full_timeline(&server, household).await {
                 // A note's line holds its text: from "Ronde" to the full stop.
                 if let Some(text) = entry.summary.find("Ronde ").and_then(|at| {
                     let rest = &entry.summary[at..];
@@ -207,13 +184,17 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
     // The views equal what a replay of the log rebuilds.
     let mut before = Vec::new();
     for household in &households {
-        before.push(timeline(&server, household).await);
+        before.push(naast_tests::full_timeline(&server, household).await);
     }
     assert!(server.terminate().success());
     naast_tests::replay(&data);
     let server = Server::start(&data);
     for (household, before) in households.iter().zip(before) {
-        assert_eq!(timeline(&server, household).await, before, "{household}");
+        assert_eq!(
+            naast_tests::full_timeline(&server, household).await,
+            before,
+            "{household}"
+        );
     }
     eprintln!(
         "crash harness: {rounds} rounds, {} acknowledged notes, all present once with their audit records",

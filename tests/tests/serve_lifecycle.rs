@@ -22,28 +22,6 @@ fn append(stream: &str, body: &str) -> pb::AppendEventsRequest {
     }
 }
 
-async fn all_events(server: &Server) -> Vec<pb::Event> {
-    let mut api = EventLogServiceClient::new(server.signed("beheerder").await);
-    let mut events = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = api
-            .list_events(pb::ListEventsRequest {
-                page_size: 1000,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        events.extend(page.events);
-        if page.next_page_token.is_empty() {
-            return events;
-        }
-        token = page.next_page_token;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_acknowledged_append() {
     let dir = tempfile::tempdir().unwrap();
@@ -60,7 +38,7 @@ async fn sigkill_loses_no_acknowledged_append() {
     }
     server.kill();
     let server = Server::start(dir.path());
-    let stored = all_events(&server).await;
+    let stored = naast_tests::all_events(&server).await;
     assert_eq!(stored.len(), acked.len());
     for (position, id) in acked {
         assert_eq!(stored[position as usize].id, id);
@@ -112,7 +90,7 @@ async fn sigterm_ends_open_subscriptions_and_exits_cleanly() {
     );
 
     let server = Server::start(dir.path());
-    assert_eq!(all_events(&server).await.len(), 1);
+    assert_eq!(naast_tests::all_events(&server).await.len(), 1);
 }
 
 #[tokio::test]
