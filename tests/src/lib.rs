@@ -809,3 +809,40 @@ pub async fn full_timeline(
         token = page.next_page_token;
     }
 }
+
+/// Each sample of the scrape: name with its labels sorted (`name{a="1",b="2"}`) → value.
+pub async fn scrape_metrics(server: &Server) -> std::collections::BTreeMap<String, f64> {
+    let url = format!(
+        "http://{}/metrics",
+        server
+            .metrics
+            .unwrap_or_else(|| panic!("the server was not started with --metrics-listen"))
+    );
+    let response = reqwest::get(&url).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = response.text().await.unwrap_or_else(|e| panic!("{e:?}"));
+    let mut samples = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("a sample without a value: {line}"));
+        let key = match series.split_once('{') {
+            Some((name, labels)) => {
+                let mut labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+                labels.sort_unstable();
+                format!("{name}{{{}}}", labels.join(","))
+            }
+            None => series.to_owned(),
+        };
+        samples.insert(key, value.parse().unwrap_or_else(|e| panic!("{e:?}")));
+    }
+    samples
+}

@@ -6,7 +6,8 @@
 //! by `naast replay`.
 //!
 //! `NAAST_CRASH_ROUNDS` sets the rounds (10 here; `ops/crash-harness.sh` runs 100) and
-//! `NAAST_CRASH_SEED` the seed of the kill moments, printed so a failing run can be repeated.
+//! `NAAST_CRASH_SEED` the seed of how long each round runs before its kill, printed so a failing
+//! run can be repeated as nearly as a shared machine allows.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
@@ -71,6 +72,7 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
         }
     }
     let mut acked: Vec<Note> = Vec::new();
+    let mut rounds_with_acks = 0;
     for round in 0..rounds {
         // Writers on every household, and a subscriber following the first one live.
         let done = Arc::new(Mutex::new(Vec::<Note>::new()));
@@ -131,7 +133,9 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
             task.await.unwrap();
         }
         subscriber.await.unwrap();
-        acked.extend(done.lock().unwrap().iter().cloned());
+        let this_round = done.lock().unwrap().clone();
+        rounds_with_acks += usize::from(!this_round.is_empty());
+        acked.extend(this_round);
 
         verify(&data);
         server = Server::start(&data);
@@ -175,10 +179,10 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
             );
         }
     }
+    // Most rounds must have had acknowledged writes to lose, or the harness checks little.
     assert!(
-        acked.len() as u64 >= rounds,
-        "the writers got through: {} notes in {rounds} rounds",
-        acked.len()
+        rounds_with_acks as u64 * 2 >= rounds,
+        "only {rounds_with_acks} of {rounds} rounds acknowledged a note"
     );
 
     // The views equal what a replay of the log rebuilds.

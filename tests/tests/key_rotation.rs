@@ -27,19 +27,6 @@ fn serve_with_key(data: &Path, key: &Path) -> Server {
     Server::start_with(data, &["--dev", "--master-key-file", key.to_str().unwrap()])
 }
 
-async fn timeline(server: &Server, household: &str) -> Vec<pb::TimelineEntry> {
-    HouseholdServiceClient::new(server.signed("ouder").await)
-        .list_timeline_entries(pb::ListTimelineEntriesRequest {
-            household_id: household.into(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-}
-
 #[tokio::test]
 async fn a_rotated_master_key_reads_every_household_and_the_old_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +60,7 @@ async fn a_rotated_master_key_reads_every_household_and_the_old_one_is_refused()
     }
     let mut before = Vec::new();
     for household in &households {
-        before.push(timeline(&server, household).await);
+        before.push(naast_tests::full_timeline(&server, household).await);
     }
     assert!(before.iter().all(|t| t.len() == 2), "{before:?}");
 
@@ -109,7 +96,7 @@ async fn a_rotated_master_key_reads_every_household_and_the_old_one_is_refused()
     // The new key reads every household as it was.
     let server = serve_with_key(&data, &new);
     for (household, was) in households.iter().zip(&before) {
-        assert_eq!(&timeline(&server, household).await, was);
+        assert_eq!(&naast_tests::full_timeline(&server, household).await, was);
     }
     drop(server);
     // Rotating back works the same way; then the key it was rotated from is no longer the

@@ -10,36 +10,6 @@ use naast_tests::Server;
 use std::collections::BTreeMap;
 use tonic::Code;
 
-/// Each sample of the scrape: name with its labels sorted (`name{a="1",b="2"}`) → value.
-async fn scrape(server: &Server) -> BTreeMap<String, f64> {
-    let url = format!("http://{}/metrics", server.metrics.unwrap());
-    let response = reqwest::get(&url).await.unwrap();
-    assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(content_type.starts_with("text/plain"), "{content_type}");
-    let text = response.text().await.unwrap();
-    let mut samples = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let key = match series.split_once('{') {
-            Some((name, labels)) => {
-                let mut labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
-                labels.sort_unstable();
-                format!("{name}{{{}}}", labels.join(","))
-            }
-            None => series.to_owned(),
-        };
-        samples.insert(key, value.parse().unwrap());
-    }
-    samples
-}
-
 fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
     *samples
         .get(key)
@@ -112,7 +82,7 @@ async fn a_scrape_shows_calls_refusals_commits_streams_and_lag() {
         .into_inner();
     stream.message().await.unwrap().unwrap();
 
-    let samples = scrape(&server).await;
+    let samples = naast_tests::scrape_metrics(&server).await;
     let rpc = |method: &str, code: &str| {
         sample(
             &samples,
@@ -172,7 +142,10 @@ async fn a_scrape_shows_calls_refusals_commits_streams_and_lag() {
     // The stream's end is noticed by the server shortly after the client lets go.
     let mut open = 1.0;
     for _ in 0..100 {
-        open = sample(&scrape(&server).await, "naast_streams_open");
+        open = sample(
+            &naast_tests::scrape_metrics(&server).await,
+            "naast_streams_open",
+        );
         if open == 0.0 {
             break;
         }
@@ -189,17 +162,10 @@ async fn metrics_are_off_unless_configured() {
     assert_eq!(server.metrics, None);
 }
 
-/// The audit records of `operation` (newest last), as an administrator searches them.
+/// The audit records of `operation` (oldest first), as an administrator searches them.
 async fn records_of(server: &Server, operation: &str) -> Vec<pb::AuditRecord> {
-    naast_proto::pb::audit_service_client::AuditServiceClient::new(server.signed("beheerder").await)
-        .search_audit_log(pb::SearchAuditLogRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
+    naast_tests::search_audit(server.signed("beheerder").await, Default::default())
         .await
-        .unwrap()
-        .into_inner()
-        .records
         .into_iter()
         .filter(|r| r.operation == operation)
         .collect()
@@ -208,7 +174,7 @@ async fn records_of(server: &Server, operation: &str) -> Vec<pb::AuditRecord> {
 #[tokio::test]
 async fn every_call_has_a_request_id_the_client_and_the_audit_record_share() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start_with(dir.path(), &["--dev", "--fhir-listen", "127.0.0.1:0"]);
     let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
     let (household, _, _) = naast_tests::household_with_client(&mut api, "Familie Smit").await;
     const GET: &str = "/naast.v1.HouseholdService/GetHousehold";
@@ -262,4 +228,30 @@ async fn every_call_has_a_request_id_the_client_and_the_audit_record_share() {
         .unwrap();
     let records = records_of(&server, GET).await;
     assert_eq!(records.last().unwrap().request_id, id);
+
+    // The FHIR facade gives its calls ids the same way: the client's back, or one made.
+    let fhir = |id: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .get(format!("{}/Group/{household}", server.fhir_base()))
+            .bearer_auth(server.token("ouder"));
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        request.send()
+    };
+    let answer = fhir(Some("fhir-7")).await.unwrap();
+    assert_eq!(answer.headers()["x-request-id"], "fhir-7");
+    let made = fhir(None).await.unwrap().headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+    let ids: Vec<String> =
+        naast_tests::search_audit(server.signed("beheerder").await, Default::default())
+            .await
+            .into_iter()
+            .map(|r| r.request_id)
+            .collect();
+    assert!(ids.contains(&"fhir-7".to_owned()), "{ids:?}");
+    assert!(ids.contains(&made), "{ids:?}");
 }

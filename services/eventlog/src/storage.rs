@@ -289,7 +289,6 @@ fn persisted_segment_size(dir: &Path) -> Option<usize> {
         .and_then(|size| size.trim().parse().ok())
 }
 
-/// Makes the entries of directory `dir` (files made, renamed or removed in it) durable.
 /// An entry of a sled store as a backup copies it: the tree's name, the key and the value.
 pub type TreeEntry = (String, Vec<u8>, Vec<u8>);
 
@@ -333,7 +332,8 @@ pub fn restore_trees(dir: &Path, entries: &[TreeEntry]) -> Result<(), StorageErr
     sync_dir(dir)
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+/// Makes the entries of directory `dir` (files made, renamed or removed in it) durable.
+pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StorageError::new("sync", e))

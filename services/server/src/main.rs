@@ -385,9 +385,9 @@ fn print_dev_tokens(dev: &DevIssuer) -> Result<(), Box<dyn std::error::Error + S
     Ok(())
 }
 
-fn block_on<E: std::fmt::Display>(
-    work: impl std::future::Future<Output = Result<(), E>>,
-) -> Result<(), Failure> {
+fn block_on<T, E: std::fmt::Display>(
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, Failure> {
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| failed(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(work).map_err(failed)
@@ -423,6 +423,7 @@ fn rotate_master_key(args: RotateArgs) -> Result<(), Failure> {
     let new = naast_server::config::master_key_from_file(&args.new_master_key_file)
         .map_err(|e| usage(e.to_string()))?;
     let config = config(args.serve, false)?;
+    naast_server::backup::refuse_unfinished_restore(&config.data_dir).map_err(failed)?;
     let old = config
         .master_key
         .as_ref()
@@ -463,14 +464,12 @@ fn backup(args: BackupArgs) -> Result<(), Failure> {
         })?,
     };
     let started = std::time::Instant::now();
-    let mut received = None;
-    block_on(async {
-        received =
-            Some(naast_server::backup::receive(&args.server, token.trim(), &args.dir).await?);
-        Ok::<(), naast_server::backup::BackupError>(())
-    })
+    let manifest = block_on(naast_server::backup::receive(
+        &args.server,
+        token.trim(),
+        &args.dir,
+    ))
     .map_err(|e| failed(format!("backup: {}", e.message)))?;
-    let manifest = received.ok_or_else(|| failed("backup: nothing was received"))?;
     let bytes: u64 = manifest.parts.iter().map(|p| p.bytes).sum();
     println!(
         "naast backup: {} events, {} audit records, {} keys in {} ({:.1} MB, {:.1} s); checked",

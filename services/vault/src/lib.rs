@@ -298,14 +298,10 @@ impl Vault {
     }
 
     /// What a backup copies of the key folder: each household's wrapped key and the master key
-    /// check, by file name. Keys are read one at a time with key making and erasure, so none is
-    /// copied half written; the master key itself is never among them.
+    /// check, by file name; the master key itself is never among them. Read without holding up
+    /// key making: a key file is written whole before it is renamed into place, so none is
+    /// copied half written, and one erased meanwhile is simply not there.
     pub fn backup_files(&self) -> Result<Vec<(String, Vec<u8>)>, VaultError> {
-        let _files = self
-            .inner
-            .files
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         let mut files = Vec::new();
         for household in households_in(&self.inner.dir)? {
             let path = self.path(household);

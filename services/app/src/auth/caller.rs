@@ -5,11 +5,25 @@
 
 use crate::audit::{self, Auditor, Record};
 use crate::auth::Authenticator;
+use crate::auth::limits::{CallerKey, KeyedRate};
 use crate::households::AppError;
 use naast_domain::access::{self, Access, Action, Denied, Principal};
 use naast_domain::{Command, Household};
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// The header of a call's request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A call's request id: the client's `x-request-id` when it is one (1 to 128 visible ASCII
+/// characters), else a new UUID v7. Every transport asks this before [`Guard::admit`], so a call
+/// has one id in its answer, its audit record and its log lines, whichever door it came in by.
+pub fn request_id(client: Option<&[u8]>) -> String {
+    client
+        .filter(|id| (1..=128).contains(&id.len()) && id.iter().all(u8::is_ascii_graphic))
+        .and_then(|id| std::str::from_utf8(id).ok())
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+}
 
 /// The header naming the purpose of use (NEN 7513), e.g. `care`, `research`.
 pub const PURPOSE_HEADER: &str = "naast-purpose";
@@ -35,7 +49,7 @@ impl Calling {
     pub fn open_stream(&self) -> Result<crate::auth::limits::StreamPermit, String> {
         match self {
             Calling::Caller(caller) => match &caller.limits {
-                Some(limits) => limits.open_stream(&caller.limit_key()),
+                Some(limits) => limits.open_stream(caller.limit_key()),
                 None => Ok(crate::auth::limits::StreamPermit::unlimited()),
             },
             Calling::Unguarded => Ok(crate::auth::limits::StreamPermit::unlimited()),
@@ -107,17 +121,18 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The key its limits are counted under: issuer and subject.
-    pub fn limit_key(&self) -> String {
+    /// The key its limits are counted under: its issuer and subject.
+    pub fn limit_key(&self) -> CallerKey {
         limit_key(&self.principal)
     }
 }
 
-fn limit_key(principal: &Principal) -> String {
-    format!(
-        "{} {}",
-        principal.identity.issuer, principal.identity.subject
-    )
+fn limit_key(principal: &Principal) -> CallerKey {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    principal.identity.issuer.hash(&mut hasher);
+    principal.identity.subject.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Caller {
@@ -202,59 +217,18 @@ pub struct Guard {
 /// limiting itself is recorded once per address per [`FAILURE_WINDOW`]. A valid token is served
 /// whatever its address did: a care organisation's staff may share one address.
 #[derive(Clone)]
-pub struct FailureLimit {
-    limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
-    recorded:
-        Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>>,
-}
+pub struct FailureLimit(KeyedRate<std::net::IpAddr>);
 
 /// Failed sign-ins an address may make at once.
 pub const FAILURE_BURST: u32 = 30;
 /// Failed sign-ins an address may make per second after its burst.
 pub const FAILURES_PER_SECOND: u32 = 5;
 /// How long one record of an address's limiting stands for.
-pub const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+pub const FAILURE_WINDOW: std::time::Duration = crate::auth::limits::LIMIT_RECORD_WINDOW;
 
 impl Default for FailureLimit {
     fn default() -> Self {
-        let quota = governor::Quota::per_second(
-            std::num::NonZeroU32::new(FAILURES_PER_SECOND).unwrap_or(std::num::NonZeroU32::MIN),
-        )
-        .allow_burst(std::num::NonZeroU32::new(FAILURE_BURST).unwrap_or(std::num::NonZeroU32::MIN));
-        Self {
-            limiter: Arc::new(governor::RateLimiter::keyed(quota)),
-            recorded: Arc::default(),
-        }
-    }
-}
-
-impl FailureLimit {
-    /// Counts a failed sign-in from `address`: whether it is within the limit.
-    fn admits(&self, address: std::net::IpAddr) -> bool {
-        // Forget addresses that have been quiet long enough to be full again (bounded memory).
-        if self.limiter.len() > 10_000 {
-            self.limiter.retain_recent();
-        }
-        self.limiter.check_key(&address).is_ok()
-    }
-
-    /// Whether the limiting of `address` is to be recorded now (once per window).
-    fn first_in_window(&self, address: std::net::IpAddr) -> bool {
-        let now = std::time::Instant::now();
-        let mut recorded = self
-            .recorded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if recorded.len() > 10_000 {
-            recorded.retain(|_, at| now.duration_since(*at) < FAILURE_WINDOW);
-        }
-        match recorded.get(&address) {
-            Some(at) if now.duration_since(*at) < FAILURE_WINDOW => false,
-            _ => {
-                recorded.insert(address, now);
-                true
-            }
-        }
+        Self(KeyedRate::new(FAILURES_PER_SECOND, FAILURE_BURST))
     }
 }
 
@@ -312,19 +286,19 @@ impl Guard {
         {
             Ok((principal, valid_until)) => {
                 let key = limit_key(&principal);
-                if let Err(refusal) = self.limits.admit_call(&key) {
+                let caller = Caller {
+                    principal,
+                    operation: arrival.operation,
+                    peer: arrival.peer,
+                    request_id,
+                    purpose,
+                    valid_until: Some(valid_until),
+                    limits: Some(self.limits.clone()),
+                };
+                if let Err(refusal) = self.limits.admit_call(key) {
                     // Recorded once per principal per window, as the limiting of an address
                     // is: a caller over its rate must not add a durable write per call.
-                    if self.limits.first_refusal_in_window(&key) {
-                        let caller = Caller {
-                            principal,
-                            operation: arrival.operation,
-                            peer: arrival.peer,
-                            request_id,
-                            purpose,
-                            valid_until: Some(valid_until),
-                            limits: None,
-                        };
+                    if self.limits.first_refusal_in_window(key) {
                         let record = Record {
                             reason: Some(format!(
                                 "{refusal}; further refusals of this caller in the next {} s are not recorded one by one",
@@ -339,23 +313,15 @@ impl Guard {
                     }
                     return Err(Refused::Busy(refusal));
                 }
-                Ok(Arc::new(Caller {
-                    principal,
-                    operation: arrival.operation,
-                    peer: arrival.peer,
-                    request_id,
-                    purpose,
-                    valid_until: Some(valid_until),
-                    limits: Some(self.limits.clone()),
-                }))
+                Ok(Arc::new(caller))
             }
             Err(refused) => {
                 if let Some(address) = arrival.peer.map(|p| p.ip())
-                    && !self.failures.admits(address)
+                    && self.failures.0.admits(&address).is_err()
                 {
                     metrics::counter!("naast_auth_failures_total", "outcome" => "limited")
                         .increment(1);
-                    if self.failures.first_in_window(address) {
+                    if self.failures.0.first_refusal_in_window(&address) {
                         let record = Record {
                             reason: Some(format!(
                                 "failed sign-ins from this address limited to {FAILURE_BURST} at once and {FAILURES_PER_SECOND}/s; further ones in the next {} s are refused without a record each (this one: {refused})",

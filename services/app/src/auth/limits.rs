@@ -7,6 +7,7 @@
 
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -53,19 +54,75 @@ impl LimitSettings {
     }
 }
 
+/// A rate per key (`governor`: a burst, then a steady rate), whose refusals are recorded once
+/// per key per [`LIMIT_RECORD_WINDOW`] rather than one by one: the failed sign-ins of a network
+/// address and the calls of a principal are both limited this way.
+#[derive(Clone)]
+pub struct KeyedRate<K: Hash + Eq + Clone> {
+    limiter: Arc<governor::DefaultKeyedRateLimiter<K>>,
+    /// When the limiting of each key was last recorded.
+    recorded: Arc<Mutex<HashMap<K, Instant>>>,
+}
+
+impl<K: Hash + Eq + Clone> KeyedRate<K> {
+    /// `per_second` after a burst of `burst` for each key (zeros count as one).
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            limiter: Arc::new(governor::RateLimiter::keyed(
+                governor::Quota::per_second(rate).allow_burst(burst),
+            )),
+            recorded: Arc::default(),
+        }
+    }
+
+    /// Counts one for `key`: `Err` with how long until it may go again when it is past its
+    /// rate.
+    pub fn admits(&self, key: &K) -> Result<(), Duration> {
+        // Forget keys quiet long enough to be full again (bounded memory).
+        if self.limiter.len() > 10_000 {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(key).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
+        })
+    }
+
+    /// Whether the limiting of `key` is to be recorded now (once per window).
+    pub fn first_refusal_in_window(&self, key: &K) -> bool {
+        let now = Instant::now();
+        let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+        if recorded.len() > 10_000 {
+            recorded.retain(|_, at| now.duration_since(*at) < LIMIT_RECORD_WINDOW);
+        }
+        match recorded.get(key) {
+            Some(at) if now.duration_since(*at) < LIMIT_RECORD_WINDOW => false,
+            _ => {
+                recorded.insert(key.clone(), now);
+                true
+            }
+        }
+    }
+}
+
+/// Who a limit counts a call against: a digest of its principal's issuer and subject (made
+/// without allocating, on every call).
+pub type CallerKey = u64;
+
 /// The limits in force, shared by every transport. Cheap to clone.
 #[derive(Clone)]
 pub struct Limits {
     settings: LimitSettings,
-    calls: Arc<governor::DefaultKeyedRateLimiter<String>>,
+    calls: KeyedRate<CallerKey>,
     streams: Arc<Mutex<Streams>>,
-    /// When the limiting of each principal was last recorded in the audit log.
-    recorded: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 #[derive(Default)]
 struct Streams {
-    by_caller: HashMap<String, usize>,
+    by_caller: HashMap<CallerKey, usize>,
     total: usize,
 }
 
@@ -83,21 +140,16 @@ impl std::fmt::Debug for Limits {
     }
 }
 
-/// How long one audit record of a principal's limiting stands for.
+/// How long one audit record of a key's limiting stands for.
 pub const LIMIT_RECORD_WINDOW: Duration = Duration::from_secs(60);
 
 impl Limits {
     /// The limits of `settings` (zeros count as one).
     pub fn new(settings: LimitSettings) -> Self {
-        let rate = NonZeroU32::new(settings.calls_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(settings.call_burst).unwrap_or(NonZeroU32::MIN);
         Self {
             settings,
-            calls: Arc::new(governor::RateLimiter::keyed(
-                governor::Quota::per_second(rate).allow_burst(burst),
-            )),
+            calls: KeyedRate::new(settings.calls_per_second, settings.call_burst),
             streams: Arc::default(),
-            recorded: Arc::default(),
         }
     }
 
@@ -106,56 +158,35 @@ impl Limits {
         self.settings
     }
 
-    /// Counts a call of `principal`: `Err` with the refusal's message when it is past its rate.
-    pub fn admit_call(&self, principal: &str) -> Result<(), String> {
-        // Forget principals quiet long enough to be full again (bounded memory).
-        if self.calls.len() > 10_000 {
-            self.calls.retain_recent();
-        }
-        match self.calls.check_key(&principal.to_owned()) {
-            Ok(()) => Ok(()),
-            Err(not_until) => {
-                metrics::counter!("naast_limit_refusals_total", "limit" => "calls").increment(1);
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
-                Err(format!(
-                    "too many calls: at most {} per second (and {} at once) per caller; retry in {} ms",
-                    self.settings.calls_per_second,
-                    self.settings.call_burst,
-                    wait.as_millis().max(1)
-                ))
-            }
-        }
+    /// Counts a call of `caller`: `Err` with the refusal's message when it is past its rate.
+    pub fn admit_call(&self, caller: CallerKey) -> Result<(), String> {
+        self.calls.admits(&caller).map_err(|wait| {
+            metrics::counter!("naast_limit_refusals_total", "limit" => "calls").increment(1);
+            format!(
+                "too many calls: at most {} per second (and {} at once) per caller; retry in {} ms",
+                self.settings.calls_per_second,
+                self.settings.call_burst,
+                wait.as_millis().max(1)
+            )
+        })
     }
 
-    /// Whether the limiting of `principal` is to be recorded now (once per window).
-    pub fn first_refusal_in_window(&self, principal: &str) -> bool {
-        let now = Instant::now();
-        let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
-        if recorded.len() > 10_000 {
-            recorded.retain(|_, at| now.duration_since(*at) < LIMIT_RECORD_WINDOW);
-        }
-        match recorded.get(principal) {
-            Some(at) if now.duration_since(*at) < LIMIT_RECORD_WINDOW => false,
-            _ => {
-                recorded.insert(principal.to_owned(), now);
-                true
-            }
-        }
+    /// Whether the limiting of `caller` is to be recorded now (once per window).
+    pub fn first_refusal_in_window(&self, caller: CallerKey) -> bool {
+        self.calls.first_refusal_in_window(&caller)
     }
 
-    /// A permit for one more stream of `principal`, or the refusal's message.
-    pub fn open_stream(&self, principal: &str) -> Result<StreamPermit, String> {
+    /// A permit for one more stream of `caller`, or the refusal's message.
+    pub fn open_stream(&self, caller: CallerKey) -> Result<StreamPermit, String> {
         // Counts only change under this lock, and a panic cannot leave them half changed.
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        let mine = streams.by_caller.get(principal).copied().unwrap_or(0);
-        let refusal = if mine >= self.settings.streams_per_caller {
+        let mine = streams.by_caller.get(&caller).copied().unwrap_or(0);
+        let refusal = if mine >= self.settings.streams_per_caller.max(1) {
             Some(format!(
                 "too many open streams: at most {} per caller; close one first",
                 self.settings.streams_per_caller
             ))
-        } else if streams.total >= self.settings.max_streams {
+        } else if streams.total >= self.settings.max_streams.max(1) {
             Some(format!(
                 "the service has {} streams open, its limit; try again later",
                 self.settings.max_streams
@@ -167,29 +198,35 @@ impl Limits {
             metrics::counter!("naast_limit_refusals_total", "limit" => "streams").increment(1);
             return Err(refusal);
         }
-        streams.by_caller.insert(principal.to_owned(), mine + 1);
+        streams.by_caller.insert(caller, mine + 1);
         streams.total += 1;
-        Ok(StreamPermit {
-            held: Some((self.clone(), principal.to_owned())),
-            slow_after: Duration::from_secs(self.settings.slow_stream_seconds.max(1)),
-        })
+        Ok(StreamPermit::counted(
+            Some((self.clone(), caller)),
+            Duration::from_secs(self.settings.slow_stream_seconds.max(1)),
+        ))
     }
 }
 
-/// One open stream, counted against its principal's limit until dropped.
+/// One open stream, counted in `naast_streams_open` and against its principal's limit until
+/// dropped.
 #[derive(Debug)]
 pub struct StreamPermit {
-    held: Option<(Limits, String)>,
+    held: Option<(Limits, CallerKey)>,
     slow_after: Duration,
 }
 
 impl StreamPermit {
+    fn counted(held: Option<(Limits, CallerKey)>, slow_after: Duration) -> Self {
+        metrics::gauge!("naast_streams_open").increment(1.0);
+        Self { held, slow_after }
+    }
+
     /// A stream outside the limits (embedded use, without authentication).
     pub fn unlimited() -> Self {
-        Self {
-            held: None,
-            slow_after: Duration::from_secs(LimitSettings::default().slow_stream_seconds),
-        }
+        Self::counted(
+            None,
+            Duration::from_secs(LimitSettings::default().slow_stream_seconds),
+        )
     }
 
     /// How long the stream may wait on a client that does not read.
@@ -200,16 +237,17 @@ impl StreamPermit {
 
 impl Drop for StreamPermit {
     fn drop(&mut self) {
-        if let Some((limits, principal)) = self.held.take() {
+        metrics::gauge!("naast_streams_open").decrement(1.0);
+        if let Some((limits, caller)) = self.held.take() {
             let mut streams = limits
                 .streams
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             streams.total = streams.total.saturating_sub(1);
-            if let Some(mine) = streams.by_caller.get_mut(&principal) {
+            if let Some(mine) = streams.by_caller.get_mut(&caller) {
                 *mine = mine.saturating_sub(1);
                 if *mine == 0 {
-                    streams.by_caller.remove(&principal);
+                    streams.by_caller.remove(&caller);
                 }
             }
         }
@@ -235,32 +273,32 @@ mod tests {
     fn a_caller_past_its_burst_is_refused_and_another_is_not() {
         let limits = limits(1, 3, 1, 1);
         for _ in 0..3 {
-            assert!(limits.admit_call("a").is_ok());
+            assert!(limits.admit_call(1).is_ok());
         }
-        let refused = limits.admit_call("a").unwrap_err();
+        let refused = limits.admit_call(1).unwrap_err();
         assert!(refused.contains("at most 1 per second"), "{refused}");
-        assert!(limits.admit_call("b").is_ok());
+        assert!(limits.admit_call(2).is_ok());
     }
 
     #[test]
     fn streams_are_counted_per_caller_and_in_all_until_closed() {
         let limits = limits(1, 1, 2, 3);
         let (a1, _a2) = (
-            limits.open_stream("a").unwrap(),
-            limits.open_stream("a").unwrap(),
+            limits.open_stream(1).unwrap(),
+            limits.open_stream(1).unwrap(),
         );
-        assert!(limits.open_stream("a").unwrap_err().contains("per caller"));
-        let _b = limits.open_stream("b").unwrap();
-        assert!(limits.open_stream("c").unwrap_err().contains("limit"));
+        assert!(limits.open_stream(1).unwrap_err().contains("per caller"));
+        let _b = limits.open_stream(2).unwrap();
+        assert!(limits.open_stream(3).unwrap_err().contains("limit"));
         drop(a1);
-        assert!(limits.open_stream("c").is_ok());
+        assert!(limits.open_stream(3).is_ok());
     }
 
     #[test]
     fn a_limiting_is_recorded_once_per_window() {
         let limits = Limits::default();
-        assert!(limits.first_refusal_in_window("a"));
-        assert!(!limits.first_refusal_in_window("a"));
-        assert!(limits.first_refusal_in_window("b"));
+        assert!(limits.first_refusal_in_window(1));
+        assert!(!limits.first_refusal_in_window(1));
+        assert!(limits.first_refusal_in_window(2));
     }
 }

@@ -97,11 +97,8 @@ where
                     crate::grpc::status::bounded(reason),
                 )
                 .into_http()),
-                Err(refused @ Refused::Limited) => {
+                Err(refused @ (Refused::Limited | Refused::Busy(_))) => {
                     Ok(tonic::Status::resource_exhausted(refused.to_string()).into_http())
-                }
-                Err(Refused::Busy(refusal)) => {
-                    Ok(tonic::Status::resource_exhausted(refusal).into_http())
                 }
                 Err(Refused::AuditUnavailable) => {
                     Ok(tonic::Status::unavailable("the audit log is unavailable").into_http())

@@ -49,8 +49,6 @@ where
     // stream whose client stopped reading.
     let (tx, rx) = mpsc::channel(BUFFER + 1);
     tokio::spawn(async move {
-        let _open = OpenStream::new();
-        let _permit = &permit;
         let expired = async {
             match expiry {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -72,6 +70,8 @@ where
             // A client that stops reading must not keep the server from shutting down, nor
             // hold its stream open for ever.
             let sent = tokio::select! {
+                // Room first: the timer only matters when there is none.
+                biased;
                 room = tx.reserve_many(2) => match room {
                     Ok(mut room) => {
                         if let Some(slot) = room.next() {
@@ -98,20 +98,4 @@ where
         }
     });
     ReceiverStream::new(rx)
-}
-
-/// Counts a stream in `naast_streams_open` while it lives.
-struct OpenStream;
-
-impl OpenStream {
-    fn new() -> Self {
-        metrics::gauge!("naast_streams_open").increment(1.0);
-        Self
-    }
-}
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        metrics::gauge!("naast_streams_open").decrement(1.0);
-    }
 }
