@@ -120,20 +120,18 @@ impl Store {
         })
     }
 
-    /// Every entry of the store, tree by tree, for a backup (see
-    /// `naast_eventlog::storage::restore_trees`).
+    /// Every entry of the store, tree by tree (each tree it has, so none is left out), for a
+    /// backup (see `naast_eventlog::storage::restore_trees`).
     pub fn backup_entries(&self) -> Result<Vec<naast_eventlog::storage::TreeEntry>, StoreError> {
         let mut entries = Vec::new();
-        for tree in [
-            &self.checkpoints,
-            &self.ledger,
-            &self.dead,
-            &self.subscriptions,
-            &self.following,
-            &self.subscription_events,
-            &self.delivered,
-        ] {
-            entries.extend(naast_eventlog::storage::tree_entries(tree)?);
+        for name in self.db.tree_names() {
+            // sled's default tree: this store keeps nothing there.
+            if name.as_ref() == b"__sled__default" {
+                continue;
+            }
+            entries.extend(naast_eventlog::storage::tree_entries(
+                &self.db.open_tree(name)?,
+            )?);
         }
         Ok(entries)
     }
@@ -267,9 +265,21 @@ impl Store {
         endpoint: &str,
         mut letter: DeadLetter,
     ) -> Result<u64, StoreError> {
-        letter.id = self.db.generate_id()?;
         let mut key = endpoint.as_bytes().to_vec();
         key.push(0);
+        // sled's id counter lives outside the trees, so a store restored from a backup starts
+        // it afresh: the numbers go on past the endpoint's last letter all the same.
+        let last = self
+            .dead
+            .scan_prefix(&key)
+            .next_back()
+            .transpose()?
+            .and_then(|(k, _)| <[u8; 8]>::try_from(&k[key.len()..]).ok())
+            .map(u64::from_be_bytes);
+        letter.id = self
+            .db
+            .generate_id()?
+            .max(last.map_or(0, |last| last.saturating_add(1)));
         key.extend_from_slice(&letter.id.to_be_bytes());
         let value = serde_json::to_vec(&letter)
             .map_err(|e| StoreError::Damaged(format!("dead letter: {e}")))?;
@@ -572,6 +582,44 @@ mod tests {
         assert!(store.ledger("jo", a)?.is_empty());
         assert!(store.remove_dead_letter("jo", letters[0].id)?);
         assert!(store.dead_letters("jo")?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_restored_store_numbers_new_dead_letters_after_the_restored_ones() -> Result<(), StoreError>
+    {
+        let (from, to) = (
+            tempfile::tempdir().map_err(|e| StoreError::Damaged(e.to_string()))?,
+            tempfile::tempdir().map_err(|e| StoreError::Damaged(e.to_string()))?,
+        );
+        let letter = |status| DeadLetter {
+            id: 0,
+            household: HouseholdId(Uuid::now_v7()),
+            resource_type: "Goal".into(),
+            resource_id: Uuid::now_v7(),
+            method: "PUT".into(),
+            status,
+            body: String::new(),
+            at_micros: 1,
+            notice: None,
+        };
+        let source = Store::open(from.path())?;
+        for status in [400, 409, 422] {
+            source.add_dead_letter("jo", letter(status))?;
+        }
+        naast_eventlog::storage::restore_trees(to.path(), &source.backup_entries()?)?;
+        let restored = Store::open(to.path())?;
+        restored.add_dead_letter("jo", letter(500))?;
+        let statuses: Vec<u16> = restored
+            .dead_letters("jo")?
+            .iter()
+            .map(|l| l.status)
+            .collect();
+        assert_eq!(
+            statuses,
+            [400, 409, 422, 500],
+            "none overwritten, oldest first"
+        );
         Ok(())
     }
 

@@ -40,11 +40,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use handlers::Terminology;
-use naast_app::auth::caller::{Arrival, Calling, Guard, PURPOSE_HEADER, Refused};
+use naast_app::auth::caller::{
+    Arrival, Calling, Guard, PURPOSE_HEADER, REQUEST_ID_HEADER, Refused, request_id,
+};
 use naast_app::households::Households;
 use naast_projections::Projections;
 use outcome::Failure;
 use std::net::SocketAddr;
+use tracing::Instrument as _;
 
 /// The media type of FHIR JSON.
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
@@ -210,20 +213,23 @@ async fn authenticate(State(facade): State<Facade>, mut request: Request, next: 
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    let request_id = request_id(headers.get(REQUEST_ID_HEADER).map(|v| v.as_bytes()));
+    let operation = interaction(request.method(), &path);
+    let span = tracing::info_span!("fhir", operation = %operation, request_id = %request_id);
     let arrival = Arrival {
-        operation: interaction(request.method(), &path),
+        operation,
         peer: request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0),
         authorization: text(header::AUTHORIZATION.as_str()),
-        request_id: text("x-request-id"),
+        request_id: Some(request_id.clone()),
         purpose: text(PURPOSE_HEADER),
     };
-    match guard.admit(arrival).await {
+    let mut response = match guard.admit(arrival).instrument(span.clone()).await {
         Ok(caller) => {
             request.extensions_mut().insert(Calling::Caller(caller));
-            next.run(request).await
+            next.run(request).instrument(span).await
         }
         Err(Refused::Unauthenticated(reason)) => {
             let mut response = Failure::new(
@@ -238,24 +244,11 @@ async fn authenticate(State(facade): State<Facade>, mut request: Request, next: 
             );
             response
         }
-        Err(refused @ Refused::Limited) => {
+        Err(refused @ (Refused::Limited | Refused::Busy(_))) => {
             let mut response = Failure::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 fhir_sdk::r4b::codes::IssueType::Throttled,
                 refused.to_string(),
-            )
-            .into_response();
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
-            response
-        }
-        Err(Refused::Busy(refusal)) => {
-            let mut response = Failure::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                fhir_sdk::r4b::codes::IssueType::Throttled,
-                refusal,
             )
             .into_response();
             response.headers_mut().insert(
@@ -270,7 +263,12 @@ async fn authenticate(State(facade): State<Facade>, mut request: Request, next: 
             "the audit log is unavailable",
         )
         .into_response(),
+    };
+    // Visible ASCII (a UUID, or the client's own checked id): always a header value.
+    if let Ok(id) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, id);
     }
+    response
 }
 
 /// Content negotiation as FHIR says: `_format` wins over `Accept`; JSON is served, and a request

@@ -566,9 +566,8 @@ fn ensure_empty(dir: &Path) -> Result<(), BackupError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BackupError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
+    naast_eventlog::storage::sync_dir(dir)
+        .map_err(|e| BackupError::Store(format!("{}: {e}", dir.display())))
 }
 
 /// Receives a backup from the server at `url`, calling as `token`, into `dir` (new or empty):
@@ -660,11 +659,37 @@ pub async fn receive(url: &str, token: &str, dir: &Path) -> Result<Manifest, Bac
 }
 
 /// Puts the backup in `dir` into `data_dir` (new or empty), once all of it checks out. A
-/// [`RESTORING`] marker keeps a server off the directory until the restore has finished.
+/// [`RESTORING`] marker keeps a server off the directory until the restore has finished; a
+/// restore that fails removes what it wrote (the directory was empty), so it can be run again.
 pub async fn restore(dir: &Path, data_dir: &Path) -> Result<Manifest, BackupError> {
     ensure_empty(data_dir)?;
     let manifest = read_manifest(dir)?;
     check(dir, &manifest)?;
+    let existed = data_dir.exists();
+    let restored = restore_into(dir, data_dir, &manifest).await;
+    if restored.is_err() {
+        let removed = if existed {
+            std::fs::read_dir(data_dir).and_then(|entries| {
+                entries.flatten().try_for_each(|entry| {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        std::fs::remove_dir_all(path)
+                    } else {
+                        std::fs::remove_file(path)
+                    }
+                })
+            })
+        } else {
+            std::fs::remove_dir_all(data_dir)
+        };
+        if let Err(e) = removed {
+            tracing::error!(error = %e, data_dir = %data_dir.display(), "cannot remove what a failed restore wrote; empty the directory by hand");
+        }
+    }
+    restored.map(|()| manifest)
+}
+
+async fn restore_into(dir: &Path, data_dir: &Path, manifest: &Manifest) -> Result<(), BackupError> {
     crate::config::private_data_dir(data_dir).map_err(io(data_dir))?;
     let marker = data_dir.join(RESTORING);
     std::fs::File::create_new(&marker)
@@ -709,8 +734,7 @@ pub async fn restore(dir: &Path, data_dir: &Path) -> Result<Manifest, BackupErro
         }
     }
     std::fs::remove_file(&marker).map_err(io(&marker))?;
-    sync_dir(data_dir)?;
-    Ok(manifest)
+    sync_dir(data_dir)
 }
 
 async fn restore_log(part: &Path, dir: &Path, options: Options) -> Result<(), BackupError> {
@@ -774,7 +798,7 @@ mod tests {
                 format: FORMAT.into(),
                 naast_version: "0".into(),
                 started_at: String::new(),
-                events: LogPart { part: "events.log".into(), events: 1, chain_head: String::new() },
+                events: LogPart { part: "events.log".into(), events: 1, chain_head: hex(&[0; 32]) },
                 audit: Vec::new(),
                 keys: Some(EntriesPart { part: "keys.kv".into(), entries: 1 }),
                 disclosures: None,
@@ -788,8 +812,108 @@ mod tests {
                     })
                     .collect(),
             };
-            // Checksums match, so what is checked is the content: random bytes are no log.
+            // Checksums match, so what is checked is the content: random bytes do not chain
+            // as one record of a log (nor frame as one entry).
             proptest::prop_assert!(check(dir.path(), &manifest).is_err());
+        }
+    }
+
+    /// A backup of a real log with a few events, written to `dir` as `naast backup` would.
+    async fn backup_of_a_log(dir: &Path) -> Manifest {
+        let data = tempfile::tempdir().unwrap();
+        let log = EventLog::open(data.path(), Options::default()).unwrap();
+        for i in 0..5 {
+            log.append(
+                "pgo-1",
+                naast_eventlog::ExpectedRevision::Any,
+                vec![naast_eventlog::NewEvent::new(
+                    "Noted",
+                    format!("{{\"i\":{i}}}").into_bytes(),
+                )],
+            )
+            .await
+            .unwrap();
+        }
+        let sources = Sources {
+            log: log.clone(),
+            auditor: None,
+            vault: None,
+            push: None,
+            evaluation: None,
+        };
+        let mut manifest = None;
+        let mut send = |piece: Piece| {
+            match piece {
+                Piece::Data { part, data } => {
+                    let mut file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(dir.join(part))
+                        .unwrap();
+                    file.write_all(&data).unwrap();
+                }
+                Piece::Manifest(json) => manifest = Some(serde_json::from_str(&json).unwrap()),
+            }
+            true
+        };
+        produce(&sources, &mut send).unwrap();
+        log.close().await;
+        manifest.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_changed_record_is_caught_even_when_its_checksum_is_made_to_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut manifest = backup_of_a_log(dir.path()).await;
+        assert_eq!(manifest.events.events, 5);
+        check(dir.path(), &manifest).unwrap();
+        // One byte of the third record changed, and the manifest's size and SHA-256 made to
+        // match: the chain still gives it away.
+        let path = dir.path().join("events.log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mut at = 0;
+        for _ in 0..2 {
+            at += 4 + u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        }
+        bytes[at + 4 + 20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let sum = manifest
+            .parts
+            .iter_mut()
+            .find(|p| p.name == "events.log")
+            .unwrap();
+        sum.sha256 = hex(&Sha256::digest(&bytes));
+        let refused = check(dir.path(), &manifest).unwrap_err();
+        assert!(
+            matches!(
+                &refused,
+                BackupError::Log {
+                    source: naast_eventlog::Error::Corrupt { position: 2, .. },
+                    ..
+                }
+            ),
+            "{refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_manifest_that_miscounts_or_names_another_head_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = backup_of_a_log(dir.path()).await;
+        let mut fewer = manifest.clone();
+        fewer.events.events = 4;
+        let mut other_head = manifest.clone();
+        other_head.events.chain_head = hex(&[7; 32]);
+        let mut unlisted = manifest.clone();
+        unlisted.keys = Some(EntriesPart {
+            part: "keys.kv".into(),
+            entries: 0,
+        });
+        for bad in [fewer, other_head, unlisted] {
+            assert!(matches!(
+                check(dir.path(), &bad),
+                Err(BackupError::Damaged(_))
+            ));
         }
     }
 

@@ -5,23 +5,10 @@
 //! the header), into the `rpc` span every log line of the call carries, and back to the client
 //! in the answer's `x-request-id` header.
 
+use naast_app::auth::caller::{REQUEST_ID_HEADER, request_id};
 use std::task::{Context, Poll};
 use tonic::codegen::{BoxFuture, Service, http};
 use tracing::Instrument as _;
-
-/// The header of a call's request id.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// The request id the client sent, when it is one (visible ASCII, 1 to 128 characters).
-fn client_request_id(headers: &http::HeaderMap) -> Option<http::HeaderValue> {
-    headers
-        .get(REQUEST_ID_HEADER)
-        .filter(|v| {
-            let bytes = v.as_bytes();
-            (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| b.is_ascii_graphic())
-        })
-        .cloned()
-}
 
 /// Counts and times every call of the services it wraps.
 #[derive(Clone, Debug, Default)]
@@ -55,18 +42,18 @@ where
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let method = request.uri().path().to_owned();
         let started = std::time::Instant::now();
-        let request_id = match client_request_id(request.headers()) {
-            Some(id) => id,
-            None => {
-                // A UUID is visible ASCII, so it is always a valid header value.
-                let made = http::HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-                    .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-                request
-                    .headers_mut()
-                    .insert(REQUEST_ID_HEADER, made.clone());
-                made
-            }
-        };
+        let request_id = request_id(
+            request
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .map(http::HeaderValue::as_bytes),
+        );
+        // Visible ASCII (a UUID, or the client's own checked id): always a header value.
+        let request_id = http::HeaderValue::from_str(&request_id)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        request
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, request_id.clone());
         let span = tracing::info_span!(
             "rpc",
             method = %method,
