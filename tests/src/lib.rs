@@ -85,6 +85,8 @@ pub struct Server {
     /// Tokens the development issuer printed, by persona (`ouder`, `ondersteuner`,
     /// `zorgverlener`, `pgo`, `evaluator`, `beheerder`).
     pub tokens: HashMap<String, String>,
+    /// Lines it printed on stdout after its address (read on, so that it can always print).
+    later: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -93,10 +95,16 @@ impl Server {
         Self::start_with(data_dir, &["--dev"])
     }
 
-    /// Starts `naast serve` with extra arguments.
+    /// Starts `naast serve` with extra arguments (on a port of its choosing unless they give
+    /// `--listen`).
     pub fn start_with(data_dir: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(workspace_bin("naast"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        let mut command = Command::new(workspace_bin("naast"));
+        command.arg("serve");
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
+            .arg("--data-dir")
             .arg(data_dir)
             .args(args)
             .env("NAAST_LOG", "warn")
@@ -141,13 +149,38 @@ impl Server {
                 });
             }
         };
+        let later = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = later.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                kept.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(line);
+            }
+        });
         Self {
             child,
             address,
             fhir,
             metrics,
             tokens,
+            later,
         }
+    }
+
+    /// What it printed on stdout since it reported its address (a restart in place prints its
+    /// tokens and addresses again).
+    pub fn printed_later(&self) -> Vec<String> {
+        self.later
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The development issuer's token for `persona`.

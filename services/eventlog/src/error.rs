@@ -54,10 +54,22 @@ pub enum Error {
     /// refuses further appends until it is reopened (and recovery tells).
     #[error("the event log stopped accepting appends after a failed flush: {0}")]
     Poisoned(String),
+    /// The disk holding the log has less free space than the log keeps in reserve
+    /// ([`crate::Options::min_free_bytes`]); nothing was written, and appends are accepted again
+    /// once space is made.
+    #[error("the disk of the data directory has {} MiB free, less than the {} MiB kept in reserve: nothing was written; writes resume once space is made", free_bytes / MIB, min_free_bytes / MIB)]
+    DiskFull {
+        /// What the file system said was free.
+        free_bytes: u64,
+        /// The reserve.
+        min_free_bytes: u64,
+    },
     /// The log was shut down.
     #[error("the event log is closed")]
     Closed,
 }
+
+const MIB: u64 = 1024 * 1024;
 
 fn display_actual(actual: Option<u64>) -> String {
     actual.map_or_else(|| "no stream".to_owned(), |r| r.to_string())

@@ -14,7 +14,8 @@
 //! - [`record`]: event types, the record format and its hash chain;
 //! - `keys`: the key layout in the ordered keyspace;
 //! - [`storage`]: the small storage trait, sled and in-memory engines;
-//! - [`limits`]: what may be appended.
+//! - [`limits`]: what may be appended;
+//! - [`space`]: the reserve of free disk space a log keeps.
 //!
 //! # Promises
 //! - *Durable*: with [`Durability::Durable`], an acknowledged append survives a crash of the
@@ -30,6 +31,7 @@ mod keys;
 pub mod limits;
 pub mod log;
 pub mod record;
+pub mod space;
 pub mod storage;
 pub mod subscription;
 mod writer;

@@ -140,6 +140,10 @@ pub struct Options {
     pub write_queue: usize,
     /// The `log` label of this log's metrics (`events`, `audit`, …).
     pub metrics_name: &'static str,
+    /// Appends are refused ([`Error::DiskFull`]) while the disk holding the log has less free
+    /// than this, so that the space left serves what must go on (see `crate::space`); 0 (the
+    /// default) keeps no reserve. Only for a log opened on a directory.
+    pub min_free_bytes: u64,
 }
 
 impl Default for Options {
@@ -151,6 +155,7 @@ impl Default for Options {
             max_group_events: 4096,
             write_queue: 4096,
             metrics_name: "events",
+            min_free_bytes: 0,
         }
     }
 }
@@ -199,6 +204,8 @@ pub(crate) struct Shared {
     pub(crate) swept_debris: u64,
     /// The `log` label of its metrics.
     pub(crate) metrics_name: &'static str,
+    /// The reserve of free disk space the log keeps, when it keeps one.
+    pub(crate) space: Option<crate::space::Space>,
     /// Held for the life of the log: the data directory's lock.
     _lock: Option<File>,
 }
@@ -256,12 +263,22 @@ impl EventLog {
         for made in [Some(dir), parent].into_iter().flatten() {
             crate::storage::sync_dir(made)?;
         }
-        Self::start(Arc::new(storage), options, Some(lock), Some(marker), clean)
+        let space = (options.min_free_bytes > 0).then(|| {
+            crate::space::Space::new(dir.to_owned(), options.min_free_bytes, options.metrics_name)
+        });
+        Self::start(
+            Arc::new(storage),
+            options,
+            Some(lock),
+            Some(marker),
+            clean,
+            space,
+        )
     }
 
     /// Opens the log on any [`Storage`], e.g. [`crate::MemoryStorage`].
     pub fn with_storage(storage: Arc<dyn Storage>, options: Options) -> Result<Self> {
-        Self::start(storage, options, None, None, false)
+        Self::start(storage, options, None, None, false, None)
     }
 
     fn start(
@@ -270,6 +287,7 @@ impl EventLog {
         lock: Option<File>,
         clean_marker: Option<std::path::PathBuf>,
         clean: bool,
+        space: Option<crate::space::Space>,
     ) -> Result<Self> {
         // What recovery found may include groups written but never synced (the process died
         // before their sync, so they were never acknowledged). Make them durable before anyone
@@ -306,6 +324,7 @@ impl EventLog {
             clean_marker,
             swept_debris,
             metrics_name: options.metrics_name,
+            space,
             _lock: lock,
         });
         let (commands, receiver) = mpsc::channel(options.write_queue.max(1));
@@ -326,7 +345,8 @@ impl EventLog {
     /// those events is returned with `replayed` set, so retries are safe. As in EventStoreDB,
     /// the events' contents and the expectation are not compared. Errors:
     /// [`Error::InvalidInput`] (see [`crate::limits`]), [`Error::WrongExpectedRevision`],
-    /// [`Error::DuplicateEventId`], [`Error::Storage`], [`Error::Poisoned`], [`Error::Closed`].
+    /// [`Error::DuplicateEventId`], [`Error::DiskFull`], [`Error::Storage`],
+    /// [`Error::Poisoned`], [`Error::Closed`].
     pub async fn append(
         &self,
         stream_id: &str,
@@ -370,6 +390,9 @@ impl EventLog {
         sync: bool,
     ) -> Result<AppendOutcome> {
         limits::check_append(stream_id, &events)?;
+        if let Some(space) = &self.shared.space {
+            space.admit()?;
+        }
         let started = std::time::Instant::now();
         let (reply, outcome) = oneshot::channel();
         let request = AppendRequest {
@@ -445,6 +468,12 @@ impl EventLog {
     pub fn stream_revision(&self, stream_id: &str) -> Result<Option<u64>> {
         limits::check_stream_id(stream_id)?;
         self.shared.last_revision(stream_id, self.head())
+    }
+
+    /// Why the log stopped accepting appends after a failed write or sync, if it did: then only
+    /// reopening it (a restart) tells what is on disk.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.poisoned.get().cloned()
     }
 
     /// Whether the log has been closed (its writer has stopped): nothing more will be committed.

@@ -154,9 +154,48 @@ impl From<AppError> for Failure {
                     reason,
                 )
             }
+            AppError::Log(e @ naast_eventlog::Error::DiskFull { .. }) => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                IssueType::Transient,
+                e.to_string(),
+            ),
+            AppError::Log(
+                e @ (naast_eventlog::Error::Poisoned(_) | naast_eventlog::Error::Closed),
+            ) => {
+                tracing::warn!(error = %e, "event log unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    IssueType::Transient,
+                    "the event log does not accept writes right now; retry later with the same request id",
+                )
+            }
             AppError::Log(e) => Self::internal("the event log failed", e),
             AppError::BadEvent { .. } => Self::internal("a stored event cannot be read", error),
             AppError::Vault(e) => Self::internal("the key store failed", e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_refused_for_a_full_disk_is_insufficient_storage_and_transient() {
+        let refused = Failure::from(AppError::Log(naast_eventlog::Error::DiskFull {
+            free_bytes: 3 * 1024 * 1024,
+            min_free_bytes: 256 * 1024 * 1024,
+        }));
+        assert_eq!(refused.status, StatusCode::INSUFFICIENT_STORAGE);
+        let body = refused.into_response();
+        assert_eq!(body.status(), StatusCode::INSUFFICIENT_STORAGE);
+    }
+
+    #[test]
+    fn a_log_that_stopped_after_a_failed_sync_is_unavailable_not_an_internal_error() {
+        let refused = Failure::from(AppError::Log(naast_eventlog::Error::Poisoned(
+            "sync: no space left on device".into(),
+        )));
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

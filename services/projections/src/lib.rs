@@ -133,6 +133,8 @@ pub struct Projections {
     tree: sled::Tree,
     checkpoint: Arc<watch::Sender<u64>>,
     vault: Option<naast_vault::Vault>,
+    /// Whether the projector's last attempt failed (it is retrying from its checkpoint).
+    failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Projections {
@@ -163,6 +165,7 @@ impl Projections {
             tree,
             checkpoint: Arc::new(watch::channel(checkpoint).0),
             vault: None,
+            failing: Arc::default(),
         })
     }
 
@@ -372,6 +375,12 @@ impl Projections {
         Ok(self.entry(household, 0)?.is_some())
     }
 
+    /// Whether the projector's last attempt to write failed, so that it is retrying from its
+    /// checkpoint (a store that keeps failing: a full or failing disk).
+    pub fn failing(&self) -> bool {
+        self.failing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Projects the log from the checkpoint on, then follows it live, until the log closes.
     pub async fn run(&self, log: EventLog) -> Result<(), Error> {
         if self.checkpoint() > log.head() {
@@ -388,6 +397,8 @@ impl Projections {
                 // failing (a full disk) must not keep the process from stopping.
                 Err(e) if log.is_closed() => return Err(e),
                 Err(e) => {
+                    self.failing
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                     // A read model that stops is worse than one that is late: report at once,
                     // then start again from the checkpoint (which is always consistent).
                     tracing::error!(error = %e, retry_in = ?backoff, "projector failed; restarting from its checkpoint");
@@ -411,6 +422,8 @@ impl Projections {
             let mut events = vec![first];
             events.extend(subscription.ready(MAX_BATCH - 1));
             self.project(log, &events, states)?;
+            self.failing
+                .store(false, std::sync::atomic::Ordering::SeqCst);
         }
     }
 

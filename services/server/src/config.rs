@@ -125,7 +125,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub push: Vec<naast_push::Endpoint>,
     /// `[limits]`: `calls_per_second`, `call_burst`, `streams_per_caller`, `max_streams`,
-    /// `slow_stream_seconds` (see `naast_app::auth::limits`).
+    /// `slow_stream_seconds`, `min_free_disk_mb` (see `naast_app::auth::limits`).
     #[serde(default)]
     pub limits: naast_app::auth::limits::LimitSettings,
 }

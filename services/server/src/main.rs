@@ -235,7 +235,14 @@ fn main() -> ExitCode {
         LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
     let outcome = match cli.command {
-        Command::Serve(args) => config(args, true).and_then(|c| block_on(serve_with(c))),
+        Command::Serve(args) => match config(args, true).and_then(|c| block_on(serve_with(c))) {
+            Ok(Served::Stopped) => Ok(()),
+            Ok(Served::Restart) => Err(failed(format!(
+                "cannot restart in place: {}",
+                naast_server::recovery::restart_in_place()
+            ))),
+            Err(e) => Err(e),
+        },
         Command::Demo(args) => block_on(demo_with(args)),
         Command::Replay(args) => config(args, false).and_then(|c| block_on(replay_with(c))),
         Command::Verify(args) => config(args, false).and_then(verify),
@@ -625,10 +632,25 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
     Ok(())
 }
 
-async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// How `naast serve` ended.
+enum Served {
+    /// On SIGTERM or SIGINT.
+    Stopped,
+    /// A store failed and the disk has room again: the process runs itself anew.
+    Restart,
+}
+
+async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error + Send + Sync>> {
     naast_server::backup::refuse_unfinished_restore(&config.data_dir)?;
     naast_server::config::private_data_dir(&config.data_dir)?;
-    let log = EventLog::open(&config.data_dir, Options::default())?;
+    let min_free_bytes = config.limits.min_free_disk_mb.saturating_mul(1024 * 1024);
+    let log = EventLog::open(
+        &config.data_dir,
+        Options {
+            min_free_bytes,
+            ..Options::default()
+        },
+    )?;
     let vault =
         vault(&config.data_dir, config.master_key.as_ref(), config.dev)?.ok_or("no master key")?;
     let projections =
@@ -684,6 +706,27 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Se
         store: naast_push::Store::open(&config.data_dir.join("push"))?,
         endpoints: config.push,
     });
+    // A store that failed on a full disk is reopened by a restart in place once there is room.
+    let watch = naast_server::recovery::Watch {
+        log: log.clone(),
+        auditor: Some(guard.auditor.clone()),
+        projections: projections.clone(),
+        data_dir: config.data_dir.clone(),
+        min_free_bytes,
+    };
+    let restart = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shutdown = {
+        let restart = restart.clone();
+        async move {
+            tokio::select! {
+                () = grpc::shutdown_signal() => {}
+                failed = watch.failed_with_room_again() => {
+                    tracing::error!(store = %failed, "a store failed and the disk has room again: restarting in place");
+                    restart.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    };
     grpc::run(
         listener,
         fhir,
@@ -696,8 +739,12 @@ async fn serve_with(config: Config) -> Result<(), Box<dyn std::error::Error + Se
             projections,
         },
         Some(guard),
-        grpc::shutdown_signal(),
+        shutdown,
     )
     .await?;
-    Ok(())
+    Ok(if restart.load(std::sync::atomic::Ordering::SeqCst) {
+        Served::Restart
+    } else {
+        Served::Stopped
+    })
 }

@@ -27,6 +27,10 @@ pub struct LimitSettings {
     /// Seconds a stream waits on a client that has stopped reading, with its buffer full,
     /// before it ends it (`RESOURCE_EXHAUSTED`: resubscribe from the last position read).
     pub slow_stream_seconds: u64,
+    /// MiB the data directory's disk keeps free: below it, commands are refused
+    /// (`RESOURCE_EXHAUSTED`, HTTP 507) while reads and their audit records go on, until space
+    /// is made (see `naast_eventlog::space`). 0 keeps no reserve.
+    pub min_free_disk_mb: u64,
 }
 
 impl Default for LimitSettings {
@@ -37,6 +41,7 @@ impl Default for LimitSettings {
             streams_per_caller: 16,
             max_streams: 10_000,
             slow_stream_seconds: 30,
+            min_free_disk_mb: 256,
         }
     }
 }
@@ -50,6 +55,7 @@ impl LimitSettings {
             streams_per_caller: 100_000,
             max_streams: 100_000,
             slow_stream_seconds: 3_600,
+            min_free_disk_mb: 0,
         }
     }
 }
@@ -266,6 +272,7 @@ mod tests {
             streams_per_caller: mine,
             max_streams: total,
             slow_stream_seconds: 1,
+            min_free_disk_mb: 0,
         })
     }
 

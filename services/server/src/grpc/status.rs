@@ -52,6 +52,21 @@ pub fn from_log_error(err: Error) -> Status {
             )
         }
         Error::DuplicateEventId { .. } => Status::already_exists(err.to_string()),
+        Error::DiskFull {
+            free_bytes,
+            min_free_bytes,
+        } => Status::with_error_details(
+            Code::ResourceExhausted,
+            err.to_string(),
+            ErrorDetails::with_error_info(
+                "DISK_FULL",
+                "naast",
+                [
+                    ("free_bytes".to_owned(), free_bytes.to_string()),
+                    ("min_free_bytes".to_owned(), min_free_bytes.to_string()),
+                ],
+            ),
+        ),
         Error::Poisoned(_) | Error::Closed => {
             tracing::warn!(error = %err, "event log unavailable");
             Status::unavailable(err.to_string())
