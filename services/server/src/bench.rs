@@ -129,34 +129,40 @@ pub(crate) fn round(x: f64, digits: i32) -> f64 {
     (x * f).round() / f
 }
 
-/// The CPU time this process has used so far, all threads, user and system, in seconds (from
-/// /proc, in its ticks of 1/100 s; 0 where there is none).
+/// The CPU time this process has used so far, all threads, user and system, in seconds (0 where
+/// there is no /proc).
 pub(crate) fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // After the command name (in parentheses, which may hold spaces): state is the
-            // first field, utime the 12th and stime the 13th.
-            let rest = &stat[stat.rfind(')')? + 1..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-            Some((ticks(11)? + ticks(12)?) / 100.0)
-        })
-        .unwrap_or(0.0)
+    process_cpu_seconds("self").unwrap_or(0.0)
+}
+
+/// The CPU time of process `pid` (a number, or `self`), all threads, user and system, in
+/// seconds, from /proc in its ticks of 1/100 s.
+pub(crate) fn process_cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (in parentheses, which may hold spaces): state is the first
+    // field, utime the 12th and stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// Resident memory of process `pid` (a number, or `self`) in bytes, from /proc.
+pub(crate) fn resident_bytes(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Resident memory of this process in MiB, from /proc (0 where there is none).
 fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| round(kb / 1024.0, 1))
+    resident_bytes("self").map_or(0.0, |bytes| round(bytes as f64 / (1024.0 * 1024.0), 1))
 }
 
 async fn append_concurrent(

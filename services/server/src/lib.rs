@@ -6,6 +6,7 @@
 //! - [`auth`]: the gRPC authentication layer (tokens and issuers are `naast_app::auth`'s);
 //! - [`audit`], [`households`]: re-exported from `naast_app`;
 //! - [`backup`]: `naast backup` and `naast restore`, and the copy a running server makes;
+//! - [`load`]: `naast load`, a platform-like mixed workload against a running server;
 //! - [`recovery`]: restarting in place once a store failed on a full disk has room again;
 //! - [`config`]: settings of `naast serve` from defaults, file, environment and flags;
 //! - [`grpc`]: the tonic services, error → status mapping, the shutdown path;
@@ -26,5 +27,6 @@ pub mod bench_signals;
 pub mod config;
 pub mod demo;
 pub mod grpc;
+pub mod load;
 pub mod metrics;
 pub mod recovery;

@@ -57,6 +57,11 @@ enum Command {
     /// while the server keeps writing, and checked (every part's SHA-256, every hash chain)
     /// before the manifest is written. The master key is not copied: keep it apart.
     Backup(BackupArgs),
+    /// Runs a platform-like mixed workload against a running server over gRPC (writers of notes,
+    /// logbook entries, goals and agreements; timeline readers; live subscribers) and prints its
+    /// throughput, latency percentiles, errors and the server's memory as JSON; fails when a call
+    /// failed or a subscriber missed an entry.
+    Load(naast_server::load::Args),
     /// Put the backup in DIR into an empty data directory, after checking all of it; then
     /// start naast on it with the master key the backup was made under (the read models are
     /// rebuilt at the first start).
@@ -248,6 +253,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => config(args, false).and_then(verify),
         Command::RotateMasterKey(args) => rotate_master_key(args),
         Command::Backup(args) => backup(args),
+        Command::Load(args) => naast_server::load::run(&args).map_err(failed),
         Command::Restore(args) => block_on(restore(args)),
         Command::Bench { target } => match target {
             BenchTarget::Eventlog(args) => naast_server::bench::eventlog(&args).map_err(failed),
