@@ -98,6 +98,11 @@ impl Server {
     /// Starts `naast serve` with extra arguments (on a port of its choosing unless they give
     /// `--listen`).
     pub fn start_with(data_dir: &Path, args: &[&str]) -> Self {
+        Self::start_logging(data_dir, args, Stdio::inherit())
+    }
+
+    /// As [`Server::start_with`], its log (stderr) going to `log`.
+    pub fn start_logging(data_dir: &Path, args: &[&str], log: impl Into<Stdio>) -> Self {
         let mut command = Command::new(workspace_bin("naast"));
         command.arg("serve");
         if !args.contains(&"--listen") {
@@ -109,7 +114,7 @@ impl Server {
             .args(args)
             .env("NAAST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start naast serve: {e}"));
         let stdout = child
@@ -181,6 +186,11 @@ impl Server {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The development issuer's token for `persona`.

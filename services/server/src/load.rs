@@ -173,8 +173,10 @@ async fn connect(url: &str, bearer: &Bearer) -> Result<Api, LoadError> {
         .connect()
         .await
         .map_err(|e| LoadError::Setup(format!("cannot reach {url}: {e}")))?;
-    Ok(HouseholdServiceClient::with_interceptor(channel, bearer.clone())
-        .max_decoding_message_size(64 * 1024 * 1024))
+    Ok(
+        HouseholdServiceClient::with_interceptor(channel, bearer.clone())
+            .max_decoding_message_size(64 * 1024 * 1024),
+    )
 }
 
 async fn load(args: &Args, bearer: Bearer) -> Result<Report, LoadError> {
@@ -188,24 +190,37 @@ async fn load(args: &Args, bearer: Bearer) -> Result<Report, LoadError> {
     for s in 0..args.subscribers {
         let household = s % homes.len();
         let api = connect(&args.server, &bearer).await?;
-        subscribers.push((household, follow(&api, &homes[household].id, stopped.clone())));
+        subscribers.push((
+            household,
+            follow(&api, &homes[household].id, stopped.clone()),
+        ));
     }
     let memory = args.server_pid.map(|pid| {
         let stopped = stopped.clone();
         tokio::spawn(sample_memory(pid, stopped))
     });
     let server_pid = args.server_pid.map(|pid| pid.to_string());
-    let server_cpu_before = server_pid.as_deref().and_then(crate::bench::process_cpu_seconds);
+    let server_cpu_before = server_pid
+        .as_deref()
+        .and_then(crate::bench::process_cpu_seconds);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for w in 0..args.writers {
-        let (api, homes, shared) = (connect(&args.server, &bearer).await?, homes.clone(), shared.clone());
+        let (api, homes, shared) = (
+            connect(&args.server, &bearer).await?,
+            homes.clone(),
+            shared.clone(),
+        );
         let rng = Rng(args.seed.wrapping_mul(1000).wrapping_add(w as u64));
         tasks.push(tokio::spawn(write(api, homes, shared, rng, deadline)));
     }
     for r in 0..args.readers {
-        let (api, homes, shared) = (connect(&args.server, &bearer).await?, homes.clone(), shared.clone());
+        let (api, homes, shared) = (
+            connect(&args.server, &bearer).await?,
+            homes.clone(),
+            shared.clone(),
+        );
         let rng = Rng(args.seed.wrapping_mul(1000).wrapping_add(500 + r as u64));
         tasks.push(tokio::spawn(read(api, homes, shared, rng, deadline)));
     }
@@ -246,7 +261,9 @@ async fn load(args: &Args, bearer: Bearer) -> Result<Report, LoadError> {
                 let state = subscriber.state();
                 (state.revisions.last().copied(), state.ended.clone())
             };
-            if want.last().is_none_or(|last| got.is_some_and(|g| g >= *last))
+            if want
+                .last()
+                .is_none_or(|last| got.is_some_and(|g| g >= *last))
                 || done.is_some()
                 || Instant::now() > settle
             {
@@ -296,10 +313,7 @@ async fn load(args: &Args, bearer: Bearer) -> Result<Report, LoadError> {
     let tally = tally(&shared);
     let failures: u64 = tally.failures.values().sum();
     if failures > 0 {
-        problems.push(format!(
-            "{failures} calls failed: {:?}",
-            tally.examples
-        ));
+        problems.push(format!("{failures} calls failed: {:?}", tally.examples));
     }
     let mut commands = Vec::new();
     let mut reads = Vec::new();
@@ -452,104 +466,116 @@ async fn write(mut api: Api, homes: Vec<Home>, shared: Shared, mut rng: Rng, dea
         let domain = 1 + rng.below(14) as i32;
         let started = Instant::now();
         let roll = rng.below(100);
-        let (kind, answer): (&'static str, Result<Option<pb::CommandResult>, tonic::Status>) =
-            if roll < 40 {
-                let answer = api
-                    .create_note(pb::CreateNoteRequest {
-                        household_id: home.id.clone(),
-                        about_member_id: home.client.clone(),
-                        text: format!("Vandaag ging het goed; notitie {n}"),
-                        life_domains: vec![domain],
-                        ..Default::default()
-                    })
-                    .await;
-                ("note", answer.map(|r| r.into_inner().result))
-            } else if roll < 65 {
-                let answer = api
-                    .create_logbook_entry(pb::CreateLogbookEntryRequest {
-                        household_id: home.id.clone(),
-                        supporter_contact_id: home.supporter.clone(),
-                        date: "2026-11-30".into(),
-                        minutes: 30 + rng.below(90) as u32,
-                        contact_mode: pb::ContactMode::HomeVisit as i32,
-                        tasks: vec![pb::SupporterTask::CoordinateCare as i32],
-                        life_domains: vec![domain],
-                        summary: format!("Huisbezoek, afspraken doorgenomen ({n})"),
-                        ..Default::default()
-                    })
-                    .await;
-                ("logbook_entry", answer.map(|r| r.into_inner().result))
-            } else if roll < 85 {
-                match goals.iter().position(|(g, _)| *g == h) {
-                    Some(at) if rng.below(2) == 0 => {
-                        let goal = goals[at].1.clone();
-                        let answer = api
-                            .note_goal_progress(pb::NoteGoalProgressRequest {
-                                household_id: home.id.clone(),
-                                goal_id: goal,
-                                date: "2026-11-30".into(),
-                                note: format!("Een stap verder ({n})"),
-                                ..Default::default()
-                            })
-                            .await;
-                        ("goal_progress", answer.map(|r| r.into_inner().result))
-                    }
-                    _ => {
-                        let answer = api
-                            .create_goal(pb::CreateGoalRequest {
-                                household_id: home.id.clone(),
-                                owner_member_id: home.client.clone(),
-                                title: format!("Zelfstandig naar de dagbesteding ({n})"),
-                                life_domains: vec![domain],
-                                ..Default::default()
-                            })
-                            .await
-                            .map(|r| r.into_inner());
-                        if let Ok(created) = &answer {
-                            goals.push((h, created.goal_id.clone()));
-                        }
-                        ("goal", answer.map(|r| r.result))
-                    }
-                }
-            } else {
-                let proposed = api
-                    .propose_agreement(pb::ProposeAgreementRequest {
-                        household_id: home.id.clone(),
-                        terms: Some(pb::AgreementTerms {
-                            title: format!("Logeeropvang, twee weekenden per maand ({n})"),
-                            parties: vec![pb::Party {
-                                party: Some(pb::party::Party::ContactId(home.provider.clone())),
-                            }],
-                            funding_domain: pb::FundingDomain::Wlz as i32,
-                            start_date: "2026-12-01".into(),
+        let (kind, answer): (
+            &'static str,
+            Result<Option<pb::CommandResult>, tonic::Status>,
+        ) = if roll < 40 {
+            let answer = api
+                .create_note(pb::CreateNoteRequest {
+                    household_id: home.id.clone(),
+                    about_member_id: home.client.clone(),
+                    text: format!("Vandaag ging het goed; notitie {n}"),
+                    life_domains: vec![domain],
+                    ..Default::default()
+                })
+                .await;
+            ("note", answer.map(|r| r.into_inner().result))
+        } else if roll < 65 {
+            let answer = api
+                .create_logbook_entry(pb::CreateLogbookEntryRequest {
+                    household_id: home.id.clone(),
+                    supporter_contact_id: home.supporter.clone(),
+                    date: "2026-11-30".into(),
+                    minutes: 30 + rng.below(90) as u32,
+                    contact_mode: pb::ContactMode::HomeVisit as i32,
+                    tasks: vec![pb::SupporterTask::CoordinateCare as i32],
+                    life_domains: vec![domain],
+                    summary: format!("Huisbezoek, afspraken doorgenomen ({n})"),
+                    ..Default::default()
+                })
+                .await;
+            ("logbook_entry", answer.map(|r| r.into_inner().result))
+        } else if roll < 85 {
+            match goals.iter().position(|(g, _)| *g == h) {
+                Some(at) if rng.below(2) == 0 => {
+                    let goal = goals[at].1.clone();
+                    let answer = api
+                        .note_goal_progress(pb::NoteGoalProgressRequest {
+                            household_id: home.id.clone(),
+                            goal_id: goal,
+                            date: "2026-11-30".into(),
+                            note: format!("Een stap verder ({n})"),
                             ..Default::default()
-                        }),
-                        ..Default::default()
-                    })
-                    .await;
-                match proposed {
-                    Ok(proposed) => {
-                        let agreement = proposed.into_inner().agreement_id;
-                        let answer = api
-                            .accept_agreement(pb::AcceptAgreementRequest {
-                                household_id: home.id.clone(),
-                                agreement_id: agreement,
-                                ..Default::default()
-                            })
-                            .await;
-                        ("agreement", answer.map(|r| r.into_inner().result))
-                    }
-                    Err(status) => ("agreement", Err(status)),
+                        })
+                        .await;
+                    ("goal_progress", answer.map(|r| r.into_inner().result))
                 }
-            };
-        let took = started.elapsed();
-        let mut tally = tally(&shared);
-        match answer {
-            Ok(result) => {
-                tally.ok(kind, took);
-                tally.wrote(h, result.as_ref());
+                _ => {
+                    let answer = api
+                        .create_goal(pb::CreateGoalRequest {
+                            household_id: home.id.clone(),
+                            owner_member_id: home.client.clone(),
+                            title: format!("Zelfstandig naar de dagbesteding ({n})"),
+                            life_domains: vec![domain],
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|r| r.into_inner());
+                    if let Ok(created) = &answer {
+                        goals.push((h, created.goal_id.clone()));
+                    }
+                    ("goal", answer.map(|r| r.result))
+                }
             }
-            Err(status) => tally.failed(&status),
+        } else {
+            let proposed = api
+                .propose_agreement(pb::ProposeAgreementRequest {
+                    household_id: home.id.clone(),
+                    terms: Some(pb::AgreementTerms {
+                        title: format!("Logeeropvang, twee weekenden per maand ({n})"),
+                        parties: vec![pb::Party {
+                            party: Some(pb::party::Party::ContactId(home.provider.clone())),
+                        }],
+                        funding_domain: pb::FundingDomain::Wlz as i32,
+                        start_date: "2026-12-01".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await;
+            match proposed {
+                Ok(proposed) => {
+                    let agreement = proposed.into_inner().agreement_id;
+                    let answer = api
+                        .accept_agreement(pb::AcceptAgreementRequest {
+                            household_id: home.id.clone(),
+                            agreement_id: agreement,
+                            ..Default::default()
+                        })
+                        .await;
+                    ("agreement", answer.map(|r| r.into_inner().result))
+                }
+                Err(status) => ("agreement", Err(status)),
+            }
+        };
+        let took = started.elapsed();
+        let failed = {
+            let mut tally = tally(&shared);
+            match answer {
+                Ok(result) => {
+                    tally.ok(kind, took);
+                    tally.wrote(h, result.as_ref());
+                    false
+                }
+                Err(status) => {
+                    tally.failed(&status);
+                    true
+                }
+            }
+        };
+        if failed {
+            // As a real client would, before trying again.
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
@@ -595,10 +621,21 @@ async fn read(mut api: Api, homes: Vec<Home>, shared: Shared, mut rng: Rng, dead
             ("read_agreements", answer.map(drop))
         };
         let took = started.elapsed();
-        let mut tally = tally(&shared);
-        match answer {
-            Ok(()) => tally.ok(kind, took),
-            Err(status) => tally.failed(&status),
+        let failed = {
+            let mut tally = tally(&shared);
+            match answer {
+                Ok(()) => {
+                    tally.ok(kind, took);
+                    false
+                }
+                Err(status) => {
+                    tally.failed(&status);
+                    true
+                }
+            }
+        };
+        if failed {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
@@ -627,11 +664,7 @@ impl Follower {
 }
 
 /// Subscribes to `household`'s timeline from its first entry until `stopped`.
-fn follow(
-    api: &Api,
-    household: &str,
-    stopped: tokio::sync::watch::Receiver<bool>,
-) -> Follower {
+fn follow(api: &Api, household: &str, stopped: tokio::sync::watch::Receiver<bool>) -> Follower {
     let state: Arc<Mutex<Followed>> = Arc::default();
     let kept = state.clone();
     let mut api = api.clone();
