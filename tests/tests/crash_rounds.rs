@@ -5,6 +5,13 @@
 //! audit log holds each acknowledged command's record. At the end the views equal those rebuilt
 //! by `naast replay`.
 //!
+//! The checks after a round read only what that round added, so that a long run costs each round
+//! the same: the log up to the head checked after the previous round must be unchanged (the
+//! record at that head has the same hash, and `naast verify` checks every link before it, so
+//! every record before it is unchanged too), each household's timeline from the revision checked
+//! last holds this round's acknowledged notes once each and nothing of earlier rounds, and the
+//! audit records since the round began hold each acknowledged command's.
+//!
 //! `NAAST_CRASH_ROUNDS` sets the rounds (10 here; `ops/crash-harness.sh` runs 100) and
 //! `NAAST_CRASH_SEED` the seed of how long each round runs before its kill, printed so a failing
 //! run can be repeated as nearly as a shared machine allows.
@@ -16,6 +23,7 @@ use naast_proto::pb::household_service_client::HouseholdServiceClient;
 use naast_tests::{Rng, Server, search_audit, workspace_bin};
 use std::collections::HashMap;
 use std::path::Path;
+use tokio_stream::StreamExt as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +60,100 @@ struct Note {
     request_id: String,
 }
 
+/// The last record of the log: its position and hash.
+async fn head(server: &Server) -> Option<(u64, Vec<u8>)> {
+    let mut log =
+        pb::event_log_service_client::EventLogServiceClient::new(server.signed("beheerder").await);
+    let last = log
+        .list_events(pb::ListEventsRequest {
+            direction: pb::ReadDirection::Backwards as i32,
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    last.into_iter().next().map(|e| (e.position, e.hash))
+}
+
+/// The record at `position`: its hash.
+async fn hash_at(server: &Server, position: u64) -> Option<Vec<u8>> {
+    let mut log =
+        pb::event_log_service_client::EventLogServiceClient::new(server.signed("beheerder").await);
+    let found = log
+        .list_events(pb::ListEventsRequest {
+            start_position: Some(position),
+            direction: pb::ReadDirection::Forwards as i32,
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    found
+        .into_iter()
+        .next()
+        .filter(|e| e.position == position)
+        .map(|e| e.hash)
+}
+
+/// The timeline entries of `household` after revision `after` (all with `None`), up to its
+/// present revision, read through a timeline subscription that starts there.
+async fn entries_after(
+    api: &mut HouseholdServiceClient<naast_proto::client::Signed>,
+    household: &str,
+    after: Option<u64>,
+) -> (Vec<pb::TimelineEntry>, u64) {
+    let now = api
+        .get_household(pb::GetHouseholdRequest {
+            household_id: household.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .household
+        .unwrap()
+        .revision;
+    let from = after.map_or(0, |r| r + 1);
+    let mut entries = Vec::new();
+    if from > now {
+        return (entries, now);
+    }
+    let mut stream = api
+        .subscribe_timeline(pb::SubscribeTimelineRequest {
+            household_id: household.into(),
+            start_revision: Some(from),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Every event of these households after their set-up is a note, so an entry comes for each
+    // revision up to the present one.
+    while entries
+        .last()
+        .is_none_or(|e: &pb::TimelineEntry| e.revision < now)
+    {
+        let next = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("{household}: no entry up to revision {now} in 30 s"))
+            .unwrap_or_else(|| panic!("{household}: the subscription ended"))
+            .unwrap();
+        entries.extend(next.entry);
+    }
+    (entries, now)
+}
+
+/// A note's text as its timeline line holds it: from "Ronde" to the full stop.
+fn note_text(entry: &pb::TimelineEntry) -> Option<String> {
+    entry.summary.find("Ronde ").and_then(|at| {
+        let rest = &entry.summary[at..];
+        rest.find('.').map(|end| rest[..=end].to_owned())
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
     let rounds = env_number("NAAST_CRASH_ROUNDS", 10);
@@ -71,9 +173,31 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
             households.push(household);
         }
     }
-    let mut acked: Vec<Note> = Vec::new();
+    let mut acked = 0usize;
     let mut rounds_with_acks = 0;
+    // What the checks of the previous round covered: each household's revision, and the log's
+    // head.
+    let mut checked: HashMap<String, u64> = HashMap::new();
+    {
+        let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
+        for household in &households {
+            let revision = api
+                .get_household(pb::GetHouseholdRequest {
+                    household_id: household.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .household
+                .unwrap()
+                .revision;
+            checked.insert(household.clone(), revision);
+        }
+    }
+    let mut checked_head = head(&server).await;
     for round in 0..rounds {
+        let began = std::time::SystemTime::now() - Duration::from_secs(1);
         // Writers on every household, and a subscriber following the first one live.
         let done = Arc::new(Mutex::new(Vec::<Note>::new()));
         let mut tasks = Vec::new();
@@ -135,24 +259,38 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
         subscriber.await.unwrap();
         let this_round = done.lock().unwrap().clone();
         rounds_with_acks += usize::from(!this_round.is_empty());
-        acked.extend(this_round);
+        acked += this_round.len();
 
         verify(&data);
         server = Server::start(&data);
-        // Every note acknowledged so far is on its timeline exactly once.
+        // The log the previous checks covered is unchanged.
+        if let Some((position, hash)) = &checked_head {
+            assert_eq!(
+                hash_at(&server, *position).await.as_ref(),
+                Some(hash),
+                "round {round}: the record at {position}, checked before, changed or is gone"
+            );
+        }
+        // Every note acknowledged this round is on its timeline exactly once, and nothing of an
+        // earlier round came after what was checked.
+        let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
         let mut shown: HashMap<(String, String), usize> = HashMap::new();
         for household in &households {
-            for entry in naast_tests::full_timeline(&server, household).await {
-                // A note's line holds its text: from "Ronde" to the full stop.
-                if let Some(text) = entry.summary.find("Ronde ").and_then(|at| {
-                    let rest = &entry.summary[at..];
-                    rest.find('.').map(|end| rest[..=end].to_owned())
-                }) {
-                    *shown.entry((household.clone(), text)).or_default() += 1;
-                }
+            let (entries, now) =
+                entries_after(&mut api, household, checked.get(household).copied()).await;
+            for entry in &entries {
+                let text = note_text(entry)
+                    .unwrap_or_else(|| panic!("round {round}: not a note: {entry:?}"));
+                assert!(
+                    text.starts_with(&format!("Ronde {round},")),
+                    "round {round}: a note of an earlier round again: {text}"
+                );
+                *shown.entry((household.clone(), text)).or_default() += 1;
             }
+            assert!(shown.values().all(|&n| n == 1), "round {round}: {shown:?}");
+            checked.insert(household.clone(), now);
         }
-        for note in &acked {
+        for note in &this_round {
             let times = shown
                 .get(&(note.household.clone(), note.text.clone()))
                 .copied()
@@ -164,6 +302,7 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
             server.signed("beheerder").await,
             pb::SearchAuditLogRequest {
                 subject: "dev-ouder".into(),
+                from_time: Some(began.into()),
                 ..Default::default()
             },
         )
@@ -172,12 +311,13 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
         .filter(|r| r.operation == "/naast.v1.HouseholdService/CreateNote")
         .map(|r| r.request_id)
         .collect();
-        for note in &acked {
+        for note in &this_round {
             assert!(
                 records.contains(&note.request_id),
                 "round {round}: no audit record of {note:?}"
             );
         }
+        checked_head = head(&server).await;
     }
     // Most rounds must have had acknowledged writes to lose, or the harness checks little.
     assert!(
@@ -201,7 +341,6 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
         );
     }
     eprintln!(
-        "crash harness: {rounds} rounds, {} acknowledged notes, all present once with their audit records",
-        acked.len()
+        "crash harness: {rounds} rounds, {acked} acknowledged notes, all present once with their audit records"
     );
 }
