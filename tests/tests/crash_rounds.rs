@@ -23,9 +23,9 @@ use naast_proto::pb::household_service_client::HouseholdServiceClient;
 use naast_tests::{Rng, Server, search_audit, workspace_bin};
 use std::collections::HashMap;
 use std::path::Path;
-use tokio_stream::StreamExt as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_stream::StreamExt as _;
 
 const WRITERS: usize = 4;
 const HOUSEHOLDS: usize = 3;
@@ -261,6 +261,7 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
         rounds_with_acks += usize::from(!this_round.is_empty());
         acked += this_round.len();
 
+        let checks = std::time::Instant::now();
         verify(&data);
         server = Server::start(&data);
         // The log the previous checks covered is unchanged.
@@ -318,6 +319,11 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
             );
         }
         checked_head = head(&server).await;
+        eprintln!(
+            "crash harness: round {round}: {} notes acknowledged, checked in {:.1} s",
+            this_round.len(),
+            checks.elapsed().as_secs_f64()
+        );
     }
     // Most rounds must have had acknowledged writes to lose, or the harness checks little.
     assert!(

@@ -258,3 +258,83 @@ async fn a_call_ends_at_the_deadline_its_client_gave() {
     );
     assert!(message.contains("Timeout expired"), "{message}");
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_are_closed_and_a_closed_one_makes_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_with_limits(dir.path(), "max_connections = 3\n");
+    let token = server.token("ouder").to_owned();
+    // Three connections, each shown to be open by a call.
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut client =
+            ConsentServiceClient::new(naast_tests::signed(&server.url(), &token).await);
+        client.get_caller(pb::GetCallerRequest {}).await.unwrap();
+        open.push(client);
+    }
+    assert_eq!(metric(&server, "naast_connections_open").await, 3.0);
+    // A fourth is closed at once: its call fails, and is counted. (tonic's client reports a
+    // connection closed under it as UNAVAILABLE or, when the close meets its handshake, as
+    // UNKNOWN with a transport error.)
+    let refused = match tonic::transport::Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+    {
+        // Connecting may look fine before the server's close arrives; the call cannot.
+        Ok(channel) => ConsentServiceClient::new(channel)
+            .get_caller(pb::GetCallerRequest {})
+            .await
+            .unwrap_err(),
+        Err(e) => tonic::Status::unavailable(e.to_string()),
+    };
+    assert!(
+        matches!(refused.code(), Code::Unavailable | Code::Unknown),
+        "{refused:?}"
+    );
+    assert!(
+        metric(
+            &server,
+            r#"naast_limit_refusals_total{limit="connections"}"#
+        )
+        .await
+            >= 1.0
+    );
+    // The three are still served.
+    for client in &mut open {
+        client.get_caller(pb::GetCallerRequest {}).await.unwrap();
+    }
+    // One closed makes room for a new one (the server notices the close soon after).
+    open.pop();
+    let started = std::time::Instant::now();
+    loop {
+        let connected = tonic::transport::Channel::from_shared(server.url())
+            .unwrap()
+            .connect()
+            .await;
+        let answer = match connected {
+            Ok(channel) => {
+                let bearer = naast_proto::client::Bearer::new(&token).unwrap();
+                ConsentServiceClient::with_interceptor(channel, bearer)
+                    .get_caller(pb::GetCallerRequest {})
+                    .await
+                    .map(drop)
+            }
+            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        };
+        match answer {
+            Ok(()) => break,
+            Err(status) => {
+                assert!(
+                    matches!(status.code(), Code::Unavailable | Code::Unknown),
+                    "{status:?}"
+                );
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "no room after a connection closed"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

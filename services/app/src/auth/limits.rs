@@ -24,6 +24,8 @@ pub struct LimitSettings {
     pub streams_per_caller: usize,
     /// Streams open in all.
     pub max_streams: usize,
+    /// gRPC connections open at once; those past it are closed as soon as they are accepted.
+    pub max_connections: usize,
     /// Seconds a stream waits on a client that has stopped reading, with its buffer full,
     /// before it ends it (`RESOURCE_EXHAUSTED`: resubscribe from the last position read).
     pub slow_stream_seconds: u64,
@@ -40,6 +42,7 @@ impl Default for LimitSettings {
             call_burst: 1_000,
             streams_per_caller: 16,
             max_streams: 10_000,
+            max_connections: 10_000,
             slow_stream_seconds: 30,
             min_free_disk_mb: 256,
         }
@@ -54,6 +57,7 @@ impl LimitSettings {
             call_burst: 1_000_000,
             streams_per_caller: 100_000,
             max_streams: 100_000,
+            max_connections: 100_000,
             slow_stream_seconds: 3_600,
             min_free_disk_mb: 0,
         }
@@ -271,6 +275,7 @@ mod tests {
             call_burst: burst,
             streams_per_caller: mine,
             max_streams: total,
+            max_connections: total,
             slow_stream_seconds: 1,
             min_free_disk_mb: 0,
         })

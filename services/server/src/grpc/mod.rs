@@ -2,6 +2,7 @@
 //! shutdown path (stop accepting, end subscriptions, drain, close the log).
 
 mod audit;
+mod connections;
 mod consent;
 pub(crate) mod convert;
 mod evaluation;
@@ -237,6 +238,10 @@ pub async fn run(
     // Small request-response calls: without TCP_NODELAY, Nagle's algorithm meets delayed ACKs
     // and answers wait ~40 ms (measured).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let max_connections = guard
+        .as_ref()
+        .map_or(usize::MAX, |g| g.limits.settings().max_connections);
+    let incoming = connections::limit(incoming, max_connections);
     let served = tonic::transport::Server::builder()
         .layer(observe::ObserveLayer)
         .layer(too_large::TooLargeLayer)
