@@ -82,8 +82,15 @@ impl Watch {
         if let Some(reason) = self.log.failure() {
             return Some(format!("the event log ({reason})"));
         }
-        if self.auditor.as_ref().is_some_and(Auditor::had_failures) {
-            return Some("the audit log (a write failed)".to_owned());
+        // A partition whose storage failed (not a record refused for what it holds: that
+        // must not let a caller restart the service).
+        if let Some(reason) = self.auditor.as_ref().and_then(|auditor| {
+            auditor
+                .partitions()
+                .into_iter()
+                .find_map(|(_, log)| log.failure())
+        }) {
+            return Some(format!("the audit log ({reason})"));
         }
         if read_models_failing_since.is_some_and(|since| since.elapsed() >= READ_MODELS_GRACE) {
             return Some("the read models (their writes keep failing)".to_owned());
