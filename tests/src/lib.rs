@@ -513,6 +513,24 @@ pub async fn search_audit(
     }
 }
 
+/// The household `id` as `api`'s caller sees it now.
+pub async fn household(
+    api: &mut naast_proto::pb::household_service_client::HouseholdServiceClient<
+        naast_proto::client::Signed,
+    >,
+    id: &str,
+) -> naast_proto::pb::Household {
+    api.get_household(naast_proto::pb::GetHouseholdRequest {
+        household_id: id.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("reading household {id}: {e:?}"))
+    .into_inner()
+    .household
+    .unwrap_or_else(|| panic!("household {id} came without its view"))
+}
+
 /// Registers a household called `name` through `api` and adds its client, Noor: the household's
 /// id, the client's member id, and the position the member was written at.
 pub async fn household_with_client(

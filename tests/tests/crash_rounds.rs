@@ -106,17 +106,7 @@ async fn entries_after(
     household: &str,
     after: Option<u64>,
 ) -> (Vec<pb::TimelineEntry>, u64) {
-    let now = api
-        .get_household(pb::GetHouseholdRequest {
-            household_id: household.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .household
-        .unwrap()
-        .revision;
+    let now = naast_tests::household(api, household).await.revision;
     let from = after.map_or(0, |r| r + 1);
     let mut entries = Vec::new();
     if from > now {
@@ -181,17 +171,7 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
     {
         let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
         for household in &households {
-            let revision = api
-                .get_household(pb::GetHouseholdRequest {
-                    household_id: household.clone(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .household
-                .unwrap()
-                .revision;
+            let revision = naast_tests::household(&mut api, household).await.revision;
             checked.insert(household.clone(), revision);
         }
     }

@@ -558,25 +558,37 @@ async fn write(mut api: Api, homes: Vec<Home>, shared: Shared, mut rng: Rng, dea
                 Err(status) => ("agreement", Err(status)),
             }
         };
-        let took = started.elapsed();
-        let failed = {
-            let mut tally = tally(&shared);
-            match answer {
-                Ok(result) => {
-                    tally.ok(kind, took);
-                    tally.wrote(h, result.as_ref());
-                    false
+        settle(&shared, kind, started.elapsed(), answer, Some(h)).await;
+    }
+}
+
+/// Counts a call of `kind` that took `took` (a command's result raising what `household` is known
+/// to hold); after a failure, waits a moment before the next call, as a real client would.
+async fn settle(
+    shared: &Shared,
+    kind: &'static str,
+    took: Duration,
+    answer: Result<Option<pb::CommandResult>, tonic::Status>,
+    household: Option<usize>,
+) {
+    let failed = {
+        let mut tally = tally(shared);
+        match answer {
+            Ok(result) => {
+                tally.ok(kind, took);
+                if let Some(household) = household {
+                    tally.wrote(household, result.as_ref());
                 }
-                Err(status) => {
-                    tally.failed(&status);
-                    true
-                }
+                false
             }
-        };
-        if failed {
-            // As a real client would, before trying again.
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            Err(status) => {
+                tally.failed(&status);
+                true
+            }
         }
+    };
+    if failed {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -620,23 +632,14 @@ async fn read(mut api: Api, homes: Vec<Home>, shared: Shared, mut rng: Rng, dead
                 .await;
             ("read_agreements", answer.map(drop))
         };
-        let took = started.elapsed();
-        let failed = {
-            let mut tally = tally(&shared);
-            match answer {
-                Ok(()) => {
-                    tally.ok(kind, took);
-                    false
-                }
-                Err(status) => {
-                    tally.failed(&status);
-                    true
-                }
-            }
-        };
-        if failed {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        settle(
+            &shared,
+            kind,
+            started.elapsed(),
+            answer.map(|()| None),
+            None,
+        )
+        .await;
     }
 }
 
