@@ -137,6 +137,20 @@ async fn a_scrape_shows_calls_refusals_commits_streams_and_lag() {
     assert!(sample(&samples, "naast_log_sync_seconds_count{log=\"events\"}") >= 1.0);
     assert!(sample(&samples, "naast_projection_lag_events") <= head);
     assert_eq!(sample(&samples, "naast_streams_open"), 1.0);
+    // The subscriber's lag was taken for what it received (caught up from the first entry, so
+    // behind by at most the events after it).
+    assert!(
+        sample(
+            &samples,
+            "naast_subscription_lag_events_count{stream=\"timeline\"}"
+        ) >= 1.0
+    );
+    assert!(
+        sample(
+            &samples,
+            "naast_subscription_lag_events_sum{stream=\"timeline\"}"
+        ) < head
+    );
 
     drop(stream);
     // The stream's end is noticed by the server shortly after the client lets go.

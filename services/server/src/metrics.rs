@@ -19,6 +19,18 @@ const SECONDS: &[f64] = &[
 const EVENTS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
 ];
+/// Events a subscriber is behind the log's head when an event is handed to it: 0 when it is
+/// live, up to a catch-up from far back.
+const LAG: &[f64] = &[
+    0.0,
+    1.0,
+    10.0,
+    100.0,
+    1_000.0,
+    10_000.0,
+    100_000.0,
+    1_000_000.0,
+];
 /// How often histograms are compacted.
 const UPKEEP: Duration = Duration::from_secs(5);
 
@@ -28,6 +40,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)?
         .set_buckets_for_metric(Matcher::Full("naast_log_commit_events".into()), EVENTS)?
+        .set_buckets_for_metric(Matcher::Full("naast_subscription_lag_events".into()), LAG)?
         .install_recorder()?;
     describe();
     Ok(handle)
@@ -77,6 +90,10 @@ fn describe() {
     describe_gauge!(
         "naast_projection_lag_events",
         "events committed but not yet in the read models (timelines, caseloads, report rows)"
+    );
+    describe_histogram!(
+        "naast_subscription_lag_events",
+        "how many events behind the log's head a subscriber was when an event was handed to it, by stream (timeline, events)"
     );
     describe_gauge!(
         "naast_streams_open",

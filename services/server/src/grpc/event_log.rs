@@ -209,10 +209,17 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
         struct Source {
             subscription: Subscription,
             without_households: bool,
+            log: EventLog,
         }
         fn next(source: &mut Source) -> Next<'_, pb::SubscribeEventsResponse> {
             Box::pin(async move {
-                match source.subscription.next().await {
+                let next = source.subscription.next().await;
+                if let Ok(e) = &next {
+                    let behind = source.log.head().saturating_sub(e.position + 1);
+                    metrics::histogram!("naast_subscription_lag_events", "stream" => "events")
+                        .record(behind as f64);
+                }
+                match next {
                     Ok(e) if source.without_households && household_event(&e) => Step::Skip,
                     Ok(e) => Step::Send(Ok(pb::SubscribeEventsResponse {
                         event: Some(event(e)),
@@ -224,6 +231,7 @@ impl pb::event_log_service_server::EventLogService for EventLogApi {
         let source = Source {
             subscription,
             without_households,
+            log: self.log.clone(),
         };
         let stream = forward(
             source,

@@ -1934,6 +1934,13 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                     Ok(event) => event,
                     Err(e) => return Step::Send(Err(super::status::from_log_error(e))),
                 };
+                let behind = source
+                    .households
+                    .log()
+                    .head()
+                    .saturating_sub(event.position + 1);
+                metrics::histogram!("naast_subscription_lag_events", "stream" => "timeline")
+                    .record(behind as f64);
                 let view = match source
                     .households
                     .recheck(
