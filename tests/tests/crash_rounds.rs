@@ -60,31 +60,19 @@ struct Note {
     request_id: String,
 }
 
-/// The last record of the log: its position and hash.
-async fn head(server: &Server) -> Option<(u64, Vec<u8>)> {
-    let mut log =
-        pb::event_log_service_client::EventLogServiceClient::new(server.signed("beheerder").await);
-    let last = log
-        .list_events(pb::ListEventsRequest {
-            direction: pb::ReadDirection::Backwards as i32,
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
-    last.into_iter().next().map(|e| (e.position, e.hash))
-}
-
-/// The record at `position`: its hash.
-async fn hash_at(server: &Server, position: u64) -> Option<Vec<u8>> {
+/// The first record read from `start` (the end when `None`) in `direction`: its position and
+/// hash.
+async fn record(
+    server: &Server,
+    start: Option<u64>,
+    direction: pb::ReadDirection,
+) -> Option<(u64, Vec<u8>)> {
     let mut log =
         pb::event_log_service_client::EventLogServiceClient::new(server.signed("beheerder").await);
     let found = log
         .list_events(pb::ListEventsRequest {
-            start_position: Some(position),
-            direction: pb::ReadDirection::Forwards as i32,
+            start_position: start,
+            direction: direction as i32,
             page_size: 1,
             ..Default::default()
         })
@@ -92,11 +80,20 @@ async fn hash_at(server: &Server, position: u64) -> Option<Vec<u8>> {
         .unwrap()
         .into_inner()
         .events;
-    found
-        .into_iter()
-        .next()
-        .filter(|e| e.position == position)
-        .map(|e| e.hash)
+    found.into_iter().next().map(|e| (e.position, e.hash))
+}
+
+/// The last record of the log: its position and hash.
+async fn head(server: &Server) -> Option<(u64, Vec<u8>)> {
+    record(server, None, pb::ReadDirection::Backwards).await
+}
+
+/// The hash of the record at `position`.
+async fn hash_at(server: &Server, position: u64) -> Option<Vec<u8>> {
+    record(server, Some(position), pb::ReadDirection::Forwards)
+        .await
+        .filter(|(at, _)| *at == position)
+        .map(|(_, hash)| hash)
 }
 
 /// The timeline entries of `household` after revision `after` (all with `None`), up to its
