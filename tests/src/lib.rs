@@ -790,6 +790,33 @@ pub fn replay(data_dir: &Path) -> String {
     String::from_utf8_lossy(&replay.stdout).into_owned()
 }
 
+/// Runs `naast verify` on `data_dir` (with `args`), which must pass: what it printed.
+pub fn verify(data_dir: &Path, args: &[&str]) -> String {
+    let verified = Command::new(workspace_bin("naast"))
+        .arg("verify")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("NAAST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run naast verify: {e}"));
+    let said = String::from_utf8_lossy(&verified.stdout).into_owned();
+    assert!(
+        verified.status.success(),
+        "naast verify: {said}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    said
+}
+
+/// A number from the environment variable `name`, or `default` when it is unset or not one.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The change feed of the `pgo` persona's platform after `after` (from the start when `None`),
 /// until nothing comes for two seconds.
 pub async fn platform_changes(

@@ -20,37 +20,14 @@
 
 use naast_proto::pb;
 use naast_proto::pb::household_service_client::HouseholdServiceClient;
-use naast_tests::{Rng, Server, search_audit, workspace_bin};
+use naast_tests::{Rng, Server, search_audit};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_stream::StreamExt as _;
 
 const WRITERS: usize = 4;
 const HOUSEHOLDS: usize = 3;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn verify(data: &Path) {
-    let verified = std::process::Command::new(workspace_bin("naast"))
-        .args(["verify", "--data-dir"])
-        .arg(data)
-        .env("NAAST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        verified.status.success(),
-        "naast verify: {}{}",
-        String::from_utf8_lossy(&verified.stdout),
-        String::from_utf8_lossy(&verified.stderr)
-    );
-}
 
 /// An acknowledged note: its household, text and command request id.
 #[derive(Clone, Debug)]
@@ -143,8 +120,8 @@ fn note_text(entry: &pb::TimelineEntry) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
-    let rounds = env_number("NAAST_CRASH_ROUNDS", 10);
-    let seed = env_number("NAAST_CRASH_SEED", 20_261_202);
+    let rounds = naast_tests::env_number("NAAST_CRASH_ROUNDS", 10);
+    let seed = naast_tests::env_number("NAAST_CRASH_SEED", 20_261_202);
     eprintln!("crash harness: {rounds} rounds, seed {seed}");
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -239,7 +216,7 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
         acked += this_round.len();
 
         let checks = std::time::Instant::now();
-        verify(&data);
+        naast_tests::verify(&data, &[]);
         server = Server::start(&data);
         // The log the previous checks covered is unchanged.
         if let Some((position, hash)) = &checked_head {
@@ -265,9 +242,9 @@ async fn killed_at_random_moments_the_service_loses_nothing_it_acknowledged() {
                 );
                 *shown.entry((household.clone(), text)).or_default() += 1;
             }
-            assert!(shown.values().all(|&n| n == 1), "round {round}: {shown:?}");
             checked.insert(household.clone(), now);
         }
+        assert!(shown.values().all(|&n| n == 1), "round {round}: {shown:?}");
         for note in &this_round {
             let times = shown
                 .get(&(note.household.clone(), note.text.clone()))

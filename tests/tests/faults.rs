@@ -310,16 +310,6 @@ async fn a_full_disk_refuses_commands_keeps_reads_and_recovers_on_its_own() {
         .expect("SIGTERM did not stop the server")
         .unwrap();
     assert!(status.success(), "{status:?}");
-    let verified = Command::new(naast_tests::workspace_bin("naast"))
-        .args(["verify", "--dev", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&verified.stdout);
-    assert!(
-        verified.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
+    let said = naast_tests::verify(&data, &["--dev"]);
     assert!(said.contains("intact"), "{said}");
 }

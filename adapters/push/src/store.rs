@@ -280,11 +280,21 @@ impl Store {
             .db
             .generate_id()?
             .max(last.map_or(0, |last| last.saturating_add(1)));
-        key.extend_from_slice(&letter.id.to_be_bytes());
-        let value = serde_json::to_vec(&letter)
-            .map_err(|e| StoreError::Damaged(format!("dead letter: {e}")))?;
-        self.dead.insert(key, value)?;
-        Ok(letter.id)
+        let prefix = key.len();
+        // A number is taken only if it is free: two letters filed at once never share one.
+        loop {
+            key.truncate(prefix);
+            key.extend_from_slice(&letter.id.to_be_bytes());
+            let value = serde_json::to_vec(&letter)
+                .map_err(|e| StoreError::Damaged(format!("dead letter: {e}")))?;
+            match self
+                .dead
+                .compare_and_swap(&key, None::<&[u8]>, Some(value))?
+            {
+                Ok(()) => return Ok(letter.id),
+                Err(_) => letter.id = letter.id.saturating_add(1),
+            }
+        }
     }
 
     /// The dead letters of `endpoint`, oldest first.

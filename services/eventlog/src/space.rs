@@ -68,12 +68,16 @@ impl Space {
 }
 
 /// The bytes an unprivileged writer may still use on the file system holding `dir`, or `None`
-/// when the file system cannot tell (logged as a warning).
+/// when the file system cannot tell (logged as a warning, once).
 pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    /// Said once per process: a disk that cannot tell will not start telling.
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     match rustix::fs::statvfs(dir) {
         Ok(stat) => Some(stat.f_bavail.saturating_mul(stat.f_frsize)),
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot read the free space of the data directory's disk");
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot read the free space of the data directory's disk: no reserve is kept");
+            }
             None
         }
     }

@@ -187,6 +187,12 @@ mod tests {
             min_free_bytes: 256 * 1024 * 1024,
         }));
         assert_eq!(refused.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(refused.code, IssueType::Transient);
+        assert!(
+            refused.diagnostics.contains("disk"),
+            "{}",
+            refused.diagnostics
+        );
         let body = refused.into_response();
         assert_eq!(body.status(), StatusCode::INSUFFICIENT_STORAGE);
     }
@@ -197,5 +203,12 @@ mod tests {
             "sync: no space left on device".into(),
         )));
         assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.code, IssueType::Transient);
+        // The storage engine's own words stay in the server's log.
+        assert!(
+            !refused.diagnostics.contains("sync"),
+            "{}",
+            refused.diagnostics
+        );
     }
 }

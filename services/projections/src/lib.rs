@@ -133,7 +133,8 @@ pub struct Projections {
     tree: sled::Tree,
     checkpoint: Arc<watch::Sender<u64>>,
     vault: Option<naast_vault::Vault>,
-    /// Whether the projector's last attempt failed (it is retrying from its checkpoint).
+    /// Whether the projector's last attempt failed in its store (it is retrying from its
+    /// checkpoint).
     failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -375,8 +376,9 @@ impl Projections {
         Ok(self.entry(household, 0)?.is_some())
     }
 
-    /// Whether the projector's last attempt to write failed, so that it is retrying from its
-    /// checkpoint (a store that keeps failing: a full or failing disk).
+    /// Whether the projector's last attempt failed in its own store (sled), so that it is
+    /// retrying from its checkpoint: a store that keeps failing, on a full or failing disk.
+    /// Other failures (a damaged entry, the log) are not counted: reopening would not heal them.
     pub fn failing(&self) -> bool {
         self.failing.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -397,8 +399,11 @@ impl Projections {
                 // failing (a full disk) must not keep the process from stopping.
                 Err(e) if log.is_closed() => return Err(e),
                 Err(e) => {
-                    self.failing
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    // Only a failing store is what a restart can heal (see `failing`).
+                    self.failing.store(
+                        matches!(e, Error::Store(_)),
+                        std::sync::atomic::Ordering::SeqCst,
+                    );
                     // A read model that stops is worse than one that is late: report at once,
                     // then start again from the checkpoint (which is always consistent).
                     tracing::error!(error = %e, retry_in = ?backoff, "projector failed; restarting from its checkpoint");

@@ -463,6 +463,16 @@ fn safe_part_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
+/// Where the part `name` of a backup in `dir` is, if `name` is one a backup can have (no
+/// separators, nothing that leaves `dir`).
+fn part_path(dir: &Path, name: &str) -> Result<PathBuf, BackupError> {
+    if safe_part_name(name) {
+        Ok(dir.join(name))
+    } else {
+        Err(BackupError::Damaged(format!("a part named {name:?}")))
+    }
+}
+
 /// Checks the backup in `dir` against `manifest`: every part there with its size and SHA-256,
 /// each log's records chained from the first to the head the manifest names, each store's
 /// entries all there.
@@ -474,13 +484,7 @@ pub fn check(dir: &Path, manifest: &Manifest) -> Result<(), BackupError> {
         )));
     }
     for part in &manifest.parts {
-        if !safe_part_name(&part.name) {
-            return Err(BackupError::Damaged(format!(
-                "a part named {:?}",
-                part.name
-            )));
-        }
-        let path = dir.join(&part.name);
+        let path = part_path(dir, &part.name)?;
         let mut file = std::fs::File::open(&path).map_err(io(&path))?;
         let mut hash = Sha256::new();
         let bytes = std::io::copy(&mut file, &mut hash).map_err(io(&path))?;
@@ -631,13 +635,7 @@ pub async fn receive(url: &str, token: &str, dir: &Path) -> Result<Manifest, Bac
     }
     // Parts the manifest lists but that never came (empty ones) are empty files.
     for part in &manifest.parts {
-        if !safe_part_name(&part.name) {
-            return Err(BackupError::Damaged(format!(
-                "a part named {:?}",
-                part.name
-            )));
-        }
-        let path = dir.join(&part.name);
+        let path = part_path(dir, &part.name)?;
         if !path.exists() {
             std::fs::File::create_new(&path)
                 .and_then(|f| f.sync_all())

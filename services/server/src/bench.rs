@@ -1126,7 +1126,7 @@ impl tower::Service<tonic::codegen::http::Request<tonic::body::Body>> for Answer
 }
 
 /// What sends `token` with every call (none when it is empty: an unguarded run).
-fn bearer_of(token: &str) -> Result<naast_proto::client::Bearer, BenchError> {
+pub(crate) fn bearer_of(token: &str) -> Result<naast_proto::client::Bearer, BenchError> {
     if token.is_empty() {
         return Ok(naast_proto::client::Bearer::none());
     }
@@ -1134,7 +1134,7 @@ fn bearer_of(token: &str) -> Result<naast_proto::client::Bearer, BenchError> {
 }
 
 /// A client of the household service at `url`, sending `bearer`'s token.
-async fn connect(
+pub(crate) async fn connect(
     url: &str,
     bearer: naast_proto::client::Bearer,
 ) -> Result<

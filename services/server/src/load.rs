@@ -146,11 +146,8 @@ pub fn run(args: &Args) -> Result<(), LoadError> {
             .map_err(|e| LoadError::Setup(format!("{}: {e}", file.display())))?,
         None => std::env::var("NAAST_TOKEN").unwrap_or_default(),
     };
-    let bearer = if token.trim().is_empty() {
-        Bearer::none()
-    } else {
-        Bearer::new(token.trim()).map_err(|e| LoadError::Setup(e.message().to_owned()))?
-    };
+    let bearer =
+        crate::bench::bearer_of(token.trim()).map_err(|e| LoadError::Setup(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -168,15 +165,9 @@ struct Report {
 }
 
 async fn connect(url: &str, bearer: &Bearer) -> Result<Api, LoadError> {
-    let channel = tonic::transport::Channel::from_shared(url.to_owned())
-        .map_err(|e| LoadError::Setup(format!("--server {url}: {e}")))?
-        .connect()
+    crate::bench::connect(url, bearer.clone())
         .await
-        .map_err(|e| LoadError::Setup(format!("cannot reach {url}: {e}")))?;
-    Ok(
-        HouseholdServiceClient::with_interceptor(channel, bearer.clone())
-            .max_decoding_message_size(64 * 1024 * 1024),
-    )
+        .map_err(|e| LoadError::Setup(format!("cannot reach {url}: {e}")))
 }
 
 async fn load(args: &Args, bearer: Bearer) -> Result<Report, LoadError> {
@@ -238,23 +229,33 @@ async fn load(args: &Args, bearer: Bearer) -> Result<Report, LoadError> {
     // What each subscribed household's timeline holds at its last write, next to what its
     // subscribers received.
     let written = tally(&shared).written.clone();
+    let mut problems = Vec::new();
     let mut expected: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
     let mut reader = api.clone();
     for (household, _) in &subscribers {
         if !expected.contains_key(household) {
-            let revisions =
-                timeline_revisions(&mut reader, &homes[*household].id, written.get(household))
-                    .await
-                    .map_err(LoadError::Households)?;
-            expected.insert(*household, revisions);
+            match timeline_revisions(&mut reader, &homes[*household].id, written.get(household))
+                .await
+            {
+                Ok(revisions) => {
+                    expected.insert(*household, revisions);
+                }
+                Err(status) => problems.push(format!(
+                    "the timeline of household {} could not be read to check its subscribers: {status}",
+                    homes[*household].id
+                )),
+            }
         }
     }
-    let mut problems = Vec::new();
     let mut received_total = 0usize;
     let mut delays = Vec::new();
-    let settle = Instant::now() + Duration::from_secs(30);
+    let mut subscriptions_equal = true;
+    let deadline = Instant::now() + Duration::from_secs(30);
     for (household, subscriber) in &subscribers {
-        let want = &expected[household];
+        let Some(want) = expected.get(household) else {
+            subscriptions_equal = false;
+            continue;
+        };
         // Wait (boundedly) until the subscriber has reached the last expected entry.
         loop {
             let (got, done) = {
@@ -265,7 +266,7 @@ async fn load(args: &Args, bearer: Bearer) -> Result<Report, LoadError> {
                 .last()
                 .is_none_or(|last| got.is_some_and(|g| g >= *last))
                 || done.is_some()
-                || Instant::now() > settle
+                || Instant::now() > deadline
             {
                 break;
             }
@@ -283,6 +284,7 @@ async fn load(args: &Args, bearer: Bearer) -> Result<Report, LoadError> {
             .take_while(|r| want.last().is_some_and(|last| r <= last))
             .collect();
         if &upto != want {
+            subscriptions_equal = false;
             problems.push(format!(
                 "a subscriber of household {} received {} entries (last revision {:?}), its timeline holds {} (last revision {:?}){}",
                 homes[*household].id,
@@ -298,6 +300,7 @@ async fn load(args: &Args, bearer: Bearer) -> Result<Report, LoadError> {
             ));
         }
         if state.revisions.windows(2).any(|w| w[0] >= w[1]) {
+            subscriptions_equal = false;
             problems.push(format!(
                 "a subscriber of household {} received entries out of order or twice",
                 homes[*household].id
@@ -345,7 +348,7 @@ async fn load(args: &Args, bearer: Bearer) -> Result<Report, LoadError> {
             "entries_received": received_total,
             "delay_p50_us": crate::bench::round(crate::bench::percentile(&delays, 0.5), 0),
             "delay_p99_us": crate::bench::round(crate::bench::percentile(&delays, 0.99), 0),
-            "equal_to_the_timelines": problems.iter().all(|p| !p.contains("subscriber")),
+            "equal_to_the_timelines": subscriptions_equal,
         },
         "errors": {
             "total": failures,

@@ -314,10 +314,15 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
         supporter_hourly_rate_cents: args.supporter_hourly_rate_cents,
         push_config: args.push_config,
     };
-    Config::resolve(overrides, args.config.as_deref(), serves).map_err(|e| Failure {
-        code: EXIT_CONFIG,
-        message: e.to_string(),
-    })
+    let config =
+        Config::resolve(overrides, args.config.as_deref(), serves).map_err(|e| Failure {
+            code: EXIT_CONFIG,
+            message: e.to_string(),
+        })?;
+    // Every command that opens a data directory comes here: none may use one that an
+    // unfinished restore left half written.
+    naast_server::backup::refuse_unfinished_restore(&config.data_dir).map_err(failed)?;
+    Ok(config)
 }
 
 /// The file of the development master key in a data directory.
@@ -407,7 +412,6 @@ fn block_on<T, E: std::fmt::Display>(
 }
 
 async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    naast_server::backup::refuse_unfinished_restore(&config.data_dir)?;
     naast_server::config::private_data_dir(&config.data_dir)?;
     let log = EventLog::open(&config.data_dir, Options::default())?;
     let mut projections = Projections::open(&config.data_dir.join("projections"))?;
@@ -436,7 +440,6 @@ fn rotate_master_key(args: RotateArgs) -> Result<(), Failure> {
     let new = naast_server::config::master_key_from_file(&args.new_master_key_file)
         .map_err(|e| usage(e.to_string()))?;
     let config = config(args.serve, false)?;
-    naast_server::backup::refuse_unfinished_restore(&config.data_dir).map_err(failed)?;
     let old = config
         .master_key
         .as_ref()
@@ -508,7 +511,6 @@ async fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Se
 }
 
 fn verify(config: Config) -> Result<(), Failure> {
-    naast_server::backup::refuse_unfinished_restore(&config.data_dir).map_err(failed)?;
     let audit = config.data_dir.join("audit");
     if audit.exists() {
         // Each year's partition is a chain of its own.
@@ -647,7 +649,6 @@ enum Served {
 }
 
 async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error + Send + Sync>> {
-    naast_server::backup::refuse_unfinished_restore(&config.data_dir)?;
     naast_server::config::private_data_dir(&config.data_dir)?;
     let min_free_bytes = config.limits.min_free_disk_mb.saturating_mul(1024 * 1024);
     let log = EventLog::open(

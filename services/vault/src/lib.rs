@@ -304,12 +304,9 @@ impl Vault {
     pub fn backup_files(&self) -> Result<Vec<(String, Vec<u8>)>, VaultError> {
         let mut files = Vec::new();
         for household in households_in(&self.inner.dir)? {
-            let path = self.path(household);
-            match std::fs::read(&path) {
-                Ok(bytes) => files.push((format!("{household}.key"), bytes)),
-                // Erased meanwhile: there is nothing to copy.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(VaultError::Io { path, source }),
+            // Erased meanwhile: there is nothing to copy.
+            if let Some(bytes) = rotate::read_optional(&self.path(household))? {
+                files.push((format!("{household}.key"), bytes));
             }
         }
         if let Some(check) = rotate::check_file(&self.inner.dir)? {

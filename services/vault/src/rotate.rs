@@ -157,7 +157,8 @@ pub(crate) fn check_file(dir: &Path) -> Result<Option<Vec<u8>>, VaultError> {
     read_optional(&dir.join(CHECK_FILE))
 }
 
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, VaultError> {
+/// The bytes of `path`, or `None` when there is no such file.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, VaultError> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -72,7 +72,15 @@ pub struct KeyedRate<K: Hash + Eq + Clone> {
     limiter: Arc<governor::DefaultKeyedRateLimiter<K>>,
     /// When the limiting of each key was last recorded.
     recorded: Arc<Mutex<HashMap<K, Instant>>>,
+    /// Calls counted, so that forgetting quiet keys (a walk over all of them) runs once per
+    /// [`FORGET_EVERY`] calls rather than on every call while many keys are known.
+    calls: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Keys remembered before quiet ones are forgotten.
+const REMEMBERED_KEYS: usize = 10_000;
+/// Calls between two walks that forget quiet keys, once more than [`REMEMBERED_KEYS`] are known.
+const FORGET_EVERY: u64 = 1_024;
 
 impl<K: Hash + Eq + Clone> KeyedRate<K> {
     /// `per_second` after a burst of `burst` for each key (zeros count as one).
@@ -84,14 +92,19 @@ impl<K: Hash + Eq + Clone> KeyedRate<K> {
                 governor::Quota::per_second(rate).allow_burst(burst),
             )),
             recorded: Arc::default(),
+            calls: Arc::default(),
         }
     }
 
     /// Counts one for `key`: `Err` with how long until it may go again when it is past its
     /// rate.
     pub fn admits(&self, key: &K) -> Result<(), Duration> {
-        // Forget keys quiet long enough to be full again (bounded memory).
-        if self.limiter.len() > 10_000 {
+        // Forget keys quiet long enough to be full again (bounded memory: at most
+        // FORGET_EVERY more than REMEMBERED_KEYS between two walks).
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if call.is_multiple_of(FORGET_EVERY) && self.limiter.len() > REMEMBERED_KEYS {
             self.limiter.retain_recent();
         }
         self.limiter.check_key(key).map_err(|not_until| {
@@ -105,7 +118,7 @@ impl<K: Hash + Eq + Clone> KeyedRate<K> {
     pub fn first_refusal_in_window(&self, key: &K) -> bool {
         let now = Instant::now();
         let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
-        if recorded.len() > 10_000 {
+        if recorded.len() > REMEMBERED_KEYS {
             recorded.retain(|_, at| now.duration_since(*at) < LIMIT_RECORD_WINDOW);
         }
         match recorded.get(key) {

@@ -2,10 +2,7 @@
 //! call is recorded in the audit log.
 
 use super::households::split;
-use super::status::from_app_error;
-use crate::auth::layer::Calling;
 use crate::backup::{self, Piece, Sources};
-use naast_domain::vocab::PrincipalRole;
 use naast_proto::pb;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -41,17 +38,13 @@ impl pb::operations_service_server::OperationsService for OperationsApi {
         request: Request<pb::BackupRequest>,
     ) -> Result<Response<BackupStream>, Status> {
         let (calling, pb::BackupRequest {}) = split(request)?;
-        if let Calling::Caller(caller) = &calling {
-            let auditor = self.sources.auditor.as_ref().ok_or_else(|| {
-                Status::failed_precondition("there is no audit log: authentication is switched off")
-            })?;
-            let refusal = (caller.principal.role != PrincipalRole::Administrator)
-                .then_some("only administrators make backups");
-            caller
-                .admin_operation(auditor, None, vec!["backup".to_owned()], refusal)
-                .await
-                .map_err(from_app_error)?;
-        }
+        super::status::admin_only(
+            &calling,
+            self.sources.auditor.as_ref(),
+            vec!["backup".to_owned()],
+            "only administrators make backups",
+        )
+        .await?;
         let (pieces, queued) = tokio::sync::mpsc::channel(QUEUED_PIECES);
         let sources = self.sources.clone();
         tokio::task::spawn_blocking(move || {

@@ -50,18 +50,13 @@ impl PushApi {
 
     /// Lets an administrator in (recording the call), or refuses anyone else.
     async fn admin(&self, calling: &Calling, objects: Vec<String>) -> Result<(), Status> {
-        let Calling::Caller(caller) = calling else {
-            return Ok(());
-        };
-        let auditor = self.auditor.as_ref().ok_or_else(|| {
-            Status::failed_precondition("there is no audit log: authentication is switched off")
-        })?;
-        let refusal = (caller.principal.role != PrincipalRole::Administrator)
-            .then_some("only administrators manage push endpoints");
-        caller
-            .admin_operation(auditor, None, objects, refusal)
-            .await
-            .map_err(from_app_error)
+        super::status::admin_only(
+            calling,
+            self.auditor.as_ref(),
+            objects,
+            "only administrators manage push endpoints",
+        )
+        .await
     }
 
     fn pusher(&self) -> Result<&Pusher, Status> {

@@ -180,3 +180,25 @@ fn resource_error(
     details.set_resource_info(what, bounded(id.to_owned()), "", description);
     Status::with_error_details(code, message, details)
 }
+
+/// Lets an administrator through (and without authentication, everyone), recording the
+/// operation on `objects` in the audit log, granted or refused with `refusal`.
+pub async fn admin_only(
+    calling: &crate::auth::layer::Calling,
+    auditor: Option<&crate::audit::Auditor>,
+    objects: Vec<String>,
+    refusal: &'static str,
+) -> Result<(), Status> {
+    let crate::auth::layer::Calling::Caller(caller) = calling else {
+        return Ok(());
+    };
+    let auditor = auditor.ok_or_else(|| {
+        Status::failed_precondition("there is no audit log: authentication is switched off")
+    })?;
+    let refused = (caller.principal.role != naast_domain::vocab::PrincipalRole::Administrator)
+        .then_some(refusal);
+    caller
+        .admin_operation(auditor, None, objects, refused)
+        .await
+        .map_err(from_app_error)
+}
