@@ -800,7 +800,20 @@ async fn served(
 
     let data = data.as_path();
     let guarded = matches!(mode, Mode::Guarded { .. });
-    let log = EventLog::open(data, Options::default())?;
+    // Guarded, the log keeps the disk reserve `naast serve` keeps by default (a free-space
+    // check on every append), so that "everything on" is what a deployment runs.
+    let min_free_bytes = if guarded {
+        naast_app::auth::limits::LimitSettings::default().min_free_disk_mb * 1024 * 1024
+    } else {
+        0
+    };
+    let log = EventLog::open(
+        data,
+        Options {
+            min_free_bytes,
+            ..Options::default()
+        },
+    )?;
     let vault = if let Mode::Guarded { sealed: true } = mode {
         let key = naast_vault::MasterKey::from_base64(&naast_vault::MasterKey::generate_base64())
             .map_err(|e| fail(&e))?;
