@@ -86,6 +86,8 @@ impl Action {
                 _ => Action::Execute,
             };
         }
+        // A page of the web timeline names the gRPC method it is answered by (`web GetHousehold`).
+        let operation = operation.strip_prefix("web ").unwrap_or(operation);
         let method = operation.rsplit('/').next().unwrap_or_default();
         let starts = |prefixes: &[&str]| prefixes.iter().any(|p| method.starts_with(p));
         if starts(&["List", "Get", "Subscribe", "Search", "ServerReflection"]) {

@@ -30,6 +30,34 @@ pub fn dutch_date(moment: OffsetDateTime) -> Date {
         .unwrap_or_else(|| utc.date())
 }
 
+/// The moment a Dutch day begins (midnight in Europe/Amsterdam), in seconds since 1970.
+pub fn dutch_midnight(day: Date) -> i64 {
+    let civil = jiff::civil::date(
+        // A `time::Date` year is within ±9999, which jiff holds.
+        i16::try_from(day.year()).unwrap_or(i16::MAX),
+        i8::try_from(u8::from(day.month())).unwrap_or(1),
+        i8::try_from(day.day()).unwrap_or(1),
+    );
+    AMSTERDAM.to_timestamp(civil.at(0, 0, 0, 0)).map_or_else(
+        |_| day.midnight().assume_utc().unix_timestamp(),
+        |instant| instant.as_second(),
+    )
+}
+
+/// The Dutch wall-clock time at `seconds` since 1970: its day, hour and minute.
+pub fn dutch_clock(seconds: i64) -> Option<(Date, u8, u8)> {
+    let instant = jiff::Timestamp::new(seconds, 0).ok()?;
+    let civil = AMSTERDAM.to_datetime(instant);
+    let month = Month::try_from(civil.month().unsigned_abs()).ok()?;
+    let day = Date::from_calendar_date(i32::from(civil.year()), month, civil.day().unsigned_abs())
+        .ok()?;
+    Some((
+        day,
+        civil.hour().unsigned_abs(),
+        civil.minute().unsigned_abs(),
+    ))
+}
+
 /// Today in the Netherlands.
 pub fn dutch_today() -> Date {
     dutch_date(OffsetDateTime::now_utc())
@@ -39,6 +67,27 @@ pub fn dutch_today() -> Date {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn a_dutch_day_begins_at_dutch_midnight_winter_and_summer() {
+        // 15 January: CET, UTC+1.
+        let winter = time::macros::date!(2026 - 01 - 15);
+        assert_eq!(
+            dutch_midnight(winter),
+            datetime!(2026-01-14 23:00 UTC).unix_timestamp()
+        );
+        // 15 July: CEST, UTC+2.
+        let summer = time::macros::date!(2026 - 07 - 15);
+        assert_eq!(
+            dutch_midnight(summer),
+            datetime!(2026-07-14 22:00 UTC).unix_timestamp()
+        );
+        assert_eq!(dutch_clock(dutch_midnight(summer)), Some((summer, 0, 0)));
+        assert_eq!(
+            dutch_clock(datetime!(2026-07-15 10:30 UTC).unix_timestamp()),
+            Some((summer, 12, 30))
+        );
+    }
 
     #[test]
     fn days_turn_at_dutch_midnight_in_winter_and_summer() {

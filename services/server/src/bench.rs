@@ -841,6 +841,7 @@ async fn served(
         None,
         None,
         None,
+        None,
         crate::grpc::Stores::in_dir(log.clone(), projections, data),
         guard,
         async move {

@@ -150,6 +150,7 @@ async fn benches(scratch: &Path, args: &FhirArgs) -> Result<(), BenchError> {
         Some(fhir),
         None,
         None,
+        None,
         crate::grpc::Stores::in_dir(log.clone(), projections.clone(), &data),
         Some(guard),
         async move {

@@ -27,6 +27,9 @@ pub struct Config {
     pub fhir_listen: Option<SocketAddr>,
     /// Address of the Prometheus metrics listener (`/metrics`); off unless set.
     pub metrics_listen: Option<SocketAddr>,
+    /// The web timeline for people (`--web-listen`, `[web]`); off unless a listen address is
+    /// set.
+    pub web: Option<crate::web::WebSettings>,
     /// Directory of the event log.
     pub data_dir: PathBuf,
     /// How tokens are checked.
@@ -70,6 +73,8 @@ pub struct Overrides {
     pub fhir_listen: Option<String>,
     /// Metrics listen address.
     pub metrics_listen: Option<String>,
+    /// Web timeline listen address.
+    pub web_listen: Option<String>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
     /// Trusted issuers.
@@ -110,6 +115,11 @@ pub struct FileConfig {
     pub fhir_listen: Option<String>,
     /// `metrics_listen = "127.0.0.1:9464"` (Prometheus metrics; off unless set)
     pub metrics_listen: Option<String>,
+    /// `web_listen = "127.0.0.1:8443"` (the web timeline; off unless set)
+    pub web_listen: Option<String>,
+    /// `[web]`: how people sign in to the web timeline.
+    #[serde(default)]
+    pub web: FileWeb,
     /// `data_dir = "/var/lib/naast"`
     pub data_dir: Option<PathBuf>,
     /// `master_key_file = "/etc/naast/master.key"` (base64 of 32 bytes, readable by naast only)
@@ -129,6 +139,32 @@ pub struct FileConfig {
     #[serde(default)]
     pub limits: naast_app::auth::limits::LimitSettings,
 }
+
+/// The `[web]` table: the web timeline's address as browsers see it, and its sign-in at an
+/// OpenID issuer (authorization code flow with PKCE).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWeb {
+    /// `public_url = "https://naast.example.nl"` (default: `http://` and the bound address)
+    pub public_url: Option<String>,
+    /// `issuer = "https://login.example.nl"`: where people sign in (default: the first trusted
+    /// issuer; it must be a trusted one)
+    pub issuer: Option<String>,
+    /// `client_id = "naast-web"` (naast's client id at the issuer; the default)
+    pub client_id: Option<String>,
+    /// `client_secret_file = "/etc/naast/web-client-secret"` (readable by naast only; none for
+    /// a public client, which PKCE protects)
+    pub client_secret_file: Option<PathBuf>,
+    /// `scopes = ["naast"]`: scopes asked for besides `openid` and `profile`
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `resource = "https://naast.example.nl/api"`: the resource indicator (RFC 8707) access
+    /// tokens for naast are asked for with, when the issuer needs one
+    pub resource: Option<String>,
+}
+
+/// The client id the web timeline signs in with unless configured.
+pub const DEFAULT_WEB_CLIENT_ID: &str = "naast-web";
 
 /// A file of push endpoints alone (`--push-config`).
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +262,9 @@ pub enum ConfigError {
     /// A push endpoint is configured wrongly.
     #[error(transparent)]
     Push(#[from] naast_push::EndpointError),
+    /// The web timeline is configured wrongly.
+    #[error("web: {0}")]
+    Web(String),
     /// The master key cannot be used.
     #[error("master key{}: {reason}", .file.as_ref().map(|f| format!(" in {}", f.display())).unwrap_or_default())]
     MasterKey {
@@ -250,6 +289,7 @@ impl Config {
             listen,
             fhir_listen,
             metrics_listen,
+            web_listen,
             data_dir,
             issuers,
             audience,
@@ -285,6 +325,10 @@ impl Config {
             None => None,
         };
         let metrics_listen = match metrics_listen.or(file.metrics_listen) {
+            Some(value) => Some(value.parse().map_err(|_| ConfigError::Listen { value })?),
+            None => None,
+        };
+        let web_listen: Option<SocketAddr> = match web_listen.or(file.web_listen) {
             Some(value) => Some(value.parse().map_err(|_| ConfigError::Listen { value })?),
             None => None,
         };
@@ -384,6 +428,10 @@ impl Config {
                 .or(file.auth.jwks_ttl_seconds)
                 .map_or(DEFAULT_JWKS_TTL, Duration::from_secs),
         };
+        let web = match web_listen {
+            Some(listen) => Some(web_settings(listen, file.web, &auth.issuers, dev)?),
+            None => None,
+        };
         let retention_days = audit_retention_days
             .or(file.audit_retention_days)
             .unwrap_or(crate::audit::DEFAULT_RETENTION_DAYS);
@@ -394,6 +442,7 @@ impl Config {
             listen,
             fhir_listen,
             metrics_listen,
+            web,
             data_dir,
             auth,
             dev,
@@ -406,6 +455,66 @@ impl Config {
             limits: file.limits,
         })
     }
+}
+
+/// The web timeline's settings: sign-in at `web.issuer` (else the first trusted issuer), or the
+/// demo personas alone in dev mode without one.
+fn web_settings(
+    listen: SocketAddr,
+    web: FileWeb,
+    issuers: &[String],
+    dev: bool,
+) -> Result<crate::web::WebSettings, ConfigError> {
+    if let Some(url) = &web.public_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(ConfigError::Web(format!(
+            "public_url {url:?} is not an http(s) URL"
+        )));
+    }
+    let issuer = match web.issuer {
+        Some(issuer) if issuers.contains(&issuer) => Some(issuer),
+        Some(issuer) => {
+            return Err(ConfigError::Web(format!(
+                "issuer {issuer:?} is not one of the trusted issuers (auth.issuers)"
+            )));
+        }
+        None => issuers.first().cloned(),
+    };
+    let oidc = match issuer {
+        Some(issuer) => Some(crate::web::signin::OidcSettings {
+            issuer,
+            client_id: web
+                .client_id
+                .unwrap_or_else(|| DEFAULT_WEB_CLIENT_ID.to_owned()),
+            client_secret: web
+                .client_secret_file
+                .map(|path| {
+                    read_private(&path)
+                        .map(|secret| Secret(secret.trim().to_owned()))
+                        .map_err(|reason| {
+                            ConfigError::Web(format!(
+                                "client_secret_file {}: {reason}",
+                                path.display()
+                            ))
+                        })
+                })
+                .transpose()?,
+            scopes: web.scopes,
+            resource: web.resource,
+        }),
+        None if dev => None,
+        None => {
+            return Err(ConfigError::Web(
+                "people cannot sign in: no trusted issuer (auth.issuers) and no --dev".into(),
+            ));
+        }
+    };
+    Ok(crate::web::WebSettings {
+        listen,
+        public_url: web.public_url,
+        oidc,
+    })
 }
 
 fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
@@ -497,6 +606,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_web_timeline_signs_in_at_a_trusted_issuer_or_offers_personas_in_dev_mode() {
+        let trusted = Overrides {
+            issuers: vec!["https://login.example.nl".into()],
+            master_key: Some(naast_vault::MasterKey::generate_base64()),
+            web_listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let web = Config::resolve(trusted.clone(), None, true)
+            .unwrap()
+            .web
+            .unwrap();
+        let oidc = web.oidc.unwrap();
+        assert_eq!(oidc.issuer, "https://login.example.nl");
+        assert_eq!(oidc.client_id, DEFAULT_WEB_CLIENT_ID);
+        assert_eq!(
+            Config::resolve(
+                Overrides {
+                    web_listen: None,
+                    ..trusted.clone()
+                },
+                None,
+                true
+            )
+            .unwrap()
+            .web,
+            None
+        );
+
+        // An issuer naast does not trust cannot be the web's.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("naast.toml");
+        std::fs::write(&file, "[web]\nissuer = \"https://elsewhere.example\"\n").unwrap();
+        let refused = Config::resolve(trusted, Some(&file), true).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("not one of the trusted issuers"),
+            "{refused}"
+        );
+
+        // Dev mode without an issuer: the personas only.
+        let dev = Overrides {
+            dev: Some(true),
+            web_listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::resolve(dev, None, true).unwrap().web.unwrap().oidc,
+            None
+        );
+    }
+
+    #[test]
     fn defaults_then_file_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("naast.toml");
@@ -515,6 +677,7 @@ mod tests {
                 listen: DEFAULT_LISTEN.parse().unwrap(),
                 fhir_listen: None,
                 metrics_listen: None,
+                web: None,
                 data_dir: DEFAULT_DATA_DIR.into(),
                 auth: AuthSettings {
                     issuers: Vec::new(),

@@ -30,3 +30,4 @@ pub mod grpc;
 pub mod load;
 pub mod metrics;
 pub mod recovery;
+pub mod web;

@@ -89,6 +89,10 @@ struct ServeArgs {
     /// picks a free one.
     #[arg(long, env = "NAAST_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Address of the web timeline for people (sign-in, timeline, access), off unless set; port
+    /// 0 picks a free one. Sign-in is configured in the config file's `[web]` table.
+    #[arg(long, env = "NAAST_WEB_LISTEN")]
+    web_listen: Option<String>,
     /// Directory of the event log [default: ./data].
     #[arg(long, env = "NAAST_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
@@ -189,6 +193,10 @@ struct DemoArgs {
     /// Address of the FHIR facade with `--serve` [default: a free port on 127.0.0.1].
     #[arg(long)]
     fhir_listen: Option<String>,
+    /// Address of the web timeline with `--serve`, where the demo personas sign in with one
+    /// click [default: a free port on 127.0.0.1].
+    #[arg(long)]
+    web_listen: Option<String>,
     /// Directory for the demo's event log [default: a fresh temporary one, removed afterwards].
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
@@ -298,6 +306,7 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
         listen: args.listen,
         fhir_listen: args.fhir_listen,
         metrics_listen: args.metrics_listen,
+        web_listen: args.web_listen,
         data_dir: args.data_dir,
         issuers: args.issuers,
         audience: args.audience,
@@ -612,12 +621,41 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
         (None, false) => None,
     };
     let fhir_address = fhir.as_ref().map(|l| l.local_addr()).transpose()?;
+    // With --serve, the web timeline too, where the demo personas sign in with one click.
+    let web = match (&args.web_listen, args.serve) {
+        (Some(web), _) => Some(
+            web.parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("web listen address {web:?} is not an IP address and port"))?,
+        ),
+        (None, true) => Some(std::net::SocketAddr::new(listen.ip(), 0)),
+        (None, false) => None,
+    };
+    let web = match web {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at).await?;
+            let settings = naast_server::web::WebSettings {
+                listen: listener.local_addr()?,
+                public_url: None,
+                oidc: None,
+            };
+            Some((listener, settings))
+        }
+        None => None,
+    };
+    let web_address = web.as_ref().map(|(_, settings)| settings.listen);
+    let dev = std::sync::Arc::new(dev);
+    let web = web.map(|(listener, settings)| naast_server::web::Setup {
+        listener,
+        settings,
+        dev: Some(dev.clone()),
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(grpc::run(
         listener,
         fhir,
         None,
         None,
+        web,
         grpc::Stores::in_dir(log, projections, &data_dir),
         Some(guard),
         async move {
@@ -631,6 +669,11 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
         println!("\nnaast listening on {address} with the demo data; Ctrl-C stops it");
         if let Some(fhir) = fhir_address {
             println!("naast FHIR facade on http://{fhir}/fhir");
+        }
+        if let Some(web) = web_address {
+            println!(
+                "naast web timeline on http://{web}/ (demo personas sign in there: NOT FOR PRODUCTION)"
+            );
         }
         let _ = std::io::stdout().flush();
         grpc::shutdown_signal().await;
@@ -673,6 +716,7 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     if let Some(dev) = &dev {
         print_dev_tokens(dev)?;
     }
+    let dev = dev.map(std::sync::Arc::new);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -683,6 +727,27 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
                 .await
                 .map_err(|e| format!("cannot listen on {fhir} for FHIR: {e}"))?,
         ),
+        None => None,
+    };
+    let web = match config.web {
+        Some(settings) => {
+            let listener = tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot listen on {} for the web timeline: {e}",
+                        settings.listen
+                    )
+                })?;
+            Some(naast_server::web::Setup {
+                settings: naast_server::web::WebSettings {
+                    listen: listener.local_addr()?,
+                    ..settings
+                },
+                listener,
+                dev: dev.clone(),
+            })
+        }
         None => None,
     };
     let metrics = match config.metrics_listen {
@@ -703,6 +768,15 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     }
     if let Some((metrics, _)) = &metrics {
         println!("naast metrics on http://{}/metrics", metrics.local_addr()?);
+    }
+    if let Some(web) = &web {
+        println!(
+            "naast web timeline on {}/",
+            web.settings
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", web.settings.listen))
+        );
     }
     println!("naast listening on {address}");
     let _ = std::io::stdout().flush();
@@ -739,6 +813,7 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
         fhir,
         metrics,
         push,
+        web,
         grpc::Stores {
             disclosures: config.data_dir.join("disclosures"),
             hourly_rate_cents: config.supporter_hourly_rate_cents,

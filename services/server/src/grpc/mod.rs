@@ -98,6 +98,7 @@ pub async fn run(
     fhir: Option<TcpListener>,
     metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
     push: Option<naast_push::Setup>,
+    web: Option<crate::web::Setup>,
     stores: Stores,
     guard: Option<Guard>,
     shutdown: impl Future<Output = ()> + Send,
@@ -110,6 +111,7 @@ pub async fn run(
     } = stores;
     let (stop, stopped) = watch::channel(false);
     let stopped_for_drain = stopped.clone();
+    let stopped_for_web = stopped.clone();
     let projector = {
         let (projections, log) = (projections.clone(), log.clone());
         tokio::spawn(async move { projections.run(log).await })
@@ -208,6 +210,21 @@ pub async fn run(
         evaluation: Some(evaluation.clone()),
     });
     let households = HouseholdApi::new(households, projections, evaluation.clone(), stopped);
+    // The web timeline: the same service implementations and guard, on its own listener.
+    let web = match (web, guard.clone()) {
+        (Some(setup), Some(guard)) => Some(tokio::spawn(crate::web::serve(
+            setup,
+            households.clone(),
+            audit.clone(),
+            guard,
+            stopped_for_web,
+        ))),
+        (Some(_), None) => {
+            tracing::error!("the web timeline needs authentication on; it is not served");
+            None
+        }
+        (None, _) => None,
+    };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -295,6 +312,14 @@ pub async fn run(
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "the FHIR facade failed"),
             Ok(Err(e)) => tracing::error!(error = %e, "the FHIR facade's task failed"),
             Err(_) => tracing::warn!("FHIR calls still open after the drain deadline"),
+        }
+    }
+    if let Some(web) = web {
+        match tokio::time::timeout(DRAIN_DEADLINE, web).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the web timeline failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the web timeline's task failed"),
+            Err(_) => tracing::warn!("web requests still open after the drain deadline"),
         }
     }
     if let Some(metrics) = metrics {

@@ -1,0 +1,448 @@
+//! Signing in to the web timeline: OpenID Connect authorization code flow with PKCE at the
+//! configured issuer, or (in dev mode only) one of the demo personas; and signing out.
+//!
+//! The flow, as the browser sees it:
+//! 1. `GET /aanmelden`: naast makes a PKCE verifier, a nonce and a `state`, keeps them for
+//!    [`PENDING_FOR`] under the `state`, puts the `state` in a short-lived cookie (so the answer
+//!    can only complete a sign-in this browser began), and sends the browser to the issuer.
+//! 2. The person signs in at the issuer, which sends the browser to `GET /aanmelden/terug`
+//!    with a code and the `state`.
+//! 3. naast checks the `state` against the cookie, exchanges the code (with the PKCE verifier,
+//!    and the client secret when one is configured), checks the ID token (signature by the
+//!    issuer's published keys, issuer, audience, expiry, nonce), and admits the access token
+//!    through the guard as any call is admitted. The access token must be the ID token's
+//!    person's. A session is then started under a new id.
+
+use super::{Peer, Session, Signed, Web, layout, page, random_token, same_secret, set_cookie};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use naast_app::auth::caller::{Arrival, Refused};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a begun sign-in may take at the issuer.
+pub const PENDING_FOR: Duration = Duration::from_secs(10 * 60);
+/// Begun sign-ins held at most (older ones are dropped first).
+const MAX_PENDING: usize = 10_000;
+/// The cookie binding a begun sign-in to its browser.
+const PENDING_COOKIE: &str = "naast-aanmelden";
+/// How long the issuer's discovery document and keys are used before they are fetched again.
+const METADATA_TTL: Duration = Duration::from_secs(600);
+
+/// Sign-in at an OpenID issuer (`[web]` in the config file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The issuer, exactly as its tokens' `iss`; one of the trusted issuers.
+    pub issuer: String,
+    /// naast's client id there.
+    pub client_id: String,
+    /// Its client secret, when it is a confidential client (PKCE is used either way).
+    pub client_secret: Option<crate::config::Secret>,
+    /// Scopes asked for besides `openid` and `profile`.
+    pub scopes: Vec<String>,
+    /// The resource indicator (RFC 8707) access tokens are asked for, when the issuer needs
+    /// one to issue tokens for naast's audience.
+    pub resource: Option<String>,
+}
+
+/// A sign-in at an issuer: its settings and, once fetched, its metadata.
+pub(crate) struct Oidc {
+    settings: OidcSettings,
+    redirect: String,
+    http: openidconnect::reqwest::Client,
+    metadata: tokio::sync::Mutex<Option<(CoreProviderMetadata, Instant)>>,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+/// A begun sign-in.
+struct Pending {
+    verifier: PkceCodeVerifier,
+    nonce: Nonce,
+    began: Instant,
+}
+
+impl Oidc {
+    pub(crate) fn new(settings: OidcSettings, base: &str) -> Self {
+        let http = openidconnect::reqwest::Client::builder()
+            // As openidconnect advises: never follow redirects (SSRF).
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            settings,
+            redirect: format!("{base}/aanmelden/terug"),
+            http,
+            metadata: tokio::sync::Mutex::default(),
+            pending: Mutex::default(),
+        }
+    }
+
+    async fn metadata(&self) -> Result<CoreProviderMetadata, String> {
+        let mut held = self.metadata.lock().await;
+        if let Some((metadata, fetched)) = held.as_ref()
+            && fetched.elapsed() < METADATA_TTL
+        {
+            return Ok(metadata.clone());
+        }
+        let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| e.to_string())?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        *held = Some((metadata.clone(), Instant::now()));
+        Ok(metadata)
+    }
+
+    fn client(
+        &self,
+        metadata: CoreProviderMetadata,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        String,
+    > {
+        Ok(CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.settings.client_id.clone()),
+            self.settings
+                .client_secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.0.clone())),
+        )
+        .set_redirect_uri(RedirectUrl::new(self.redirect.clone()).map_err(|e| e.to_string())?))
+    }
+}
+
+/// `/`: the way to sign in, or on to the households when signed in.
+pub(crate) async fn start_page(State(web): State<Web>, headers: HeaderMap) -> Response {
+    if web.session(&headers).is_some() {
+        return Redirect::to("/huishoudens").into_response();
+    }
+    // The personas' form is bound to this browser by a cookie holding its token.
+    let token = random_token();
+    let body = html! {
+        h1 { "Aanmelden bij naast" }
+        p { "naast toont de afspraken, doelen en zorg van uw gezin op één tijdlijn, voor u en voor wie u toegang geeft." }
+        @if web.oidc.is_some() {
+            p { a class="button" href="/aanmelden" { "Aanmelden" } }
+        }
+        @if web.dev.is_some() {
+            section class="dev" aria-labelledby="dev-kop" {
+                h2 id="dev-kop" { "Ontwikkelmodus: NIET VOOR PRODUCTIE" }
+                p { strong { "Hier kan iedereen zich als iedereen aanmelden." } " Gebruik dit alleen met demogegevens." }
+                form method="post" action="/aanmelden/demo" {
+                    input type="hidden" name="csrf" value=(token);
+                    fieldset {
+                        legend { "Meld u aan als demopersoon" }
+                        @for persona in naast_app::auth::dev::PERSONAS {
+                            button type="submit" name="persona" value=(persona.key) { (persona.name) }
+                        }
+                    }
+                }
+            }
+        }
+        @if web.oidc.is_none() && web.dev.is_none() {
+            p { "Aanmelden is op deze server niet ingesteld." }
+        }
+    };
+    let mut response = page(layout("Aanmelden", None, body));
+    set_cookie(
+        &mut response,
+        &format!("{PENDING_COOKIE}={token}{}", web.cookie_attributes()),
+    );
+    response
+}
+
+/// `GET /aanmelden`: to the issuer.
+pub(crate) async fn begin(State(web): State<Web>) -> Response {
+    let Some(oidc) = &web.oidc else {
+        return Redirect::to("/").into_response();
+    };
+    let metadata = match oidc.metadata().await {
+        Ok(metadata) => metadata,
+        Err(e) => {
+            tracing::error!(error = %e, "the web sign-in cannot reach its issuer");
+            return super::refusal_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Aanmelden lukt nu niet",
+                "De aanmeldvoorziening is nu niet bereikbaar. Probeer het over enkele minuten opnieuw.",
+            );
+        }
+    };
+    let client = match oidc.client(metadata) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "the web sign-in is misconfigured");
+            return super::unavailable();
+        }
+    };
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut request = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("profile".to_owned()))
+        .set_pkce_challenge(challenge);
+    for scope in &oidc.settings.scopes {
+        request = request.add_scope(Scope::new(scope.clone()));
+    }
+    if let Some(resource) = &oidc.settings.resource {
+        request = request.add_extra_param("resource", resource.clone());
+    }
+    let (url, state, nonce) = request.url();
+    {
+        let mut pending = super::lock(&oidc.pending);
+        pending.retain(|_, p| p.began.elapsed() < PENDING_FOR);
+        if pending.len() >= MAX_PENDING
+            && let Some(oldest) = pending
+                .iter()
+                .min_by_key(|(_, p)| p.began)
+                .map(|(s, _)| s.clone())
+        {
+            pending.remove(&oldest);
+        }
+        pending.insert(
+            state.secret().clone(),
+            Pending {
+                verifier,
+                nonce,
+                began: Instant::now(),
+            },
+        );
+    }
+    let mut response = Redirect::to(url.as_str()).into_response();
+    set_cookie(
+        &mut response,
+        &format!(
+            "{PENDING_COOKIE}={}{}",
+            state.secret(),
+            web.cookie_attributes()
+        ),
+    );
+    response
+}
+
+/// What the issuer sends back.
+#[derive(serde::Deserialize)]
+pub(crate) struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /aanmelden/terug`: the issuer's answer.
+pub(crate) async fn callback(
+    State(web): State<Web>,
+    peer: Peer,
+    headers: HeaderMap,
+    Query(answer): Query<Callback>,
+) -> Response {
+    let failed = |why: &str| {
+        tracing::warn!(reason = why, "a web sign-in failed");
+        super::refusal_page(
+            StatusCode::BAD_REQUEST,
+            "Aanmelden niet gelukt",
+            "Het aanmelden kon niet worden afgerond. Begin opnieuw bij de startpagina.",
+        )
+    };
+    let Some(oidc) = &web.oidc else {
+        return Redirect::to("/").into_response();
+    };
+    if let Some(error) = &answer.error {
+        // The issuer's error code only (a short word from RFC 6749), never its free text.
+        let code: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(40)
+            .collect();
+        return failed(&format!("the issuer answered {code}"));
+    }
+    let (Some(code), Some(state)) = (answer.code, answer.state) else {
+        return failed("no code or state");
+    };
+    // The state must be the one this browser was sent off with.
+    if !super::cookie(&headers, PENDING_COOKIE).is_some_and(|c| same_secret(&c, &state)) {
+        return failed("the state is not this browser's");
+    }
+    let Some(pending) = super::lock(&oidc.pending).remove(&state) else {
+        return failed("no sign-in was begun with this state");
+    };
+    if pending.began.elapsed() >= PENDING_FOR {
+        return failed("the sign-in took too long");
+    }
+    let metadata = match oidc.metadata().await {
+        Ok(metadata) => metadata,
+        Err(e) => return failed(&format!("issuer unreachable: {e}")),
+    };
+    let client = match oidc.client(metadata) {
+        Ok(client) => client,
+        Err(e) => return failed(&e),
+    };
+    let exchange = match client.exchange_code(AuthorizationCode::new(code)) {
+        Ok(exchange) => exchange,
+        Err(e) => return failed(&e.to_string()),
+    };
+    let mut exchange = exchange.set_pkce_verifier(pending.verifier);
+    if let Some(resource) = &oidc.settings.resource {
+        exchange = exchange.add_extra_param("resource", resource.clone());
+    }
+    let tokens = match exchange.request_async(&oidc.http).await {
+        Ok(tokens) => tokens,
+        Err(e) => return failed(&format!("code exchange: {}", error_chain(&e))),
+    };
+    let Some(id_token) = tokens.id_token() else {
+        return failed("no ID token");
+    };
+    let claims = match id_token.claims(&client.id_token_verifier(), &pending.nonce) {
+        Ok(claims) => claims,
+        Err(e) => return failed(&format!("ID token: {e}")),
+    };
+    let person = (claims.issuer().to_string(), claims.subject().to_string());
+    let bearer = tokens.access_token().secret().clone();
+    let arrival = Arrival {
+        operation: "web SignIn".to_owned(),
+        peer: Some(peer.0),
+        authorization: Some(format!("Bearer {bearer}")),
+        request_id: None,
+        purpose: None,
+    };
+    let caller = match web.guard.admit(arrival).await {
+        Ok(caller) => caller,
+        Err(Refused::Unauthenticated(why)) => {
+            return failed(&format!("the access token is not accepted: {why}"));
+        }
+        Err(Refused::Limited | Refused::Busy(_)) => {
+            return super::refusal_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Even wachten",
+                "Er kwamen te veel verzoeken tegelijk. Probeer het over een paar seconden opnieuw.",
+            );
+        }
+        Err(Refused::AuditUnavailable) => return super::unavailable(),
+    };
+    let identity = &caller.principal.identity;
+    if (identity.issuer.as_str(), identity.subject.as_str())
+        != (person.0.as_str(), person.1.as_str())
+    {
+        return failed("the access token is someone else's than the ID token");
+    }
+    let mut response = Redirect::to("/huishoudens").into_response();
+    let cookie = web.start_session(session_of(&caller, bearer));
+    set_cookie(&mut response, &cookie);
+    set_cookie(
+        &mut response,
+        &format!("{PENDING_COOKIE}=; Max-Age=0{}", web.cookie_attributes()),
+    );
+    response
+}
+
+fn session_of(caller: &naast_app::auth::caller::Caller, bearer: String) -> Session {
+    let now = Instant::now();
+    let principal = &caller.principal;
+    Session {
+        bearer,
+        csrf: random_token(),
+        name: principal
+            .name
+            .clone()
+            .unwrap_or_else(|| principal.identity.subject.clone()),
+        role: principal.role,
+        issuer: principal.identity.issuer.clone(),
+        started: now,
+        seen: now,
+        valid_until: caller.valid_until.unwrap_or(i64::MAX),
+    }
+}
+
+/// `POST /aanmelden/demo`: a demo persona signs in (dev mode only).
+pub(crate) async fn demo(
+    State(web): State<Web>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(dev) = &web.dev else {
+        return super::not_found().await;
+    };
+    let pairs = super::form_pairs(&body);
+    let bound = super::cookie(&headers, PENDING_COOKIE);
+    let sent = super::form_value(&pairs, "csrf");
+    if !matches!((bound, sent), (Some(b), Some(s)) if same_secret(&b, s)) {
+        return super::csrf_refused();
+    }
+    let Some(persona) =
+        super::form_value(&pairs, "persona").and_then(naast_app::auth::dev::Persona::named)
+    else {
+        return super::refusal_page(
+            StatusCode::BAD_REQUEST,
+            "Onbekende demopersoon",
+            "Kies een van de demopersonen.",
+        );
+    };
+    let bearer = match dev.mint(persona, naast_app::auth::dev::DEV_TOKEN_LIFETIME) {
+        Ok(token) => token,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot mint a demo token");
+            return super::unavailable();
+        }
+    };
+    let arrival = Arrival {
+        operation: "web SignIn".to_owned(),
+        peer: Some(peer.0),
+        authorization: Some(format!("Bearer {bearer}")),
+        request_id: None,
+        purpose: None,
+    };
+    let Ok(caller) = web.guard.admit(arrival).await else {
+        return super::unavailable();
+    };
+    let mut response = Redirect::to("/huishoudens").into_response();
+    let cookie = web.start_session(session_of(&caller, bearer));
+    set_cookie(&mut response, &cookie);
+    response
+}
+
+/// `POST /afmelden`: the session ends (its live pages too).
+pub(crate) async fn sign_out(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some((id, session)) = web.session(&headers) else {
+        return Redirect::to("/").into_response();
+    };
+    let signed = Signed { id, session };
+    if !super::csrf_ok(&signed, &super::form_pairs(&body)) {
+        return super::csrf_refused();
+    }
+    let mut response = Redirect::to("/").into_response();
+    set_cookie(&mut response, &web.end_session(&signed.id));
+    response
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
