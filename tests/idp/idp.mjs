@@ -4,9 +4,15 @@
 // - System clients (a PGO platform) authenticate with a signed JWT client assertion
 //   (private_key_jwt), as Koppeltaal 2.0 and SMART Backend Services ask. Their private keys are
 //   written to KEYS_DIR/<client_id>.pem for the test to sign assertions with.
-// - People sign in interactively in production; no browser runs here, so each test persona is a
-//   client (client_secret_basic) whose tokens carry that person's subject and claims. naast sees
-//   the same kind of signed access token either way.
+// - People sign in interactively: the web timeline's client naast-web (client_secret_basic,
+//   secret "secret-naast-web") uses the authorization code flow with PKCE, through the provider's
+//   own login page (its development interactions: any login name, any password; the login name
+//   is the subject, and a persona's subject gets that persona's claims). Consent is given for it
+//   at once, as for a first-party client. Its redirect URIs are registered by the test with
+//   POST /test/web-client (the body: the URI), since naast's port is known only once it runs.
+// - For the API tests without a browser, each test persona is also a client
+//   (client_secret_basic) whose tokens carry that person's subject and claims. naast sees the
+//   same kind of signed access token either way.
 // - System clients naast-push (RSA key, RS384 assertions) and naast-push-ec (EC P-384 key, ES384
 //   assertions) are naast pushing to a platform's FHIR server (SMART Backend Services).
 // - Resources: https://naast.test/api (audience "naast"), https://naast.test/short (audience
@@ -73,6 +79,24 @@ const systemClients = Object.entries(systemKeys).map(([clientId, { type, options
   };
 });
 
+// People who sign in at the login page, by subject: the personas' claims.
+const people = Object.fromEntries(
+  Object.values(personas).filter((p) => !p.nbf_offset).map((p) => [p.sub, p]),
+);
+// The web timeline's redirect URIs (POST /test/web-client).
+const webRedirects = [];
+function webClients() {
+  if (webRedirects.length === 0) return [];
+  return [{
+    client_id: 'naast-web',
+    client_secret: 'secret-naast-web',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    redirect_uris: [...webRedirects],
+  }];
+}
+
 const resources = {
   'https://naast.test/api': { audience: 'naast', accessTokenTTL: 3600 },
   'https://naast.test/short': { audience: 'naast', accessTokenTTL: 1 },
@@ -95,13 +119,37 @@ function build(issuer, keys) {
         redirect_uris: [],
       })),
       ...systemClients,
+      ...webClients(),
     ],
+    findAccount: (ctx, sub) => ({
+      accountId: sub,
+      claims: () => ({ sub, name: people[sub]?.name ?? sub }),
+    }),
+    claims: { openid: ['sub'], profile: ['name'] },
+    // The name in the ID token too (code flow), so the web timeline can greet the person.
+    conformIdTokenClaims: false,
+    pkce: { required: () => true },
+    // naast-web is first-party: consent is given at once, for what it asks.
+    loadExistingGrant: async (ctx) => {
+      const grantId = ctx.oidc.result?.consent?.grantId
+        || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+      if (grantId) return ctx.oidc.provider.Grant.find(grantId);
+      if (ctx.oidc.client.clientId !== 'naast-web') return undefined;
+      const grant = new ctx.oidc.provider.Grant({
+        clientId: ctx.oidc.client.clientId,
+        accountId: ctx.oidc.session.accountId,
+      });
+      grant.addOIDCScope('openid profile');
+      grant.addResourceScope('https://naast.test/api', 'naast');
+      await grant.save();
+      return grant;
+    },
     // The defaults plus RS384 and ES384, for naast's client assertions.
     enabledJWA: {
       clientAuthSigningAlgValues: ['HS256', 'RS256', 'RS384', 'PS256', 'ES256', 'ES384', 'Ed25519', 'EdDSA'],
     },
     features: {
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: true },
       clientCredentials: { enabled: true },
       resourceIndicators: {
         enabled: true,
@@ -115,7 +163,8 @@ function build(issuer, keys) {
       },
     },
     extraTokenClaims: (ctx, token) => {
-      const who = personas[token.clientId] ?? systems[token.clientId];
+      const who = personas[token.clientId] ?? systems[token.clientId]
+        ?? (token.accountId ? (people[token.accountId] ?? { naast_role: 'citizen', name: token.accountId }) : undefined);
       if (!who) return undefined;
       const claims = { naast_role: who.naast_role, name: who.name };
       if (who.naast_org) claims.naast_org = who.naast_org;
@@ -139,6 +188,7 @@ function build(issuer, keys) {
 
 const first = signingKey('idp-key-1');
 let handler = null;
+let keys = [first];
 // What the tests make of the key endpoints: served, held unanswered, or failed; and how often a
 // client fetched them.
 let keyMode = 'serve';
@@ -147,14 +197,26 @@ const held = [];
 const keyPaths = ['/.well-known/openid-configuration', '/jwks'];
 const server = http.createServer((req, res) => {
   if (req.method === 'POST' && req.url === '/test/rotate') {
-    handler = build(issuer, [signingKey('idp-key-2'), first]);
+    keys = [signingKey('idp-key-2'), first];
+    handler = build(issuer, keys);
     res.end('rotated\n');
     return;
   }
   if (req.method === 'POST' && req.url === '/test/withdraw') {
     // A new signing key, and the first one no longer published.
-    handler = build(issuer, [signingKey('idp-key-3')]);
+    keys = [signingKey('idp-key-3')];
+    handler = build(issuer, keys);
     res.end('withdrawn\n');
+    return;
+  }
+  if (req.method === 'POST' && req.url === '/test/web-client') {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => {
+      webRedirects.push(body.trim());
+      handler = build(issuer, keys);
+      res.end('registered\n');
+    });
     return;
   }
   if (req.method === 'POST' && req.url.startsWith('/test/keys/')) {
@@ -177,6 +239,12 @@ const server = http.createServer((req, res) => {
 let issuer = '';
 server.listen(0, '127.0.0.1', () => {
   issuer = `http://127.0.0.1:${server.address().port}`;
-  handler = build(issuer, [first]);
+  handler = build(issuer, keys);
   console.log(`idp listening on ${issuer}`);
+  // The test reads that one line and closes the pipe: the provider's later notices (printed
+  // with console.log and console.info) go to stderr, so a write to the closed pipe cannot end
+  // the provider.
+  console.log = console.error;
+  console.info = console.error;
+  process.stdout.on('error', () => {});
 });

@@ -82,6 +82,9 @@ pub struct Server {
     pub fhir: Option<SocketAddr>,
     /// Where its metrics are served, when started with `--metrics-listen`.
     pub metrics: Option<SocketAddr>,
+    /// The web timeline's base URL (`http://…`, no trailing slash), when started with
+    /// `--web-listen`.
+    pub web: Option<String>,
     /// Tokens the development issuer printed, by persona (`ouder`, `ondersteuner`,
     /// `zorgverlener`, `pgo`, `evaluator`, `beheerder`).
     pub tokens: HashMap<String, String>,
@@ -125,6 +128,7 @@ impl Server {
         let mut tokens = HashMap::new();
         let mut fhir = None;
         let mut metrics = None;
+        let mut web = None;
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         let address = loop {
@@ -141,6 +145,10 @@ impl Server {
             }
             if let Some(rest) = line.trim().strip_prefix("naast FHIR facade on http://") {
                 fhir = rest.trim_end_matches("/fhir").parse().ok();
+                continue;
+            }
+            if let Some(rest) = line.trim().strip_prefix("naast web timeline on ") {
+                web = Some(rest.trim_end_matches('/').to_owned());
                 continue;
             }
             if let Some(rest) = line.trim().strip_prefix("naast metrics on http://") {
@@ -169,6 +177,7 @@ impl Server {
             address,
             fhir,
             metrics,
+            web,
             tokens,
             later,
         }
@@ -309,6 +318,23 @@ impl Idp {
             .await
             .unwrap_or_else(|e| panic!("token request: {e}"));
         access_token(response).await
+    }
+
+    /// Registers `redirect_uri` for the web timeline's client `naast-web` (authorization code
+    /// flow with PKCE, secret `secret-naast-web`).
+    pub async fn register_web_client(&self, redirect_uri: &str) {
+        let response = self
+            .http
+            .post(format!("{}/test/web-client", self.issuer))
+            .body(redirect_uri.to_owned())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("registering the web client: {e}"));
+        assert!(
+            response.status().is_success(),
+            "registering the web client: {}",
+            response.status()
+        );
     }
 
     /// The private key (PKCS#8 PEM) the provider made for its system client `client_id`.

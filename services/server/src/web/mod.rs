@@ -220,7 +220,9 @@ async fn safe_headers(mut response: Response) -> Response {
     );
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::X_FRAME_OPTIONS, "DENY");
-    set(headers, header::REFERRER_POLICY, "no-referrer");
+    // `same-origin`, not `no-referrer`: with the latter browsers send `Origin: null` on forms,
+    // which the origin check would refuse; no address leaves the site either way.
+    set(headers, header::REFERRER_POLICY, "same-origin");
     response
 }
 
