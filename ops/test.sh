@@ -18,7 +18,17 @@ fi
 # Medplum's FHIR router on Node is the real FHIR server the push tests write to.
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 
-# An independent gRPC client (Python grpcio) is one of the end-to-end tests.
+# A real browser for the web timeline's tests: Debian's Chromium and its matching chromedriver
+# (driven by Python selenium, installed below; axe-core comes with tests/node).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  sudo_if_needed=""
+  if [ "$(id -u)" != 0 ]; then sudo_if_needed="sudo"; fi
+  $sudo_if_needed apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q chromium chromium-driver
+fi
+
+# An independent gRPC client (Python grpcio) is one of the end-to-end tests; Python selenium
+# drives the browser.
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/python/requirements.txt
 
 cargo build --workspace --bins

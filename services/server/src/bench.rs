@@ -838,9 +838,7 @@ async fn served(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::grpc::run(
         listener,
-        None,
-        None,
-        None,
+        crate::grpc::Doors::default(),
         None,
         crate::grpc::Stores::in_dir(log.clone(), projections, data),
         guard,

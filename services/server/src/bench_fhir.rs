@@ -147,9 +147,10 @@ async fn benches(scratch: &Path, args: &FhirArgs) -> Result<(), BenchError> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::grpc::run(
         grpc,
-        Some(fhir),
-        None,
-        None,
+        crate::grpc::Doors {
+            fhir: Some(fhir),
+            ..Default::default()
+        },
         None,
         crate::grpc::Stores::in_dir(log.clone(), projections.clone(), &data),
         Some(guard),

@@ -652,10 +652,12 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(grpc::run(
         listener,
-        fhir,
+        grpc::Doors {
+            fhir,
+            metrics: None,
+            web,
+        },
         None,
-        None,
-        web,
         grpc::Stores::in_dir(log, projections, &data_dir),
         Some(guard),
         async move {
@@ -810,10 +812,8 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     };
     grpc::run(
         listener,
-        fhir,
-        metrics,
+        grpc::Doors { fhir, metrics, web },
         push,
-        web,
         grpc::Stores {
             disclosures: config.data_dir.join("disclosures"),
             hourly_rate_cents: config.supporter_hourly_rate_cents,

@@ -87,7 +87,19 @@ impl Stores {
     }
 }
 
-/// Serves the event log of `stores` on `listener` (gRPC) and `fhir` (the FHIR facade, when given) until `shutdown` completes, pushing to
+/// The doors besides gRPC, each off unless given: the FHIR facade's listener, the metrics
+/// listener with its exporter's handle, and the web timeline.
+#[derive(Default)]
+pub struct Doors {
+    /// The FHIR facade's listener.
+    pub fhir: Option<TcpListener>,
+    /// The Prometheus metrics listener.
+    pub metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
+    /// The web timeline.
+    pub web: Option<crate::web::Setup>,
+}
+
+/// Serves the event log of `stores` on `listener` (gRPC) and the other `doors` (the FHIR facade, when given) until `shutdown` completes, pushing to
 /// the PGO platforms of `push` and keeping its read models up to date with
 /// it; then ends open subscriptions, lets in-flight calls finish, and closes the log (committing
 /// and syncing what is queued). With a `guard`, every call but health needs a valid token, is
@@ -95,10 +107,8 @@ impl Stores {
 /// everything is open (benchmarks and embedded use only: `naast serve` always guards).
 pub async fn run(
     listener: TcpListener,
-    fhir: Option<TcpListener>,
-    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
+    doors: Doors,
     push: Option<naast_push::Setup>,
-    web: Option<crate::web::Setup>,
     stores: Stores,
     guard: Option<Guard>,
     shutdown: impl Future<Output = ()> + Send,
@@ -109,6 +119,7 @@ pub async fn run(
         disclosures,
         hourly_rate_cents,
     } = stores;
+    let Doors { fhir, metrics, web } = doors;
     let (stop, stopped) = watch::channel(false);
     let stopped_for_drain = stopped.clone();
     let stopped_for_web = stopped.clone();

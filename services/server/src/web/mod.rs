@@ -548,6 +548,31 @@ mod tests {
     }
 
     #[test]
+    fn sessions_end_when_idle_too_long_too_old_or_their_token_expired() {
+        let base = Instant::now();
+        let session = |seen: Duration, token_left: i64| Session {
+            bearer: String::new(),
+            csrf: String::new(),
+            name: String::new(),
+            role: PrincipalRole::Citizen,
+            issuer: String::new(),
+            started: base,
+            seen: base + seen,
+            valid_until: chrono::Utc::now().timestamp() + token_left,
+        };
+        let minute = Duration::from_secs(60);
+        // In use, young, its token valid: open.
+        assert!(!session(minute, 3600).expired(base + 2 * minute));
+        // Idle past the limit.
+        assert!(session(minute, 3600).expired(base + minute + SESSION_IDLE + minute));
+        // Used a moment ago, but started too long ago.
+        let late = SESSION_MAX + minute;
+        assert!(session(late - minute, 3600).expired(base + late));
+        // Its access token has expired.
+        assert!(session(minute, -1).expired(base + 2 * minute));
+    }
+
+    #[test]
     fn secrets_compare_whole() {
         assert!(same_secret("abc", "abc"));
         assert!(!same_secret("abc", "abd"));

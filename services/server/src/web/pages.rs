@@ -108,15 +108,12 @@ pub(crate) struct TimelineQuery {
 
 impl TimelineQuery {
     /// The request for these filters, or the field that is wrong.
-    pub(crate) fn request(
-        &self,
-        household: &str,
-    ) -> Result<pb::ListTimelineEntriesRequest, Response> {
+    pub(crate) fn request(&self, household: &str) -> Result<pb::ListTimelineEntriesRequest, Wrong> {
         let life_domains = match self.leefgebied.as_str() {
             "" => Vec::new(),
             name => vec![
                 LifeDomain::from_wire(name)
-                    .ok_or_else(|| wrong_field("leefgebied", name))?
+                    .ok_or_else(|| Wrong::new("leefgebied", name))?
                     .to_proto(),
             ],
         };
@@ -124,7 +121,7 @@ impl TimelineQuery {
             "" => Vec::new(),
             name => vec![
                 FundingDomain::from_wire(name)
-                    .ok_or_else(|| wrong_field("financiering", name))?
+                    .ok_or_else(|| Wrong::new("financiering", name))?
                     .to_proto(),
             ],
         };
@@ -157,6 +154,27 @@ impl TimelineQuery {
             .append_pair("financiering", &self.financiering)
             .append_pair("pagina", page)
             .finish()
+    }
+}
+
+/// A form or query field whose value is not one naast knows.
+#[derive(Debug)]
+pub(crate) struct Wrong {
+    field: &'static str,
+    value: String,
+}
+
+impl Wrong {
+    fn new(field: &'static str, value: &str) -> Self {
+        Self {
+            field,
+            value: value.chars().take(80).collect(),
+        }
+    }
+
+    /// The page saying so; nothing was written.
+    pub(crate) fn page(&self) -> Response {
+        wrong_field(self.field, &self.value)
     }
 }
 
@@ -214,7 +232,7 @@ pub(crate) async fn timeline(
     };
     let request = match query.request(&id) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(wrong) => return wrong.page(),
     };
     let entries = match web
         .households
@@ -1060,17 +1078,17 @@ pub(crate) async fn access_log(
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
-    let day = |field: &str, value: &str| -> Result<Option<time::Date>, Response> {
+    let day = |field: &'static str, value: &str| -> Result<Option<time::Date>, Wrong> {
         if value.is_empty() {
             return Ok(None);
         }
         crate::grpc::convert::date(field, value)
             .map(Some)
-            .map_err(|_| wrong_field(field, value))
+            .map_err(|_| Wrong::new(field, value))
     };
     let (from, until) = match (day("van", &period.van), day("tot", &period.tot)) {
         (Ok(from), Ok(until)) => (from, until),
-        (Err(response), _) | (_, Err(response)) => return response,
+        (Err(wrong), _) | (_, Err(wrong)) => return wrong.page(),
     };
     let stamp = |seconds: i64| prost_types::Timestamp { seconds, nanos: 0 };
     let mut records = Vec::new();

@@ -1,0 +1,388 @@
+//! The web timeline's door, spoken to over plain HTTP against the real `naast serve` (the
+//! browser test in `web_timeline.rs` covers what people do; this covers what an attacker or a
+//! stray request does): pages need a session, a session needs a sign-in, a form needs its
+//! session's CSRF token and this site's origin, a bad choice is named and writes nothing, the
+//! cookies are `HttpOnly` and `SameSite`, every answer is `no-store`, URLs carry no names, and a
+//! page's call is in the audit log under its web name. The demo personas sign in only in dev
+//! mode; an answer from the issuer that this browser did not ask for starts no session.
+
+use naast_proto::pb;
+use naast_tests::{Idp, Server, server_trusting};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("HTTP client: {e}"))
+}
+
+fn web(server: &Server) -> String {
+    server
+        .web
+        .clone()
+        .unwrap_or_else(|| panic!("naast serve did not print its web timeline's address"))
+}
+
+/// The value of cookie `name` that `headers` set, and the whole `Set-Cookie` line.
+fn set_cookie(headers: &HeaderMap, name: &str) -> Option<(String, String)> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|line| {
+            let value = line[name.len() + 1..]
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            (value, line.to_owned())
+        })
+}
+
+/// The `value` of the hidden `csrf` input of a page.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no CSRF token in {page}"));
+    page[at + 19..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+async fn get(http: &reqwest::Client, url: &str, cookie: &str) -> Answer {
+    let response = http
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    answer(response).await
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    origin: Option<&str>,
+    form: &[(&str, &str)],
+) -> Answer {
+    let mut request = http.post(url).header("cookie", cookie).body(
+        form.iter()
+            .map(|(k, v)| format!("{k}={}", v.replace(' ', "+")))
+            .collect::<Vec<_>>()
+            .join("&"),
+    );
+    request = request.header("content-type", "application/x-www-form-urlencoded");
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    answer(response).await
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    assert_eq!(
+        headers
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+        "no-store",
+        "every answer is no-store"
+    );
+    let body = response.text().await.unwrap_or_default();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_need_a_session_and_forms_their_token_and_origin() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--dev", "--web-listen", "127.0.0.1:0"],
+    );
+    let web = web(&server);
+    let http = client();
+
+    // A family, registered over gRPC by the demo parent.
+    let mut api =
+        pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
+    let (household, _, _) = naast_tests::household_with_client(&mut api, "Familie Zichtbaar").await;
+    let revision = naast_tests::household(&mut api, &household).await.revision;
+
+    // No session: to the start page.
+    let refused = get(
+        &http,
+        &format!("{web}/huishoudens/{household}/tijdlijn"),
+        "",
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        refused.headers.get(LOCATION).and_then(|v| v.to_str().ok()),
+        Some("/")
+    );
+
+    // The start page binds its persona form to this browser.
+    let start = get(&http, &format!("{web}/"), "").await;
+    assert_eq!(start.status, StatusCode::OK);
+    assert!(
+        start.body.contains("NIET VOOR PRODUCTIE"),
+        "dev mode is said loudly"
+    );
+    let (bound, line) = set_cookie(&start.headers, "naast-aanmelden")
+        .unwrap_or_else(|| panic!("no sign-in cookie: {:?}", start.headers));
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Lax"),
+        "{line}"
+    );
+    assert_eq!(csrf_of(&start.body), bound);
+    let pre = format!("naast-aanmelden={bound}");
+
+    // A persona form without the browser's token starts no session.
+    let forged = post(
+        &http,
+        &format!("{web}/aanmelden/demo"),
+        &pre,
+        None,
+        &[("csrf", "forged"), ("persona", "ouder")],
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(set_cookie(&forged.headers, "naast-sessie").is_none());
+
+    let signed = post(
+        &http,
+        &format!("{web}/aanmelden/demo"),
+        &pre,
+        None,
+        &[("csrf", &bound), ("persona", "ouder")],
+    )
+    .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER);
+    let (session, line) = set_cookie(&signed.headers, "naast-sessie")
+        .unwrap_or_else(|| panic!("no session cookie: {:?}", signed.headers));
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Lax"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("Secure"),
+        "plain http: no Secure flag ({line})"
+    );
+    assert_eq!(session.len(), 43, "256 random bits");
+    let cookie = format!("naast-sessie={session}");
+
+    let timeline = get(
+        &http,
+        &format!("{web}/huishoudens/{household}/tijdlijn"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(timeline.status, StatusCode::OK);
+    assert!(timeline.body.contains("Familie Zichtbaar") && timeline.body.contains("Noor"));
+    // No name in any address of the page.
+    for href in timeline.body.split("href=\"").skip(1) {
+        let href = href.split('"').next().unwrap_or_default();
+        assert!(
+            !href.contains("Noor") && !href.contains("Zichtbaar"),
+            "{href}"
+        );
+    }
+    let csrf = csrf_of(&timeline.body);
+
+    // A bad filter is named, with a 400.
+    let bad = get(
+        &http,
+        &format!("{web}/huishoudens/{household}/tijdlijn?leefgebied=maan"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("leefgebied"), "{}", bad.body);
+
+    // Forms: without the token, from another origin, or with a bad choice, nothing is written.
+    let grant = format!("{web}/huishoudens/{household}/toegang");
+    let w = web.as_str();
+    let cases: [(&str, Option<&str>, Vec<(&str, &str)>, StatusCode); 4] = [
+        (
+            "no token",
+            Some(w),
+            vec![("persoon", "iemand"), ("recht", "lezen")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "a wrong token",
+            Some(w),
+            vec![("csrf", "x"), ("persoon", "iemand"), ("recht", "lezen")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "another origin",
+            Some("http://elders.example"),
+            vec![("csrf", &csrf), ("persoon", "iemand"), ("recht", "lezen")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "an unknown life domain",
+            Some(w),
+            vec![
+                ("csrf", &csrf),
+                ("persoon", "iemand"),
+                ("recht", "lezen"),
+                ("leefgebied", "maan"),
+            ],
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (case, origin, form, status) in &cases {
+        let refused = post(&http, &grant, &cookie, *origin, form).await;
+        assert_eq!(refused.status, *status, "{case}: {}", refused.body);
+        assert_eq!(
+            naast_tests::household(&mut api, &household).await.revision,
+            revision,
+            "{case}: nothing is written"
+        );
+    }
+    // With all of it, the grant is written.
+    let granted = post(
+        &http,
+        &grant,
+        &cookie,
+        Some(&web),
+        &[
+            ("csrf", &csrf),
+            ("persoon", "iemand"),
+            ("recht", "lezen"),
+            ("leefgebied", "housing"),
+        ],
+    )
+    .await;
+    assert_eq!(granted.status, StatusCode::SEE_OTHER, "{}", granted.body);
+    assert_eq!(
+        naast_tests::household(&mut api, &household).await.revision,
+        revision + 1
+    );
+
+    // The page's read is in the audit log under its web name, as a read of this household.
+    let records = naast_tests::search_audit(
+        server.signed("beheerder").await,
+        pb::SearchAuditLogRequest {
+            household_id: household.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let read = records
+        .iter()
+        .find(|r| r.operation == "web ListTimelineEntries")
+        .unwrap_or_else(|| panic!("no web read among {records:?}"));
+    assert_eq!(read.action, pb::AuditAction::Read as i32);
+    assert_eq!(read.outcome, pb::AuditOutcome::Allowed as i32);
+    assert!(records.iter().any(|r| r.operation == "web GrantAccess" && r.action == pb::AuditAction::Create as i32));
+
+    // Signing out ends the session.
+    let out = post(
+        &http,
+        &format!("{web}/afmelden"),
+        &cookie,
+        Some(&web),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let after = get(&http, &format!("{web}/huishoudens"), &cookie).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        after.headers.get(LOCATION).and_then(|v| v.to_str().ok()),
+        Some("/")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_dev_mode_only_the_issuer_signs_people_in() {
+    let idp = Idp::start();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let server = server_trusting(dir.path(), &idp, &["--web-listen", "127.0.0.1:0"]);
+    let web = web(&server);
+    let http = client();
+
+    let start = get(&http, &format!("{web}/"), "").await;
+    assert!(
+        !start.body.contains("demopersoon"),
+        "no personas outside dev mode"
+    );
+    let personas = post(
+        &http,
+        &format!("{web}/aanmelden/demo"),
+        "",
+        Some(&web),
+        &[("persona", "ouder")],
+    )
+    .await;
+    assert_eq!(personas.status, StatusCode::NOT_FOUND);
+
+    // Sign-in goes to the trusted issuer, with PKCE (S256) and a state bound to this browser.
+    let begun = get(&http, &format!("{web}/aanmelden"), "").await;
+    assert_eq!(begun.status, StatusCode::SEE_OTHER);
+    let to = begun
+        .headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(to.starts_with(&format!("{}/auth?", idp.issuer)), "{to}");
+    for part in [
+        "code_challenge_method=S256",
+        "code_challenge=",
+        "nonce=",
+        "client_id=naast-web",
+        "response_type=code",
+    ] {
+        assert!(to.contains(part), "{part} in {to}");
+    }
+    let state = to
+        .split("state=")
+        .nth(1)
+        .and_then(|s| s.split('&').next())
+        .unwrap_or_else(|| panic!("no state in {to}"))
+        .to_owned();
+    let (bound, _) =
+        set_cookie(&begun.headers, "naast-aanmelden").unwrap_or_else(|| panic!("no state cookie"));
+    assert_eq!(bound, state);
+
+    // An answer with this state from a browser that did not begin it, or with a state never
+    // given out, starts no session.
+    for (cookie, state) in [
+        ("", state.as_str()),
+        (&*format!("naast-aanmelden={bound}"), "elsewhere"),
+    ] {
+        let answer = get(
+            &http,
+            &format!("{web}/aanmelden/terug?code=stolen&state={state}"),
+            cookie,
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert!(set_cookie(&answer.headers, "naast-sessie").is_none());
+    }
+}
