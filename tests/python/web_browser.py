@@ -190,6 +190,7 @@ def main():
             SUPPORTER,
         )
         wait_for("the refusal", lambda: heading(parent) == "Formulier niet verwerkt")
+        check_page(parent, "06b-formulier-geweigerd")
         parent.get(f"{HOUSEHOLD_PAGE}/toegang")
         assert len(grant_items(parent)) == before, "a form without its token wrote a grant"
         assert f"Persoon {SUPPORTER}" not in parent.page_source
@@ -246,6 +247,7 @@ def main():
         assert "Geschreven na het intrekken" not in supporter.page_source
         supporter.refresh()
         wait_for("the refusal on reload", lambda: heading(supporter) == "Geen toegang")
+        check_page(supporter, "08b-geen-toegang")
 
         # Who looked: the supporter's visits, allowed and refused.
         parent.get(f"{HOUSEHOLD_PAGE}/inzage")

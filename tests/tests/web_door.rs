@@ -11,6 +11,14 @@ use naast_tests::{Idp, Server, server_trusting};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 
+/// A refused form: what is wrong with it, its origin, its fields, the answer's status.
+type Case<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Vec<(&'a str, &'a str)>,
+    StatusCode,
+);
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -223,7 +231,7 @@ async fn pages_need_a_session_and_forms_their_token_and_origin() {
     // Forms: without the token, from another origin, or with a bad choice, nothing is written.
     let grant = format!("{web}/huishoudens/{household}/toegang");
     let w = web.as_str();
-    let cases: [(&str, Option<&str>, Vec<(&str, &str)>, StatusCode); 4] = [
+    let cases: [Case; 4] = [
         (
             "no token",
             Some(w),
@@ -292,6 +300,18 @@ async fn pages_need_a_session_and_forms_their_token_and_origin() {
         },
     )
     .await;
+    // One view of the timeline page: its listing and the family's names, each under its own
+    // name (the filtered view was refused before anything was read).
+    let views: Vec<&str> = records
+        .iter()
+        .filter(|r| r.operation == "web ListTimelineEntries" || r.operation == "web GetHousehold")
+        .map(|r| r.operation.as_str())
+        .collect();
+    assert_eq!(
+        views,
+        ["web ListTimelineEntries", "web GetHousehold"],
+        "{records:?}"
+    );
     let read = records
         .iter()
         .find(|r| r.operation == "web ListTimelineEntries")
@@ -370,19 +390,201 @@ async fn outside_dev_mode_only_the_issuer_signs_people_in() {
         set_cookie(&begun.headers, "naast-aanmelden").unwrap_or_else(|| panic!("no state cookie"));
     assert_eq!(bound, state);
 
-    // An answer with this state from a browser that did not begin it, or with a state never
-    // given out, starts no session.
-    for (cookie, state) in [
-        ("", state.as_str()),
-        (&*format!("naast-aanmelden={bound}"), "elsewhere"),
-    ] {
+    // An answer with this state from a browser that did not begin it, with a state naast
+    // never gave out, or with one begun too long ago, starts no session.
+    let cases = [
+        (String::new(), state.clone()),
+        (
+            "naast-aanmelden=elsewhere".to_owned(),
+            "elsewhere".to_owned(),
+        ),
+        (
+            "naast-aanmelden=1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+            "1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+        ),
+    ];
+    for (cookie, state) in cases {
         let answer = get(
             &http,
             &format!("{web}/aanmelden/terug?code=stolen&state={state}"),
-            cookie,
+            &cookie,
         )
         .await;
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{cookie} {state}");
         assert!(set_cookie(&answer.headers, "naast-sessie").is_none());
     }
+}
+
+/// Signs `persona` in through the start page's form (dev mode): the session cookie.
+async fn persona_session(http: &reqwest::Client, web: &str, persona: &str) -> String {
+    let start = get(http, &format!("{web}/"), "").await;
+    let (bound, _) = set_cookie(&start.headers, "naast-aanmelden")
+        .unwrap_or_else(|| panic!("no sign-in cookie"));
+    let signed = post(
+        http,
+        &format!("{web}/aanmelden/demo"),
+        &format!("naast-aanmelden={bound}"),
+        None,
+        &[("csrf", &bound), ("persona", persona)],
+    )
+    .await;
+    let (session, _) = set_cookie(&signed.headers, "naast-sessie")
+        .unwrap_or_else(|| panic!("{persona} got no session: {}", signed.body));
+    format!("naast-sessie={session}")
+}
+
+/// Reads an event stream until `needle` has come, the stream ends, or 20 s pass: what came.
+async fn read_events(stream: &mut reqwest::Response, needle: &str) -> (String, bool) {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                if text.contains(needle) {
+                    return (text, false);
+                }
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => return (text, true),
+            Err(_) => return (text, false),
+        }
+    }
+}
+
+/// Whether the stream ends (within 20 s) without another `entry` event.
+async fn ends_without_entries(stream: &mut reqwest::Response) -> String {
+    let (text, ended) = read_events(stream, "event: entry").await;
+    assert!(ended, "the stream went on: {text}");
+    assert!(
+        !text.contains("event: entry"),
+        "an entry after the end: {text}"
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_updates_stop_at_revocation_and_at_sign_out_on_the_server() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--dev", "--web-listen", "127.0.0.1:0"],
+    );
+    let web = web(&server);
+    let http = client();
+    let mut api =
+        pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
+    let (household, _, _) = naast_tests::household_with_client(&mut api, "Familie Live").await;
+    let parent = persona_session(&http, &web, "ouder").await;
+    let supporter = persona_session(&http, &web, "ondersteuner").await;
+
+    // The parent grants the demo supporter one life domain (the grant names the supporter's
+    // subject at the parent's own sign-in service, the development issuer here).
+    let page = get(
+        &http,
+        &format!("{web}/huishoudens/{household}/toegang"),
+        &parent,
+    )
+    .await;
+    let csrf = csrf_of(&page.body);
+    let granted = post(
+        &http,
+        &format!("{web}/huishoudens/{household}/toegang"),
+        &parent,
+        Some(&web),
+        &[
+            ("csrf", &csrf),
+            ("persoon", "dev-ondersteuner"),
+            ("recht", "lezen"),
+            ("leefgebied", "housing"),
+        ],
+    )
+    .await;
+    assert_eq!(granted.status, StatusCode::SEE_OTHER, "{}", granted.body);
+
+    let note = |text: &str, domain: pb::LifeDomain| pb::CreateNoteRequest {
+        household_id: household.clone(),
+        text: text.to_owned(),
+        life_domains: vec![domain as i32],
+        ..Default::default()
+    };
+    let live = format!("{web}/huishoudens/{household}/tijdlijn/live?vanaf=0");
+    let mut stream = http
+        .get(&live)
+        .header("cookie", &supporter)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("live: {e}"));
+    assert_eq!(stream.status(), StatusCode::OK);
+    api.create_note(note("Over de woning", pb::LifeDomain::Housing))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    api.create_note(note("Over geld", pb::LifeDomain::FinancesAndIncome))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    api.create_note(note("Weer over de woning", pb::LifeDomain::Housing))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let (text, _) = read_events(&mut stream, "Weer over de woning").await;
+    assert!(text.contains("Over de woning"), "{text}");
+    assert!(
+        !text.contains("Over geld"),
+        "another domain reached the supporter: {text}"
+    );
+
+    // The parent revokes: the supporter's stream says so and ends.
+    let grants = get(
+        &http,
+        &format!("{web}/huishoudens/{household}/toegang"),
+        &parent,
+    )
+    .await;
+    let grant = grants
+        .body
+        .split("data-grant=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap_or_default().to_owned())
+        .find(|id| {
+            grants.body.contains(&format!("/toegang/{id}/intrekken"))
+                && grants.body.contains("dev-ondersteuner")
+        })
+        .unwrap_or_else(|| panic!("the supporter's grant is not listed: {}", grants.body));
+    let revoked = post(
+        &http,
+        &format!("{web}/huishoudens/{household}/toegang/{grant}/intrekken"),
+        &parent,
+        Some(&web),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    api.create_note(note("Na het intrekken", pb::LifeDomain::Housing))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let text = ends_without_entries(&mut stream).await;
+    assert!(
+        text.contains("event: end") && text.contains("geen toegang"),
+        "{text}"
+    );
+    let again = get(&http, &live, &supporter).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+
+    // The parent's own open page ends when the parent signs out, with no write needed.
+    let mut stream = http
+        .get(live.replace("vanaf=0", "vanaf=1000"))
+        .header("cookie", &parent)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("live: {e}"));
+    assert_eq!(stream.status(), StatusCode::OK);
+    let out = post(
+        &http,
+        &format!("{web}/afmelden"),
+        &parent,
+        Some(&web),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let text = ends_without_entries(&mut stream).await;
+    assert!(text.contains("afgemeld"), "{text}");
 }

@@ -465,13 +465,25 @@ fn web_settings(
     issuers: &[String],
     dev: bool,
 ) -> Result<crate::web::WebSettings, ConfigError> {
-    if let Some(url) = &web.public_url
-        && !(url.starts_with("https://") || url.starts_with("http://"))
-    {
+    if let Some(url) = &web.public_url {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| ConfigError::Web(format!("public_url {url:?}: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.host().is_none()
+            || parsed.path() != "/"
+            || parsed.query().is_some()
+            || parsed.fragment().is_some()
+        {
+            return Err(ConfigError::Web(format!(
+                "public_url {url:?} must be an http(s) URL of a host (and port) alone, such as https://naast.example.nl"
+            )));
+        }
+    } else if listen.ip().is_unspecified() {
         return Err(ConfigError::Web(format!(
-            "public_url {url:?} is not an http(s) URL"
+            "web_listen {listen} listens on every address: give [web] public_url, the URL browsers reach it at"
         )));
     }
+
     let issuer = match web.issuer {
         Some(issuer) if issuers.contains(&issuer) => Some(issuer),
         Some(issuer) => {
@@ -656,6 +668,29 @@ mod tests {
             Config::resolve(dev, None, true).unwrap().web.unwrap().oidc,
             None
         );
+
+        // A public URL is a site's address alone; listening everywhere needs one.
+        for (text, why) in [
+            (
+                "[web]\npublic_url = \"https://naast.example.nl/pad\"\n",
+                "host (and port) alone",
+            ),
+            (
+                "[web]\npublic_url = \"ftp://naast.example.nl\"\n",
+                "host (and port) alone",
+            ),
+            ("web_listen = \"0.0.0.0:8443\"\n", "give [web] public_url"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let overrides = Overrides {
+                issuers: vec!["https://login.example.nl".into()],
+                master_key: Some(naast_vault::MasterKey::generate_base64()),
+                web_listen: text.starts_with("[web]").then(|| "127.0.0.1:0".into()),
+                ..Overrides::default()
+            };
+            let refused = Config::resolve(overrides, Some(&file), true).unwrap_err();
+            assert!(refused.to_string().contains(why), "{text}: {refused}");
+        }
     }
 
     #[test]

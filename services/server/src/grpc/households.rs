@@ -62,6 +62,11 @@ impl HouseholdApi {
         }
     }
 
+    /// The households underneath (for another door's decisions on what to ask for).
+    pub(crate) fn households(&self) -> &Households {
+        &self.households
+    }
+
     pub(super) async fn execute(
         &self,
         calling: &Calling,

@@ -1,7 +1,9 @@
 //! Live updates of an open timeline: server-sent events fed by the timeline subscription of
 //! the gRPC door, on behalf of the signed-in person. Each entry is checked against the
 //! family's consent as it comes (the subscription does that): once access is revoked or
-//! expires, the page is told so and the stream ends; it ends too when the session does.
+//! expires, the page is told so and the stream ends; it ends too when the session does (checked
+//! every [`SESSION_CHECK`]), when the service stops, and when the browser stops reading for
+//! [`SLOW_CLIENT`].
 
 use super::pages::{TimelineQuery, dutch_day, entry_item};
 use super::{Peer, Web};
@@ -27,6 +29,11 @@ pub(crate) struct LiveQuery {
 /// What the page is told when the stream ends.
 const ENDED_NO_ACCESS: &str =
     "U heeft geen toegang meer tot deze tijdlijn; nieuwe gebeurtenissen worden niet meer getoond.";
+const ENDED_SIGNED_OUT: &str = "U bent afgemeld; nieuwe gebeurtenissen worden niet meer getoond.";
+/// How often an open page's session is checked (a sign-out ends its updates within this).
+const SESSION_CHECK: Duration = Duration::from_secs(2);
+/// How long an update may wait for a browser that stopped reading before the stream ends.
+const SLOW_CLIENT: Duration = Duration::from_secs(30);
 const ENDED_OTHER: &str =
     "Live bijwerken is gestopt. Laad de pagina opnieuw om de nieuwste stand te zien.";
 
@@ -54,6 +61,7 @@ pub(crate) async fn timeline(
         .households
         .subscribe_timeline(super::request(
             &calling,
+            "SubscribeTimeline",
             pb::SubscribeTimelineRequest {
                 household_id: id,
                 start_revision: Some(from),
@@ -70,35 +78,21 @@ pub(crate) async fn timeline(
     let mut stop = web.shutdown.clone();
     tokio::spawn(async move {
         let mut subscription = subscription;
-        loop {
+        let mut check = tokio::time::interval(SESSION_CHECK);
+        let end = loop {
             let item = tokio::select! {
                 item = subscription.next() => item,
-                _ = stop.wait_for(|stop| *stop) => None,
+                _ = stop.wait_for(|stop| *stop) => break ENDED_OTHER,
                 () = tx.closed() => return,
-            };
-            let event = match item {
-                Some(Ok(pb::SubscribeTimelineResponse { entry: Some(entry) })) => {
-                    if !web.is_open(&session) {
-                        Event::default().event("end").data(ENDED_OTHER)
-                    } else if !filters.admits(&entry) {
-                        continue;
-                    } else {
-                        let data = serde_json::json!({
-                            "day": entry.date,
-                            "heading": dutch_day(&entry.date),
-                            "revision": entry.revision,
-                            "html": entry_item(&entry).into_string(),
-                        });
-                        if tx
-                            .send(Event::default().event("entry").data(data.to_string()))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
+                _ = check.tick() => {
+                    if web.is_open(&session) {
                         continue;
                     }
+                    break ENDED_SIGNED_OUT;
                 }
+            };
+            let entry = match item {
+                Some(Ok(pb::SubscribeTimelineResponse { entry: Some(entry) })) => entry,
                 Some(Ok(_)) => continue,
                 Some(Err(status))
                     if matches!(
@@ -106,13 +100,33 @@ pub(crate) async fn timeline(
                         tonic::Code::PermissionDenied | tonic::Code::NotFound
                     ) =>
                 {
-                    Event::default().event("end").data(ENDED_NO_ACCESS)
+                    break ENDED_NO_ACCESS;
                 }
-                Some(Err(_)) | None => Event::default().event("end").data(ENDED_OTHER),
+                Some(Err(_)) | None => break ENDED_OTHER,
             };
-            let _ = tx.send(event).await;
-            return;
-        }
+            if !web.is_open(&session) {
+                break ENDED_SIGNED_OUT;
+            }
+            if !filters.admits(&entry) {
+                continue;
+            }
+            let data = serde_json::json!({
+                "day": entry.date,
+                "heading": dutch_day(&entry.date),
+                "revision": entry.revision,
+                "html": entry_item(&entry).into_string(),
+            });
+            let event = Event::default().event("entry").data(data.to_string());
+            // A browser that stops reading is let go after a while, and never holds up a stop.
+            tokio::select! {
+                sent = tokio::time::timeout(SLOW_CLIENT, tx.send(event)) => match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => return,
+                },
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        };
+        let _ = tx.try_send(Event::default().event("end").data(end));
     });
     Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -54,6 +54,8 @@ pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 pub const SESSION_MAX: Duration = Duration::from_secs(8 * 3600);
 /// Sessions held at most; past it the oldest idle ones go first.
 const MAX_SESSIONS: usize = 100_000;
+/// Sessions one person may hold at once (browsers, devices); past it their own oldest goes.
+const SESSIONS_PER_PERSON: usize = 20;
 
 /// How the web door is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +93,8 @@ pub(crate) struct Session {
     role: PrincipalRole,
     /// The issuer they signed in at (a grant to a person names a subject there).
     issuer: String,
+    /// Their subject there.
+    subject: String,
     started: Instant,
     seen: Instant,
     /// When the access token is refused as expired (seconds since 1970).
@@ -149,7 +153,8 @@ pub(crate) async fn serve(
         .settings
         .oidc
         .clone()
-        .map(|settings| signin::Oidc::new(settings, &base));
+        .map(|settings| signin::Oidc::new(settings, &base))
+        .transpose()?;
     let web = Web(Arc::new(Inner {
         households,
         audit,
@@ -259,6 +264,14 @@ impl Web {
         }
     }
 
+    fn pending_cookie(&self) -> &'static str {
+        if self.secure {
+            "__Host-naast-aanmelden"
+        } else {
+            "naast-aanmelden"
+        }
+    }
+
     fn cookie_attributes(&self) -> &'static str {
         if self.secure {
             "; Path=/; HttpOnly; SameSite=Lax; Secure"
@@ -282,10 +295,22 @@ impl Web {
         Some((id, session.clone()))
     }
 
-    /// Keeps `session` under a new random id; the `Set-Cookie` value that names it.
+    /// Keeps `session` under a new random id; the `Set-Cookie` value that names it. A person
+    /// holding [`SESSIONS_PER_PERSON`] already loses their own oldest; when all sessions are
+    /// taken, the one idle longest goes.
     fn start_session(&self, session: Session) -> String {
         let id = random_token();
         let mut sessions = lock(&self.sessions);
+        let theirs: Vec<(Instant, String)> = sessions
+            .iter()
+            .filter(|(_, s)| s.issuer == session.issuer && s.subject == session.subject)
+            .map(|(id, s)| (s.started, id.clone()))
+            .collect();
+        if theirs.len() >= SESSIONS_PER_PERSON
+            && let Some((_, oldest)) = theirs.into_iter().min()
+        {
+            sessions.remove(&oldest);
+        }
         if sessions.len() >= MAX_SESSIONS {
             let now = Instant::now();
             sessions.retain(|_, s| !s.expired(now));
@@ -329,16 +354,7 @@ impl Web {
         let Some((id, session)) = self.session(headers) else {
             return Err(Redirect::to("/").into_response());
         };
-        let arrival = Arrival {
-            operation: format!("web {method}"),
-            peer: Some(peer),
-            authorization: Some(format!("Bearer {}", session.bearer)),
-            request_id: Some(request_id(
-                headers.get(REQUEST_ID_HEADER).map(|v| v.as_bytes()),
-            )),
-            purpose: None,
-        };
-        match self.guard.admit(arrival).await {
+        match self.let_in(&session.bearer, peer, headers, method).await {
             Ok(caller) => Ok((Signed { id, session }, Calling::Caller(caller))),
             Err(Refused::Unauthenticated(_)) => {
                 // The token no longer holds (expired, its key withdrawn): sign in again.
@@ -346,13 +362,40 @@ impl Web {
                 set_cookie(&mut response, &self.end_session(&id));
                 Err(response)
             }
-            Err(Refused::Limited | Refused::Busy(_)) => Err(refusal_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Even wachten",
-                "Er kwamen te veel verzoeken tegelijk. Probeer het over een paar seconden opnieuw.",
-            )),
-            Err(Refused::AuditUnavailable) => Err(unavailable()),
+            Err(refused) => Err(refused_page(&refused)),
         }
+    }
+
+    /// Admits a call of `method` with `bearer`, as the guard admits any bearer token.
+    async fn let_in(
+        &self,
+        bearer: &str,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        method: &str,
+    ) -> Result<Arc<naast_app::auth::caller::Caller>, Refused> {
+        let arrival = Arrival {
+            operation: format!("web {method}"),
+            peer: Some(peer),
+            authorization: Some(format!("Bearer {bearer}")),
+            request_id: Some(request_id(
+                headers.get(REQUEST_ID_HEADER).map(|v| v.as_bytes()),
+            )),
+            purpose: None,
+        };
+        self.guard.admit(arrival).await
+    }
+}
+
+/// The page for a call the guard let not in for a reason other than its token.
+fn refused_page(refused: &Refused) -> Response {
+    match refused {
+        Refused::Limited | Refused::Busy(_) => refusal_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Even wachten",
+            "Er kwamen te veel verzoeken tegelijk. Probeer het over een paar seconden opnieuw.",
+        ),
+        Refused::AuditUnavailable | Refused::Unauthenticated(_) => unavailable(),
     }
 }
 
@@ -362,10 +405,18 @@ pub(crate) struct Signed {
     session: Session,
 }
 
-/// A request to a service implementation on behalf of `calling`.
-pub(crate) fn request<T>(calling: &Calling, message: T) -> tonic::Request<T> {
+/// A request of `method` to a service implementation on behalf of `calling`: the call is
+/// recorded under its own name (`web GetHousehold`), whichever page makes it.
+pub(crate) fn request<T>(calling: &Calling, method: &str, message: T) -> tonic::Request<T> {
+    let calling = match calling {
+        Calling::Caller(caller) => Calling::Caller(Arc::new(naast_app::auth::caller::Caller {
+            operation: format!("web {method}"),
+            ..(**caller).clone()
+        })),
+        Calling::Unguarded => Calling::Unguarded,
+    };
     let mut request = tonic::Request::new(message);
-    request.extensions_mut().insert(calling.clone());
+    request.extensions_mut().insert(calling);
     request
 }
 
@@ -556,6 +607,7 @@ mod tests {
             name: String::new(),
             role: PrincipalRole::Citizen,
             issuer: String::new(),
+            subject: String::new(),
             started: base,
             seen: base + seen,
             valid_until: chrono::Utc::now().timestamp() + token_left,

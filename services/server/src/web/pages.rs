@@ -13,6 +13,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
+use naast_domain::access::{Action, ReadKind};
+use naast_domain::ids::HouseholdId;
 use naast_domain::vocab::{FundingDomain, LifeDomain, PrincipalRole};
 use naast_proto::pb;
 use naast_proto::pb::audit_service_server::AuditService as _;
@@ -34,7 +36,11 @@ pub(crate) async fn households(State(web): State<Web>, peer: Peer, headers: Head
     };
     let caseload = match web
         .households
-        .list_caseload(super::request(&calling, pb::ListCaseloadRequest::default()))
+        .list_caseload(super::request(
+            &calling,
+            "ListCaseload",
+            pb::ListCaseloadRequest::default(),
+        ))
         .await
     {
         Ok(answer) => answer.into_inner(),
@@ -188,22 +194,36 @@ fn wrong_field(field: &str, value: &str) -> Response {
 }
 
 /// The household's name and members, for those who may see them (the family itself, and
-/// whoever may read its whole timeline); `None` for whoever may see part of it only.
+/// whoever may read its whole timeline or manage its network); `None` for whoever may see part
+/// of it only. Whether to ask is decided first, on the same state and rules the read would be:
+/// a reader who may not see the names does not ask, which would only put a refusal in the
+/// family's access log at every page.
 async fn household_of(
     web: &Web,
     calling: &Calling,
-    role: PrincipalRole,
     id: &str,
 ) -> Result<Option<pb::Household>, Response> {
-    // Only citizens ask: a reader limited to some domains may not see the family's names, and
-    // asking would put a refusal in the family's access log at every page.
-    if role != PrincipalRole::Citizen {
+    let Ok(household) = id.parse::<HouseholdId>() else {
+        return Ok(None);
+    };
+    let may = web
+        .households
+        .households()
+        .inspect(household, |state, _| {
+            calling
+                .access(state, Action::Read(ReadKind::Household))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false);
+    if !may {
         return Ok(None);
     }
     match web
         .households
         .get_household(super::request(
             calling,
+            "GetHousehold",
             pb::GetHouseholdRequest {
                 household_id: id.to_owned(),
                 ..Default::default()
@@ -234,15 +254,28 @@ pub(crate) async fn timeline(
         Ok(request) => request,
         Err(wrong) => return wrong.page(),
     };
+    // Live updates start after the revision the household is at now: the listing below shows
+    // at least that much, and an entry it shows too is not added twice (the page skips a
+    // revision it holds).
+    let now = match id.parse::<HouseholdId>() {
+        Ok(household) => web
+            .households
+            .households()
+            .inspect(household, |_, revision| revision)
+            .await
+            .ok()
+            .flatten(),
+        Err(_) => None,
+    };
     let entries = match web
         .households
-        .list_timeline_entries(super::request(&calling, request))
+        .list_timeline_entries(super::request(&calling, "ListTimelineEntries", request))
         .await
     {
         Ok(answer) => answer.into_inner(),
         Err(status) => return super::status_page(&status),
     };
-    let household = match household_of(&web, &calling, signed.session.role, &id).await {
+    let household = match household_of(&web, &calling, &id).await {
         Ok(household) => household,
         Err(response) => return response,
     };
@@ -264,12 +297,7 @@ pub(crate) async fn timeline(
         })
         .collect();
     let last_page = entries.next_page_token.is_empty();
-    let from = entries
-        .entries
-        .iter()
-        .map(|e| e.revision + 1)
-        .max()
-        .unwrap_or(0);
+    let from = now.map_or(0, |revision| revision + 1);
     let live = last_page.then(|| {
         format!(
             "/huishoudens/{id}/tijdlijn/live?{}&vanaf={from}",
@@ -353,12 +381,12 @@ pub(crate) fn entry_item(entry: &pb::TimelineEntry) -> Markup {
     let funding: Vec<FundingDomain> = entry
         .funding_domains
         .iter()
-        .filter_map(|d| FundingDomain::optional("", *d).ok().flatten())
+        .filter_map(|d| known::<FundingDomain>(*d))
         .collect();
     let life: Vec<&str> = entry
         .life_domains
         .iter()
-        .filter_map(|d| LifeDomain::optional("", *d).ok().flatten())
+        .filter_map(|d| known::<LifeDomain>(*d))
         .map(LifeDomain::display_name)
         .collect();
     html! {
@@ -384,6 +412,11 @@ pub(crate) fn entry_item(entry: &pb::TimelineEntry) -> Markup {
     }
 }
 
+/// The vocabulary value of a proto number, if it is a known one (unspecified: none).
+fn known<V: Vocabulary>(value: i32) -> Option<V> {
+    V::optional("", value).ok().flatten()
+}
+
 fn kind_name(kind: pb::TimelineEntryKind) -> &'static str {
     use pb::TimelineEntryKind as K;
     match kind {
@@ -405,10 +438,7 @@ fn kind_name(kind: pb::TimelineEntryKind) -> &'static str {
 }
 
 fn phase_name(phase: i32) -> &'static str {
-    naast_domain::vocab::SupportPhase::optional("", phase)
-        .ok()
-        .flatten()
-        .map_or("—", |p| p.display_name())
+    known::<naast_domain::vocab::SupportPhase>(phase).map_or("—", |p| p.display_name())
 }
 
 /// The links of a household's pages (the owner's ones for citizens).
@@ -452,6 +482,7 @@ pub(crate) async fn print(
             .households
             .list_timeline_entries(super::request(
                 &calling,
+                "ListTimelineEntries",
                 pb::ListTimelineEntriesRequest {
                     household_id: id.clone(),
                     page_size: 1_000,
@@ -470,7 +501,7 @@ pub(crate) async fn print(
         }
         token = answer.next_page_token;
     }
-    let household = match household_of(&web, &calling, signed.session.role, &id).await {
+    let household = match household_of(&web, &calling, &id).await {
         Ok(household) => household,
         Err(response) => return response,
     };
@@ -508,6 +539,7 @@ pub(crate) async fn plan(
         .households
         .list_goals(super::request(
             &calling,
+            "ListGoals",
             pb::ListGoalsRequest {
                 household_id: id.clone(),
                 page_size: 1_000,
@@ -523,6 +555,7 @@ pub(crate) async fn plan(
         .households
         .list_agreements(super::request(
             &calling,
+            "ListAgreements",
             pb::ListAgreementsRequest {
                 household_id: id.clone(),
                 page_size: 1_000,
@@ -534,7 +567,7 @@ pub(crate) async fn plan(
         Ok(answer) => answer.into_inner().agreements,
         Err(status) => return super::status_page(&status),
     };
-    let household = match household_of(&web, &calling, signed.session.role, &id).await {
+    let household = match household_of(&web, &calling, &id).await {
         Ok(household) => household,
         Err(response) => return response,
     };
@@ -557,7 +590,7 @@ pub(crate) async fn plan(
         let domains: Vec<&str> = goal
             .life_domains
             .iter()
-            .filter_map(|d| LifeDomain::optional("", *d).ok().flatten())
+            .filter_map(|d| known::<LifeDomain>(*d))
             .map(LifeDomain::display_name)
             .collect();
         if domains.is_empty() {
@@ -613,7 +646,7 @@ pub(crate) async fn plan(
                                 td { (agreement_phase(view.phase)) }
                                 td { (contacts.get(&terms.responsible_contact_id).map_or("—", String::as_str)) }
                                 td {
-                                    @if let Some(domain) = FundingDomain::optional("", view.funding_domain).ok().flatten() {
+                                    @if let Some(domain) = known::<FundingDomain>(view.funding_domain) {
                                         span class={ "badge fd-" (domain.wire_name()) } { (domain.display_name()) }
                                     }
                                     @if terms.pgb { " (pgb)" }
@@ -673,6 +706,7 @@ pub(crate) async fn access(
         .households
         .list_access_grants(super::request(
             &calling,
+            "ListAccessGrants",
             pb::ListAccessGrantsRequest {
                 household_id: id.clone(),
             },
@@ -839,13 +873,13 @@ fn terms_text(terms: Option<&pb::GrantTerms>) -> Markup {
     let life: Vec<&str> = terms
         .life_domains
         .iter()
-        .filter_map(|d| LifeDomain::optional("", *d).ok().flatten())
+        .filter_map(|d| known::<LifeDomain>(*d))
         .map(LifeDomain::display_name)
         .collect();
     let funding: Vec<&str> = terms
         .funding_domains
         .iter()
-        .filter_map(|d| FundingDomain::optional("", *d).ok().flatten())
+        .filter_map(|d| known::<FundingDomain>(*d))
         .map(FundingDomain::display_name)
         .collect();
     html! {
@@ -881,7 +915,7 @@ pub(crate) async fn grant(
     };
     match web
         .households
-        .grant_access(super::request(&calling, request))
+        .grant_access(super::request(&calling, "GrantAccess", request))
         .await
     {
         Ok(_) => Redirect::to(&format!("/huishoudens/{id}/toegang")).into_response(),
@@ -910,6 +944,7 @@ async fn grant_request(
             .households
             .list_access_grants(super::request(
                 calling,
+                "ListAccessGrants",
                 pb::ListAccessGrantsRequest {
                     household_id: id.to_owned(),
                 },
@@ -1011,6 +1046,7 @@ pub(crate) async fn revoke(
         .households
         .revoke_access(super::request(
             &calling,
+            "RevokeAccess",
             pb::RevokeAccessRequest {
                 household_id: id.clone(),
                 grant_id: grant,
@@ -1043,6 +1079,7 @@ pub(crate) async fn decline(
         .households
         .decline_access_request(super::request(
             &calling,
+            "DeclineAccessRequest",
             pb::DeclineAccessRequestRequest {
                 household_id: id.clone(),
                 access_request_id: request,
@@ -1090,14 +1127,29 @@ pub(crate) async fn access_log(
         (Ok(from), Ok(until)) => (from, until),
         (Err(wrong), _) | (_, Err(wrong)) => return wrong.page(),
     };
+    // Without a period: the last 30 days, so that the newest are what is shown.
+    let today = naast_domain::calendar::dutch_today();
+    let from = from.or_else(|| {
+        until
+            .is_none()
+            .then(|| today.checked_sub(time::Duration::days(30)))
+            .flatten()
+    });
+    let shown = |day: Option<time::Date>| {
+        day.map(crate::grpc::convert::date_string)
+            .unwrap_or_default()
+    };
+    let (van, tot) = (shown(from), shown(until));
     let stamp = |seconds: i64| prost_types::Timestamp { seconds, nanos: 0 };
     let mut records = Vec::new();
     let mut token = String::new();
+    let mut more = false;
     loop {
         let answer = match web
             .audit
             .list_access_log(super::request(
                 &calling,
+                "ListAccessLog",
                 pb::ListAccessLogRequest {
                     household_id: id.clone(),
                     from_time: from.map(|d| stamp(naast_domain::calendar::dutch_midnight(d))),
@@ -1114,7 +1166,11 @@ pub(crate) async fn access_log(
             Err(status) => return super::status_page(&status),
         };
         records.extend(answer.records);
-        if answer.next_page_token.is_empty() || records.len() >= PRINT_MAX {
+        if answer.next_page_token.is_empty() {
+            break;
+        }
+        if records.len() >= PRINT_MAX {
+            more = true;
             break;
         }
         token = answer.next_page_token;
@@ -1129,15 +1185,18 @@ pub(crate) async fn access_log(
             fieldset {
                 legend { "Periode" }
                 label for="van" { "Van" }
-                input id="van" name="van" type="date" value=(period.van);
+                input id="van" name="van" type="date" value=(van);
                 label for="tot" { "Tot en met" }
-                input id="tot" name="tot" type="date" value=(period.tot);
+                input id="tot" name="tot" type="date" value=(tot);
                 button type="submit" { "Toon" }
             }
         }
+        @if more {
+            p class="notice" { "Dit zijn de eerste " (PRINT_MAX) " in deze periode; kies een kortere periode om de rest te zien." }
+        }
         @if records.is_empty() { p { "Niets vastgelegd in deze periode." } } @else {
             table class="access-log" {
-                caption { (records.len()) " keer, de nieuwste eerst" }
+                caption { (records.len()) " keer, de nieuwste bovenaan" }
                 thead { tr {
                     th scope="col" { "Wanneer" }
                     th scope="col" { "Wie" }

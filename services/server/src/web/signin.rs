@@ -2,38 +2,36 @@
 //! configured issuer, or (in dev mode only) one of the demo personas; and signing out.
 //!
 //! The flow, as the browser sees it:
-//! 1. `GET /aanmelden`: naast makes a PKCE verifier, a nonce and a `state`, keeps them for
-//!    [`PENDING_FOR`] under the `state`, puts the `state` in a short-lived cookie (so the answer
-//!    can only complete a sign-in this browser began), and sends the browser to the issuer.
+//! 1. `GET /aanmelden`: naast makes a `state` (the moment and 256 random bits), puts it in a
+//!    cookie (so the answer can only complete a sign-in this browser began), and sends the
+//!    browser to the issuer with a nonce and a PKCE challenge derived from the `state` with a key
+//!    only this process holds (HMAC-SHA256). naast keeps nothing per begun sign-in, so no flood
+//!    of begun sign-ins can crowd out a real one.
 //! 2. The person signs in at the issuer, which sends the browser to `GET /aanmelden/terug`
 //!    with a code and the `state`.
-//! 3. naast checks the `state` against the cookie, exchanges the code (with the PKCE verifier,
-//!    and the client secret when one is configured), checks the ID token (signature by the
-//!    issuer's published keys, issuer, audience, expiry, nonce), and admits the access token
-//!    through the guard as any call is admitted. The access token must be the ID token's
-//!    person's. A session is then started under a new id.
+//! 3. naast checks the `state` against the cookie and its age (at most [`PENDING_FOR`]),
+//!    derives the verifier and nonce again, exchanges the code (with the PKCE verifier, and the
+//!    client secret when one is configured), checks the ID token (signature by the issuer's
+//!    published keys, issuer, audience, expiry, nonce), and admits the access token through the
+//!    guard as any call is admitted. The access token must be the ID token's person's (a
+//!    mismatch is recorded in the audit log). A session is then started under a new id.
 
 use super::{Peer, Session, Signed, Web, layout, page, random_token, same_secret, set_cookie};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use hmac::Mac as _;
 use maud::html;
-use naast_app::auth::caller::{Arrival, Refused};
+use naast_app::auth::caller::Refused;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
     PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a begun sign-in may take at the issuer.
 pub const PENDING_FOR: Duration = Duration::from_secs(10 * 60);
-/// Begun sign-ins held at most (older ones are dropped first).
-const MAX_PENDING: usize = 10_000;
-/// The cookie binding a begun sign-in to its browser.
-const PENDING_COOKIE: &str = "naast-aanmelden";
 /// How long the issuer's discovery document and keys are used before they are fetched again.
 const METADATA_TTL: Duration = Duration::from_secs(600);
 
@@ -53,37 +51,53 @@ pub struct OidcSettings {
     pub resource: Option<String>,
 }
 
-/// A sign-in at an issuer: its settings and, once fetched, its metadata.
+/// The client of the sign-in, as openidconnect types it once made from the issuer's metadata.
+type Client = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// A sign-in at an issuer: its settings, once fetched its metadata, and the key the nonce and
+/// PKCE verifier of a sign-in are derived from its `state` with.
 pub(crate) struct Oidc {
     settings: OidcSettings,
     redirect: String,
     http: openidconnect::reqwest::Client,
     metadata: tokio::sync::Mutex<Option<(CoreProviderMetadata, Instant)>>,
-    pending: Mutex<HashMap<String, Pending>>,
-}
-
-/// A begun sign-in.
-struct Pending {
-    verifier: PkceCodeVerifier,
-    nonce: Nonce,
-    began: Instant,
+    key: [u8; 32],
 }
 
 impl Oidc {
-    pub(crate) fn new(settings: OidcSettings, base: &str) -> Self {
+    pub(crate) fn new(settings: OidcSettings, base: &str) -> std::io::Result<Self> {
         let http = openidconnect::reqwest::Client::builder()
             // As openidconnect advises: never follow redirects (SSRF).
             .redirect(openidconnect::reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|e| std::io::Error::other(format!("the web sign-in's HTTP client: {e}")))?;
+        Ok(Self {
             settings,
             redirect: format!("{base}/aanmelden/terug"),
             http,
             metadata: tokio::sync::Mutex::default(),
-            pending: Mutex::default(),
-        }
+            key: rand::random(),
+        })
+    }
+
+    /// A secret derived from `state` for `purpose` (`pkce`, `nonce`): 43 URL-safe characters.
+    fn derived(&self, purpose: &str, state: &str) -> String {
+        use base64::Engine as _;
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key) else {
+            unreachable!("HMAC takes a key of any length")
+        };
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(state.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
     async fn metadata(&self) -> Result<CoreProviderMetadata, String> {
@@ -101,20 +115,9 @@ impl Oidc {
         Ok(metadata)
     }
 
-    fn client(
-        &self,
-        metadata: CoreProviderMetadata,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        String,
-    > {
+    /// The client, from the issuer's metadata (fetched when not held or too old).
+    async fn client(&self) -> Result<Client, String> {
+        let metadata = self.metadata().await?;
         Ok(CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(self.settings.client_id.clone()),
@@ -134,6 +137,7 @@ pub(crate) async fn start_page(State(web): State<Web>, headers: HeaderMap) -> Re
     }
     // The personas' form is bound to this browser by a cookie holding its token.
     let token = random_token();
+    let pending = web.pending_cookie();
     let body = html! {
         h1 { "Aanmelden bij naast" }
         p { "naast toont de afspraken, doelen en zorg van uw gezin op één tijdlijn, voor u en voor wie u toegang geeft." }
@@ -162,7 +166,7 @@ pub(crate) async fn start_page(State(web): State<Web>, headers: HeaderMap) -> Re
     let mut response = page(layout("Aanmelden", None, body));
     set_cookie(
         &mut response,
-        &format!("{PENDING_COOKIE}={token}{}", web.cookie_attributes()),
+        &format!("{pending}={token}{}", web.cookie_attributes()),
     );
     response
 }
@@ -172,8 +176,8 @@ pub(crate) async fn begin(State(web): State<Web>) -> Response {
     let Some(oidc) = &web.oidc else {
         return Redirect::to("/").into_response();
     };
-    let metadata = match oidc.metadata().await {
-        Ok(metadata) => metadata,
+    let client = match oidc.client().await {
+        Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "the web sign-in cannot reach its issuer");
             return super::refusal_page(
@@ -183,19 +187,16 @@ pub(crate) async fn begin(State(web): State<Web>) -> Response {
             );
         }
     };
-    let client = match oidc.client(metadata) {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::error!(error = %e, "the web sign-in is misconfigured");
-            return super::unavailable();
-        }
-    };
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let state = format!("{}.{}", chrono::Utc::now().timestamp(), random_token());
+    let verifier = PkceCodeVerifier::new(oidc.derived("pkce", &state));
+    let challenge = PkceCodeChallenge::from_code_verifier_sha256(&verifier);
+    let nonce = Nonce::new(oidc.derived("nonce", &state));
+    let given = state.clone();
     let mut request = client
         .authorize_url(
             CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
+            move || CsrfToken::new(given),
+            move || nonce,
         )
         .add_scope(Scope::new("profile".to_owned()))
         .set_pkce_challenge(challenge);
@@ -205,33 +206,13 @@ pub(crate) async fn begin(State(web): State<Web>) -> Response {
     if let Some(resource) = &oidc.settings.resource {
         request = request.add_extra_param("resource", resource.clone());
     }
-    let (url, state, nonce) = request.url();
-    {
-        let mut pending = super::lock(&oidc.pending);
-        pending.retain(|_, p| p.began.elapsed() < PENDING_FOR);
-        if pending.len() >= MAX_PENDING
-            && let Some(oldest) = pending
-                .iter()
-                .min_by_key(|(_, p)| p.began)
-                .map(|(s, _)| s.clone())
-        {
-            pending.remove(&oldest);
-        }
-        pending.insert(
-            state.secret().clone(),
-            Pending {
-                verifier,
-                nonce,
-                began: Instant::now(),
-            },
-        );
-    }
+    let (url, _, _) = request.url();
     let mut response = Redirect::to(url.as_str()).into_response();
     set_cookie(
         &mut response,
         &format!(
-            "{PENDING_COOKIE}={}{}",
-            state.secret(),
+            "{}={state}{}",
+            web.pending_cookie(),
             web.cookie_attributes()
         ),
     );
@@ -276,29 +257,28 @@ pub(crate) async fn callback(
     let (Some(code), Some(state)) = (answer.code, answer.state) else {
         return failed("no code or state");
     };
-    // The state must be the one this browser was sent off with.
-    if !super::cookie(&headers, PENDING_COOKIE).is_some_and(|c| same_secret(&c, &state)) {
+    // The state must be the one this browser was sent off with, and recent.
+    if !super::cookie(&headers, web.pending_cookie()).is_some_and(|c| same_secret(&c, &state)) {
         return failed("the state is not this browser's");
     }
-    let Some(pending) = super::lock(&oidc.pending).remove(&state) else {
-        return failed("no sign-in was begun with this state");
-    };
-    if pending.began.elapsed() >= PENDING_FOR {
-        return failed("the sign-in took too long");
+    let began = state
+        .split_once('.')
+        .and_then(|(at, _)| at.parse::<i64>().ok());
+    let age = began.map(|at| chrono::Utc::now().timestamp().saturating_sub(at));
+    let limit = i64::try_from(PENDING_FOR.as_secs()).unwrap_or(i64::MAX);
+    if !age.is_some_and(|age| (0..limit).contains(&age)) {
+        return failed("the sign-in was begun too long ago, or not by naast");
     }
-    let metadata = match oidc.metadata().await {
-        Ok(metadata) => metadata,
-        Err(e) => return failed(&format!("issuer unreachable: {e}")),
-    };
-    let client = match oidc.client(metadata) {
+    let client = match oidc.client().await {
         Ok(client) => client,
-        Err(e) => return failed(&e),
+        Err(e) => return failed(&format!("issuer unreachable: {e}")),
     };
     let exchange = match client.exchange_code(AuthorizationCode::new(code)) {
         Ok(exchange) => exchange,
         Err(e) => return failed(&e.to_string()),
     };
-    let mut exchange = exchange.set_pkce_verifier(pending.verifier);
+    let mut exchange =
+        exchange.set_pkce_verifier(PkceCodeVerifier::new(oidc.derived("pkce", &state)));
     if let Some(resource) = &oidc.settings.resource {
         exchange = exchange.add_extra_param("resource", resource.clone());
     }
@@ -309,37 +289,33 @@ pub(crate) async fn callback(
     let Some(id_token) = tokens.id_token() else {
         return failed("no ID token");
     };
-    let claims = match id_token.claims(&client.id_token_verifier(), &pending.nonce) {
+    let nonce = Nonce::new(oidc.derived("nonce", &state));
+    let claims = match id_token.claims(&client.id_token_verifier(), &nonce) {
         Ok(claims) => claims,
         Err(e) => return failed(&format!("ID token: {e}")),
     };
     let person = (claims.issuer().to_string(), claims.subject().to_string());
     let bearer = tokens.access_token().secret().clone();
-    let arrival = Arrival {
-        operation: "web SignIn".to_owned(),
-        peer: Some(peer.0),
-        authorization: Some(format!("Bearer {bearer}")),
-        request_id: None,
-        purpose: None,
-    };
-    let caller = match web.guard.admit(arrival).await {
+    let caller = match web.let_in(&bearer, peer.0, &headers, "SignIn").await {
         Ok(caller) => caller,
         Err(Refused::Unauthenticated(why)) => {
             return failed(&format!("the access token is not accepted: {why}"));
         }
-        Err(Refused::Limited | Refused::Busy(_)) => {
-            return super::refusal_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Even wachten",
-                "Er kwamen te veel verzoeken tegelijk. Probeer het over een paar seconden opnieuw.",
-            );
-        }
-        Err(Refused::AuditUnavailable) => return super::unavailable(),
+        Err(refused) => return super::refused_page(&refused),
     };
     let identity = &caller.principal.identity;
-    if (identity.issuer.as_str(), identity.subject.as_str())
-        != (person.0.as_str(), person.1.as_str())
-    {
+    if (&identity.issuer, &identity.subject) != (&person.0, &person.1) {
+        // Someone's access token with someone else's ID token: recorded, as a refused call is.
+        let record = naast_app::audit::Record {
+            reason: Some(
+                "web sign-in refused: the access token is not the ID token's person's".into(),
+            ),
+            ..caller.record(naast_app::audit::Outcome::Denied)
+        };
+        if let Err(e) = web.guard.auditor.record(&record).await {
+            tracing::error!(error = %e, "cannot record a refused web sign-in");
+            return super::unavailable();
+        }
         return failed("the access token is someone else's than the ID token");
     }
     let mut response = Redirect::to("/huishoudens").into_response();
@@ -347,7 +323,11 @@ pub(crate) async fn callback(
     set_cookie(&mut response, &cookie);
     set_cookie(
         &mut response,
-        &format!("{PENDING_COOKIE}=; Max-Age=0{}", web.cookie_attributes()),
+        &format!(
+            "{}=; Max-Age=0{}",
+            web.pending_cookie(),
+            web.cookie_attributes()
+        ),
     );
     response
 }
@@ -364,6 +344,7 @@ fn session_of(caller: &naast_app::auth::caller::Caller, bearer: String) -> Sessi
             .unwrap_or_else(|| principal.identity.subject.clone()),
         role: principal.role,
         issuer: principal.identity.issuer.clone(),
+        subject: principal.identity.subject.clone(),
         started: now,
         seen: now,
         valid_until: caller.valid_until.unwrap_or(i64::MAX),
@@ -381,7 +362,7 @@ pub(crate) async fn demo(
         return super::not_found().await;
     };
     let pairs = super::form_pairs(&body);
-    let bound = super::cookie(&headers, PENDING_COOKIE);
+    let bound = super::cookie(&headers, web.pending_cookie());
     let sent = super::form_value(&pairs, "csrf");
     if !matches!((bound, sent), (Some(b), Some(s)) if same_secret(&b, s)) {
         return super::csrf_refused();
@@ -402,15 +383,9 @@ pub(crate) async fn demo(
             return super::unavailable();
         }
     };
-    let arrival = Arrival {
-        operation: "web SignIn".to_owned(),
-        peer: Some(peer.0),
-        authorization: Some(format!("Bearer {bearer}")),
-        request_id: None,
-        purpose: None,
-    };
-    let Ok(caller) = web.guard.admit(arrival).await else {
-        return super::unavailable();
+    let caller = match web.let_in(&bearer, peer.0, &headers, "SignIn").await {
+        Ok(caller) => caller,
+        Err(refused) => return super::refused_page(&refused),
     };
     let mut response = Redirect::to("/huishoudens").into_response();
     let cookie = web.start_session(session_of(&caller, bearer));
