@@ -344,3 +344,96 @@ async fn connections_past_the_limit_are_closed_and_a_closed_one_makes_room() {
         }
     }
 }
+
+/// One HTTP/1.1 request on `stream` (kept alive): the answer's status line, or `None` when the
+/// server closed the connection instead.
+async fn http_status(stream: &mut tokio::net::TcpStream, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: naast\r\nConnection: keep-alive\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return None;
+    }
+    let mut answer = vec![0u8; 64 * 1024];
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("no answer and no close within 20 s"));
+    match read {
+        Ok(0) | Err(_) => None,
+        Ok(n) => String::from_utf8_lossy(&answer[..n])
+            .lines()
+            .next()
+            .map(str::to_owned),
+    }
+}
+
+#[tokio::test]
+async fn the_fhir_and_web_doors_close_connections_past_the_limit_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("naast.toml");
+    std::fs::write(&config, "[limits]\nmax_connections = 2\n").unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--dev",
+            "--config",
+            config.to_str().unwrap(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--fhir-listen",
+            "127.0.0.1:0",
+            "--web-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let web = server.web.clone().unwrap();
+    let doors = [
+        (web.trim_start_matches("http://").to_owned(), "/"),
+        (server.fhir.unwrap().to_string(), "/fhir/metadata"),
+    ];
+    for (address, path) in doors {
+        // Two connections, each shown to be open by an answer.
+        let mut open = Vec::new();
+        for _ in 0..2 {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            let status = http_status(&mut stream, path).await;
+            assert!(
+                status.as_deref().is_some_and(|s| s.contains(" 200 ")),
+                "{status:?}"
+            );
+            open.push(stream);
+        }
+        let refused_before = metric(
+            &server,
+            r#"naast_limit_refusals_total{limit="connections"}"#,
+        )
+        .await;
+        // A third is closed at once, unanswered.
+        let mut third = tokio::net::TcpStream::connect(&address).await.unwrap();
+        assert_eq!(http_status(&mut third, path).await, None, "{address}");
+        assert!(
+            metric(
+                &server,
+                r#"naast_limit_refusals_total{limit="connections"}"#
+            )
+            .await
+                > refused_before
+        );
+        // The two are still served; one closed makes room.
+        for stream in &mut open {
+            assert!(http_status(stream, path).await.is_some());
+        }
+        open.pop();
+        let started = std::time::Instant::now();
+        loop {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            if http_status(&mut stream, path).await.is_some() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no room after a connection closed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

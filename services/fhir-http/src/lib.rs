@@ -142,14 +142,16 @@ impl Facade {
     }
 }
 
-/// Serves `facade` on `listener` until `shutdown` completes, then lets calls in flight finish.
+/// Serves `facade` on `listener` (a TCP listener, or one that limits its connections) until
+/// `shutdown` completes, then lets calls in flight finish.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: impl axum::serve::Listener<Addr = SocketAddr>,
     facade: Facade,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // `tap_io` only for the peer address axum hands any listener's connections.
     axum::serve(
-        listener,
+        axum::serve::ListenerExt::tap_io(listener, |_| {}),
         facade
             .router()
             .into_make_service_with_connect_info::<SocketAddr>(),

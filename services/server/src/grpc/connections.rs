@@ -1,4 +1,5 @@
-//! The limit on open gRPC connections (`[limits] max_connections`).
+//! The limit on open connections (`[limits] max_connections`), on each door: gRPC, and the
+//! FHIR facade and the web timeline (each its own limit of that many; the gauge counts all).
 //!
 //! HTTP/2 multiplexes a client's calls on one connection, so honest clients hold few; what holds
 //! thousands is a client that reconnects without closing, or one that opens connections and
@@ -83,32 +84,101 @@ pub fn limit(
     incoming: impl Stream<Item = std::io::Result<TcpStream>>,
     max: usize,
 ) -> impl Stream<Item = std::io::Result<Limited>> {
-    let permits = Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS)));
-    let mut last_said: Option<Instant> = None;
+    let mut gate = Gate::new(max);
     incoming.filter_map(move |accepted| match accepted {
         Err(e) => Some(Err(e)),
-        Ok(stream) => match permits.clone().try_acquire_owned() {
+        Ok(stream) => gate.admit(stream).map(Ok),
+    })
+}
+
+/// The permits of one door, and when its limiting was last said in the log.
+struct Gate {
+    permits: Arc<Semaphore>,
+    max: usize,
+    last_said: Option<Instant>,
+}
+
+impl Gate {
+    fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
+            max,
+            last_said: None,
+        }
+    }
+
+    /// `stream` with its permit, or `None` (and the stream closed) when none is left.
+    fn admit(&mut self, stream: TcpStream) -> Option<Limited> {
+        match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 metrics::gauge!("naast_connections_open").increment(1.0);
-                Some(Ok(Limited {
+                Some(Limited {
                     stream,
                     _permit: permit,
-                }))
+                })
             }
             Err(_) => {
                 metrics::counter!("naast_limit_refusals_total", "limit" => "connections")
                     .increment(1);
-                if last_said.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                if self
+                    .last_said
+                    .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+                {
                     tracing::warn!(
-                        max_connections = max,
+                        max_connections = self.max,
                         peer = ?stream.peer_addr().ok(),
                         "too many open connections: new ones are closed at once"
                     );
-                    last_said = Some(Instant::now());
+                    self.last_said = Some(Instant::now());
                 }
                 // Dropped: the connection closes.
                 None
             }
-        },
-    })
+        }
+    }
+}
+
+/// A listener of an HTTP door (the FHIR facade, the web timeline) with at most `max`
+/// connections open at once, as [`limit`] does for gRPC.
+pub struct LimitedListener {
+    listener: tokio::net::TcpListener,
+    gate: Gate,
+}
+
+impl LimitedListener {
+    /// `listener` with at most `max` connections open at once.
+    pub fn new(listener: tokio::net::TcpListener, max: usize) -> Self {
+        Self {
+            listener,
+            gate: Gate::new(max),
+        }
+    }
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = Limited;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, peer)) => {
+                    // Small request-response exchanges: no Nagle delay.
+                    let _ = stream.set_nodelay(true);
+                    if let Some(limited) = self.gate.admit(stream) {
+                        return (limited, peer);
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    tracing::debug!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
 }

@@ -2,7 +2,7 @@
 //! shutdown path (stop accepting, end subscriptions, drain, close the log).
 
 mod audit;
-mod connections;
+pub(crate) mod connections;
 mod consent;
 pub(crate) mod convert;
 mod evaluation;
@@ -169,6 +169,10 @@ pub async fn run(
             stopped.clone(),
         ))
     });
+    // Each door holds at most this many connections open at once.
+    let max_connections = guard
+        .as_ref()
+        .map_or(usize::MAX, |g| g.limits.settings().max_connections);
     // The FHIR facade: the same households, read models and guard, on its own listener.
     let fhir = fhir.map(|listener| {
         let mut facade =
@@ -177,6 +181,7 @@ pub async fn run(
             facade = facade.with_subscriptions(std::sync::Arc::new(subscriptions.clone()));
         }
         let mut stop = stopped.clone();
+        let listener = connections::LimitedListener::new(listener, max_connections);
         tokio::spawn(naast_fhir_http::serve(listener, facade, async move {
             let _ = stop.wait_for(|stop| *stop).await;
         }))
@@ -225,6 +230,7 @@ pub async fn run(
     let web = match (web, guard.clone()) {
         (Some(setup), Some(guard)) => Some(tokio::spawn(crate::web::serve(
             setup,
+            max_connections,
             households.clone(),
             audit.clone(),
             guard,
@@ -266,9 +272,6 @@ pub async fn run(
     // Small request-response calls: without TCP_NODELAY, Nagle's algorithm meets delayed ACKs
     // and answers wait ~40 ms (measured).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let max_connections = guard
-        .as_ref()
-        .map_or(usize::MAX, |g| g.limits.settings().max_connections);
     let incoming = connections::limit(incoming, max_connections);
     let served = tonic::transport::Server::builder()
         .layer(observe::ObserveLayer)

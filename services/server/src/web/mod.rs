@@ -134,9 +134,10 @@ impl std::ops::Deref for Web {
 }
 
 /// Serves the web door of `setup` until `shutdown` turns true, on the same service
-/// implementations and guard as the gRPC door.
+/// implementations and guard as the gRPC door, with at most `max_connections` open at once.
 pub(crate) async fn serve(
     setup: Setup,
+    max_connections: usize,
     households: HouseholdApi,
     audit: AuditApi,
     guard: Guard,
@@ -167,8 +168,10 @@ pub(crate) async fn serve(
         shutdown: shutdown.clone(),
     }));
     let mut stop = shutdown;
+    let listener = crate::grpc::connections::LimitedListener::new(setup.listener, max_connections);
+    // `tap_io` only for the peer address axum hands a custom listener's connections.
     axum::serve(
-        setup.listener,
+        axum::serve::ListenerExt::tap_io(listener, |_| {}),
         router(web).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
