@@ -94,6 +94,8 @@ function webClients() {
     grant_types: ['authorization_code'],
     response_types: ['code'],
     redirect_uris: [...webRedirects],
+    // Back to naast's start page after signing out here (RP-initiated logout).
+    post_logout_redirect_uris: webRedirects.map((uri) => uri.replace(/\/aanmelden\/terug$/, '/')),
   }];
 }
 

@@ -259,12 +259,19 @@ def main():
         assert any("tijdlijn bekeken" in r and "geweigerd" in r for r in visits), rows
         check_page(parent, "09-inzage")
 
-        # Signing out ends the session.
+        # Signing out ends the session here and at the provider (confirmed on its own page), so
+        # on a shared computer the next person cannot sign in as the parent without a password.
         parent.find_element(By.CSS_SELECTOR, "header form button[type=submit]").click()
+        wait_for("the provider's sign-out page",
+                 lambda: parent.find_elements(By.CSS_SELECTOR, "button[name=logout][value=yes]"))
+        parent.find_element(By.CSS_SELECTOR, "button[name=logout][value=yes]").click()
         wait_for("the start page", lambda: heading(parent) == "Aanmelden bij naast")
         check_page(parent, "10-aanmelden")
         parent.get(WEB + "/huishoudens")
         wait_for("back at the start page", lambda: parent.current_url == WEB + "/")
+        parent.find_element(By.LINK_TEXT, "Aanmelden").click()
+        wait_for("the provider asking for a password again",
+                 lambda: parent.find_elements(By.NAME, "password"), driver=parent)
     finally:
         parent.quit()
         supporter.quit()

@@ -85,6 +85,8 @@ pub struct Setup {
 pub(crate) struct Session {
     /// The access token every call of the session is admitted with.
     bearer: String,
+    /// The ID token it began with (the hint when signing out at the issuer).
+    id_token: Option<String>,
     /// The token every form of the session must carry.
     csrf: String,
     /// Who, for the page header.
@@ -124,6 +126,8 @@ pub(crate) struct Inner {
     secure: bool,
     sessions: Mutex<HashMap<String, Session>>,
     shutdown: watch::Receiver<bool>,
+    /// The Content-Security-Policy of every answer.
+    csp: HeaderValue,
 }
 
 impl std::ops::Deref for Web {
@@ -156,6 +160,15 @@ pub(crate) async fn serve(
         .clone()
         .map(|settings| signin::Oidc::new(settings, &base))
         .transpose()?;
+    // Forms lead to naast itself, and (signing out) to the issuer.
+    let form_action = match oidc.as_ref().and_then(signin::Oidc::issuer_origin) {
+        Some(origin) => format!("'self' {origin}"),
+        None => "'self'".to_owned(),
+    };
+    let csp = HeaderValue::from_str(&format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    ))
+    .map_err(|e| std::io::Error::other(format!("the web timeline's CSP: {e}")))?;
     let web = Web(Arc::new(Inner {
         households,
         audit,
@@ -166,6 +179,7 @@ pub(crate) async fn serve(
         base,
         sessions: Mutex::default(),
         shutdown: shutdown.clone(),
+        csp,
     }));
     let mut stop = shutdown;
     let listener = crate::grpc::connections::LimitedListener::new(setup.listener, max_connections);
@@ -209,23 +223,20 @@ fn router(web: Web) -> Router {
         .route("/static/live.js", get(assets::live_js))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(web.clone(), same_origin))
-        .layer(middleware::map_response(safe_headers))
+        .layer(middleware::from_fn_with_state(web.clone(), safe_headers))
         .with_state(web)
 }
 
 /// The headers every answer carries: nothing personal is cached, no script or style but the
 /// service's own runs, the pages are not framed, and no address leaks in a referrer.
-async fn safe_headers(mut response: Response) -> Response {
+async fn safe_headers(State(web): State<Web>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let set = |headers: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
     };
     set(headers, header::CACHE_CONTROL, "no-store");
-    set(
-        headers,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, web.csp.clone());
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::X_FRAME_OPTIONS, "DENY");
     // `same-origin`, not `no-referrer`: with the latter browsers send `Origin: null` on forms,
@@ -606,6 +617,7 @@ mod tests {
         let base = Instant::now();
         let session = |seen: Duration, token_left: i64| Session {
             bearer: String::new(),
+            id_token: None,
             csrf: String::new(),
             name: String::new(),
             role: PrincipalRole::Citizen,

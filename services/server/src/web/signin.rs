@@ -23,10 +23,15 @@ use axum::response::{IntoResponse, Redirect, Response};
 use hmac::Mac as _;
 use maud::html;
 use naast_app::auth::caller::Refused;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
+    CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AdditionalProviderMetadata, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl,
+    Scope, TokenResponse,
 };
 use std::time::{Duration, Instant};
 
@@ -51,6 +56,32 @@ pub struct OidcSettings {
     pub resource: Option<String>,
 }
 
+/// What naast reads of an issuer's discovery document beyond the core: where a person signs
+/// out at the issuer too (OpenID Connect RP-Initiated Logout).
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+pub(crate) struct LogoutMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_session_endpoint: Option<String>,
+}
+
+impl AdditionalProviderMetadata for LogoutMetadata {}
+
+/// An issuer's discovery document.
+type CoreProviderMetadata = ProviderMetadata<
+    LogoutMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
 /// The client of the sign-in, as openidconnect types it once made from the issuer's metadata.
 type Client = CoreClient<
     openidconnect::EndpointSet,
@@ -66,6 +97,8 @@ type Client = CoreClient<
 pub(crate) struct Oidc {
     settings: OidcSettings,
     redirect: String,
+    /// Where the issuer sends a person back after signing out there.
+    home: String,
     http: openidconnect::reqwest::Client,
     metadata: tokio::sync::Mutex<Option<(CoreProviderMetadata, Instant)>>,
     key: [u8; 32],
@@ -82,6 +115,7 @@ impl Oidc {
         Ok(Self {
             settings,
             redirect: format!("{base}/aanmelden/terug"),
+            home: format!("{base}/"),
             http,
             metadata: tokio::sync::Mutex::default(),
             key: rand::random(),
@@ -113,6 +147,29 @@ impl Oidc {
             .map_err(|e| error_chain(&e))?;
         *held = Some((metadata.clone(), Instant::now()));
         Ok(metadata)
+    }
+
+    /// Where to send a person who signs out, to sign out at the issuer too (when it says where):
+    /// its end-session endpoint with the ID token as hint and naast's start page to come back
+    /// to.
+    pub(crate) async fn end_session(&self, id_token: &str) -> Option<String> {
+        let metadata = self.metadata().await.ok()?;
+        let end = metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_ref()?;
+        let mut url = openidconnect::url::Url::parse(end).ok()?;
+        url.query_pairs_mut()
+            .append_pair("id_token_hint", id_token)
+            .append_pair("post_logout_redirect_uri", &self.home)
+            .append_pair("client_id", &self.settings.client_id);
+        Some(url.to_string())
+    }
+
+    /// The origin of the issuer (forms may lead there: signing out at the issuer).
+    pub(crate) fn issuer_origin(&self) -> Option<String> {
+        let url = openidconnect::url::Url::parse(&self.settings.issuer).ok()?;
+        Some(url.origin().ascii_serialization())
     }
 
     /// The client, from the issuer's metadata (fetched when not held or too old).
@@ -319,7 +376,7 @@ pub(crate) async fn callback(
         return failed("the access token is someone else's than the ID token");
     }
     let mut response = Redirect::to("/huishoudens").into_response();
-    let cookie = web.start_session(session_of(&caller, bearer));
+    let cookie = web.start_session(session_of(&caller, bearer, Some(id_token.to_string())));
     set_cookie(&mut response, &cookie);
     set_cookie(
         &mut response,
@@ -332,11 +389,16 @@ pub(crate) async fn callback(
     response
 }
 
-fn session_of(caller: &naast_app::auth::caller::Caller, bearer: String) -> Session {
+fn session_of(
+    caller: &naast_app::auth::caller::Caller,
+    bearer: String,
+    id_token: Option<String>,
+) -> Session {
     let now = Instant::now();
     let principal = &caller.principal;
     Session {
         bearer,
+        id_token,
         csrf: random_token(),
         name: principal
             .name
@@ -388,12 +450,13 @@ pub(crate) async fn demo(
         Err(refused) => return super::refused_page(&refused),
     };
     let mut response = Redirect::to("/huishoudens").into_response();
-    let cookie = web.start_session(session_of(&caller, bearer));
+    let cookie = web.start_session(session_of(&caller, bearer, None));
     set_cookie(&mut response, &cookie);
     response
 }
 
-/// `POST /afmelden`: the session ends (its live pages too).
+/// `POST /afmelden`: the session ends (its live pages too), and the person is sent to sign out
+/// at the issuer as well when it offers that.
 pub(crate) async fn sign_out(
     State(web): State<Web>,
     headers: HeaderMap,
@@ -406,8 +469,15 @@ pub(crate) async fn sign_out(
     if !super::csrf_ok(&signed, &super::form_pairs(&body)) {
         return super::csrf_refused();
     }
-    let mut response = Redirect::to("/").into_response();
-    set_cookie(&mut response, &web.end_session(&signed.id));
+    // Signed out here; then at the issuer too, so that on a shared computer the next person
+    // cannot sign in as this one without a password.
+    let cookie = web.end_session(&signed.id);
+    let at_issuer = match (&web.oidc, &signed.session.id_token) {
+        (Some(oidc), Some(id_token)) => oidc.end_session(id_token).await,
+        _ => None,
+    };
+    let mut response = Redirect::to(at_issuer.as_deref().unwrap_or("/")).into_response();
+    set_cookie(&mut response, &cookie);
     response
 }
 
