@@ -351,6 +351,17 @@ async fn outside_dev_mode_only_the_issuer_signs_people_in() {
         !start.body.contains("demopersoon"),
         "no personas outside dev mode"
     );
+    // Forms lead to naast and to the issuer (signing out there), nowhere else.
+    let csp = start
+        .headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        csp.contains(&format!("form-action 'self' {};", idp.issuer)),
+        "{csp}"
+    );
     let personas = post(
         &http,
         &format!("{web}/aanmelden/demo"),
