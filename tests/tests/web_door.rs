@@ -121,20 +121,47 @@ async fn answer(response: reqwest::Response) -> Answer {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_need_a_session_and_forms_their_token_and_origin() {
+/// `naast serve --dev` with its web timeline, and a family (with its client, Noor) registered
+/// over gRPC by the demo parent.
+struct Family {
+    _dir: tempfile::TempDir,
+    server: Server,
+    web: String,
+    http: reqwest::Client,
+    api: pb::household_service_client::HouseholdServiceClient<naast_proto::client::Signed>,
+    household: String,
+}
+
+async fn dev_family(name: &str) -> Family {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let server = Server::start_with(
         &dir.path().join("data"),
         &["--dev", "--web-listen", "127.0.0.1:0"],
     );
     let web = web(&server);
-    let http = client();
-
-    // A family, registered over gRPC by the demo parent.
     let mut api =
         pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
-    let (household, _, _) = naast_tests::household_with_client(&mut api, "Familie Zichtbaar").await;
+    let (household, _, _) = naast_tests::household_with_client(&mut api, name).await;
+    Family {
+        _dir: dir,
+        server,
+        web,
+        http: client(),
+        api,
+        household,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_need_a_session_and_forms_their_token_and_origin() {
+    let Family {
+        _dir,
+        server,
+        web,
+        http,
+        mut api,
+        household,
+    } = dev_family("Familie Zichtbaar").await;
     let revision = naast_tests::household(&mut api, &household).await.revision;
 
     // No session: to the start page.
@@ -475,16 +502,14 @@ async fn ends_without_entries(stream: &mut reqwest::Response) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_updates_stop_at_revocation_and_at_sign_out_on_the_server() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let server = Server::start_with(
-        &dir.path().join("data"),
-        &["--dev", "--web-listen", "127.0.0.1:0"],
-    );
-    let web = web(&server);
-    let http = client();
-    let mut api =
-        pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
-    let (household, _, _) = naast_tests::household_with_client(&mut api, "Familie Live").await;
+    let Family {
+        _dir,
+        server: _server,
+        web,
+        http,
+        mut api,
+        household,
+    } = dev_family("Familie Live").await;
     let parent = persona_session(&http, &web, "ouder").await;
     let supporter = persona_session(&http, &web, "ondersteuner").await;
 

@@ -430,7 +430,7 @@ impl Client {
             Err(e) => {
                 return Attempt::Retry {
                     after: None,
-                    why: error_chain(&e),
+                    why: naast_app::auth::error_chain(&e),
                 };
             }
         };
@@ -446,7 +446,7 @@ impl Client {
             Err(e) => {
                 return Attempt::Retry {
                     after: None,
-                    why: format!("reading the answer: {}", error_chain(&e)),
+                    why: format!("reading the answer: {}", naast_app::auth::error_chain(&e)),
                 };
             }
         };
@@ -521,17 +521,6 @@ pub fn now_micros() -> u64 {
 fn cut(body: &[u8]) -> String {
     let end = body.len().min(crate::store::MAX_BODY);
     String::from_utf8_lossy(&body[..end]).into_owned()
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

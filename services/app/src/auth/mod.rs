@@ -680,7 +680,8 @@ fn unverified_issuer(token: &str) -> Result<String, AuthError> {
         .ok_or_else(|| AuthError::Malformed("no `iss` claim".into()))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its causes, one after another (`a: b: c`), as logs and refusals say it.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

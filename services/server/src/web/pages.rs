@@ -1035,29 +1035,26 @@ pub(crate) async fn revoke(
     Path((id, grant)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let (signed, calling) = match web.admit(&headers, peer.0, "RevokeAccess").await {
-        Ok(admitted) => admitted,
-        Err(response) => return response,
+    let api = web.households.clone();
+    let request = pb::RevokeAccessRequest {
+        household_id: id.clone(),
+        grant_id: grant,
+        ..Default::default()
     };
-    if !csrf_ok(&signed, &form_pairs(&body)) {
-        return csrf_refused();
-    }
-    match web
-        .households
-        .revoke_access(super::request(
-            &calling,
-            "RevokeAccess",
-            pb::RevokeAccessRequest {
-                household_id: id.clone(),
-                grant_id: grant,
-                ..Default::default()
-            },
-        ))
-        .await
-    {
-        Ok(_) => Redirect::to(&format!("/huishoudens/{id}/toegang")).into_response(),
-        Err(status) => super::status_page(&status),
-    }
+    owner_form(
+        &web,
+        peer,
+        &headers,
+        &body,
+        "RevokeAccess",
+        &id,
+        |calling| async move {
+            api.revoke_access(super::request(&calling, "RevokeAccess", request))
+                .await
+                .map(drop)
+        },
+    )
+    .await
 }
 
 /// `POST /huishoudens/{id}/verzoeken/{request}/afwijzen`.
@@ -1068,27 +1065,52 @@ pub(crate) async fn decline(
     Path((id, request)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let (signed, calling) = match web.admit(&headers, peer.0, "DeclineAccessRequest").await {
+    let api = web.households.clone();
+    let request = pb::DeclineAccessRequestRequest {
+        household_id: id.clone(),
+        access_request_id: request,
+        ..Default::default()
+    };
+    owner_form(
+        &web,
+        peer,
+        &headers,
+        &body,
+        "DeclineAccessRequest",
+        &id,
+        |calling| async move {
+            api.decline_access_request(super::request(&calling, "DeclineAccessRequest", request))
+                .await
+                .map(drop)
+        },
+    )
+    .await
+}
+
+/// A form of the access page that is one command: admitted as `method`, its CSRF token
+/// checked, then `command`; back to the access page, or the refusal.
+async fn owner_form<F, Fut>(
+    web: &Web,
+    peer: Peer,
+    headers: &HeaderMap,
+    body: &[u8],
+    method: &str,
+    id: &str,
+    command: F,
+) -> Response
+where
+    F: FnOnce(Calling) -> Fut,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+{
+    let (signed, calling) = match web.admit(headers, peer.0, method).await {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
-    if !csrf_ok(&signed, &form_pairs(&body)) {
+    if !csrf_ok(&signed, &form_pairs(body)) {
         return csrf_refused();
     }
-    match web
-        .households
-        .decline_access_request(super::request(
-            &calling,
-            "DeclineAccessRequest",
-            pb::DeclineAccessRequestRequest {
-                household_id: id.clone(),
-                access_request_id: request,
-                ..Default::default()
-            },
-        ))
-        .await
-    {
-        Ok(_) => Redirect::to(&format!("/huishoudens/{id}/toegang")).into_response(),
+    match command(calling).await {
+        Ok(()) => Redirect::to(&format!("/huishoudens/{id}/toegang")).into_response(),
         Err(status) => super::status_page(&status),
     }
 }

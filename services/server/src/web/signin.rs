@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use hmac::Mac as _;
 use maud::html;
 use naast_app::auth::caller::Refused;
+use naast_app::auth::error_chain;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
     CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
@@ -479,15 +480,4 @@ pub(crate) async fn sign_out(
     let mut response = Redirect::to(at_issuer.as_deref().unwrap_or("/")).into_response();
     set_cookie(&mut response, &cookie);
     response
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
