@@ -298,6 +298,26 @@ async fn pages_need_a_session_and_forms_their_token_and_origin() {
             "{case}: nothing is written"
         );
     }
+    // A grant that allows nothing is refused by the service, and the page says which part of
+    // the form to look at, in Dutch.
+    let nothing = post(
+        &http,
+        &grant,
+        &cookie,
+        Some(w),
+        &[("csrf", &csrf), ("persoon", "iemand")],
+    )
+    .await;
+    assert_eq!(nothing.status, StatusCode::BAD_REQUEST, "{}", nothing.body);
+    assert!(
+        nothing.body.contains("wat die mag doen"),
+        "{}",
+        nothing.body
+    );
+    assert_eq!(
+        naast_tests::household(&mut api, &household).await.revision,
+        revision
+    );
     // With all of it, the grant is written.
     let granted = post(
         &http,

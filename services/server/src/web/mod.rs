@@ -449,10 +449,29 @@ pub(crate) fn status_page(status: &tonic::Status) -> Response {
             "Dit huishouden of onderdeel bestaat niet (meer).",
         ),
         Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
+            use tonic_types::StatusExt as _;
+            let mut fields: Vec<&str> = status
+                .get_details_bad_request()
+                .map(|bad| {
+                    bad.field_violations
+                        .iter()
+                        .filter_map(|v| dutch_field(&v.field))
+                        .collect()
+                })
+                .unwrap_or_default();
+            fields.dedup();
+            let text = if fields.is_empty() {
+                "Wat u invulde kon niet worden verwerkt; er is niets opgeslagen.".to_owned()
+            } else {
+                format!(
+                    "Wat u invulde kon niet worden verwerkt; er is niets opgeslagen. Kijk nog eens naar: {}.",
+                    fields.join(", ")
+                )
+            };
             page_with_detail(
                 StatusCode::BAD_REQUEST,
                 "Niet verwerkt",
-                "Wat u invulde kon niet worden verwerkt; er is niets opgeslagen.",
+                &text,
                 status.message(),
             )
         }
@@ -464,6 +483,27 @@ pub(crate) fn status_page(status: &tonic::Status) -> Response {
         Code::Unauthenticated => Redirect::to("/").into_response(),
         _ => unavailable(),
     }
+}
+
+/// The field of a refused command as its form names it, for the fields the web's forms fill.
+fn dutch_field(field: &str) -> Option<&'static str> {
+    // `terms.scopes[0]` is about `terms.scopes`.
+    let field = field.split('[').next().unwrap_or(field);
+    Some(match field {
+        "grantee" | "grantee.person" | "grantee.person.subject" | "grantee.person.issuer" => {
+            "aan wie"
+        }
+        "grantee.organisation_id" => "de code van de organisatie",
+        "terms" | "terms.scopes" => "wat die mag doen",
+        "terms.life_domains" => "de leefgebieden",
+        "terms.funding_domains" => "de financiering",
+        "terms.until" => "tot en met",
+        "access_request_id" => "het verzoek",
+        "grant_id" => "de toegang",
+        "member_id" => "het gezinslid",
+        "start_date" | "end_date" => "de periode",
+        _ => return None,
+    })
 }
 
 fn unavailable() -> Response {
