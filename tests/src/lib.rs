@@ -323,18 +323,7 @@ impl Idp {
     /// Registers `redirect_uri` for the web timeline's client `naast-web` (authorization code
     /// flow with PKCE, secret `secret-naast-web`).
     pub async fn register_web_client(&self, redirect_uri: &str) {
-        let response = self
-            .http
-            .post(format!("{}/test/web-client", self.issuer))
-            .body(redirect_uri.to_owned())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("registering the web client: {e}"));
-        assert!(
-            response.status().is_success(),
-            "registering the web client: {}",
-            response.status()
-        );
+        self.test_call_with("web-client", redirect_uri).await;
     }
 
     /// The private key (PKCS#8 PEM) the provider made for its system client `client_id`.
@@ -429,9 +418,15 @@ impl Idp {
     }
 
     async fn test_call(&self, what: &str) {
+        self.test_call_with(what, "").await;
+    }
+
+    /// `POST /test/{what}` with `body` to the provider's test controls.
+    async fn test_call_with(&self, what: &str, body: &str) {
         let response = self
             .http
             .post(format!("{}/test/{what}", self.issuer))
+            .body(body.to_owned())
             .send()
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -497,19 +492,24 @@ pub fn master_key_file(dir: &Path) -> PathBuf {
     bytes[..16].copy_from_slice(uuid::Uuid::now_v7().as_bytes());
     bytes[16..].copy_from_slice(uuid::Uuid::now_v7().as_bytes());
     let path = dir.join("master.key");
-    std::fs::write(
-        &path,
-        base64::engine::general_purpose::STANDARD.encode(bytes),
-    )
-    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     // naast refuses a master key other local users can read.
+    private_file(
+        &path,
+        &base64::engine::general_purpose::STANDARD.encode(bytes),
+    );
+    path
+}
+
+/// Writes `text` to `path`, readable by its owner only (as naast wants its key and secret
+/// files).
+pub fn private_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
     }
-    path
 }
 
 /// Every audit record `search` finds, page after page, searched through `channel` (an

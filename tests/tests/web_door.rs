@@ -368,15 +368,7 @@ async fn pages_need_a_session_and_forms_their_token_and_origin() {
     assert!(records.iter().any(|r| r.operation == "web GrantAccess" && r.action == pb::AuditAction::Create as i32));
 
     // Signing out ends the session.
-    let out = post(
-        &http,
-        &format!("{web}/afmelden"),
-        &cookie,
-        Some(&web),
-        &[("csrf", &csrf)],
-    )
-    .await;
-    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    sign_out(&http, &web, &cookie, &csrf).await;
     let after = get(&http, &format!("{web}/huishoudens"), &cookie).await;
     assert_eq!(after.status, StatusCode::SEE_OTHER);
     assert_eq!(
@@ -471,6 +463,19 @@ async fn outside_dev_mode_only_the_issuer_signs_people_in() {
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{cookie} {state}");
         assert!(set_cookie(&answer.headers, "naast-sessie").is_none());
     }
+}
+
+/// Signs the session of `cookie` out with its form (token `csrf`), as its page does.
+async fn sign_out(http: &reqwest::Client, web: &str, cookie: &str, csrf: &str) {
+    let out = post(
+        http,
+        &format!("{web}/afmelden"),
+        cookie,
+        Some(web),
+        &[("csrf", csrf)],
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
 }
 
 /// Signs `persona` in through the start page's form (dev mode): the session cookie.
@@ -632,15 +637,7 @@ async fn live_updates_stop_at_revocation_and_at_sign_out_on_the_server() {
         .await
         .unwrap_or_else(|e| panic!("live: {e}"));
     assert_eq!(stream.status(), StatusCode::OK);
-    let out = post(
-        &http,
-        &format!("{web}/afmelden"),
-        &parent,
-        Some(&web),
-        &[("csrf", &csrf)],
-    )
-    .await;
-    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    sign_out(&http, &web, &parent, &csrf).await;
     let text = ends_without_entries(&mut stream).await;
     assert!(text.contains("afgemeld"), "{text}");
 }

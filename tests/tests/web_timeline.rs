@@ -24,7 +24,7 @@ async fn a_family_grants_a_supporter_one_life_domain_and_takes_it_back_in_a_real
     let idp = Idp::start();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let secret = dir.path().join("web-client-secret");
-    write_private(&secret, "secret-naast-web");
+    naast_tests::private_file(&secret, "secret-naast-web");
     let config = dir.path().join("naast.toml");
     std::fs::write(
         &config,
@@ -200,16 +200,4 @@ async fn a_domain_of_some_entries(
 fn proto_life_domain(domain: naast_domain::vocab::LifeDomain) -> i32 {
     let name = format!("LIFE_DOMAIN_{}", domain.wire_name().to_ascii_uppercase());
     pb::LifeDomain::from_str_name(&name).unwrap_or_else(|| panic!("no proto value {name}")) as i32
-}
-
-fn write_private(path: &std::path::Path, text: &str) {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    file.write_all(text.as_bytes())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }

@@ -99,6 +99,17 @@ pub struct Doors {
     pub web: Option<crate::web::Setup>,
 }
 
+/// Waits (at most [`DRAIN_DEADLINE`]) for the task serving `door` to end after the stop, and
+/// says how it ended when not cleanly.
+async fn finish_door(door: &str, task: tokio::task::JoinHandle<std::io::Result<()>>) {
+    match tokio::time::timeout(DRAIN_DEADLINE, task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, door, "a door failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, door, "a door's task failed"),
+        Err(_) => tracing::warn!(door, "requests still open after the drain deadline"),
+    }
+}
+
 /// Serves the event log of `stores` on `listener` (gRPC) and the other `doors` (the FHIR facade, when given) until `shutdown` completes, pushing to
 /// the PGO platforms of `push` and keeping its read models up to date with
 /// it; then ends open subscriptions, lets in-flight calls finish, and closes the log (committing
@@ -320,28 +331,13 @@ pub async fn run(
             (Ok(()), false)
         }
     };
-    if let Some(fhir) = fhir {
-        match tokio::time::timeout(DRAIN_DEADLINE, fhir).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the FHIR facade failed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "the FHIR facade's task failed"),
-            Err(_) => tracing::warn!("FHIR calls still open after the drain deadline"),
-        }
-    }
-    if let Some(web) = web {
-        match tokio::time::timeout(DRAIN_DEADLINE, web).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the web timeline failed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "the web timeline's task failed"),
-            Err(_) => tracing::warn!("web requests still open after the drain deadline"),
-        }
-    }
-    if let Some(metrics) = metrics {
-        match tokio::time::timeout(DRAIN_DEADLINE, metrics).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the metrics listener failed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "the metrics listener's task failed"),
-            Err(_) => tracing::warn!("a metrics scrape still open after the drain deadline"),
+    for (door, task) in [
+        ("the FHIR facade", fhir),
+        ("the web timeline", web),
+        ("the metrics listener", metrics),
+    ] {
+        if let Some(task) = task {
+            finish_door(door, task).await;
         }
     }
     for pusher in pushers.into_iter().chain(dispatcher) {
