@@ -437,3 +437,81 @@ async fn the_fhir_and_web_doors_close_connections_past_the_limit_too() {
         }
     }
 }
+
+#[tokio::test]
+async fn connections_that_idle_or_trickle_are_closed_and_make_room() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("naast.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_connections = 3\nheader_read_seconds = 1\n",
+    )
+    .unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--dev",
+            "--config",
+            config.to_str().unwrap(),
+            "--fhir-listen",
+            "127.0.0.1:0",
+            "--web-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let web = server.web.clone().unwrap();
+    let doors = [
+        (web.trim_start_matches("http://").to_owned(), "/"),
+        (server.fhir.unwrap().to_string(), "/fhir/metadata"),
+    ];
+    for (address, path) in doors {
+        // The door's three places taken: one connection that says nothing, one that
+        // trickles a request's headers, one idle after its answer.
+        let silent = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let mut trickling = tokio::net::TcpStream::connect(&address).await.unwrap();
+        trickling
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: na").as_bytes())
+            .await
+            .unwrap();
+        let mut idle = tokio::net::TcpStream::connect(&address).await.unwrap();
+        assert!(
+            http_status(&mut idle, path)
+                .await
+                .is_some_and(|s| s.contains(" 200 "))
+        );
+        // Each is closed by the server (however slowly this machine gets there; the bound
+        // only keeps a broken server from hanging the test).
+        for (what, mut stream) in [("silent", silent), ("trickling", trickling), ("idle", idle)] {
+            let mut rest = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut rest)).await;
+            assert!(
+                matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+                "{address}: the {what} connection is still open"
+            );
+            if what != "idle" {
+                // Nothing was answered to a request that never came whole (hyper may say
+                // 408 as it closes; it answers nothing else).
+                let said = String::from_utf8_lossy(&rest);
+                assert!(
+                    said.is_empty() || said.starts_with("HTTP/1.1 408"),
+                    "{address} {what}: {said}"
+                );
+            }
+        }
+        // Their places are free again: an honest client is served.
+        let started = std::time::Instant::now();
+        loop {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            if http_status(&mut stream, path).await.is_some() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{address}: no room after the idle connections were closed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

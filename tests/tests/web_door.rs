@@ -184,14 +184,14 @@ async fn pages_need_a_session_and_forms_their_token_and_origin() {
         start.body.contains("NIET VOOR PRODUCTIE"),
         "dev mode is said loudly"
     );
-    let (bound, line) = set_cookie(&start.headers, "naast-aanmelden")
+    let (bound, line) = set_cookie(&start.headers, "naast-demo")
         .unwrap_or_else(|| panic!("no sign-in cookie: {:?}", start.headers));
     assert!(
         line.contains("HttpOnly") && line.contains("SameSite=Lax"),
         "{line}"
     );
     assert_eq!(csrf_of(&start.body), bound);
-    let pre = format!("naast-aanmelden={bound}");
+    let pre = format!("naast-demo={bound}");
 
     // A persona form without the browser's token starts no session.
     let forged = post(
@@ -390,6 +390,13 @@ async fn outside_dev_mode_only_the_issuer_signs_people_in() {
         !start.body.contains("demopersoon"),
         "no personas outside dev mode"
     );
+    // Nor their cookie: the start page sets none, so opening it while a sign-in at the
+    // issuer is under way (another tab) leaves that sign-in's state cookie alone.
+    assert!(
+        start.headers.get(SET_COOKIE).is_none(),
+        "{:?}",
+        start.headers
+    );
     // Forms lead to naast and to the issuer (signing out there), nowhere else.
     let csp = start
         .headers
@@ -481,12 +488,12 @@ async fn sign_out(http: &reqwest::Client, web: &str, cookie: &str, csrf: &str) {
 /// Signs `persona` in through the start page's form (dev mode): the session cookie.
 async fn persona_session(http: &reqwest::Client, web: &str, persona: &str) -> String {
     let start = get(http, &format!("{web}/"), "").await;
-    let (bound, _) = set_cookie(&start.headers, "naast-aanmelden")
-        .unwrap_or_else(|| panic!("no sign-in cookie"));
+    let (bound, _) =
+        set_cookie(&start.headers, "naast-demo").unwrap_or_else(|| panic!("no sign-in cookie"));
     let signed = post(
         http,
         &format!("{web}/aanmelden/demo"),
-        &format!("naast-aanmelden={bound}"),
+        &format!("naast-demo={bound}"),
         None,
         &[("csrf", &bound), ("persona", persona)],
     )
@@ -640,4 +647,50 @@ async fn live_updates_stop_at_revocation_and_at_sign_out_on_the_server() {
     sign_out(&http, &web, &parent, &csrf).await;
     let text = ends_without_entries(&mut stream).await;
     assert!(text.contains("afgemeld"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_a_page_makes_counts_against_the_persons_rate() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let config = dir.path().join("naast.toml");
+    std::fs::write(&config, "[limits]\ncalls_per_second = 1\ncall_burst = 16\n")
+        .unwrap_or_else(|e| panic!("config: {e}"));
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--dev",
+            "--web-listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap_or_default(),
+        ],
+    );
+    let web = web(&server);
+    let http = client();
+    let mut api =
+        pb::household_service_client::HouseholdServiceClient::new(server.signed("ouder").await);
+    let (household, _, _) = naast_tests::household_with_client(&mut api, "Familie Teller").await;
+    let parent = persona_session(&http, &web, "ouder").await;
+
+    // A timeline page makes two calls (the household, its entries): ten pages are twenty
+    // calls, past a burst of sixteen, so some page is refused. Were a page counted once, ten
+    // pages, the sign-in and the two calls of the registration would all fit.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let page = get(
+            &http,
+            &format!("{web}/huishoudens/{household}/tijdlijn"),
+            &parent,
+        )
+        .await;
+        if page.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(page.body.contains("Even wachten"), "{}", page.body);
+        }
+        statuses.push(page.status);
+    }
+    assert_eq!(statuses[0], StatusCode::OK, "{statuses:?}");
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
 }

@@ -142,24 +142,6 @@ impl Facade {
     }
 }
 
-/// Serves `facade` on `listener` (a TCP listener, or one that limits its connections) until
-/// `shutdown` completes, then lets calls in flight finish.
-pub async fn serve(
-    listener: impl axum::serve::Listener<Addr = SocketAddr>,
-    facade: Facade,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // `tap_io` only for the peer address axum hands any listener's connections.
-    axum::serve(
-        axum::serve::ListenerExt::tap_io(listener, |_| {}),
-        facade
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}
-
 /// The FHIR interaction a request is, as the audit log names its operation:
 /// `FHIR read Goal`, `FHIR search-type CarePlan`, `FHIR everything Group`, ….
 fn interaction(method: &Method, path: &str) -> String {

@@ -135,7 +135,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub push: Vec<naast_push::Endpoint>,
     /// `[limits]`: `calls_per_second`, `call_burst`, `streams_per_caller`, `max_streams`,
-    /// `slow_stream_seconds`, `min_free_disk_mb` (see `naast_app::auth::limits`).
+    /// `max_connections`, `header_read_seconds`, `slow_stream_seconds`, `min_free_disk_mb` (see
+    /// `naast_app::auth::limits`).
     #[serde(default)]
     pub limits: naast_app::auth::limits::LimitSettings,
 }
@@ -465,20 +466,15 @@ fn web_settings(
     issuers: &[String],
     dev: bool,
 ) -> Result<crate::web::WebSettings, ConfigError> {
-    if let Some(url) = &web.public_url {
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| ConfigError::Web(format!("public_url {url:?}: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https")
-            || parsed.host().is_none()
-            || parsed.path() != "/"
-            || parsed.query().is_some()
-            || parsed.fragment().is_some()
-        {
-            return Err(ConfigError::Web(format!(
+    let public_url = match &web.public_url {
+        Some(url) => Some(crate::web::site_origin(url).ok_or_else(|| {
+            ConfigError::Web(format!(
                 "public_url {url:?} must be an http(s) URL of a host (and port) alone, such as https://naast.example.nl"
-            )));
-        }
-    } else if listen.ip().is_unspecified() {
+            ))
+        })?),
+        None => None,
+    };
+    if public_url.is_none() && listen.ip().is_unspecified() {
         return Err(ConfigError::Web(format!(
             "web_listen {listen} listens on every address: give [web] public_url, the URL browsers reach it at"
         )));
@@ -524,7 +520,7 @@ fn web_settings(
     };
     Ok(crate::web::WebSettings {
         listen,
-        public_url: web.public_url,
+        public_url,
         oidc,
     })
 }
@@ -691,6 +687,33 @@ mod tests {
             let refused = Config::resolve(overrides, Some(&file), true).unwrap_err();
             assert!(refused.to_string().contains(why), "{text}: {refused}");
         }
+
+        // A public URL is kept as browsers send it in `Origin`: whatever its spelling, forms
+        // from it are recognised and cookies are `Secure` over https.
+        std::fs::write(
+            &file,
+            "[web]\npublic_url = \"HTTPS://Naast.Example.NL:443/\"\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            issuers: vec!["https://login.example.nl".into()],
+            master_key: Some(naast_vault::MasterKey::generate_base64()),
+            web_listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let web = Config::resolve(overrides, Some(&file), true)
+            .unwrap()
+            .web
+            .unwrap();
+        assert_eq!(web.public_url.as_deref(), Some("https://naast.example.nl"));
+        assert_eq!(
+            crate::web::site_origin("https://user@naast.example.nl"),
+            None
+        );
+        assert_eq!(
+            crate::web::site_origin("http://127.0.0.1:8080/").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
     }
 
     #[test]

@@ -8,7 +8,6 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 use naast_eventlog::EventLog;
 use naast_projections::Projections;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 /// Latency buckets (seconds): from half a millisecond (a cached read) to ten seconds (a stuck
 /// disk).
@@ -101,14 +100,15 @@ fn describe() {
     );
 }
 
-/// Serves `/metrics` on `listener` until `shutdown`, compacting histograms meanwhile.
+/// Serves `/metrics` on `listener` until `stop` turns true, compacting histograms meanwhile.
 pub async fn serve(
-    listener: TcpListener,
+    listener: crate::grpc::connections::LimitedListener,
     handle: PrometheusHandle,
     log: EventLog,
     projections: Projections,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+    header_read: std::time::Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<bool> {
     let upkeep = {
         let handle = handle.clone();
         tokio::spawn(async move {
@@ -136,9 +136,7 @@ pub async fn serve(
         }
     };
     let router = axum::Router::new().route("/metrics", axum::routing::get(scrape));
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = crate::grpc::connections::serve_http(listener, router, header_read, stop).await;
     upkeep.abort();
     served
 }

@@ -270,10 +270,44 @@ pub enum Refused {
 }
 
 impl Guard {
-    /// Authenticates the call `arrival` describes: its caller, or a refusal recorded in the
-    /// audit log (every transport's authentication goes through here, so a refused FHIR call is
-    /// recorded exactly as a refused gRPC call).
+    /// Authenticates the call `arrival` describes and counts it against its caller's rate: its
+    /// caller, or a refusal recorded in the audit log (every transport's authentication goes
+    /// through here, so a refused FHIR call is recorded exactly as a refused gRPC call).
     pub async fn admit(&self, arrival: Arrival) -> Result<Arc<Caller>, Refused> {
+        let caller = self.authenticate(arrival).await?;
+        self.count_call(&caller).await?;
+        Ok(caller)
+    }
+
+    /// Counts one more call of an admitted `caller` against its rate (a door that makes several
+    /// service calls for one request, as a web page does, counts each). Past the rate the
+    /// refusal is recorded once per caller per window, as the limiting of an address is: a
+    /// caller over its rate must not add a durable write per call.
+    pub async fn count_call(&self, caller: &Caller) -> Result<(), Refused> {
+        let key = caller.limit_key();
+        let Err(refusal) = self.limits.admit_call(key) else {
+            return Ok(());
+        };
+        if self.limits.first_refusal_in_window(key) {
+            let record = Record {
+                reason: Some(format!(
+                    "{refusal}; further refusals of this caller in the next {} s are not recorded one by one",
+                    crate::auth::limits::LIMIT_RECORD_WINDOW.as_secs()
+                )),
+                ..caller.record(audit::Outcome::Denied)
+            };
+            if let Err(e) = self.auditor.record(&record).await {
+                tracing::error!(error = %e, "cannot record the limiting of a caller");
+                return Err(Refused::AuditUnavailable);
+            }
+        }
+        Err(Refused::Busy(refusal))
+    }
+
+    /// Authenticates the call `arrival` describes, without counting it against any rate: its
+    /// caller, or a refusal recorded in the audit log. [`Guard::admit`] is this and
+    /// [`Guard::count_call`].
+    pub async fn authenticate(&self, arrival: Arrival) -> Result<Arc<Caller>, Refused> {
         let request_id = arrival.request_id.map(|id| truncate(&id, 128));
         let purpose = arrival
             .purpose
@@ -284,37 +318,15 @@ impl Guard {
             .authenticate_until(arrival.authorization.as_deref())
             .await
         {
-            Ok((principal, valid_until)) => {
-                let key = limit_key(&principal);
-                let caller = Caller {
-                    principal,
-                    operation: arrival.operation,
-                    peer: arrival.peer,
-                    request_id,
-                    purpose,
-                    valid_until: Some(valid_until),
-                    limits: Some(self.limits.clone()),
-                };
-                if let Err(refusal) = self.limits.admit_call(key) {
-                    // Recorded once per principal per window, as the limiting of an address
-                    // is: a caller over its rate must not add a durable write per call.
-                    if self.limits.first_refusal_in_window(key) {
-                        let record = Record {
-                            reason: Some(format!(
-                                "{refusal}; further refusals of this caller in the next {} s are not recorded one by one",
-                                crate::auth::limits::LIMIT_RECORD_WINDOW.as_secs()
-                            )),
-                            ..caller.record(audit::Outcome::Denied)
-                        };
-                        if let Err(e) = self.auditor.record(&record).await {
-                            tracing::error!(error = %e, "cannot record the limiting of a caller");
-                            return Err(Refused::AuditUnavailable);
-                        }
-                    }
-                    return Err(Refused::Busy(refusal));
-                }
-                Ok(Arc::new(caller))
-            }
+            Ok((principal, valid_until)) => Ok(Arc::new(Caller {
+                principal,
+                operation: arrival.operation,
+                peer: arrival.peer,
+                request_id,
+                purpose,
+                valid_until: Some(valid_until),
+                limits: Some(self.limits.clone()),
+            })),
             Err(refused) => {
                 if let Some(address) = arrival.peer.map(|p| p.ip())
                     && self.failures.0.admits(&address).is_err()

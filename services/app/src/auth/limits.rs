@@ -24,8 +24,13 @@ pub struct LimitSettings {
     pub streams_per_caller: usize,
     /// Streams open in all.
     pub max_streams: usize,
-    /// gRPC connections open at once; those past it are closed as soon as they are accepted.
+    /// Connections open at once on each door; those past it are closed as soon as they are
+    /// accepted.
     pub max_connections: usize,
+    /// Seconds a client of an HTTP door (FHIR, web, metrics) has to send a request's headers,
+    /// counted from when its connection is ready for the next request: a connection that
+    /// sends nothing, trickles its headers or idles between requests is closed after it.
+    pub header_read_seconds: u64,
     /// Seconds a stream waits on a client that has stopped reading, with its buffer full,
     /// before it ends it (`RESOURCE_EXHAUSTED`: resubscribe from the last position read).
     pub slow_stream_seconds: u64,
@@ -43,6 +48,7 @@ impl Default for LimitSettings {
             streams_per_caller: 16,
             max_streams: 10_000,
             max_connections: 10_000,
+            header_read_seconds: 20,
             slow_stream_seconds: 30,
             min_free_disk_mb: 256,
         }
@@ -58,6 +64,7 @@ impl LimitSettings {
             streams_per_caller: 100_000,
             max_streams: 100_000,
             max_connections: 100_000,
+            header_read_seconds: 3_600,
             slow_stream_seconds: 3_600,
             min_free_disk_mb: 0,
         }
@@ -289,6 +296,7 @@ mod tests {
             streams_per_caller: mine,
             max_streams: total,
             max_connections: total,
+            header_read_seconds: 1,
             slow_stream_seconds: 1,
             min_free_disk_mb: 0,
         })

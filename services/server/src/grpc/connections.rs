@@ -1,5 +1,8 @@
-//! The limit on open connections (`[limits] max_connections`), on each door: gRPC, and the
-//! FHIR facade and the web timeline (each its own limit of that many; the gauge counts all).
+//! The limit on open connections (`[limits] max_connections`), on each door: gRPC, the FHIR
+//! facade, the web timeline and the metrics listener (each its own limit of that many; the
+//! gauge counts all but the metrics listener's). The HTTP doors also close a connection that
+//! takes longer than `[limits] header_read_seconds` over a request's headers or idles that long
+//! between requests ([`serve_http`]), so connections that say nothing cannot hold the limit.
 //!
 //! HTTP/2 multiplexes a client's calls on one connection, so honest clients hold few; what holds
 //! thousands is a client that reconnects without closing, or one that opens connections and
@@ -21,11 +24,15 @@ use tokio_stream::{Stream, StreamExt as _};
 pub struct Limited {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    /// Whether it counts in `naast_connections_open` (the metrics listener's own do not).
+    counted: bool,
 }
 
 impl Drop for Limited {
     fn drop(&mut self) {
-        metrics::gauge!("naast_connections_open").decrement(1.0);
+        if self.counted {
+            metrics::gauge!("naast_connections_open").decrement(1.0);
+        }
     }
 }
 
@@ -96,6 +103,7 @@ struct Gate {
     permits: Arc<Semaphore>,
     max: usize,
     last_said: Option<Instant>,
+    counted: bool,
 }
 
 impl Gate {
@@ -104,6 +112,7 @@ impl Gate {
             permits: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
             max,
             last_said: None,
+            counted: true,
         }
     }
 
@@ -111,10 +120,13 @@ impl Gate {
     fn admit(&mut self, stream: TcpStream) -> Option<Limited> {
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
-                metrics::gauge!("naast_connections_open").increment(1.0);
+                if self.counted {
+                    metrics::gauge!("naast_connections_open").increment(1.0);
+                }
                 Some(Limited {
                     stream,
                     _permit: permit,
+                    counted: self.counted,
                 })
             }
             Err(_) => {
@@ -143,6 +155,7 @@ impl Gate {
 pub struct LimitedListener {
     listener: tokio::net::TcpListener,
     gate: Gate,
+    accept_failure_said: Option<Instant>,
 }
 
 impl LimitedListener {
@@ -151,15 +164,24 @@ impl LimitedListener {
         Self {
             listener,
             gate: Gate::new(max),
+            accept_failure_said: None,
         }
+    }
+
+    /// As [`LimitedListener::new`], its connections not counted in `naast_connections_open`
+    /// (the metrics listener: a scrape would otherwise count itself).
+    pub fn uncounted(listener: tokio::net::TcpListener, max: usize) -> Self {
+        let mut limited = Self::new(listener, max);
+        limited.gate.counted = false;
+        limited
     }
 }
 
-impl axum::serve::Listener for LimitedListener {
-    type Io = Limited;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl LimitedListener {
+    /// The next connection within the limit, and its peer. A failing accept (out of file
+    /// descriptors, say) is said in the log at most once a minute and waited out a moment
+    /// rather than spun on.
+    async fn accept(&mut self) -> (Limited, std::net::SocketAddr) {
         loop {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
@@ -170,15 +192,92 @@ impl axum::serve::Listener for LimitedListener {
                     }
                 }
                 Err(e) => {
-                    // Out of file descriptors, say: wait a moment rather than spin.
-                    tracing::debug!(error = %e, "accepting a connection failed");
+                    metrics::counter!("naast_accept_failures_total").increment(1);
+                    if self
+                        .accept_failure_said
+                        .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+                    {
+                        tracing::warn!(error = %e, "accepting a connection failed (said once a minute)");
+                        self.accept_failure_said = Some(Instant::now());
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
     }
+}
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.listener.local_addr()
+/// Serves `router` (HTTP/1.1) on `listener` until `stop` turns true. A client has
+/// `header_read` for a request's headers, counted from when its connection is ready for the
+/// next request: a connection that sends nothing, trickles its headers, or idles between
+/// requests is closed after it, so idle connections cannot hold the door's connection limit.
+/// At the stop it lets the requests in
+/// flight finish (at most [`super::DRAIN_DEADLINE`]) and cuts off what is still open. `Ok(true)`
+/// when everything finished in time: a request cut off may have left a command's audit record
+/// to the check at the next start.
+pub async fn serve_http(
+    mut listener: LimitedListener,
+    router: axum::Router,
+    header_read: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<bool> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut connections = tokio::task::JoinSet::new();
+    let mut stopping = stop.clone();
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopped(&mut stopping) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        // The peer, as axum's `ConnectInfo` extractor reads it.
+        let service = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        );
+        let mut stop = stop.clone();
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read)
+                .serve_connection(
+                    TokioIo::new(io),
+                    hyper_util::service::TowerToHyperService::new(service),
+                )
+                .with_upgrades();
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = stopped(&mut stop) => {
+                    // The request in flight is answered; then the connection closes.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, %peer, "an HTTP connection ended with an error");
+            }
+        });
     }
+    drop(listener);
+    let drained = tokio::time::timeout(super::DRAIN_DEADLINE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !drained {
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
+    Ok(drained)
+}
+
+/// Once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }

@@ -99,14 +99,24 @@ pub struct Doors {
     pub web: Option<crate::web::Setup>,
 }
 
-/// Waits (at most [`DRAIN_DEADLINE`]) for the task serving `door` to end after the stop, and
-/// says how it ended when not cleanly.
-async fn finish_door(door: &str, task: tokio::task::JoinHandle<std::io::Result<()>>) {
-    match tokio::time::timeout(DRAIN_DEADLINE, task).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, door, "a door failed"),
-        Ok(Err(e)) => tracing::error!(error = %e, door, "a door's task failed"),
-        Err(_) => tracing::warn!(door, "requests still open after the drain deadline"),
+/// Waits for the task serving `door` to end after the stop (it drains its requests within
+/// [`DRAIN_DEADLINE`] itself), and says how it ended when not cleanly: `true` when every
+/// request it had in flight finished.
+async fn finish_door(door: &str, task: tokio::task::JoinHandle<std::io::Result<bool>>) -> bool {
+    match task.await {
+        Ok(Ok(true)) => true,
+        Ok(Ok(false)) => {
+            tracing::warn!(door, deadline = ?DRAIN_DEADLINE, "requests still open after the drain deadline were cut off");
+            false
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, door, "a door failed");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, door, "a door's task failed");
+            false
+        }
     }
 }
 
@@ -184,6 +194,16 @@ pub async fn run(
     let max_connections = guard
         .as_ref()
         .map_or(usize::MAX, |g| g.limits.settings().max_connections);
+    // A client of an HTTP door has this long for a request's headers.
+    let header_read = std::time::Duration::from_secs(
+        guard
+            .as_ref()
+            .map_or(
+                naast_app::auth::limits::LimitSettings::default().header_read_seconds,
+                |g| g.limits.settings().header_read_seconds,
+            )
+            .max(1),
+    );
     // The FHIR facade: the same households, read models and guard, on its own listener.
     let fhir = fhir.map(|listener| {
         let mut facade =
@@ -191,23 +211,24 @@ pub async fn run(
         if let Some(subscriptions) = &subscriptions {
             facade = facade.with_subscriptions(std::sync::Arc::new(subscriptions.clone()));
         }
-        let mut stop = stopped.clone();
         let listener = connections::LimitedListener::new(listener, max_connections);
-        tokio::spawn(naast_fhir_http::serve(listener, facade, async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        }))
+        tokio::spawn(connections::serve_http(
+            listener,
+            facade.router(),
+            header_read,
+            stopped.clone(),
+        ))
     });
     // Prometheus metrics on their own listener.
     let metrics = metrics.map(|(listener, handle)| {
-        let mut stop = stopped.clone();
+        let listener = connections::LimitedListener::uncounted(listener, max_connections);
         tokio::spawn(crate::metrics::serve(
             listener,
             handle,
             log.clone(),
             projections.clone(),
-            async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            },
+            header_read,
+            stopped.clone(),
         ))
     });
     let push_store = push.as_ref().map(|push| push.store.clone());
@@ -242,6 +263,7 @@ pub async fn run(
         (Some(setup), Some(guard)) => Some(tokio::spawn(crate::web::serve(
             setup,
             max_connections,
+            header_read,
             households.clone(),
             audit.clone(),
             guard,
@@ -324,7 +346,7 @@ pub async fn run(
         let _ = draining.wait_for(|stop| *stop).await;
         tokio::time::sleep(DRAIN_DEADLINE).await;
     };
-    let (served, drained) = tokio::select! {
+    let (served, mut drained) = tokio::select! {
         served = served => (served, true),
         () = deadline => {
             tracing::warn!(deadline = ?DRAIN_DEADLINE, "connections still open after the drain deadline; closing them");
@@ -337,7 +359,9 @@ pub async fn run(
         ("the metrics listener", metrics),
     ] {
         if let Some(task) = task {
-            finish_door(door, task).await;
+            // A request cut off on another door may have left a command's audit record to
+            // the check at the next start, as a cut-off gRPC call may.
+            drained &= finish_door(door, task).await;
         }
     }
     for pusher in pushers.into_iter().chain(dispatcher) {

@@ -58,15 +58,15 @@ pub(crate) async fn timeline(
         Err(response) => return response,
     };
     let subscription = match web
-        .households
-        .subscribe_timeline(super::request(
+        .ask(
             &calling,
             "SubscribeTimeline",
             pb::SubscribeTimelineRequest {
                 household_id: id,
                 start_revision: Some(from),
             },
-        ))
+            |r| web.households.subscribe_timeline(r),
+        )
         .await
     {
         Ok(answer) => answer.into_inner(),

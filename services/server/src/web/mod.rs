@@ -137,23 +137,43 @@ impl std::ops::Deref for Web {
     }
 }
 
+/// The origin browsers send for `url` (`https://naast.example.nl`: scheme and host in lower
+/// case, no default port, no trailing slash), when `url` is the http(s) address of a site
+/// alone (no path, query, fragment or user).
+pub fn site_origin(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let alone = matches!(parsed.scheme(), "http" | "https")
+        && parsed.host().is_some()
+        && parsed.path() == "/"
+        && parsed.query().is_none()
+        && parsed.fragment().is_none()
+        && parsed.username().is_empty()
+        && parsed.password().is_none();
+    alone.then(|| parsed.origin().ascii_serialization())
+}
+
 /// Serves the web door of `setup` until `shutdown` turns true, on the same service
-/// implementations and guard as the gRPC door, with at most `max_connections` open at once.
+/// implementations and guard as the gRPC door, with at most `max_connections` open at once;
+/// `Ok(true)` when every request in flight at the stop finished.
 pub(crate) async fn serve(
     setup: Setup,
     max_connections: usize,
+    header_read: Duration,
     households: HouseholdApi,
     audit: AuditApi,
     guard: Guard,
     shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     let bound = setup.listener.local_addr()?;
-    let base = setup
-        .settings
-        .public_url
-        .clone()
-        .map(|u| u.trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| format!("http://{bound}"));
+    // Compared byte for byte with the `Origin` of every form: its canonical spelling.
+    let base = match &setup.settings.public_url {
+        Some(url) => site_origin(url).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "the web timeline's public URL {url:?} is not the address of a site alone"
+            ))
+        })?,
+        None => format!("http://{bound}"),
+    };
     let oidc = setup
         .settings
         .oidc
@@ -161,14 +181,9 @@ pub(crate) async fn serve(
         .map(|settings| signin::Oidc::new(settings, &base))
         .transpose()?;
     // Forms lead to naast itself, and (signing out) to the issuer.
-    let form_action = match oidc.as_ref().and_then(signin::Oidc::issuer_origin) {
-        Some(origin) => format!("'self' {origin}"),
-        None => "'self'".to_owned(),
-    };
-    let csp = HeaderValue::from_str(&format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
-    ))
-    .map_err(|e| std::io::Error::other(format!("the web timeline's CSP: {e}")))?;
+    let issuer = oidc.as_ref().and_then(signin::Oidc::issuer_origin);
+    let csp = HeaderValue::from_str(&csp(issuer.as_deref(), None))
+        .map_err(|e| std::io::Error::other(format!("the web timeline's CSP: {e}")))?;
     let web = Web(Arc::new(Inner {
         households,
         audit,
@@ -181,17 +196,8 @@ pub(crate) async fn serve(
         shutdown: shutdown.clone(),
         csp,
     }));
-    let mut stop = shutdown;
     let listener = crate::grpc::connections::LimitedListener::new(setup.listener, max_connections);
-    // `tap_io` only for the peer address axum hands a custom listener's connections.
-    axum::serve(
-        axum::serve::ListenerExt::tap_io(listener, |_| {}),
-        router(web).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|stop| *stop).await;
-    })
-    .await
+    crate::grpc::connections::serve_http(listener, router(web), header_read, shutdown).await
 }
 
 fn router(web: Web) -> Router {
@@ -227,6 +233,23 @@ fn router(web: Web) -> Router {
         .with_state(web)
 }
 
+/// The Content-Security-Policy of the pages: no script, style or image but naast's own, and
+/// forms that lead only to naast, the `issuer`'s origin and the origin of its end-session
+/// endpoint (`end_session`; signing out there too).
+fn csp(issuer: Option<&str>, end_session: Option<&str>) -> String {
+    let mut form_action = "'self'".to_owned();
+    for origin in [issuer, end_session.filter(|e| Some(*e) != issuer)]
+        .into_iter()
+        .flatten()
+    {
+        form_action.push(' ');
+        form_action.push_str(origin);
+    }
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
 /// The headers every answer carries: nothing personal is cached, no script or style but the
 /// service's own runs, the pages are not framed, and no address leaks in a referrer.
 async fn safe_headers(State(web): State<Web>, request: Request, next: Next) -> Response {
@@ -236,7 +259,7 @@ async fn safe_headers(State(web): State<Web>, request: Request, next: Next) -> R
         headers.insert(name, HeaderValue::from_static(value));
     };
     set(headers, header::CACHE_CONTROL, "no-store");
-    headers.insert(header::CONTENT_SECURITY_POLICY, web.csp.clone());
+    headers.insert(header::CONTENT_SECURITY_POLICY, web.csp());
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::X_FRAME_OPTIONS, "DENY");
     // `same-origin`, not `no-referrer`: with the latter browsers send `Origin: null` on forms,
@@ -270,6 +293,21 @@ async fn not_found() -> Response {
 }
 
 impl Web {
+    /// The Content-Security-Policy of an answer: the issuer's end-session endpoint is let in
+    /// once its metadata names one on another origin.
+    fn csp(&self) -> HeaderValue {
+        let Some(oidc) = &self.oidc else {
+            return self.csp.clone();
+        };
+        match oidc.end_session_origin() {
+            Some(end) if Some(&end) != oidc.issuer_origin().as_ref() => {
+                HeaderValue::from_str(&csp(oidc.issuer_origin().as_deref(), Some(&end)))
+                    .unwrap_or_else(|_| self.csp.clone())
+            }
+            _ => self.csp.clone(),
+        }
+    }
+
     fn session_cookie(&self) -> &'static str {
         if self.secure {
             "__Host-naast-sessie"
@@ -283,6 +321,15 @@ impl Web {
             "__Host-naast-aanmelden"
         } else {
             "naast-aanmelden"
+        }
+    }
+
+    /// The cookie binding the demo personas' form to the browser (dev mode only).
+    fn demo_cookie(&self) -> &'static str {
+        if self.secure {
+            "__Host-naast-demo"
+        } else {
+            "naast-demo"
         }
     }
 
@@ -310,33 +357,13 @@ impl Web {
     }
 
     /// Keeps `session` under a new random id; the `Set-Cookie` value that names it. A person
-    /// holding [`SESSIONS_PER_PERSON`] already loses their own oldest; when all sessions are
-    /// taken, the one idle longest goes.
+    /// holding [`SESSIONS_PER_PERSON`] open sessions already loses the one they used longest
+    /// ago (their ended ones are dropped first); when all sessions are taken, the one idle
+    /// longest goes.
     fn start_session(&self, session: Session) -> String {
         let id = random_token();
         let mut sessions = lock(&self.sessions);
-        let theirs: Vec<(Instant, String)> = sessions
-            .iter()
-            .filter(|(_, s)| s.issuer == session.issuer && s.subject == session.subject)
-            .map(|(id, s)| (s.started, id.clone()))
-            .collect();
-        if theirs.len() >= SESSIONS_PER_PERSON
-            && let Some((_, oldest)) = theirs.into_iter().min()
-        {
-            sessions.remove(&oldest);
-        }
-        if sessions.len() >= MAX_SESSIONS {
-            let now = Instant::now();
-            sessions.retain(|_, s| !s.expired(now));
-            if sessions.len() >= MAX_SESSIONS
-                && let Some(oldest) = sessions
-                    .iter()
-                    .min_by_key(|(_, s)| s.seen)
-                    .map(|(id, _)| id.clone())
-            {
-                sessions.remove(&oldest);
-            }
-        }
+        make_room(&mut sessions, &session, Instant::now());
         sessions.insert(id.clone(), session);
         format!("{}={id}{}", self.session_cookie(), self.cookie_attributes())
     }
@@ -380,7 +407,9 @@ impl Web {
         }
     }
 
-    /// Admits a call of `method` with `bearer`, as the guard admits any bearer token.
+    /// Authenticates `bearer` for a request that will make calls of `method`, as the guard
+    /// authenticates any bearer token (each call is then counted against the person's rate by
+    /// [`Web::ask`]).
     async fn let_in(
         &self,
         bearer: &str,
@@ -397,7 +426,63 @@ impl Web {
             )),
             purpose: None,
         };
-        self.guard.admit(arrival).await
+        self.guard.authenticate(arrival).await
+    }
+
+    /// The service implementation's answer to `call` of `method` with `message` on behalf of
+    /// `calling`, counted against the person's rate as a gRPC call is (a page that makes three
+    /// calls counts three) and recorded under its own name (`web GetHousehold`).
+    pub(crate) async fn ask<T, R, F>(
+        &self,
+        calling: &Calling,
+        method: &str,
+        message: T,
+        call: impl FnOnce(tonic::Request<T>) -> F,
+    ) -> Result<tonic::Response<R>, tonic::Status>
+    where
+        F: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        if let Calling::Caller(caller) = calling {
+            self.guard
+                .count_call(caller)
+                .await
+                .map_err(|refused| match refused {
+                    Refused::AuditUnavailable => {
+                        tonic::Status::unavailable("the audit log is unavailable")
+                    }
+                    other => tonic::Status::resource_exhausted(other.to_string()),
+                })?;
+        }
+        call(request(calling, method, message)).await
+    }
+}
+
+/// Makes room among `sessions` for `new`: that person's ended sessions go; if they still hold
+/// [`SESSIONS_PER_PERSON`], the one they used longest ago goes too; and when all sessions are
+/// taken, the ended ones go and then the one idle longest.
+fn make_room(sessions: &mut HashMap<String, Session>, new: &Session, now: Instant) {
+    let theirs = |s: &Session| s.issuer == new.issuer && s.subject == new.subject;
+    sessions.retain(|_, s| !(theirs(s) && s.expired(now)));
+    let open: Vec<(Instant, String)> = sessions
+        .iter()
+        .filter(|(_, s)| theirs(s))
+        .map(|(id, s)| (s.seen, id.clone()))
+        .collect();
+    if open.len() >= SESSIONS_PER_PERSON
+        && let Some((_, least_recent)) = open.into_iter().min()
+    {
+        sessions.remove(&least_recent);
+    }
+    if sessions.len() >= MAX_SESSIONS {
+        sessions.retain(|_, s| !s.expired(now));
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.seen)
+                .map(|(id, _)| id.clone())
+        {
+            sessions.remove(&oldest);
+        }
     }
 }
 
@@ -421,7 +506,7 @@ pub(crate) struct Signed {
 
 /// A request of `method` to a service implementation on behalf of `calling`: the call is
 /// recorded under its own name (`web GetHousehold`), whichever page makes it.
-pub(crate) fn request<T>(calling: &Calling, method: &str, message: T) -> tonic::Request<T> {
+fn request<T>(calling: &Calling, method: &str, message: T) -> tonic::Request<T> {
     let calling = match calling {
         Calling::Caller(caller) => Calling::Caller(Arc::new(naast_app::auth::caller::Caller {
             operation: format!("web {method}"),
@@ -677,6 +762,75 @@ mod tests {
         assert!(session(late - minute, 3600).expired(base + late));
         // Its access token has expired.
         assert!(session(minute, -1).expired(base + 2 * minute));
+    }
+
+    fn someones(subject: &str, started: Instant, seen: Instant) -> Session {
+        Session {
+            bearer: String::new(),
+            id_token: None,
+            csrf: String::new(),
+            name: String::new(),
+            role: PrincipalRole::Citizen,
+            issuer: "https://login.example.nl".into(),
+            subject: subject.into(),
+            started,
+            seen,
+            valid_until: i64::MAX,
+        }
+    }
+
+    #[test]
+    fn a_persons_sessions_past_the_cap_lose_the_ended_then_the_least_recently_used() {
+        let base = Instant::now();
+        let now = base + SESSION_IDLE + Duration::from_secs(600);
+        let mut sessions = HashMap::new();
+        // One ended (idle too long), and the cap filled with open ones; the earliest started
+        // is the one used last.
+        sessions.insert("ended".to_owned(), someones("anna", base, base));
+        for n in 0..SESSIONS_PER_PERSON - 1 {
+            let seen = now - Duration::from_secs(100 - n as u64);
+            sessions.insert(format!("open{n}"), someones("anna", base, seen));
+        }
+        sessions.insert("in-use".to_owned(), someones("anna", base, now));
+        sessions.insert("other".to_owned(), someones("bram", base, base));
+        let new = someones("anna", now, now);
+        make_room(&mut sessions, &new, now);
+        // The ended one went, and with it the least recently used open one.
+        assert!(!sessions.contains_key("ended"));
+        assert!(!sessions.contains_key("open0"));
+        assert!(sessions.contains_key("in-use"));
+        assert!(sessions.contains_key("open1"));
+        // Another person's sessions are not theirs to lose.
+        assert!(sessions.contains_key("other"));
+        let annas = sessions.values().filter(|s| s.subject == "anna").count();
+        assert_eq!(annas, SESSIONS_PER_PERSON - 1);
+    }
+
+    #[test]
+    fn forms_may_lead_to_the_issuer_and_its_end_session_origin_alone() {
+        let only = csp(None, None);
+        assert!(only.contains("form-action 'self';"), "{only}");
+        let issuer = csp(Some("https://login.example.nl"), None);
+        assert!(
+            issuer.contains("form-action 'self' https://login.example.nl;"),
+            "{issuer}"
+        );
+        let both = csp(
+            Some("https://login.example.nl"),
+            Some("https://logout.example.com"),
+        );
+        assert!(
+            both.contains(
+                "form-action 'self' https://login.example.nl https://logout.example.com;"
+            ),
+            "{both}"
+        );
+        let same = csp(
+            Some("https://login.example.nl"),
+            Some("https://login.example.nl"),
+        );
+        assert_eq!(same, issuer);
+        assert!(issuer.starts_with("default-src 'none';"));
     }
 
     #[test]

@@ -35,12 +35,12 @@ pub(crate) async fn households(State(web): State<Web>, peer: Peer, headers: Head
         Err(response) => return response,
     };
     let caseload = match web
-        .households
-        .list_caseload(super::request(
+        .ask(
             &calling,
             "ListCaseload",
             pb::ListCaseloadRequest::default(),
-        ))
+            |r| web.households.list_caseload(r),
+        )
         .await
     {
         Ok(answer) => answer.into_inner(),
@@ -220,15 +220,15 @@ async fn household_of(
         return Ok(None);
     }
     match web
-        .households
-        .get_household(super::request(
+        .ask(
             calling,
             "GetHousehold",
             pb::GetHouseholdRequest {
                 household_id: id.to_owned(),
                 ..Default::default()
             },
-        ))
+            |r| web.households.get_household(r),
+        )
         .await
     {
         Ok(answer) => Ok(answer.into_inner().household),
@@ -268,8 +268,9 @@ pub(crate) async fn timeline(
         Err(_) => None,
     };
     let entries = match web
-        .households
-        .list_timeline_entries(super::request(&calling, "ListTimelineEntries", request))
+        .ask(&calling, "ListTimelineEntries", request, |r| {
+            web.households.list_timeline_entries(r)
+        })
         .await
     {
         Ok(answer) => answer.into_inner(),
@@ -479,8 +480,7 @@ pub(crate) async fn print(
     let mut token = String::new();
     loop {
         let answer = match web
-            .households
-            .list_timeline_entries(super::request(
+            .ask(
                 &calling,
                 "ListTimelineEntries",
                 pb::ListTimelineEntriesRequest {
@@ -489,7 +489,8 @@ pub(crate) async fn print(
                     page_token: token,
                     ..Default::default()
                 },
-            ))
+                |r| web.households.list_timeline_entries(r),
+            )
             .await
         {
             Ok(answer) => answer.into_inner(),
@@ -536,8 +537,7 @@ pub(crate) async fn plan(
         Err(response) => return response,
     };
     let goals = match web
-        .households
-        .list_goals(super::request(
+        .ask(
             &calling,
             "ListGoals",
             pb::ListGoalsRequest {
@@ -545,15 +545,15 @@ pub(crate) async fn plan(
                 page_size: 1_000,
                 ..Default::default()
             },
-        ))
+            |r| web.households.list_goals(r),
+        )
         .await
     {
         Ok(answer) => answer.into_inner().goals,
         Err(status) => return super::status_page(&status),
     };
     let agreements = match web
-        .households
-        .list_agreements(super::request(
+        .ask(
             &calling,
             "ListAgreements",
             pb::ListAgreementsRequest {
@@ -561,7 +561,8 @@ pub(crate) async fn plan(
                 page_size: 1_000,
                 ..Default::default()
             },
-        ))
+            |r| web.households.list_agreements(r),
+        )
         .await
     {
         Ok(answer) => answer.into_inner().agreements,
@@ -703,14 +704,14 @@ pub(crate) async fn access(
         Err(response) => return response,
     };
     let grants = match web
-        .households
-        .list_access_grants(super::request(
+        .ask(
             &calling,
             "ListAccessGrants",
             pb::ListAccessGrantsRequest {
                 household_id: id.clone(),
             },
-        ))
+            |r| web.households.list_access_grants(r),
+        )
         .await
     {
         Ok(answer) => answer.into_inner(),
@@ -914,8 +915,9 @@ pub(crate) async fn grant(
         Err(response) => return response,
     };
     match web
-        .households
-        .grant_access(super::request(&calling, "GrantAccess", request))
+        .ask(&calling, "GrantAccess", request, |r| {
+            web.households.grant_access(r)
+        })
         .await
     {
         Ok(_) => Redirect::to(&format!("/huishoudens/{id}/toegang")).into_response(),
@@ -941,14 +943,14 @@ async fn grant_request(
     // In answer to a request: its requester and terms.
     if let Some(request_id) = form_value(pairs, "verzoek").filter(|v| !v.is_empty()) {
         let listed = web
-            .households
-            .list_access_grants(super::request(
+            .ask(
                 calling,
                 "ListAccessGrants",
                 pb::ListAccessGrantsRequest {
                     household_id: id.to_owned(),
                 },
-            ))
+                |r| web.households.list_access_grants(r),
+            )
             .await
             .map_err(|s| super::status_page(&s))?
             .into_inner();
@@ -1035,7 +1037,7 @@ pub(crate) async fn revoke(
     Path((id, grant)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let api = web.households.clone();
+    let asking = web.clone();
     let request = pb::RevokeAccessRequest {
         household_id: id.clone(),
         grant_id: grant,
@@ -1049,7 +1051,10 @@ pub(crate) async fn revoke(
         "RevokeAccess",
         &id,
         |calling| async move {
-            api.revoke_access(super::request(&calling, "RevokeAccess", request))
+            asking
+                .ask(&calling, "RevokeAccess", request, |r| {
+                    asking.households.revoke_access(r)
+                })
                 .await
                 .map(drop)
         },
@@ -1065,7 +1070,7 @@ pub(crate) async fn decline(
     Path((id, request)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let api = web.households.clone();
+    let asking = web.clone();
     let request = pb::DeclineAccessRequestRequest {
         household_id: id.clone(),
         access_request_id: request,
@@ -1079,7 +1084,10 @@ pub(crate) async fn decline(
         "DeclineAccessRequest",
         &id,
         |calling| async move {
-            api.decline_access_request(super::request(&calling, "DeclineAccessRequest", request))
+            asking
+                .ask(&calling, "DeclineAccessRequest", request, |r| {
+                    asking.households.decline_access_request(r)
+                })
                 .await
                 .map(drop)
         },
@@ -1168,8 +1176,7 @@ pub(crate) async fn access_log(
     let mut more = false;
     loop {
         let answer = match web
-            .audit
-            .list_access_log(super::request(
+            .ask(
                 &calling,
                 "ListAccessLog",
                 pb::ListAccessLogRequest {
@@ -1181,7 +1188,8 @@ pub(crate) async fn access_log(
                     page_size: 1_000,
                     page_token: token,
                 },
-            ))
+                |r| web.audit.list_access_log(r),
+            )
             .await
         {
             Ok(answer) => answer.into_inner(),

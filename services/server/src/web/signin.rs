@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 pub const PENDING_FOR: Duration = Duration::from_secs(10 * 60);
 /// How long the issuer's discovery document and keys are used before they are fetched again.
 const METADATA_TTL: Duration = Duration::from_secs(600);
+/// How soon an issuer that could not be reached is tried again (its metadata used meanwhile).
+const METADATA_RETRY: Duration = Duration::from_secs(30);
 
 /// Sign-in at an OpenID issuer (`[web]` in the config file).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +103,10 @@ pub(crate) struct Oidc {
     /// Where the issuer sends a person back after signing out there.
     home: String,
     http: openidconnect::reqwest::Client,
-    metadata: tokio::sync::Mutex<Option<(CoreProviderMetadata, Instant)>>,
+    /// The issuer's metadata and when it was fetched (or last found unreachable).
+    metadata: std::sync::Mutex<Option<(CoreProviderMetadata, Instant)>>,
+    /// Held by the one request fetching the metadata; the others use what is held meanwhile.
+    fetching: tokio::sync::Mutex<()>,
     key: [u8; 32],
 }
 
@@ -118,7 +123,8 @@ impl Oidc {
             redirect: format!("{base}/aanmelden/terug"),
             home: format!("{base}/"),
             http,
-            metadata: tokio::sync::Mutex::default(),
+            metadata: std::sync::Mutex::default(),
+            fetching: tokio::sync::Mutex::default(),
             key: rand::random(),
         })
     }
@@ -135,19 +141,74 @@ impl Oidc {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
+    /// The issuer's metadata: as held while it is fresh, else fetched again. One request
+    /// fetches at a time and no lock is held meanwhile, so a slow issuer holds up only
+    /// the requests that have no metadata at all; when it cannot be reached, the metadata held
+    /// is used on (and fetched again after [`METADATA_RETRY`]).
     async fn metadata(&self) -> Result<CoreProviderMetadata, String> {
-        let mut held = self.metadata.lock().await;
-        if let Some((metadata, fetched)) = held.as_ref()
+        let held = super::lock(&self.metadata).clone();
+        if let Some((metadata, fetched)) = &held
             && fetched.elapsed() < METADATA_TTL
         {
             return Ok(metadata.clone());
         }
+        let _fetching = match self.fetching.try_lock() {
+            Ok(fetching) => fetching,
+            Err(_) => {
+                // Another request is fetching: what is held meanwhile, or wait for it.
+                if let Some((metadata, _)) = held {
+                    return Ok(metadata);
+                }
+                let _waited = self.fetching.lock().await;
+                return super::lock(&self.metadata)
+                    .as_ref()
+                    .map(|(metadata, _)| metadata.clone())
+                    .ok_or_else(|| "the issuer's metadata could not be fetched".to_owned());
+            }
+        };
         let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| e.to_string())?;
-        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
-            .await
-            .map_err(|e| error_chain(&e))?;
-        *held = Some((metadata.clone(), Instant::now()));
-        Ok(metadata)
+        match CoreProviderMetadata::discover_async(issuer, &self.http).await {
+            Ok(metadata) => {
+                *super::lock(&self.metadata) = Some((metadata.clone(), Instant::now()));
+                Ok(metadata)
+            }
+            Err(e) => {
+                let why = error_chain(&e);
+                let Some((metadata, _)) = held else {
+                    return Err(why);
+                };
+                tracing::warn!(error = %why, "the issuer's metadata could not be fetched again; using what was fetched before");
+                let retry_at = Instant::now()
+                    .checked_sub(METADATA_TTL.saturating_sub(METADATA_RETRY))
+                    .unwrap_or_else(Instant::now);
+                *super::lock(&self.metadata) = Some((metadata.clone(), retry_at));
+                Ok(metadata)
+            }
+        }
+    }
+
+    /// The issuer's end-session endpoint, when it names one naast may send a browser to: over
+    /// https, or on the issuer's own origin.
+    fn end_session_endpoint(
+        &self,
+        metadata: &CoreProviderMetadata,
+    ) -> Option<openidconnect::url::Url> {
+        let end = metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_deref()?;
+        let url = openidconnect::url::Url::parse(end).ok()?;
+        let own = self.issuer_origin().as_deref() == Some(&url.origin().ascii_serialization());
+        (url.scheme() == "https" || own).then_some(url)
+    }
+
+    /// The origin of the end-session endpoint, when it is known and may be used (the sign-out
+    /// form leads there).
+    pub(crate) fn end_session_origin(&self) -> Option<String> {
+        let held = super::lock(&self.metadata);
+        let (metadata, _) = held.as_ref()?;
+        self.end_session_endpoint(metadata)
+            .map(|url| url.origin().ascii_serialization())
     }
 
     /// Where to send a person who signs out, to sign out at the issuer too (when it says where):
@@ -155,11 +216,7 @@ impl Oidc {
     /// to.
     pub(crate) async fn end_session(&self, id_token: &str) -> Option<String> {
         let metadata = self.metadata().await.ok()?;
-        let end = metadata
-            .additional_metadata()
-            .end_session_endpoint
-            .as_ref()?;
-        let mut url = openidconnect::url::Url::parse(end).ok()?;
+        let mut url = self.end_session_endpoint(&metadata)?;
         url.query_pairs_mut()
             .append_pair("id_token_hint", id_token)
             .append_pair("post_logout_redirect_uri", &self.home)
@@ -193,9 +250,9 @@ pub(crate) async fn start_page(State(web): State<Web>, headers: HeaderMap) -> Re
     if web.session(&headers).is_some() {
         return Redirect::to("/huishoudens").into_response();
     }
-    // The personas' form is bound to this browser by a cookie holding its token.
+    // The personas' form (dev mode only) is bound to this browser by a cookie of its own
+    // holding its token; a sign-in at the issuer begun in another tab is left alone.
     let token = random_token();
-    let pending = web.pending_cookie();
     let body = html! {
         h1 { "Aanmelden bij naast" }
         p { "naast toont de afspraken, doelen en zorg van uw gezin op één tijdlijn, voor u en voor wie u toegang geeft." }
@@ -222,10 +279,12 @@ pub(crate) async fn start_page(State(web): State<Web>, headers: HeaderMap) -> Re
         }
     };
     let mut response = page(layout("Aanmelden", None, body));
-    set_cookie(
-        &mut response,
-        &format!("{pending}={token}{}", web.cookie_attributes()),
-    );
+    if web.dev.is_some() {
+        set_cookie(
+            &mut response,
+            &format!("{}={token}{}", web.demo_cookie(), web.cookie_attributes()),
+        );
+    }
     response
 }
 
@@ -425,7 +484,7 @@ pub(crate) async fn demo(
         return super::not_found().await;
     };
     let pairs = super::form_pairs(&body);
-    let bound = super::cookie(&headers, web.pending_cookie());
+    let bound = super::cookie(&headers, web.demo_cookie());
     let sent = super::form_value(&pairs, "csrf");
     if !matches!((bound, sent), (Some(b), Some(s)) if same_secret(&b, s)) {
         return super::csrf_refused();
