@@ -20,11 +20,20 @@ fi
 
 # A real browser for the web timeline's tests: Debian's Chromium and its matching chromedriver
 # (driven by Python selenium, installed below; axe-core comes with tests/node).
+# PostgreSQL from Debian's packages for the event log's second engine: each test starts a
+# throwaway cluster of its own in a temporary directory (tests/pgcluster), on a Unix socket.
+packages=()
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  packages+=(chromium chromium-driver)
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  packages+=(postgresql)
+fi
+if [ ${#packages[@]} -gt 0 ]; then
   sudo_if_needed=""
   if [ "$(id -u)" != 0 ]; then sudo_if_needed="sudo"; fi
   $sudo_if_needed apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q chromium chromium-driver
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -q "${packages[@]}"
 fi
 
 # An independent gRPC client (Python grpcio) is one of the end-to-end tests; Python selenium

@@ -2,6 +2,7 @@
 //! acknowledged append; it is SIGKILLed at random moments, and after every kill the data
 //! directory is reopened and checked: every acknowledged event is there at the position it was
 //! acknowledged at, no append is half there, positions are gap-free and the hash chain verifies.
+//! On sled, and on PostgreSQL (a throwaway cluster; its server is not killed, the writer is).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
@@ -37,14 +38,27 @@ fn parse_ack(line: &str) -> Option<Ack> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_appends_survive_sigkill_and_nothing_is_half_written() {
-    let writer = workspace_bin("eventlog-crash-writer");
     let dir = tempfile::tempdir().expect("temp dir");
+    let location = dir.path().to_str().expect("a UTF-8 temporary path");
+    crash_rounds(location, ROUNDS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_acknowledged_appends_survive_sigkill_of_the_writer() {
+    let cluster = naast_pg_cluster::Cluster::start();
+    crash_rounds(&cluster.database(), ROUNDS / 3).await;
+}
+
+/// `rounds` writers on the log at `location`, each killed at a random moment, the log checked
+/// after each.
+async fn crash_rounds(location: &str, rounds: u64) {
+    let writer = workspace_bin("eventlog-crash-writer");
     let mut rng = Rng::new(2026);
     let mut acked: Vec<Ack> = Vec::new();
     let mut rounds_with_acks = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let mut child = Command::new(&writer)
-            .arg(dir.path())
+            .arg(location)
             .arg(round.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -71,21 +85,21 @@ async fn acknowledged_appends_survive_sigkill_and_nothing_is_half_written() {
         let acks: Vec<Ack> = all.iter().filter_map(|l| parse_ack(l)).collect();
         rounds_with_acks += usize::from(!acks.is_empty());
         acked.extend(acks);
-        let head = check(dir.path(), &acked, round).await;
+        let head = check(location, &acked, round).await;
         println!(
             "round {round}: {} acknowledged appends so far, {head} events in the log",
             acked.len()
         );
     }
     assert_eq!(
-        rounds_with_acks, ROUNDS as usize,
+        rounds_with_acks, rounds as usize,
         "every round must be killed while the writer acknowledges appends"
     );
 }
 
 /// Checks the reopened log; returns how many events it holds.
-async fn check(dir: &std::path::Path, acked: &[Ack], round: u64) -> u64 {
-    let log = EventLog::open(dir, Options::default()).expect("reopen after the kill");
+async fn check(location: &str, acked: &[Ack], round: u64) -> u64 {
+    let log = EventLog::open_at(location, Options::default()).expect("reopen after the kill");
     for ack in acked {
         for (i, id) in ack.ids.iter().enumerate() {
             let event = log

@@ -14,6 +14,7 @@
 //! - [`record`]: event types, the record format and its hash chain;
 //! - `keys`: the key layout in the ordered keyspace;
 //! - [`storage`]: the small storage trait, sled and in-memory engines;
+//! - [`postgres`]: the engine on PostgreSQL, for a log shared beyond one machine;
 //! - [`limits`]: what may be appended;
 //! - [`space`]: the reserve of free disk space a log keeps.
 //!
@@ -30,6 +31,7 @@ mod error;
 mod keys;
 pub mod limits;
 pub mod log;
+pub mod postgres;
 pub mod record;
 pub mod space;
 pub mod storage;
@@ -41,6 +43,7 @@ pub use log::{
     AppendOutcome, BrokenLink, Direction, Durability, END, EventLog, ExpectedRevision, Options,
     VerifyReport,
 };
+pub use postgres::PgStorage;
 pub use record::{Metadata, NewEvent, RecordedEvent};
 pub use storage::{MemoryStorage, SledStorage, Storage};
 pub use subscription::Subscription;

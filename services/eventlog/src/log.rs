@@ -276,6 +276,24 @@ impl EventLog {
         )
     }
 
+    /// Opens (or creates) the log in the PostgreSQL database at `url` ([`crate::PgStorage`]):
+    /// the schema is migrated, and the writer's lock taken, waiting up to ten seconds for a
+    /// process that just died to let it go. Fails when another process keeps it.
+    pub fn open_postgres(url: &str, options: Options) -> Result<Self> {
+        let storage = crate::PgStorage::connect(url)?;
+        Self::start(Arc::new(storage), options, None, None, false, None)
+    }
+
+    /// Opens the log at `location`: a PostgreSQL database when it is a `postgres://` or
+    /// `postgresql://` URL, else a directory on sled.
+    pub fn open_at(location: &str, options: Options) -> Result<Self> {
+        if crate::postgres::is_url(location) {
+            Self::open_postgres(location, options)
+        } else {
+            Self::open(location, options)
+        }
+    }
+
     /// Opens the log on any [`Storage`], e.g. [`crate::MemoryStorage`].
     pub fn with_storage(storage: Arc<dyn Storage>, options: Options) -> Result<Self> {
         Self::start(storage, options, None, None, false, None)

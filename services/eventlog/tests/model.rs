@@ -339,3 +339,39 @@ proptest! {
         })?;
     }
 }
+
+/// The same model against the engine on PostgreSQL: a throwaway cluster for the test, a fresh
+/// database per case (fewer cases than sled's, as each makes a database).
+#[test]
+fn postgres_agrees_with_the_model_and_after_a_reopen() {
+    let cluster = naast_pg_cluster::Cluster::start();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    });
+    let fail = |e: naast_eventlog::Error| TestCaseError::fail(e.to_string());
+    let outcome = runner.run(&proptest::collection::vec(op(), 1..60), |ops| {
+        runtime().block_on(async {
+            let url = cluster.database();
+            let log = EventLog::open_postgres(&url, Options::default()).map_err(fail)?;
+            check(&log, &ops).await?;
+            let before = log
+                .read_all(0, Direction::Forwards, usize::MAX)
+                .map(summary);
+            log.close().await;
+            drop(log);
+            let log = EventLog::open_postgres(&url, Options::default()).map_err(fail)?;
+            prop_assert_eq!(
+                log.read_all(0, Direction::Forwards, usize::MAX)
+                    .map(summary),
+                before
+            );
+            prop_assert_eq!(log.verify().map(|r| r.first_break), Ok(None));
+            log.close().await;
+            Ok(())
+        })
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+}

@@ -74,16 +74,35 @@ async fn catch_up_then_live_delivers_every_event_once_on_sled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn catch_up_then_live_delivers_every_event_once_on_postgres() {
+    let cluster = naast_pg_cluster::Cluster::start();
+    let log = EventLog::open_postgres(&cluster.database(), Options::default()).expect("open");
+    all_events_exactly_once_under_concurrent_appends(log).await;
+}
+
+/// A live buffer of two batches: the slow subscriber overflows it again and again.
+fn lagging_options() -> Options {
+    Options {
+        live_buffer_batches: 2,
+        ..Options::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lagging_subscriber_falls_back_to_storage_and_loses_nothing() {
-    // A live buffer of two batches: the slow subscriber below overflows it again and again.
-    let log = EventLog::with_storage(
-        Arc::new(MemoryStorage::new()),
-        Options {
-            live_buffer_batches: 2,
-            ..Options::default()
-        },
-    )
-    .expect("open");
+    let log =
+        EventLog::with_storage(Arc::new(MemoryStorage::new()), lagging_options()).expect("open");
+    falls_back_and_loses_nothing(log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgres_a_lagging_subscriber_falls_back_to_storage_and_loses_nothing() {
+    let cluster = naast_pg_cluster::Cluster::start();
+    let log = EventLog::open_postgres(&cluster.database(), lagging_options()).expect("open");
+    falls_back_and_loses_nothing(log).await;
+}
+
+async fn falls_back_and_loses_nothing(log: EventLog) {
     let mut sub = log.subscribe_all(0);
     let writer = {
         let log = log.clone();

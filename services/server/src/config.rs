@@ -30,8 +30,12 @@ pub struct Config {
     /// The web timeline for people (`--web-listen`, `[web]`); off unless a listen address is
     /// set.
     pub web: Option<crate::web::WebSettings>,
-    /// Directory of the event log.
+    /// Directory of the event log (unless `storage` puts it in PostgreSQL) and of the other
+    /// stores: read models, audit log, household keys, push state.
     pub data_dir: PathBuf,
+    /// The event log in a PostgreSQL database (`--storage postgres://…`) instead of on sled in
+    /// `data_dir`; a secret, since the URL may hold a password.
+    pub storage: Option<Secret>,
     /// How tokens are checked.
     pub auth: AuthSettings,
     /// Run the built-in development issuer (not for production).
@@ -47,6 +51,20 @@ pub struct Config {
     pub supporter_hourly_rate_cents: u32,
     /// What one caller may use: calls per second, open streams (`[limits]`).
     pub limits: naast_app::auth::limits::LimitSettings,
+}
+
+impl Config {
+    /// Opens the event log where it is configured: in PostgreSQL (`storage`), else on sled in
+    /// the data directory.
+    pub fn open_log(
+        &self,
+        options: naast_eventlog::Options,
+    ) -> naast_eventlog::Result<naast_eventlog::EventLog> {
+        match &self.storage {
+            Some(url) => naast_eventlog::EventLog::open_postgres(&url.0, options),
+            None => naast_eventlog::EventLog::open(&self.data_dir, options),
+        }
+    }
 }
 
 /// What an hour of a client supporter costs unless configured: EUR 75, the middle of what the
@@ -77,6 +95,8 @@ pub struct Overrides {
     pub web_listen: Option<String>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// Where the event log lives, when not in the data directory (`postgres://…`).
+    pub storage: Option<String>,
     /// Trusted issuers.
     pub issuers: Vec<String>,
     /// Audience.
@@ -122,6 +142,9 @@ pub struct FileConfig {
     pub web: FileWeb,
     /// `data_dir = "/var/lib/naast"`
     pub data_dir: Option<PathBuf>,
+    /// `storage = "postgres://naast@db.example.nl/naast"` (the event log in PostgreSQL; default:
+    /// on sled in `data_dir`)
+    pub storage: Option<String>,
     /// `master_key_file = "/etc/naast/master.key"` (base64 of 32 bytes, readable by naast only)
     pub master_key_file: Option<PathBuf>,
     /// `audit_retention_days = 1827`
@@ -230,6 +253,9 @@ pub enum ConfigError {
     /// The data directory is empty.
     #[error("data_dir must not be empty")]
     EmptyDataDir,
+    /// The storage is not a PostgreSQL URL.
+    #[error("storage: {0}")]
+    Storage(String),
     /// No issuer is trusted and dev mode is off: nobody could sign in.
     #[error(
         "no trusted token issuer: give --issuer URL (or NAAST_ISSUERS, or auth.issuers in the config file), or --dev for the built-in development issuer"
@@ -292,6 +318,7 @@ impl Config {
             metrics_listen,
             web_listen,
             data_dir,
+            storage,
             issuers,
             audience,
             dev,
@@ -339,6 +366,13 @@ impl Config {
         if data_dir.as_os_str().is_empty() {
             return Err(ConfigError::EmptyDataDir);
         }
+        let storage = match storage.or(file.storage).filter(|s| !s.is_empty()) {
+            Some(url) => {
+                naast_eventlog::postgres::check_url(&url).map_err(ConfigError::Storage)?;
+                Some(Secret(url))
+            }
+            None => None,
+        };
         let issuers = if issuers.is_empty() {
             file.auth.issuers
         } else {
@@ -445,6 +479,7 @@ impl Config {
             metrics_listen,
             web,
             data_dir,
+            storage,
             auth,
             dev,
             master_key,
@@ -688,6 +723,26 @@ mod tests {
             assert!(refused.to_string().contains(why), "{text}: {refused}");
         }
 
+        // The event log in PostgreSQL: a URL of it, never anything else.
+        std::fs::write(
+            &file,
+            "storage = \"postgresql://naast@db.example.nl/naast\"\n",
+        )
+        .unwrap();
+        let in_postgres = Config::resolve(Overrides::default(), Some(&file), false).unwrap();
+        assert_eq!(
+            in_postgres.storage.map(|s| s.0).as_deref(),
+            Some("postgresql://naast@db.example.nl/naast")
+        );
+        for wrong in ["/var/lib/naast", "postgres://naast@db/x?sslmode=sometimes"] {
+            let overrides = Overrides {
+                storage: Some(wrong.into()),
+                ..Overrides::default()
+            };
+            let refused = Config::resolve(overrides, None, false).unwrap_err();
+            assert!(refused.to_string().starts_with("storage: "), "{refused}");
+        }
+
         // A public URL is kept as browsers send it in `Origin`: whatever its spelling, forms
         // from it are recognised and cookies are `Secure` over https.
         std::fs::write(
@@ -737,6 +792,7 @@ mod tests {
                 metrics_listen: None,
                 web: None,
                 data_dir: DEFAULT_DATA_DIR.into(),
+                storage: None,
                 auth: AuthSettings {
                     issuers: Vec::new(),
                     audience: DEFAULT_AUDIENCE.into(),

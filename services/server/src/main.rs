@@ -93,9 +93,13 @@ struct ServeArgs {
     /// 0 picks a free one. Sign-in is configured in the config file's `[web]` table.
     #[arg(long, env = "NAAST_WEB_LISTEN")]
     web_listen: Option<String>,
-    /// Directory of the event log [default: ./data].
+    /// Directory of the event log and the other stores [default: ./data].
     #[arg(long, env = "NAAST_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
+    /// The event log in PostgreSQL instead of the data directory: `postgres://user@host/db`
+    /// (one naast process writes to a database at a time).
+    #[arg(long, env = "NAAST_STORAGE")]
+    storage: Option<String>,
     /// TOML file with `listen`, `data_dir` and an `[auth]` table; flags and environment
     /// override it.
     #[arg(long)]
@@ -308,6 +312,7 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
         metrics_listen: args.metrics_listen,
         web_listen: args.web_listen,
         data_dir: args.data_dir,
+        storage: args.storage,
         issuers: args.issuers,
         audience: args.audience,
         dev: args.dev,
@@ -422,7 +427,7 @@ fn block_on<T, E: std::fmt::Display>(
 
 async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     naast_server::config::private_data_dir(&config.data_dir)?;
-    let log = EventLog::open(&config.data_dir, Options::default())?;
+    let log = config.open_log(Options::default())?;
     let mut projections = Projections::open(&config.data_dir.join("projections"))?;
     match vault(&config.data_dir, config.master_key.as_ref(), false)? {
         Some(vault) => projections = projections.with_vault(vault),
@@ -462,7 +467,7 @@ fn rotate_master_key(args: RotateArgs) -> Result<(), Failure> {
         })?;
     // The server must be stopped (it keeps keys in memory and makes new ones): holding the
     // data directory's lock for the whole rotation shows it is, and keeps it so.
-    let log = EventLog::open(&config.data_dir, Options::default()).map_err(failed)?;
+    let log = config.open_log(Options::default()).map_err(failed)?;
     let rotated = naast_vault::rotate_master_key(&config.data_dir.join("keys"), &old, &new);
     block_on(async {
         log.close().await;
@@ -542,7 +547,7 @@ fn verify(config: Config) -> Result<(), Failure> {
             Ok::<(), String>(())
         })?;
     }
-    let log = EventLog::open(&config.data_dir, Options::default()).map_err(failed)?;
+    let log = config.open_log(Options::default()).map_err(failed)?;
     let report = log.verify().map_err(failed);
     // Closed cleanly, so the next open need not look for debris again.
     block_on(async {
@@ -696,13 +701,14 @@ enum Served {
 async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error + Send + Sync>> {
     naast_server::config::private_data_dir(&config.data_dir)?;
     let min_free_bytes = config.limits.min_free_disk_mb.saturating_mul(1024 * 1024);
-    let log = EventLog::open(
-        &config.data_dir,
-        Options {
-            min_free_bytes,
-            ..Options::default()
-        },
-    )?;
+    // (The disk reserve guards the data directory's disk; PostgreSQL guards its own.)
+    let log = config.open_log(Options {
+        min_free_bytes,
+        ..Options::default()
+    })?;
+    if config.storage.is_some() {
+        tracing::info!("the event log is in PostgreSQL");
+    }
     let vault =
         vault(&config.data_dir, config.master_key.as_ref(), config.dev)?.ok_or("no master key")?;
     let projections =

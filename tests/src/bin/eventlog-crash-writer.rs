@@ -1,8 +1,9 @@
 //! Appends to the event log in a data directory until killed, from several tasks at once, and
 //! prints one line per acknowledged append: `ack <first position> <id>,<id>,…`.
 //!
-//! `eventlog-crash-writer <data dir> <seed>` appends; `eventlog-crash-writer <data dir> hold`
-//! opens the log, prints `ready` and waits forever (to test the directory lock).
+//! `eventlog-crash-writer <data dir or postgres:// URL> <seed>` appends;
+//! `eventlog-crash-writer <data dir> hold` opens the log, prints `ready` and waits forever (to
+//! test the directory lock).
 //!
 //! Each event's payload is `<call id> <index> <count>`, the call id being the first event's id,
 //! so the checker can tell that every append is entirely present or entirely absent.
@@ -21,10 +22,10 @@ const TASKS: u64 = 6;
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(dir), Some(mode)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: eventlog-crash-writer <data dir> <seed|hold>");
+        eprintln!("usage: eventlog-crash-writer <data dir|postgres URL> <seed|hold>");
         return ExitCode::from(64);
     };
-    let log = match EventLog::open(dir, Options::default()) {
+    let log = match EventLog::open_at(dir, Options::default()) {
         Ok(log) => log,
         Err(e) => {
             eprintln!("open: {e}");

@@ -1,0 +1,460 @@
+//! The event log on PostgreSQL ([`PgStorage`]): the same ordered keyspace the log keeps on sled
+//! (records by position, the stream and id indexes), as rows of one table, so every promise the
+//! log makes above its engine (per-stream revisions, one gapless global order, idempotent
+//! appends, the hash chain, `verify`) holds unchanged.
+//!
+//! # The commit path
+//! The log's one writer writes a group of commands' entries with one `INSERT` and then syncs
+//! once for the whole group, as on sled:
+//! - a write is one statement, so atomic; it runs on a session with `synchronous_commit` off,
+//!   so it is visible at once but not yet waited for;
+//! - a sync is a transaction that takes a transaction id (`txid_current()`) with
+//!   `synchronous_commit` on: its commit waits until the write-ahead log is flushed (and, with
+//!   synchronous standbys configured, received by them) up to its own commit record, which lies
+//!   after every earlier write. One flush makes the whole group durable; nothing is
+//!   acknowledged before it.
+//!
+//! # One writer
+//! The writing connection holds a session-level advisory lock for the life of the log: a second
+//! naast process on the same database is refused at open. Writes go only over that connection,
+//! so a process whose connection (and with it the lock) is lost can write nothing more: its log
+//! is poisoned by the first failed write or sync, and a new open takes the lock again.
+//!
+//! # Schema
+//! Migrations (`migrations/postgres/*.sql`, embedded) are applied at open, each once, in order,
+//! under an advisory lock of their own, and recorded in `naast_migrations`.
+
+use crate::StorageError;
+use crate::storage::{Entry, Storage};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio_postgres::{Client, NoTls, Statement};
+
+/// The schema's migrations: version, name, SQL. Applied in this order, each once.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "the event log's entries",
+    include_str!("../migrations/postgres/0001_event_log.sql"),
+)];
+
+/// The advisory lock the writing process holds while its log is open.
+pub const WRITER_LOCK: i64 = 0x6e61_6173_745f_6c67;
+/// The advisory lock held while migrations are applied.
+const MIGRATION_LOCK: i64 = 0x6e61_6173_745f_6d67;
+/// How long an open waits for the writer's lock: a process that just died lets it go once
+/// PostgreSQL notices its connection is gone.
+const LOCK_WAIT: &str = "10s";
+/// Rows fetched per round trip of a long scan.
+const PAGE: usize = 1_000;
+/// Connections that serve reads (each pipelines the reads sent to it).
+const READERS: usize = 2;
+
+/// The statements of a reading connection.
+struct Reader {
+    client: Arc<Client>,
+    get: Statement,
+    forwards: Statement,
+    backwards: Statement,
+}
+
+/// The event log's engine on PostgreSQL (see the module's documentation).
+pub struct PgStorage {
+    /// Runs the connections' tasks; `None` only while being dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    writer: Arc<Client>,
+    insert: Statement,
+    delete: Statement,
+    readers: Vec<Reader>,
+    next_reader: AtomicUsize,
+}
+
+impl PgStorage {
+    /// Connects to the database at `url` (`postgres://user@host/db`, or a Unix socket's
+    /// directory percent-encoded as the host), applies the migrations it lacks and takes the
+    /// writer's lock. Fails when another process holds that lock.
+    pub fn connect(url: &str) -> Result<Self, StorageError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StorageError::new("open", format!("the PostgreSQL URL: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("naast-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::new("open", e))?;
+        let opened = block_on(&runtime, "open", async move {
+            let writer = connect(&config).await?;
+            migrate(&writer).await?;
+            writer
+                .batch_execute(&format!("SET lock_timeout TO '{LOCK_WAIT}'"))
+                .await
+                .map_err(open_error)?;
+            if let Err(e) = writer
+                .query_one("SELECT pg_advisory_lock($1)", &[&WRITER_LOCK])
+                .await
+            {
+                let held = e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
+                return Err(if held {
+                    StorageError::new(
+                        "open",
+                        format!(
+                            "another naast process writes to this database (it held the writer's advisory lock for {LOCK_WAIT}); one writer per database"
+                        ),
+                    )
+                } else {
+                    open_error(e)
+                });
+            }
+            writer
+                .batch_execute("SET lock_timeout TO 0")
+                .await
+                .map_err(open_error)?;
+            // Writes are visible at once and made durable, a group at a time, by `sync`.
+            writer
+                .batch_execute("SET synchronous_commit TO off")
+                .await
+                .map_err(open_error)?;
+            let insert = writer
+                .prepare(
+                    "INSERT INTO naast_log (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .await
+                .map_err(open_error)?;
+            let delete = writer
+                .prepare("DELETE FROM naast_log WHERE key = ANY($1::bytea[])")
+                .await
+                .map_err(open_error)?;
+            let mut readers = Vec::with_capacity(READERS);
+            for _ in 0..READERS {
+                let client = connect(&config).await?;
+                let get = client
+                    .prepare("SELECT value FROM naast_log WHERE key = $1")
+                    .await
+                    .map_err(open_error)?;
+                let forwards = client
+                    .prepare(
+                        "SELECT key, value FROM naast_log WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
+                    )
+                    .await
+                    .map_err(open_error)?;
+                let backwards = client
+                    .prepare(
+                        "SELECT key, value FROM naast_log WHERE key >= $1 AND key < $2 ORDER BY key DESC LIMIT $3",
+                    )
+                    .await
+                    .map_err(open_error)?;
+                readers.push(Reader {
+                    client: Arc::new(client),
+                    get,
+                    forwards,
+                    backwards,
+                });
+            }
+            Ok((Arc::new(writer), insert, delete, readers))
+        });
+        let (writer, insert, delete, readers) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                // Possibly inside an async context: the runtime must not wait for its tasks.
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
+        Ok(Self {
+            runtime: Some(runtime),
+            writer,
+            insert,
+            delete,
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    fn block<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let Some(runtime) = &self.runtime else {
+            return Err(StorageError::new(
+                operation,
+                "the PostgreSQL engine is closing",
+            ));
+        };
+        block_on(runtime, operation, async move {
+            work.await
+                .map_err(|e| StorageError::new(operation, error_text(&e)))
+        })
+    }
+
+    fn reader(&self) -> &Reader {
+        let at = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len().max(1);
+        &self.readers[at]
+    }
+
+    /// One page of a scan: at most `limit` (≤ [`PAGE`]) rows.
+    fn page(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let reader = self.reader();
+        let client = reader.client.clone();
+        let statement = if reverse {
+            reader.backwards.clone()
+        } else {
+            reader.forwards.clone()
+        };
+        let (start, end) = (start.to_vec(), end.to_vec());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.block("read", async move {
+            let rows = client.query(&statement, &[&start, &end, &limit]).await?;
+            Ok(rows
+                .into_iter()
+                .map(|row| (row.get::<_, Vec<u8>>(0), row.get::<_, Vec<u8>>(1)))
+                .collect())
+        })
+    }
+}
+
+impl Drop for PgStorage {
+    fn drop(&mut self) {
+        // Dropped anywhere, an async context included: its tasks end without waiting.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs `work` on `runtime` and waits for it on this thread (any thread: the wait is a plain
+/// channel, never a runtime's).
+fn block_on<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    operation: &'static str,
+    work: impl Future<Output = Result<T, StorageError>> + Send + 'static,
+) -> Result<T, StorageError> {
+    let (done, answer) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = done.send(work.await);
+    });
+    answer.recv().unwrap_or_else(|_| {
+        Err(StorageError::new(
+            operation,
+            "the PostgreSQL engine stopped before answering",
+        ))
+    })
+}
+
+async fn connect(config: &tokio_postgres::Config) -> Result<Client, StorageError> {
+    let (client, connection) = config.connect(NoTls).await.map_err(open_error)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(error = %error_text(&e), "a PostgreSQL connection of the event log ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies the migrations `client`'s database lacks, each in its own transaction, under the
+/// migration lock (several processes starting at once apply each once).
+async fn migrate(client: &Client) -> Result<(), StorageError> {
+    client
+        .query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(open_error)?;
+    let applied = async {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS naast_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )",
+            )
+            .await?;
+        let done: Vec<i32> = client
+            .query("SELECT version FROM naast_migrations", &[])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for (version, name, sql) in MIGRATIONS {
+            if done.contains(version) {
+                continue;
+            }
+            // One transaction: the migration and its record (nothing else uses this
+            // connection yet).
+            client.batch_execute(&format!("BEGIN; {sql};")).await?;
+            let recorded = client
+                .execute(
+                    "INSERT INTO naast_migrations (version, name) VALUES ($1, $2)",
+                    &[version, name],
+                )
+                .await;
+            if let Err(e) = recorded {
+                client.batch_execute("ROLLBACK").await?;
+                return Err(e);
+            }
+            client.batch_execute("COMMIT").await?;
+            tracing::info!(version, name, "PostgreSQL migration applied");
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    }
+    .await;
+    let unlocked = client
+        .query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    applied.map_err(open_error)?;
+    unlocked.map_err(open_error)?;
+    Ok(())
+}
+
+/// Whether `url` is a PostgreSQL URL naast can connect with: `Err` says what is wrong (never
+/// repeating the URL, which may hold a password).
+pub fn check_url(url: &str) -> Result<(), String> {
+    if !is_url(url) {
+        return Err("give a postgres:// or postgresql:// URL".to_owned());
+    }
+    url.parse::<tokio_postgres::Config>()
+        .map(drop)
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))
+}
+
+/// Whether `location` names a PostgreSQL database rather than a directory.
+pub fn is_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+fn open_error(e: tokio_postgres::Error) -> StorageError {
+    StorageError::new("open", error_text(&e))
+}
+
+/// The error with the server's own message, when it sent one.
+fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{e}: {}", db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+impl Storage for PgStorage {
+    fn write(&self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // One statement may not set a key twice; as on sled, the later value wins.
+        let mut last = HashMap::with_capacity(entries.len());
+        for (at, (key, _)) in entries.iter().enumerate() {
+            last.insert(key.as_slice(), at);
+        }
+        let (keys, values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = if last.len() == entries.len() {
+            entries.into_iter().unzip()
+        } else {
+            let keep: std::collections::HashSet<usize> = last.into_values().collect();
+            entries
+                .into_iter()
+                .enumerate()
+                .filter(|(at, _)| keep.contains(at))
+                .map(|(_, entry)| entry)
+                .unzip()
+        };
+        let (client, statement) = (self.writer.clone(), self.insert.clone());
+        self.block("write", async move {
+            client
+                .execute(&statement, &[&keys, &values])
+                .await
+                .map(drop)
+        })
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        let client = self.writer.clone();
+        self.block("sync", async move {
+            client
+                .batch_execute(
+                    "BEGIN; SET LOCAL synchronous_commit TO on; SELECT txid_current(); COMMIT;",
+                )
+                .await
+        })
+    }
+
+    fn remove(&self, keys: Vec<Vec<u8>>) -> Result<(), StorageError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (client, statement) = (self.writer.clone(), self.delete.clone());
+        self.block("write", async move {
+            client.execute(&statement, &[&keys]).await.map(drop)
+        })
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let reader = self.reader();
+        let (client, statement, key) = (reader.client.clone(), reader.get.clone(), key.to_vec());
+        self.block("read", async move {
+            Ok(client
+                .query_opt(&statement, &[&key])
+                .await?
+                .map(|row| row.get::<_, Vec<u8>>(0)))
+        })
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let mut found = Vec::new();
+        self.scan_each(start, end, reverse, limit, &mut |key, value| {
+            found.push((key.to_vec(), value.to_vec()));
+            true
+        })?;
+        Ok(found)
+    }
+
+    fn scan_each(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        let (mut start, mut end) = (start.to_vec(), end.to_vec());
+        let mut left = limit;
+        while left > 0 && start < end {
+            let page = self.page(&start, &end, reverse, left.min(PAGE))?;
+            let full = page.len() == left.min(PAGE);
+            left -= page.len();
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            // The next page starts just past the last key seen.
+            if reverse {
+                end = last.clone();
+            } else {
+                start = last.clone();
+                start.push(0);
+            }
+            for (key, value) in &page {
+                if !visit(key, value) {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
