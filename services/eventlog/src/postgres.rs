@@ -55,6 +55,7 @@ const READERS: usize = 2;
 struct Reader {
     client: Arc<Client>,
     get: Statement,
+    get_many: Statement,
     forwards: Statement,
     backwards: Statement,
 }
@@ -134,6 +135,10 @@ impl PgStorage {
                     .prepare("SELECT value FROM naast_log WHERE key = $1")
                     .await
                     .map_err(open_error)?;
+                let get_many = client
+                    .prepare("SELECT key, value FROM naast_log WHERE key = ANY($1::bytea[])")
+                    .await
+                    .map_err(open_error)?;
                 let forwards = client
                     .prepare(
                         "SELECT key, value FROM naast_log WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
@@ -149,6 +154,7 @@ impl PgStorage {
                 readers.push(Reader {
                     client: Arc::new(client),
                     get,
+                    get_many,
                     forwards,
                     backwards,
                 });
@@ -405,6 +411,24 @@ impl Storage for PgStorage {
                 .await?
                 .map(|row| row.get::<_, Vec<u8>>(0)))
         })
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reader = self.reader();
+        let (client, statement) = (reader.client.clone(), reader.get_many.clone());
+        let wanted = keys.to_vec();
+        let found: HashMap<Vec<u8>, Vec<u8>> = self.block("read", async move {
+            Ok(client
+                .query(&statement, &[&wanted])
+                .await?
+                .into_iter()
+                .map(|row| (row.get::<_, Vec<u8>>(0), row.get::<_, Vec<u8>>(1)))
+                .collect())
+        })?;
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 
     fn scan(

@@ -34,6 +34,12 @@ pub trait Storage: Send + Sync + 'static {
     /// The value stored under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
+    /// The values stored under `keys`, in their order: one round trip where the engine is
+    /// across a network (the writer looks up a whole group's event ids this way).
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
+
     /// At most `limit` entries with `start <= key < end`, in ascending key order, or descending
     /// (starting from the largest key below `end`) when `reverse` is set.
     fn scan(

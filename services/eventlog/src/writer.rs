@@ -97,6 +97,9 @@ struct Group {
     revisions: HashMap<String, u64>,
     /// Event id → index in `records`.
     ids: HashMap<Uuid, usize>,
+    /// The id index's entries of the group's event ids, read in one go before the group is
+    /// prepared (`None`: not indexed).
+    indexed: HashMap<Uuid, Option<Vec<u8>>>,
     replies: Vec<(Reply, AppendOutcome)>,
     rejected: Vec<(Reply, Error)>,
     /// Whether a caller waits for a sync.
@@ -220,6 +223,19 @@ impl Writer {
             ..Group::default()
         };
         let recorded_at = record::now_micros();
+        // Every id of the group looked up at once: one round trip to an engine across a
+        // network, not one per event.
+        if self.shared.poisoned.get().is_none() {
+            let ids: Vec<Uuid> = requests
+                .iter()
+                .flat_map(|r| r.events.iter().map(|e| e.id))
+                .collect();
+            let keys: Vec<Vec<u8>> = ids.iter().map(|id| keys::event_id(*id)).collect();
+            // A failed lookup is left to `locate`, which asks again and reports it per request.
+            if let Ok(values) = self.shared.storage.get_many(&keys) {
+                group.indexed = ids.into_iter().zip(values).collect();
+            }
+        }
         for request in requests {
             if let Some(reason) = self.shared.poisoned.get() {
                 let _ = request.reply.send(Err(Error::Poisoned(reason.clone())));
@@ -388,7 +404,11 @@ impl Writer {
                 position: r.position,
             }));
         }
-        let Some(value) = self.shared.storage.get(&keys::event_id(id))? else {
+        let value = match group.indexed.get(&id) {
+            Some(value) => value.clone(),
+            None => self.shared.storage.get(&keys::event_id(id))?,
+        };
+        let Some(value) = value else {
             return Ok(None);
         };
         let position = keys::parse_position_value(&value).ok_or_else(|| Error::Corrupt {

@@ -72,6 +72,10 @@ pub struct EventlogArgs {
     /// would make every sync free.
     #[arg(long)]
     pub scratch_dir: Option<PathBuf>,
+    /// Also measure the log on PostgreSQL: an empty database it may fill (`postgres://…`),
+    /// next to PostgreSQL as a plain events table in the same database.
+    #[arg(long)]
+    pub storage: Option<String>,
 }
 
 /// Runs `naast bench eventlog`.
@@ -83,6 +87,9 @@ pub fn eventlog(args: &EventlogArgs) -> Result<(), BenchError> {
     let payload = payload(args.payload_bytes);
     runtime.block_on(async {
         append_concurrent(scratch.path(), args, &payload).await?;
+        if let Some(url) = &args.storage {
+            append_postgres(url, args, &payload).await?;
+        }
         append_single_writer(scratch.path(), args, &payload).await?;
         catchup_and_read(scratch.path(), args, &payload).await
     })
@@ -175,28 +182,7 @@ async fn append_concurrent(
     let writers = args.writers.max(1);
     let per_writer = (args.events / writers).max(1);
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(writers);
-    for w in 0..writers {
-        let (log, payload) = (log.clone(), payload.clone());
-        tasks.push(tokio::spawn(async move {
-            let stream = format!("household-{w}");
-            let mut latencies = Vec::with_capacity(per_writer);
-            for i in 0..per_writer {
-                let expected = match i {
-                    0 => ExpectedRevision::NoStream,
-                    i => ExpectedRevision::Exact(i as u64 - 1),
-                };
-                let t = Instant::now();
-                log.append(&stream, expected, vec![event(&payload)]).await?;
-                latencies.push(t.elapsed());
-            }
-            Ok::<_, naast_eventlog::Error>(latencies)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(per_writer * writers);
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
+    let mut latencies = appends(&log, writers, per_writer, payload).await?;
     let elapsed = started.elapsed();
     latencies.sort();
     let events = latencies.len();
@@ -234,6 +220,164 @@ async fn append_concurrent(
         })
     );
     Ok(())
+}
+
+/// `writers` tasks, each appending `per_writer` events one by one to a stream of its own: the
+/// latency of each append.
+async fn appends(
+    log: &EventLog,
+    writers: usize,
+    per_writer: usize,
+    payload: &Bytes,
+) -> Result<Vec<Duration>, BenchError> {
+    let mut tasks = Vec::with_capacity(writers);
+    for w in 0..writers {
+        let (log, payload) = (log.clone(), payload.clone());
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("household-{w}");
+            let mut latencies = Vec::with_capacity(per_writer);
+            for i in 0..per_writer {
+                let expected = match i {
+                    0 => ExpectedRevision::NoStream,
+                    i => ExpectedRevision::Exact(i as u64 - 1),
+                };
+                let t = Instant::now();
+                log.append(&stream, expected, vec![event(&payload)]).await?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, naast_eventlog::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(per_writer * writers);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(latencies)
+}
+
+/// The concurrent append benchmark on PostgreSQL (`--storage`), next to PostgreSQL used as a
+/// plain events table by as many clients in the same database: each client appends to its own
+/// stream with the next revision computed in the `INSERT` (a unique stream and revision, as
+/// `pg-events-anchor.sh` does), one synchronous commit per append.
+async fn append_postgres(
+    url: &str,
+    args: &EventlogArgs,
+    payload: &Bytes,
+) -> Result<(), BenchError> {
+    let writers = args.writers.max(1);
+    let per_writer = (args.events / writers).max(1);
+    let opened = {
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || EventLog::open_postgres(&url, Options::default()))
+            .await
+            .map_err(|e| fail(&e))??
+    };
+    let log = opened;
+    if log.head() != 0 {
+        return Err(BenchError::Check(
+            "--storage: give an empty database (the benchmark fills it)".into(),
+        ));
+    }
+    let started = Instant::now();
+    let mut latencies = appends(&log, writers, per_writer, payload).await?;
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let events = latencies.len();
+    if log.head() != events as u64 {
+        return Err(BenchError::Check(format!(
+            "{} events stored, {events} appended",
+            log.head()
+        )));
+    }
+    let size = record_size(&log)?;
+    log.close().await;
+    drop(log);
+    let rate = events as f64 / elapsed.as_secs_f64();
+    let table = plain_table(url, writers, per_writer, size).await?;
+    println!(
+        "{}",
+        json!({
+            "bench": "eventlog.append_postgres",
+            "writers": writers,
+            "events": events,
+            "record_bytes": size,
+            "events_per_sec": round(rate, 0),
+            "p50_us": round(percentile(&latencies, 0.50), 0),
+            "p99_us": round(percentile(&latencies, 0.99), 0),
+            "peer": "PostgreSQL as a plain events table in the same database: as many clients, each appending to its own stream, next revision computed in the INSERT, synchronous commit",
+            "peer_events_per_sec": round(table, 0),
+            "ratio_to_peer": round(rate / table, 3),
+        })
+    );
+    Ok(())
+}
+
+/// PostgreSQL as a plain events table at `url`: `clients` connections append `per_client`
+/// events of `size` bytes each; appends per second.
+async fn plain_table(
+    url: &str,
+    clients: usize,
+    per_client: usize,
+    size: usize,
+) -> Result<f64, BenchError> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| fail(&e))?;
+    let connect = || async {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| fail(&e))?;
+        tokio::spawn(connection);
+        Ok::<_, BenchError>(client)
+    };
+    let setup = connect().await?;
+    setup
+        .batch_execute(
+            "DROP TABLE IF EXISTS bench_events;
+             CREATE TABLE bench_events (
+                 position bigserial PRIMARY KEY,
+                 stream_id text NOT NULL,
+                 revision bigint NOT NULL,
+                 event_type text NOT NULL,
+                 payload bytea NOT NULL,
+                 recorded_at timestamptz NOT NULL DEFAULT now(),
+                 UNIQUE (stream_id, revision)
+             )",
+        )
+        .await
+        .map_err(|e| fail(&e))?;
+    let mut sessions = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        sessions.push(connect().await?);
+    }
+    let payload = vec![b'x'; size];
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for (c, client) in sessions.into_iter().enumerate() {
+        let payload = payload.clone();
+        tasks.push(tokio::spawn(async move {
+            let insert = client
+                .prepare(
+                    "INSERT INTO bench_events (stream_id, revision, event_type, payload) \
+                     SELECT $1, coalesce(max(revision), -1) + 1, 'AgreementProposed', $2 \
+                     FROM bench_events WHERE stream_id = $1",
+                )
+                .await?;
+            let stream = format!("household-{c}");
+            for _ in 0..per_client {
+                client.execute(&insert, &[&stream, &payload]).await?;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| fail(&e))?.map_err(|e| fail(&e))?;
+    }
+    let rate = (clients * per_client) as f64 / started.elapsed().as_secs_f64();
+    setup
+        .batch_execute("DROP TABLE bench_events")
+        .await
+        .map_err(|e| fail(&e))?;
+    Ok(rate)
 }
 
 async fn append_single_writer(
