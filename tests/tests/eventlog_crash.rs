@@ -2,7 +2,8 @@
 //! acknowledged append; it is SIGKILLed at random moments, and after every kill the data
 //! directory is reopened and checked: every acknowledged event is there at the position it was
 //! acknowledged at, no append is half there, positions are gap-free and the hash chain verifies.
-//! On sled, and on PostgreSQL (a throwaway cluster; its server is not killed, the writer is).
+//! On sled, and on PostgreSQL (a throwaway cluster, which every other round crashes too, with
+//! its WAL writer slowed so that anything not truly made durable is lost with it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
@@ -40,18 +41,23 @@ fn parse_ack(line: &str) -> Option<Ack> {
 async fn acknowledged_appends_survive_sigkill_and_nothing_is_half_written() {
     let dir = tempfile::tempdir().expect("temp dir");
     let location = dir.path().to_str().expect("a UTF-8 temporary path");
-    crash_rounds(location, ROUNDS).await;
+    crash_rounds(location, ROUNDS, |_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_acknowledged_appends_survive_sigkill_of_the_writer() {
     let cluster = naast_pg_cluster::Cluster::start();
-    crash_rounds(&cluster.database(), ROUNDS / 3).await;
+    crash_rounds(&cluster.database(), ROUNDS / 2, |round| {
+        if round % 2 == 1 {
+            cluster.crash_and_restart();
+        }
+    })
+    .await;
 }
 
-/// `rounds` writers on the log at `location`, each killed at a random moment, the log checked
-/// after each.
-async fn crash_rounds(location: &str, rounds: u64) {
+/// `rounds` writers on the log at `location`, each killed at a random moment, then
+/// `after_kill(round)`, and the log checked.
+async fn crash_rounds(location: &str, rounds: u64, after_kill: impl Fn(u64)) {
     let writer = workspace_bin("eventlog-crash-writer");
     let mut rng = Rng::new(2026);
     let mut acked: Vec<Ack> = Vec::new();
@@ -79,6 +85,7 @@ async fn crash_rounds(location: &str, rounds: u64) {
         std::thread::sleep(Duration::from_millis(rng.below(250)));
         child.kill().expect("SIGKILL the writer");
         child.wait().expect("reap the writer");
+        after_kill(round);
         reader.join().expect("reader thread");
         let all: Vec<String> = first.into_iter().chain(lines.try_iter()).collect();
         // A line cut by the kill is not an acknowledgement the child finished printing.

@@ -63,4 +63,21 @@ async fn the_event_log_in_postgres_survives_a_kill_verifies_and_has_one_writer()
     drop(server);
     let verified = naast_tests::verify(&data, &["--storage", &url]);
     assert!(verified.contains("naast verify: intact:"), "{verified}");
+
+    // The data directory is tied to its log: without --storage it is not opened with an empty
+    // log on sled (which would verify "intact" and serve nothing).
+    let unbound = std::process::Command::new(workspace_bin("naast"))
+        .args(["verify", "--data-dir"])
+        .arg(&data)
+        .env("NAAST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run naast verify: {e}"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&unbound.stdout),
+        String::from_utf8_lossy(&unbound.stderr)
+    );
+    assert!(!unbound.status.success(), "{said}");
+    assert!(said.contains("is in PostgreSQL: give --storage"), "{said}");
+    assert!(!data.join("sled").exists(), "an empty log on sled was made");
 }

@@ -672,9 +672,9 @@ async fn each_call_a_page_makes_counts_against_the_persons_rate() {
     let (household, _, _) = naast_tests::household_with_client(&mut api, "Familie Teller").await;
     let parent = persona_session(&http, &web, "ouder").await;
 
-    // A timeline page makes two calls (the household, its entries): ten pages are twenty
-    // calls, past a burst of sixteen, so some page is refused. Were a page counted once, ten
-    // pages, the sign-in and the two calls of the registration would all fit.
+    // A timeline page counts its admission and its two calls (the household, its entries): ten
+    // pages count thirty, past a burst of sixteen, so some page is refused. Were a page counted
+    // once, ten pages, the sign-in and the two calls of the registration would all fit.
     let mut statuses = Vec::new();
     for _ in 0..10 {
         let page = get(

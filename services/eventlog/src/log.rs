@@ -185,6 +185,26 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
+/// Creates `dir` if need be and takes its `LOCK`, held for as long as the file is: fails with
+/// [`Error::Locked`] when another process has it.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let io = |e: std::io::Error| Error::Storage(crate::StorageError::new("open", e));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => Err(Error::Locked {
+            path: dir.to_owned(),
+        }),
+        Err(TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
 /// State shared by the handle, the writer and subscriptions.
 pub(crate) struct Shared {
     pub(crate) storage: Arc<dyn Storage>,
@@ -229,22 +249,7 @@ impl EventLog {
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
         let dir = dir.as_ref();
         let io = |e: std::io::Error| Error::Storage(crate::StorageError::new("open", e));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("LOCK"))
-            .map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    path: dir.to_owned(),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
-        }
+        let lock = lock_dir(dir)?;
         let storage = SledStorage::open(&dir.join("sled"), options.cache_capacity_bytes)?;
         let marker = dir.join(CLEAN_MARKER);
         let clean = marker.exists();
@@ -280,8 +285,23 @@ impl EventLog {
     /// the schema is migrated, and the writer's lock taken, waiting up to ten seconds for a
     /// process that just died to let it go. Fails when another process keeps it.
     pub fn open_postgres(url: &str, options: Options) -> Result<Self> {
+        Self::postgres(url, options, None)
+    }
+
+    /// As [`EventLog::open_postgres`], holding `dir`'s `LOCK` too while the log is open (the
+    /// data directory of the stores kept beside it): a second process on that directory fails
+    /// with [`Error::Locked`].
+    pub fn open_postgres_in(url: &str, dir: impl AsRef<Path>, options: Options) -> Result<Self> {
+        let lock = lock_dir(dir.as_ref())?;
+        Self::postgres(url, options, Some(lock))
+    }
+
+    fn postgres(url: &str, options: Options, lock: Option<File>) -> Result<Self> {
         let storage = crate::PgStorage::connect(url)?;
-        Self::start(Arc::new(storage), options, None, None, false, None)
+        // A group is one statement, so a write that failed left nothing behind: there is no
+        // debris past the head to look for (which would read every index entry over the
+        // network at each open).
+        Self::start(Arc::new(storage), options, lock, None, true, None)
     }
 
     /// Opens the log at `location`: a PostgreSQL database when it is a `postgres://` or

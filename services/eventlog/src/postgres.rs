@@ -8,17 +8,24 @@
 //! once for the whole group, as on sled:
 //! - a write is one statement, so atomic; it runs on a session with `synchronous_commit` off,
 //!   so it is visible at once but not yet waited for;
-//! - a sync is a transaction that takes a transaction id (`txid_current()`) with
-//!   `synchronous_commit` on: its commit waits until the write-ahead log is flushed (and, with
-//!   synchronous standbys configured, received by them) up to its own commit record, which lies
-//!   after every earlier write. One flush makes the whole group durable; nothing is
-//!   acknowledged before it.
+//! - a sync is a transaction that updates one row (`naast_log_sync`) with `synchronous_commit`
+//!   on: its commit waits until the write-ahead log is flushed (and, with synchronous standbys
+//!   configured, received by them) up to its own commit record, which lies after every earlier
+//!   write. One flush makes the whole group durable; nothing is acknowledged before it. (It
+//!   must write: PostgreSQL commits a transaction that wrote no WAL asynchronously, even one
+//!   holding a transaction id; the crash test, which crashes PostgreSQL too, caught that.)
 //!
 //! # One writer
 //! The writing connection holds a session-level advisory lock for the life of the log: a second
 //! naast process on the same database is refused at open. Writes go only over that connection,
 //! so a process whose connection (and with it the lock) is lost can write nothing more: its log
 //! is poisoned by the first failed write or sync, and a new open takes the lock again.
+//!
+//! # When PostgreSQL does not answer
+//! Connections are opened with a timeout and kept alive with TCP keepalives and a TCP user
+//! timeout; every call waits at most [`ANSWER_WITHIN`]. A write or sync that fails or times out
+//! poisons the log (what is stored is then unknown), and the service restarts in place. A
+//! reading connection that PostgreSQL closed is opened again on the next read.
 //!
 //! # Schema
 //! Migrations (`migrations/postgres/*.sql`, embedded) are applied at open, each once, in order,
@@ -33,19 +40,28 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_postgres::{Client, NoTls, Statement};
 
 /// The schema's migrations: version, name, SQL. Applied in this order, each once.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "the event log's entries",
-    include_str!("../migrations/postgres/0001_event_log.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "the event log's entries",
+        include_str!("../migrations/postgres/0001_event_log.sql"),
+    ),
+    (
+        2,
+        "the row a sync updates",
+        include_str!("../migrations/postgres/0002_sync.sql"),
+    ),
+];
 
 /// The advisory lock the writing process holds while its log is open.
 pub const WRITER_LOCK: i64 = 0x6e61_6173_745f_6c67;
 /// The advisory lock held while migrations are applied.
 const MIGRATION_LOCK: i64 = 0x6e61_6173_745f_6d67;
+/// How long any call waits for PostgreSQL's answer before it fails.
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long an open waits for the writer's lock: a process that just died lets it go once
 /// PostgreSQL notices its connection is gone.
-const LOCK_WAIT: &str = "10s";
+const LOCK_WAIT_SECONDS: u64 = 10;
 /// Rows fetched per round trip of a long scan.
 const PAGE: usize = 1_000;
 /// Connections that serve reads (each pipelines the reads sent to it).
@@ -67,8 +83,10 @@ pub struct PgStorage {
     writer: Arc<Client>,
     insert: Statement,
     delete: Statement,
-    readers: Vec<Reader>,
+    /// The reading connections, each replaced when PostgreSQL closed it.
+    readers: Vec<std::sync::Mutex<Arc<Reader>>>,
     next_reader: AtomicUsize,
+    config: tokio_postgres::Config,
 }
 
 impl PgStorage {
@@ -76,91 +94,87 @@ impl PgStorage {
     /// directory percent-encoded as the host), applies the migrations it lacks and takes the
     /// writer's lock. Fails when another process holds that lock.
     pub fn connect(url: &str) -> Result<Self, StorageError> {
-        let config: tokio_postgres::Config = url
+        check_url(url).map_err(|e| StorageError::new("open", e))?;
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StorageError::new("open", format!("the PostgreSQL URL: {e}")))?;
+        // A database that stops answering is noticed: connecting, and on an open connection.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(ANSWER_WITHIN);
+        }
+        if config.get_keepalives_idle() > std::time::Duration::from_secs(30) {
+            config.keepalives_idle(std::time::Duration::from_secs(30));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("naast-postgres")
             .enable_all()
             .build()
             .map_err(|e| StorageError::new("open", e))?;
-        let opened = block_on(&runtime, "open", async move {
-            let writer = connect(&config).await?;
-            migrate(&writer).await?;
-            writer
-                .batch_execute(&format!("SET lock_timeout TO '{LOCK_WAIT}'"))
-                .await
-                .map_err(open_error)?;
-            if let Err(e) = writer
-                .query_one("SELECT pg_advisory_lock($1)", &[&WRITER_LOCK])
-                .await
-            {
-                let held = e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
-                return Err(if held {
-                    StorageError::new(
-                        "open",
-                        format!(
-                            "another naast process writes to this database (it held the writer's advisory lock for {LOCK_WAIT}); one writer per database"
-                        ),
-                    )
-                } else {
-                    open_error(e)
-                });
-            }
-            writer
-                .batch_execute("SET lock_timeout TO 0")
-                .await
-                .map_err(open_error)?;
-            // Writes are visible at once and made durable, a group at a time, by `sync`.
-            writer
-                .batch_execute("SET synchronous_commit TO off")
-                .await
-                .map_err(open_error)?;
-            let insert = writer
+        let for_open = config.clone();
+        let opened = block_on(
+            &runtime,
+            "open",
+            LOCK_WAIT_SECONDS + ANSWER_WITHIN.as_secs(),
+            async move {
+                let config = for_open;
+                let writer = connect(&config).await?;
+                // The lock first: a process that may not write must not change the schema under
+                // the one that does.
+                writer
+                    .batch_execute(&format!("SET lock_timeout TO '{LOCK_WAIT_SECONDS}s'"))
+                    .await
+                    .map_err(open_error)?;
+                if let Err(e) = writer
+                    .query_one("SELECT pg_advisory_lock($1)", &[&WRITER_LOCK])
+                    .await
+                {
+                    let held =
+                        e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
+                    return Err(if held {
+                        StorageError::new(
+                            "open",
+                            format!(
+                                "another naast process writes to this database (it held the writer's advisory lock for {LOCK_WAIT_SECONDS} s); one writer per database"
+                            ),
+                        )
+                    } else {
+                        open_error(e)
+                    });
+                }
+                writer
+                    .batch_execute("SET lock_timeout TO 0")
+                    .await
+                    .map_err(open_error)?;
+                migrate(&writer).await?;
+                // Writes are visible at once and made durable, a group at a time, by `sync`.
+                writer
+                    .batch_execute("SET synchronous_commit TO off")
+                    .await
+                    .map_err(open_error)?;
+                let insert = writer
                 .prepare(
                     "INSERT INTO naast_log (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )
                 .await
                 .map_err(open_error)?;
-            let delete = writer
-                .prepare("DELETE FROM naast_log WHERE key = ANY($1::bytea[])")
-                .await
-                .map_err(open_error)?;
-            let mut readers = Vec::with_capacity(READERS);
-            for _ in 0..READERS {
-                let client = connect(&config).await?;
-                let get = client
-                    .prepare("SELECT value FROM naast_log WHERE key = $1")
+                let delete = writer
+                    .prepare("DELETE FROM naast_log WHERE key = ANY($1::bytea[])")
                     .await
                     .map_err(open_error)?;
-                let get_many = client
-                    .prepare("SELECT key, value FROM naast_log WHERE key = ANY($1::bytea[])")
-                    .await
-                    .map_err(open_error)?;
-                let forwards = client
-                    .prepare(
-                        "SELECT key, value FROM naast_log WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
-                    )
-                    .await
-                    .map_err(open_error)?;
-                let backwards = client
-                    .prepare(
-                        "SELECT key, value FROM naast_log WHERE key >= $1 AND key < $2 ORDER BY key DESC LIMIT $3",
-                    )
-                    .await
-                    .map_err(open_error)?;
-                readers.push(Reader {
-                    client: Arc::new(client),
-                    get,
-                    get_many,
-                    forwards,
-                    backwards,
-                });
-            }
-            Ok((Arc::new(writer), insert, delete, readers))
-        });
+                let mut readers = Vec::with_capacity(READERS);
+                for _ in 0..READERS {
+                    readers.push(std::sync::Mutex::new(Arc::new(
+                        Reader::connect(&config).await?,
+                    )));
+                }
+                Ok((Arc::new(writer), insert, delete, readers))
+            },
+        );
         let (writer, insert, delete, readers) = match opened {
             Ok(opened) => opened,
             Err(e) => {
@@ -176,6 +190,7 @@ impl PgStorage {
             delete,
             readers,
             next_reader: AtomicUsize::new(0),
+            config,
         })
     }
 
@@ -190,15 +205,38 @@ impl PgStorage {
                 "the PostgreSQL engine is closing",
             ));
         };
-        block_on(runtime, operation, async move {
+        block_on(runtime, operation, ANSWER_WITHIN.as_secs(), async move {
             work.await
                 .map_err(|e| StorageError::new(operation, error_text(&e)))
         })
     }
 
-    fn reader(&self) -> &Reader {
-        let at = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len().max(1);
-        &self.readers[at]
+    /// A reading connection, opened again when PostgreSQL closed it.
+    fn reader(&self) -> Result<Arc<Reader>, StorageError> {
+        let at = self.next_reader.fetch_add(1, Ordering::Relaxed) % READERS;
+        let Some(slot) = self.readers.get(at) else {
+            return Err(StorageError::new("read", "no reading connection"));
+        };
+        let current = lock(slot).clone();
+        if !current.client.is_closed() {
+            return Ok(current);
+        }
+        let Some(runtime) = &self.runtime else {
+            return Err(StorageError::new(
+                "read",
+                "the PostgreSQL engine is closing",
+            ));
+        };
+        let config = self.config.clone();
+        let fresh = Arc::new(block_on(
+            runtime,
+            "read",
+            ANSWER_WITHIN.as_secs(),
+            async move { Reader::connect(&config).await },
+        )?);
+        tracing::warn!("a reading connection to PostgreSQL was closed; opened again");
+        *lock(slot) = fresh.clone();
+        Ok(fresh)
     }
 
     /// One page of a scan: at most `limit` (≤ [`PAGE`]) rows.
@@ -209,7 +247,7 @@ impl PgStorage {
         reverse: bool,
         limit: usize,
     ) -> Result<Vec<Entry>, StorageError> {
-        let reader = self.reader();
+        let reader = self.reader()?;
         let client = reader.client.clone();
         let statement = if reverse {
             reader.backwards.clone()
@@ -238,22 +276,63 @@ impl Drop for PgStorage {
 }
 
 /// Runs `work` on `runtime` and waits for it on this thread (any thread: the wait is a plain
-/// channel, never a runtime's).
+/// channel, never a runtime's), at most `seconds`.
 fn block_on<T: Send + 'static>(
     runtime: &tokio::runtime::Runtime,
     operation: &'static str,
+    seconds: u64,
     work: impl Future<Output = Result<T, StorageError>> + Send + 'static,
 ) -> Result<T, StorageError> {
     let (done, answer) = std::sync::mpsc::sync_channel(1);
     runtime.spawn(async move {
         let _ = done.send(work.await);
     });
-    answer.recv().unwrap_or_else(|_| {
-        Err(StorageError::new(
+    match answer.recv_timeout(std::time::Duration::from_secs(seconds)) {
+        Ok(answered) => answered,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(StorageError::new(
+            operation,
+            format!("PostgreSQL did not answer within {seconds} s"),
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(StorageError::new(
             operation,
             "the PostgreSQL engine stopped before answering",
-        ))
-    })
+        )),
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Only a replacement of an `Arc` happens under it: a panic cannot leave it half done.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Reader {
+    async fn connect(config: &tokio_postgres::Config) -> Result<Self, StorageError> {
+        let client = connect(config).await?;
+        let prepare = |sql: &'static str| {
+            let client = &client;
+            async move { client.prepare(sql).await.map_err(open_error) }
+        };
+        let get = prepare("SELECT value FROM naast_log WHERE key = $1").await?;
+        let get_many =
+            prepare("SELECT key, value FROM naast_log WHERE key = ANY($1::bytea[])").await?;
+        let forwards = prepare(
+            "SELECT key, value FROM naast_log WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
+        )
+        .await?;
+        let backwards = prepare(
+            "SELECT key, value FROM naast_log WHERE key >= $1 AND key < $2 ORDER BY key DESC LIMIT $3",
+        )
+        .await?;
+        Ok(Self {
+            client: Arc::new(client),
+            get,
+            get_many,
+            forwards,
+            backwards,
+        })
+    }
 }
 
 async fn connect(config: &tokio_postgres::Config) -> Result<Client, StorageError> {
@@ -326,9 +405,15 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if !is_url(url) {
         return Err("give a postgres:// or postgresql:// URL".to_owned());
     }
-    url.parse::<tokio_postgres::Config>()
-        .map(drop)
-        .map_err(|e| format!("not a PostgreSQL URL: {e}"))
+    let config = url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(
+            "sslmode=require: naast does not speak TLS to PostgreSQL; reach it over a Unix socket or a private network".to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// Whether `location` names a PostgreSQL database rather than a directory.
@@ -386,7 +471,8 @@ impl Storage for PgStorage {
         self.block("sync", async move {
             client
                 .batch_execute(
-                    "BEGIN; SET LOCAL synchronous_commit TO on; SELECT txid_current(); COMMIT;",
+                    "BEGIN; SET LOCAL synchronous_commit TO on; \
+                     UPDATE naast_log_sync SET syncs = syncs + 1; COMMIT;",
                 )
                 .await
         })
@@ -403,7 +489,7 @@ impl Storage for PgStorage {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let reader = self.reader();
+        let reader = self.reader()?;
         let (client, statement, key) = (reader.client.clone(), reader.get.clone(), key.to_vec());
         self.block("read", async move {
             Ok(client
@@ -417,7 +503,7 @@ impl Storage for PgStorage {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let reader = self.reader();
+        let reader = self.reader()?;
         let (client, statement) = (reader.client.clone(), reader.get_many.clone());
         let wanted = keys.to_vec();
         let found: HashMap<Vec<u8>, Vec<u8>> = self.block("read", async move {

@@ -332,8 +332,8 @@ async fn plain_table(
     let setup = connect().await?;
     setup
         .batch_execute(
-            "DROP TABLE IF EXISTS bench_events;
-             CREATE TABLE bench_events (
+            "DROP TABLE IF EXISTS naast_bench_plain_events;
+             CREATE TABLE naast_bench_plain_events (
                  position bigserial PRIMARY KEY,
                  stream_id text NOT NULL,
                  revision bigint NOT NULL,
@@ -357,9 +357,9 @@ async fn plain_table(
         tasks.push(tokio::spawn(async move {
             let insert = client
                 .prepare(
-                    "INSERT INTO bench_events (stream_id, revision, event_type, payload) \
+                    "INSERT INTO naast_bench_plain_events (stream_id, revision, event_type, payload) \
                      SELECT $1, coalesce(max(revision), -1) + 1, 'AgreementProposed', $2 \
-                     FROM bench_events WHERE stream_id = $1",
+                     FROM naast_bench_plain_events WHERE stream_id = $1",
                 )
                 .await?;
             let stream = format!("household-{c}");
@@ -374,7 +374,7 @@ async fn plain_table(
     }
     let rate = (clients * per_client) as f64 / started.elapsed().as_secs_f64();
     setup
-        .batch_execute("DROP TABLE bench_events")
+        .batch_execute("DROP TABLE naast_bench_plain_events")
         .await
         .map_err(|e| fail(&e))?;
     Ok(rate)

@@ -55,17 +55,54 @@ pub struct Config {
 
 impl Config {
     /// Opens the event log where it is configured: in PostgreSQL (`storage`), else on sled in
-    /// the data directory.
+    /// the data directory. Either way the data directory's `LOCK` is held while it is open, and
+    /// a data directory is tied to where its log is: one whose log is in PostgreSQL (a marker
+    /// file says so) is not opened with an empty log on sled, nor one with a log on sled with
+    /// PostgreSQL.
     pub fn open_log(
         &self,
         options: naast_eventlog::Options,
     ) -> naast_eventlog::Result<naast_eventlog::EventLog> {
+        let refused = |why: String| {
+            naast_eventlog::Error::Storage(naast_eventlog::StorageError::new("open", why))
+        };
+        let marker = self.data_dir.join(IN_POSTGRES_MARKER);
         match &self.storage {
-            Some(url) => naast_eventlog::EventLog::open_postgres(&url.0, options),
+            Some(url) => {
+                if self.data_dir.join("sled").exists() {
+                    return Err(refused(format!(
+                        "{} keeps its event log on sled (sled/); naast does not move it to PostgreSQL: use another data directory",
+                        self.data_dir.display()
+                    )));
+                }
+                let log =
+                    naast_eventlog::EventLog::open_postgres_in(&url.0, &self.data_dir, options)?;
+                if !marker.exists() {
+                    let io = |e: std::io::Error| {
+                        naast_eventlog::Error::Storage(naast_eventlog::StorageError::new("open", e))
+                    };
+                    std::fs::write(
+                        &marker,
+                        "The event log of this data directory is in PostgreSQL (naast --storage).\n",
+                    )
+                    .map_err(io)?;
+                    std::fs::File::open(&self.data_dir)
+                        .and_then(|dir| dir.sync_all())
+                        .map_err(io)?;
+                }
+                Ok(log)
+            }
+            None if marker.exists() => Err(refused(format!(
+                "the event log of {} is in PostgreSQL: give --storage (NAAST_STORAGE, or storage in the config file)",
+                self.data_dir.display()
+            ))),
             None => naast_eventlog::EventLog::open(&self.data_dir, options),
         }
     }
 }
+
+/// The file in a data directory that says its event log is in PostgreSQL.
+pub const IN_POSTGRES_MARKER: &str = "EVENTLOG-IN-POSTGRES";
 
 /// What an hour of a client supporter costs unless configured: EUR 75, the middle of what the
 /// meta-analysis of the five pilots gives (EUR 4,200 to 11,000 a year per family for one to three

@@ -54,12 +54,22 @@ impl Cluster {
                 "--no-sync",
             ],
         );
+        cluster.run_server();
+        cluster
+    }
+
+    /// Starts the server on the cluster's data. The WAL writer is slowed to its slowest (10 s),
+    /// so what was committed asynchronously and never flushed stays in memory long enough for
+    /// a crash ([`Cluster::crash_and_restart`]) to lose it: only a real synchronous commit
+    /// saves it.
+    fn run_server(&self) {
+        let data = self.data();
         let options = format!(
-            "-k {} -c listen_addresses='' -c max_connections=200",
-            path_str(cluster.dir.path())
+            "-k {} -c listen_addresses='' -c max_connections=200 -c wal_writer_delay=10s -c wal_writer_flush_after=0",
+            path_str(self.dir.path())
         );
-        let log = cluster.dir.path().join("server.log");
-        cluster.run_as_server(
+        let log = self.dir.path().join("server.log");
+        self.run_as_server(
             "pg_ctl",
             &[
                 "-D",
@@ -72,7 +82,17 @@ impl Cluster {
                 "start",
             ],
         );
-        cluster
+    }
+
+    /// Stops the server as a crash would (`immediate`: no checkpoint, WAL not yet flushed
+    /// lost) and starts it again, which recovers from what the WAL kept on disk.
+    pub fn crash_and_restart(&self) {
+        let data = self.data();
+        self.run_as_server(
+            "pg_ctl",
+            &["-D", path_str(&data), "-m", "immediate", "-w", "stop"],
+        );
+        self.run_server();
     }
 
     fn data(&self) -> PathBuf {

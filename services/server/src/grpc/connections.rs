@@ -212,9 +212,9 @@ impl LimitedListener {
 /// next request: a connection that sends nothing, trickles its headers, or idles between
 /// requests is closed after it, so idle connections cannot hold the door's connection limit.
 /// At the stop it lets the requests in
-/// flight finish (at most [`super::DRAIN_DEADLINE`]) and cuts off what is still open. `Ok(true)`
-/// when everything finished in time: a request cut off may have left a command's audit record
-/// to the check at the next start.
+/// flight finish (at most [`super::DRAIN_DEADLINE`]) and then closes every connection left
+/// (idle ones, and those whose request is cut off). `Ok(true)` when no request was cut off: one
+/// that was may have left a command's audit record to the check at the next start.
 pub async fn serve_http(
     mut listener: LimitedListener,
     router: axum::Router,
@@ -222,7 +222,10 @@ pub async fn serve_http(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<bool> {
     use hyper_util::rt::{TokioIo, TokioTimer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let mut connections = tokio::task::JoinSet::new();
+    // Requests being answered now (until their handler has answered): what a stop waits for.
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let mut stopping = stop.clone();
     loop {
         let (io, peer) = tokio::select! {
@@ -230,14 +233,20 @@ pub async fn serve_http(
             () = stopped(&mut stopping) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        // The peer, as axum's `ConnectInfo` extractor reads it.
-        let service = tower::ServiceExt::map_request(
-            router.clone(),
+        let (router, counter) = (router.clone(), in_flight.clone());
+        let service = tower::service_fn(
             move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                // The peer, as axum's `ConnectInfo` extractor reads it.
                 request
                     .extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
-                request
+                let answer = tower::ServiceExt::oneshot(router.clone(), request);
+                let answering = InFlight::enter(&counter);
+                async move {
+                    let answered = answer.await;
+                    drop(answering);
+                    answered
+                }
             },
         );
         let mut stop = stop.clone();
@@ -265,16 +274,40 @@ pub async fn serve_http(
         });
     }
     drop(listener);
-    let drained = tokio::time::timeout(super::DRAIN_DEADLINE, async {
+    // The requests in flight finish (at most the drain deadline); connections waiting for a
+    // request that never came are not waited for.
+    let deadline = tokio::time::Instant::now() + super::DRAIN_DEADLINE;
+    while in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            joined = connections.join_next() => if joined.is_none() { break },
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    let drained = in_flight.load(Ordering::SeqCst) == 0;
+    // A moment for the last answers to be written out, then what is left is closed.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while connections.join_next().await.is_some() {}
     })
-    .await
-    .is_ok();
-    if !drained {
-        connections.abort_all();
-        while connections.join_next().await.is_some() {}
-    }
+    .await;
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     Ok(drained)
+}
+
+/// A request being answered, counted while it lives.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Once `stop` turns true (or its sender is gone).

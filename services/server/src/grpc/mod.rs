@@ -103,18 +103,26 @@ pub struct Doors {
 /// [`DRAIN_DEADLINE`] itself), and says how it ended when not cleanly: `true` when every
 /// request it had in flight finished.
 async fn finish_door(door: &str, task: tokio::task::JoinHandle<std::io::Result<bool>>) -> bool {
-    match task.await {
-        Ok(Ok(true)) => true,
-        Ok(Ok(false)) => {
+    // A door drains itself within the deadline; one stuck past it (a handler blocked on a
+    // store) is let go rather than holding up the stop.
+    let abort = task.abort_handle();
+    match tokio::time::timeout(DRAIN_DEADLINE + std::time::Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(true))) => true,
+        Ok(Ok(Ok(false))) => {
             tracing::warn!(door, deadline = ?DRAIN_DEADLINE, "requests still open after the drain deadline were cut off");
             false
         }
-        Ok(Err(e)) => {
+        Ok(Ok(Err(e))) => {
             tracing::error!(error = %e, door, "a door failed");
             false
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::error!(error = %e, door, "a door's task failed");
+            false
+        }
+        Err(_) => {
+            tracing::error!(door, "a door did not stop in time; stopping without it");
+            abort.abort();
             false
         }
     }

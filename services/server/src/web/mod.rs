@@ -407,9 +407,9 @@ impl Web {
         }
     }
 
-    /// Authenticates `bearer` for a request that will make calls of `method`, as the guard
-    /// authenticates any bearer token (each call is then counted against the person's rate by
-    /// [`Web::ask`]).
+    /// Admits a request with `bearer` that will make calls of `method`, as the guard admits any
+    /// bearer token: counted once against the person's rate (each service call it then makes
+    /// counts once more, in [`Web::ask`], so a page that only looks something up counts too).
     async fn let_in(
         &self,
         bearer: &str,
@@ -426,12 +426,13 @@ impl Web {
             )),
             purpose: None,
         };
-        self.guard.authenticate(arrival).await
+        self.guard.admit(arrival).await
     }
 
     /// The service implementation's answer to `call` of `method` with `message` on behalf of
     /// `calling`, counted against the person's rate as a gRPC call is (a page that makes three
-    /// calls counts three) and recorded under its own name (`web GetHousehold`).
+    /// calls counts three, besides its admission) and recorded under its own name
+    /// (`web GetHousehold`).
     pub(crate) async fn ask<T, R, F>(
         &self,
         calling: &Calling,

@@ -103,7 +103,7 @@ pub(crate) struct Oidc {
     /// Where the issuer sends a person back after signing out there.
     home: String,
     http: openidconnect::reqwest::Client,
-    /// The issuer's metadata and when it was fetched (or last found unreachable).
+    /// The issuer's metadata and until when it is used before being fetched again.
     metadata: std::sync::Mutex<Option<(CoreProviderMetadata, Instant)>>,
     /// Held by the one request fetching the metadata; the others use what is held meanwhile.
     fetching: tokio::sync::Mutex<()>,
@@ -142,13 +142,13 @@ impl Oidc {
     }
 
     /// The issuer's metadata: as held while it is fresh, else fetched again. One request
-    /// fetches at a time and no lock is held meanwhile, so a slow issuer holds up only
-    /// the requests that have no metadata at all; when it cannot be reached, the metadata held
+    /// fetches at a time and the others use what is held meanwhile, so a slow issuer holds up
+    /// only the requests that have no metadata at all (they wait for that one fetch); when it cannot be reached, the metadata held
     /// is used on (and fetched again after [`METADATA_RETRY`]).
     async fn metadata(&self) -> Result<CoreProviderMetadata, String> {
         let held = super::lock(&self.metadata).clone();
-        if let Some((metadata, fetched)) = &held
-            && fetched.elapsed() < METADATA_TTL
+        if let Some((metadata, fresh_until)) = &held
+            && Instant::now() < *fresh_until
         {
             return Ok(metadata.clone());
         }
@@ -169,7 +169,8 @@ impl Oidc {
         let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| e.to_string())?;
         match CoreProviderMetadata::discover_async(issuer, &self.http).await {
             Ok(metadata) => {
-                *super::lock(&self.metadata) = Some((metadata.clone(), Instant::now()));
+                *super::lock(&self.metadata) =
+                    Some((metadata.clone(), Instant::now() + METADATA_TTL));
                 Ok(metadata)
             }
             Err(e) => {
@@ -178,10 +179,8 @@ impl Oidc {
                     return Err(why);
                 };
                 tracing::warn!(error = %why, "the issuer's metadata could not be fetched again; using what was fetched before");
-                let retry_at = Instant::now()
-                    .checked_sub(METADATA_TTL.saturating_sub(METADATA_RETRY))
-                    .unwrap_or_else(Instant::now);
-                *super::lock(&self.metadata) = Some((metadata.clone(), retry_at));
+                *super::lock(&self.metadata) =
+                    Some((metadata.clone(), Instant::now() + METADATA_RETRY));
                 Ok(metadata)
             }
         }
