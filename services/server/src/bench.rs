@@ -181,17 +181,8 @@ async fn append_concurrent(
     let log = EventLog::open(&dir, Options::default())?;
     let writers = args.writers.max(1);
     let per_writer = (args.events / writers).max(1);
-    let started = Instant::now();
-    let mut latencies = appends(&log, writers, per_writer, payload).await?;
-    let elapsed = started.elapsed();
-    latencies.sort();
+    let (latencies, elapsed) = timed_appends(&log, writers, per_writer, payload).await?;
     let events = latencies.len();
-    if log.head() != events as u64 {
-        return Err(BenchError::Check(format!(
-            "{} events stored, {events} appended",
-            log.head()
-        )));
-    }
     let size = record_size(&log)?;
     let rss = rss_mb();
     log.close().await;
@@ -220,6 +211,27 @@ async fn append_concurrent(
         })
     );
     Ok(())
+}
+
+/// [`appends`], checked to have stored every event: the latencies sorted, and the time taken.
+async fn timed_appends(
+    log: &EventLog,
+    writers: usize,
+    per_writer: usize,
+    payload: &Bytes,
+) -> Result<(Vec<Duration>, Duration), BenchError> {
+    let started = Instant::now();
+    let mut latencies = appends(log, writers, per_writer, payload).await?;
+    let elapsed = started.elapsed();
+    latencies.sort();
+    if log.head() != latencies.len() as u64 {
+        return Err(BenchError::Check(format!(
+            "{} events stored, {} appended",
+            log.head(),
+            latencies.len()
+        )));
+    }
+    Ok((latencies, elapsed))
 }
 
 /// `writers` tasks, each appending `per_writer` events one by one to a stream of its own: the
@@ -278,17 +290,8 @@ async fn append_postgres(
             "--storage: give an empty database (the benchmark fills it)".into(),
         ));
     }
-    let started = Instant::now();
-    let mut latencies = appends(&log, writers, per_writer, payload).await?;
-    let elapsed = started.elapsed();
-    latencies.sort();
+    let (latencies, elapsed) = timed_appends(&log, writers, per_writer, payload).await?;
     let events = latencies.len();
-    if log.head() != events as u64 {
-        return Err(BenchError::Check(format!(
-            "{} events stored, {events} appended",
-            log.head()
-        )));
-    }
     let size = record_size(&log)?;
     log.close().await;
     drop(log);

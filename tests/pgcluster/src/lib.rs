@@ -120,32 +120,30 @@ impl Cluster {
 
     /// Runs `program` of the cluster's binaries with `args`, as the server's user.
     fn run_as_server(&self, program: &str, args: &[&str]) {
+        run(self.as_server(program).args(args));
+    }
+
+    /// `program` of the cluster's binaries, to be run as the server's user.
+    fn as_server(&self, program: &str) -> Command {
         let program = self.bin.join(program);
-        let mut command = if self.as_postgres {
+        if self.as_postgres {
             let mut command = Command::new("runuser");
             command.args(["-u", "postgres", "--"]).arg(program);
             command
         } else {
             Command::new(program)
-        };
-        run(command.args(args));
+        }
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         let data = self.data();
-        let program = self.bin.join("pg_ctl");
-        let args = ["-D", path_str(&data), "-m", "immediate", "-w", "stop"];
-        let mut command = if self.as_postgres {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(program);
-            command
-        } else {
-            Command::new(program)
-        };
         // Stopping is best effort: a cluster already gone is fine.
-        let _ = command.args(args).output();
+        let _ = self
+            .as_server("pg_ctl")
+            .args(["-D", path_str(&data), "-m", "immediate", "-w", "stop"])
+            .output();
     }
 }
 
