@@ -306,8 +306,8 @@ impl Guard {
 
     /// Authenticates the call `arrival` describes, without counting it against any rate: its
     /// caller, or a refusal recorded in the audit log. [`Guard::admit`] is this and
-    /// [`Guard::count_call`].
-    pub async fn authenticate(&self, arrival: Arrival) -> Result<Arc<Caller>, Refused> {
+    /// [`Guard::count_call`]; every door admits.
+    async fn authenticate(&self, arrival: Arrival) -> Result<Arc<Caller>, Refused> {
         let request_id = arrival.request_id.map(|id| truncate(&id, 128));
         let purpose = arrival
             .purpose
