@@ -1,7 +1,8 @@
 //! `naast serve` with its event log in PostgreSQL (`--storage`), against a throwaway cluster:
 //! what was acknowledged survives a SIGKILL of the server, `naast verify` finds the chain
 //! intact there, and a second naast on the same database is refused with a message saying
-//! why (one writer per database).
+//! why (the server is the log's sole writer while its keys and audit log are in its data
+//! directory).
 
 use naast_pg_cluster::Cluster;
 use naast_proto::pb;
@@ -56,7 +57,7 @@ async fn the_event_log_in_postgres_survives_a_kill_verifies_and_has_one_writer()
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success(), "{said}");
     assert!(
-        said.contains("another naast process writes to this database"),
+        said.contains("one of the two must be its sole writer"),
         "{said}"
     );
 

@@ -144,6 +144,10 @@ pub struct Options {
     /// than this, so that the space left serves what must go on (see `crate::space`); 0 (the
     /// default) keeps no reserve. Only for a log opened on a directory.
     pub min_free_bytes: u64,
+    /// On PostgreSQL: this process is the log's only writer while it is open, and an open by
+    /// any other process is refused (else several processes may write it; see
+    /// [`crate::PgStorage`]). Ignored on a directory, which only one process can open anyway.
+    pub sole_writer: bool,
 }
 
 impl Default for Options {
@@ -156,6 +160,7 @@ impl Default for Options {
             write_queue: 4096,
             metrics_name: "events",
             min_free_bytes: 0,
+            sole_writer: false,
         }
     }
 }
@@ -226,6 +231,9 @@ pub(crate) struct Shared {
     pub(crate) metrics_name: &'static str,
     /// The reserve of free disk space the log keeps, when it keeps one.
     pub(crate) space: Option<crate::space::Space>,
+    /// Set while a [`Command::Follow`] waits in the writer's queue (shared engines), so a burst
+    /// of wakes queues one.
+    pub(crate) follow_pending: Arc<std::sync::atomic::AtomicBool>,
     /// Held for the life of the log: the data directory's lock.
     _lock: Option<File>,
 }
@@ -297,7 +305,7 @@ impl EventLog {
     }
 
     fn postgres(url: &str, options: Options, lock: Option<File>) -> Result<Self> {
-        let storage = crate::PgStorage::connect(url)?;
+        let storage = crate::PgStorage::connect(url, options.sole_writer)?;
         // A group is one statement, so a write that failed left nothing behind: there is no
         // debris past the head to look for (which would read every index entry over the
         // network at each open).
@@ -363,6 +371,7 @@ impl EventLog {
             swept_debris,
             metrics_name: options.metrics_name,
             space,
+            follow_pending: Arc::default(),
             _lock: lock,
         });
         let (commands, receiver) = mpsc::channel(options.write_queue.max(1));
@@ -372,6 +381,22 @@ impl EventLog {
             .name("eventlog-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(|e| Error::Storage(crate::StorageError::new("open", e)))?;
+        if shared.storage.is_shared() {
+            // Weak: the engine's watch must not keep the writer's queue open after the log.
+            let (queue, pending) = (commands.downgrade(), shared.follow_pending.clone());
+            shared.storage.watch(Box::new(move || {
+                if pending.swap(true, Ordering::AcqRel) {
+                    return; // one is queued already
+                }
+                let sent = queue
+                    .upgrade()
+                    .is_some_and(|queue| queue.try_send(Command::Follow).is_ok());
+                if !sent {
+                    // A full queue: the groups in it follow anyway.
+                    pending.store(false, Ordering::Release);
+                }
+            }));
+        }
         Ok(Self { shared, commands })
     }
 
@@ -871,7 +896,7 @@ fn decode_at(position: u64, value: Vec<u8>) -> Result<RecordedEvent> {
 }
 
 /// [`decode_at`] of a borrowed record (its payload copied out).
-fn decode_slice_at(position: u64, value: &[u8]) -> Result<RecordedEvent> {
+pub(crate) fn decode_slice_at(position: u64, value: &[u8]) -> Result<RecordedEvent> {
     let event = record::decode(value)
         .map_err(|e| Error::Corrupt {
             position,

@@ -3,23 +3,30 @@
 //! log makes above its engine (per-stream revisions, one gapless global order, idempotent
 //! appends, the hash chain, `verify`) holds unchanged.
 //!
-//! # The commit path
-//! The log's one writer writes a group of commands' entries with one `INSERT` and then syncs
-//! once for the whole group, as on sled:
-//! - a write is one statement, so atomic; it runs on a session with `synchronous_commit` off,
-//!   so it is visible at once but not yet waited for;
-//! - a sync is a transaction that updates one row (`naast_log_sync`) with `synchronous_commit`
-//!   on: its commit waits until the write-ahead log is flushed (and, with synchronous standbys
-//!   configured, received by them) up to its own commit record, which lies after every earlier
-//!   write. One flush makes the whole group durable; nothing is acknowledged before it. (It
-//!   must write: PostgreSQL commits a transaction that wrote no WAL asynchronously, even one
-//!   holding a transaction id; the crash test, which crashes PostgreSQL too, caught that.)
+//! # Several writers, one order
+//! Several processes (naast nodes) may write one database's log. Each has the log's writer, which
+//! commits a group of commands at a time, and their groups take turns under one lock:
+//! - a group begins a transaction with `synchronous_commit` on and takes a transaction-level
+//!   advisory lock ([`COMMIT_LOCK`]); the writer then reads what the others committed past its
+//!   view (their records, from its next position on) and checks and stages its appends on top;
+//! - its entries go in with one `INSERT`, a notification goes to the others (`naast_log`), and
+//!   the commit waits until the write-ahead log is flushed (and, with synchronous standbys
+//!   configured, received by them): the lock is let go only then.
 //!
-//! # One writer
-//! The writing connection holds a session-level advisory lock for the life of the log: a second
-//! naast process on the same database is refused at open. Writes go only over that connection,
-//! so a process whose connection (and with it the lock) is lost can write nothing more: its log
-//! is poisoned by the first failed write or sync, and a new open takes the lock again.
+//! So positions are gapless and in commit order whoever writes, every expected revision is
+//! checked against everyone's appends, and a record is visible only once it is durable: a
+//! process that reads another's records can never show one a crash takes back. Between groups,
+//! [`Storage::watch`] wakes the writer to read the others' commits: on their notification, and
+//! every second in case one was missed, so a lost notification costs latency, never an event.
+//!
+//! A process whose connection is lost can write nothing more: its log is poisoned by the first
+//! failed write, and the service restarts in place. A process that dies holding the lock holds
+//! it until PostgreSQL notices the connection is gone (keepalives); the others wait up to
+//! [`COMMIT_LOCK_WAIT`] for it, after which their group fails and the next one tries again.
+//!
+//! With [`crate::Options::sole_writer`], the writing connection also holds a session-level lock
+//! ([`SOLE_WRITER_LOCK`]) for the life of the log: any other process that opens the log, sole or
+//! not, is refused. (The server asks for it while the stores beside the log are its own.)
 //!
 //! # When PostgreSQL does not answer
 //! Connections are opened with a timeout and kept alive with TCP keepalives and a TCP user
@@ -53,8 +60,14 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
-/// The advisory lock the writing process holds while its log is open.
-pub const WRITER_LOCK: i64 = 0x6e61_6173_745f_6c67;
+/// The advisory lock (transaction level) a group holds from before it reads the log's tail until
+/// it has committed.
+pub const COMMIT_LOCK: i64 = 0x6e61_6173_745f_636d;
+/// How long a group waits for the commit lock before it fails.
+pub const COMMIT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// The advisory lock a sole writer holds (session level) while its log is open, and any opening
+/// process takes for a moment (shared), so neither can open beside the other.
+pub const SOLE_WRITER_LOCK: i64 = 0x6e61_6173_745f_6c67;
 /// The advisory lock held while migrations are applied.
 const MIGRATION_LOCK: i64 = 0x6e61_6173_745f_6d67;
 /// How long any call waits for PostgreSQL's answer before it fails.
@@ -81,8 +94,18 @@ pub struct PgStorage {
     /// Runs the connections' tasks; `None` only while being dropped.
     runtime: Option<tokio::runtime::Runtime>,
     writer: Arc<Client>,
+    /// The writing connection's process id at PostgreSQL: its own notifications are ignored.
+    writer_pid: i32,
     insert: Statement,
+    /// A group's insert: a key already there (which the commit lock makes impossible) fails it,
+    /// rather than replacing what another process wrote.
+    insert_new: Statement,
     delete: Statement,
+    /// Whether a group's transaction is open on the writing connection.
+    in_group: std::sync::atomic::AtomicBool,
+    /// Whether something was written outside a group (committed asynchronously) since the last
+    /// sync. Set at open: a log written before groups took the lock may hold such writes.
+    dirty: std::sync::atomic::AtomicBool,
     /// The reading connections, each replaced when PostgreSQL closed it.
     readers: Vec<std::sync::Mutex<Arc<Reader>>>,
     next_reader: AtomicUsize,
@@ -91,9 +114,10 @@ pub struct PgStorage {
 
 impl PgStorage {
     /// Connects to the database at `url` (`postgres://user@host/db`, or a Unix socket's
-    /// directory percent-encoded as the host), applies the migrations it lacks and takes the
-    /// writer's lock. Fails when another process holds that lock.
-    pub fn connect(url: &str) -> Result<Self, StorageError> {
+    /// directory percent-encoded as the host) and applies the migrations it lacks. With `sole`,
+    /// takes the sole writer's lock for as long as it lives; either way fails when a sole writer
+    /// holds it (after waiting ten seconds for one that just died to let go).
+    pub fn connect(url: &str, sole: bool) -> Result<Self, StorageError> {
         check_url(url).map_err(|e| StorageError::new("open", e))?;
         let mut config: tokio_postgres::Config = url
             .parse()
@@ -128,33 +152,47 @@ impl PgStorage {
                     .batch_execute(&format!("SET lock_timeout TO '{LOCK_WAIT_SECONDS}s'"))
                     .await
                     .map_err(open_error)?;
-                if let Err(e) = writer
-                    .query_one("SELECT pg_advisory_lock($1)", &[&WRITER_LOCK])
-                    .await
-                {
+                let take = if sole {
+                    "SELECT pg_advisory_lock($1)"
+                } else {
+                    "SELECT pg_advisory_lock_shared($1)"
+                };
+                if let Err(e) = writer.query_one(take, &[&SOLE_WRITER_LOCK]).await {
                     let held =
                         e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
                     return Err(if held {
                         StorageError::new(
                             "open",
                             format!(
-                                "another naast process writes to this database (it held the writer's advisory lock for {LOCK_WAIT_SECONDS} s); one writer per database"
+                                "another naast process has this database's log open, and one of the two must be its sole writer (the lock was held for {LOCK_WAIT_SECONDS} s)"
                             ),
                         )
                     } else {
                         open_error(e)
                     });
                 }
+                if !sole {
+                    // Held only to find no sole writer there.
+                    writer
+                        .query_one("SELECT pg_advisory_unlock_shared($1)", &[&SOLE_WRITER_LOCK])
+                        .await
+                        .map_err(open_error)?;
+                }
                 writer
                     .batch_execute("SET lock_timeout TO 0")
                     .await
                     .map_err(open_error)?;
                 migrate(&writer).await?;
-                // Writes are visible at once and made durable, a group at a time, by `sync`.
+                // Outside a group, writes are visible at once and made durable by `sync`.
                 writer
                     .batch_execute("SET synchronous_commit TO off")
                     .await
                     .map_err(open_error)?;
+                let writer_pid: i32 = writer
+                    .query_one("SELECT pg_backend_pid()", &[])
+                    .await
+                    .map_err(open_error)?
+                    .get(0);
                 let insert = writer
                 .prepare(
                     "INSERT INTO naast_log (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
@@ -162,6 +200,12 @@ impl PgStorage {
                 )
                 .await
                 .map_err(open_error)?;
+                let insert_new = writer
+                    .prepare(
+                        "INSERT INTO naast_log (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])",
+                    )
+                    .await
+                    .map_err(open_error)?;
                 let delete = writer
                     .prepare("DELETE FROM naast_log WHERE key = ANY($1::bytea[])")
                     .await
@@ -172,10 +216,17 @@ impl PgStorage {
                         Reader::connect(&config).await?,
                     )));
                 }
-                Ok((Arc::new(writer), insert, delete, readers))
+                Ok((
+                    Arc::new(writer),
+                    writer_pid,
+                    insert,
+                    insert_new,
+                    delete,
+                    readers,
+                ))
             },
         );
-        let (writer, insert, delete, readers) = match opened {
+        let (writer, writer_pid, insert, insert_new, delete, readers) = match opened {
             Ok(opened) => opened,
             Err(e) => {
                 // Possibly inside an async context: the runtime must not wait for its tasks.
@@ -186,8 +237,12 @@ impl PgStorage {
         Ok(Self {
             runtime: Some(runtime),
             writer,
+            writer_pid,
             insert,
+            insert_new,
             delete,
+            in_group: std::sync::atomic::AtomicBool::new(false),
+            dirty: std::sync::atomic::AtomicBool::new(true),
             readers,
             next_reader: AtomicUsize::new(0),
             config,
@@ -345,6 +400,67 @@ async fn connect(config: &tokio_postgres::Config) -> Result<Client, StorageError
     Ok(client)
 }
 
+/// Wakes the writer whenever another process's group committed (its notification on
+/// `naast_log`), and every second in case one was missed; listens again on a new connection when
+/// one is lost. Runs until the engine's runtime stops.
+async fn watch(config: tokio_postgres::Config, own_pid: i32, wake: Box<dyn Fn() + Send + Sync>) {
+    let mut every_second = tokio::time::interval(std::time::Duration::from_secs(1));
+    every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0_u32;
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (told, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+                let messages = tokio::spawn(async move {
+                    while let Some(message) =
+                        std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                    {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(note)) => {
+                                if told.send(note.process_id()).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => return,
+                        }
+                    }
+                });
+                if client.batch_execute("LISTEN naast_log").await.is_ok() {
+                    if failures > 0 {
+                        tracing::info!("listening to the other nodes' commits again");
+                    }
+                    failures = 0;
+                    // Whatever was committed while nobody listened.
+                    wake();
+                    loop {
+                        tokio::select! {
+                            note = notifications.recv() => match note {
+                                Some(pid) if pid == own_pid => {}
+                                Some(_) => wake(),
+                                None => break, // the connection ended
+                            },
+                            _ = every_second.tick() => wake(),
+                        }
+                    }
+                }
+                messages.abort();
+            }
+            Err(e) => {
+                if failures == 0 {
+                    tracing::warn!(error = %error_text(&e), "cannot listen to the other nodes' commits; reading every second until it can");
+                }
+            }
+        }
+        failures = failures.saturating_add(1);
+        // Meanwhile the log is read every second all the same.
+        for _ in 0..2 {
+            every_second.tick().await;
+            wake();
+        }
+    }
+}
+
 /// Applies the migrations `client`'s database lacks, each in its own transaction, under the
 /// migration lock (several processes starting at once apply each once).
 async fn migrate(client: &Client) -> Result<(), StorageError> {
@@ -457,6 +573,20 @@ impl Storage for PgStorage {
                 .map(|(_, entry)| entry)
                 .unzip()
         };
+        if self.in_group.swap(false, Ordering::AcqRel) {
+            let (client, statement) = (self.writer.clone(), self.insert_new.clone());
+            // The group's entries, the others told, and the commit that makes them durable and
+            // lets go of the lock: sent together, answered once the flush is done.
+            return self.block("write", async move {
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&keys, &values];
+                let insert = client.execute(&statement, &params);
+                let commit = client.batch_execute("SELECT pg_notify('naast_log', ''); COMMIT");
+                let (inserted, committed) = tokio::join!(insert, commit);
+                inserted?;
+                committed
+            });
+        }
+        self.dirty.store(true, Ordering::Release);
         let (client, statement) = (self.writer.clone(), self.insert.clone());
         self.block("write", async move {
             client
@@ -467,6 +597,10 @@ impl Storage for PgStorage {
     }
 
     fn sync(&self) -> Result<(), StorageError> {
+        // A group's commit is durable already: only writes outside a group need the flush.
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
         let client = self.writer.clone();
         self.block("sync", async move {
             client
@@ -476,12 +610,60 @@ impl Storage for PgStorage {
                 )
                 .await
         })
+        .inspect_err(|_| self.dirty.store(true, Ordering::Release))
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn begin_shared_group(&self) -> Result<(), StorageError> {
+        let client = self.writer.clone();
+        let begin = format!(
+            "BEGIN; SET LOCAL synchronous_commit TO on; SET LOCAL lock_timeout TO '{}s'; \
+             SELECT pg_advisory_xact_lock({COMMIT_LOCK})",
+            COMMIT_LOCK_WAIT.as_secs()
+        );
+        let began = self.block("commit", async move { client.batch_execute(&begin).await });
+        match began {
+            Ok(()) => {
+                self.in_group.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                // Whatever of the transaction began is rolled back; should that fail too, the
+                // connection is gone and the next write says so.
+                let client = self.writer.clone();
+                let _ = self.block(
+                    "commit",
+                    async move { client.batch_execute("ROLLBACK").await },
+                );
+                Err(e)
+            }
+        }
+    }
+
+    fn end_shared_group(&self) -> Result<(), StorageError> {
+        if !self.in_group.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let client = self.writer.clone();
+        self.block(
+            "commit",
+            async move { client.batch_execute("ROLLBACK").await },
+        )
+    }
+
+    fn watch(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let Some(runtime) = &self.runtime else { return };
+        runtime.spawn(watch(self.config.clone(), self.writer_pid, wake));
     }
 
     fn remove(&self, keys: Vec<Vec<u8>>) -> Result<(), StorageError> {
         if keys.is_empty() {
             return Ok(());
         }
+        self.dirty.store(true, Ordering::Release);
         let (client, statement) = (self.writer.clone(), self.delete.clone());
         self.block("write", async move {
             client.execute(&statement, &[&keys]).await.map(drop)

@@ -68,6 +68,35 @@ pub trait Storage: Send + Sync + 'static {
         }
         Ok(())
     }
+
+    /// Whether other processes write to this storage too (PostgreSQL behind several naast
+    /// nodes). The writer then takes [`Storage::begin_shared_group`]'s lock for each group it
+    /// writes, first reading what the others committed past its view, and follows their commits
+    /// between groups when [`Storage::watch`] wakes it.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Shared engines only: takes the lock that orders every process's commits, so nobody
+    /// else's commit can move the log's tail until this group's [`Storage::write`] commits (and
+    /// so lets go of it, its entries durable) or [`Storage::end_shared_group`] lets go without
+    /// writing.
+    fn begin_shared_group(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// Shared engines only: lets go of the lock [`Storage::begin_shared_group`] took, writing
+    /// nothing. An error means the engine cannot tell whether it still holds it.
+    fn end_shared_group(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// Shared engines only: calls `wake` whenever another process may have committed (when it
+    /// says so, and at least every second in case a message was missed), for as long as the
+    /// storage lives.
+    fn watch(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        drop(wake);
+    }
 }
 
 /// Everything in memory; `sync` does nothing. Nothing survives the process.

@@ -10,6 +10,17 @@
 //! The writer's own view (next position, last hash, stream revisions) runs ahead of what is
 //! committed by the groups in the syncer's hands. If their sync fails, the log is poisoned and
 //! nothing built on that view is ever acknowledged.
+//!
+//! # On a storage other processes write too
+//! On a shared engine ([`crate::storage::Storage::is_shared`]: PostgreSQL behind several naast
+//! nodes) each process has a writer like this one, and their commits take turns under the
+//! engine's lock. A group is then: take the lock; read what the others committed past this
+//! writer's view and take it into the view (positions, the hash to chain from, stream revisions);
+//! check and stage the group's appends against that; write, which commits durably and lets go.
+//! So positions stay gapless and in commit order, and an expected revision is checked against
+//! every process's appends. What the others committed is published to this process's
+//! subscribers, in order, before anything of its own; between groups the writer follows their
+//! commits when the engine wakes it ([`Command::Follow`]).
 
 use crate::keys;
 use crate::log::{AppendOutcome, Durability, ExpectedRevision, Options, Shared};
@@ -38,6 +49,8 @@ pub(crate) enum Command {
     Append(AppendRequest),
     /// Make everything written so far durable, then answer.
     Sync(oneshot::Sender<Result<()>>),
+    /// Read what other processes committed (shared engines): sent when the engine says they did.
+    Follow,
     Close(oneshot::Sender<()>),
 }
 
@@ -151,6 +164,8 @@ impl Writer {
                         group.push(request);
                     }
                     Command::Sync(waiter) => waiters.push(waiter),
+                    // Every group follows on a shared engine; a wake after this reads again.
+                    Command::Follow => self.shared.follow_pending.store(false, Ordering::Release),
                     Command::Close(done) => {
                         closing.push(done);
                         break;
@@ -175,6 +190,7 @@ impl Writer {
                 Command::Sync(waiter) => {
                     let _ = waiter.send(Err(Error::Closed));
                 }
+                Command::Follow => {}
                 Command::Close(done) => closing.push(done),
             }
         }
@@ -217,12 +233,56 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, requests: Vec<AppendRequest>, waiters: Vec<oneshot::Sender<Result<()>>>) {
+    fn commit(
+        &mut self,
+        mut requests: Vec<AppendRequest>,
+        waiters: Vec<oneshot::Sender<Result<()>>>,
+    ) {
         let mut group = Group {
             sync: !waiters.is_empty(),
             ..Group::default()
         };
         let recorded_at = record::now_micros();
+        // On a shared engine: the others' commits first, under the lock when there is
+        // something to write (so the tail stays where it was read until this group commits).
+        let mut foreign = Vec::new();
+        let mut locked = false;
+        if self.shared.storage.is_shared() && self.shared.poisoned.get().is_none() {
+            if requests.is_empty() {
+                // Woken: a read that fails is tried again at the next wake (within a second).
+                match self.follow() {
+                    Ok(records) => foreign = records,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read what the other nodes committed; trying again");
+                    }
+                }
+            } else {
+                let followed = self
+                    .shared
+                    .storage
+                    .begin_shared_group()
+                    .map_err(Error::from)
+                    .and_then(|()| {
+                        locked = true;
+                        self.follow()
+                    });
+                match followed {
+                    Ok(records) => foreign = records,
+                    Err(e) => {
+                        // Nothing of the group was written and the view is as it was: its
+                        // appends fail, the log goes on (unless the lock may still be held).
+                        if locked && let Err(end) = self.shared.storage.end_shared_group() {
+                            self.poison("letting go of the commit lock", &end.to_string());
+                        }
+                        locked = false;
+                        let failure = crate::StorageError::new("commit", e.to_string());
+                        for request in std::mem::take(&mut requests) {
+                            let _ = request.reply.send(Err(failure.clone().into()));
+                        }
+                    }
+                }
+            }
+        }
         // Every id of the group looked up at once: one round trip to an engine across a
         // network, not one per event.
         if self.shared.poisoned.get().is_none() {
@@ -279,24 +339,30 @@ impl Writer {
                     // sled has no rollback: part of the group may be in storage. What is stored
                     // is unknown, so the log refuses every append until it is reopened (lookups
                     // ignore anything at or past `next_position`, which stays where it was).
-                    tracing::error!(error = %e, "write failed; the event log refuses appends until reopened");
-                    metrics::counter!("naast_log_failures_total", "log" => self.shared.metrics_name)
-                        .increment(1);
-                    let _ = self.shared.poisoned.set(format!("a write failed: {e}"));
+                    self.poison("a write", &e.to_string());
                     for (reply, _) in std::mem::take(&mut group.replies) {
                         let _ = reply.send(Err(e.clone().into()));
                     }
                     group.records.clear();
                 }
             }
+        } else if locked && let Err(e) = self.shared.storage.end_shared_group() {
+            self.poison("letting go of the commit lock", &e.to_string());
         }
-        if group.replies.is_empty() && group.rejected.is_empty() && waiters.is_empty() {
+        if foreign.is_empty()
+            && group.replies.is_empty()
+            && group.rejected.is_empty()
+            && waiters.is_empty()
+        {
             return;
         }
+        // Published in order: the others' commits, then this group's.
+        let mut records = foreign;
+        records.append(&mut group.records);
         // Even a group of replays goes through the syncer: what it replays may still be on its
         // way to disk in an earlier group.
         let written = Written {
-            records: group.records,
+            records,
             replies: group.replies,
             rejected: group.rejected,
             waiters,
@@ -314,6 +380,73 @@ impl Writer {
                 let _ = waiter.send(Err(Error::Closed));
             }
         }
+    }
+
+    /// Poisons the log: `what` failed, so what is stored is unknown until it is reopened.
+    fn poison(&self, what: &str, error: &str) {
+        tracing::error!(
+            error,
+            "{what} failed; the event log refuses appends until reopened"
+        );
+        metrics::counter!("naast_log_failures_total", "log" => self.shared.metrics_name)
+            .increment(1);
+        let _ = self.shared.poisoned.set(format!("{what} failed: {error}"));
+    }
+
+    /// What other processes committed past this writer's view (a shared engine), read in order
+    /// and taken into the view: the next position, the hash to chain from, the streams'
+    /// revisions. Their commits are durable before they are visible, so nothing read here can
+    /// vanish.
+    fn follow(&mut self) -> Result<Vec<RecordedEvent>> {
+        let mut found: Vec<RecordedEvent> = Vec::new();
+        let mut failed = None;
+        let start = keys::log(self.next_position);
+        let next = self.next_position;
+        self.shared.storage.scan_each(
+            &start,
+            &keys::log_end(),
+            false,
+            usize::MAX,
+            &mut |key, value| {
+                let expected = next + found.len() as u64;
+                let decoded = match keys::log_position(key) {
+                    Some(position) if position == expected => {
+                        crate::log::decode_slice_at(position, value)
+                    }
+                    other => Err(Error::Corrupt {
+                        position: expected,
+                        reason: format!(
+                            "the next record another writer committed is at {other:?}, not at {expected}"
+                        ),
+                    }),
+                };
+                match decoded {
+                    Ok(event) => {
+                        found.push(event);
+                        true
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            },
+        )?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if let Some(last) = found.last() {
+            self.next_position = last.position + 1;
+            self.last_hash = last.hash;
+            if self.revisions.len() + found.len() > MAX_CACHED_STREAMS {
+                self.revisions.clear();
+            }
+            for event in &found {
+                self.revisions
+                    .insert(event.stream_id.clone(), event.revision);
+            }
+        }
+        Ok(found)
     }
 
     fn prepare(&mut self, request: &AppendRequest, group: &Group) -> Result<Prepared> {
