@@ -35,30 +35,18 @@
 //! reading connection that PostgreSQL closed is opened again on the next read.
 //!
 //! # Schema
-//! Migrations (`migrations/postgres/*.sql`, embedded) are applied at open, each once, in order,
-//! under an advisory lock of their own, and recorded in `naast_migrations`.
+//! The log's tables are part of naast's schema in PostgreSQL, migrated at open by
+//! [`naast_postgres::migrate`].
 
 use crate::StorageError;
 use crate::storage::{Entry, Storage};
+pub use naast_postgres::{ANSWER_WITHIN, check_url, is_url};
+use naast_postgres::{Database, error_text};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio_postgres::{Client, NoTls, Statement};
-
-/// The schema's migrations: version, name, SQL. Applied in this order, each once.
-const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (
-        1,
-        "the event log's entries",
-        include_str!("../migrations/postgres/0001_event_log.sql"),
-    ),
-    (
-        2,
-        "the row a sync updates",
-        include_str!("../migrations/postgres/0002_sync.sql"),
-    ),
-];
+use tokio_postgres::{Client, Statement};
 
 /// The advisory lock (transaction level) a group holds from before it reads the log's tail until
 /// it has committed.
@@ -68,10 +56,6 @@ pub const COMMIT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs
 /// The advisory lock a sole writer holds (session level) while its log is open, and any opening
 /// process takes for a moment (shared), so neither can open beside the other.
 pub const SOLE_WRITER_LOCK: i64 = 0x6e61_6173_745f_6c67;
-/// The advisory lock held while migrations are applied.
-const MIGRATION_LOCK: i64 = 0x6e61_6173_745f_6d67;
-/// How long any call waits for PostgreSQL's answer before it fails.
-pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long an open waits for the writer's lock: a process that just died lets it go once
 /// PostgreSQL notices its connection is gone.
 const LOCK_WAIT_SECONDS: u64 = 10;
@@ -91,8 +75,8 @@ struct Reader {
 
 /// The event log's engine on PostgreSQL (see the module's documentation).
 pub struct PgStorage {
-    /// Runs the connections' tasks; `None` only while being dropped.
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Runs the connections' tasks.
+    db: Database,
     writer: Arc<Client>,
     /// The writing connection's process id at PostgreSQL: its own notifications are ignored.
     writer_pid: i32,
@@ -109,7 +93,6 @@ pub struct PgStorage {
     /// The reading connections, each replaced when PostgreSQL closed it.
     readers: Vec<std::sync::Mutex<Arc<Reader>>>,
     next_reader: AtomicUsize,
-    config: tokio_postgres::Config,
 }
 
 impl PgStorage {
@@ -118,40 +101,18 @@ impl PgStorage {
     /// takes the sole writer's lock for as long as it lives; either way fails when a sole writer
     /// holds it (after waiting ten seconds for one that just died to let go).
     pub fn connect(url: &str, sole: bool) -> Result<Self, StorageError> {
-        check_url(url).map_err(|e| StorageError::new("open", e))?;
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StorageError::new("open", format!("the PostgreSQL URL: {e}")))?;
-        // A database that stops answering is noticed: connecting, and on an open connection.
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(std::time::Duration::from_secs(10));
-        }
-        if config.get_tcp_user_timeout().is_none() {
-            config.tcp_user_timeout(ANSWER_WITHIN);
-        }
-        if config.get_keepalives_idle() > std::time::Duration::from_secs(30) {
-            config.keepalives_idle(std::time::Duration::from_secs(30));
-        }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("naast-postgres")
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::new("open", e))?;
-        let for_open = config.clone();
-        let opened = block_on(
-            &runtime,
-            "open",
-            LOCK_WAIT_SECONDS + ANSWER_WITHIN.as_secs(),
+        let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
+        let config = db.config().clone();
+        let opened = db.block(
+            std::time::Duration::from_secs(LOCK_WAIT_SECONDS) + ANSWER_WITHIN,
             async move {
-                let config = for_open;
                 let writer = connect(&config).await?;
                 // The lock first: a process that may not write must not change the schema under
                 // the one that does.
                 writer
                     .batch_execute(&format!("SET lock_timeout TO '{LOCK_WAIT_SECONDS}s'"))
                     .await
-                    .map_err(open_error)?;
+                    .map_err(|e| error_text(&e))?;
                 let take = if sole {
                     "SELECT pg_advisory_lock($1)"
                 } else {
@@ -161,14 +122,11 @@ impl PgStorage {
                     let held =
                         e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
                     return Err(if held {
-                        StorageError::new(
-                            "open",
-                            format!(
-                                "another naast process has this database's log open, and one of the two must be its sole writer (the lock was held for {LOCK_WAIT_SECONDS} s)"
-                            ),
+                        format!(
+                            "another naast process has this database's log open, and one of the two must be its sole writer (the lock was held for {LOCK_WAIT_SECONDS} s)"
                         )
                     } else {
-                        open_error(e)
+                        error_text(&e)
                     });
                 }
                 if !sole {
@@ -176,22 +134,22 @@ impl PgStorage {
                     writer
                         .query_one("SELECT pg_advisory_unlock_shared($1)", &[&SOLE_WRITER_LOCK])
                         .await
-                        .map_err(open_error)?;
+                        .map_err(|e| error_text(&e))?;
                 }
                 writer
                     .batch_execute("SET lock_timeout TO 0")
                     .await
-                    .map_err(open_error)?;
-                migrate(&writer).await?;
+                    .map_err(|e| error_text(&e))?;
+                naast_postgres::migrate(&writer).await.map_err(|e| error_text(&e))?;
                 // Outside a group, writes are visible at once and made durable by `sync`.
                 writer
                     .batch_execute("SET synchronous_commit TO off")
                     .await
-                    .map_err(open_error)?;
+                    .map_err(|e| error_text(&e))?;
                 let writer_pid: i32 = writer
                     .query_one("SELECT pg_backend_pid()", &[])
                     .await
-                    .map_err(open_error)?
+                    .map_err(|e| error_text(&e))?
                     .get(0);
                 let insert = writer
                 .prepare(
@@ -199,17 +157,17 @@ impl PgStorage {
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )
                 .await
-                .map_err(open_error)?;
+                .map_err(|e| error_text(&e))?;
                 let insert_new = writer
                     .prepare(
                         "INSERT INTO naast_log (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])",
                     )
                     .await
-                    .map_err(open_error)?;
+                    .map_err(|e| error_text(&e))?;
                 let delete = writer
                     .prepare("DELETE FROM naast_log WHERE key = ANY($1::bytea[])")
                     .await
-                    .map_err(open_error)?;
+                    .map_err(|e| error_text(&e))?;
                 let mut readers = Vec::with_capacity(READERS);
                 for _ in 0..READERS {
                     readers.push(std::sync::Mutex::new(Arc::new(
@@ -226,16 +184,10 @@ impl PgStorage {
                 ))
             },
         );
-        let (writer, writer_pid, insert, insert_new, delete, readers) = match opened {
-            Ok(opened) => opened,
-            Err(e) => {
-                // Possibly inside an async context: the runtime must not wait for its tasks.
-                runtime.shutdown_background();
-                return Err(e);
-            }
-        };
+        let (writer, writer_pid, insert, insert_new, delete, readers) =
+            opened.map_err(|e| StorageError::new("open", e))?;
         Ok(Self {
-            runtime: Some(runtime),
+            db,
             writer,
             writer_pid,
             insert,
@@ -245,7 +197,6 @@ impl PgStorage {
             dirty: std::sync::atomic::AtomicBool::new(true),
             readers,
             next_reader: AtomicUsize::new(0),
-            config,
         })
     }
 
@@ -254,16 +205,11 @@ impl PgStorage {
         operation: &'static str,
         work: impl Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let Some(runtime) = &self.runtime else {
-            return Err(StorageError::new(
-                operation,
-                "the PostgreSQL engine is closing",
-            ));
-        };
-        block_on(runtime, operation, ANSWER_WITHIN.as_secs(), async move {
-            work.await
-                .map_err(|e| StorageError::new(operation, error_text(&e)))
-        })
+        self.db
+            .block(ANSWER_WITHIN, async move {
+                work.await.map_err(|e| error_text(&e))
+            })
+            .map_err(|e| StorageError::new(operation, e))
     }
 
     /// A reading connection, opened again when PostgreSQL closed it.
@@ -276,19 +222,12 @@ impl PgStorage {
         if !current.client.is_closed() {
             return Ok(current);
         }
-        let Some(runtime) = &self.runtime else {
-            return Err(StorageError::new(
-                "read",
-                "the PostgreSQL engine is closing",
-            ));
-        };
-        let config = self.config.clone();
-        let fresh = Arc::new(block_on(
-            runtime,
-            "read",
-            ANSWER_WITHIN.as_secs(),
-            async move { Reader::connect(&config).await },
-        )?);
+        let config = self.db.config().clone();
+        let fresh = Arc::new(
+            self.db
+                .block(ANSWER_WITHIN, async move { Reader::connect(&config).await })
+                .map_err(|e| StorageError::new("read", e))?,
+        );
         tracing::warn!("a reading connection to PostgreSQL was closed; opened again");
         *lock(slot) = fresh.clone();
         Ok(fresh)
@@ -321,40 +260,6 @@ impl PgStorage {
     }
 }
 
-impl Drop for PgStorage {
-    fn drop(&mut self) {
-        // Dropped anywhere, an async context included: its tasks end without waiting.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// Runs `work` on `runtime` and waits for it on this thread (any thread: the wait is a plain
-/// channel, never a runtime's), at most `seconds`.
-fn block_on<T: Send + 'static>(
-    runtime: &tokio::runtime::Runtime,
-    operation: &'static str,
-    seconds: u64,
-    work: impl Future<Output = Result<T, StorageError>> + Send + 'static,
-) -> Result<T, StorageError> {
-    let (done, answer) = std::sync::mpsc::sync_channel(1);
-    runtime.spawn(async move {
-        let _ = done.send(work.await);
-    });
-    match answer.recv_timeout(std::time::Duration::from_secs(seconds)) {
-        Ok(answered) => answered,
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(StorageError::new(
-            operation,
-            format!("PostgreSQL did not answer within {seconds} s"),
-        )),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(StorageError::new(
-            operation,
-            "the PostgreSQL engine stopped before answering",
-        )),
-    }
-}
-
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Only a replacement of an `Arc` happens under it: a panic cannot leave it half done.
     mutex
@@ -363,11 +268,11 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Reader {
-    async fn connect(config: &tokio_postgres::Config) -> Result<Self, StorageError> {
+    async fn connect(config: &tokio_postgres::Config) -> Result<Self, String> {
         let client = connect(config).await?;
         let prepare = |sql: &'static str| {
             let client = &client;
-            async move { client.prepare(sql).await.map_err(open_error) }
+            async move { client.prepare(sql).await.map_err(|e| error_text(&e)) }
         };
         let get = prepare("SELECT value FROM naast_log WHERE key = $1").await?;
         let get_many =
@@ -390,14 +295,8 @@ impl Reader {
     }
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, StorageError> {
-    let (client, connection) = config.connect(NoTls).await.map_err(open_error)?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::error!(error = %error_text(&e), "a PostgreSQL connection of the event log ended");
-        }
-    });
-    Ok(client)
+async fn connect(config: &tokio_postgres::Config) -> Result<Client, String> {
+    Database::connect(config).await.map_err(|e| error_text(&e))
 }
 
 /// Wakes the writer whenever another process's group committed (its notification on
@@ -408,7 +307,7 @@ async fn watch(config: tokio_postgres::Config, own_pid: i32, wake: Box<dyn Fn() 
     every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = 0_u32;
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tokio_postgres::NoTls).await {
             Ok((client, mut connection)) => {
                 let (told, mut notifications) = tokio::sync::mpsc::unbounded_channel();
                 let messages = tokio::spawn(async move {
@@ -458,97 +357,6 @@ async fn watch(config: tokio_postgres::Config, own_pid: i32, wake: Box<dyn Fn() 
             every_second.tick().await;
             wake();
         }
-    }
-}
-
-/// Applies the migrations `client`'s database lacks, each in its own transaction, under the
-/// migration lock (several processes starting at once apply each once).
-async fn migrate(client: &Client) -> Result<(), StorageError> {
-    client
-        .query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(open_error)?;
-    let applied = async {
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS naast_migrations (
-                    version integer PRIMARY KEY,
-                    name text NOT NULL,
-                    applied_at timestamptz NOT NULL DEFAULT now()
-                )",
-            )
-            .await?;
-        let done: Vec<i32> = client
-            .query("SELECT version FROM naast_migrations", &[])
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        for (version, name, sql) in MIGRATIONS {
-            if done.contains(version) {
-                continue;
-            }
-            // One transaction: the migration and its record (nothing else uses this
-            // connection yet).
-            client.batch_execute(&format!("BEGIN; {sql};")).await?;
-            let recorded = client
-                .execute(
-                    "INSERT INTO naast_migrations (version, name) VALUES ($1, $2)",
-                    &[version, name],
-                )
-                .await;
-            if let Err(e) = recorded {
-                client.batch_execute("ROLLBACK").await?;
-                return Err(e);
-            }
-            client.batch_execute("COMMIT").await?;
-            tracing::info!(version, name, "PostgreSQL migration applied");
-        }
-        Ok::<_, tokio_postgres::Error>(())
-    }
-    .await;
-    let unlocked = client
-        .query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-        .await;
-    applied.map_err(open_error)?;
-    unlocked.map_err(open_error)?;
-    Ok(())
-}
-
-/// Whether `url` is a PostgreSQL URL naast can connect with: `Err` says what is wrong (never
-/// repeating the URL, which may hold a password).
-pub fn check_url(url: &str) -> Result<(), String> {
-    if !is_url(url) {
-        return Err("give a postgres:// or postgresql:// URL".to_owned());
-    }
-    let config = url
-        .parse::<tokio_postgres::Config>()
-        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(
-            "sslmode=require: naast does not speak TLS to PostgreSQL; reach it over a Unix socket or a private network".to_owned(),
-        );
-    }
-    Ok(())
-}
-
-/// Whether `location` names a PostgreSQL database rather than a directory.
-pub fn is_url(location: &str) -> bool {
-    location.starts_with("postgres://") || location.starts_with("postgresql://")
-}
-
-fn open_error(e: tokio_postgres::Error) -> StorageError {
-    StorageError::new("open", error_text(&e))
-}
-
-/// The error with the server's own message, when it sent one.
-fn error_text(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{e}: {}", db.message()),
-        None => match std::error::Error::source(e) {
-            Some(source) => format!("{e}: {source}"),
-            None => e.to_string(),
-        },
     }
 }
 
@@ -655,8 +463,8 @@ impl Storage for PgStorage {
     }
 
     fn watch(&self, wake: Box<dyn Fn() + Send + Sync>) {
-        let Some(runtime) = &self.runtime else { return };
-        runtime.spawn(watch(self.config.clone(), self.writer_pid, wake));
+        self.db
+            .spawn(watch(self.db.config().clone(), self.writer_pid, wake));
     }
 
     fn remove(&self, keys: Vec<Vec<u8>>) -> Result<(), StorageError> {

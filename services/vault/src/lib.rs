@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use uuid::Uuid;
 
+mod postgres;
 mod rotate;
+pub use postgres::rotate_master_key_in_postgres;
 pub use rotate::{Rotated, rotate_master_key};
 
 /// The first bytes of a sealed payload: a zero byte (no JSON document starts with one) and a
@@ -50,6 +52,9 @@ pub enum VaultError {
         /// What failed.
         what: String,
     },
+    /// Reading or writing the keys' table in PostgreSQL failed.
+    #[error("key store in PostgreSQL: {0}")]
+    Database(String),
     /// Reading or writing a key file failed.
     #[error("key store {}: {source}", .path.display())]
     Io {
@@ -128,8 +133,16 @@ pub struct Vault {
     inner: Arc<Inner>,
 }
 
+/// Where the wrapped keys are kept.
+enum Place {
+    /// One file per household in a folder of the data directory.
+    Folder(PathBuf),
+    /// A table in the PostgreSQL database the event log is in (see `postgres`).
+    Table(postgres::KeyTable),
+}
+
 struct Inner {
-    dir: PathBuf,
+    place: Place,
     master: ChaCha20Poly1305,
     /// Data keys in use, and households known to be erased (`None`); at most
     /// [`MAX_CACHED_KEYS`], then it starts afresh (the files are the truth).
@@ -169,9 +182,21 @@ impl Vault {
         }
         sync_dir(dir)?;
         rotate::check_on_open(dir, master)?;
-        Ok(Self {
+        Ok(Self::with_place(Place::Folder(dir.to_owned()), master))
+    }
+
+    /// The key store in the PostgreSQL database at `url` (its tables made if missing), unlocked
+    /// by `master`: for an event log kept there, so every node serves every household.
+    pub fn open_postgres(url: &str, master: &MasterKey) -> Result<Self, VaultError> {
+        let table = postgres::KeyTable::open(url)?;
+        rotate::check_on_open_table(&table, master)?;
+        Ok(Self::with_place(Place::Table(table), master))
+    }
+
+    fn with_place(place: Place, master: &MasterKey) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                dir: dir.to_owned(),
+                place,
                 master: ChaCha20Poly1305::new(&master.0),
                 keys: Mutex::default(),
                 files: Mutex::default(),
@@ -181,7 +206,7 @@ impl Vault {
                 #[cfg(test)]
                 after_file_read: Mutex::default(),
             }),
-        })
+        }
     }
 
     /// `plaintext`, the payload of event `event` of `household`, sealed with the household's
@@ -280,7 +305,15 @@ impl Vault {
         if let Some(reason) = self.inner.poisoned.get() {
             return Err(VaultError::Poisoned(reason.clone()));
         }
-        let path = self.path(household);
+        let dir = match &self.inner.place {
+            Place::Folder(dir) => dir,
+            Place::Table(table) => {
+                table.erase(household)?;
+                self.remember(household, None);
+                return Ok(());
+            }
+        };
+        let path = key_path(dir, household);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -294,7 +327,10 @@ impl Vault {
 
     /// The households that have a key file.
     pub fn households(&self) -> Result<Vec<Uuid>, VaultError> {
-        households_in(&self.inner.dir)
+        match &self.inner.place {
+            Place::Folder(dir) => households_in(dir),
+            Place::Table(table) => table.households(),
+        }
     }
 
     /// What a backup copies of the key folder: each household's wrapped key and the master key
@@ -303,21 +339,30 @@ impl Vault {
     /// copied half written, and one erased meanwhile is simply not there.
     pub fn backup_files(&self) -> Result<Vec<(String, Vec<u8>)>, VaultError> {
         let mut files = Vec::new();
-        for household in households_in(&self.inner.dir)? {
-            // Erased meanwhile: there is nothing to copy.
-            if let Some(bytes) = rotate::read_optional(&self.path(household))? {
-                files.push((format!("{household}.key"), bytes));
+        match &self.inner.place {
+            Place::Folder(dir) => {
+                for household in households_in(dir)? {
+                    // Erased meanwhile: there is nothing to copy.
+                    if let Some(bytes) = rotate::read_optional(&key_path(dir, household))? {
+                        files.push((format!("{household}.key"), bytes));
+                    }
+                }
+                if let Some(check) = rotate::check_file(dir)? {
+                    files.push((rotate::CHECK_FILE.to_owned(), check));
+                }
             }
-        }
-        if let Some(check) = rotate::check_file(&self.inner.dir)? {
-            files.push((rotate::CHECK_FILE.to_owned(), check));
+            // The same files, from the table: a backup restores into a key folder.
+            Place::Table(table) => {
+                for (household, wrapped) in table.all()? {
+                    files.push((format!("{household}.key"), wrapped));
+                }
+                if let Some(check) = table.check()? {
+                    files.push((rotate::CHECK_FILE.to_owned(), check));
+                }
+            }
         }
         files.sort();
         Ok(files)
-    }
-
-    fn path(&self, household: Uuid) -> PathBuf {
-        key_path(&self.inner.dir, household)
     }
 
     /// The household's cipher; with `create`, made (durably) when there is none yet.
@@ -335,7 +380,27 @@ impl Vault {
         if let Some(cipher) = self.known(household)? {
             return Ok(cipher); // read or made while this call waited
         }
-        let path = self.path(household);
+        let dir = match &self.inner.place {
+            Place::Folder(dir) => dir,
+            Place::Table(table) => {
+                let cipher = match table.read(household)? {
+                    Some(wrapped) => self.unwrap_key(household, &wrapped)?,
+                    // Not remembered: another node may make the key later (only an erasure
+                    // is remembered, and the table refuses a key to an erased household).
+                    None if !create => return Err(VaultError::Erased(household)),
+                    None => {
+                        let key = ChaCha20Poly1305::generate_key(&mut OsRng);
+                        let wrapped = wrap(&self.inner.master, household, &key)?;
+                        // Another node's key when it made one first.
+                        let stored = table.create(household, wrapped)?;
+                        self.unwrap_key(household, &stored)?
+                    }
+                };
+                self.remember(household, Some(cipher.clone()));
+                return Ok(cipher);
+            }
+        };
+        let path = key_path(dir, household);
         let cipher = match std::fs::read(&path) {
             Ok(wrapped) => {
                 #[cfg(test)]
@@ -398,6 +463,9 @@ impl Vault {
 
     /// Syncs the key folder; a failure poisons the store (see [`Inner::poisoned`]).
     fn sync_keys_dir(&self) -> Result<(), VaultError> {
+        let Place::Folder(dir) = &self.inner.place else {
+            return Ok(()); // a table's changes are durable when committed
+        };
         #[cfg(test)]
         let synced = if self
             .inner
@@ -405,14 +473,14 @@ impl Vault {
             .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
             Err(VaultError::Io {
-                path: self.inner.dir.clone(),
+                path: dir.clone(),
                 source: std::io::Error::other("injected fault"),
             })
         } else {
-            sync_dir(&self.inner.dir)
+            sync_dir(dir)
         };
         #[cfg(not(test))]
-        let synced = sync_dir(&self.inner.dir);
+        let synced = sync_dir(dir);
         synced.inspect_err(|e| {
             let _ = self.inner.poisoned.set(e.to_string());
         })
@@ -422,6 +490,11 @@ impl Vault {
         let key = unwrap(&self.inner.master, household, wrapped)?;
         Ok(ChaCha20Poly1305::new(&key))
     }
+}
+
+/// The cipher of a master key.
+fn cipher(master: &MasterKey) -> ChaCha20Poly1305 {
+    ChaCha20Poly1305::new(&master.0)
 }
 
 /// The household's data key `key` wrapped with `master`: a random nonce, then the sealed key,

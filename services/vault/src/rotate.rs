@@ -63,6 +63,32 @@ pub(crate) fn check_on_open(dir: &Path, master: &MasterKey) -> Result<(), VaultE
     Ok(())
 }
 
+/// As [`check_on_open`], for the keys' table in PostgreSQL: the check row, or (none yet) the
+/// first household's key, must open with `master`; the check is stored when missing.
+pub(crate) fn check_on_open_table(
+    table: &crate::postgres::KeyTable,
+    master: &MasterKey,
+) -> Result<(), VaultError> {
+    let opens = match table.check()? {
+        Some(check) => checks(master, &check),
+        None => match table.all()?.into_iter().next() {
+            Some((household, wrapped)) => {
+                unwrap(&ChaCha20Poly1305::new(&master.0), household, &wrapped).is_ok()
+            }
+            None => true,
+        },
+    };
+    if !opens {
+        return Err(VaultError::WrongMasterKey);
+    }
+    table.set_check(check_value(master)?)?;
+    // Another process may have stored its check first: it must be this key's.
+    match table.check()? {
+        Some(check) if checks(master, &check) => Ok(()),
+        _ => Err(VaultError::WrongMasterKey),
+    }
+}
+
 /// Rewraps every household key in `dir` from `old` to `new` (see the module's steps); run again
 /// with the same keys after a crash, it finishes what was begun.
 pub fn rotate_master_key(
@@ -170,7 +196,7 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, VaultError> 
 }
 
 /// The check of `master`: the check context sealed with it.
-fn check_value(master: &MasterKey) -> Result<Vec<u8>, VaultError> {
+pub(crate) fn check_value(master: &MasterKey) -> Result<Vec<u8>, VaultError> {
     seal_bytes(
         &ChaCha20Poly1305::new(&master.0),
         &[],
@@ -180,7 +206,7 @@ fn check_value(master: &MasterKey) -> Result<Vec<u8>, VaultError> {
     )
 }
 
-fn checks(master: &MasterKey, bytes: &[u8]) -> bool {
+pub(crate) fn checks(master: &MasterKey, bytes: &[u8]) -> bool {
     open_bytes(&ChaCha20Poly1305::new(&master.0), CHECK_CONTEXT, bytes)
         .is_some_and(|plain| plain == CHECK_CONTEXT)
 }

@@ -1,0 +1,225 @@
+//! naast's connection to PostgreSQL, shared by the stores kept there (the event log, the
+//! household keys): one schema with its migrations, and connections that notice a database that
+//! stops answering.
+//!
+//! # Schema
+//! Migrations (`migrations/*.sql`, embedded) are applied when a store opens, each once, in
+//! order, under an advisory lock of their own (several processes starting at once apply each
+//! once), and recorded in `naast_migrations`.
+//!
+//! # When PostgreSQL does not answer
+//! Connections are opened with a timeout and kept alive with TCP keepalives and a TCP user
+//! timeout; every call made through [`Database::block`] waits at most the time it is given.
+
+use std::future::Future;
+use tokio_postgres::{Client, NoTls};
+
+/// The schema's migrations: version, name, SQL. Applied in this order, each once.
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "the event log's entries",
+        include_str!("../migrations/0001_event_log.sql"),
+    ),
+    (
+        2,
+        "the row a sync updates",
+        include_str!("../migrations/0002_sync.sql"),
+    ),
+    (
+        3,
+        "the household keys",
+        include_str!("../migrations/0003_household_keys.sql"),
+    ),
+];
+
+/// The advisory lock held while migrations are applied.
+const MIGRATION_LOCK: i64 = 0x6e61_6173_745f_6d67;
+/// How long a call waits for PostgreSQL's answer, unless it says otherwise.
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A database naast keeps a store in: its connection settings and the runtime its connections'
+/// tasks run on (one thread of its own, so a store can be used from any thread, inside an async
+/// context or not).
+pub struct Database {
+    /// `None` only while being dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    config: tokio_postgres::Config,
+}
+
+impl Database {
+    /// The database at `url` (`postgres://user@host/db`, or a Unix socket's directory
+    /// percent-encoded as the host); nothing is connected yet. `Err` says what is wrong with the
+    /// URL, never repeating it (it may hold a password).
+    pub fn new(url: &str) -> Result<Self, String> {
+        check_url(url)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("the PostgreSQL URL: {e}"))?;
+        // A database that stops answering is noticed: connecting, and on an open connection.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(ANSWER_WITHIN);
+        }
+        if config.get_keepalives_idle() > std::time::Duration::from_secs(30) {
+            config.keepalives_idle(std::time::Duration::from_secs(30));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("naast-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start PostgreSQL's connection thread: {e}"))?;
+        Ok(Self {
+            runtime: Some(runtime),
+            config,
+        })
+    }
+
+    /// The connection settings.
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// A new connection (its task runs on this database's runtime); call from within
+    /// [`Database::block`] or [`Database::spawn`].
+    pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::error!(error = %error_text(&e), "a PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Runs `work` on this database's runtime and waits for it on this thread (any thread: the
+    /// wait is a plain channel, never a runtime's), at most `within`.
+    pub fn block<T: Send + 'static>(
+        &self,
+        within: std::time::Duration,
+        work: impl Future<Output = Result<T, String>> + Send + 'static,
+    ) -> Result<T, String> {
+        let Some(runtime) = &self.runtime else {
+            return Err("the connection to PostgreSQL is closing".to_owned());
+        };
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = done.send(work.await);
+        });
+        match answer.recv_timeout(within) {
+            Ok(answered) => answered,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "PostgreSQL did not answer within {} s",
+                within.as_secs()
+            )),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err("the connection to PostgreSQL stopped before answering".to_owned())
+            }
+        }
+    }
+
+    /// Runs `work` on this database's runtime until it ends or the database is dropped.
+    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(work);
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        // Dropped anywhere, an async context included: its tasks end without waiting.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Applies the migrations `client`'s database lacks, each in its own transaction, under the
+/// migration lock (several processes starting at once apply each once).
+pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let applied = async {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS naast_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )",
+            )
+            .await?;
+        let done: Vec<i32> = client
+            .query("SELECT version FROM naast_migrations", &[])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for (version, name, sql) in MIGRATIONS {
+            if done.contains(version) {
+                continue;
+            }
+            // One transaction: the migration and its record (nothing else uses this
+            // connection meanwhile).
+            client.batch_execute(&format!("BEGIN; {sql};")).await?;
+            let recorded = client
+                .execute(
+                    "INSERT INTO naast_migrations (version, name) VALUES ($1, $2)",
+                    &[version, name],
+                )
+                .await;
+            if let Err(e) = recorded {
+                client.batch_execute("ROLLBACK").await?;
+                return Err(e);
+            }
+            client.batch_execute("COMMIT").await?;
+            tracing::info!(version, name, "PostgreSQL migration applied");
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    }
+    .await;
+    let unlocked = client
+        .query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    applied?;
+    unlocked?;
+    Ok(())
+}
+
+/// Whether `url` is a PostgreSQL URL naast can connect with: `Err` says what is wrong (never
+/// repeating the URL, which may hold a password).
+pub fn check_url(url: &str) -> Result<(), String> {
+    if !is_url(url) {
+        return Err("give a postgres:// or postgresql:// URL".to_owned());
+    }
+    let config = url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(
+            "sslmode=require: naast does not speak TLS to PostgreSQL; reach it over a Unix socket or a private network".to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// Whether `location` names a PostgreSQL database rather than a directory.
+pub fn is_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// The error with the server's own message, when it sent one.
+pub fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{e}: {}", db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}
