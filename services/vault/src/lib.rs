@@ -138,7 +138,7 @@ enum Place {
     /// One file per household in a folder of the data directory.
     Folder(PathBuf),
     /// A table in the PostgreSQL database the event log is in (see `postgres`).
-    Table(postgres::KeyTable),
+    Table(Box<postgres::KeyTable>),
 }
 
 struct Inner {
@@ -190,7 +190,7 @@ impl Vault {
     pub fn open_postgres(url: &str, master: &MasterKey) -> Result<Self, VaultError> {
         let table = postgres::KeyTable::open(url)?;
         rotate::check_on_open_table(&table, master)?;
-        Ok(Self::with_place(Place::Table(table), master))
+        Ok(Self::with_place(Place::Table(Box::new(table)), master))
     }
 
     fn with_place(place: Place, master: &MasterKey) -> Self {
