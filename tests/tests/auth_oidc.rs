@@ -720,3 +720,34 @@ async fn the_family_decides_who_sees_what_and_sees_who_looked() {
         );
     }
 }
+
+/// A node's first calls come in a burst (a load balancer sends it traffic the moment it is up):
+/// the ones that arrive while the issuer's keys are being fetched wait for them, and none is
+/// refused for lack of keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_first_calls_waits_for_the_keys_being_fetched() {
+    let idp = Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = naast_tests::server_trusting(dir.path(), &idp, &[]);
+    let supporter = idp.token("ondersteuner").await;
+    // Connected first, so the calls reach the server together.
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(signed(&server.url(), &supporter).await);
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for channel in clients {
+        calls.spawn(async move {
+            ConsentServiceClient::new(channel)
+                .get_caller(pb::GetCallerRequest {})
+                .await
+        });
+    }
+    while let Some(answer) = calls.join_next().await {
+        let me = answer
+            .unwrap()
+            .unwrap_or_else(|e| panic!("a first call refused: {e:?}"))
+            .into_inner();
+        assert_eq!(me.client_id, "ondersteuner");
+    }
+}

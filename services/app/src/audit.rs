@@ -287,6 +287,8 @@ impl Filter {
 const SCAN_CHUNK: usize = 1_000;
 /// The file noting up to where household events are known to have their audit records.
 const RECONCILED_FILE: &str = "reconciled";
+/// The start of a year's partition's table name in PostgreSQL (then the year).
+const PARTITION_TABLE: &str = "naast_audit_";
 /// sled's page cache of each yearly partition.
 const PARTITION_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -330,7 +332,12 @@ pub struct Auditor {
 }
 
 struct Partitions {
+    /// The folder of the partitions (one log per year), and of the reconciliation mark.
     dir: std::path::PathBuf,
+    /// With the event log in PostgreSQL: the database, where each year's partition is a table
+    /// (`naast_audit_<year>`) every node writes and reads, so a family's access log is one
+    /// whichever node served the access.
+    postgres: Option<String>,
     retention: std::time::Duration,
     /// A write failed since the process started: some events may name a record that is not
     /// there, so the reconciled position must not move past them.
@@ -369,6 +376,33 @@ impl Auditor {
         retention: std::time::Duration,
         options: Options,
     ) -> Result<Self, AuditError> {
+        Self::open_in(dir, None, retention, options)
+    }
+
+    /// As [`Auditor::open`], with each year's partition a table in the PostgreSQL database at
+    /// `url` (shared by every node on it); `dir` keeps only this node's reconciliation mark.
+    pub fn open_postgres(
+        url: &str,
+        dir: &Path,
+        retention: std::time::Duration,
+    ) -> Result<Self, AuditError> {
+        Self::open_in(
+            dir,
+            Some(url.to_owned()),
+            retention,
+            Options {
+                metrics_name: "audit",
+                ..Options::default()
+            },
+        )
+    }
+
+    fn open_in(
+        dir: &Path,
+        postgres: Option<String>,
+        retention: std::time::Duration,
+        options: Options,
+    ) -> Result<Self, AuditError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("open", e))?;
         // The folder must survive a power cut with the records acknowledged in it.
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -379,6 +413,7 @@ impl Auditor {
         let auditor = Self {
             inner: std::sync::Arc::new(Partitions {
                 dir: dir.to_owned(),
+                postgres,
                 retention,
                 failed: std::sync::atomic::AtomicBool::new(false),
                 options,
@@ -419,8 +454,18 @@ impl Auditor {
         Ok(auditor)
     }
 
-    /// The years with a partition on disk, oldest first.
+    /// The years with a partition on disk (or in the database), oldest first.
     fn years_on_disk(&self) -> Result<Vec<i32>, AuditError> {
+        if let Some(url) = &self.inner.postgres {
+            let tables = naast_eventlog::postgres::tables_starting(url, PARTITION_TABLE)
+                .map_err(naast_eventlog::Error::from)?;
+            let mut years: Vec<i32> = tables
+                .iter()
+                .filter_map(|table| table.strip_prefix(PARTITION_TABLE)?.parse().ok())
+                .collect();
+            years.sort_unstable();
+            return Ok(years);
+        }
         let io = |e| io_error("open", e);
         let mut years = Vec::new();
         for entry in std::fs::read_dir(&self.inner.dir).map_err(io)? {
@@ -445,10 +490,17 @@ impl Auditor {
         if let Some(log) = open.get(&year) {
             return Ok(log.clone());
         }
-        let log = EventLog::open(
-            self.inner.dir.join(year.to_string()),
-            self.inner.options.clone(),
-        )?;
+        let log = match &self.inner.postgres {
+            Some(url) => EventLog::open_postgres_table(
+                url,
+                &format!("{PARTITION_TABLE}{year}"),
+                self.inner.options.clone(),
+            )?,
+            None => EventLog::open(
+                self.inner.dir.join(year.to_string()),
+                self.inner.options.clone(),
+            )?,
+        };
         open.insert(year, log.clone());
         Ok(log)
     }
@@ -986,9 +1038,16 @@ impl Auditor {
                 self.inner.dir.join(year.to_string()),
                 self.inner.dir.clone(),
             );
-            let removal = tokio::task::spawn_blocking(move || remove_partition(&dir, &parent))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let postgres = self.inner.postgres.clone();
+            let removal = tokio::task::spawn_blocking(move || match postgres {
+                Some(url) => {
+                    naast_eventlog::postgres::drop_table(&url, &format!("{PARTITION_TABLE}{year}"))
+                        .map_err(std::io::Error::other)
+                }
+                None => remove_partition(&dir, &parent),
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             removal.map_err(|e| io_error("remove", e))?;
             tracing::info!(year, "audit records past their retention removed");
             removed.push(year);

@@ -15,7 +15,10 @@
 //!   show what those households contributed. The fingerprints of answered reports are kept in a
 //!   store of their own (`disclosures`, beside the event log; back it up with it: without it, a
 //!   restored service forgets what it disclosed), durable before the report is returned, and every
-//!   report asked, answered or refused, is in the audit log.
+//!   report asked, answered or refused, is in the audit log. With the event log in PostgreSQL the
+//!   store is a log there (`naast_disclosures`) every node shares: a report is recorded with the
+//!   revision of the disclosures it was compared with, so of two reports answered at once on two
+//!   nodes the second is compared with the first before it can be recorded.
 
 use crate::audit::{self, Auditor};
 use crate::auth::caller::Calling;
@@ -45,15 +48,51 @@ pub struct Evaluation {
     projections: Projections,
     auditor: Option<Auditor>,
     catalogue: Arc<RwLock<Catalogue>>,
-    disclosures: sled::Tree,
+    disclosures: Disclosures,
     /// The fingerprints of every report answered, in memory for the comparison.
-    answered: Arc<tokio::sync::Mutex<Vec<Fingerprint>>>,
+    answered: Arc<tokio::sync::Mutex<Answered>>,
     /// Set once the instruments' stream holds the catalogue (until then it is the seed, not yet
     /// written): checked without a lock by every measurement.
     seeded: Arc<tokio::sync::OnceCell<()>>,
     /// Held while a definition is written, so definitions follow on one at a time.
     defining: Arc<tokio::sync::Mutex<()>>,
+    /// The next revision of the instruments' stream to read into the catalogue (definitions
+    /// another node wrote, on a log several nodes share).
+    definitions_next: Arc<std::sync::Mutex<u64>>,
+    /// The log's head when the catalogue last read the stream: nothing new to read while it
+    /// stands.
+    definitions_read_at: Arc<std::sync::atomic::AtomicU64>,
     hourly_rate_cents: u32,
+}
+
+/// Where the fingerprints of answered reports are kept.
+#[derive(Clone, Copy, Debug)]
+pub enum DisclosureStore<'a> {
+    /// A store of this node's own, in this directory.
+    Folder(&'a Path),
+    /// A log in the PostgreSQL database at this URL, shared by every node on it.
+    Postgres(&'a str),
+}
+
+/// The table of the disclosures' log in PostgreSQL.
+pub const DISCLOSURES_TABLE: &str = "naast_disclosures";
+/// Its one stream.
+const DISCLOSURES_STREAM: &str = "disclosures";
+/// The event type of one answered report's fingerprint.
+const REPORT_DISCLOSED: &str = "ReportDisclosed";
+
+#[derive(Clone)]
+enum Disclosures {
+    Tree(sled::Tree),
+    Log(EventLog),
+}
+
+/// What is known of the answered reports.
+#[derive(Default)]
+struct Answered {
+    fingerprints: Vec<Fingerprint>,
+    /// The disclosures' log: the next revision to read.
+    next: u64,
 }
 
 impl Evaluation {
@@ -61,8 +100,28 @@ impl Evaluation {
     /// `naast_eventlog::storage::restore_trees`): without it, a restored service would answer
     /// cohorts that differ by one family from those it disclosed before.
     pub fn backup_disclosures(&self) -> Result<Vec<naast_eventlog::storage::TreeEntry>, AppError> {
-        naast_eventlog::storage::tree_entries(&self.disclosures)
-            .map_err(|e| AppError::Unavailable(format!("the store of disclosed reports: {e}")))
+        match &self.disclosures {
+            Disclosures::Tree(tree) => naast_eventlog::storage::tree_entries(tree)
+                .map_err(|e| AppError::Unavailable(format!("the store of disclosed reports: {e}"))),
+            // The same entries as the tree's: a backup restores into a data directory.
+            Disclosures::Log(log) => {
+                let mut entries = Vec::new();
+                let mut next = 0;
+                loop {
+                    let page =
+                        log.read_stream(DISCLOSURES_STREAM, next, Direction::Forwards, PAGE)?;
+                    let Some(last) = page.last() else { break };
+                    next = last.revision + 1;
+                    for event in page {
+                        let key = sha2::Sha256::digest(&event.payload).to_vec();
+                        entries.push(("answered".to_owned(), key, event.payload.to_vec()));
+                    }
+                }
+                entries.sort();
+                entries.dedup();
+                Ok(entries)
+            }
+        }
     }
     /// Opens the catalogue from `log` (seeding an empty one) and the store of disclosed reports
     /// in `dir`; the report counts supporters' time at `hourly_rate_cents`.
@@ -71,6 +130,24 @@ impl Evaluation {
         projections: Projections,
         auditor: Option<Auditor>,
         dir: &Path,
+        hourly_rate_cents: u32,
+    ) -> Result<Self, AppError> {
+        Self::open_in(
+            log,
+            projections,
+            auditor,
+            DisclosureStore::Folder(dir),
+            hourly_rate_cents,
+        )
+        .await
+    }
+
+    /// As [`Evaluation::open`], with the disclosed reports kept in `store`.
+    pub async fn open_in(
+        log: EventLog,
+        projections: Projections,
+        auditor: Option<Auditor>,
+        store: DisclosureStore<'_>,
         hourly_rate_cents: u32,
     ) -> Result<Self, AppError> {
         let mut definitions = Vec::new();
@@ -96,14 +173,33 @@ impl Evaluation {
         if !written {
             definitions = naast_domain::measure::seed();
         }
-        let db = naast_eventlog::storage::open_sled(dir, 16 * 1024 * 1024)
-            .map_err(|e| AppError::Unavailable(format!("the store of disclosed reports: {e}")))?;
-        let disclosures = db.open_tree("answered").map_err(store_error)?;
-        let mut answered = Vec::new();
-        for item in disclosures.iter() {
-            let (_, value) = item.map_err(store_error)?;
-            answered.push(decode_fingerprint(&value)?);
-        }
+        let mut answered = Answered::default();
+        let disclosures = match store {
+            DisclosureStore::Folder(dir) => {
+                let db =
+                    naast_eventlog::storage::open_sled(dir, 16 * 1024 * 1024).map_err(|e| {
+                        AppError::Unavailable(format!("the store of disclosed reports: {e}"))
+                    })?;
+                let tree = db.open_tree("answered").map_err(store_error)?;
+                for item in tree.iter() {
+                    let (_, value) = item.map_err(store_error)?;
+                    answered.fingerprints.push(decode_fingerprint(&value)?);
+                }
+                Disclosures::Tree(tree)
+            }
+            DisclosureStore::Postgres(url) => {
+                let log = EventLog::open_postgres_table(
+                    url,
+                    DISCLOSURES_TABLE,
+                    naast_eventlog::Options {
+                        metrics_name: "disclosures",
+                        ..naast_eventlog::Options::default()
+                    },
+                )?;
+                catch_up_disclosures(&log, &mut answered)?;
+                Disclosures::Log(log)
+            }
+        };
         Ok(Self {
             log,
             projections,
@@ -113,12 +209,17 @@ impl Evaluation {
             answered: Arc::new(tokio::sync::Mutex::new(answered)),
             seeded: Arc::new(tokio::sync::OnceCell::new_with(written.then_some(()))),
             defining: Arc::default(),
+            definitions_next: Arc::new(std::sync::Mutex::new(next)),
+            definitions_read_at: Arc::default(),
             hourly_rate_cents,
         })
     }
 
     /// The catalogue as it stands.
     pub fn catalogue(&self) -> Catalogue {
+        if let Err(e) = self.follow_definitions() {
+            tracing::warn!(error = %e, "cannot read new instrument definitions; the catalogue read before serves");
+        }
         self.catalogue
             .read()
             .map(|c| c.clone())
@@ -162,7 +263,41 @@ impl Evaluation {
             .map(|_| ())
     }
 
+    /// Takes the definitions written to the instruments' stream since it was last read (on a
+    /// log several nodes share, another node's) into the catalogue.
+    fn follow_definitions(&self) -> Result<(), AppError> {
+        use std::sync::atomic::Ordering;
+        let head = self.log.head();
+        if self.definitions_read_at.load(Ordering::Acquire) == head {
+            return Ok(());
+        }
+        let mut next = self
+            .definitions_next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            let page =
+                self.log
+                    .read_stream(INSTRUMENTS_STREAM, *next, Direction::Forwards, PAGE)?;
+            let Some(last) = page.last() else { break };
+            *next = last.revision + 1;
+            let mut catalogue = self
+                .catalogue
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for event in page.iter().filter(|e| e.event_type == INSTRUMENT_DEFINED) {
+                if let Ok(instrument) = serde_json::from_slice::<Instrument>(&event.payload) {
+                    // One there already (the seed this catalogue began with) stays.
+                    let _ = catalogue.define(instrument);
+                }
+            }
+        }
+        self.definitions_read_at.store(head, Ordering::Release);
+        Ok(())
+    }
+
     fn find(&self, field: &str, key: &str, version: u32) -> Result<Instrument, AppError> {
+        self.follow_definitions()?;
         let catalogue = self
             .catalogue
             .read()
@@ -200,6 +335,7 @@ impl Evaluation {
         // One definition at a time, checked against the catalogue it follows on.
         let _one_at_a_time = self.defining.lock().await;
         self.write_seed().await?;
+        self.follow_definitions()?;
         let mut catalogue = self.catalogue();
         catalogue.define(instrument.clone())?;
         let expected = match self.log.stream_revision(INSTRUMENTS_STREAM)? {
@@ -292,12 +428,25 @@ impl Evaluation {
             naast_domain::calendar::dutch_today(),
         );
         // Reports are compared and recorded one at a time, so two asked together are compared
-        // with each other too.
+        // with each other too (on every node: see `record_disclosure`).
         let mut answered = self.answered.lock().await;
-        if let Some(differing) = answered
-            .iter()
-            .find_map(|earlier| report::singles_out(earlier, &report.fingerprint))
-        {
+        loop {
+            if let Disclosures::Log(log) = &self.disclosures {
+                catch_up_disclosures(log, &mut answered)?;
+            }
+            let Some(differing) = answered
+                .fingerprints
+                .iter()
+                .find_map(|earlier| report::singles_out(earlier, &report.fingerprint))
+            else {
+                if self
+                    .record_disclosure(&mut answered, &report.fingerprint)
+                    .await?
+                {
+                    break;
+                }
+                continue; // another node recorded one meanwhile: compare with it too
+            };
             let reason = format!(
                 "this report would differ from one answered before in only {differing} household{}: subtracting the two would show what {} contributed. Ask for a broader cohort or period, or again once at least {} households differ",
                 if differing == 1 { "" } else { "s" },
@@ -315,22 +464,49 @@ impl Evaluation {
                 Err(e) => e,
             });
         }
-        if !report.fingerprint.is_empty() {
-            let bytes = encode_fingerprint(&report.fingerprint);
-            let key = sha2::Sha256::digest(&bytes);
-            if self
-                .disclosures
-                .insert(key.as_slice(), bytes)
-                .map_err(store_error)?
-                .is_none()
-            {
-                self.disclosures.flush_async().await.map_err(store_error)?;
-                answered.push(report.fingerprint.clone());
-            }
-        }
         drop(answered);
         record(None).await?;
         Ok(report)
+    }
+
+    /// Records `fingerprint` as disclosed, durably, unless it was before. `false` when another
+    /// node recorded a report after those in `answered` were read: nothing is recorded, and the
+    /// report must be compared with that one first.
+    async fn record_disclosure(
+        &self,
+        answered: &mut Answered,
+        fingerprint: &Fingerprint,
+    ) -> Result<bool, AppError> {
+        if fingerprint.is_empty() || answered.fingerprints.contains(fingerprint) {
+            return Ok(true);
+        }
+        let bytes = encode_fingerprint(fingerprint);
+        match &self.disclosures {
+            Disclosures::Tree(tree) => {
+                let key = sha2::Sha256::digest(&bytes);
+                if tree
+                    .insert(key.as_slice(), bytes)
+                    .map_err(store_error)?
+                    .is_none()
+                {
+                    tree.flush_async().await.map_err(store_error)?;
+                }
+            }
+            Disclosures::Log(log) => {
+                let expected = match answered.next {
+                    0 => ExpectedRevision::NoStream,
+                    next => ExpectedRevision::Exact(next - 1),
+                };
+                let event = NewEvent::new(REPORT_DISCLOSED, bytes);
+                match log.append(DISCLOSURES_STREAM, expected, vec![event]).await {
+                    Ok(outcome) => answered.next = outcome.last_revision + 1,
+                    Err(naast_eventlog::Error::WrongExpectedRevision { .. }) => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        answered.fingerprints.push(fingerprint.clone());
+        Ok(true)
     }
 
     fn audit_log(&self) -> Result<&Auditor, AppError> {
@@ -348,6 +524,23 @@ fn definition_event(instrument: &Instrument) -> NewEvent {
         INSTRUMENT_DEFINED,
         serde_json::to_vec(instrument).unwrap_or_default(),
     )
+}
+
+/// Reads the reports recorded in the disclosures' log since `answered` was read.
+fn catch_up_disclosures(log: &EventLog, answered: &mut Answered) -> Result<(), AppError> {
+    loop {
+        let page = log.read_stream(DISCLOSURES_STREAM, answered.next, Direction::Forwards, PAGE)?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        answered.next = last.revision + 1;
+        for event in &page {
+            let fingerprint = decode_fingerprint(&event.payload)?;
+            if !answered.fingerprints.contains(&fingerprint) {
+                answered.fingerprints.push(fingerprint);
+            }
+        }
+    }
 }
 
 fn store_error(e: sled::Error) -> AppError {

@@ -24,8 +24,13 @@ use uuid::Uuid;
 
 /// The request field of [`CommandContext::happened_on`], named in refusals.
 pub const EFFECTIVE_DATE_FIELD: &str = "options.effective_date";
-/// How often a command without an expected revision is decided again after losing a race.
-const MAX_ATTEMPTS: usize = 5;
+/// How often a command without an expected revision is decided again after losing a race
+/// (races are lost to other nodes on one database: on one node a household's commands take
+/// turns).
+const MAX_ATTEMPTS: usize = 10;
+/// The longest wait before deciding again after a lost race: waits grow from a millisecond,
+/// doubling, each a random part of its bound, so nodes racing on one household fall apart.
+const MAX_RACE_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 /// Households whose state is kept in memory between commands.
 const MAX_CACHED: usize = 10_000;
 /// Events read per step when loading a stream.
@@ -473,10 +478,12 @@ impl Households {
         naast_domain::command::check_without_household(&command)?;
         let slot = self.slot(household);
         let mut snapshot = slot.lock().await;
-        // Only commands write household streams, and they take turns on this slot, so a cached
-        // snapshot is current; should anything else have written, the append's expected
-        // revision refuses it and the loop reads what is new.
-        if snapshot.revision.is_none() {
+        // Only commands write household streams, and on one node they take turns on this slot,
+        // so a cached snapshot is current; should anything else have written, the append's
+        // expected revision refuses it and the loop reads what is new. On a log other nodes
+        // write too, what they wrote is read first: a refusal must not rest on an old view
+        // either (an allowance cannot: its append would be refused).
+        if snapshot.revision.is_none() || self.log.is_shared() {
             self.catch_up(household, &mut snapshot)?;
         }
         if matches!(command, Command::RegisterHousehold { .. })
@@ -632,7 +639,7 @@ impl Households {
         {
             return Ok(done);
         }
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             if let Some(expected) = context.expected_revision
                 && snapshot.revision != Some(expected)
             {
@@ -677,6 +684,12 @@ impl Households {
                     }
                     // Something else wrote meanwhile: read it, check the caller may still act
                     // on what is there now, and decide again.
+                    if attempt > 0 {
+                        let bound = std::time::Duration::from_millis(1 << attempt.min(6))
+                            .min(MAX_RACE_WAIT);
+                        let wait = bound.mul_f64(rand::random::<f64>());
+                        tokio::time::sleep(wait).await;
+                    }
                     self.catch_up(household, snapshot)?;
                     if let Err(denied) = context.calling.command_access(&snapshot.state, command) {
                         return Err(AppError::Denied(denied.reason));

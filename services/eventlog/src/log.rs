@@ -304,6 +304,13 @@ impl EventLog {
         Self::postgres(url, options, Some(lock))
     }
 
+    /// As [`EventLog::open_postgres`], for a log in a table of its own (made when missing): a
+    /// year of the audit log, say. Its writers take turns under a lock of its own.
+    pub fn open_postgres_table(url: &str, table: &str, options: Options) -> Result<Self> {
+        let storage = crate::PgStorage::connect_table(url, table, options.sole_writer)?;
+        Self::start(Arc::new(storage), options, None, None, true, None)
+    }
+
     fn postgres(url: &str, options: Options, lock: Option<File>) -> Result<Self> {
         let storage = crate::PgStorage::connect(url, options.sole_writer)?;
         // A group is one statement, so a write that failed left nothing behind: there is no
@@ -542,6 +549,12 @@ impl EventLog {
     /// Whether the log has been closed (its writer has stopped): nothing more will be committed.
     pub fn is_closed(&self) -> bool {
         self.shared.live_sender().is_none()
+    }
+
+    /// Whether other processes may write this log too (PostgreSQL behind several nodes): what a
+    /// process keeps of the log in memory may then be behind it.
+    pub fn is_shared(&self) -> bool {
+        self.shared.storage.is_shared()
     }
 
     /// Number of committed events, which is also the position the next event will get.

@@ -24,9 +24,10 @@
 //! it until PostgreSQL notices the connection is gone (keepalives); the others wait up to
 //! [`COMMIT_LOCK_WAIT`] for it, after which their group fails and the next one tries again.
 //!
-//! With [`crate::Options::sole_writer`], the writing connection also holds a session-level lock
-//! ([`SOLE_WRITER_LOCK`]) for the life of the log: any other process that opens the log, sole or
-//! not, is refused. (The server asks for it while the stores beside the log are its own.)
+//! Every process holds [`SOLE_WRITER_LOCK`] on its writing connection for the life of the log:
+//! shared, or exclusive with [`crate::Options::sole_writer`] (a master key rotation, which must
+//! not run beside a node making keys). So a sole writer opens only when no other process has the
+//! log open, and keeps every other out while it has.
 //!
 //! # When PostgreSQL does not answer
 //! Connections are opened with a timeout and kept alive with TCP keepalives and a TCP user
@@ -48,13 +49,38 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_postgres::{Client, Statement};
 
-/// The advisory lock (transaction level) a group holds from before it reads the log's tail until
-/// it has committed.
+/// The advisory lock (transaction level) a group of the log in `naast_log` holds from before it
+/// reads the log's tail until it has committed (a log in another table has its own:
+/// [`commit_lock`]).
 pub const COMMIT_LOCK: i64 = 0x6e61_6173_745f_636d;
+/// The table of the event log; other logs (the audit log's years) have tables of their own.
+pub const LOG_TABLE: &str = "naast_log";
+
+/// The commit lock of the log in `table`.
+pub fn commit_lock(table: &str) -> i64 {
+    if table == LOG_TABLE {
+        return COMMIT_LOCK;
+    }
+    // FNV-1a: the same number in every process, whatever its build.
+    let hash = table.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    i64::from_be_bytes(hash.to_be_bytes())
+}
+
+/// Whether `table` may name a log's table: `naast_` and lower-case letters, digits and
+/// underscores, as PostgreSQL takes a name unquoted (at most 63 bytes).
+pub fn is_table_name(table: &str) -> bool {
+    table.len() <= 63
+        && table.starts_with("naast_")
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
 /// How long a group waits for the commit lock before it fails.
 pub const COMMIT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
-/// The advisory lock a sole writer holds (session level) while its log is open, and any opening
-/// process takes for a moment (shared), so neither can open beside the other.
+/// The advisory lock every process holds (session level) while its log is open: exclusive for a
+/// sole writer, else shared, so a sole writer and any other process never have it open at once.
 pub const SOLE_WRITER_LOCK: i64 = 0x6e61_6173_745f_6c67;
 /// How long an open waits for the writer's lock: a process that just died lets it go once
 /// PostgreSQL notices its connection is gone.
@@ -80,6 +106,8 @@ pub struct PgStorage {
     writer: Arc<Client>,
     /// The writing connection's process id at PostgreSQL: its own notifications are ignored.
     writer_pid: i32,
+    /// The log's table, which is also the channel its commits are told on.
+    table: String,
     insert: Statement,
     /// A group's insert: a key already there (which the commit lock makes impossible) fails it,
     /// rather than replacing what another process wrote.
@@ -101,11 +129,26 @@ impl PgStorage {
     /// takes the sole writer's lock for as long as it lives; either way fails when a sole writer
     /// holds it (after waiting ten seconds for one that just died to let go).
     pub fn connect(url: &str, sole: bool) -> Result<Self, StorageError> {
+        Self::connect_table(url, LOG_TABLE, sole)
+    }
+
+    /// As [`PgStorage::connect`], for a log kept in `table` (made when missing; see
+    /// [`is_table_name`]), which has its own commit lock and notifications.
+    pub fn connect_table(url: &str, table: &str, sole: bool) -> Result<Self, StorageError> {
+        if !is_table_name(table) {
+            return Err(StorageError::new(
+                "open",
+                format!("{table:?} cannot name a log's table"),
+            ));
+        }
+        let table = table.to_owned();
+        let for_open = table.clone();
         let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
         let config = db.config().clone();
         let opened = db.block(
             std::time::Duration::from_secs(LOCK_WAIT_SECONDS) + ANSWER_WITHIN,
             async move {
+                let table = for_open;
                 let writer = connect(&config).await?;
                 // The lock first: a process that may not write must not change the schema under
                 // the one that does.
@@ -129,18 +172,21 @@ impl PgStorage {
                         error_text(&e)
                     });
                 }
-                if !sole {
-                    // Held only to find no sole writer there.
-                    writer
-                        .query_one("SELECT pg_advisory_unlock_shared($1)", &[&SOLE_WRITER_LOCK])
-                        .await
-                        .map_err(|e| error_text(&e))?;
-                }
                 writer
                     .batch_execute("SET lock_timeout TO 0")
                     .await
                     .map_err(|e| error_text(&e))?;
                 naast_postgres::migrate(&writer).await.map_err(|e| error_text(&e))?;
+                if table != LOG_TABLE {
+                    naast_postgres::create_table(
+                        &writer,
+                        &format!(
+                            "CREATE TABLE IF NOT EXISTS {table} (key bytea PRIMARY KEY, value bytea NOT NULL)"
+                        ),
+                    )
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                }
                 // Outside a group, writes are visible at once and made durable by `sync`.
                 writer
                     .batch_execute("SET synchronous_commit TO off")
@@ -153,25 +199,25 @@ impl PgStorage {
                     .get(0);
                 let insert = writer
                 .prepare(
-                    "INSERT INTO naast_log (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    &format!("INSERT INTO {table} (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
                 )
                 .await
                 .map_err(|e| error_text(&e))?;
                 let insert_new = writer
                     .prepare(
-                        "INSERT INTO naast_log (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])",
+                        &format!("INSERT INTO {table} (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])"),
                     )
                     .await
                     .map_err(|e| error_text(&e))?;
                 let delete = writer
-                    .prepare("DELETE FROM naast_log WHERE key = ANY($1::bytea[])")
+                    .prepare(&format!("DELETE FROM {table} WHERE key = ANY($1::bytea[])"))
                     .await
                     .map_err(|e| error_text(&e))?;
                 let mut readers = Vec::with_capacity(READERS);
                 for _ in 0..READERS {
                     readers.push(std::sync::Mutex::new(Arc::new(
-                        Reader::connect(&config).await?,
+                        Reader::connect(&config, &table).await?,
                     )));
                 }
                 Ok((
@@ -190,6 +236,7 @@ impl PgStorage {
             db,
             writer,
             writer_pid,
+            table,
             insert,
             insert_new,
             delete,
@@ -222,10 +269,12 @@ impl PgStorage {
         if !current.client.is_closed() {
             return Ok(current);
         }
-        let config = self.db.config().clone();
+        let (config, table) = (self.db.config().clone(), self.table.clone());
         let fresh = Arc::new(
             self.db
-                .block(ANSWER_WITHIN, async move { Reader::connect(&config).await })
+                .block(ANSWER_WITHIN, async move {
+                    Reader::connect(&config, &table).await
+                })
                 .map_err(|e| StorageError::new("read", e))?,
         );
         tracing::warn!("a reading connection to PostgreSQL was closed; opened again");
@@ -268,22 +317,24 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Reader {
-    async fn connect(config: &tokio_postgres::Config) -> Result<Self, String> {
+    async fn connect(config: &tokio_postgres::Config, table: &str) -> Result<Self, String> {
         let client = connect(config).await?;
-        let prepare = |sql: &'static str| {
+        let prepare = |sql: String| {
             let client = &client;
-            async move { client.prepare(sql).await.map_err(|e| error_text(&e)) }
+            async move { client.prepare(&sql).await.map_err(|e| error_text(&e)) }
         };
-        let get = prepare("SELECT value FROM naast_log WHERE key = $1").await?;
-        let get_many =
-            prepare("SELECT key, value FROM naast_log WHERE key = ANY($1::bytea[])").await?;
-        let forwards = prepare(
-            "SELECT key, value FROM naast_log WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
-        )
+        let get = prepare(format!("SELECT value FROM {table} WHERE key = $1")).await?;
+        let get_many = prepare(format!(
+            "SELECT key, value FROM {table} WHERE key = ANY($1::bytea[])"
+        ))
         .await?;
-        let backwards = prepare(
-            "SELECT key, value FROM naast_log WHERE key >= $1 AND key < $2 ORDER BY key DESC LIMIT $3",
-        )
+        let forwards = prepare(format!(
+            "SELECT key, value FROM {table} WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3"
+        ))
+        .await?;
+        let backwards = prepare(format!(
+            "SELECT key, value FROM {table} WHERE key >= $1 AND key < $2 ORDER BY key DESC LIMIT $3"
+        ))
         .await?;
         Ok(Self {
             client: Arc::new(client),
@@ -302,7 +353,12 @@ async fn connect(config: &tokio_postgres::Config) -> Result<Client, String> {
 /// Wakes the writer whenever another process's group committed (its notification on
 /// `naast_log`), and every second in case one was missed; listens again on a new connection when
 /// one is lost. Runs until the engine's runtime stops.
-async fn watch(config: tokio_postgres::Config, own_pid: i32, wake: Box<dyn Fn() + Send + Sync>) {
+async fn watch(
+    config: tokio_postgres::Config,
+    table: String,
+    own_pid: i32,
+    wake: Box<dyn Fn() + Send + Sync>,
+) {
     let mut every_second = tokio::time::interval(std::time::Duration::from_secs(1));
     every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = 0_u32;
@@ -325,7 +381,11 @@ async fn watch(config: tokio_postgres::Config, own_pid: i32, wake: Box<dyn Fn() 
                         }
                     }
                 });
-                if client.batch_execute("LISTEN naast_log").await.is_ok() {
+                if client
+                    .batch_execute(&format!("LISTEN {table}"))
+                    .await
+                    .is_ok()
+                {
                     if failures > 0 {
                         tracing::info!("listening to the other nodes' commits again");
                     }
@@ -360,6 +420,41 @@ async fn watch(config: tokio_postgres::Config, own_pid: i32, wake: Box<dyn Fn() 
     }
 }
 
+/// The log tables in the database at `url` whose names start with `prefix` (the audit log's
+/// years), by name.
+pub fn tables_starting(url: &str, prefix: &str) -> Result<Vec<String>, StorageError> {
+    let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
+    let (config, prefix) = (db.config().clone(), prefix.to_owned());
+    db.block(ANSWER_WITHIN, async move {
+        let client = connect(&config).await?;
+        naast_postgres::tables_starting(&client, &prefix)
+            .await
+            .map_err(|e| error_text(&e))
+    })
+    .map_err(|e| StorageError::new("read", e))
+}
+
+/// Drops the log table `table` (an audit year past its retention): every copy of it in the
+/// database goes at once.
+pub fn drop_table(url: &str, table: &str) -> Result<(), StorageError> {
+    if !is_table_name(table) || table == LOG_TABLE {
+        return Err(StorageError::new(
+            "remove",
+            format!("{table:?} is not a table naast drops"),
+        ));
+    }
+    let db = Database::new(url).map_err(|e| StorageError::new("remove", e))?;
+    let (config, drop) = (db.config().clone(), format!("DROP TABLE IF EXISTS {table}"));
+    db.block(ANSWER_WITHIN, async move {
+        let client = connect(&config).await?;
+        client
+            .batch_execute(&drop)
+            .await
+            .map_err(|e| error_text(&e))
+    })
+    .map_err(|e| StorageError::new("remove", e))
+}
+
 impl Storage for PgStorage {
     fn write(&self, entries: Vec<Entry>) -> Result<(), StorageError> {
         if entries.is_empty() {
@@ -385,10 +480,11 @@ impl Storage for PgStorage {
             let (client, statement) = (self.writer.clone(), self.insert_new.clone());
             // The group's entries, the others told, and the commit that makes them durable and
             // lets go of the lock: sent together, answered once the flush is done.
+            let commit = format!("SELECT pg_notify('{}', ''); COMMIT", self.table);
             return self.block("write", async move {
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&keys, &values];
                 let insert = client.execute(&statement, &params);
-                let commit = client.batch_execute("SELECT pg_notify('naast_log', ''); COMMIT");
+                let commit = client.batch_execute(&commit);
                 let (inserted, committed) = tokio::join!(insert, commit);
                 inserted?;
                 committed
@@ -429,8 +525,9 @@ impl Storage for PgStorage {
         let client = self.writer.clone();
         let begin = format!(
             "BEGIN; SET LOCAL synchronous_commit TO on; SET LOCAL lock_timeout TO '{}s'; \
-             SELECT pg_advisory_xact_lock({COMMIT_LOCK})",
-            COMMIT_LOCK_WAIT.as_secs()
+             SELECT pg_advisory_xact_lock({})",
+            COMMIT_LOCK_WAIT.as_secs(),
+            commit_lock(&self.table)
         );
         let began = self.block("commit", async move { client.batch_execute(&begin).await });
         match began {
@@ -463,8 +560,12 @@ impl Storage for PgStorage {
     }
 
     fn watch(&self, wake: Box<dyn Fn() + Send + Sync>) {
-        self.db
-            .spawn(watch(self.db.config().clone(), self.writer_pid, wake));
+        self.db.spawn(watch(
+            self.db.config().clone(),
+            self.table.clone(),
+            self.writer_pid,
+            wake,
+        ));
     }
 
     fn remove(&self, keys: Vec<Vec<u8>>) -> Result<(), StorageError> {

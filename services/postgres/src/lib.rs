@@ -138,6 +138,62 @@ impl Drop for Database {
     }
 }
 
+/// A session-level advisory lock held for as long as this lives: a role only one node may have
+/// at a time (pushing to the platforms, say). Lost when the connection holding it is lost:
+/// [`Lease::lost`] then ends, and the holder must stop acting on it.
+pub struct Lease {
+    /// Runs the connection that holds the lock.
+    _db: Database,
+    lost: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Lease {
+    /// Takes the lease `key` in the database at `url` if nobody holds it (`None` when someone
+    /// does); waits at most [`ANSWER_WITHIN`].
+    pub fn try_take(url: &str, key: i64) -> Result<Option<Self>, String> {
+        let db = Database::new(url)?;
+        let config = db.config().clone();
+        let (tell, lost) = tokio::sync::watch::channel(false);
+        let taken = db.block(ANSWER_WITHIN, async move {
+            let (client, connection) = config.connect(NoTls).await.map_err(|e| error_text(&e))?;
+            let held = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::error!(error = %error_text(&e), "the connection holding a lease ended");
+                }
+                let _ = tell.send(true);
+            });
+            let taken: bool = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await
+                .map_err(|e| error_text(&e))?
+                .get(0);
+            if taken {
+                // The client must live as long as the connection: kept by its task.
+                tokio::spawn(async move {
+                    let _client = client;
+                    std::future::pending::<()>().await;
+                });
+            } else {
+                held.abort();
+            }
+            Ok(taken)
+        })?;
+        Ok(taken.then_some(Self { _db: db, lost }))
+    }
+
+    /// Ends when the lease is lost (its connection ended).
+    pub async fn lost(&self) {
+        let mut lost = self.lost.clone();
+        let _ = lost.wait_for(|lost| *lost).await;
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").finish_non_exhaustive()
+    }
+}
+
 /// Applies the migrations `client`'s database lacks, each in its own transaction, under the
 /// migration lock (several processes starting at once apply each once).
 pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
@@ -189,6 +245,37 @@ pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
     applied?;
     unlocked?;
     Ok(())
+}
+
+/// Runs `ddl` (a `CREATE TABLE IF NOT EXISTS` of a table made on demand, such as an audit
+/// year's) under the migration lock, so processes making it at once do not collide.
+pub async fn create_table(client: &Client, ddl: &str) -> Result<(), tokio_postgres::Error> {
+    client
+        .query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let made = client.batch_execute(ddl).await;
+    let unlocked = client
+        .query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    made?;
+    unlocked.map(drop)
+}
+
+/// The tables of the current schema whose names start with `prefix`.
+pub async fn tables_starting(
+    client: &Client,
+    prefix: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    Ok(client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
+             AND starts_with(tablename::text, $1) ORDER BY tablename",
+            &[&prefix],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }
 
 /// Whether `url` is a PostgreSQL URL naast can connect with: `Err` says what is wrong (never

@@ -75,12 +75,6 @@ impl Config {
                         self.data_dir.display()
                     )));
                 }
-                // The sole writer while the household keys and the audit log are kept in this
-                // data directory: a second node would have neither.
-                let options = naast_eventlog::Options {
-                    sole_writer: true,
-                    ..options
-                };
                 let log =
                     naast_eventlog::EventLog::open_postgres_in(&url.0, &self.data_dir, options)?;
                 if !marker.exists() {

@@ -339,14 +339,20 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
     Ok(config)
 }
 
+/// The advisory lock of the push lease: of several nodes on one PostgreSQL database, the one
+/// holding it pushes to the platforms.
+const PUSH_LEASE: i64 = 0x6e61_6173_745f_7073;
+
 /// The file of the development master key in a data directory.
 const DEV_MASTER_KEY_FILE: &str = "dev-master-key";
 
-/// The key store of `data_dir`, unlocked by the configured master key; in `dev` mode without
-/// one, by a development key kept in the data directory (made on first use). `None` when there
-/// is no key at all (an offline command on data of a server given its key elsewhere).
+/// The key store of `data_dir` (in the PostgreSQL database `storage` when the event log is
+/// there), unlocked by the configured master key; in `dev` mode without one, by a development key
+/// kept in the data directory (made on first use). `None` when there is no key at all (an offline
+/// command on data of a server given its key elsewhere).
 fn vault(
     data_dir: &std::path::Path,
+    storage: Option<&naast_server::config::Secret>,
     master_key: Option<&naast_server::config::Secret>,
     dev: bool,
 ) -> Result<Option<naast_vault::Vault>, Box<dyn std::error::Error + Send + Sync>> {
@@ -363,23 +369,27 @@ fn vault(
         None => return Ok(None),
     };
     let key = naast_vault::MasterKey::from_base64(&text)?;
-    Ok(Some(naast_vault::Vault::open(
-        &data_dir.join("keys"),
-        &key,
-    )?))
+    Ok(Some(match storage {
+        Some(url) => naast_vault::Vault::open_postgres(&url.0, &key)?,
+        None => naast_vault::Vault::open(&data_dir.join("keys"), &key)?,
+    }))
 }
 
 /// Authentication, audit and encryption at rest for a server on `data_dir`: the trusted issuers
 /// of `auth`, and with `dev` the development issuer (its persona tokens are printed on stdout).
 fn guard(
     data_dir: &std::path::Path,
+    storage: Option<&naast_server::config::Secret>,
     auth: &AuthSettings,
     dev: bool,
     vault: Option<naast_vault::Vault>,
     audit_retention: std::time::Duration,
     limits: naast_app::auth::limits::LimitSettings,
 ) -> Result<(Guard, Option<DevIssuer>), Box<dyn std::error::Error + Send + Sync>> {
-    let auditor = Auditor::open(&data_dir.join("audit"), audit_retention)?;
+    let auditor = match storage {
+        Some(url) => Auditor::open_postgres(&url.0, &data_dir.join("audit"), audit_retention)?,
+        None => Auditor::open(&data_dir.join("audit"), audit_retention)?,
+    };
     let dev = if dev {
         Some(DevIssuer::open(data_dir, &auth.audience)?)
     } else {
@@ -429,7 +439,12 @@ async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error + S
     naast_server::config::private_data_dir(&config.data_dir)?;
     let log = config.open_log(Options::default())?;
     let mut projections = Projections::open(&config.data_dir.join("projections"))?;
-    match vault(&config.data_dir, config.master_key.as_ref(), false)? {
+    match vault(
+        &config.data_dir,
+        config.storage.as_ref(),
+        config.master_key.as_ref(),
+        false,
+    )? {
         Some(vault) => projections = projections.with_vault(vault),
         None => eprintln!(
             "naast replay: no master key given: sealed household events are left off the timelines"
@@ -466,9 +481,18 @@ fn rotate_master_key(args: RotateArgs) -> Result<(), Failure> {
             naast_vault::MasterKey::from_base64(&secret.0).map_err(|e| usage(e.to_string()))
         })?;
     // The server must be stopped (it keeps keys in memory and makes new ones): holding the
-    // data directory's lock for the whole rotation shows it is, and keeps it so.
-    let log = config.open_log(Options::default()).map_err(failed)?;
-    let rotated = naast_vault::rotate_master_key(&config.data_dir.join("keys"), &old, &new);
+    // data directory's lock (and on PostgreSQL the log as its sole writer, which no node may
+    // have open meanwhile) for the whole rotation shows it is, and keeps it so.
+    let log = config
+        .open_log(Options {
+            sole_writer: true,
+            ..Options::default()
+        })
+        .map_err(failed)?;
+    let rotated = match &config.storage {
+        Some(url) => naast_vault::rotate_master_key_in_postgres(&url.0, &old, &new),
+        None => naast_vault::rotate_master_key(&config.data_dir.join("keys"), &old, &new),
+    };
     block_on(async {
         log.close().await;
         Ok::<(), String>(())
@@ -526,9 +550,13 @@ async fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Se
 
 fn verify(config: Config) -> Result<(), Failure> {
     let audit = config.data_dir.join("audit");
-    if audit.exists() {
+    if audit.exists() || config.storage.is_some() {
         // Each year's partition is a chain of its own.
-        let auditor = Auditor::open(&audit, config.audit_retention).map_err(failed)?;
+        let auditor = match &config.storage {
+            Some(url) => Auditor::open_postgres(&url.0, &audit, config.audit_retention),
+            None => Auditor::open(&audit, config.audit_retention),
+        }
+        .map_err(failed)?;
         for (year, log) in auditor.partitions() {
             let report = log.verify().map_err(failed)?;
             if let Some(broken) = report.first_break {
@@ -592,7 +620,7 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
     let scratch = tempfile::Builder::new().prefix("naast-demo-").tempdir()?;
     let data_dir = args.data_dir.unwrap_or_else(|| scratch.path().to_owned());
     let log = EventLog::open(&data_dir, Options::default())?;
-    let vault = vault(&data_dir, None, true)?;
+    let vault = vault(&data_dir, None, None, true)?;
     let mut projections = Projections::open(&data_dir.join("projections"))?;
     if let Some(vault) = &vault {
         projections = projections.with_vault(vault.clone());
@@ -607,7 +635,15 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
     };
     let retention =
         std::time::Duration::from_secs(naast_server::audit::DEFAULT_RETENTION_DAYS * 86_400);
-    let (guard, dev) = guard(&data_dir, &auth, true, vault, retention, Default::default())?;
+    let (guard, dev) = guard(
+        &data_dir,
+        None,
+        &auth,
+        true,
+        vault,
+        retention,
+        Default::default(),
+    )?;
     let dev = dev.ok_or("the development issuer did not start")?;
     let parent = naast_server::auth::dev::Persona::named("ouder")
         .ok_or("the demo persona `ouder` is missing")?;
@@ -709,12 +745,18 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     if config.storage.is_some() {
         tracing::info!("the event log is in PostgreSQL");
     }
-    let vault =
-        vault(&config.data_dir, config.master_key.as_ref(), config.dev)?.ok_or("no master key")?;
+    let vault = vault(
+        &config.data_dir,
+        config.storage.as_ref(),
+        config.master_key.as_ref(),
+        config.dev,
+    )?
+    .ok_or("no master key")?;
     let projections =
         Projections::open(&config.data_dir.join("projections"))?.with_vault(vault.clone());
     let (guard, dev) = guard(
         &config.data_dir,
+        config.storage.as_ref(),
         &config.auth,
         config.dev,
         Some(vault),
@@ -790,11 +832,34 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     let _ = std::io::stdout().flush();
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
     // The push store holds the endpoints' state and the FHIR Subscriptions, so it is there
-    // even without endpoints.
-    let push = Some(naast_push::Setup {
-        store: naast_push::Store::open(&config.data_dir.join("push"))?,
-        endpoints: config.push,
-    });
+    // even without endpoints. Its state is this node's own: of several nodes on one database,
+    // the one holding the push lease pushes (and keeps the subscriptions); the others do not.
+    let push_lease = match &config.storage {
+        Some(url) => {
+            let url = url.0.clone();
+            let lease = tokio::task::spawn_blocking(move || {
+                naast_postgres::Lease::try_take(&url, PUSH_LEASE)
+            })
+            .await??;
+            if lease.is_none() {
+                tracing::info!(
+                    "another node holds the push lease: this one does not push, nor keep FHIR Subscriptions"
+                );
+            }
+            Some(lease)
+        }
+        None => None,
+    };
+    let pushes = !matches!(push_lease, Some(None));
+    let push = if pushes {
+        Some(naast_push::Setup {
+            store: naast_push::Store::open(&config.data_dir.join("push"))?,
+            endpoints: config.push,
+        })
+    } else {
+        None
+    };
+    let push_lease = push_lease.flatten();
     // A store that failed on a full disk is reopened by a restart in place once there is room.
     let watch = naast_server::recovery::Watch {
         log: log.clone(),
@@ -807,8 +872,19 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     let shutdown = {
         let restart = restart.clone();
         async move {
+            let lease_lost = async {
+                match &push_lease {
+                    Some(lease) => lease.lost().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = grpc::shutdown_signal() => {}
+                () = lease_lost => {
+                    // Another node may take it now: this one must stop pushing at once.
+                    tracing::error!("the push lease was lost with its connection to PostgreSQL: restarting in place");
+                    restart.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 failed = watch.failed_with_room_again() => {
                     tracing::error!(store = %failed, "a store failed and the disk has room again: restarting in place");
                     restart.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -822,6 +898,7 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
         push,
         grpc::Stores {
             disclosures: config.data_dir.join("disclosures"),
+            postgres: config.storage.as_ref().map(|url| url.0.clone()),
             hourly_rate_cents: config.supporter_hourly_rate_cents,
             log,
             projections,

@@ -542,11 +542,21 @@ impl Authenticator {
         }
         if !may_fetch {
             // Fetched (or tried) too recently: the token is verified with what there is.
-            return match usable {
-                Some(set) => Ok((set, generation)),
-                None => Err(self.no_keys(
+            if let Some(set) = usable {
+                return Ok((set, generation));
+            }
+            // None yet: a fetch may be under way (a node's first burst of calls), whose outcome
+            // this token waits for rather than be refused while the keys arrive.
+            drop(issuer.fetching.lock().await);
+            let keys = lock(&issuer.keys);
+            return match (&keys.set, keys.fetched.map(|at| at.elapsed())) {
+                (Some(set), Some(age)) if age < MAX_KEY_AGE => Ok((set.clone(), keys.generation)),
+                _ => Err(self.no_keys(
                     issuer,
-                    failure.unwrap_or_else(|| "no keys fetched yet".into()),
+                    keys.failure
+                        .clone()
+                        .or(failure)
+                        .unwrap_or_else(|| "no keys fetched yet".into()),
                 )),
             };
         }

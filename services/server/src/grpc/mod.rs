@@ -70,6 +70,9 @@ pub struct Stores {
     /// The directory of the record of disclosed effect reports (`disclosures` in the data
     /// directory).
     pub disclosures: std::path::PathBuf,
+    /// With the event log in PostgreSQL: its database, which then keeps the record of disclosed
+    /// reports too, for every node.
+    pub postgres: Option<String>,
     /// What an hour of a supporter costs, in euro cents.
     pub hourly_rate_cents: u32,
 }
@@ -82,6 +85,7 @@ impl Stores {
             log,
             projections,
             disclosures: data_dir.join("disclosures"),
+            postgres: None,
             hourly_rate_cents: crate::config::DEFAULT_SUPPORTER_HOURLY_RATE_CENTS,
         }
     }
@@ -146,6 +150,7 @@ pub async fn run(
         log,
         projections,
         disclosures,
+        postgres,
         hourly_rate_cents,
     } = stores;
     let Doors { fhir, metrics, web } = doors;
@@ -250,11 +255,14 @@ pub async fn run(
         None => (None, Vec::new()),
     };
     let push_api = PushApi::new(pusher, households.clone(), auditor.clone(), stopped.clone());
-    let evaluation = naast_app::evaluation::Evaluation::open(
+    let evaluation = naast_app::evaluation::Evaluation::open_in(
         log.clone(),
         projections.clone(),
         auditor.clone(),
-        &disclosures,
+        match &postgres {
+            Some(url) => naast_app::evaluation::DisclosureStore::Postgres(url),
+            None => naast_app::evaluation::DisclosureStore::Folder(&disclosures),
+        },
         hourly_rate_cents,
     )
     .await?;
