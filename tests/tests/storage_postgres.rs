@@ -86,3 +86,103 @@ async fn the_event_log_in_postgres_survives_a_kill_verifies_and_refuses_another_
     assert!(said.contains("is in PostgreSQL: give --storage"), "{said}");
     assert!(!data.join("sled").exists(), "an empty log on sled was made");
 }
+
+/// A data directory whose event log is in PostgreSQL but whose household keys and audit log
+/// are in the directory (as naast kept them before they moved beside the log) has both taken
+/// into the database at start: every payload still opens, every audit record is there with its
+/// id, nothing is left in the directory, and a start cut short and run again takes nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_audit_years_left_in_the_data_directory_move_into_postgres() {
+    use naast_eventlog::{Direction, EventLog, ExpectedRevision, NewEvent, Options};
+    let cluster = Cluster::start();
+    let url = cluster.database();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let data = dir.path().join("data");
+    let master = naast_vault::MasterKey::from_base64(&naast_vault::MasterKey::generate_base64())
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // The old layout: keys in `keys/`, a year of the audit log in `audit/2025/`.
+    let folder =
+        naast_vault::Vault::open(&data.join("keys"), &master).unwrap_or_else(|e| panic!("{e}"));
+    let sealed: Vec<_> = (0..5)
+        .map(|i| {
+            let (household, event) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+            let text = format!("afspraak {i}");
+            let payload = folder
+                .seal(household, event, text.as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+            (household, event, payload, text)
+        })
+        .collect();
+    drop(folder);
+    let year = EventLog::open(data.join("audit").join("2025"), Options::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut ids = Vec::new();
+    for (i, stream) in ["audit-service", "audit-a", "audit-a", "audit-b"]
+        .iter()
+        .enumerate()
+    {
+        let event = NewEvent::new("AccessAudited", format!("{{\"n\":{i}}}").into_bytes());
+        ids.push(event.id);
+        year.append(stream, ExpectedRevision::Any, vec![event])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    year.close().await;
+    drop(year);
+
+    let vault = naast_vault::Vault::open_postgres(&url, &master).unwrap_or_else(|e| panic!("{e}"));
+    let adopted = naast_server::adopt::into_postgres(&data, &url, Some(&vault), Some(&master))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((adopted.keys, adopted.audit_records), (5, 4));
+    assert!(
+        !data.join("keys").exists(),
+        "key files left in the data directory"
+    );
+    assert!(
+        !data.join("audit").join("2025").exists(),
+        "an audit year left"
+    );
+    let fresh = naast_vault::Vault::open_postgres(&url, &master).unwrap_or_else(|e| panic!("{e}"));
+    for (household, event, payload, text) in &sealed {
+        let opened = fresh
+            .open_payload(*household, *event, payload)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&*opened, text.as_bytes());
+    }
+    let table = EventLog::open_postgres_table(
+        &url,
+        &naast_app::audit::partition_table(2025),
+        Options::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let records = table
+        .read_all(0, Direction::Forwards, 100)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(records.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        table.verify().unwrap_or_else(|e| panic!("{e}")).first_break,
+        None
+    );
+
+    // The same directories again (a start cut short before they were removed): nothing twice.
+    let again = EventLog::open(data.join("audit").join("2025"), Options::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (stream, id) in [("audit-service", ids[0]), ("audit-a", ids[1])] {
+        let mut event = NewEvent::new("AccessAudited", b"{}".to_vec());
+        event.id = id;
+        again
+            .append(stream, ExpectedRevision::Any, vec![event])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    again.close().await;
+    drop(again);
+    let adopted = naast_server::adopt::into_postgres(&data, &url, Some(&vault), Some(&master))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(adopted.audit_records, 0);
+    assert_eq!(table.head(), 4);
+    table.close().await;
+}

@@ -289,6 +289,11 @@ const SCAN_CHUNK: usize = 1_000;
 const RECONCILED_FILE: &str = "reconciled";
 /// The start of a year's partition's table name in PostgreSQL (then the year).
 const PARTITION_TABLE: &str = "naast_audit_";
+
+/// The table of `year`'s partition in PostgreSQL.
+pub fn partition_table(year: i32) -> String {
+    format!("{PARTITION_TABLE}{year}")
+}
 /// sled's page cache of each yearly partition.
 const PARTITION_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 

@@ -17,6 +17,7 @@
 //!   a ceiling measured in the same run.
 
 pub use naast_app::{audit, households};
+pub mod adopt;
 pub mod auth;
 pub mod backup;
 pub mod bench;

@@ -356,6 +356,22 @@ fn vault(
     master_key: Option<&naast_server::config::Secret>,
     dev: bool,
 ) -> Result<Option<naast_vault::Vault>, Box<dyn std::error::Error + Send + Sync>> {
+    let Some(key) = master(data_dir, master_key, dev)? else {
+        return Ok(None);
+    };
+    Ok(Some(match storage {
+        Some(url) => naast_vault::Vault::open_postgres(&url.0, &key)?,
+        None => naast_vault::Vault::open(&data_dir.join("keys"), &key)?,
+    }))
+}
+
+/// The master key: configured, or in `dev` mode the development key of the data directory
+/// (made on first use); `None` when there is none.
+fn master(
+    data_dir: &std::path::Path,
+    master_key: Option<&naast_server::config::Secret>,
+    dev: bool,
+) -> Result<Option<naast_vault::MasterKey>, Box<dyn std::error::Error + Send + Sync>> {
     let dev_file = data_dir.join(DEV_MASTER_KEY_FILE);
     let text = match master_key {
         Some(secret) => secret.0.clone(),
@@ -368,11 +384,21 @@ fn vault(
         }
         None => return Ok(None),
     };
-    let key = naast_vault::MasterKey::from_base64(&text)?;
-    Ok(Some(match storage {
-        Some(url) => naast_vault::Vault::open_postgres(&url.0, &key)?,
-        None => naast_vault::Vault::open(&data_dir.join("keys"), &key)?,
-    }))
+    Ok(Some(naast_vault::MasterKey::from_base64(&text)?))
+}
+
+/// With the event log in PostgreSQL: takes the keys and audit years a data directory still
+/// holds into the database (see `naast_server::adopt`).
+async fn adopt(
+    config: &Config,
+    vault: Option<&naast_vault::Vault>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let Some(url) = &config.storage else {
+        return Ok(());
+    };
+    let master = master(&config.data_dir, config.master_key.as_ref(), config.dev)?;
+    naast_server::adopt::into_postgres(&config.data_dir, &url.0, vault, master.as_ref()).await?;
+    Ok(())
 }
 
 /// Authentication, audit and encryption at rest for a server on `data_dir`: the trusted issuers
@@ -439,12 +465,14 @@ async fn replay_with(config: Config) -> Result<(), Box<dyn std::error::Error + S
     naast_server::config::private_data_dir(&config.data_dir)?;
     let log = config.open_log(Options::default())?;
     let mut projections = Projections::open(&config.data_dir.join("projections"))?;
-    match vault(
+    let vault = vault(
         &config.data_dir,
         config.storage.as_ref(),
         config.master_key.as_ref(),
         false,
-    )? {
+    )?;
+    adopt(&config, vault.as_ref()).await?;
+    match vault {
         Some(vault) => projections = projections.with_vault(vault),
         None => eprintln!(
             "naast replay: no master key given: sealed household events are left off the timelines"
@@ -549,6 +577,16 @@ async fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Se
 }
 
 fn verify(config: Config) -> Result<(), Failure> {
+    if config.storage.is_some() {
+        let vault = vault(
+            &config.data_dir,
+            config.storage.as_ref(),
+            config.master_key.as_ref(),
+            false,
+        )
+        .map_err(failed)?;
+        block_on(adopt(&config, vault.as_ref()))?;
+    }
     let audit = config.data_dir.join("audit");
     if audit.exists() || config.storage.is_some() {
         // Each year's partition is a chain of its own.
@@ -752,6 +790,7 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
         config.dev,
     )?
     .ok_or("no master key")?;
+    adopt(&config, Some(&vault)).await?;
     let projections =
         Projections::open(&config.data_dir.join("projections"))?.with_vault(vault.clone());
     let (guard, dev) = guard(

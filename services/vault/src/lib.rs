@@ -325,6 +325,37 @@ impl Vault {
         Ok(())
     }
 
+    /// Takes `wrapped`, household `household`'s key as a key folder kept it (wrapped with this
+    /// store's master key), into this store's table in PostgreSQL, durably: `true` when it was
+    /// not there yet. Refused when the key does not open with the master key, when this store
+    /// is a folder, and when the table holds another key for the household or has it erased.
+    pub fn adopt_key(&self, household: Uuid, wrapped: &[u8]) -> Result<bool, VaultError> {
+        let Place::Table(table) = &self.inner.place else {
+            return Err(VaultError::Database(
+                "keys are taken into a store in PostgreSQL only".into(),
+            ));
+        };
+        self.unwrap_key(household, wrapped)?;
+        if let Some(stored) = table.read(household)? {
+            return if stored == wrapped {
+                Ok(false)
+            } else {
+                Err(VaultError::Corrupt {
+                    what: format!(
+                        "the key of household {household}: the database holds another one"
+                    ),
+                })
+            };
+        }
+        let stored = table.create(household, wrapped.to_vec())?;
+        if stored != wrapped {
+            return Err(VaultError::Corrupt {
+                what: format!("the key of household {household}: the database holds another one"),
+            });
+        }
+        Ok(true)
+    }
+
     /// The households that have a key file.
     pub fn households(&self) -> Result<Vec<Uuid>, VaultError> {
         match &self.inner.place {

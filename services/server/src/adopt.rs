@@ -1,0 +1,195 @@
+//! A data directory whose event log is in PostgreSQL but whose household keys and audit log
+//! are still in the directory (as naast kept them before they moved into the database beside
+//! the log): both are taken into the database at start, then removed from the directory.
+//!
+//! - **Keys**: each key file's wrapped key goes into the keys' table as it is (checked to open
+//!   with the master key first), durably; then the files go. A key the table already holds is
+//!   left; another key for the same household stops the start (it cannot be told which is right).
+//! - **The audit log**: each year's partition is verified, and its records are appended to that
+//!   year's table with their own ids, in order, a stream's run of records at a time, so a start
+//!   cut short and run again appends nothing twice (a run whose last record is there is there
+//!   whole). Their hash chain is the table's from then on. Then the year's directory goes.
+//!
+//! Start the first node on such a directory before any other node writes, so the records land
+//! in their year's table in the order they were written.
+
+use naast_eventlog::{Direction, EventLog, ExpectedRevision, NewEvent, Options};
+use std::path::Path;
+
+/// What was taken into the database.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Adopted {
+    /// Household keys taken into the keys' table.
+    pub keys: usize,
+    /// Audit records appended to their year's table.
+    pub audit_records: u64,
+}
+
+/// Records read per step from a partition, and most appended in one run.
+const CHUNK: usize = 500;
+
+/// Takes the keys and audit years left in `data_dir` into the PostgreSQL database at `url`,
+/// whose key store `vault` is.
+pub async fn into_postgres(
+    data_dir: &Path,
+    url: &str,
+    vault: Option<&naast_vault::Vault>,
+    master: Option<&naast_vault::MasterKey>,
+) -> Result<Adopted, String> {
+    let mut adopted = Adopted::default();
+    let keys = data_dir.join("keys");
+    if keys.is_dir() {
+        let (Some(vault), Some(master)) = (vault, master) else {
+            return Err(format!(
+                "{} holds household keys to take into PostgreSQL: give the master key",
+                keys.display()
+            ));
+        };
+        adopted.keys = adopt_keys(&keys, vault, master)?;
+    }
+    let audit = data_dir.join("audit");
+    if audit.is_dir() {
+        adopted.audit_records = adopt_audit(&audit, url).await?;
+    }
+    if adopted != Adopted::default() {
+        tracing::info!(
+            keys = adopted.keys,
+            audit_records = adopted.audit_records,
+            "household keys and audit records taken from the data directory into PostgreSQL"
+        );
+    }
+    Ok(adopted)
+}
+
+fn adopt_keys(
+    dir: &Path,
+    vault: &naast_vault::Vault,
+    master: &naast_vault::MasterKey,
+) -> Result<usize, String> {
+    let folder = naast_vault::Vault::open(dir, master).map_err(|e| e.to_string())?;
+    let mut taken = 0;
+    for (name, bytes) in folder.backup_files().map_err(|e| e.to_string())? {
+        let Some(household) = name
+            .strip_suffix(".key")
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        else {
+            continue; // the master key check: the table has its own
+        };
+        if vault
+            .adopt_key(household, &bytes)
+            .map_err(|e| e.to_string())?
+        {
+            taken += 1;
+        }
+    }
+    drop(folder);
+    // Every key is durable in the database: the files may go (the only copies must be where
+    // an erasure destroys them).
+    std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    sync_parent(dir)?;
+    Ok(taken)
+}
+
+async fn adopt_audit(dir: &Path, url: &str) -> Result<u64, String> {
+    let mut years = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        if let Some(year) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+            && entry.path().is_dir()
+        {
+            years.push(year);
+        }
+    }
+    years.sort_unstable();
+    let mut appended = 0;
+    for year in years {
+        let path = dir.join(year.to_string());
+        let from = EventLog::open(&path, Options::default()).map_err(|e| e.to_string())?;
+        let report = from.verify().map_err(|e| e.to_string())?;
+        if let Some(broken) = report.first_break {
+            from.close().await;
+            return Err(format!(
+                "the audit log of {year} in {} is broken at position {}: {}; it is not taken into PostgreSQL",
+                path.display(),
+                broken.position,
+                broken.reason
+            ));
+        }
+        let to = EventLog::open_postgres_table(
+            url,
+            &naast_app::audit::partition_table(year),
+            Options::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let copied = copy_records(&from, &to).await;
+        from.close().await;
+        to.close().await;
+        appended += copied?;
+        drop(from);
+        remove_partition(&path)?;
+    }
+    Ok(appended)
+}
+
+/// Appends every record of `from` to `to`, a stream's run at a time, skipping runs `to` holds.
+async fn copy_records(from: &EventLog, to: &EventLog) -> Result<u64, String> {
+    let mut appended = 0;
+    let mut next = 0;
+    loop {
+        let page = from
+            .read_all(next, Direction::Forwards, CHUNK)
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else {
+            return Ok(appended);
+        };
+        next = last.position + 1;
+        for run in page.chunk_by(|a, b| a.stream_id == b.stream_id) {
+            let Some(last) = run.last() else { continue };
+            if to.read_event(last.id).map_err(|e| e.to_string())?.is_some() {
+                continue; // taken on an earlier start
+            }
+            let events = run
+                .iter()
+                .map(|event| {
+                    let mut new = NewEvent::new(event.event_type.clone(), event.payload.to_vec());
+                    new.id = event.id;
+                    new.schema_version = event.schema_version;
+                    new.metadata = event.metadata.clone();
+                    new
+                })
+                .collect();
+            to.append(&run[0].stream_id, ExpectedRevision::Any, events)
+                .await
+                .map_err(|e| e.to_string())?;
+            appended += run.len() as u64;
+        }
+    }
+}
+
+/// Removes a partition's directory (its log closed), waiting out sled's threads letting go.
+fn remove_partition(path: &Path) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    loop {
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) if started.elapsed() > std::time::Duration::from_secs(10) => {
+                return Err(format!("{}: {e}", path.display()));
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    sync_parent(path)
+}
+
+fn sync_parent(path: &Path) -> Result<(), String> {
+    match path.parent() {
+        Some(parent) => std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("{}: {e}", parent.display())),
+        None => Ok(()),
+    }
+}
