@@ -116,7 +116,7 @@ fn event(payload: &Bytes) -> NewEvent {
 }
 
 /// Size of the record the log stores for `event(payload)`, to write ceilings of the same size.
-fn record_size(log: &EventLog) -> Result<usize, BenchError> {
+pub(crate) fn record_size(log: &EventLog) -> Result<usize, BenchError> {
     let last = log.read_all(naast_eventlog::END, Direction::Backwards, 1)?;
     last.first()
         .map(naast_eventlog::RecordedEvent::encoded_len)
@@ -317,7 +317,7 @@ async fn append_postgres(
 
 /// PostgreSQL as a plain events table at `url`: `clients` connections append `per_client`
 /// events of `size` bytes each; appends per second.
-async fn plain_table(
+pub(crate) async fn plain_table(
     url: &str,
     clients: usize,
     per_client: usize,
@@ -651,6 +651,14 @@ pub struct ApiArgs {
     /// Where to put the scratch data (removed afterwards); defaults to the current directory.
     #[arg(long)]
     pub scratch_dir: Option<PathBuf>,
+    /// Run the service with its stores in this PostgreSQL database (`postgres://…`, an empty
+    /// one: the benchmark fills it) as several nodes (`--nodes`), next to the same service on
+    /// sled and PostgreSQL as a plain events table, in the same run.
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// With `--storage`: measure with 1, 2, … up to this many nodes on the database.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
 }
 
 /// Options of `naast bench api-load`: the honest clients of `naast bench api --load-process`.
@@ -696,7 +704,10 @@ pub fn api(args: &ApiArgs) -> Result<(), BenchError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(api_benches(scratch.path(), args))
+    match &args.storage {
+        Some(url) => runtime.block_on(crate::bench_nodes::nodes(scratch.path(), url, args)),
+        None => runtime.block_on(api_benches(scratch.path(), args)),
+    }
 }
 
 pub(crate) fn scratch_dir(dir: Option<&Path>) -> Result<tempfile::TempDir, BenchError> {
@@ -908,7 +919,7 @@ struct Flood {
 
 /// How a run of the served API is guarded.
 #[derive(Clone, Copy, Debug)]
-enum Mode {
+pub(crate) enum Mode {
     /// No authentication, consent, audit or encryption.
     Open,
     /// Every call authenticated, decided against the family's consent and audited; `sealed`:
@@ -917,13 +928,13 @@ enum Mode {
 }
 
 /// What one run of the served API measured.
-struct Served {
-    rate: f64,
+pub(crate) struct Served {
+    pub(crate) rate: f64,
     /// CPU time of this process per command while the commands ran (µs).
     cpu_us: f64,
     /// CPU time of the load's process per command, when it has one of its own (µs).
     load_cpu_us: Option<f64>,
-    latencies: Vec<Duration>,
+    pub(crate) latencies: Vec<Duration>,
     pages: Vec<(&'static str, Vec<Duration>)>,
     flood: Option<Flood>,
 }
@@ -931,7 +942,7 @@ struct Served {
 /// Commands from `clients` gRPC clients, then timeline pages, against a server on `data`,
 /// guarded as `mode` says (the dev issuer signs the clients' tokens); `flood`: calls a second
 /// with a bad token while the commands run (0: none).
-async fn served(
+pub(crate) async fn served(
     data: PathBuf,
     mode: Mode,
     args: &ApiArgs,
@@ -1326,11 +1337,25 @@ async fn honest_load(
     clients: usize,
     per_client: usize,
 ) -> Result<(f64, Vec<Duration>), String> {
+    honest_load_spread(&[url.to_owned()], bearer, clients, per_client).await
+}
+
+/// [`honest_load`] against several servers (nodes): client `c` calls `urls[c % urls.len()]`.
+pub(crate) async fn honest_load_spread(
+    urls: &[String],
+    bearer: naast_proto::client::Bearer,
+    clients: usize,
+    per_client: usize,
+) -> Result<(f64, Vec<Duration>), String> {
     use naast_proto::pb;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (url, bearer) = (url.to_owned(), bearer.clone());
+        let url = urls
+            .get(c % urls.len().max(1))
+            .cloned()
+            .ok_or("no server to call")?;
+        let bearer = bearer.clone();
         tasks.push(tokio::spawn(async move {
             let mut api = connect(&url, bearer).await?;
             let household = api

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod backup;
 pub mod bench;
 pub mod bench_fhir;
+pub mod bench_nodes;
 pub mod bench_push;
 pub mod bench_report;
 pub mod bench_signals;
