@@ -202,6 +202,14 @@ async fn several_nodes_on_one_database_decide_on_what_is_there_and_lose_nothing(
         }
     }
     assert!(allowed.is_some(), "the grant never reached node 1");
+    // The supporter reads through node 1 while the grant holds.
+    as_supporter
+        .list_goals(pb::ListGoalsRequest {
+            household_id: household.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("the supporter reads with the grant");
     consent
         .revoke_access(pb::RevokeAccessRequest {
             household_id: household.clone(),
@@ -211,6 +219,16 @@ async fn several_nodes_on_one_database_decide_on_what_is_there_and_lose_nothing(
         })
         .await
         .unwrap();
+    // A read right after the revocation, on the node that had the grant: refused, though
+    // nothing made that node read the household since.
+    let read = as_supporter
+        .list_goals(pb::ListGoalsRequest {
+            household_id: household.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a revoked supporter reads through another node");
+    assert_eq!(read.code(), tonic::Code::PermissionDenied, "{read:?}");
     let refused = goal(
         &mut as_supporter,
         &household,

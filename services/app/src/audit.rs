@@ -290,6 +290,9 @@ const RECONCILED_FILE: &str = "reconciled";
 /// The start of a year's partition's table name in PostgreSQL (then the year).
 const PARTITION_TABLE: &str = "naast_audit_";
 
+/// How long a listing of the audit log's years in PostgreSQL serves.
+const YEARS_LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The table of `year`'s partition in PostgreSQL.
 pub fn partition_table(year: i32) -> String {
     format!("{PARTITION_TABLE}{year}")
@@ -343,6 +346,9 @@ struct Partitions {
     /// (`naast_audit_<year>`) every node writes and reads, so a family's access log is one
     /// whichever node served the access.
     postgres: Option<String>,
+    /// In PostgreSQL: when the years in the database were last listed (other nodes make and
+    /// remove years too).
+    years_listed: std::sync::Mutex<Option<std::time::Instant>>,
     retention: std::time::Duration,
     /// A write failed since the process started: some events may name a record that is not
     /// there, so the reconciled position must not move past them.
@@ -424,6 +430,7 @@ impl Auditor {
                 options,
                 open: std::sync::Mutex::default(),
                 latest_micros: std::sync::atomic::AtomicU64::new(0),
+                years_listed: std::sync::Mutex::new(None),
                 in_flight: std::sync::atomic::AtomicUsize::new(0),
                 settled: tokio::sync::Notify::new(),
             }),
@@ -512,6 +519,7 @@ impl Auditor {
 
     /// The open partitions, oldest first.
     pub fn partitions(&self) -> Vec<(i32, EventLog)> {
+        self.list_years_again();
         self.inner
             .open
             .lock()
@@ -519,6 +527,45 @@ impl Auditor {
             .iter()
             .map(|(year, log)| (*year, log.clone()))
             .collect()
+    }
+
+    /// In PostgreSQL, at most once a minute: opens the years another node made (its first
+    /// record of a new year) and lets go of those another node removed (past their retention).
+    fn list_years_again(&self) {
+        let Some(url) = &self.inner.postgres else {
+            return;
+        };
+        {
+            let mut listed = self
+                .inner
+                .years_listed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if listed.is_some_and(|at| at.elapsed() < YEARS_LISTED_FOR) {
+                return;
+            }
+            *listed = Some(std::time::Instant::now());
+        }
+        let years = match naast_eventlog::postgres::tables_starting(url, PARTITION_TABLE) {
+            Ok(tables) => tables
+                .iter()
+                .filter_map(|table| table.strip_prefix(PARTITION_TABLE)?.parse::<i32>().ok())
+                .collect::<std::collections::BTreeSet<_>>(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the audit log's years; the years known serve");
+                return;
+            }
+        };
+        self.inner
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|year, _| years.contains(year));
+        for year in years {
+            if let Err(e) = self.partition(year) {
+                tracing::warn!(year, error = %e, "cannot open a year of the audit log");
+            }
+        }
     }
 
     /// Closes every partition (committing and syncing what is queued).

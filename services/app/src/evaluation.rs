@@ -335,12 +335,27 @@ impl Evaluation {
         // One definition at a time, checked against the catalogue it follows on.
         let _one_at_a_time = self.defining.lock().await;
         self.write_seed().await?;
+        self.log.read_the_others().await?;
         self.follow_definitions()?;
-        let mut catalogue = self.catalogue();
+        // The catalogue and the revision of the stream it was read up to, together: the
+        // definition is checked against that catalogue and appended only if the stream is still
+        // there (another node's definition meanwhile refuses it).
+        let (mut catalogue, next) = {
+            let next = self
+                .definitions_next
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let catalogue = self
+                .catalogue
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            (catalogue, *next)
+        };
         catalogue.define(instrument.clone())?;
-        let expected = match self.log.stream_revision(INSTRUMENTS_STREAM)? {
-            Some(revision) => ExpectedRevision::Exact(revision),
-            None => ExpectedRevision::NoStream,
+        let expected = match next {
+            0 => ExpectedRevision::NoStream,
+            next => ExpectedRevision::Exact(next - 1),
         };
         let outcome = self
             .log
@@ -350,10 +365,19 @@ impl Evaluation {
                 vec![definition_event(&instrument)],
             )
             .await?;
-        *self
-            .catalogue
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = catalogue;
+        let mut read_up_to = self
+            .definitions_next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Unless the catalogue has read it from the stream meanwhile.
+        if *read_up_to == next {
+            let _ = self
+                .catalogue
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .define(instrument);
+            *read_up_to = outcome.last_revision + 1;
+        }
         Ok(outcome.first_position)
     }
 

@@ -382,6 +382,9 @@ impl Households {
         household: HouseholdId,
         f: impl FnOnce(&Household, Option<u64>) -> R,
     ) -> Result<R, AppError> {
+        // On a log other nodes write too: what they committed is read first, so no read (nor
+        // the access decided for it) rests on a view older than the call.
+        self.log.read_the_others().await?;
         let Some(slot) = self.known_slot(household) else {
             let mut snapshot = Snapshot::default();
             self.catch_up(household, &mut snapshot)?;
@@ -481,9 +484,12 @@ impl Households {
         // Only commands write household streams, and on one node they take turns on this slot,
         // so a cached snapshot is current; should anything else have written, the append's
         // expected revision refuses it and the loop reads what is new. On a log other nodes
-        // write too, what they wrote is read first: a refusal must not rest on an old view
+        // write too, what they committed is read first: a refusal must not rest on an old view
         // either (an allowance cannot: its append would be refused).
-        if snapshot.revision.is_none() || self.log.is_shared() {
+        if self.log.is_shared() {
+            self.log.read_the_others().await?;
+            self.catch_up(household, &mut snapshot)?;
+        } else if snapshot.revision.is_none() {
             self.catch_up(household, &mut snapshot)?;
         }
         if matches!(command, Command::RegisterHousehold { .. })
@@ -682,8 +688,8 @@ impl Households {
                     if let Some(expected) = context.expected_revision {
                         return Err(AppError::Conflict { expected, actual });
                     }
-                    // Something else wrote meanwhile: read it, check the caller may still act
-                    // on what is there now, and decide again.
+                    // Something else wrote meanwhile (another node): read it, check the caller
+                    // may still act on what is there now, and decide again.
                     if attempt > 0 {
                         let bound = std::time::Duration::from_millis(1 << attempt.min(6))
                             .min(MAX_RACE_WAIT);
@@ -693,6 +699,15 @@ impl Households {
                     self.catch_up(household, snapshot)?;
                     if let Err(denied) = context.calling.command_access(&snapshot.state, command) {
                         return Err(AppError::Denied(denied.reason));
+                    }
+                    // What the other writer appended may carry an audit record the household's
+                    // key alone opens: copied before the erasure destroys that key.
+                    if matches!(command, Command::EraseHousehold)
+                        && let Some(auditor) = &self.auditor
+                    {
+                        auditor
+                            .reconcile_household(&self.log, household, self.vault.as_ref())
+                            .await?;
                     }
                 }
                 Err(e) => return Err(e.into()),

@@ -217,6 +217,8 @@ pub(crate) struct Shared {
     /// write. Reads never return an event at or beyond it, so a reader never sees an event that
     /// a crash could still take away.
     pub(crate) committed: AtomicU64,
+    /// Told each new head after `committed` moved (see [`EventLog::read_the_others`]).
+    pub(crate) head_moved: tokio::sync::watch::Sender<u64>,
     /// Where subscribers join the writer's broadcast of committed batches; `None` once the writer
     /// has stopped, which ends every subscription after its catch-up.
     pub(crate) live: Mutex<Option<broadcast::Sender<Arc<[RecordedEvent]>>>>,
@@ -372,6 +374,7 @@ impl EventLog {
         let shared = Arc::new(Shared {
             storage,
             committed: AtomicU64::new(next_position),
+            head_moved: tokio::sync::watch::Sender::new(next_position),
             live: Mutex::new(Some(live.clone())),
             poisoned: std::sync::OnceLock::new(),
             clean_marker,
@@ -555,6 +558,53 @@ impl EventLog {
     /// process keeps of the log in memory may then be behind it.
     pub fn is_shared(&self) -> bool {
         self.shared.storage.is_shared()
+    }
+
+    /// On a log other processes write too: returns once this handle's reads see everything they
+    /// had committed when it was called (one read of the log's tail; when that is past this
+    /// process's head, its writer reads the rest first). A read or a decision made after it rests
+    /// on no older view than the call's moment. At once on a log no other process writes.
+    pub async fn read_the_others(&self) -> Result<()> {
+        if !self.is_shared() {
+            return Ok(());
+        }
+        let last = self
+            .shared
+            .storage
+            .scan(&keys::log(0), &keys::log_end(), true, 1)?;
+        let Some(tail) = last
+            .first()
+            .and_then(|(key, _)| keys::log_position(key))
+            .map(|position| position + 1)
+        else {
+            return Ok(());
+        };
+        let mut head = self.shared.head_moved.subscribe();
+        if *head.borrow() >= tail {
+            return Ok(());
+        }
+        if !self.shared.follow_pending.swap(true, Ordering::AcqRel)
+            && self.commands.try_send(Command::Follow).is_err()
+        {
+            // A full queue: its groups follow anyway.
+            self.shared.follow_pending.store(false, Ordering::Release);
+        }
+        match tokio::time::timeout(
+            crate::postgres::ANSWER_WITHIN,
+            head.wait_for(|head| *head >= tail),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => Err(Error::Storage(crate::StorageError::new(
+                "read",
+                format!(
+                    "the other nodes' commits up to position {tail} were not read within {} s",
+                    crate::postgres::ANSWER_WITHIN.as_secs()
+                ),
+            ))),
+        }
     }
 
     /// Number of committed events, which is also the position the next event will get.

@@ -486,6 +486,11 @@ impl Storage for PgStorage {
                 let insert = client.execute(&statement, &params);
                 let commit = client.batch_execute(&commit);
                 let (inserted, committed) = tokio::join!(insert, commit);
+                if inserted.is_err() || committed.is_err() {
+                    // An aborted transaction would hold the commit lock until the connection
+                    // closes: let go of it (the log is poisoned by the failed write anyway).
+                    let _ = client.batch_execute("ROLLBACK").await;
+                }
                 inserted?;
                 committed
             });
@@ -521,7 +526,7 @@ impl Storage for PgStorage {
         true
     }
 
-    fn begin_shared_group(&self) -> Result<(), StorageError> {
+    fn begin_shared_group(&self) -> Result<(), crate::storage::GroupRefused> {
         let client = self.writer.clone();
         let begin = format!(
             "BEGIN; SET LOCAL synchronous_commit TO on; SET LOCAL lock_timeout TO '{}s'; \
@@ -529,22 +534,33 @@ impl Storage for PgStorage {
             COMMIT_LOCK_WAIT.as_secs(),
             commit_lock(&self.table)
         );
-        let began = self.block("commit", async move { client.batch_execute(&begin).await });
+        // Err(timed out waiting for the lock?, what went wrong)
+        let began = self.db.block(ANSWER_WITHIN, async move {
+            Ok(match client.batch_execute(&begin).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let waited =
+                        e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
+                    // The transaction that began is rolled back, so the next group can begin.
+                    let rolled_back = client.batch_execute("ROLLBACK").await.is_ok();
+                    Err((waited && rolled_back, error_text(&e)))
+                }
+            })
+        });
         match began {
-            Ok(()) => {
+            Ok(Ok(())) => {
                 self.in_group.store(true, Ordering::Release);
                 Ok(())
             }
-            Err(e) => {
-                // Whatever of the transaction began is rolled back; should that fail too, the
-                // connection is gone and the next write says so.
-                let client = self.writer.clone();
-                let _ = self.block(
-                    "commit",
-                    async move { client.batch_execute("ROLLBACK").await },
-                );
-                Err(e)
-            }
+            Ok(Err((recoverable, e))) => Err(crate::storage::GroupRefused {
+                error: StorageError::new("commit", e),
+                recoverable,
+            }),
+            // No answer: what the connection holds is unknown.
+            Err(e) => Err(crate::storage::GroupRefused {
+                error: StorageError::new("commit", e),
+                recoverable: false,
+            }),
         }
     }
 

@@ -14,6 +14,15 @@ use std::sync::{Mutex, PoisonError};
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// Why [`Storage::begin_shared_group`] could not begin a group.
+#[derive(Debug)]
+pub struct GroupRefused {
+    /// What went wrong.
+    pub error: StorageError,
+    /// Whether the engine can go on: nothing was begun, and the next group may try again.
+    pub recoverable: bool,
+}
+
 /// An ordered key-value engine.
 ///
 /// Only the log's single writer calls [`Storage::write`] and [`Storage::sync`]; reads may come from
@@ -80,8 +89,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Shared engines only: takes the lock that orders every process's commits, so nobody
     /// else's commit can move the log's tail until this group's [`Storage::write`] commits (and
     /// so lets go of it, its entries durable) or [`Storage::end_shared_group`] lets go without
-    /// writing.
-    fn begin_shared_group(&self) -> Result<(), StorageError> {
+    /// writing. An error says whether the engine can go on (a wait for the lock that timed out:
+    /// nothing was begun) or not (the log must then be reopened).
+    fn begin_shared_group(&self) -> Result<(), GroupRefused> {
         Ok(())
     }
 

@@ -257,15 +257,20 @@ impl Writer {
                     }
                 }
             } else {
-                let followed = self
-                    .shared
-                    .storage
-                    .begin_shared_group()
-                    .map_err(Error::from)
-                    .and_then(|()| {
+                let followed = match self.shared.storage.begin_shared_group() {
+                    Ok(()) => {
                         locked = true;
                         self.follow()
-                    });
+                    }
+                    Err(refused) => {
+                        if !refused.recoverable {
+                            // The writing connection is gone or in an unknown state: this
+                            // process can write nothing more until the log is reopened.
+                            self.poison("beginning a group", &refused.error.to_string());
+                        }
+                        Err(refused.error.into())
+                    }
+                };
                 match followed {
                     Ok(records) => foreign = records,
                     Err(e) => {
@@ -631,6 +636,7 @@ impl Syncer {
             self.shared
                 .committed
                 .store(last.position + 1, Ordering::Release);
+            self.shared.head_moved.send_replace(last.position + 1);
         }
         for group in groups {
             if !group.records.is_empty() {

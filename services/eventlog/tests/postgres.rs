@@ -163,6 +163,55 @@ async fn several_writers_keep_one_gapless_order_and_every_subscriber_sees_every_
     }
 }
 
+/// What one process appended is read by another at once after `read_the_others`, however soon:
+/// a decision made after it rests on no older view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_read_the_others_a_process_sees_what_another_just_committed() {
+    let cluster = Cluster::start();
+    let url = cluster.database();
+    let a = EventLog::open_postgres(&url, Options::default()).expect("open");
+    let b = EventLog::open_postgres(&url, Options::default()).expect("open");
+    for i in 0..50_u64 {
+        a.append("household-a", ExpectedRevision::Any, common::events(1))
+            .await
+            .expect("append");
+        b.read_the_others().await.expect("read the others");
+        assert_eq!(
+            b.stream_revision("household-a").expect("revision"),
+            Some(i),
+            "append {i} not read"
+        );
+    }
+    a.close().await;
+    b.close().await;
+}
+
+/// A log whose writing connection PostgreSQL dropped (a restart, a failover) can write nothing
+/// more: its first append fails and the log says it failed (the service restarts in place on
+/// that), and a log opened again goes on where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_lost_its_connection_says_so_and_a_reopened_one_goes_on() {
+    let cluster = Cluster::start();
+    let url = cluster.database();
+    let log = EventLog::open_postgres(&url, Options::default()).expect("open");
+    log.append("household-a", ExpectedRevision::NoStream, common::events(2))
+        .await
+        .expect("append");
+    cluster.crash_and_restart();
+    let failed = log
+        .append("household-a", ExpectedRevision::Exact(1), common::events(1))
+        .await;
+    assert!(failed.is_err(), "an append on a lost connection succeeded");
+    assert!(log.failure().is_some(), "the log does not say it failed");
+    drop(log);
+    let log = EventLog::open_postgres(&url, Options::default()).expect("open again");
+    log.append("household-a", ExpectedRevision::Exact(1), common::events(1))
+        .await
+        .expect("append after reopening");
+    assert_eq!(log.head(), 3);
+    log.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sole_writer_keeps_other_processes_out_and_a_closed_log_lets_the_next_one_in() {
     let cluster = Cluster::start();

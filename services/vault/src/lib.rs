@@ -308,9 +308,9 @@ impl Vault {
         let dir = match &self.inner.place {
             Place::Folder(dir) => dir,
             Place::Table(table) => {
-                table.erase(household)?;
+                // Forgotten here at once, whatever the database answers.
                 self.remember(household, None);
-                return Ok(());
+                return table.erase(household);
             }
         };
         let path = key_path(dir, household);
