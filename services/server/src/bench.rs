@@ -1448,19 +1448,7 @@ pub(crate) fn dev_guard(
         .ok_or_else(|| BenchError::Check("no dev persona `ouder`".into()))?;
     let dev = crate::auth::dev::DevIssuer::open(data, crate::config::DEFAULT_AUDIENCE)
         .map_err(|e| fail(&e))?;
-    let settings = crate::auth::AuthSettings {
-        issuers: Vec::new(),
-        audience: crate::config::DEFAULT_AUDIENCE.to_owned(),
-        leeway: crate::auth::DEFAULT_LEEWAY,
-        jwks_min_refresh: crate::auth::DEFAULT_JWKS_MIN_REFRESH,
-        jwks_ttl: crate::auth::DEFAULT_JWKS_TTL,
-        claims: Default::default(),
-    };
-    let authenticator = crate::auth::Authenticator::new(
-        &settings,
-        vec![(crate::auth::dev::DEV_ISSUER.to_owned(), dev.jwks())],
-    )
-    .map_err(|e| fail(&e))?;
+    let authenticator = dev_authenticator(&dev)?;
     let auditor = crate::audit::Auditor::open(
         &data.join("audit"),
         Duration::from_secs(crate::audit::DEFAULT_RETENTION_DAYS * 86_400),
@@ -1470,17 +1458,45 @@ pub(crate) fn dev_guard(
         .mint(parent, crate::auth::dev::DEV_TOKEN_LIFETIME)
         .map_err(|e| fail(&e))?;
     Ok((
-        crate::auth::layer::Guard {
-            authenticator,
-            auditor,
-            vault,
-            failures: Default::default(),
-            // Counted as in a deployment, set where this load never reaches them.
-            limits: naast_app::auth::limits::Limits::new(
-                naast_app::auth::limits::LimitSettings::generous(),
-            ),
-        },
+        bench_guard(authenticator, auditor, vault),
         token,
         parent.identity(),
     ))
+}
+
+/// An authenticator trusting the development issuer `dev` alone, as `naast serve --dev` does.
+pub(crate) fn dev_authenticator(
+    dev: &crate::auth::dev::DevIssuer,
+) -> Result<crate::auth::Authenticator, BenchError> {
+    let settings = crate::auth::AuthSettings {
+        issuers: Vec::new(),
+        audience: crate::config::DEFAULT_AUDIENCE.to_owned(),
+        leeway: crate::auth::DEFAULT_LEEWAY,
+        jwks_min_refresh: crate::auth::DEFAULT_JWKS_MIN_REFRESH,
+        jwks_ttl: crate::auth::DEFAULT_JWKS_TTL,
+        claims: Default::default(),
+    };
+    crate::auth::Authenticator::new(
+        &settings,
+        vec![(crate::auth::dev::DEV_ISSUER.to_owned(), dev.jwks())],
+    )
+    .map_err(|e| fail(&e))
+}
+
+/// The guard of a benchmark's server: limits counted as in a deployment, set where the
+/// benchmark's load never reaches them.
+pub(crate) fn bench_guard(
+    authenticator: crate::auth::Authenticator,
+    auditor: crate::audit::Auditor,
+    vault: Option<naast_vault::Vault>,
+) -> crate::auth::layer::Guard {
+    crate::auth::layer::Guard {
+        authenticator,
+        auditor,
+        vault,
+        failures: Default::default(),
+        limits: naast_app::auth::limits::Limits::new(
+            naast_app::auth::limits::LimitSettings::generous(),
+        ),
+    }
 }

@@ -187,29 +187,11 @@ async fn start_node(
     let projections = naast_projections::Projections::open(&dir.join("projections"))
         .map_err(|e| fail(&e))?
         .with_vault(vault.clone());
-    let settings = crate::auth::AuthSettings {
-        issuers: Vec::new(),
-        audience: crate::config::DEFAULT_AUDIENCE.to_owned(),
-        leeway: crate::auth::DEFAULT_LEEWAY,
-        jwks_min_refresh: crate::auth::DEFAULT_JWKS_MIN_REFRESH,
-        jwks_ttl: crate::auth::DEFAULT_JWKS_TTL,
-        claims: Default::default(),
-    };
-    let authenticator = crate::auth::Authenticator::new(
-        &settings,
-        vec![(crate::auth::dev::DEV_ISSUER.to_owned(), issuer.jwks())],
-    )
-    .map_err(|e| fail(&e))?;
-    let guard = crate::auth::layer::Guard {
-        authenticator,
+    let guard = crate::bench::bench_guard(
+        crate::bench::dev_authenticator(issuer)?,
         auditor,
-        vault: Some(vault),
-        failures: Default::default(),
-        // Counted as in a deployment, set where this load never reaches them.
-        limits: naast_app::auth::limits::Limits::new(
-            naast_app::auth::limits::LimitSettings::generous(),
-        ),
-    };
+        Some(vault),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

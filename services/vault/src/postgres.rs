@@ -97,15 +97,7 @@ impl KeyTable {
     /// The household's wrapped key, if it has one.
     pub(crate) fn read(&self, household: Uuid) -> Result<Option<Vec<u8>>, VaultError> {
         let id = household.to_string();
-        self.run(move |client| async move {
-            Ok(client
-                .query_opt(
-                    "SELECT wrapped FROM naast_household_keys WHERE household = $1::text::uuid",
-                    &[&id],
-                )
-                .await?
-                .map(|row| row.get(0)))
-        })
+        self.run(move |client| async move { wrapped_of(&client, &id).await })
     }
 
     /// Stores `wrapped` as the household's key unless it has one (made meanwhile by another
@@ -122,13 +114,7 @@ impl KeyTable {
                     &[&id, &wrapped],
                 )
                 .await?;
-            Ok(client
-                .query_opt(
-                    "SELECT wrapped FROM naast_household_keys WHERE household = $1::text::uuid",
-                    &[&id],
-                )
-                .await?
-                .map(|row| row.get(0)))
+            wrapped_of(&client, &id).await
         })?;
         stored.ok_or(VaultError::Erased(household))
     }
@@ -261,6 +247,17 @@ impl KeyTable {
             }
         })
     }
+}
+
+/// The wrapped key of household `id` (its text), if it has one.
+async fn wrapped_of(client: &Client, id: &str) -> Result<Option<Vec<u8>>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT wrapped FROM naast_household_keys WHERE household = $1::text::uuid",
+            &[&id],
+        )
+        .await?
+        .map(|row| row.get(0)))
 }
 
 /// Rewraps every household key in the database at `url` from `old` to `new`, in one transaction:
