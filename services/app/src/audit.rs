@@ -478,18 +478,7 @@ impl Auditor {
             years.sort_unstable();
             return Ok(years);
         }
-        let io = |e| io_error("open", e);
-        let mut years = Vec::new();
-        for entry in std::fs::read_dir(&self.inner.dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            if let Some(year) = entry.file_name().to_str().and_then(|n| n.parse().ok())
-                && entry.path().is_dir()
-            {
-                years.push(year);
-            }
-        }
-        years.sort_unstable();
-        Ok(years)
+        years_in_folder(&self.inner.dir)
     }
 
     /// The partition of `year`, opened (or created) when needed.
@@ -532,9 +521,9 @@ impl Auditor {
     /// In PostgreSQL, at most once a minute: opens the years another node made (its first
     /// record of a new year) and lets go of those another node removed (past their retention).
     fn list_years_again(&self) {
-        let Some(url) = &self.inner.postgres else {
+        if self.inner.postgres.is_none() {
             return;
-        };
+        }
         {
             let mut listed = self
                 .inner
@@ -546,11 +535,8 @@ impl Auditor {
             }
             *listed = Some(std::time::Instant::now());
         }
-        let years = match naast_eventlog::postgres::tables_starting(url, PARTITION_TABLE) {
-            Ok(tables) => tables
-                .iter()
-                .filter_map(|table| table.strip_prefix(PARTITION_TABLE)?.parse::<i32>().ok())
-                .collect::<std::collections::BTreeSet<_>>(),
+        let years = match self.years_on_disk() {
+            Ok(years) => years.into_iter().collect::<std::collections::BTreeSet<_>>(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the audit log's years; the years known serve");
                 return;
@@ -1187,8 +1173,26 @@ async fn append(
     Ok(())
 }
 
-/// Removes a partition's directory, waiting out sled's threads letting go of its files.
-fn remove_partition(dir: &Path, parent: &Path) -> std::io::Result<()> {
+/// The years with a partition in the audit folder `dir` (a directory named by its year),
+/// oldest first.
+pub fn years_in_folder(dir: &Path) -> Result<Vec<i32>, AuditError> {
+    let io = |e| io_error("open", e);
+    let mut years = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if let Some(year) = entry.file_name().to_str().and_then(|n| n.parse().ok())
+            && entry.path().is_dir()
+        {
+            years.push(year);
+        }
+    }
+    years.sort_unstable();
+    Ok(years)
+}
+
+/// Removes a partition's directory `dir` in the audit folder `parent` (its log closed), waiting
+/// out sled's threads letting go of its files.
+pub fn remove_partition(dir: &Path, parent: &Path) -> std::io::Result<()> {
     // First out of the way under a name that is no year, atomically, so a crash halfway
     // through the removal leaves nothing that is opened as a partition.
     let doomed = dir.with_extension("removing");

@@ -190,6 +190,18 @@ pub struct BrokenLink {
     pub reason: String,
 }
 
+/// Asks the writer to read what other processes committed, unless it was asked already and has
+/// not done so yet (`pending`).
+fn ask_to_follow(pending: &std::sync::atomic::AtomicBool, queue: &mpsc::Sender<Command>) {
+    if pending.swap(true, Ordering::AcqRel) {
+        return; // one is queued already
+    }
+    if queue.try_send(Command::Follow).is_err() {
+        // A full queue: the groups in it follow anyway.
+        pending.store(false, Ordering::Release);
+    }
+}
+
 /// Creates `dir` if need be and takes its `LOCK`, held for as long as the file is: fails with
 /// [`Error::Locked`] when another process has it.
 fn lock_dir(dir: &Path) -> Result<File> {
@@ -395,15 +407,8 @@ impl EventLog {
             // Weak: the engine's watch must not keep the writer's queue open after the log.
             let (queue, pending) = (commands.downgrade(), shared.follow_pending.clone());
             shared.storage.watch(Box::new(move || {
-                if pending.swap(true, Ordering::AcqRel) {
-                    return; // one is queued already
-                }
-                let sent = queue
-                    .upgrade()
-                    .is_some_and(|queue| queue.try_send(Command::Follow).is_ok());
-                if !sent {
-                    // A full queue: the groups in it follow anyway.
-                    pending.store(false, Ordering::Release);
+                if let Some(queue) = queue.upgrade() {
+                    ask_to_follow(&pending, &queue);
                 }
             }));
         }
@@ -583,12 +588,7 @@ impl EventLog {
         if *head.borrow() >= tail {
             return Ok(());
         }
-        if !self.shared.follow_pending.swap(true, Ordering::AcqRel)
-            && self.commands.try_send(Command::Follow).is_err()
-        {
-            // A full queue: its groups follow anyway.
-            self.shared.follow_pending.store(false, Ordering::Release);
-        }
+        ask_to_follow(&self.shared.follow_pending, &self.commands);
         match tokio::time::timeout(
             crate::postgres::ANSWER_WITHIN,
             head.wait_for(|head| *head >= tail),

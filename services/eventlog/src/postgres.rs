@@ -119,7 +119,7 @@ pub struct PgStorage {
     /// sync. Set at open: a log written before groups took the lock may hold such writes.
     dirty: std::sync::atomic::AtomicBool,
     /// The reading connections, each replaced when PostgreSQL closed it.
-    readers: Vec<std::sync::Mutex<Arc<Reader>>>,
+    readers: Vec<naast_postgres::Reopening<Reader>>,
     next_reader: AtomicUsize,
 }
 
@@ -216,9 +216,9 @@ impl PgStorage {
                     .map_err(|e| error_text(&e))?;
                 let mut readers = Vec::with_capacity(READERS);
                 for _ in 0..READERS {
-                    readers.push(std::sync::Mutex::new(Arc::new(
+                    readers.push(naast_postgres::Reopening::new(
                         Reader::connect(&config, &table).await?,
-                    )));
+                    ));
                 }
                 Ok((
                     Arc::new(writer),
@@ -265,21 +265,15 @@ impl PgStorage {
         let Some(slot) = self.readers.get(at) else {
             return Err(StorageError::new("read", "no reading connection"));
         };
-        let current = lock(slot).clone();
-        if !current.client.is_closed() {
-            return Ok(current);
-        }
-        let (config, table) = (self.db.config().clone(), self.table.clone());
-        let fresh = Arc::new(
-            self.db
-                .block(ANSWER_WITHIN, async move {
-                    Reader::connect(&config, &table).await
-                })
-                .map_err(|e| StorageError::new("read", e))?,
-        );
-        tracing::warn!("a reading connection to PostgreSQL was closed; opened again");
-        *lock(slot) = fresh.clone();
-        Ok(fresh)
+        slot.get(
+            &self.db,
+            |reader| reader.client.is_closed(),
+            || {
+                let (config, table) = (self.db.config().clone(), self.table.clone());
+                async move { Reader::connect(&config, &table).await }
+            },
+        )
+        .map_err(|e| StorageError::new("read", e))
     }
 
     /// One page of a scan: at most `limit` (≤ [`PAGE`]) rows.
@@ -307,13 +301,6 @@ impl PgStorage {
                 .collect())
         })
     }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Only a replacement of an `Arc` happens under it: a panic cannot leave it half done.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Reader {

@@ -245,49 +245,11 @@ impl Writer {
         let recorded_at = record::now_micros();
         // On a shared engine: the others' commits first, under the lock when there is
         // something to write (so the tail stays where it was read until this group commits).
-        let mut foreign = Vec::new();
-        let mut locked = false;
-        if self.shared.storage.is_shared() && self.shared.poisoned.get().is_none() {
-            if requests.is_empty() {
-                // Woken: a read that fails is tried again at the next wake (within a second).
-                match self.follow() {
-                    Ok(records) => foreign = records,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read what the other nodes committed; trying again");
-                    }
-                }
-            } else {
-                let followed = match self.shared.storage.begin_shared_group() {
-                    Ok(()) => {
-                        locked = true;
-                        self.follow()
-                    }
-                    Err(refused) => {
-                        if !refused.recoverable {
-                            // The writing connection is gone or in an unknown state: this
-                            // process can write nothing more until the log is reopened.
-                            self.poison("beginning a group", &refused.error.to_string());
-                        }
-                        Err(refused.error.into())
-                    }
-                };
-                match followed {
-                    Ok(records) => foreign = records,
-                    Err(e) => {
-                        // Nothing of the group was written and the view is as it was: its
-                        // appends fail, the log goes on (unless the lock may still be held).
-                        if locked && let Err(end) = self.shared.storage.end_shared_group() {
-                            self.poison("letting go of the commit lock", &end.to_string());
-                        }
-                        locked = false;
-                        let failure = crate::StorageError::new("commit", e.to_string());
-                        for request in std::mem::take(&mut requests) {
-                            let _ = request.reply.send(Err(failure.clone().into()));
-                        }
-                    }
-                }
-            }
-        }
+        let (foreign, locked) = if self.shared.storage.is_shared() {
+            self.begin_shared(&mut requests)
+        } else {
+            (Vec::new(), false)
+        };
         // Every id of the group looked up at once: one round trip to an engine across a
         // network, not one per event.
         if self.shared.poisoned.get().is_none() {
@@ -385,6 +347,52 @@ impl Writer {
                 let _ = waiter.send(Err(Error::Closed));
             }
         }
+    }
+
+    /// On a shared engine, before a group: reads what the other processes committed past this
+    /// writer's view, under the commit lock when there are `requests` (then `true` comes back:
+    /// the group's write, or `end_shared_group`, lets go of it). When the lock cannot be taken or
+    /// the read fails, every request is answered with the failure and taken out.
+    fn begin_shared(&mut self, requests: &mut Vec<AppendRequest>) -> (Vec<RecordedEvent>, bool) {
+        if self.shared.poisoned.get().is_some() {
+            return (Vec::new(), false);
+        }
+        if requests.is_empty() {
+            // Woken: a read that fails is tried again at the next wake (within a second).
+            return match self.follow() {
+                Ok(records) => (records, false),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read what the other nodes committed; trying again");
+                    (Vec::new(), false)
+                }
+            };
+        }
+        let failure = match self.shared.storage.begin_shared_group() {
+            Ok(()) => match self.follow() {
+                Ok(records) => return (records, true),
+                Err(e) => {
+                    // Nothing of the group was written and the view is as it was: its appends
+                    // fail, the log goes on (unless the lock may still be held).
+                    if let Err(end) = self.shared.storage.end_shared_group() {
+                        self.poison("letting go of the commit lock", &end.to_string());
+                    }
+                    e.to_string()
+                }
+            },
+            Err(refused) => {
+                if !refused.recoverable {
+                    // The writing connection is gone or in an unknown state: this process can
+                    // write nothing more until the log is reopened.
+                    self.poison("beginning a group", &refused.error.to_string());
+                }
+                refused.error.to_string()
+            }
+        };
+        let failure = crate::StorageError::new("commit", failure);
+        for request in std::mem::take(requests) {
+            let _ = request.reply.send(Err(failure.clone().into()));
+        }
+        (Vec::new(), false)
     }
 
     /// Poisons the log: `what` failed, so what is stored is unknown until it is reopened.

@@ -194,6 +194,48 @@ impl std::fmt::Debug for Lease {
     }
 }
 
+/// A connection, or what is made on one (its prepared statements), opened again when PostgreSQL
+/// closed it. Cheap to share: the one open is handed out as an `Arc`.
+pub struct Reopening<T> {
+    current: std::sync::Mutex<std::sync::Arc<T>>,
+}
+
+impl<T: Send + Sync + 'static> Reopening<T> {
+    /// Starting with `first`.
+    pub fn new(first: T) -> Self {
+        Self {
+            current: std::sync::Mutex::new(std::sync::Arc::new(first)),
+        }
+    }
+
+    /// The one open now; when `closed` says PostgreSQL closed it, a new one made by `open` (run
+    /// on `db`, waiting at most [`ANSWER_WITHIN`]), kept for the calls after.
+    pub fn get<F>(
+        &self,
+        db: &Database,
+        closed: impl Fn(&T) -> bool,
+        open: impl FnOnce() -> F,
+    ) -> Result<std::sync::Arc<T>, String>
+    where
+        F: Future<Output = Result<T, String>> + Send + 'static,
+    {
+        // Only an `Arc` is replaced under the lock: a panic cannot leave it half done.
+        let lock = || {
+            self.current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let current = lock().clone();
+        if !closed(&current) {
+            return Ok(current);
+        }
+        let fresh = std::sync::Arc::new(db.block(ANSWER_WITHIN, open())?);
+        tracing::warn!("a connection to PostgreSQL was closed; opened again");
+        *lock() = fresh.clone();
+        Ok(fresh)
+    }
+}
+
 /// Applies the migrations `client`'s database lacks, each in its own transaction, under the
 /// migration lock (several processes starting at once apply each once).
 pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {

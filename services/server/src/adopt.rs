@@ -86,24 +86,14 @@ fn adopt_keys(
     // Every key is durable in the database: the files may go (the only copies must be where
     // an erasure destroys them).
     std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    sync_parent(dir)?;
+    if let Some(parent) = dir.parent() {
+        naast_eventlog::storage::sync_dir(parent).map_err(|e| e.to_string())?;
+    }
     Ok(taken)
 }
 
 async fn adopt_audit(dir: &Path, url: &str) -> Result<u64, String> {
-    let mut years = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
-        if let Some(year) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-            && entry.path().is_dir()
-        {
-            years.push(year);
-        }
-    }
-    years.sort_unstable();
+    let years = naast_app::audit::years_in_folder(dir).map_err(|e| e.to_string())?;
     let mut appended = 0;
     for year in years {
         let path = dir.join(year.to_string());
@@ -129,7 +119,8 @@ async fn adopt_audit(dir: &Path, url: &str) -> Result<u64, String> {
         to.close().await;
         appended += copied?;
         drop(from);
-        remove_partition(&path)?;
+        naast_app::audit::remove_partition(&path, dir)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(appended)
 }
@@ -166,30 +157,5 @@ async fn copy_records(from: &EventLog, to: &EventLog) -> Result<u64, String> {
                 .map_err(|e| e.to_string())?;
             appended += run.len() as u64;
         }
-    }
-}
-
-/// Removes a partition's directory (its log closed), waiting out sled's threads letting go.
-fn remove_partition(path: &Path) -> Result<(), String> {
-    let started = std::time::Instant::now();
-    loop {
-        match std::fs::remove_dir_all(path) {
-            Ok(()) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) if started.elapsed() > std::time::Duration::from_secs(10) => {
-                return Err(format!("{}: {e}", path.display()));
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-        }
-    }
-    sync_parent(path)
-}
-
-fn sync_parent(path: &Path) -> Result<(), String> {
-    match path.parent() {
-        Some(parent) => std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| format!("{}: {e}", parent.display())),
-        None => Ok(()),
     }
 }

@@ -15,14 +15,14 @@
 
 use crate::{MasterKey, VaultError};
 use naast_postgres::{ANSWER_WITHIN, Database, error_text};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
 /// The keys' table, over one connection (opened again when PostgreSQL closed it).
 pub(crate) struct KeyTable {
     db: Database,
-    client: Mutex<Arc<Client>>,
+    client: naast_postgres::Reopening<Client>,
 }
 
 fn failed(e: String) -> VaultError {
@@ -45,7 +45,7 @@ impl KeyTable {
             .map_err(failed)?;
         Ok(Self {
             db,
-            client: Mutex::new(Arc::new(client)),
+            client: naast_postgres::Reopening::new(client),
         })
     }
 
@@ -69,24 +69,13 @@ impl KeyTable {
     where
         F: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send,
     {
-        // Only a replacement of an `Arc` happens under it: a panic cannot leave it half done.
-        let current = self
+        let client = self
             .client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let client = if current.is_closed() {
-            let config = self.db.config().clone();
-            let fresh = Arc::new(
-                self.db
-                    .block(ANSWER_WITHIN, async move { Self::connect(&config).await })
-                    .map_err(failed)?,
-            );
-            *self.client.lock().unwrap_or_else(PoisonError::into_inner) = fresh.clone();
-            fresh
-        } else {
-            current
-        };
+            .get(&self.db, Client::is_closed, || {
+                let config = self.db.config().clone();
+                async move { Self::connect(&config).await }
+            })
+            .map_err(failed)?;
         self.db
             .block(ANSWER_WITHIN, async move {
                 work(client).await.map_err(|e| error_text(&e))
