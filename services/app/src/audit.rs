@@ -1304,6 +1304,16 @@ impl PendingRecord {
         }
     }
 
+    /// The call was refused after all (what another writer appended, read after a lost race,
+    /// took the caller's access away): the record says refused, and `reason`.
+    pub fn refused(&mut self, reason: String) {
+        if let Some(record) = &mut self.record {
+            record.outcome = Outcome::Denied;
+            record.basis.clear();
+            record.reason = Some(reason);
+        }
+    }
+
     /// Nothing carries the record: it is written durably before this returns. The write runs
     /// on a task of its own, so a caller cut off while it waits does not cut the write off.
     pub async fn write(mut self) -> Result<(), AuditError> {

@@ -483,13 +483,17 @@ impl Households {
         let mut snapshot = slot.lock().await;
         // Only commands write household streams, and on one node they take turns on this slot,
         // so a cached snapshot is current; should anything else have written, the append's
-        // expected revision refuses it and the loop reads what is new. On a log other nodes
-        // write too, what they committed is read first: a refusal must not rest on an old view
-        // either (an allowance cannot: its append would be refused).
-        if self.log.is_shared() {
-            self.log.read_the_others().await?;
+        // expected revision refuses it and the loop reads what is new and decides again.
+        if snapshot.revision.is_none() {
             self.catch_up(household, &mut snapshot)?;
-        } else if snapshot.revision.is_none() {
+        }
+        // On a log other nodes write too, the cached snapshot may be behind what they
+        // committed. An allowance decided on it cannot act on that (its append is refused, as
+        // above), but a refusal must not rest on it either: a command the cached view would
+        // refuse is decided on everything the other nodes had committed when it came in. The
+        // usual command, allowed, costs no read of the database before its append.
+        if self.log.is_shared() && !would_pass(&snapshot, &command, context) {
+            self.log.read_the_others().await?;
             self.catch_up(household, &mut snapshot)?;
         }
         if matches!(command, Command::RegisterHousehold { .. })
@@ -596,7 +600,7 @@ impl Households {
                 causation,
             )
             .await;
-        if let Some((_, pending)) = audit {
+        if let Some((_, mut pending)) = audit {
             // Only events this call appended with the record in their stamp carry it (not a
             // tombstone, nor a replay's events).
             let carries =
@@ -604,6 +608,13 @@ impl Households {
             if carries {
                 pending.carried();
             } else {
+                // Refused after all: another writer's events, read after a lost race, took
+                // the caller's access away. The record says so, and why.
+                if matches!(result, Err(AppError::Denied(_)))
+                    && let Err(denied) = context.calling.command_access(&snapshot.state, &command)
+                {
+                    pending.refused(denied.for_audit());
+                }
                 // Refused, replayed or failed: the access is recorded all the same, and a
                 // failure to record it comes first.
                 pending.write().await?;
@@ -1074,6 +1085,41 @@ impl Households {
 
 /// The request id of a command's audit record: its `options.request_id`, else the call's
 /// `x-request-id` header.
+/// Whether `command` would pass on `snapshot` as far as can be told before its append: the
+/// caller's access, the revision the caller expects, and the domain's decision. A request for
+/// access from someone who may not see the household counts as not passing: its answer is
+/// the same whatever the household holds, but what is recorded about it is not.
+fn would_pass(snapshot: &Snapshot, command: &Command, context: &CommandContext) -> bool {
+    if context
+        .expected_revision
+        .is_some_and(|expected| snapshot.revision != Some(expected))
+    {
+        return false;
+    }
+    if matches!(command, Command::RegisterHousehold { .. })
+        && snapshot.revision.is_some()
+        && !snapshot.state.registered
+    {
+        return false;
+    }
+    if context
+        .calling
+        .command_access(&snapshot.state, command)
+        .is_err()
+    {
+        return false;
+    }
+    if matches!(command, Command::RequestAccess { .. })
+        && context
+            .calling
+            .access(&snapshot.state, Action::Read(access::ReadKind::Household))
+            .is_err()
+    {
+        return false;
+    }
+    decide(&snapshot.state, command.clone()).is_ok()
+}
+
 fn stamp_request_id(record: &mut audit::Record, context: &CommandContext) {
     if let Some(id) = context.request_id {
         record.request_id = Some(id.to_string());

@@ -109,7 +109,7 @@ impl Database {
         runtime.spawn(async move {
             let _ = done.send(work.await);
         });
-        match answer.recv_timeout(within) {
+        match beside_the_runtime(|| answer.recv_timeout(within)) {
             Ok(answered) => answered,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
                 "PostgreSQL did not answer within {} s",
@@ -126,6 +126,20 @@ impl Database {
         if let Some(runtime) = &self.runtime {
             runtime.spawn(work);
         }
+    }
+}
+
+/// Blocks this thread on `wait`. On a worker of a multi-threaded tokio runtime (a server's
+/// request handlers), the runtime first hands this worker's other tasks to another thread, so a
+/// round trip to PostgreSQL holds up only the call waiting for it, not every call sharing the
+/// worker. Elsewhere (a plain thread, a blocking task, a current-thread runtime, where tokio
+/// allows no such hand-over) it just waits.
+fn beside_the_runtime<T>(wait: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
     }
 }
 
