@@ -4,7 +4,8 @@
 //! that holds an old view of the household does not decide on it (a revocation through one node
 //! holds at once on another); a subscriber on one node sees every commit of the others once, in
 //! order; an access on one node is in the family's access log on another; a SIGKILL of a node
-//! under load loses no acknowledged command; `naast verify` passes.
+//! under load loses no acknowledged command; `naast verify` passes. When the node holding the
+//! push lease is killed, another node takes the lease over and serves on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
@@ -358,4 +359,77 @@ async fn several_nodes_on_one_database_decide_on_what_is_there_and_lose_nothing(
     let verified = naast_tests::verify(&dir.path().join("verifier"), &["--storage", &url]);
     assert!(verified.contains("naast verify: intact:"), "{verified}");
     assert!(verified.contains("audit log of"), "{verified}");
+}
+
+/// What a node's FHIR door answers for a subscription that does not exist: `404` from the node
+/// holding the push lease (it keeps the subscriptions), `501` from the others (they keep none).
+async fn subscription_probe(fhir_base: &str, token: &str) -> Option<reqwest::StatusCode> {
+    reqwest::Client::new()
+        .get(format!("{fhir_base}/Subscription/{}", uuid::Uuid::now_v7()))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()
+        .map(|response| response.status())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_push_lease_passes_to_another_node_when_its_holder_is_killed() {
+    let cluster = Cluster::start();
+    let url = cluster.database();
+    let idp = Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = master_key_file(dir.path());
+    let start = |i: usize| {
+        let home = dir.path().join(format!("node-{i}"));
+        std::fs::create_dir_all(&home).unwrap();
+        server_with_key(
+            &home,
+            &key,
+            &idp,
+            &["--storage", &url, "--fhir-listen", "127.0.0.1:0"],
+        )
+    };
+    let mut holder = start(0);
+    let mut other = start(1);
+    let parent = idp.token("ouder-a").await;
+    assert_eq!(
+        subscription_probe(&holder.fhir_base(), &parent).await,
+        Some(reqwest::StatusCode::NOT_FOUND),
+        "the first node holds the push lease"
+    );
+    assert_eq!(
+        subscription_probe(&other.fhir_base(), &parent).await,
+        Some(reqwest::StatusCode::NOT_IMPLEMENTED),
+        "the second node does not"
+    );
+
+    // The holder dies: the other node takes the lease and runs anew to push, on its own
+    // addresses again (here ports of its choosing, which it prints again).
+    holder.kill();
+    let mut taken_over = None;
+    for _ in 0..600 {
+        let printed = other.printed_later();
+        let fhir = printed.iter().rev().find_map(|line| {
+            line.strip_prefix("naast FHIR facade on ")
+                .map(|base| base.trim().to_owned())
+        });
+        let grpc = printed.iter().rev().find_map(|line| {
+            line.strip_prefix("naast listening on ")
+                .map(|address| format!("http://{}", address.trim()))
+        });
+        if let (Some(fhir), Some(grpc)) = (fhir, grpc)
+            && subscription_probe(&fhir, &parent).await == Some(reqwest::StatusCode::NOT_FOUND)
+        {
+            taken_over = Some(grpc);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let grpc = taken_over.expect("no node took the push lease over within a minute");
+    assert!(other.is_running(), "the node restarted in place");
+    // And it serves as before.
+    let mut api = HouseholdServiceClient::new(signed(&grpc, &parent).await);
+    naast_tests::household_with_client(&mut api, "Familie Na De Overname").await;
 }

@@ -254,10 +254,12 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => match config(args, true).and_then(|c| block_on(serve_with(c))) {
             Ok(Served::Stopped) => Ok(()),
-            Ok(Served::Restart) => Err(failed(format!(
-                "cannot restart in place: {}",
-                naast_server::recovery::restart_in_place()
-            ))),
+            Ok(Served::Restart { held }) => {
+                // The lease goes with this process: the new run takes it at its start.
+                let error = naast_server::recovery::restart_in_place();
+                drop(held);
+                Err(failed(format!("cannot restart in place: {error}")))
+            }
             Err(e) => Err(e),
         },
         Command::Demo(args) => block_on(demo_with(args)),
@@ -342,6 +344,30 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
 /// The advisory lock of the push lease: of several nodes on one PostgreSQL database, the one
 /// holding it pushes to the platforms.
 const PUSH_LEASE: i64 = 0x6e61_6173_745f_7073;
+
+/// How often a node without the push lease asks for it again.
+const PUSH_LEASE_ASKED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The push lease of the database at `url`, once it is free (never, for `None`: a node not on
+/// PostgreSQL, or one holding it already). Asked for every [`PUSH_LEASE_ASKED_EVERY`]; a
+/// database that does not answer is asked again.
+async fn take_push_lease_when_free(url: Option<String>) -> naast_postgres::Lease {
+    let Some(url) = url else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(PUSH_LEASE_ASKED_EVERY).await;
+        let url = url.clone();
+        match tokio::task::spawn_blocking(move || naast_postgres::Lease::try_take(&url, PUSH_LEASE))
+            .await
+        {
+            Ok(Ok(Some(lease))) => return lease,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot ask for the push lease"),
+            Err(e) => tracing::warn!(error = %e, "cannot ask for the push lease"),
+        }
+    }
+}
 
 /// The file of the development master key in a data directory.
 const DEV_MASTER_KEY_FILE: &str = "dev-master-key";
@@ -768,8 +794,11 @@ async fn demo_with(args: DemoArgs) -> Result<(), Box<dyn std::error::Error + Sen
 enum Served {
     /// On SIGTERM or SIGINT.
     Stopped,
-    /// A store failed and the disk has room again: the process runs itself anew.
-    Restart,
+    /// A store failed and the disk has room again, or the push lease was lost or became free:
+    /// the process runs itself anew. `held`: the push lease this node took, held until then.
+    Restart {
+        held: Option<Box<naast_postgres::Lease>>,
+    },
 }
 
 async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error + Send + Sync>> {
@@ -898,7 +927,14 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     } else {
         None
     };
+    // A node without the lease asks for it again every few seconds: once the node holding it
+    // is gone (its connection with it), one of the others takes it and runs anew to push.
+    let lease_wanted = match (&config.storage, &push_lease) {
+        (Some(url), Some(None)) => Some(url.0.clone()),
+        _ => None,
+    };
     let push_lease = push_lease.flatten();
+    let taken = std::sync::Arc::new(std::sync::Mutex::new(None));
     // A store that failed on a full disk is reopened by a restart in place once there is room.
     let watch = naast_server::recovery::Watch {
         log: log.clone(),
@@ -910,6 +946,7 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     let restart = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let shutdown = {
         let restart = restart.clone();
+        let taken = taken.clone();
         async move {
             let lease_lost = async {
                 match &push_lease {
@@ -926,6 +963,11 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
                 }
                 failed = watch.failed_with_room_again() => {
                     tracing::error!(store = %failed, "a store failed and the disk has room again: restarting in place");
+                    restart.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                lease = take_push_lease_when_free(lease_wanted) => {
+                    tracing::warn!("the push lease was free (the node that held it is gone): restarting in place to push");
+                    *taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(lease);
                     restart.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
             }
@@ -947,7 +989,13 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     )
     .await?;
     Ok(if restart.load(std::sync::atomic::Ordering::SeqCst) {
-        Served::Restart
+        Served::Restart {
+            held: taken
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .map(Box::new),
+        }
     } else {
         Served::Stopped
     })
