@@ -6,16 +6,24 @@
 //! # Several writers, one order
 //! Several processes (naast nodes) may write one database's log. Each has the log's writer, which
 //! commits a group of commands at a time, and their groups take turns under one lock:
-//! - a group begins a transaction with `synchronous_commit` on and takes a transaction-level
-//!   advisory lock ([`COMMIT_LOCK`]); the writer then reads what the others committed past its
-//!   view (their records, from its next position on) and checks and stages its appends on top;
+//! - a group begins a transaction and takes a transaction-level advisory lock
+//!   ([`COMMIT_LOCK`]); the writer then reads what the others committed past its view (their
+//!   records, from its next position on) and checks and stages its appends on top;
 //! - its entries go in with one `INSERT`, a notification goes to the others (`naast_log`), and
-//!   the commit waits until the write-ahead log is flushed (and, with synchronous standbys
-//!   configured, received by them): the lock is let go only then.
+//!   the transaction commits without waiting for the write-ahead log's flush (`synchronous_commit`
+//!   off), which lets go of the lock at once;
+//! - then the log's syncer makes it durable on a connection of its own: a transaction that
+//!   writes a row of its own (`naast_log_syncs`) and commits with `synchronous_commit` on, so it
+//!   returns once the write-ahead log is flushed past it (and, with synchronous standbys
+//!   configured, received by them), and with it past every commit before it. Nothing is
+//!   acknowledged before that.
 //!
-//! So positions are gapless and in commit order whoever writes, every expected revision is
-//! checked against everyone's appends, and a record is visible only once it is durable: a
-//! process that reads another's records can never show one a crash takes back. Between groups,
+//! So positions are gapless and in commit order whoever writes, and every expected revision is
+//! checked against everyone's appends. The nodes' flushes overlap, each a moment after its
+//! commit, instead of taking turns under the lock. Another process may read a record before it
+//! is flushed, but shows it to no one (no read, no subscriber) before its own next sync, which
+//! flushes past it: the write-ahead log is one sequence, so a crash of PostgreSQL that takes a
+//! record back takes everything after it too, none of which was shown. Between groups,
 //! [`Storage::watch`] wakes the writer to read the others' commits: on their notification, and
 //! every second in case one was missed, so a lost notification costs latency, never an event.
 //!
@@ -115,9 +123,10 @@ pub struct PgStorage {
     delete: Statement,
     /// Whether a group's transaction is open on the writing connection.
     in_group: std::sync::atomic::AtomicBool,
-    /// Whether something was written outside a group (committed asynchronously) since the last
-    /// sync. Set at open: a log written before groups took the lock may hold such writes.
-    dirty: std::sync::atomic::AtomicBool,
+    /// The syncing connection (`synchronous_commit` on): a sync there flushes the write-ahead
+    /// log past everything committed before it. Its own, so that a sync never lands inside a
+    /// group's transaction on the writing connection.
+    syncer: Arc<Client>,
     /// The reading connections, each replaced when PostgreSQL closed it.
     readers: Vec<naast_postgres::Reopening<Reader>>,
     next_reader: AtomicUsize,
@@ -220,6 +229,11 @@ impl PgStorage {
                         Reader::connect(&config, &table).await?,
                     ));
                 }
+                let syncer = connect(&config).await?;
+                syncer
+                    .batch_execute("SET synchronous_commit TO on")
+                    .await
+                    .map_err(|e| error_text(&e))?;
                 Ok((
                     Arc::new(writer),
                     writer_pid,
@@ -227,10 +241,11 @@ impl PgStorage {
                     insert_new,
                     delete,
                     readers,
+                    Arc::new(syncer),
                 ))
             },
         );
-        let (writer, writer_pid, insert, insert_new, delete, readers) =
+        let (writer, writer_pid, insert, insert_new, delete, readers, syncer) =
             opened.map_err(|e| StorageError::new("open", e))?;
         Ok(Self {
             db,
@@ -241,7 +256,7 @@ impl PgStorage {
             insert_new,
             delete,
             in_group: std::sync::atomic::AtomicBool::new(false),
-            dirty: std::sync::atomic::AtomicBool::new(true),
+            syncer,
             readers,
             next_reader: AtomicUsize::new(0),
         })
@@ -465,8 +480,8 @@ impl Storage for PgStorage {
         };
         if self.in_group.swap(false, Ordering::AcqRel) {
             let (client, statement) = (self.writer.clone(), self.insert_new.clone());
-            // The group's entries, the others told, and the commit that makes them durable and
-            // lets go of the lock: sent together, answered once the flush is done.
+            // The group's entries, the others told, and the commit that lets go of the lock:
+            // sent together, answered without waiting for the flush (the sync waits for it).
             let commit = format!("SELECT pg_notify('{}', ''); COMMIT", self.table);
             return self.block("write", async move {
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&keys, &values];
@@ -482,7 +497,6 @@ impl Storage for PgStorage {
                 committed
             });
         }
-        self.dirty.store(true, Ordering::Release);
         let (client, statement) = (self.writer.clone(), self.insert.clone());
         self.block("write", async move {
             client
@@ -493,20 +507,19 @@ impl Storage for PgStorage {
     }
 
     fn sync(&self) -> Result<(), StorageError> {
-        // A group's commit is durable already: only writes outside a group need the flush.
-        if !self.dirty.swap(false, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let client = self.writer.clone();
+        // Commits (groups and writes outside them) do not wait for the flush: this does, past
+        // all of them. A transaction that wrote nothing would commit without waiting, whatever
+        // `synchronous_commit` says, so it writes a row: its connection's own, so that syncs of
+        // several nodes do not queue on one row's lock.
+        let client = self.syncer.clone();
         self.block("sync", async move {
             client
                 .batch_execute(
-                    "BEGIN; SET LOCAL synchronous_commit TO on; \
-                     UPDATE naast_log_sync SET syncs = syncs + 1; COMMIT;",
+                    "INSERT INTO naast_log_syncs (backend, syncs) VALUES (pg_backend_pid(), 1) \
+                     ON CONFLICT (backend) DO UPDATE SET syncs = naast_log_syncs.syncs + 1",
                 )
                 .await
         })
-        .inspect_err(|_| self.dirty.store(true, Ordering::Release))
     }
 
     fn is_shared(&self) -> bool {
@@ -516,7 +529,7 @@ impl Storage for PgStorage {
     fn begin_shared_group(&self) -> Result<(), crate::storage::GroupRefused> {
         let client = self.writer.clone();
         let begin = format!(
-            "BEGIN; SET LOCAL synchronous_commit TO on; SET LOCAL lock_timeout TO '{}s'; \
+            "BEGIN; SET LOCAL lock_timeout TO '{}s'; \
              SELECT pg_advisory_xact_lock({})",
             COMMIT_LOCK_WAIT.as_secs(),
             commit_lock(&self.table)
@@ -575,7 +588,6 @@ impl Storage for PgStorage {
         if keys.is_empty() {
             return Ok(());
         }
-        self.dirty.store(true, Ordering::Release);
         let (client, statement) = (self.writer.clone(), self.delete.clone());
         self.block("write", async move {
             client.execute(&statement, &[&keys]).await.map(drop)

@@ -16,11 +16,13 @@
 //! nodes) each process has a writer like this one, and their commits take turns under the
 //! engine's lock. A group is then: take the lock; read what the others committed past this
 //! writer's view and take it into the view (positions, the hash to chain from, stream revisions);
-//! check and stage the group's appends against that; write, which commits durably and lets go.
+//! check and stage the group's appends against that; write, which commits and lets go (without
+//! waiting for the flush); then the syncer syncs, as on one writer, before anything is answered.
 //! So positions stay gapless and in commit order, and an expected revision is checked against
 //! every process's appends. What the others committed is published to this process's
-//! subscribers, in order, before anything of its own; between groups the writer follows their
-//! commits when the engine wakes it ([`Command::Follow`]).
+//! subscribers, in order, before anything of its own, and only once a sync here has flushed past
+//! it; between groups the writer follows their commits when the engine wakes it
+//! ([`Command::Follow`]).
 
 use crate::keys;
 use crate::log::{AppendOutcome, Durability, ExpectedRevision, Options, Shared};
@@ -323,7 +325,9 @@ impl Writer {
         {
             return;
         }
-        // Published in order: the others' commits, then this group's.
+        // Published in order: the others' commits, then this group's. The others' commits are
+        // shown to no one before a sync here has flushed past them (see `follow`).
+        let followed = !foreign.is_empty();
         let mut records = foreign;
         records.append(&mut group.records);
         // Even a group of replays goes through the syncer: what it replays may still be on its
@@ -333,7 +337,7 @@ impl Writer {
             replies: group.replies,
             rejected: group.rejected,
             waiters,
-            sync: group.sync,
+            sync: group.sync || followed,
         };
         if let Err(std::sync::mpsc::SendError(written)) = self.to_sync.send(written) {
             // The syncer is gone (it panicked): nothing can be made durable any more.
@@ -408,8 +412,9 @@ impl Writer {
 
     /// What other processes committed past this writer's view (a shared engine), read in order
     /// and taken into the view: the next position, the hash to chain from, the streams'
-    /// revisions. Their commits are durable before they are visible, so nothing read here can
-    /// vanish.
+    /// revisions. Their commits may not be flushed yet when read here (they commit without
+    /// waiting for it, and sync after): what is read is published only after this process's
+    /// syncer has synced, which flushes past them, so nothing shown can vanish in a crash.
     fn follow(&mut self) -> Result<Vec<RecordedEvent>> {
         let mut found: Vec<RecordedEvent> = Vec::new();
         let mut failed = None;

@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "the household keys",
         include_str!("../migrations/0003_household_keys.sql"),
     ),
+    (
+        4,
+        "a sync row per connection",
+        include_str!("../migrations/0004_log_syncs.sql"),
+    ),
 ];
 
 /// The advisory lock held while migrations are applied.
