@@ -25,9 +25,16 @@ const GOALS: usize = 5;
 type Api = HouseholdServiceClient<naast_proto::client::Signed>;
 
 fn node(dir: &Path, i: usize, key: &Path, idp: &Idp, url: &str) -> Server {
+    node_with(dir, i, key, idp, url, &[])
+}
+
+/// [`node`] with `extra` arguments.
+fn node_with(dir: &Path, i: usize, key: &Path, idp: &Idp, url: &str, extra: &[&str]) -> Server {
     let home = dir.join(format!("node-{i}"));
     std::fs::create_dir_all(&home).unwrap();
-    server_with_key(&home, key, idp, &["--storage", url])
+    let mut args = vec!["--storage", url];
+    args.extend_from_slice(extra);
+    server_with_key(&home, key, idp, &args)
 }
 
 async fn goal(
@@ -382,13 +389,13 @@ async fn the_push_lease_passes_to_another_node_when_its_holder_is_killed() {
     let dir = tempfile::tempdir().unwrap();
     let key = master_key_file(dir.path());
     let start = |i: usize| {
-        let home = dir.path().join(format!("node-{i}"));
-        std::fs::create_dir_all(&home).unwrap();
-        server_with_key(
-            &home,
+        node_with(
+            dir.path(),
+            i,
             &key,
             &idp,
-            &["--storage", &url, "--fhir-listen", "127.0.0.1:0"],
+            &url,
+            &["--fhir-listen", "127.0.0.1:0"],
         )
     };
     let mut holder = start(0);
