@@ -5,7 +5,8 @@
 //! holds at once on another); a subscriber on one node sees every commit of the others once, in
 //! order; an access on one node is in the family's access log on another; a SIGKILL of a node
 //! under load loses no acknowledged command; `naast verify` passes. When the node holding the
-//! push lease is killed, another node takes the lease over and serves on.
+//! push lease is killed, another node takes the lease over and serves on. A household erased
+//! through one node is refused on another that held it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
@@ -360,6 +361,27 @@ async fn several_nodes_on_one_database_decide_on_what_is_there_and_lose_nothing(
         seen.windows(2).all(|w| w[0].1 < w[1].1),
         "positions out of order"
     );
+
+    // The family erases the household through node 0. Node 1, whose cached view still holds
+    // it (and whose key store has forgotten its key once its projector passed the tombstone),
+    // refuses a command on it, as any node refuses one on an erased household: it reads what
+    // node 0 committed and decides again, rather than failing to seal.
+    let mut on_one = HouseholdServiceClient::new(signed(&nodes[1].url(), &parent).await);
+    goal_retrying(&mut on_one, &household, &member, "voor het wissen".into())
+        .await
+        .unwrap();
+    ConsentServiceClient::new(signed(&nodes[0].url(), &parent).await)
+        .erase_household(pb::EraseHouseholdRequest {
+            household_id: household.clone(),
+            options: None,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let refused = goal(&mut on_one, &household, &member, "na het wissen".into())
+        .await
+        .expect_err("a command on a household erased through another node");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
 
     // The log and the audit log verify, read from a data directory of their own.
     drop(nodes);

@@ -490,9 +490,12 @@ impl Households {
         // On a log other nodes write too, the cached snapshot may be behind what they
         // committed. An allowance decided on it cannot act on that (its append is refused, as
         // above), but a refusal must not rest on it either: a command the cached view would
-        // refuse is decided on everything the other nodes had committed when it came in. The
-        // usual command, allowed, costs no read of the database before its append.
-        if self.log.is_shared() && !would_pass(&snapshot, &command, context) {
+        // refuse is decided on everything the other nodes had committed when it came in, and so
+        // is one with a request id (its first use may have been on another node, and must be
+        // found). The usual command, allowed, costs no read of the database before its append.
+        if self.log.is_shared()
+            && (context.request_id.is_some() || !would_pass(&snapshot, &command, context))
+        {
             self.log.read_the_others().await?;
             self.catch_up(household, &mut snapshot)?;
         }
@@ -656,6 +659,7 @@ impl Households {
         {
             return Ok(done);
         }
+        let mut refreshed = false;
         for attempt in 0..MAX_ATTEMPTS {
             if let Some(expected) = context.expected_revision
                 && snapshot.revision != Some(expected)
@@ -666,7 +670,22 @@ impl Households {
                 });
             }
             let events = decide(&snapshot.state, command.clone())?;
-            let new_events = self.new_events(household, &events, context, stamp, causation)?;
+            let new_events = match self.new_events(household, &events, context, stamp, causation) {
+                Ok(new_events) => new_events,
+                // On a log other nodes write too, the view decided on may be one they moved
+                // past (a household they erased has no key to seal with any more): what they
+                // committed is read, and the command decided again on it, once.
+                Err(_) if self.log.is_shared() && !refreshed => {
+                    refreshed = true;
+                    self.log.read_the_others().await?;
+                    self.catch_up(household, snapshot)?;
+                    if let Err(denied) = context.calling.command_access(&snapshot.state, command) {
+                        return Err(AppError::Denied(denied.reason));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let expected = snapshot
                 .revision
                 .map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);

@@ -15,8 +15,8 @@
 //! - then the log's syncer makes it durable on a connection of its own: a transaction that
 //!   writes a row of its own (`naast_log_syncs`) and commits with `synchronous_commit` on, so it
 //!   returns once the write-ahead log is flushed past it (and, with synchronous standbys
-//!   configured, received by them), and with it past every commit before it. Nothing is
-//!   acknowledged before that.
+//!   configured, received by them), and with it past every commit before it. No durable append
+//!   is acknowledged before that.
 //!
 //! So positions are gapless and in commit order whoever writes, and every expected revision is
 //! checked against everyone's appends. The nodes' flushes overlap, each a moment after its

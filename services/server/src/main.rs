@@ -255,7 +255,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => match config(args, true).and_then(|c| block_on(serve_with(c))) {
             Ok(Served::Stopped) => Ok(()),
             Ok(Served::Restart { held }) => {
-                // The lease goes with this process: the new run takes it at its start.
+                // Held until the exec, which closes its connection: the new run asks for it
+                // first thing, before the other nodes' next ask (every 5 s).
                 let error = naast_server::recovery::restart_in_place();
                 drop(held);
                 Err(failed(format!("cannot restart in place: {error}")))
@@ -803,6 +804,27 @@ enum Served {
 
 async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error + Send + Sync>> {
     naast_server::config::private_data_dir(&config.data_dir)?;
+    // The push store holds the endpoints' state and the FHIR Subscriptions, so it is there
+    // even without endpoints. Its state is this node's own: of several nodes on one database,
+    // the one holding the push lease pushes (and keeps the subscriptions); the others do not.
+    // Asked for first thing: a node that restarted to push (the lease went with its old run)
+    // takes it again before another node's next ask.
+    let push_lease = match &config.storage {
+        Some(url) => {
+            let url = url.0.clone();
+            let lease = tokio::task::spawn_blocking(move || {
+                naast_postgres::Lease::try_take(&url, PUSH_LEASE)
+            })
+            .await??;
+            if lease.is_none() {
+                tracing::info!(
+                    "another node holds the push lease: this one does not push, nor keep FHIR Subscriptions"
+                );
+            }
+            Some(lease)
+        }
+        None => None,
+    };
     let min_free_bytes = config.limits.min_free_disk_mb.saturating_mul(1024 * 1024);
     // (The disk reserve guards the data directory's disk; PostgreSQL guards its own.)
     let log = config.open_log(Options {
@@ -899,25 +921,6 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     println!("naast listening on {address}");
     let _ = std::io::stdout().flush();
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
-    // The push store holds the endpoints' state and the FHIR Subscriptions, so it is there
-    // even without endpoints. Its state is this node's own: of several nodes on one database,
-    // the one holding the push lease pushes (and keeps the subscriptions); the others do not.
-    let push_lease = match &config.storage {
-        Some(url) => {
-            let url = url.0.clone();
-            let lease = tokio::task::spawn_blocking(move || {
-                naast_postgres::Lease::try_take(&url, PUSH_LEASE)
-            })
-            .await??;
-            if lease.is_none() {
-                tracing::info!(
-                    "another node holds the push lease: this one does not push, nor keep FHIR Subscriptions"
-                );
-            }
-            Some(lease)
-        }
-        None => None,
-    };
     let pushes = !matches!(push_lease, Some(None));
     let push = if pushes {
         Some(naast_push::Setup {
