@@ -499,12 +499,7 @@ impl Households {
             self.log.read_the_others().await?;
             self.catch_up(household, &mut snapshot)?;
         }
-        if matches!(command, Command::RegisterHousehold { .. })
-            && snapshot.revision.is_some()
-            && !snapshot.state.registered
-        {
-            // Events are there but none could be read (their key is missing): never let
-            // anyone start this household afresh on top of them.
+        if registers_over_unreadable(&snapshot, &command) {
             return Err(DomainError::exists("household_id", "household", household).into());
         }
         let decision = context.calling.command_access(&snapshot.state, &command);
@@ -1102,8 +1097,14 @@ impl Households {
     }
 }
 
-/// The request id of a command's audit record: its `options.request_id`, else the call's
-/// `x-request-id` header.
+/// Whether `command` registers a household whose events are there but none could be read
+/// (their key is missing): never let anyone start it afresh on top of them.
+fn registers_over_unreadable(snapshot: &Snapshot, command: &Command) -> bool {
+    matches!(command, Command::RegisterHousehold { .. })
+        && snapshot.revision.is_some()
+        && !snapshot.state.registered
+}
+
 /// Whether `command` would pass on `snapshot` as far as can be told before its append: the
 /// caller's access, the revision the caller expects, and the domain's decision. A request for
 /// access from someone who may not see the household counts as not passing: its answer is
@@ -1115,10 +1116,7 @@ fn would_pass(snapshot: &Snapshot, command: &Command, context: &CommandContext) 
     {
         return false;
     }
-    if matches!(command, Command::RegisterHousehold { .. })
-        && snapshot.revision.is_some()
-        && !snapshot.state.registered
-    {
+    if registers_over_unreadable(snapshot, command) {
         return false;
     }
     if context
@@ -1139,6 +1137,8 @@ fn would_pass(snapshot: &Snapshot, command: &Command, context: &CommandContext) 
     decide(&snapshot.state, command.clone()).is_ok()
 }
 
+/// The request id of a command's audit record: its `options.request_id`, else the call's
+/// `x-request-id` header.
 fn stamp_request_id(record: &mut audit::Record, context: &CommandContext) {
     if let Some(id) = context.request_id {
         record.request_id = Some(id.to_string());

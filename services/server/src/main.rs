@@ -358,16 +358,19 @@ async fn take_push_lease_when_free(url: Option<String>) -> naast_postgres::Lease
     };
     loop {
         tokio::time::sleep(PUSH_LEASE_ASKED_EVERY).await;
-        let url = url.clone();
-        match tokio::task::spawn_blocking(move || naast_postgres::Lease::try_take(&url, PUSH_LEASE))
-            .await
-        {
-            Ok(Ok(Some(lease))) => return lease,
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot ask for the push lease"),
+        match ask_for_push_lease(url.clone()).await {
+            Ok(Some(lease)) => return lease,
+            Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "cannot ask for the push lease"),
         }
     }
+}
+
+/// The push lease of the database at `url` if no node holds it (`None` when one does).
+async fn ask_for_push_lease(url: String) -> Result<Option<naast_postgres::Lease>, String> {
+    tokio::task::spawn_blocking(move || naast_postgres::Lease::try_take(&url, PUSH_LEASE))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 /// The file of the development master key in a data directory.
@@ -811,11 +814,7 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     // takes it again before another node's next ask.
     let push_lease = match &config.storage {
         Some(url) => {
-            let url = url.0.clone();
-            let lease = tokio::task::spawn_blocking(move || {
-                naast_postgres::Lease::try_take(&url, PUSH_LEASE)
-            })
-            .await??;
+            let lease = ask_for_push_lease(url.0.clone()).await?;
             if lease.is_none() {
                 tracing::info!(
                     "another node holds the push lease: this one does not push, nor keep FHIR Subscriptions"
