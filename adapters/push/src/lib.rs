@@ -23,6 +23,7 @@ pub mod render;
 pub mod scope;
 pub mod store;
 pub mod subscriptions;
+mod trees;
 pub mod webhook;
 pub mod worker;
 
@@ -36,8 +37,12 @@ use tokio::sync::mpsc;
 pub struct Setup {
     /// The endpoints.
     pub endpoints: Vec<Endpoint>,
-    /// Their checkpoints, ledgers and dead letters.
+    /// Their checkpoints, ledgers and dead letters; the FHIR Subscriptions.
     pub store: Store,
+    /// Whether this node pushes and sends the subscriptions' notifications. Of several nodes on
+    /// one database only the one holding the push lease does; the others keep the
+    /// subscriptions made through their FHIR door in the shared store, for it to serve.
+    pub delivers: bool,
 }
 
 /// The state of one endpoint, for the administrators.

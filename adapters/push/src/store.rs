@@ -1,4 +1,5 @@
-//! What each endpoint has been sent, kept in its own sled database beside the event log: the
+//! What each endpoint has been sent, kept in its own sled database beside the event log (or, with
+//! the event log in PostgreSQL, in a table there shared by every node: see [`crate::trees`]): the
 //! position in the log up to which every household is synchronised (the checkpoint), a ledger of
 //! every resource written (its id on the platform's server and a hash of what was written), and
 //! the dead letters.
@@ -8,6 +9,7 @@
 //! after every household up to it was synchronised and the ledger flushed; a crash in between
 //! repeats writes that the platform already has, which conditional update makes harmless.
 
+use crate::trees::{Place, Table, Tree, after_prefix};
 use naast_domain::ids::HouseholdId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -22,6 +24,9 @@ pub enum StoreError {
     /// The store could not be opened.
     #[error("push store: {0}")]
     Open(#[from] naast_eventlog::StorageError),
+    /// PostgreSQL failed.
+    #[error("push store: {0}")]
+    Database(String),
     /// A stored value could not be read.
     #[error("push store: a stored value is damaged: {0}")]
     Damaged(String),
@@ -75,23 +80,21 @@ pub struct Notice {
 /// The most of a refusal's body kept in a dead letter.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// The push store of one data directory.
+/// The push store of one data directory, or of every node on one PostgreSQL database.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    checkpoints: sled::Tree,
-    ledger: sled::Tree,
-    dead: sled::Tree,
+    db: Place,
+    checkpoints: Tree,
+    ledger: Tree,
+    dead: Tree,
     /// FHIR Subscriptions by id.
-    subscriptions: sled::Tree,
+    subscriptions: Tree,
     /// Household ‖ subscription id: who follows a household.
-    following: sled::Tree,
+    following: Tree,
     /// Subscription id ‖ event number: its numbered events.
-    subscription_events: sled::Tree,
+    subscription_events: Tree,
     /// Subscription id: the number of the last event delivered.
-    delivered: sled::Tree,
-    /// Read-modify-writes of a subscription take turns.
-    subscription_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    delivered: Tree,
 }
 
 type Subscription = naast_fhir_http::subscriptions::Subscription;
@@ -107,40 +110,60 @@ impl Store {
         // The event log's way of opening sled: segments large enough that no record goes to an
         // unsynced blob file, and a reopen in the same process waits out sled's lock.
         let db = naast_eventlog::storage::open_sled(dir, 16 * 1024 * 1024)?;
+        Self::in_place(Place::Sled(db))
+    }
+
+    /// Opens the store in the PostgreSQL database at `url` (the one the event log is in),
+    /// applying the migrations it lacks.
+    pub fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        Self::in_place(Place::Postgres(std::sync::Arc::new(Table::open(url)?)))
+    }
+
+    fn in_place(db: Place) -> Result<Self, StoreError> {
         Ok(Self {
-            checkpoints: db.open_tree("checkpoints")?,
-            ledger: db.open_tree("ledger")?,
-            dead: db.open_tree("dead")?,
-            subscriptions: db.open_tree("subscriptions")?,
-            following: db.open_tree("following")?,
-            subscription_events: db.open_tree("subscription_events")?,
-            delivered: db.open_tree("delivered")?,
-            subscription_lock: std::sync::Arc::default(),
+            checkpoints: db.tree("checkpoints")?,
+            ledger: db.tree("ledger")?,
+            dead: db.tree("dead")?,
+            subscriptions: db.tree("subscriptions")?,
+            following: db.tree("following")?,
+            subscription_events: db.tree("subscription_events")?,
+            delivered: db.tree("delivered")?,
             db,
         })
+    }
+
+    /// Whether the store is shared by several nodes (in PostgreSQL): another node may make or
+    /// end a subscription, so the dispatcher looks again now and then.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.db, Place::Postgres(_))
+    }
+
+    /// Takes `entries` (a backup's, or a data directory's store's) into this store shared in
+    /// PostgreSQL, each unless the store holds its key already; how many it took. Taking the same
+    /// entries in again takes none.
+    pub fn take_in(
+        &self,
+        entries: &[naast_eventlog::storage::TreeEntry],
+    ) -> Result<u64, StoreError> {
+        match &self.db {
+            Place::Postgres(table) => table.insert_missing(entries),
+            Place::Sled(_) => Err(StoreError::Database(
+                "only a store in PostgreSQL takes entries in".to_owned(),
+            )),
+        }
     }
 
     /// Every entry of the store, tree by tree (each tree it has, so none is left out), for a
     /// backup (see `naast_eventlog::storage::restore_trees`).
     pub fn backup_entries(&self) -> Result<Vec<naast_eventlog::storage::TreeEntry>, StoreError> {
-        let mut entries = Vec::new();
-        for name in self.db.tree_names() {
-            // sled's default tree: this store keeps nothing there.
-            if name.as_ref() == b"__sled__default" {
-                continue;
-            }
-            entries.extend(naast_eventlog::storage::tree_entries(
-                &self.db.open_tree(name)?,
-            )?);
-        }
-        Ok(entries)
+        self.db.entries()
     }
 
     /// The position in the event log from which `endpoint` still has to look (0: from the start).
     pub fn checkpoint(&self, endpoint: &str) -> Result<u64, StoreError> {
-        match self.checkpoints.get(endpoint)? {
+        match self.checkpoints.get(endpoint.as_bytes())? {
             None => Ok(0),
-            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
                 .map(u64::from_be_bytes)
                 .map_err(|_| StoreError::Damaged(format!("checkpoint of {endpoint}"))),
         }
@@ -150,7 +173,7 @@ impl Store {
     pub async fn set_checkpoint(&self, endpoint: &str, position: u64) -> Result<(), StoreError> {
         self.db.flush_async().await?;
         self.checkpoints
-            .insert(endpoint, &position.to_be_bytes()[..])?;
+            .insert(endpoint.as_bytes(), &position.to_be_bytes())?;
         self.db.flush_async().await?;
         Ok(())
     }
@@ -179,8 +202,7 @@ impl Store {
     ) -> Result<Vec<(String, Uuid, Entry)>, StoreError> {
         let prefix = Self::household_prefix(endpoint, household);
         let mut out = Vec::new();
-        for item in self.ledger.scan_prefix(&prefix) {
-            let (key, value) = item?;
+        for (key, value) in self.ledger.scan_prefix(&prefix)? {
             let rest = &key[prefix.len()..];
             let damaged = || StoreError::Damaged(format!("ledger key of {endpoint}"));
             let split = rest.iter().position(|b| *b == 0).ok_or_else(damaged)?;
@@ -203,7 +225,7 @@ impl Store {
     ) -> Result<Option<Entry>, StoreError> {
         let Some(value) = self
             .ledger
-            .get(Self::key(endpoint, household, resource_type, id))?
+            .get(&Self::key(endpoint, household, resource_type, id))?
         else {
             return Ok(None);
         };
@@ -224,7 +246,7 @@ impl Store {
         let value =
             serde_json::to_vec(entry).map_err(|e| StoreError::Damaged(format!("entry: {e}")))?;
         self.ledger
-            .insert(Self::key(endpoint, household, resource_type, id), value)?;
+            .insert(&Self::key(endpoint, household, resource_type, id), &value)?;
         Ok(())
     }
 
@@ -237,7 +259,7 @@ impl Store {
         id: Uuid,
     ) -> Result<(), StoreError> {
         self.ledger
-            .remove(Self::key(endpoint, household, resource_type, id))?;
+            .remove(&Self::key(endpoint, household, resource_type, id))?;
         Ok(())
     }
 
@@ -246,8 +268,7 @@ impl Store {
         let mut prefix = endpoint.as_bytes().to_vec();
         prefix.push(0);
         let mut out: Vec<HouseholdId> = Vec::new();
-        for item in self.ledger.scan_prefix(&prefix) {
-            let (key, _) = item?;
+        for (key, _) in self.ledger.scan_prefix(&prefix)? {
             let id = key
                 .get(prefix.len()..prefix.len() + 16)
                 .and_then(|b| Uuid::from_slice(b).ok())
@@ -271,9 +292,7 @@ impl Store {
         // it afresh: the numbers go on past the endpoint's last letter all the same.
         let last = self
             .dead
-            .scan_prefix(&key)
-            .next_back()
-            .transpose()?
+            .last_with_prefix(&key)?
             .and_then(|(k, _)| <[u8; 8]>::try_from(&k[key.len()..]).ok())
             .map(u64::from_be_bytes);
         letter.id = self
@@ -287,13 +306,10 @@ impl Store {
             key.extend_from_slice(&letter.id.to_be_bytes());
             let value = serde_json::to_vec(&letter)
                 .map_err(|e| StoreError::Damaged(format!("dead letter: {e}")))?;
-            match self
-                .dead
-                .compare_and_swap(&key, None::<&[u8]>, Some(value))?
-            {
-                Ok(()) => return Ok(letter.id),
-                Err(_) => letter.id = letter.id.saturating_add(1),
+            if self.dead.compare_and_swap(&key, None, Some(&value))? {
+                return Ok(letter.id);
             }
+            letter.id = letter.id.saturating_add(1);
         }
     }
 
@@ -316,11 +332,9 @@ impl Store {
             start.extend_from_slice(&after.saturating_add(1).to_be_bytes());
         }
         self.dead
-            .range(start..)
-            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
-            .take(limit)
-            .map(|item| {
-                let (_, value) = item?;
+            .range(&start, after_prefix(&prefix).as_deref(), limit)?
+            .into_iter()
+            .map(|(_, value)| {
                 serde_json::from_slice(&value)
                     .map_err(|e| StoreError::Damaged(format!("dead letter: {e}")))
             })
@@ -333,7 +347,7 @@ impl Store {
         key.push(0);
         key.extend_from_slice(&id.to_be_bytes());
         self.dead
-            .get(key)?
+            .get(&key)?
             .map(|value| {
                 serde_json::from_slice(&value)
                     .map_err(|e| StoreError::Damaged(format!("dead letter: {e}")))
@@ -346,8 +360,7 @@ impl Store {
         let mut prefix = endpoint.as_bytes().to_vec();
         prefix.push(0);
         let (mut households, mut resources, mut last) = (0, 0, None);
-        for item in self.ledger.scan_prefix(&prefix) {
-            let (key, _) = item?;
+        for (key, _) in self.ledger.scan_prefix(&prefix)? {
             resources += 1;
             let household = key.get(prefix.len()..prefix.len() + 16).map(<[u8]>::to_vec);
             if household != last {
@@ -355,7 +368,7 @@ impl Store {
                 last = household;
             }
         }
-        let dead = self.dead.scan_prefix(&prefix).count() as u64;
+        let dead = self.dead.count_prefix(&prefix)?;
         Ok((households, resources, dead))
     }
 
@@ -379,7 +392,7 @@ impl Store {
             entry.dead = None;
             let value = serde_json::to_vec(&entry)
                 .map_err(|e| StoreError::Damaged(format!("entry: {e}")))?;
-            self.ledger.insert(key, value)?;
+            self.ledger.insert(&key, &value)?;
         }
         Ok(true)
     }
@@ -389,44 +402,54 @@ impl Store {
         let mut key = endpoint.as_bytes().to_vec();
         key.push(0);
         key.extend_from_slice(&id.to_be_bytes());
-        Ok(self.dead.remove(key)?.is_some())
+        self.dead.remove(&key)
     }
 }
 
 impl Store {
-    fn write_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(subscription).map_err(|e| damaged("subscription", e))?;
-        self.subscriptions
-            .insert(subscription.id.as_bytes(), value)?;
-        Ok(())
+    fn subscription_bytes(subscription: &Subscription) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(subscription).map_err(|e| damaged("subscription", e))
     }
 
     /// Keeps a new subscription, and that it follows its household.
     pub fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let mut following = subscription.household.0.as_bytes().to_vec();
         following.extend_from_slice(subscription.id.as_bytes());
-        self.following.insert(following, &[][..])?;
-        self.write_subscription(subscription)?;
+        self.following.insert(&following, &[])?;
+        self.subscriptions.insert(
+            subscription.id.as_bytes(),
+            &Self::subscription_bytes(subscription)?,
+        )?;
         self.db.flush()?;
         Ok(())
     }
 
-    /// One subscription.
-    pub fn subscription(&self, id: Uuid) -> Result<Option<Subscription>, StoreError> {
+    /// One subscription, and its stored bytes.
+    fn subscription_as_stored(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(Subscription, Vec<u8>)>, StoreError> {
         self.subscriptions
             .get(id.as_bytes())?
-            .map(|v| serde_json::from_slice(&v).map_err(|e| damaged("subscription", e)))
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map(|s| (s, v))
+                    .map_err(|e| damaged("subscription", e))
+            })
             .transpose()
+    }
+
+    /// One subscription.
+    pub fn subscription(&self, id: Uuid) -> Result<Option<Subscription>, StoreError> {
+        Ok(self.subscription_as_stored(id)?.map(|(s, _)| s))
     }
 
     /// Every subscription.
     pub fn all_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         self.subscriptions
-            .iter()
-            .map(|item| {
-                let (_, v) = item?;
-                serde_json::from_slice(&v).map_err(|e| damaged("subscription", e))
-            })
+            .scan_prefix(&[])?
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| damaged("subscription", e)))
             .collect()
     }
 
@@ -436,8 +459,7 @@ impl Store {
         household: HouseholdId,
     ) -> Result<Vec<Subscription>, StoreError> {
         let mut out = Vec::new();
-        for item in self.following.scan_prefix(household.0.as_bytes()) {
-            let (key, _) = item?;
+        for (key, _) in self.following.scan_prefix(household.0.as_bytes())? {
             let id = key
                 .get(16..32)
                 .and_then(|b| Uuid::from_slice(b).ok())
@@ -447,23 +469,49 @@ impl Store {
         Ok(out)
     }
 
-    /// Changes a subscription with `f` (in turn with every other change of one).
+    /// Changes the subscription `id` with `change`, which says what else to write first (or
+    /// `None`: nothing to change). A compare-and-swap of the stored subscription, tried again
+    /// when another change (of this process or another node) got there first, so no change is
+    /// lost; durable before it returns.
+    fn change_subscription<T>(
+        &self,
+        id: Uuid,
+        mut change: impl FnMut(&mut Subscription) -> Result<Option<T>, StoreError>,
+        mut first: impl FnMut(&T) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        loop {
+            let Some((mut subscription, stored)) = self.subscription_as_stored(id)? else {
+                return Ok(());
+            };
+            let Some(before) = change(&mut subscription)? else {
+                return Ok(());
+            };
+            first(&before)?;
+            let changed = Self::subscription_bytes(&subscription)?;
+            if self
+                .subscriptions
+                .compare_and_swap(id.as_bytes(), Some(&stored), Some(&changed))?
+            {
+                self.db.flush()?;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Changes a subscription with `f` (no change of another is lost meanwhile).
     pub fn update_subscription(
         &self,
         id: Uuid,
-        f: impl FnOnce(&mut Subscription),
+        f: impl Fn(&mut Subscription),
     ) -> Result<(), StoreError> {
-        let _turn = self
-            .subscription_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let Some(mut subscription) = self.subscription(id)? else {
-            return Ok(());
-        };
-        f(&mut subscription);
-        self.write_subscription(&subscription)?;
-        self.db.flush()?;
-        Ok(())
+        self.change_subscription(
+            id,
+            |subscription| {
+                f(subscription);
+                Ok(Some(()))
+            },
+            |()| Ok(()),
+        )
     }
 
     /// Numbers `event` (of the log's `position`) next for the subscription, unless it counted
@@ -472,28 +520,29 @@ impl Store {
         &self,
         id: Uuid,
         position: u64,
-        mut event: NotificationEvent,
+        event: NotificationEvent,
     ) -> Result<(), StoreError> {
-        let _turn = self
-            .subscription_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let Some(mut subscription) = self.subscription(id)? else {
-            return Ok(());
-        };
-        if position < subscription.from_position {
-            return Ok(());
-        }
-        event.number = subscription.events + 1;
-        let mut key = id.as_bytes().to_vec();
-        key.extend_from_slice(&event.number.to_be_bytes());
-        let value = serde_json::to_vec(&event).map_err(|e| damaged("event", e))?;
-        self.subscription_events.insert(key, value)?;
-        subscription.events = event.number;
-        subscription.from_position = position + 1;
-        self.write_subscription(&subscription)?;
-        self.db.flush()?;
-        Ok(())
+        self.change_subscription(
+            id,
+            |subscription| {
+                if position < subscription.from_position {
+                    return Ok(None);
+                }
+                let mut event = event.clone();
+                event.number = subscription.events + 1;
+                subscription.events = event.number;
+                subscription.from_position = position + 1;
+                Ok(Some(event))
+            },
+            // The event before the count that points at it: a crash in between leaves an event
+            // past the count, written over when the position is counted again.
+            |event| {
+                let mut key = id.as_bytes().to_vec();
+                key.extend_from_slice(&event.number.to_be_bytes());
+                let value = serde_json::to_vec(event).map_err(|e| damaged("event", e))?;
+                self.subscription_events.insert(&key, &value)
+            },
+        )
     }
 
     /// The subscription's events numbered `since..=until`.
@@ -511,12 +560,14 @@ impl Store {
         if since > until {
             return Ok(Vec::new());
         }
+        // Keys of one subscription are all as long: the first key past `until`'s is its own
+        // followed by a zero byte.
+        let mut end = key(until);
+        end.push(0);
         self.subscription_events
-            .range(key(since)..=key(until))
-            .map(|item| {
-                let (_, v) = item?;
-                serde_json::from_slice(&v).map_err(|e| damaged("event", e))
-            })
+            .range(&key(since), Some(&end), usize::MAX)?
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| damaged("event", e)))
             .collect()
     }
 
@@ -524,7 +575,7 @@ impl Store {
     pub fn subscription_delivered(&self, id: Uuid) -> Result<u64, StoreError> {
         match self.delivered.get(id.as_bytes())? {
             None => Ok(0),
-            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+            Some(v) => <[u8; 8]>::try_from(v.as_slice())
                 .map(u64::from_be_bytes)
                 .map_err(|_| damaged("delivered", "not a number")),
         }
@@ -533,7 +584,7 @@ impl Store {
     /// Notes the number of the subscription's last event delivered.
     pub fn set_subscription_delivered(&self, id: Uuid, number: u64) -> Result<(), StoreError> {
         self.delivered
-            .insert(id.as_bytes(), &number.to_be_bytes()[..])?;
+            .insert(id.as_bytes(), &number.to_be_bytes())?;
         self.db.flush()?;
         Ok(())
     }

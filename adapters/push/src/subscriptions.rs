@@ -12,6 +12,9 @@
 //!   the number of the last event delivered, so after a restart it goes on from there.
 //! - Every attempt is recorded in the audit log (`push notify`), as data leaving naast for the
 //!   subscription's owner.
+//! - With the store in PostgreSQL, every node makes, reads and ends subscriptions; only the node
+//!   holding the push lease runs the dispatcher and the tasks, and it looks every
+//!   [`LOOK_AGAIN`] for subscriptions made or ended on the others.
 
 use crate::deliver::{Answer, Client, Request, Stopping};
 use crate::endpoint::{Auth, Endpoint, EndpointKind, Platform};
@@ -35,6 +38,9 @@ use uuid::Uuid;
 const CHECKPOINT: &str = "~subscriptions";
 /// Events taken from the log per batch.
 const BATCH: usize = 1024;
+/// How often the dispatcher of a store shared by several nodes looks for subscriptions made or
+/// ended on the others (a handshake waits at most this long).
+const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
 /// The subscriptions kept in the push store, and the wake-ups of their tasks.
 #[derive(Clone)]
@@ -141,20 +147,24 @@ enum DispatchError {
     Log(#[from] naast_eventlog::Error),
 }
 
-/// Starts the task of every subscription still going that has none.
+/// Starts the task of every subscription still going that has none, and wakes the task of any
+/// that ended meanwhile (turned off on another node), so it stops.
 fn start_tasks(
     subscriptions: &Subscriptions,
     auditor: Option<&Auditor>,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
     for subscription in subscriptions.store.all_subscriptions()? {
-        if matches!(subscription.status, Status::Off | Status::Error) {
-            continue;
-        }
         let mut tasks = subscriptions
             .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        if matches!(subscription.status, Status::Off | Status::Error) {
+            if let Some(task) = tasks.get(&subscription.id) {
+                task.notify_one();
+            }
+            continue;
+        }
         if tasks.contains_key(&subscription.id) {
             continue;
         }
@@ -186,10 +196,14 @@ async fn dispatch(
     let mut checkpoint = store.checkpoint(CHECKPOINT)?.min(log.head());
     start_tasks(subscriptions, auditor, stop)?;
     let mut events = log.subscribe_all(checkpoint);
+    let shared = store.is_shared();
+    let mut look_again = tokio::time::interval(LOOK_AGAIN);
+    look_again.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let woke = tokio::select! {
             event = events.next() => Some(event),
             () = subscriptions.created.notified() => None,
+            _ = look_again.tick(), if shared => None,
             _ = stop.wait_for(|s| *s) => return Ok(()),
         };
         let first = match woke {

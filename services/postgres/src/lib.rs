@@ -1,6 +1,6 @@
 //! naast's connection to PostgreSQL, shared by the stores kept there (the event log, the
-//! household keys): one schema with its migrations, and connections that notice a database that
-//! stops answering.
+//! household keys, the push state): one schema with its migrations, and connections that notice
+//! a database that stops answering.
 //!
 //! # Schema
 //! Migrations (`migrations/*.sql`, embedded) are applied when a store opens, each once, in
@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         4,
         "a sync row per connection",
         include_str!("../migrations/0004_log_syncs.sql"),
+    ),
+    (
+        5,
+        "the push state",
+        include_str!("../migrations/0005_push_state.sql"),
     ),
 ];
 

@@ -12,6 +12,11 @@
 //!
 //! Start the first node on such a directory before any other node writes, so the records land
 //! in their year's table in the order they were written.
+//!
+//! - **The push state** (what each platform was sent; the FHIR Subscriptions): the node holding
+//!   the push lease takes its directory's store into the shared table ([`push_state`]), each
+//!   entry unless the table holds its key already, then removes the directory. Another node's
+//!   directory is left as it is: it pushed last before the one that holds the lease now.
 
 use naast_eventlog::{Direction, EventLog, ExpectedRevision, NewEvent, Options};
 use std::path::Path;
@@ -59,6 +64,29 @@ pub async fn into_postgres(
         );
     }
     Ok(adopted)
+}
+
+/// Takes the push store left in `data_dir` (as a node kept it before the push state moved into
+/// the database) into `shared`, then removes it from the directory; how many entries it took.
+pub fn push_state(data_dir: &Path, shared: &naast_push::Store) -> Result<u64, String> {
+    let dir = data_dir.join("push");
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    let own = naast_push::Store::open(&dir).map_err(|e| e.to_string())?;
+    let entries = own.backup_entries().map_err(|e| e.to_string())?;
+    drop(own);
+    let taken = shared.take_in(&entries).map_err(|e| e.to_string())?;
+    // Every entry is durable in the database (or was there already): the directory may go.
+    std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    naast_eventlog::storage::sync_dir(data_dir).map_err(|e| e.to_string())?;
+    if taken > 0 {
+        tracing::info!(
+            entries = taken,
+            "the push state taken from the data directory into PostgreSQL"
+        );
+    }
+    Ok(taken)
 }
 
 fn adopt_keys(

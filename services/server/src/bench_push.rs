@@ -259,6 +259,7 @@ async fn bench(scratch: &Path, args: &PushArgs) -> Result<(), BenchError> {
         naast_push::Setup {
             endpoints: vec![endpoint.clone()],
             store,
+            delivers: true,
         },
         &households,
         Some(&auditor),

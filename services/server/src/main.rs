@@ -808,8 +808,9 @@ enum Served {
 async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error + Send + Sync>> {
     naast_server::config::private_data_dir(&config.data_dir)?;
     // The push store holds the endpoints' state and the FHIR Subscriptions, so it is there
-    // even without endpoints. Its state is this node's own: of several nodes on one database,
-    // the one holding the push lease pushes (and keeps the subscriptions); the others do not.
+    // even without endpoints. With the event log in PostgreSQL it is there too, shared: every
+    // node makes and serves subscriptions, and the one holding the push lease pushes and sends
+    // the notifications, going on where the last holder stopped.
     // Asked for first thing: a node that restarted to push (the lease went with its old run)
     // takes it again before another node's next ask.
     let push_lease = match &config.storage {
@@ -817,7 +818,7 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
             let lease = ask_for_push_lease(url.0.clone()).await?;
             if lease.is_none() {
                 tracing::info!(
-                    "another node holds the push lease: this one does not push, nor keep FHIR Subscriptions"
+                    "another node holds the push lease: this one does not push, nor send the FHIR Subscriptions' notifications"
                 );
             }
             Some(lease)
@@ -920,15 +921,17 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     println!("naast listening on {address}");
     let _ = std::io::stdout().flush();
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
-    let pushes = !matches!(push_lease, Some(None));
-    let push = if pushes {
-        Some(naast_push::Setup {
-            store: naast_push::Store::open(&config.data_dir.join("push"))?,
-            endpoints: config.push,
-        })
-    } else {
-        None
+    let push = naast_push::Setup {
+        store: match &config.storage {
+            Some(url) => naast_push::Store::open_postgres(&url.0)?,
+            None => naast_push::Store::open(&config.data_dir.join("push"))?,
+        },
+        endpoints: config.push,
+        delivers: !matches!(push_lease, Some(None)),
     };
+    if push.delivers && push.store.is_shared() {
+        naast_server::adopt::push_state(&config.data_dir, &push.store)?;
+    }
     // A node without the lease asks for it again every few seconds: once the node holding it
     // is gone (its connection with it), one of the others takes it and runs anew to push.
     let lease_wanted = match (&config.storage, &push_lease) {
@@ -978,7 +981,7 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     grpc::run(
         listener,
         grpc::Doors { fhir, metrics, web },
-        push,
+        Some(push),
         grpc::Stores {
             disclosures: config.data_dir.join("disclosures"),
             postgres: config.storage.as_ref().map(|url| url.0.clone()),

@@ -191,18 +191,22 @@ pub async fn run(
     }
     let audit = AuditApi::new(auditor.clone(), households.clone());
     // FHIR Subscriptions: kept in the push store, their notifications numbered and sent by a
-    // dispatcher of their own.
+    // dispatcher of their own (on the node that delivers).
     let subscriptions = push
         .as_ref()
         .map(|push| naast_push::subscriptions::Subscriptions::new(push.store.clone()));
-    let dispatcher = subscriptions.clone().map(|subscriptions| {
-        tokio::spawn(naast_push::subscriptions::run(
-            subscriptions,
-            households.clone(),
-            auditor.clone(),
-            stopped.clone(),
-        ))
-    });
+    let delivers = push.as_ref().is_some_and(|push| push.delivers);
+    let dispatcher = subscriptions
+        .clone()
+        .filter(|_| delivers)
+        .map(|subscriptions| {
+            tokio::spawn(naast_push::subscriptions::run(
+                subscriptions,
+                households.clone(),
+                auditor.clone(),
+                stopped.clone(),
+            ))
+        });
     // Each door holds at most this many connections open at once.
     let max_connections = guard
         .as_ref()
@@ -247,12 +251,12 @@ pub async fn run(
     let push_store = push.as_ref().map(|push| push.store.clone());
     // Push to PGO platforms: a worker per endpoint, on the same households and audit log.
     let (pusher, pushers) = match push {
-        Some(push) => {
+        Some(push) if push.delivers => {
             let (pusher, tasks) =
                 naast_push::Pusher::start(push, &households, auditor.as_ref(), &stopped);
             (Some(pusher), tasks)
         }
-        None => (None, Vec::new()),
+        _ => (None, Vec::new()),
     };
     let push_api = PushApi::new(pusher, households.clone(), auditor.clone(), stopped.clone());
     let evaluation = naast_app::evaluation::Evaluation::open_in(
