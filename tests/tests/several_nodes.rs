@@ -4,9 +4,10 @@
 //! that holds an old view of the household does not decide on it (a revocation through one node
 //! holds at once on another); a subscriber on one node sees every commit of the others once, in
 //! order; an access on one node is in the family's access log on another; a SIGKILL of a node
-//! under load loses no acknowledged command; `naast verify` passes. When the node holding the
-//! push lease is killed, another node takes the lease over and serves on. A household erased
-//! through one node is refused on another that held it.
+//! under load loses no acknowledged command; `naast verify` passes. A FHIR Subscription made
+//! through any node is served by the node holding the push lease; when that node is killed,
+//! another takes the lease over and goes on with the subscription where it stopped. A household
+//! erased through one node is refused on another that held it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is a failed check
 
@@ -14,7 +15,9 @@ use naast_pg_cluster::Cluster;
 use naast_proto::pb;
 use naast_proto::pb::consent_service_client::ConsentServiceClient;
 use naast_proto::pb::household_service_client::HouseholdServiceClient;
-use naast_tests::{Idp, Server, master_key_file, search_audit, server_with_key, signed};
+use naast_tests::{
+    Idp, Server, WebhookReceiver, master_key_file, search_audit, server_with_key, signed,
+};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -390,17 +393,95 @@ async fn several_nodes_on_one_database_decide_on_what_is_there_and_lose_nothing(
     assert!(verified.contains("audit log of"), "{verified}");
 }
 
-/// What a node's FHIR door answers for a subscription that does not exist: `404` from the node
-/// holding the push lease (it keeps the subscriptions), `501` from the others (they keep none).
-async fn subscription_probe(fhir_base: &str, token: &str) -> Option<reqwest::StatusCode> {
-    reqwest::Client::new()
-        .get(format!("{fhir_base}/Subscription/{}", uuid::Uuid::now_v7()))
+/// The FHIR call `method url` with `token` (and a JSON body): the status and the JSON answer.
+async fn fhir_call(
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
         .bearer_auth(token)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .ok()
-        .map(|response| response.status())
+        .header("accept", "application/fhir+json")
+        .timeout(Duration::from_secs(10));
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap_or_default();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+/// The events numbered so far of the subscription at `url` (its `$status`).
+async fn events_since_start(url: &str, token: &str) -> u64 {
+    let (code, status) =
+        fhir_call(reqwest::Method::GET, &format!("{url}/$status"), token, None).await;
+    assert_eq!(code, 200, "{status}");
+    status["entry"][0]["resource"]["parameter"]
+        .as_array()
+        .and_then(|parameters| {
+            parameters
+                .iter()
+                .find(|p| p["name"] == "events-since-subscription-start")
+        })
+        .and_then(|p| p["valueString"].as_str())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+/// The kind and event numbers of every notification `receiver` took, in order.
+async fn notifications(receiver: &WebhookReceiver) -> Vec<(String, Vec<u64>)> {
+    receiver.notices().await["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|notice| {
+            let parameters = notice["payload"]["entry"][0]["resource"]["parameter"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let kind = parameters
+                .iter()
+                .find(|p| p["name"] == "type")
+                .and_then(|p| p["valueCode"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let numbers = parameters
+                .iter()
+                .filter(|p| p["name"] == "notification-event")
+                .filter_map(|p| {
+                    p["part"]
+                        .as_array()?
+                        .iter()
+                        .find(|part| part["name"] == "event-number")?["valueString"]
+                        .as_str()?
+                        .parse()
+                        .ok()
+                })
+                .collect();
+            (kind, numbers)
+        })
+        .collect()
+}
+
+/// Waits (a deadline against hanging, not a speed check) until `done` holds of what
+/// `receiver` took.
+async fn until_received(
+    receiver: &WebhookReceiver,
+    what: &str,
+    done: impl Fn(&[(String, Vec<u64>)]) -> bool,
+) {
+    for _ in 0..1200 {
+        if done(&notifications(receiver).await) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: received {:?}", notifications(receiver).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,6 +489,7 @@ async fn the_push_lease_passes_to_another_node_when_its_holder_is_killed() {
     let cluster = Cluster::start();
     let url = cluster.database();
     let idp = Idp::start();
+    let receiver = WebhookReceiver::start(&["--fhir-notifications"]);
     let dir = tempfile::tempdir().unwrap();
     let key = master_key_file(dir.path());
     let start = |i: usize| {
@@ -423,16 +505,52 @@ async fn the_push_lease_passes_to_another_node_when_its_holder_is_killed() {
     let mut holder = start(0);
     let mut other = start(1);
     let parent = idp.token("ouder-a").await;
-    assert_eq!(
-        subscription_probe(&holder.fhir_base(), &parent).await,
-        Some(reqwest::StatusCode::NOT_FOUND),
-        "the first node holds the push lease"
-    );
-    assert_eq!(
-        subscription_probe(&other.fhir_base(), &parent).await,
-        Some(reqwest::StatusCode::NOT_IMPLEMENTED),
-        "the second node does not"
-    );
+    let mut api = HouseholdServiceClient::new(signed(&other.url(), &parent).await);
+    let (household, client, _) =
+        naast_tests::household_with_client(&mut api, "Familie Na De Overname").await;
+
+    // The parent subscribes through the node without the push lease: the subscription is in
+    // the shared store, and the holder sends its handshake and its first event.
+    let (code, created) = fhir_call(
+        reqwest::Method::POST,
+        &format!("{}/Subscription", other.fhir_base()),
+        &parent,
+        Some(&serde_json::json!({
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "ons gezinsplan in onze PGO",
+            "criteria": "https://naast.nl/fhir/SubscriptionTopic/household-changed",
+            "_criteria": {"extension": [{
+                "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria",
+                "valueString": format!("Group?_id={household}"),
+            }]},
+            "channel": {
+                "type": "rest-hook",
+                "endpoint": receiver.url,
+                "payload": "application/fhir+json",
+                "_payload": {"extension": [{
+                    "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content",
+                    "valueCode": "id-only",
+                }]},
+            },
+        })),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let on_holder = format!("{}/Subscription/{id}", holder.fhir_base());
+    let (code, read) = fhir_call(reqwest::Method::GET, &on_holder, &parent, None).await;
+    assert_eq!(code, 200, "the holder reads it too: {read}");
+    until_received(&receiver, "the handshake, from the holder", |n| {
+        n.iter().any(|(kind, _)| kind == "handshake")
+    })
+    .await;
+    naast_tests::create_goal(&mut api, &household, &client, "voor de overname").await;
+    until_received(&receiver, "event 1, from the holder", |n| {
+        n.iter().any(|(_, numbers)| numbers.contains(&1))
+    })
+    .await;
+    assert!(holder.is_running(), "the holder sent them");
 
     // The holder dies: the other node takes the lease and runs anew to push, on its own
     // addresses again (here ports of its choosing, which it prints again).
@@ -448,17 +566,35 @@ async fn the_push_lease_passes_to_another_node_when_its_holder_is_killed() {
             line.strip_prefix("naast listening on ")
                 .map(|address| format!("http://{}", address.trim()))
         });
-        if let (Some(fhir), Some(grpc)) = (fhir, grpc)
-            && subscription_probe(&fhir, &parent).await == Some(reqwest::StatusCode::NOT_FOUND)
-        {
-            taken_over = Some(grpc);
+        if let (Some(fhir), Some(grpc)) = (fhir, grpc) {
+            taken_over = Some((fhir, grpc));
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let grpc = taken_over.expect("no node took the push lease over within a minute");
+    let (fhir, grpc) = taken_over.expect("no node took the push lease over within a minute");
     assert!(other.is_running(), "the node restarted in place");
-    // And it serves as before.
+
+    // It serves as before, and goes on with the subscription where the holder stopped: the
+    // next change is event 2, sent by the new holder.
     let mut api = HouseholdServiceClient::new(signed(&grpc, &parent).await);
-    naast_tests::household_with_client(&mut api, "Familie Na De Overname").await;
+    naast_tests::create_goal(&mut api, &household, &client, "na de overname").await;
+    until_received(&receiver, "event 2, from the new holder", |n| {
+        n.iter().any(|(_, numbers)| numbers.contains(&2))
+    })
+    .await;
+    let subscription = format!("{fhir}/Subscription/{id}");
+    assert_eq!(events_since_start(&subscription, &parent).await, 2);
+    let events: Vec<u64> = notifications(&receiver)
+        .await
+        .into_iter()
+        .filter(|(kind, _)| kind == "event-notification")
+        .flat_map(|(_, numbers)| numbers)
+        .collect();
+    let distinct: BTreeSet<u64> = events.iter().copied().collect();
+    assert_eq!(
+        distinct,
+        BTreeSet::from([1, 2]),
+        "numbered on, no gap: {events:?}"
+    );
 }

@@ -193,3 +193,50 @@ async fn keys_and_audit_years_left_in_the_data_directory_move_into_postgres() {
     assert_eq!(reopened.head(), 4, "records taken twice");
     reopened.close().await;
 }
+
+/// The push state a node kept in its data directory (before it moved beside the log) is taken
+/// into the shared table when the node holding the push lease starts: the platforms'
+/// checkpoints and ledgers go on from where they were, and the directory is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_push_state_left_in_the_data_directory_moves_into_postgres() {
+    let cluster = Cluster::start();
+    let url = cluster.database();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let data = dir.path().join("data");
+    let household = naast_domain::ids::HouseholdId(uuid::Uuid::now_v7());
+    let goal = uuid::Uuid::now_v7();
+    let entry = naast_push::store::Entry {
+        remote: Some("Goal/17".into()),
+        hash: "h".into(),
+        dead: None,
+    };
+    let own = naast_push::Store::open(&data.join("push")).unwrap_or_else(|e| panic!("{e}"));
+    own.put("jouw-omgeving", household, "Goal", goal, &entry)
+        .unwrap_or_else(|e| panic!("{e}"));
+    own.set_checkpoint("jouw-omgeving", 42)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(own);
+
+    let shared = naast_push::Store::open_postgres(&url).unwrap_or_else(|e| panic!("{e}"));
+    let taken = naast_server::adopt::push_state(&data, &shared).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(taken, 2, "the ledger entry and the checkpoint");
+    assert!(!data.join("push").exists(), "the push directory left");
+    assert_eq!(
+        shared
+            .checkpoint("jouw-omgeving")
+            .unwrap_or_else(|e| panic!("{e}")),
+        42
+    );
+    assert_eq!(
+        shared
+            .entry("jouw-omgeving", household, "Goal", goal)
+            .unwrap_or_else(|e| panic!("{e}")),
+        Some(entry)
+    );
+    assert_eq!(
+        naast_server::adopt::push_state(&data, &shared).unwrap_or_else(|e| panic!("{e}")),
+        0,
+        "nothing left to take"
+    );
+}
