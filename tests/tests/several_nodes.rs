@@ -15,6 +15,7 @@ use naast_pg_cluster::Cluster;
 use naast_proto::pb;
 use naast_proto::pb::consent_service_client::ConsentServiceClient;
 use naast_proto::pb::household_service_client::HouseholdServiceClient;
+use naast_proto::pb::push_service_client::PushServiceClient;
 use naast_tests::{
     Idp, Server, WebhookReceiver, master_key_file, search_audit, server_with_key, signed,
 };
@@ -551,6 +552,26 @@ async fn the_push_lease_passes_to_another_node_when_its_holder_is_killed() {
     })
     .await;
     assert!(holder.is_running(), "the holder sent them");
+    // The push endpoints are managed on the node that pushes; the other says so.
+    let admin = idp.token("beheerder").await;
+    let endpoints = |url: String| {
+        let admin = admin.clone();
+        async move {
+            PushServiceClient::new(signed(&url, &admin).await)
+                .list_push_endpoints(pb::ListPushEndpointsRequest {})
+                .await
+        }
+    };
+    let refused = endpoints(other.url()).await.expect_err("not the push node");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("push lease"), "{refused:?}");
+    endpoints(holder.url())
+        .await
+        .expect("the push node answers");
 
     // The holder dies: the other node takes the lease and runs anew to push, on its own
     // addresses again (here ports of its choosing, which it prints again).
@@ -577,6 +598,9 @@ async fn the_push_lease_passes_to_another_node_when_its_holder_is_killed() {
 
     // It serves as before, and goes on with the subscription where the holder stopped: the
     // next change is event 2, sent by the new holder.
+    endpoints(grpc.clone())
+        .await
+        .expect("the new push node answers");
     let mut api = HouseholdServiceClient::new(signed(&grpc, &parent).await);
     naast_tests::create_goal(&mut api, &household, &client, "na de overname").await;
     until_received(&receiver, "event 2, from the new holder", |n| {

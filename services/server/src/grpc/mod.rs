@@ -258,7 +258,10 @@ pub async fn run(
         }
         _ => (None, Vec::new()),
     };
-    let push_api = PushApi::new(pusher, households.clone(), auditor.clone(), stopped.clone());
+    let mut push_api = PushApi::new(pusher, households.clone(), auditor.clone(), stopped.clone());
+    if push_store.is_some() && !delivers {
+        push_api = push_api.pushing_elsewhere();
+    }
     let evaluation = naast_app::evaluation::Evaluation::open_in(
         log.clone(),
         projections.clone(),

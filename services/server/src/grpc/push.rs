@@ -27,6 +27,8 @@ const FEED_BATCH: usize = 256;
 #[derive(Clone)]
 pub struct PushApi {
     pusher: Option<Pusher>,
+    /// Another node pushes (it holds the push lease of the shared database).
+    elsewhere: bool,
     households: Households,
     auditor: Option<Auditor>,
     shutdown: watch::Receiver<bool>,
@@ -42,10 +44,17 @@ impl PushApi {
     ) -> Self {
         Self {
             pusher,
+            elsewhere: false,
             households,
             auditor,
             shutdown,
         }
+    }
+
+    /// Says that another node pushes: the endpoints' calls are refused here, naming where to go.
+    pub fn pushing_elsewhere(mut self) -> Self {
+        self.elsewhere = true;
+        self
     }
 
     /// Lets an administrator in (recording the call), or refuses anyone else.
@@ -60,10 +69,20 @@ impl PushApi {
     }
 
     fn pusher(&self) -> Result<&Pusher, Status> {
+        if self.elsewhere {
+            return Err(pushed_elsewhere());
+        }
         self.pusher
             .as_ref()
             .ok_or_else(|| Status::not_found("no push endpoints are configured"))
     }
+}
+
+/// The refusal of an endpoint's call on a node that does not push.
+fn pushed_elsewhere() -> Status {
+    Status::failed_precondition(
+        "this node does not push: the node holding the push lease does (its log says \"pushing to\"); ask that node",
+    )
 }
 
 fn unknown_endpoint(name: &str) -> Status {
@@ -161,6 +180,9 @@ impl pb::push_service_server::PushService for PushApi {
     ) -> Answer<pb::ListPushEndpointsResponse> {
         let (calling, _) = split(request)?;
         self.admin(&calling, Vec::new()).await?;
+        if self.elsewhere {
+            return Err(pushed_elsewhere());
+        }
         let Some(pusher) = &self.pusher else {
             return Ok(Response::new(pb::ListPushEndpointsResponse::default()));
         };
