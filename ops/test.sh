@@ -21,13 +21,18 @@ fi
 # A real browser for the web timeline's tests: Debian's Chromium and its matching chromedriver
 # (driven by Python selenium, installed below; axe-core comes with tests/node).
 # PostgreSQL from Debian's packages for the event log's second engine: each test starts a
-# throwaway cluster of its own in a temporary directory (tests/pgcluster), on a Unix socket.
+# throwaway cluster of its own in a temporary directory (tests/pgcluster), on a Unix socket
+# (and, for the TLS tests, on a loopback port).
 packages=()
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   packages+=(chromium chromium-driver)
 fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   packages+=(postgresql)
+fi
+# The openssl tool makes the certificates of the cluster that takes TLS connections only.
+if ! command -v openssl >/dev/null; then
+  packages+=(openssl)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   sudo_if_needed=""

@@ -240,3 +240,44 @@ async fn the_push_state_left_in_the_data_directory_moves_into_postgres() {
         "nothing left to take"
     );
 }
+
+/// `naast serve` on a database it reaches over TCP with TLS (the cluster takes no unencrypted
+/// TCP connection, so every connection the node opens, for the log, its watcher and syncer, the
+/// keys, the audit log, the push state and the lease, must be encrypted): it serves, and what
+/// it acknowledged is there after a SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_postgres_over_tls() {
+    let cluster = Cluster::start_with_tls();
+    let database = cluster.new_database();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        cluster.tcp_url("localhost", &database),
+        cluster.ca_file().display()
+    );
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let data = dir.path().join("data");
+    let args = [
+        "--dev",
+        "--fhir-listen",
+        "127.0.0.1:0",
+        "--storage",
+        url.as_str(),
+    ];
+    let mut server = Server::start_with(&data, &args);
+    let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
+    let (household, member, _) = naast_tests::household_with_client(&mut api, "Familie TLS").await;
+    naast_tests::create_goal(&mut api, &household, &member, "Veilig verbonden").await;
+    server.kill();
+    let server = Server::start_with(&data, &args);
+    let mut api = HouseholdServiceClient::new(server.signed("ouder").await);
+    let goals = api
+        .list_goals(pb::ListGoalsRequest {
+            household_id: household,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .into_inner()
+        .goals;
+    assert_eq!(goals.len(), 1, "{goals:?}");
+}

@@ -380,7 +380,7 @@ impl Table {
     /// Connects to the database at `url` and applies the migrations it lacks.
     pub(crate) fn open(url: &str) -> Result<Self, StoreError> {
         let db = Database::new(url).map_err(failed)?;
-        let config = db.config().clone();
+        let config = db.settings().clone();
         let client = db
             .block(ANSWER_WITHIN, async move {
                 let client = Self::connect(&config).await?;
@@ -396,7 +396,7 @@ impl Table {
         })
     }
 
-    async fn connect(config: &tokio_postgres::Config) -> Result<Client, String> {
+    async fn connect(config: &naast_postgres::Settings) -> Result<Client, String> {
         let client = Database::connect(config)
             .await
             .map_err(|e| error_text(&e))?;
@@ -420,7 +420,7 @@ impl Table {
         let client = self
             .client
             .get(&self.db, Client::is_closed, || {
-                let config = self.db.config().clone();
+                let config = self.db.settings().clone();
                 async move { Self::connect(&config).await }
             })
             .map_err(failed)?;

@@ -153,7 +153,7 @@ impl PgStorage {
         let table = table.to_owned();
         let for_open = table.clone();
         let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
-        let config = db.config().clone();
+        let config = db.settings().clone();
         let opened = db.block(
             std::time::Duration::from_secs(LOCK_WAIT_SECONDS) + ANSWER_WITHIN,
             async move {
@@ -284,7 +284,7 @@ impl PgStorage {
             &self.db,
             |reader| reader.client.is_closed(),
             || {
-                let (config, table) = (self.db.config().clone(), self.table.clone());
+                let (config, table) = (self.db.settings().clone(), self.table.clone());
                 async move { Reader::connect(&config, &table).await }
             },
         )
@@ -319,7 +319,7 @@ impl PgStorage {
 }
 
 impl Reader {
-    async fn connect(config: &tokio_postgres::Config, table: &str) -> Result<Self, String> {
+    async fn connect(config: &naast_postgres::Settings, table: &str) -> Result<Self, String> {
         let client = connect(config).await?;
         let prepare = |sql: String| {
             let client = &client;
@@ -348,7 +348,7 @@ impl Reader {
     }
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, String> {
+async fn connect(config: &naast_postgres::Settings) -> Result<Client, String> {
     Database::connect(config).await.map_err(|e| error_text(&e))
 }
 
@@ -356,7 +356,7 @@ async fn connect(config: &tokio_postgres::Config) -> Result<Client, String> {
 /// `naast_log`), and every second in case one was missed; listens again on a new connection when
 /// one is lost. Runs until the engine's runtime stops.
 async fn watch(
-    config: tokio_postgres::Config,
+    config: naast_postgres::Settings,
     table: String,
     own_pid: i32,
     wake: Box<dyn Fn() + Send + Sync>,
@@ -365,7 +365,7 @@ async fn watch(
     every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = 0_u32;
     loop {
-        match config.connect(tokio_postgres::NoTls).await {
+        match config.connect().await {
             Ok((client, mut connection)) => {
                 let (told, mut notifications) = tokio::sync::mpsc::unbounded_channel();
                 let messages = tokio::spawn(async move {
@@ -426,7 +426,7 @@ async fn watch(
 /// years), by name.
 pub fn tables_starting(url: &str, prefix: &str) -> Result<Vec<String>, StorageError> {
     let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
-    let (config, prefix) = (db.config().clone(), prefix.to_owned());
+    let (config, prefix) = (db.settings().clone(), prefix.to_owned());
     db.block(ANSWER_WITHIN, async move {
         let client = connect(&config).await?;
         naast_postgres::tables_starting(&client, &prefix)
@@ -446,7 +446,10 @@ pub fn drop_table(url: &str, table: &str) -> Result<(), StorageError> {
         ));
     }
     let db = Database::new(url).map_err(|e| StorageError::new("remove", e))?;
-    let (config, drop) = (db.config().clone(), format!("DROP TABLE IF EXISTS {table}"));
+    let (config, drop) = (
+        db.settings().clone(),
+        format!("DROP TABLE IF EXISTS {table}"),
+    );
     db.block(ANSWER_WITHIN, async move {
         let client = connect(&config).await?;
         client
@@ -577,7 +580,7 @@ impl Storage for PgStorage {
 
     fn watch(&self, wake: Box<dyn Fn() + Send + Sync>) {
         self.db.spawn(watch(
-            self.db.config().clone(),
+            self.db.settings().clone(),
             self.table.clone(),
             self.writer_pid,
             wake,

@@ -266,5 +266,9 @@ async fn a_database_that_cannot_be_reached_is_named_at_open() {
     let bad = EventLog::open_postgres("postgres://naast@/x?sslmode=wrong", Options::default())
         .err()
         .expect("a bad URL is refused");
+    assert!(bad.to_string().contains("sslmode=wrong"), "{bad}");
+    let bad = EventLog::open_postgres("postgres://naast@/x?colour=blue", Options::default())
+        .err()
+        .expect("a URL with an unknown option is refused");
     assert!(bad.to_string().contains("PostgreSQL URL"), "{bad}");
 }

@@ -10,9 +10,207 @@
 //! # When PostgreSQL does not answer
 //! Connections are opened with a timeout and kept alive with TCP keepalives and a TCP user
 //! timeout; every call made through [`Database::block`] waits at most the time it is given.
+//!
+//! # TLS
+//! With `sslmode=require` (or libpq's `verify-ca`, `verify-full`) in the URL, every connection
+//! is encrypted with rustls, and the server's certificate is checked as libpq's `verify-full`
+//! does: its chain up to a trusted CA and the host name. The CAs trusted are those of the file
+//! `sslrootcert=` names (PEM), or else the public ones (Mozilla's list). Without `sslmode`, or
+//! with `disable`, the connection is not encrypted (a Unix socket, a private network);
+//! `prefer`, which would fall back to an unencrypted connection unnoticed, is refused, as are
+//! client certificates (`sslcert`, `sslkey`).
 
 use std::future::Future;
-use tokio_postgres::{Client, NoTls};
+use std::sync::Arc;
+use tokio_postgres::Client;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+type TlsStream =
+    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream;
+
+/// A connection's task, encrypted or not: drives it until it closes (await it, or take its
+/// messages with [`Connection::poll_message`]).
+pub enum Connection {
+    /// Unencrypted (boxed, as the other).
+    Plain(
+        Box<tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>>,
+    ),
+    /// With TLS (its buffers make it large: boxed).
+    Encrypted(Box<tokio_postgres::Connection<tokio_postgres::Socket, TlsStream>>),
+}
+
+impl Connection {
+    /// The next message from the server (a notification, a notice), as tokio-postgres's
+    /// `Connection::poll_message`.
+    pub fn poll_message(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<tokio_postgres::AsyncMessage, tokio_postgres::Error>>> {
+        match self {
+            Connection::Plain(connection) => connection.poll_message(cx),
+            Connection::Encrypted(connection) => connection.poll_message(cx),
+        }
+    }
+}
+
+impl Future for Connection {
+    type Output = Result<(), tokio_postgres::Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Connection::Plain(connection) => std::pin::Pin::new(&mut **connection).poll(cx),
+            Connection::Encrypted(connection) => std::pin::Pin::new(&mut **connection).poll(cx),
+        }
+    }
+}
+
+/// How naast connects to a database: tokio-postgres's settings, and TLS as the URL asks.
+#[derive(Clone)]
+pub struct Settings {
+    config: tokio_postgres::Config,
+    /// `None`: unencrypted (TLS is not even set up: a Unix socket has no host name to check).
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl Settings {
+    /// The settings of `url`; `Err` says what is wrong with it, never repeating it (it may hold
+    /// a password).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if !is_url(url) {
+            return Err("give a postgres:// or postgresql:// URL".to_owned());
+        }
+        let (url, ca_file) = take_tls_options(url)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+        // Without `sslmode` tokio-postgres would prefer TLS: naast then does not encrypt (an
+        // explicit `prefer` was refused above).
+        let encrypted = config.get_ssl_mode() == SslMode::Require;
+        if !encrypted {
+            config.ssl_mode(SslMode::Disable);
+            if ca_file.is_some() {
+                return Err(
+                    "sslrootcert is given but the connection is not encrypted: add sslmode=require"
+                        .to_owned(),
+                );
+            }
+        }
+        // A database that stops answering is noticed: connecting, and on an open connection.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(ANSWER_WITHIN);
+        }
+        if config.get_keepalives_idle() > std::time::Duration::from_secs(30) {
+            config.keepalives_idle(std::time::Duration::from_secs(30));
+        }
+        let tls = if encrypted {
+            Some(MakeRustlsConnect::new(tls_config(ca_file.as_deref())?))
+        } else {
+            None
+        };
+        Ok(Self { config, tls })
+    }
+
+    /// tokio-postgres's settings.
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// A new connection and the task that drives it (run it on the runtime it is used from).
+    pub async fn connect(&self) -> Result<(Client, Connection), tokio_postgres::Error> {
+        Ok(match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                (client, Connection::Encrypted(Box::new(connection)))
+            }
+            None => {
+                let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+                (client, Connection::Plain(Box::new(connection)))
+            }
+        })
+    }
+}
+
+/// `url` without the TLS options tokio-postgres does not know (`sslrootcert`; libpq's
+/// `verify-ca` and `verify-full` become `require`, which naast checks as `verify-full`), and the
+/// CA file named.
+fn take_tls_options(url: &str) -> Result<(String, Option<String>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None));
+    };
+    let mut kept = Vec::new();
+    let mut ca_file = None;
+    for piece in query.split('&') {
+        let (key, value) = form_urlencoded::parse(piece.as_bytes())
+            .next()
+            .unwrap_or_default();
+        match (key.as_ref(), value.as_ref()) {
+            ("sslrootcert", file) => ca_file = Some(file.to_owned()),
+            ("sslmode", "verify-ca" | "verify-full") => kept.push("sslmode=require".to_owned()),
+            ("sslmode", mode @ ("allow" | "prefer")) => {
+                return Err(format!(
+                    "sslmode={mode} would go on unencrypted when TLS fails: say sslmode=require (encrypted, the server's certificate checked) or sslmode=disable"
+                ));
+            }
+            ("sslmode", "disable" | "require") => kept.push(piece.to_owned()),
+            ("sslmode", mode) => {
+                return Err(format!(
+                    "sslmode={mode}: give require (or verify-full, verify-ca: the same here) or disable"
+                ));
+            }
+            ("sslcert" | "sslkey" | "sslpassword", _) => {
+                return Err(format!(
+                    "{key}: client certificates are not supported; authenticate with a password or over a Unix socket"
+                ));
+            }
+            _ => kept.push(piece.to_owned()),
+        }
+    }
+    Ok((
+        if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        },
+        ca_file,
+    ))
+}
+
+/// rustls's client settings: the CAs of `ca_file` (PEM), or else the public ones.
+fn tls_config(ca_file: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(file) => {
+            let certificates = CertificateDer::pem_file_iter(file)
+                .map_err(|e| format!("sslrootcert: cannot read {file}: {e}"))?;
+            for certificate in certificates {
+                let certificate = certificate.map_err(|e| format!("sslrootcert: {file}: {e}"))?;
+                roots
+                    .add(certificate)
+                    .map_err(|e| format!("sslrootcert: {file}: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("sslrootcert: {file} holds no certificate"));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
 
 /// The schema's migrations: version, name, SQL. Applied in this order, each once.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -54,7 +252,7 @@ pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(30
 pub struct Database {
     /// `None` only while being dropped.
     runtime: Option<tokio::runtime::Runtime>,
-    config: tokio_postgres::Config,
+    settings: Settings,
 }
 
 impl Database {
@@ -62,20 +260,7 @@ impl Database {
     /// percent-encoded as the host); nothing is connected yet. `Err` says what is wrong with the
     /// URL, never repeating it (it may hold a password).
     pub fn new(url: &str) -> Result<Self, String> {
-        check_url(url)?;
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| format!("the PostgreSQL URL: {e}"))?;
-        // A database that stops answering is noticed: connecting, and on an open connection.
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(std::time::Duration::from_secs(10));
-        }
-        if config.get_tcp_user_timeout().is_none() {
-            config.tcp_user_timeout(ANSWER_WITHIN);
-        }
-        if config.get_keepalives_idle() > std::time::Duration::from_secs(30) {
-            config.keepalives_idle(std::time::Duration::from_secs(30));
-        }
+        let settings = Settings::parse(url)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("naast-postgres")
@@ -84,19 +269,19 @@ impl Database {
             .map_err(|e| format!("cannot start PostgreSQL's connection thread: {e}"))?;
         Ok(Self {
             runtime: Some(runtime),
-            config,
+            settings,
         })
     }
 
     /// The connection settings.
-    pub fn config(&self) -> &tokio_postgres::Config {
-        &self.config
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// A new connection (its task runs on this database's runtime); call from within
     /// [`Database::block`] or [`Database::spawn`].
-    pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-        let (client, connection) = config.connect(NoTls).await?;
+    pub async fn connect(settings: &Settings) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) = settings.connect().await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::error!(error = %error_text(&e), "a PostgreSQL connection ended");
@@ -176,10 +361,10 @@ impl Lease {
     /// does); waits at most [`ANSWER_WITHIN`].
     pub fn try_take(url: &str, key: i64) -> Result<Option<Self>, String> {
         let db = Database::new(url)?;
-        let config = db.config().clone();
+        let settings = db.settings().clone();
         let (tell, lost) = tokio::sync::watch::channel(false);
         let taken = db.block(ANSWER_WITHIN, async move {
-            let (client, connection) = config.connect(NoTls).await.map_err(|e| error_text(&e))?;
+            let (client, connection) = settings.connect().await.map_err(|e| error_text(&e))?;
             let held = tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::error!(error = %error_text(&e), "the connection holding a lease ended");
@@ -347,18 +532,7 @@ pub async fn tables_starting(
 /// Whether `url` is a PostgreSQL URL naast can connect with: `Err` says what is wrong (never
 /// repeating the URL, which may hold a password).
 pub fn check_url(url: &str) -> Result<(), String> {
-    if !is_url(url) {
-        return Err("give a postgres:// or postgresql:// URL".to_owned());
-    }
-    let config = url
-        .parse::<tokio_postgres::Config>()
-        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(
-            "sslmode=require: naast does not speak TLS to PostgreSQL; reach it over a Unix socket or a private network".to_owned(),
-        );
-    }
-    Ok(())
+    Settings::parse(url).map(drop)
 }
 
 /// Whether `location` names a PostgreSQL database rather than a directory.

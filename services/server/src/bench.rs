@@ -323,12 +323,9 @@ pub(crate) async fn plain_table(
     per_client: usize,
     size: usize,
 ) -> Result<f64, BenchError> {
-    let config: tokio_postgres::Config = url.parse().map_err(|e| fail(&e))?;
+    let settings = naast_postgres::Settings::parse(url).map_err(|e| fail(&e))?;
     let connect = || async {
-        let (client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| fail(&e))?;
+        let (client, connection) = settings.connect().await.map_err(|e| fail(&e))?;
         tokio::spawn(connection);
         Ok::<_, BenchError>(client)
     };

@@ -33,7 +33,7 @@ impl KeyTable {
     /// Connects to the database at `url` and applies the migrations it lacks.
     pub(crate) fn open(url: &str) -> Result<Self, VaultError> {
         let db = Database::new(url).map_err(failed)?;
-        let config = db.config().clone();
+        let config = db.settings().clone();
         let client = db
             .block(ANSWER_WITHIN, async move {
                 let client = Self::connect(&config).await?;
@@ -49,7 +49,7 @@ impl KeyTable {
         })
     }
 
-    async fn connect(config: &tokio_postgres::Config) -> Result<Client, String> {
+    async fn connect(config: &naast_postgres::Settings) -> Result<Client, String> {
         let client = Database::connect(config)
             .await
             .map_err(|e| error_text(&e))?;
@@ -72,7 +72,7 @@ impl KeyTable {
         let client = self
             .client
             .get(&self.db, Client::is_closed, || {
-                let config = self.db.config().clone();
+                let config = self.db.settings().clone();
                 async move { Self::connect(&config).await }
             })
             .map_err(failed)?;
