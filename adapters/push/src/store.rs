@@ -98,6 +98,7 @@ pub struct Store {
 }
 
 type Subscription = naast_fhir_http::subscriptions::Subscription;
+use naast_fhir_http::subscriptions::Status;
 type NotificationEvent = naast_fhir_http::subscriptions::NotificationEvent;
 
 fn damaged(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -136,6 +137,11 @@ impl Store {
     /// end a subscription, so the dispatcher looks again now and then.
     pub fn is_shared(&self) -> bool {
         matches!(self.db, Place::Postgres(_))
+    }
+
+    /// Whether the store holds nothing at all.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        self.db.is_empty()
     }
 
     /// Takes `entries` (a backup's, or a data directory's store's) into this store shared in
@@ -469,29 +475,42 @@ impl Store {
         Ok(out)
     }
 
-    /// Changes the subscription `id` with `change`, which says what else to write first (or
-    /// `None`: nothing to change). A compare-and-swap of the stored subscription, tried again
-    /// when another change (of this process or another node) got there first, so no change is
-    /// lost; durable before it returns.
-    fn change_subscription<T>(
+    /// Changes the subscription `id` with `change`, which says whether to change it (`None`:
+    /// leave it) and what entry of its events to write with the change. A compare-and-swap of the
+    /// stored subscription, tried again when another change (of this process or another node) got
+    /// there first, so no change is lost; the event is written with the swap that counts it
+    /// (on PostgreSQL in one statement: an event is never written over by a count that lost its
+    /// race). Durable before it returns.
+    fn change_subscription(
         &self,
         id: Uuid,
-        mut change: impl FnMut(&mut Subscription) -> Result<Option<T>, StoreError>,
-        mut first: impl FnMut(&T) -> Result<(), StoreError>,
+        mut change: impl FnMut(
+            &mut Subscription,
+        ) -> Result<Option<Option<crate::trees::Entry>>, StoreError>,
     ) -> Result<(), StoreError> {
         loop {
             let Some((mut subscription, stored)) = self.subscription_as_stored(id)? else {
                 return Ok(());
             };
-            let Some(before) = change(&mut subscription)? else {
+            let Some(also) = change(&mut subscription)? else {
                 return Ok(());
             };
-            first(&before)?;
             let changed = Self::subscription_bytes(&subscription)?;
-            if self
-                .subscriptions
-                .compare_and_swap(id.as_bytes(), Some(&stored), Some(&changed))?
-            {
+            let swapped = match also {
+                Some(event) => self.subscriptions.swap_writing(
+                    id.as_bytes(),
+                    &stored,
+                    &changed,
+                    &self.subscription_events,
+                    event,
+                )?,
+                None => self.subscriptions.compare_and_swap(
+                    id.as_bytes(),
+                    Some(&stored),
+                    Some(&changed),
+                )?,
+            };
+            if swapped {
                 self.db.flush()?;
                 return Ok(());
             }
@@ -504,45 +523,35 @@ impl Store {
         id: Uuid,
         f: impl Fn(&mut Subscription),
     ) -> Result<(), StoreError> {
-        self.change_subscription(
-            id,
-            |subscription| {
-                f(subscription);
-                Ok(Some(()))
-            },
-            |()| Ok(()),
-        )
+        self.change_subscription(id, |subscription| {
+            f(subscription);
+            Ok(Some(None))
+        })
     }
 
     /// Numbers `event` (of the log's `position`) next for the subscription, unless it counted
-    /// that position already: the event is kept, then the count; durable before it returns.
+    /// that position already or has ended (`off`, `error`); durable before it returns.
     pub fn count_subscription_event(
         &self,
         id: Uuid,
         position: u64,
         event: NotificationEvent,
     ) -> Result<(), StoreError> {
-        self.change_subscription(
-            id,
-            |subscription| {
-                if position < subscription.from_position {
-                    return Ok(None);
-                }
-                let mut event = event.clone();
-                event.number = subscription.events + 1;
-                subscription.events = event.number;
-                subscription.from_position = position + 1;
-                Ok(Some(event))
-            },
-            // The event before the count that points at it: a crash in between leaves an event
-            // past the count, written over when the position is counted again.
-            |event| {
-                let mut key = id.as_bytes().to_vec();
-                key.extend_from_slice(&event.number.to_be_bytes());
-                let value = serde_json::to_vec(event).map_err(|e| damaged("event", e))?;
-                self.subscription_events.insert(&key, &value)
-            },
-        )
+        self.change_subscription(id, |subscription| {
+            if position < subscription.from_position
+                || matches!(subscription.status, Status::Off | Status::Error)
+            {
+                return Ok(None);
+            }
+            let mut event = event.clone();
+            event.number = subscription.events + 1;
+            subscription.events = event.number;
+            subscription.from_position = position + 1;
+            let mut key = id.as_bytes().to_vec();
+            key.extend_from_slice(&event.number.to_be_bytes());
+            let value = serde_json::to_vec(&event).map_err(|e| damaged("event", e))?;
+            Ok(Some(Some((key, value))))
+        })
     }
 
     /// The subscription's events numbered `since..=until`.
@@ -581,12 +590,29 @@ impl Store {
         }
     }
 
-    /// Notes the number of the subscription's last event delivered.
+    /// Notes the number of the subscription's last event delivered; it only goes forward (a
+    /// late note of an earlier number, from a node that sent it again, is ignored).
     pub fn set_subscription_delivered(&self, id: Uuid, number: u64) -> Result<(), StoreError> {
-        self.delivered
-            .insert(id.as_bytes(), &number.to_be_bytes())?;
-        self.db.flush()?;
-        Ok(())
+        loop {
+            let stored = self.delivered.get(id.as_bytes())?;
+            let current = match &stored {
+                None => 0,
+                Some(v) => <[u8; 8]>::try_from(v.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| damaged("delivered", "not a number"))?,
+            };
+            if stored.is_some() && number <= current {
+                return Ok(());
+            }
+            if self.delivered.compare_and_swap(
+                id.as_bytes(),
+                stored.as_deref(),
+                Some(&number.to_be_bytes()),
+            )? {
+                self.db.flush()?;
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -41,6 +41,9 @@ const BATCH: usize = 1024;
 /// How often the dispatcher of a store shared by several nodes looks for subscriptions made or
 /// ended on the others (a handshake waits at most this long).
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
+/// How long after a subscription's task stopped (a store failure, an endpoint that cannot be
+/// served) it may be started again.
+const START_AGAIN_AFTER: Duration = Duration::from_secs(30);
 
 /// The subscriptions kept in the push store, and the wake-ups of their tasks.
 #[derive(Clone)]
@@ -50,6 +53,9 @@ pub struct Subscriptions {
     created: Arc<Notify>,
     /// Each running task's wake-up.
     tasks: Arc<Mutex<HashMap<Uuid, Arc<Notify>>>>,
+    /// When each task that stopped stopped: one of a subscription still going is started again
+    /// only [`START_AGAIN_AFTER`] later (its reason may last).
+    ended: Arc<Mutex<HashMap<Uuid, std::time::Instant>>>,
 }
 
 fn failure(e: impl std::fmt::Display) -> StoreFailure {
@@ -63,6 +69,7 @@ impl Subscriptions {
             store,
             created: Arc::new(Notify::new()),
             tasks: Arc::default(),
+            ended: Arc::default(),
         }
     }
 
@@ -168,6 +175,15 @@ fn start_tasks(
         if tasks.contains_key(&subscription.id) {
             continue;
         }
+        let recently = subscriptions
+            .ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&subscription.id)
+            .is_some_and(|at| at.elapsed() < START_AGAIN_AFTER);
+        if recently {
+            continue;
+        }
         let wake = Arc::new(Notify::new());
         tasks.insert(subscription.id, wake.clone());
         let (subscriptions, auditor, stop) =
@@ -175,6 +191,11 @@ fn start_tasks(
         tokio::spawn(async move {
             let id = subscription.id;
             deliver(&subscriptions, id, auditor.as_ref(), &wake, stop).await;
+            subscriptions
+                .ended
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, std::time::Instant::now());
             subscriptions
                 .tasks
                 .lock()
@@ -317,7 +338,17 @@ async fn deliver(
                 return;
             }
         };
-        let delivered = store.subscription_delivered(id).unwrap_or(0);
+        let delivered = match store.subscription_delivered(id) {
+            Ok(delivered) => delivered,
+            Err(e) => {
+                // Not "none delivered": that would send every event again. Asked again shortly.
+                tracing::error!(error = %e, %id, "reading how far a subscription was delivered");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
         let (kind, events) = match subscription.status {
             Status::Off | Status::Error => return,
             Status::Requested => (NotificationType::Handshake, Vec::new()),
@@ -382,6 +413,10 @@ async fn deliver(
                 store.set_subscription_delivered(id, events.last().map_or(delivered, |e| e.number))
             }
             (Answer::Refused { status, body }, _) => store.update_subscription(id, |s| {
+                // One its owner ended meanwhile stays ended, with its reason.
+                if s.status == Status::Off {
+                    return;
+                }
                 s.status = Status::Error;
                 s.error = Some(format!(
                     "the endpoint refused a notification: {status} {}",

@@ -53,12 +53,40 @@ impl Place {
         Ok(())
     }
 
-    /// A number never handed out before by this database (sled's id counter); `0` where there is
-    /// none (the caller goes on past what is stored in any case).
+    /// A number never handed out before by this database (sled's id counter, or the sequence
+    /// `naast_push_ids`).
     pub(crate) fn generate_id(&self) -> Result<u64, StoreError> {
         match self {
             Place::Sled(db) => Ok(db.generate_id()?),
-            Place::Postgres(_) => Ok(0),
+            Place::Postgres(table) => {
+                let id: i64 = table.run(|client| async move {
+                    Ok(client
+                        .query_one("SELECT nextval('naast_push_ids')", &[])
+                        .await?
+                        .get(0))
+                })?;
+                Ok(u64::try_from(id).unwrap_or(0))
+            }
+        }
+    }
+
+    /// Whether no tree holds an entry.
+    pub(crate) fn is_empty(&self) -> Result<bool, StoreError> {
+        match self {
+            Place::Sled(db) => {
+                for name in db.tree_names() {
+                    if name.as_ref() != b"__sled__default" && !db.open_tree(name)?.is_empty() {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Place::Postgres(table) => table.run(|client| async move {
+                Ok(client
+                    .query_one("SELECT NOT EXISTS (SELECT 1 FROM naast_push)", &[])
+                    .await?
+                    .get(0))
+            }),
         }
     }
 
@@ -267,6 +295,47 @@ impl Tree {
                         };
                     Ok(changed == 1)
                 })
+            }
+        }
+    }
+
+    /// [`Tree::compare_and_swap`] of `key` from `old` to `new` (both present), writing `also`
+    /// (an entry of `other`) with it: on PostgreSQL in the same statement, so `also` is written
+    /// if and only if the swap is made; on sled (one process) first, so a crash between the two
+    /// leaves `also` without the swap that refers to it, never the reverse.
+    pub(crate) fn swap_writing(
+        &self,
+        key: &[u8],
+        old: &[u8],
+        new: &[u8],
+        other: &Tree,
+        also: Entry,
+    ) -> Result<bool, StoreError> {
+        match (self, other) {
+            (Tree::Postgres { table, name }, Tree::Postgres { name: other, .. }) => {
+                let (name, other) = (*name, *other);
+                let (key, old, new) = (key.to_vec(), old.to_vec(), new.to_vec());
+                let (also_key, also_value) = also;
+                table.run(move |client| async move {
+                    let swapped = client
+                        .query_one(
+                            "WITH swapped AS (UPDATE naast_push SET value = $4 \
+                             WHERE tree = $1 AND key = $2 AND value = $3 RETURNING 1), \
+                             written AS (INSERT INTO naast_push (tree, key, value) \
+                             SELECT $5, $6, $7 FROM swapped \
+                             ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value \
+                             RETURNING 1) \
+                             SELECT count(*) FROM swapped",
+                            &[&name, &key, &old, &new, &other, &also_key, &also_value],
+                        )
+                        .await?
+                        .get::<_, i64>(0);
+                    Ok(swapped == 1)
+                })
+            }
+            _ => {
+                other.insert(&also.0, &also.1)?;
+                self.compare_and_swap(key, Some(old), Some(new))
             }
         }
     }

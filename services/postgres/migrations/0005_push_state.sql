@@ -7,4 +7,6 @@ CREATE TABLE naast_push (
     key bytea NOT NULL,
     value bytea NOT NULL,
     PRIMARY KEY (tree, key)
-)
+);
+-- Dead letters' numbers: never handed out twice, also after the highest letter was removed.
+CREATE SEQUENCE naast_push_ids

@@ -88,7 +88,11 @@ impl Settings {
             .parse()
             .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
         // Without `sslmode` tokio-postgres would prefer TLS: naast then does not encrypt (an
-        // explicit `prefer` was refused above).
+        // explicit `prefer` was refused above; one that reached tokio-postgres all the same was
+        // read differently there than here: refused rather than taken as no TLS).
+        if config.get_ssl_mode() == SslMode::Prefer && url.contains("sslmode") {
+            return Err("sslmode: read differently than given; put it in the query (after the host and database), as require or disable".to_owned());
+        }
         let encrypted = config.get_ssl_mode() == SslMode::Require;
         if !encrypted {
             config.ssl_mode(SslMode::Disable);
@@ -141,16 +145,26 @@ impl Settings {
 /// `verify-ca` and `verify-full` become `require`, which naast checks as `verify-full`), and the
 /// CA file named.
 fn take_tls_options(url: &str) -> Result<(String, Option<String>), String> {
-    let Some((base, query)) = url.split_once('?') else {
+    // The query starts after the user info (a password may hold a `?`, unencoded).
+    let after_user = url.rfind('@').map_or(0, |at| at + 1);
+    let Some(start) = url[after_user..].find('?').map(|q| after_user + q) else {
         return Ok((url.to_owned(), None));
     };
+    let (base, query) = (&url[..start], &url[start + 1..]);
     let mut kept = Vec::new();
     let mut ca_file = None;
     for piece in query.split('&') {
-        let (key, value) = form_urlencoded::parse(piece.as_bytes())
-            .next()
-            .unwrap_or_default();
-        match (key.as_ref(), value.as_ref()) {
+        // Percent-decoded only, as libpq does (a `+` stays a `+`).
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let (key, value) = match piece.split_once('=') {
+            Some((key, value)) => (decode(key), decode(value)),
+            None => (decode(piece), String::new()),
+        };
+        match (key.as_str(), value.as_str()) {
             ("sslrootcert", file) => ca_file = Some(file.to_owned()),
             ("sslmode", "verify-ca" | "verify-full") => kept.push("sslmode=require".to_owned()),
             ("sslmode", mode @ ("allow" | "prefer")) => {

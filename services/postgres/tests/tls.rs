@@ -91,3 +91,25 @@ fn urls_asking_for_what_naast_does_not_do_are_refused_naming_the_option() {
         assert!(Database::new(&format!("{base}{query}")).is_ok(), "{query}");
     }
 }
+
+#[test]
+fn tls_options_are_read_from_the_query_only_and_percent_decoded_only() {
+    // A `?` in the password (unencoded) is not the query's start: `prefer` is still refused.
+    let refused = Database::new("postgresql://naast:ge?heim@db.example.nl/naast?sslmode=prefer")
+        .err()
+        .expect("prefer behind a password with a question mark");
+    assert!(refused.contains("sslmode=prefer"), "{refused}");
+    assert!(
+        !refused.contains("geheim") && !refused.contains("ge?heim"),
+        "{refused}"
+    );
+    // A `+` in a file name is a `+` (libpq's reading), `%20` a space.
+    let dir = tempfile::tempdir().unwrap();
+    let refused = Database::new(&format!(
+        "postgresql://naast@db.example.nl/naast?sslmode=require&sslrootcert={}/pg+ca%20x.pem",
+        dir.path().display()
+    ))
+    .err()
+    .expect("no such file");
+    assert!(refused.contains("pg+ca x.pem"), "{refused}");
+}

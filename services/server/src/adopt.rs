@@ -14,9 +14,11 @@
 //! in their year's table in the order they were written.
 //!
 //! - **The push state** (what each platform was sent; the FHIR Subscriptions): the node holding
-//!   the push lease takes its directory's store into the shared table ([`push_state`]), each
-//!   entry unless the table holds its key already, then removes the directory. Another node's
-//!   directory is left as it is: it pushed last before the one that holds the lease now.
+//!   the push lease takes its directory's store into the shared table ([`push_state`]) when the
+//!   table holds no push state yet, then removes the directory. Once the table holds any, a
+//!   directory is left as it is, with a warning: of several nodes' directories only the last
+//!   pusher's is current, and an older one taken in would bring back withdrawn resources and
+//!   replayed dead letters. So start first the node that pushed last.
 
 use naast_eventlog::{Direction, EventLog, ExpectedRevision, NewEvent, Options};
 use std::path::Path;
@@ -76,6 +78,19 @@ pub fn push_state(data_dir: &Path, shared: &naast_push::Store) -> Result<u64, St
     let own = naast_push::Store::open(&dir).map_err(|e| e.to_string())?;
     let entries = own.backup_entries().map_err(|e| e.to_string())?;
     drop(own);
+    // A start cut short after some chunks went in finds its own entries there: taken in again,
+    // each once. Any other state there is newer than this directory's.
+    let ours = |shared: &naast_push::Store| -> Result<bool, String> {
+        let held = shared.backup_entries().map_err(|e| e.to_string())?;
+        Ok(held.iter().all(|entry| entries.contains(entry)))
+    };
+    if !shared.is_empty().map_err(|e| e.to_string())? && !ours(shared)? {
+        tracing::warn!(
+            dir = %dir.display(),
+            "the database holds push state already: this node's old push directory is left as it is (it is older than what pushed since); remove it once you are sure"
+        );
+        return Ok(0);
+    }
     let taken = shared.take_in(&entries).map_err(|e| e.to_string())?;
     // Every entry is durable in the database (or was there already): the directory may go.
     std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
