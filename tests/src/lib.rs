@@ -960,3 +960,33 @@ pub async fn scrape_metrics(server: &Server) -> std::collections::BTreeMap<Strin
     }
     samples
 }
+
+/// The FHIR call `method url` with `token` as bearer token (and a JSON body): the status and the
+/// JSON answer (`null` when there is none).
+pub async fn fhir_call(
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token)
+        .header("accept", "application/fhir+json")
+        .timeout(std::time::Duration::from_secs(10));
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string());
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}

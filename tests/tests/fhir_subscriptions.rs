@@ -10,7 +10,8 @@
 
 use naast_proto::pb;
 use naast_tests::{
-    Server, WebhookReceiver, create_goal, grant_platform, household_with_client, search_audit,
+    Server, WebhookReceiver, create_goal, fhir_call, grant_platform, household_with_client,
+    search_audit,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -25,30 +26,6 @@ const ARRIVAL: Duration = Duration::from_secs(120);
 
 fn serve(data: &Path) -> Server {
     Server::start_with(data, &["--dev", "--fhir-listen", "127.0.0.1:0"])
-}
-
-async fn call(
-    method: reqwest::Method,
-    url: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(token)
-        .header("accept", "application/fhir+json");
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/fhir+json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.unwrap_or_default();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 fn subscription(filter: &str, endpoint: &str) -> Value {
@@ -138,7 +115,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
     // The platform (acting for the parent) subscribes to the household.
     let base = server.fhir_base();
     let pgo = server.token("pgo").to_owned();
-    let (status, created) = call(
+    let (status, created) = fhir_call(
         reqwest::Method::POST,
         &format!("{base}/Subscription"),
         &pgo,
@@ -154,7 +131,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
     let read = |server: &Server| {
         let url = format!("{}/Subscription/{id}", server.fhir_base());
         let token = server.token("pgo").to_owned();
-        async move { call(reqwest::Method::GET, &url, &token, None).await }
+        async move { fhir_call(reqwest::Method::GET, &url, &token, None).await }
     };
     // Active once the handshake got through the faults.
     let deadline = tokio::time::Instant::now() + ARRIVAL;
@@ -189,7 +166,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
     let deadline = tokio::time::Instant::now() + ARRIVAL;
     let (total, received) = loop {
         let (code, status) =
-            call(reqwest::Method::GET, &status_url, server.token("pgo"), None).await;
+            fhir_call(reqwest::Method::GET, &status_url, server.token("pgo"), None).await;
         assert_eq!(code, 200, "{status}");
         let total: u64 = parameter(
             &status["entry"][0]["resource"],
@@ -252,7 +229,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
     assert_eq!(seen, (1..=total).collect::<Vec<_>>());
 
     // $events gives the same numbers again.
-    let (code, events) = call(
+    let (code, events) = fhir_call(
         reqwest::Method::GET,
         &format!(
             "{}/Subscription/{id}/$events?eventsSinceNumber=1&eventsUntilNumber={total}",
@@ -286,7 +263,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
     assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
 
     // Someone else cannot see it; the family's revocation turns it off.
-    let (code, _) = call(
+    let (code, _) = fhir_call(
         reqwest::Method::GET,
         &format!("{}/Subscription/{id}", server.fhir_base()),
         server.token("zorgverlener"),
@@ -387,7 +364,7 @@ async fn bad_subscriptions_are_refused_naming_the_element() {
         ),
     ];
     for (body, expression) in cases {
-        let (code, outcome) = call(
+        let (code, outcome) = fhir_call(
             reqwest::Method::POST,
             &format!("{base}/Subscription"),
             server.token("ouder"),
@@ -401,7 +378,7 @@ async fn bad_subscriptions_are_refused_naming_the_element() {
         );
     }
     // A household the caller may not see is refused like one that does not exist.
-    let (code, outcome) = call(
+    let (code, outcome) = fhir_call(
         reqwest::Method::POST,
         &format!("{base}/Subscription"),
         server.token("zorgverlener"),
@@ -410,7 +387,7 @@ async fn bad_subscriptions_are_refused_naming_the_element() {
     .await;
     assert_eq!(code, 403, "{outcome}");
     // The owner's own works.
-    let (code, created) = call(
+    let (code, created) = fhir_call(
         reqwest::Method::POST,
         &format!("{base}/Subscription"),
         server.token("ouder"),
@@ -419,7 +396,7 @@ async fn bad_subscriptions_are_refused_naming_the_element() {
     .await;
     assert_eq!(code, 201, "{created}");
     let id = created["id"].as_str().unwrap();
-    let (code, _) = call(
+    let (code, _) = fhir_call(
         reqwest::Method::DELETE,
         &format!("{base}/Subscription/{id}"),
         server.token("ouder"),
@@ -427,7 +404,7 @@ async fn bad_subscriptions_are_refused_naming_the_element() {
     )
     .await;
     assert_eq!(code, 204);
-    let (_, off) = call(
+    let (_, off) = fhir_call(
         reqwest::Method::GET,
         &format!("{base}/Subscription/{id}"),
         server.token("ouder"),

@@ -17,7 +17,7 @@ use naast_proto::pb::consent_service_client::ConsentServiceClient;
 use naast_proto::pb::household_service_client::HouseholdServiceClient;
 use naast_proto::pb::push_service_client::PushServiceClient;
 use naast_tests::{
-    Idp, Server, WebhookReceiver, master_key_file, search_audit, server_with_key, signed,
+    Idp, Server, WebhookReceiver, fhir_call, master_key_file, search_audit, server_with_key, signed,
 };
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -392,29 +392,6 @@ async fn several_nodes_on_one_database_decide_on_what_is_there_and_lose_nothing(
     let verified = naast_tests::verify(&dir.path().join("verifier"), &["--storage", &url]);
     assert!(verified.contains("naast verify: intact:"), "{verified}");
     assert!(verified.contains("audit log of"), "{verified}");
-}
-
-/// The FHIR call `method url` with `token` (and a JSON body): the status and the JSON answer.
-async fn fhir_call(
-    method: reqwest::Method,
-    url: &str,
-    token: &str,
-    body: Option<&serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(token)
-        .header("accept", "application/fhir+json")
-        .timeout(Duration::from_secs(10));
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/fhir+json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.unwrap_or_default();
-    (status, serde_json::from_slice(&bytes).unwrap_or_default())
 }
 
 /// The events numbered so far of the subscription at `url` (its `$status`).

@@ -9,7 +9,6 @@
 //! left to do.
 
 use crate::store::StoreError;
-use naast_postgres::{ANSWER_WITHIN, Database, error_text};
 use std::sync::Arc;
 use tokio_postgres::Client;
 
@@ -435,10 +434,10 @@ impl Tree {
     }
 }
 
-/// The table `naast_push`, over one connection (opened again when PostgreSQL closed it).
+/// The table `naast_push`, over one connection (opened again when PostgreSQL closed it); each
+/// write is durable when it returns, so a checkpoint is written only after what it covers.
 pub(crate) struct Table {
-    db: Database,
-    client: naast_postgres::Reopening<Client>,
+    connection: naast_postgres::Durable,
 }
 
 fn failed(e: String) -> StoreError {
@@ -448,37 +447,12 @@ fn failed(e: String) -> StoreError {
 impl Table {
     /// Connects to the database at `url` and applies the migrations it lacks.
     pub(crate) fn open(url: &str) -> Result<Self, StoreError> {
-        let db = Database::new(url).map_err(failed)?;
-        let config = db.settings().clone();
-        let client = db
-            .block(ANSWER_WITHIN, async move {
-                let client = Self::connect(&config).await?;
-                naast_postgres::migrate(&client)
-                    .await
-                    .map_err(|e| error_text(&e))?;
-                Ok(client)
-            })
-            .map_err(failed)?;
         Ok(Self {
-            db,
-            client: naast_postgres::Reopening::new(client),
+            connection: naast_postgres::Durable::open(url).map_err(failed)?,
         })
     }
 
-    async fn connect(config: &naast_postgres::Settings) -> Result<Client, String> {
-        let client = Database::connect(config)
-            .await
-            .map_err(|e| error_text(&e))?;
-        // Each write is durable when it returns, whatever the server's default: a checkpoint is
-        // written only after what it covers.
-        client
-            .batch_execute("SET synchronous_commit TO on")
-            .await
-            .map_err(|e| error_text(&e))?;
-        Ok(client)
-    }
-
-    /// Runs `work` with the connection, opened again first when PostgreSQL closed it.
+    /// Runs `work` with the connection.
     fn run<T: Send + 'static, F>(
         &self,
         work: impl FnOnce(Arc<Client>) -> F + Send + 'static,
@@ -486,18 +460,7 @@ impl Table {
     where
         F: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send,
     {
-        let client = self
-            .client
-            .get(&self.db, Client::is_closed, || {
-                let config = self.db.settings().clone();
-                async move { Self::connect(&config).await }
-            })
-            .map_err(failed)?;
-        self.db
-            .block(ANSWER_WITHIN, async move {
-                work(client).await.map_err(|e| error_text(&e))
-            })
-            .map_err(failed)
+        self.connection.run(work).map_err(failed)
     }
 }
 

@@ -361,6 +361,60 @@ impl Drop for Database {
     }
 }
 
+/// The one connection of a store that writes little and needs each write durable when it
+/// returns (`synchronous_commit` on, whatever the server's default), opened again when
+/// PostgreSQL closed it; the migrations are applied when it opens.
+pub struct Durable {
+    db: Database,
+    client: Reopening<Client>,
+}
+
+impl Durable {
+    /// Connects to the database at `url` and applies the migrations it lacks.
+    pub fn open(url: &str) -> Result<Self, String> {
+        let db = Database::new(url)?;
+        let settings = db.settings().clone();
+        let client = db.block(ANSWER_WITHIN, async move {
+            let client = Self::connect(&settings).await?;
+            migrate(&client).await.map_err(|e| error_text(&e))?;
+            Ok(client)
+        })?;
+        Ok(Self {
+            db,
+            client: Reopening::new(client),
+        })
+    }
+
+    async fn connect(settings: &Settings) -> Result<Client, String> {
+        let client = Database::connect(settings)
+            .await
+            .map_err(|e| error_text(&e))?;
+        client
+            .batch_execute("SET synchronous_commit TO on")
+            .await
+            .map_err(|e| error_text(&e))?;
+        Ok(client)
+    }
+
+    /// Runs `work` with the connection (opened again first when PostgreSQL closed it), waiting
+    /// at most [`ANSWER_WITHIN`].
+    pub fn run<T: Send + 'static, F>(
+        &self,
+        work: impl FnOnce(std::sync::Arc<Client>) -> F + Send + 'static,
+    ) -> Result<T, String>
+    where
+        F: Future<Output = Result<T, tokio_postgres::Error>> + Send,
+    {
+        let client = self.client.get(&self.db, Client::is_closed, || {
+            let settings = self.db.settings().clone();
+            async move { Self::connect(&settings).await }
+        })?;
+        self.db.block(ANSWER_WITHIN, async move {
+            work(client).await.map_err(|e| error_text(&e))
+        })
+    }
+}
+
 /// A session-level advisory lock held for as long as this lives: a role only one node may have
 /// at a time (pushing to the platforms, say). Lost when the connection holding it is lost:
 /// [`Lease::lost`] then ends, and the holder must stop acting on it.

@@ -14,15 +14,14 @@
 //! complete there.
 
 use crate::{MasterKey, VaultError};
-use naast_postgres::{ANSWER_WITHIN, Database, error_text};
 use std::sync::Arc;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-/// The keys' table, over one connection (opened again when PostgreSQL closed it).
+/// The keys' table, over one connection (opened again when PostgreSQL closed it); a key is used
+/// only once it is durable.
 pub(crate) struct KeyTable {
-    db: Database,
-    client: naast_postgres::Reopening<Client>,
+    connection: naast_postgres::Durable,
 }
 
 fn failed(e: String) -> VaultError {
@@ -32,36 +31,12 @@ fn failed(e: String) -> VaultError {
 impl KeyTable {
     /// Connects to the database at `url` and applies the migrations it lacks.
     pub(crate) fn open(url: &str) -> Result<Self, VaultError> {
-        let db = Database::new(url).map_err(failed)?;
-        let config = db.settings().clone();
-        let client = db
-            .block(ANSWER_WITHIN, async move {
-                let client = Self::connect(&config).await?;
-                naast_postgres::migrate(&client)
-                    .await
-                    .map_err(|e| error_text(&e))?;
-                Ok(client)
-            })
-            .map_err(failed)?;
         Ok(Self {
-            db,
-            client: naast_postgres::Reopening::new(client),
+            connection: naast_postgres::Durable::open(url).map_err(failed)?,
         })
     }
 
-    async fn connect(config: &naast_postgres::Settings) -> Result<Client, String> {
-        let client = Database::connect(config)
-            .await
-            .map_err(|e| error_text(&e))?;
-        // A key is used only once it is durable, whatever the server's default.
-        client
-            .batch_execute("SET synchronous_commit TO on")
-            .await
-            .map_err(|e| error_text(&e))?;
-        Ok(client)
-    }
-
-    /// Runs `work` with the connection, opened again first when PostgreSQL closed it.
+    /// Runs `work` with the connection.
     fn run<T: Send + 'static, F>(
         &self,
         work: impl FnOnce(Arc<Client>) -> F + Send + 'static,
@@ -69,18 +44,7 @@ impl KeyTable {
     where
         F: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send,
     {
-        let client = self
-            .client
-            .get(&self.db, Client::is_closed, || {
-                let config = self.db.settings().clone();
-                async move { Self::connect(&config).await }
-            })
-            .map_err(failed)?;
-        self.db
-            .block(ANSWER_WITHIN, async move {
-                work(client).await.map_err(|e| error_text(&e))
-            })
-            .map_err(failed)
+        self.connection.run(work).map_err(failed)
     }
 
     /// The household's wrapped key, if it has one.
