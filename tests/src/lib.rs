@@ -990,3 +990,38 @@ pub async fn fhir_call(
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// A parameter of a FHIR SubscriptionStatus.
+pub fn status_parameter<'a>(
+    status: &'a serde_json::Value,
+    name: &str,
+) -> Option<&'a serde_json::Value> {
+    status["parameter"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+}
+
+/// The type of a notification or `$events` Bundle, and the event numbers it carries.
+pub fn notification_numbers(bundle: &serde_json::Value) -> (String, Vec<u64>) {
+    let status = &bundle["entry"][0]["resource"];
+    let kind = status_parameter(status, "type")
+        .and_then(|p| p["valueCode"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let numbers = status["parameter"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a SubscriptionStatus without parameters: {bundle}"))
+        .iter()
+        .filter(|p| p["name"] == "notification-event")
+        .map(|p| {
+            p["part"]
+                .as_array()
+                .and_then(|parts| parts.iter().find(|part| part["name"] == "event-number"))
+                .and_then(|part| part["valueString"].as_str())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("a notification event without its number: {p}"))
+        })
+        .collect();
+    (kind, numbers)
+}

@@ -11,7 +11,7 @@
 use naast_proto::pb;
 use naast_tests::{
     Server, WebhookReceiver, create_goal, fhir_call, grant_platform, household_with_client,
-    search_audit,
+    notification_numbers, search_audit, status_parameter,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -49,40 +49,6 @@ fn subscription(filter: &str, endpoint: &str) -> Value {
             "header": ["Authorization: Bearer hook-secret"],
         },
     })
-}
-
-/// A parameter of a SubscriptionStatus.
-fn parameter<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
-    status["parameter"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name)
-}
-
-/// The event numbers of a notification or `$events` Bundle, and its type.
-fn numbers(bundle: &Value) -> (String, Vec<u64>) {
-    let status = &bundle["entry"][0]["resource"];
-    let kind = parameter(status, "type")
-        .and_then(|p| p["valueCode"].as_str())
-        .unwrap_or_default()
-        .to_owned();
-    let numbers = status["parameter"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["name"] == "notification-event")
-        .map(|p| {
-            p["part"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|part| part["name"] == "event-number")
-                .and_then(|part| part["valueString"].as_str())
-                .and_then(|n| n.parse().ok())
-                .unwrap()
-        })
-        .collect();
-    (kind, numbers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,7 +134,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
         let (code, status) =
             fhir_call(reqwest::Method::GET, &status_url, server.token("pgo"), None).await;
         assert_eq!(code, 200, "{status}");
-        let total: u64 = parameter(
+        let total: u64 = status_parameter(
             &status["entry"][0]["resource"],
             "events-since-subscription-start",
         )
@@ -180,7 +146,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|n| numbers(&n["payload"]).1)
+            .flat_map(|n| notification_numbers(&n["payload"]).1)
             .collect();
         if total >= 10 && received.len() as u64 == total {
             break (total, notices);
@@ -203,12 +169,12 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
     // The handshake first (again, if its answer was lost), then the events.
     let handshakes = notices
         .iter()
-        .take_while(|n| numbers(&n["payload"]).0 == "handshake")
+        .take_while(|n| notification_numbers(&n["payload"]).0 == "handshake")
         .count();
     assert!(handshakes >= 1);
     let mut seen: Vec<u64> = Vec::new();
     for notice in notices.iter().skip(handshakes) {
-        let (kind, these) = numbers(&notice["payload"]);
+        let (kind, these) = notification_numbers(&notice["payload"]);
         assert_eq!(kind, "event-notification");
         // Each notification's events follow on what came before (a repeat after a lost answer
         // or the kill starts again where the last confirmed one ended).
@@ -240,7 +206,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
     )
     .await;
     assert_eq!(code, 200, "{events}");
-    let (kind, queried) = numbers(&events);
+    let (kind, queried) = notification_numbers(&events);
     assert_eq!(kind, "query-event");
     assert_eq!(queried, (1..=total).collect::<Vec<_>>());
     // Each event is a change of its own: counted once, even where the kill made naast read
@@ -299,7 +265,7 @@ async fn notifications_are_numbered_without_gaps_through_faults_and_a_sigkill() 
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|n| numbers(&n["payload"]).1)
+        .flat_map(|n| notification_numbers(&n["payload"]).1)
         .max()
         .unwrap();
     assert_eq!(highest, total, "nothing is sent after the revocation");

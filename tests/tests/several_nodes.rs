@@ -17,7 +17,8 @@ use naast_proto::pb::consent_service_client::ConsentServiceClient;
 use naast_proto::pb::household_service_client::HouseholdServiceClient;
 use naast_proto::pb::push_service_client::PushServiceClient;
 use naast_tests::{
-    Idp, Server, WebhookReceiver, fhir_call, master_key_file, search_audit, server_with_key, signed,
+    Idp, Server, WebhookReceiver, fhir_call, master_key_file, notification_numbers, search_audit,
+    server_with_key, signed, status_parameter,
 };
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -399,16 +400,13 @@ async fn events_since_start(url: &str, token: &str) -> u64 {
     let (code, status) =
         fhir_call(reqwest::Method::GET, &format!("{url}/$status"), token, None).await;
     assert_eq!(code, 200, "{status}");
-    status["entry"][0]["resource"]["parameter"]
-        .as_array()
-        .and_then(|parameters| {
-            parameters
-                .iter()
-                .find(|p| p["name"] == "events-since-subscription-start")
-        })
-        .and_then(|p| p["valueString"].as_str())
-        .and_then(|n| n.parse().ok())
-        .unwrap()
+    status_parameter(
+        &status["entry"][0]["resource"],
+        "events-since-subscription-start",
+    )
+    .and_then(|p| p["valueString"].as_str())
+    .and_then(|n| n.parse().ok())
+    .unwrap()
 }
 
 /// The kind and event numbers of every notification `receiver` took, in order.
@@ -417,32 +415,7 @@ async fn notifications(receiver: &WebhookReceiver) -> Vec<(String, Vec<u64>)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|notice| {
-            let parameters = notice["payload"]["entry"][0]["resource"]["parameter"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let kind = parameters
-                .iter()
-                .find(|p| p["name"] == "type")
-                .and_then(|p| p["valueCode"].as_str())
-                .unwrap_or_default()
-                .to_owned();
-            let numbers = parameters
-                .iter()
-                .filter(|p| p["name"] == "notification-event")
-                .filter_map(|p| {
-                    p["part"]
-                        .as_array()?
-                        .iter()
-                        .find(|part| part["name"] == "event-number")?["valueString"]
-                        .as_str()?
-                        .parse()
-                        .ok()
-                })
-                .collect();
-            (kind, numbers)
-        })
+        .map(|notice| notification_numbers(&notice["payload"]))
         .collect()
 }
 

@@ -239,6 +239,27 @@ async fn the_push_state_left_in_the_data_directory_moves_into_postgres() {
         0,
         "nothing left to take"
     );
+
+    // Another node's older directory, once the table holds state: left as it is.
+    let older = dir.path().join("older");
+    let stale = naast_push::Store::open(&older.join("push")).unwrap_or_else(|e| panic!("{e}"));
+    stale
+        .set_checkpoint("jouw-omgeving", 7)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(stale);
+    assert_eq!(
+        naast_server::adopt::push_state(&older, &shared).unwrap_or_else(|e| panic!("{e}")),
+        0,
+        "an older directory taken in"
+    );
+    assert!(older.join("push").exists(), "the older directory removed");
+    assert_eq!(
+        shared
+            .checkpoint("jouw-omgeving")
+            .unwrap_or_else(|e| panic!("{e}")),
+        42
+    );
 }
 
 /// `naast serve` on a database it reaches over TCP with TLS (the cluster takes no unencrypted

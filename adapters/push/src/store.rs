@@ -98,6 +98,16 @@ pub struct Store {
 }
 
 type Subscription = naast_fhir_http::subscriptions::Subscription;
+
+/// What a change of a subscription does.
+enum Change {
+    /// Nothing: the subscription stays as it is.
+    Leave,
+    /// Stores the subscription as changed.
+    Swap,
+    /// Stores it as changed, writing this entry of its events with it.
+    SwapWriting(crate::trees::Entry),
+}
 use naast_fhir_http::subscriptions::Status;
 type NotificationEvent = naast_fhir_http::subscriptions::NotificationEvent;
 
@@ -137,11 +147,6 @@ impl Store {
     /// end a subscription, so the dispatcher looks again now and then.
     pub fn is_shared(&self) -> bool {
         matches!(self.db, Place::Postgres(_))
-    }
-
-    /// Whether the store holds nothing at all.
-    pub fn is_empty(&self) -> Result<bool, StoreError> {
-        self.db.is_empty()
     }
 
     /// Takes `entries` (a backup's, or a data directory's store's) into this store shared in
@@ -475,8 +480,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Changes the subscription `id` with `change`, which says whether to change it (`None`:
-    /// leave it) and what entry of its events to write with the change. A compare-and-swap of the
+    /// Changes the subscription `id` with `change`, which says whether to change it and what
+    /// entry of its events to write with the change. A compare-and-swap of the
     /// stored subscription, tried again when another change (of this process or another node) got
     /// there first, so no change is lost; the event is written with the swap that counts it
     /// (on PostgreSQL in one statement: an event is never written over by a count that lost its
@@ -484,16 +489,16 @@ impl Store {
     fn change_subscription(
         &self,
         id: Uuid,
-        mut change: impl FnMut(
-            &mut Subscription,
-        ) -> Result<Option<Option<crate::trees::Entry>>, StoreError>,
+        mut change: impl FnMut(&mut Subscription) -> Result<Change, StoreError>,
     ) -> Result<(), StoreError> {
         loop {
             let Some((mut subscription, stored)) = self.subscription_as_stored(id)? else {
                 return Ok(());
             };
-            let Some(also) = change(&mut subscription)? else {
-                return Ok(());
+            let also = match change(&mut subscription)? {
+                Change::Leave => return Ok(()),
+                Change::Swap => None,
+                Change::SwapWriting(event) => Some(event),
             };
             let changed = Self::subscription_bytes(&subscription)?;
             let swapped = match also {
@@ -525,7 +530,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.change_subscription(id, |subscription| {
             f(subscription);
-            Ok(Some(None))
+            Ok(Change::Swap)
         })
     }
 
@@ -541,7 +546,7 @@ impl Store {
             if position < subscription.from_position
                 || matches!(subscription.status, Status::Off | Status::Error)
             {
-                return Ok(None);
+                return Ok(Change::Leave);
             }
             let mut event = event.clone();
             event.number = subscription.events + 1;
@@ -550,7 +555,7 @@ impl Store {
             let mut key = id.as_bytes().to_vec();
             key.extend_from_slice(&event.number.to_be_bytes());
             let value = serde_json::to_vec(&event).map_err(|e| damaged("event", e))?;
-            Ok(Some(Some((key, value))))
+            Ok(Change::SwapWriting((key, value)))
         })
     }
 

@@ -184,6 +184,11 @@ fn start_tasks(
         if recently {
             continue;
         }
+        subscriptions
+            .ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&subscription.id);
         let wake = Arc::new(Notify::new());
         tasks.insert(subscription.id, wake.clone());
         let (subscriptions, auditor, stop) =

@@ -69,26 +69,6 @@ impl Place {
         }
     }
 
-    /// Whether no tree holds an entry.
-    pub(crate) fn is_empty(&self) -> Result<bool, StoreError> {
-        match self {
-            Place::Sled(db) => {
-                for name in db.tree_names() {
-                    if name.as_ref() != b"__sled__default" && !db.open_tree(name)?.is_empty() {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            }
-            Place::Postgres(table) => table.run(|client| async move {
-                Ok(client
-                    .query_one("SELECT NOT EXISTS (SELECT 1 FROM naast_push)", &[])
-                    .await?
-                    .get(0))
-            }),
-        }
-    }
-
     /// Every entry of every tree, tree by tree, for a backup.
     pub(crate) fn entries(&self) -> Result<Vec<naast_eventlog::storage::TreeEntry>, StoreError> {
         match self {

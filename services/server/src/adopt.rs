@@ -78,13 +78,11 @@ pub fn push_state(data_dir: &Path, shared: &naast_push::Store) -> Result<u64, St
     let own = naast_push::Store::open(&dir).map_err(|e| e.to_string())?;
     let entries = own.backup_entries().map_err(|e| e.to_string())?;
     drop(own);
-    // A start cut short after some chunks went in finds its own entries there: taken in again,
-    // each once. Any other state there is newer than this directory's.
-    let ours = |shared: &naast_push::Store| -> Result<bool, String> {
-        let held = shared.backup_entries().map_err(|e| e.to_string())?;
-        Ok(held.iter().all(|entry| entries.contains(entry)))
-    };
-    if !shared.is_empty().map_err(|e| e.to_string())? && !ours(shared)? {
+    // Taken in when the table holds nothing, or only what a start cut short took from this same
+    // directory (then again, each once). Any other state there is newer than this directory's.
+    let ours: std::collections::HashSet<_> = entries.iter().collect();
+    let held = shared.backup_entries().map_err(|e| e.to_string())?;
+    if !held.iter().all(|entry| ours.contains(entry)) {
         tracing::warn!(
             dir = %dir.display(),
             "the database holds push state already: this node's old push directory is left as it is (it is older than what pushed since); remove it once you are sure"
