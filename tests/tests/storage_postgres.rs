@@ -302,3 +302,167 @@ async fn a_node_reaches_postgres_over_tls() {
         .goals;
     assert_eq!(goals.len(), 1, "{goals:?}");
 }
+
+/// `naast restore --storage`: a backup of one machine (sled) goes into an empty PostgreSQL
+/// database, and a node started there with the backup's master key serves it as the source did.
+/// A backup of that node holds the same records, keys and record of disclosed reports, and each
+/// audit year as it was and then some (the node's own reads). (The demo families disclose no
+/// report; a restored record of disclosed reports is read back in `naast_app::evaluation`.) A database in use or holding data is
+/// refused; a restore cut short keeps every node off the database until a restore run again has
+/// started over and finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_one_machine_restores_into_postgres_and_a_cut_restore_starts_over() {
+    let cluster = Cluster::start();
+    let database = cluster.new_database();
+    let url = cluster.url(&database);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let (source, node_dir) = (dir.path().join("source"), dir.path().join("node"));
+    let naast = |args: &[&str], token: Option<&str>| {
+        let mut command = std::process::Command::new(workspace_bin("naast"));
+        command.args(args).env("NAAST_LOG", "warn");
+        if let Some(token) = token {
+            command.env("NAAST_TOKEN", token);
+        }
+        let out = command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run naast: {e}"));
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let text = |p: &std::path::Path| p.to_str().unwrap_or_else(|| panic!("path")).to_owned();
+    let manifest = |backup: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(backup.join("manifest.json")).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    let (ok, said) = naast(&["demo", "--data-dir", &text(&source)], None);
+    assert!(ok, "{said}");
+    let key = dir.path().join("master-key");
+    std::fs::copy(source.join("dev-master-key"), &key).unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&source);
+    let first = dir.path().join("backup");
+    let (ok, said) = naast(
+        &["backup", &text(&first), "--server", &server.url()],
+        Some(server.token("beheerder")),
+    );
+    assert!(ok, "{said}");
+    let events = naast_tests::all_events(&server).await;
+    drop(server);
+    let taken = manifest(&first);
+
+    let (ok, said) = naast(&["restore", &text(&first), "--storage", &url], None);
+    assert!(ok, "{said}");
+    assert!(
+        !node_dir.exists(),
+        "a restore into PostgreSQL wrote a data directory"
+    );
+    let node_args = [
+        "--dev",
+        "--master-key-file",
+        key.to_str().unwrap_or_default(),
+        "--storage",
+        url.as_str(),
+    ];
+    let node = Server::start_with(&node_dir, &node_args);
+    assert_eq!(naast_tests::all_events(&node).await, events);
+    let households = cluster.psql(&database, "SELECT household FROM naast_household_keys");
+    assert_eq!(
+        households.lines().count(),
+        5,
+        "the five demo families' keys"
+    );
+    for household in households.lines() {
+        // Sealed payloads open: the keys came along.
+        let timeline = naast_tests::full_timeline(&node, household).await;
+        assert!(!timeline.is_empty(), "{household}");
+    }
+
+    // The node's backup: the same records, keys and disclosed reports; each audit year as it
+    // was, then the node's own records.
+    let second = dir.path().join("backup-of-node");
+    let (ok, said) = naast(
+        &["backup", &text(&second), "--server", &node.url()],
+        Some(node.token("beheerder")),
+    );
+    assert!(ok, "{said}");
+    let again = manifest(&second);
+    for part in ["events", "keys", "disclosures"] {
+        let file = |m: &serde_json::Value| {
+            m[part]["part"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {part} in {m}"))
+                .to_owned()
+        };
+        let (before, after) = (
+            std::fs::read(first.join(file(&taken))).unwrap_or_else(|e| panic!("{e}")),
+            std::fs::read(second.join(file(&again))).unwrap_or_else(|e| panic!("{e}")),
+        );
+        assert!(before == after, "{part} differ after the restore");
+    }
+    let years = taken["audit"].as_array().cloned().unwrap_or_default();
+    assert!(!years.is_empty(), "{taken}");
+    for year in years {
+        let part = year["part"].as_str().unwrap_or_default();
+        let (before, after) = (
+            std::fs::read(first.join(part)).unwrap_or_else(|e| panic!("{e}")),
+            std::fs::read(second.join(part)).unwrap_or_else(|e| panic!("{e}")),
+        );
+        assert!(after.starts_with(&before), "audit part {part} changed");
+    }
+
+    // Refused while a node has the database open, and after, as it holds data.
+    let (ok, said) = naast(&["restore", &text(&first), "--storage", &url], None);
+    assert!(!ok && said.contains("stop every node"), "{said}");
+    drop(node);
+    let (ok, said) = naast(&["restore", &text(&first), "--storage", &url], None);
+    assert!(!ok && said.contains("holds naast data already"), "{said}");
+
+    // A restore cut short (its mark left, as a kill would leave it): no node starts, nothing
+    // verifies, until a restore run again has emptied the database and finished.
+    cluster.psql(&database, "INSERT INTO naast_restoring (one) VALUES (true)");
+    let (ok, said) = naast(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &text(&node_dir),
+            "--dev",
+            "--master-key-file",
+            &text(&key),
+            "--storage",
+            &url,
+        ],
+        None,
+    );
+    assert!(
+        !ok && said.contains("a restore into this database did not finish"),
+        "{said}"
+    );
+    let (ok, said) = naast(&["restore", &text(&first), "--storage", &url], None);
+    assert!(ok, "{said}");
+    assert_eq!(
+        cluster.psql(&database, "SELECT count(*) FROM naast_restoring"),
+        "0"
+    );
+    let verified = naast_tests::verify(&node_dir, &["--storage", &url]);
+    // Every record of the backup, the log's and the audit year's, and no more.
+    let year = &taken["audit"][0];
+    for line in [
+        format!("naast verify: intact: {} events", taken["events"]["events"]),
+        format!(
+            "naast verify: audit log of {} intact: {} records",
+            year["year"], year["events"]
+        ),
+    ] {
+        assert!(verified.contains(&line), "{line} not in: {verified}");
+    }
+    let node = Server::start_with(&node_dir, &node_args);
+    assert_eq!(naast_tests::all_events(&node).await, events);
+}

@@ -66,12 +66,52 @@ pub struct Evaluation {
 }
 
 /// Where the fingerprints of answered reports are kept.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub enum DisclosureStore<'a> {
     /// A store of this node's own, in this directory.
     Folder(&'a Path),
-    /// A log in the PostgreSQL database at this URL, shared by every node on it.
-    Postgres(&'a str),
+    /// A log in PostgreSQL, shared by every node on it ([`open_shared_disclosures`]).
+    Shared(EventLog),
+}
+
+/// Opens the disclosures' log in the PostgreSQL database at `url`: the record of disclosed
+/// reports every node on that database shares.
+pub fn open_shared_disclosures(url: &str) -> Result<EventLog, AppError> {
+    Ok(EventLog::open_postgres_table(
+        url,
+        DISCLOSURES_TABLE,
+        naast_eventlog::Options {
+            metrics_name: "disclosures",
+            ..naast_eventlog::Options::default()
+        },
+    )?)
+}
+
+/// Writes the record of disclosed reports a backup holds (see
+/// [`Evaluation::backup_disclosures`]) into `log`, a disclosures' log that holds none yet, and
+/// makes it durable: a restore into PostgreSQL. Entries that are no disclosed report are
+/// refused, naming what they are.
+pub async fn restore_disclosures(
+    log: &EventLog,
+    entries: &[naast_eventlog::storage::TreeEntry],
+) -> Result<usize, AppError> {
+    let mut events = Vec::with_capacity(entries.len());
+    for (tree, _, value) in entries {
+        if tree != "answered" {
+            return Err(AppError::Unavailable(format!(
+                "the backup's record of disclosed reports holds an entry of {tree:?}, which is no disclosed report"
+            )));
+        }
+        decode_fingerprint(value)?;
+        events.push(NewEvent::new(REPORT_DISCLOSED, value.clone()));
+    }
+    let restored = events.len();
+    if !events.is_empty() {
+        log.append(DISCLOSURES_STREAM, ExpectedRevision::NoStream, events)
+            .await?;
+    }
+    log.sync().await?;
+    Ok(restored)
 }
 
 /// The table of the disclosures' log in PostgreSQL.
@@ -187,15 +227,7 @@ impl Evaluation {
                 }
                 Disclosures::Tree(tree)
             }
-            DisclosureStore::Postgres(url) => {
-                let log = EventLog::open_postgres_table(
-                    url,
-                    DISCLOSURES_TABLE,
-                    naast_eventlog::Options {
-                        metrics_name: "disclosures",
-                        ..naast_eventlog::Options::default()
-                    },
-                )?;
+            DisclosureStore::Shared(log) => {
                 catch_up_disclosures(&log, &mut answered)?;
                 Disclosures::Log(log)
             }
@@ -596,4 +628,57 @@ fn decode_fingerprint(bytes: &[u8]) -> Result<Fingerprint, AppError> {
             (h, v)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // in tests a panic is a failed check
+    use super::*;
+
+    fn log() -> EventLog {
+        EventLog::with_storage(
+            Arc::new(naast_eventlog::MemoryStorage::new()),
+            naast_eventlog::Options::default(),
+        )
+        .unwrap()
+    }
+
+    fn entry(tree: &str, bytes: Vec<u8>) -> naast_eventlog::storage::TreeEntry {
+        (
+            tree.to_owned(),
+            sha2::Sha256::digest(&bytes).to_vec(),
+            bytes,
+        )
+    }
+
+    #[tokio::test]
+    async fn disclosed_reports_restored_into_a_shared_log_read_back_as_the_backup_held_them() {
+        let fingerprints: Vec<Fingerprint> = vec![vec![(1, 10), (2, 20)], vec![(3, 30)]];
+        let entries: Vec<_> = fingerprints
+            .iter()
+            .map(|f| entry("answered", encode_fingerprint(f)))
+            .collect();
+        let shared = log();
+        assert_eq!(restore_disclosures(&shared, &entries).await.unwrap(), 2);
+        let mut answered = Answered::default();
+        catch_up_disclosures(&shared, &mut answered).unwrap();
+        assert_eq!(answered.fingerprints, fingerprints);
+        // Into a log that holds reports already: refused, nothing written twice.
+        assert!(restore_disclosures(&shared, &entries).await.is_err());
+        assert_eq!(shared.head(), 2);
+
+        // An entry that is no disclosed report, or a damaged one: refused, nothing written.
+        for bad in [entry("keys", vec![0; 16]), entry("answered", vec![1, 2, 3])] {
+            let fresh = log();
+            let refused = restore_disclosures(&fresh, &[entries[0].clone(), bad])
+                .await
+                .unwrap_err();
+            assert!(
+                refused.to_string().contains("no disclosed report")
+                    || refused.to_string().contains("damaged"),
+                "{refused}"
+            );
+            assert_eq!(fresh.head(), 0);
+        }
+    }
 }

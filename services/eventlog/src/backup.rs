@@ -116,10 +116,19 @@ pub async fn restore(
     options: Options,
     records: impl IntoIterator<Item = Result<Vec<u8>>>,
 ) -> Result<ChainCheck> {
-    let log = EventLog::open(dir, options)?;
+    restore_into(EventLog::open(dir, options)?, records).await
+}
+
+/// As [`restore`], into `log`, opened for it alone (on PostgreSQL, with
+/// [`Options::sole_writer`]): it must hold no events. The log is closed after.
+pub async fn restore_into(
+    log: EventLog,
+    records: impl IntoIterator<Item = Result<Vec<u8>>>,
+) -> Result<ChainCheck> {
     let outcome = write_all(&log, records);
-    // Nothing appends meanwhile: this restore holds the only handle (and the directory lock),
-    // and the writer thread stays idle until it is closed here.
+    // Nothing appends meanwhile: this restore holds the only handle (and the directory lock,
+    // or the database's sole writer's lock), and the writer thread stays idle until it is
+    // closed here.
     log.close().await;
     outcome
 }

@@ -148,6 +148,9 @@ pub struct Options {
     /// any other process is refused (else several processes may write it; see
     /// [`crate::PgStorage`]). Ignored on a directory, which only one process can open anyway.
     pub sole_writer: bool,
+    /// On PostgreSQL: opened by a restore (`naast restore --storage`), which may open a database
+    /// that the mark of an unfinished restore keeps every other process off.
+    pub restoring: bool,
 }
 
 impl Default for Options {
@@ -161,6 +164,7 @@ impl Default for Options {
             metrics_name: "events",
             min_free_bytes: 0,
             sole_writer: false,
+            restoring: false,
         }
     }
 }
@@ -321,12 +325,12 @@ impl EventLog {
     /// As [`EventLog::open_postgres`], for a log in a table of its own (made when missing): a
     /// year of the audit log, say. Its writers take turns under a lock of its own.
     pub fn open_postgres_table(url: &str, table: &str, options: Options) -> Result<Self> {
-        let storage = crate::PgStorage::connect_table(url, table, options.sole_writer)?;
+        let storage = crate::PgStorage::connect_table(url, table, &options)?;
         Self::start(Arc::new(storage), options, None, None, true, None)
     }
 
     fn postgres(url: &str, options: Options, lock: Option<File>) -> Result<Self> {
-        let storage = crate::PgStorage::connect(url, options.sole_writer)?;
+        let storage = crate::PgStorage::connect(url, &options)?;
         // A group is one statement, so a write that failed left nothing behind: there is no
         // debris past the head to look for (which would read every index entry over the
         // network at each open).

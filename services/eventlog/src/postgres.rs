@@ -134,16 +134,23 @@ pub struct PgStorage {
 
 impl PgStorage {
     /// Connects to the database at `url` (`postgres://user@host/db`, or a Unix socket's
-    /// directory percent-encoded as the host) and applies the migrations it lacks. With `sole`,
-    /// takes the sole writer's lock for as long as it lives; either way fails when a sole writer
-    /// holds it (after waiting ten seconds for one that just died to let go).
-    pub fn connect(url: &str, sole: bool) -> Result<Self, StorageError> {
-        Self::connect_table(url, LOG_TABLE, sole)
+    /// directory percent-encoded as the host) and applies the migrations it lacks. With
+    /// [`crate::Options::sole_writer`], takes the sole writer's lock for as long as it lives;
+    /// either way fails when a sole writer holds it (after waiting ten seconds for one that just
+    /// died to let go), and when a restore into the database has not finished (unless
+    /// [`crate::Options::restoring`]).
+    pub fn connect(url: &str, options: &crate::Options) -> Result<Self, StorageError> {
+        Self::connect_table(url, LOG_TABLE, options)
     }
 
     /// As [`PgStorage::connect`], for a log kept in `table` (made when missing; see
     /// [`is_table_name`]), which has its own commit lock and notifications.
-    pub fn connect_table(url: &str, table: &str, sole: bool) -> Result<Self, StorageError> {
+    pub fn connect_table(
+        url: &str,
+        table: &str,
+        options: &crate::Options,
+    ) -> Result<Self, StorageError> {
+        let (sole, restoring) = (options.sole_writer, options.restoring);
         if !is_table_name(table) {
             return Err(StorageError::new(
                 "open",
@@ -186,6 +193,15 @@ impl PgStorage {
                     .await
                     .map_err(|e| error_text(&e))?;
                 naast_postgres::migrate(&writer).await.map_err(|e| error_text(&e))?;
+                // Looked at under the lock: a restore marks the database while it holds the
+                // lock alone, so no process opens a log between its mark and its first record.
+                if !restoring
+                    && naast_postgres::restoring::unfinished(&writer)
+                        .await
+                        .map_err(|e| error_text(&e))?
+                {
+                    return Err(UNFINISHED_RESTORE.to_owned());
+                }
                 if table != LOG_TABLE {
                     naast_postgres::create_table(
                         &writer,
@@ -420,6 +436,76 @@ async fn watch(
             wake();
         }
     }
+}
+
+/// Why a process is refused a database a restore into which has not finished.
+pub const UNFINISHED_RESTORE: &str = "a restore into this database did not finish (naast_restoring holds its mark); run naast restore again, which starts over";
+
+/// Begins a restore into the database at `url`: with no naast process on it (the sole writer's
+/// lock, held just for this), it must hold nothing of naast's, or what a restore cut short left
+/// (which is then emptied); then its mark keeps every other process off until
+/// [`finish_restore`]. `Err` names the tables that hold data, or why it cannot begin.
+pub fn begin_restore(url: &str) -> Result<(), StorageError> {
+    let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
+    let config = db.settings().clone();
+    db.block(
+        std::time::Duration::from_secs(LOCK_WAIT_SECONDS) + ANSWER_WITHIN,
+        async move {
+            let client = connect(&config).await?;
+            let text = |e: tokio_postgres::Error| error_text(&e);
+            naast_postgres::migrate(&client).await.map_err(text)?;
+            client
+                .batch_execute(&format!("SET lock_timeout TO '{LOCK_WAIT_SECONDS}s'"))
+                .await
+                .map_err(text)?;
+            if let Err(e) = client
+                .query_one("SELECT pg_advisory_lock($1)", &[&SOLE_WRITER_LOCK])
+                .await
+            {
+                return Err(
+                    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                        "a naast process has this database open: stop every node before restoring into it".to_owned()
+                    } else {
+                        error_text(&e)
+                    },
+                );
+            }
+            if naast_postgres::restoring::unfinished(&client)
+                .await
+                .map_err(text)?
+            {
+                tracing::warn!("a restore into this database did not finish: emptying what it wrote and starting over");
+                naast_postgres::restoring::empty(&client).await.map_err(text)?;
+            } else {
+                let holding = naast_postgres::restoring::tables_with_data(&client)
+                    .await
+                    .map_err(text)?;
+                if !holding.is_empty() {
+                    return Err(format!(
+                        "the database holds naast data already (in {}); restore into an empty database",
+                        holding.join(", ")
+                    ));
+                }
+                naast_postgres::restoring::mark(&client).await.map_err(text)?;
+            }
+            // The session ends with the connection, and with it the lock.
+            Ok(())
+        },
+    )
+    .map_err(|e| StorageError::new("restore", e))
+}
+
+/// Ends a restore into the database at `url`: its mark goes, durably, and the nodes may start.
+pub fn finish_restore(url: &str) -> Result<(), StorageError> {
+    let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
+    let config = db.settings().clone();
+    db.block(ANSWER_WITHIN, async move {
+        let client = connect(&config).await?;
+        naast_postgres::restoring::finish(&client)
+            .await
+            .map_err(|e| error_text(&e))
+    })
+    .map_err(|e| StorageError::new("restore", e))
 }
 
 /// The log tables in the database at `url` whose names start with `prefix` (the audit log's

@@ -20,6 +20,8 @@
 //! `prefer`, which would fall back to an unencrypted connection unnoticed, is refused, as are
 //! client certificates (`sslcert`, `sslkey`).
 
+pub mod restoring;
+
 use std::future::Future;
 use std::sync::Arc;
 use tokio_postgres::Client;
@@ -252,6 +254,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         5,
         "the push state",
         include_str!("../migrations/0005_push_state.sql"),
+    ),
+    (
+        6,
+        "the mark of an unfinished restore",
+        include_str!("../migrations/0006_restoring.sql"),
     ),
 ];
 

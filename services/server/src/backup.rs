@@ -736,19 +736,99 @@ async fn restore_into(dir: &Path, data_dir: &Path, manifest: &Manifest) -> Resul
 }
 
 async fn restore_log(part: &Path, dir: &Path, options: Options) -> Result<(), BackupError> {
+    naast_eventlog::backup::restore(dir, options, records(part)?)
+        .await
+        .map(|_| ())
+        .map_err(log_error(part.display().to_string()))
+}
+
+/// The stored records of a log's part, one at a time.
+fn records(
+    part: &Path,
+) -> Result<impl Iterator<Item = naast_eventlog::Result<Vec<u8>>> + use<>, BackupError> {
     let mut frames = Frames::open(part.to_owned())?;
-    let what = part.display().to_string();
-    let records = std::iter::from_fn(move || match frames.next_frame() {
+    Ok(std::iter::from_fn(move || match frames.next_frame() {
         Ok(Some(record)) => Some(Ok(record)),
         Ok(None) => None,
         Err(e) => Some(Err(naast_eventlog::Error::Storage(
             naast_eventlog::StorageError::new("read", e),
         ))),
-    });
-    naast_eventlog::backup::restore(dir, options, records)
+    }))
+}
+
+/// Puts the backup in `dir` into the PostgreSQL database at `url`, once all of it checks out:
+/// the event log, each audit year and the record of disclosed reports into their tables, as
+/// they were stored (each link checked again), the wrapped household keys into the keys' table
+/// and the push state into its table. The database must hold nothing of naast's, and no naast
+/// process may have it open (every node stopped); a mark in it keeps them off until the restore
+/// has finished. A restore that fails or is cut short leaves the mark: run it again, and it
+/// empties what the last one wrote and starts over.
+pub async fn restore_into_postgres(dir: &Path, url: &str) -> Result<Manifest, BackupError> {
+    let manifest = read_manifest(dir)?;
+    check(dir, &manifest)?;
+    let database =
+        |e: naast_eventlog::StorageError| BackupError::Store(format!("the database: {e}"));
+    naast_eventlog::postgres::begin_restore(url).map_err(database)?;
+    // One log at a time, each as its sole writer: no node opens the database meanwhile.
+    let restoring = Options {
+        sole_writer: true,
+        restoring: true,
+        ..Options::default()
+    };
+    let part = dir.join(&manifest.events.part);
+    let log = EventLog::open_postgres(url, restoring.clone())
+        .map_err(log_error("the event log in PostgreSQL"))?;
+    naast_eventlog::backup::restore_into(log, records(&part)?)
         .await
-        .map(|_| ())
-        .map_err(log_error(what))
+        .map_err(log_error(part.display().to_string()))?;
+    for year in &manifest.audit {
+        let part = dir.join(&year.log.part);
+        let table = naast_app::audit::partition_table(year.year);
+        let log = EventLog::open_postgres_table(
+            url,
+            &table,
+            Options {
+                metrics_name: "audit",
+                ..restoring.clone()
+            },
+        )
+        .map_err(log_error(format!("the audit log's table {table}")))?;
+        naast_eventlog::backup::restore_into(log, records(&part)?)
+            .await
+            .map_err(log_error(part.display().to_string()))?;
+    }
+    if let Some(keys) = &manifest.keys {
+        let files: Vec<(String, Vec<u8>)> = Frames::open(dir.join(&keys.part))?
+            .entries()?
+            .into_iter()
+            .map(|(_, name, bytes)| (String::from_utf8_lossy(&name).into_owned(), bytes))
+            .collect();
+        naast_vault::restore_into_postgres(url, &files)
+            .map_err(|e| BackupError::Store(format!("the keys' table: {e}")))?;
+    }
+    if let Some(part) = &manifest.disclosures {
+        let entries = Frames::open(dir.join(&part.part))?.entries()?;
+        let log = EventLog::open_postgres_table(
+            url,
+            naast_app::evaluation::DISCLOSURES_TABLE,
+            Options {
+                metrics_name: "disclosures",
+                ..restoring.clone()
+            },
+        )
+        .map_err(log_error("the record of disclosed reports in PostgreSQL"))?;
+        let written = naast_app::evaluation::restore_disclosures(&log, &entries).await;
+        log.close().await;
+        written.map_err(|e| BackupError::Store(format!("the record of disclosed reports: {e}")))?;
+    }
+    if let Some(part) = &manifest.push {
+        let entries = Frames::open(dir.join(&part.part))?.entries()?;
+        naast_push::Store::open_postgres(url)
+            .and_then(|store| store.take_in(&entries))
+            .map_err(|e| BackupError::Store(format!("the push state's table: {e}")))?;
+    }
+    naast_eventlog::postgres::finish_restore(url).map_err(database)?;
+    Ok(manifest)
 }
 
 /// Refuses a data directory a restore has not finished in.

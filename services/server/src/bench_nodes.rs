@@ -196,7 +196,9 @@ async fn start_node(
     let address = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut stores = crate::grpc::Stores::in_dir(log.clone(), projections, dir);
-    stores.postgres = Some(url.to_owned());
+    stores.shared_disclosures = Some(
+        naast_app::evaluation::open_shared_disclosures(url).map_err(|e| crate::bench::fail(&e))?,
+    );
     let server = tokio::spawn(crate::grpc::run(
         listener,
         crate::grpc::Doors::default(),

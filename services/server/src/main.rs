@@ -97,7 +97,7 @@ struct ServeArgs {
     #[arg(long, env = "NAAST_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
     /// The event log in PostgreSQL instead of the data directory: `postgres://user@host/db`
-    /// (one naast process writes to a database at a time).
+    /// (several nodes may share one database).
     #[arg(long, env = "NAAST_STORAGE")]
     storage: Option<String>,
     /// TOML file with `listen`, `data_dir` and an `[auth]` table; flags and environment
@@ -183,7 +183,12 @@ struct RestoreArgs {
     dir: std::path::PathBuf,
     /// The data directory to restore into; it must not exist yet or be empty.
     #[arg(long, env = "NAAST_DATA_DIR")]
-    data_dir: std::path::PathBuf,
+    data_dir: Option<std::path::PathBuf>,
+    /// Restore into this PostgreSQL database instead (`postgres://user@host/db`): it must hold
+    /// nothing of naast's, and every node on it must be stopped. The nodes' data directories
+    /// need nothing restored (their read models are rebuilt at start).
+    #[arg(long, env = "NAAST_STORAGE")]
+    storage: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -596,12 +601,26 @@ fn backup(args: BackupArgs) -> Result<(), Failure> {
 }
 
 async fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let manifest = naast_server::backup::restore(&args.dir, &args.data_dir).await?;
+    let (manifest, into) = match (&args.storage, &args.data_dir) {
+        (Some(url), _) => {
+            naast_eventlog::postgres::check_url(url).map_err(|e| format!("--storage: {e}"))?;
+            let manifest = naast_server::backup::restore_into_postgres(&args.dir, url).await?;
+            (manifest, "the PostgreSQL database".to_owned())
+        }
+        (None, Some(data_dir)) => {
+            let manifest = naast_server::backup::restore(&args.dir, data_dir).await?;
+            (manifest, data_dir.display().to_string())
+        }
+        (None, None) => {
+            return Err(
+                "say where to restore into: --data-dir DIR, or --storage postgres://… (or NAAST_DATA_DIR, NAAST_STORAGE)".into(),
+            );
+        }
+    };
     println!(
-        "naast restore: {} events and {} audit records restored into {}; start naast there with the master key of the backup (the read models are rebuilt then)",
+        "naast restore: {} events and {} audit records restored into {into}; start naast there with the master key of the backup (the read models are rebuilt then)",
         manifest.events.events,
         manifest.audit.iter().map(|a| a.log.events).sum::<u64>(),
-        args.data_dir.display()
     );
     Ok(())
 }
@@ -940,9 +959,19 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     };
     let push_lease = push_lease.flatten();
     let taken = std::sync::Arc::new(std::sync::Mutex::new(None));
-    // A store that failed on a full disk is reopened by a restart in place once there is room.
+    // With the log in PostgreSQL, the record of disclosed reports is there too, for every node.
+    let shared_disclosures = match &config.storage {
+        Some(url) => Some(naast_app::evaluation::open_shared_disclosures(&url.0)?),
+        None => None,
+    };
+    // A store that failed on a full disk is reopened by a restart in place once there is room;
+    // a log in PostgreSQL whose connection was lost, too.
     let watch = naast_server::recovery::Watch {
         log: log.clone(),
+        others: shared_disclosures
+            .iter()
+            .map(|log| ("the record of disclosed reports", log.clone()))
+            .collect(),
         auditor: Some(guard.auditor.clone()),
         projections: projections.clone(),
         data_dir: config.data_dir.clone(),
@@ -984,7 +1013,7 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
         Some(push),
         grpc::Stores {
             disclosures: config.data_dir.join("disclosures"),
-            postgres: config.storage.as_ref().map(|url| url.0.clone()),
+            shared_disclosures,
             hourly_rate_cents: config.supporter_hourly_rate_cents,
             log,
             projections,

@@ -31,6 +31,9 @@ const LEAST_ROOM: u64 = 16 * 1024 * 1024;
 pub struct Watch {
     /// The event log.
     pub log: EventLog,
+    /// Other logs a command writes to, each with what it is: in PostgreSQL, the record of
+    /// disclosed reports (a log whose connection was lost is failed until reopened).
+    pub others: Vec<(&'static str, EventLog)>,
     /// The audit log, when calls are audited.
     pub auditor: Option<Auditor>,
     /// The read models.
@@ -81,6 +84,13 @@ impl Watch {
     fn failure(&self, read_models_failing_since: Option<Instant>) -> Option<String> {
         if let Some(reason) = self.log.failure() {
             return Some(format!("the event log ({reason})"));
+        }
+        if let Some((what, reason)) = self
+            .others
+            .iter()
+            .find_map(|(what, log)| log.failure().map(|reason| (what, reason)))
+        {
+            return Some(format!("{what} ({reason})"));
         }
         // A partition whose storage failed (not a record refused for what it holds: that
         // must not let a caller restart the service).

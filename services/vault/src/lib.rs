@@ -608,18 +608,41 @@ pub fn restore_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), Vaul
         });
     }
     for (name, bytes) in files {
-        let household_key = name
-            .strip_suffix(".key")
-            .and_then(|id| Uuid::parse_str(id).ok())
-            .is_some_and(|id| format!("{id}.key") == *name);
-        if !household_key && name != rotate::CHECK_FILE {
-            return Err(VaultError::Corrupt {
-                what: format!("the backup's key folder holds {name:?}, which is no key file"),
-            });
-        }
+        backup_file(name)?;
         write_file(&dir.join(name), bytes)?;
     }
     sync_dir(dir)
+}
+
+/// What a file of a backup's key folder is: a household's key (`Some`) or the master key check
+/// (`None`); any other name is refused.
+fn backup_file(name: &str) -> Result<Option<Uuid>, VaultError> {
+    if name == rotate::CHECK_FILE {
+        return Ok(None);
+    }
+    name.strip_suffix(".key")
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .filter(|id| format!("{id}.key") == name)
+        .map(Some)
+        .ok_or_else(|| VaultError::Corrupt {
+            what: format!("the backup's key folder holds {name:?}, which is no key file"),
+        })
+}
+
+/// Writes the files of a backup's key folder (see [`Vault::backup_files`]) into the keys' table
+/// of the PostgreSQL database at `url`, which must hold no keys, no master key check and no
+/// erased household yet, in one durable transaction: a restore into PostgreSQL. The keys stay
+/// wrapped as they were; the first node to open them checks the master key against the check.
+pub fn restore_into_postgres(url: &str, files: &[(String, Vec<u8>)]) -> Result<(), VaultError> {
+    let mut keys = Vec::new();
+    let mut check = None;
+    for (name, bytes) in files {
+        match backup_file(name)? {
+            Some(household) => keys.push((household, bytes.clone())),
+            None => check = Some(bytes.clone()),
+        }
+    }
+    postgres::KeyTable::open(url)?.restore(keys, check)
 }
 
 fn key_path(dir: &Path, household: Uuid) -> PathBuf {

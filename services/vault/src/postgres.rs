@@ -202,6 +202,70 @@ impl KeyTable {
     }
 }
 
+impl KeyTable {
+    /// Stores `keys` and the master key `check` of a backup, in one transaction, into a table
+    /// that holds no key, check or erased household (else nothing is written).
+    pub(crate) fn restore(
+        &self,
+        keys: Vec<(Uuid, Vec<u8>)>,
+        check: Option<Vec<u8>>,
+    ) -> Result<(), VaultError> {
+        let (ids, wrapped): (Vec<String>, Vec<Vec<u8>>) = keys
+            .into_iter()
+            .map(|(id, key)| (id.to_string(), key))
+            .unzip();
+        let held = self.run(move |client| async move {
+            client.batch_execute("BEGIN").await?;
+            let done = async {
+                let held: bool = client
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM naast_household_keys) \
+                         OR EXISTS (SELECT 1 FROM naast_master_key_check) \
+                         OR EXISTS (SELECT 1 FROM naast_erased_households)",
+                        &[],
+                    )
+                    .await?
+                    .get(0);
+                if held {
+                    return Ok(true);
+                }
+                client
+                    .execute(
+                        "INSERT INTO naast_household_keys (household, wrapped) \
+                         SELECT household::uuid, wrapped FROM unnest($1::text[], $2::bytea[]) \
+                         AS n(household, wrapped)",
+                        &[&ids, &wrapped],
+                    )
+                    .await?;
+                if let Some(check) = &check {
+                    client
+                        .execute(
+                            "INSERT INTO naast_master_key_check (one, sealed) VALUES (true, $1)",
+                            &[check],
+                        )
+                        .await?;
+                }
+                Ok(false)
+            }
+            .await;
+            match done {
+                Ok(false) => client.batch_execute("COMMIT").await.map(|()| false),
+                Ok(true) => client.batch_execute("ROLLBACK").await.map(|()| true),
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(e)
+                }
+            }
+        })?;
+        if held {
+            return Err(VaultError::Corrupt {
+                what: "the keys' table in PostgreSQL holds keys already".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The wrapped key of household `id` (its text), if it has one.
 async fn wrapped_of(client: &Client, id: &str) -> Result<Option<Vec<u8>>, tokio_postgres::Error> {
     Ok(client

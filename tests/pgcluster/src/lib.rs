@@ -250,6 +250,24 @@ impl Cluster {
         name
     }
 
+    /// Runs `sql` in `database` with `psql` (as the test's user, `naast`); what it printed,
+    /// unaligned and without headers.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", path_str(self.dir.path()), "-U", "naast", "-At", "-v"])
+            .arg("ON_ERROR_STOP=1")
+            .args(self.tls_port.map(|port| format!("-p{port}")))
+            .args(["-d", database, "-c", sql])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run psql: {e}"));
+        assert!(
+            out.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Runs `program` of the cluster's binaries with `args`, as the server's user.
     fn run_as_server(&self, program: &str, args: &[&str]) {
         run(self.as_server(program).args(args));

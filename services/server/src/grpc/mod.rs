@@ -70,9 +70,10 @@ pub struct Stores {
     /// The directory of the record of disclosed effect reports (`disclosures` in the data
     /// directory).
     pub disclosures: std::path::PathBuf,
-    /// With the event log in PostgreSQL: its database, which then keeps the record of disclosed
-    /// reports too, for every node.
-    pub postgres: Option<String>,
+    /// With the event log in PostgreSQL: the record of disclosed reports in its database,
+    /// shared by every node (`naast_app::evaluation::open_shared_disclosures`), kept instead of
+    /// the directory.
+    pub shared_disclosures: Option<EventLog>,
     /// What an hour of a supporter costs, in euro cents.
     pub hourly_rate_cents: u32,
 }
@@ -85,7 +86,7 @@ impl Stores {
             log,
             projections,
             disclosures: data_dir.join("disclosures"),
-            postgres: None,
+            shared_disclosures: None,
             hourly_rate_cents: crate::config::DEFAULT_SUPPORTER_HOURLY_RATE_CENTS,
         }
     }
@@ -150,7 +151,7 @@ pub async fn run(
         log,
         projections,
         disclosures,
-        postgres,
+        shared_disclosures,
         hourly_rate_cents,
     } = stores;
     let Doors { fhir, metrics, web } = doors;
@@ -266,8 +267,8 @@ pub async fn run(
         log.clone(),
         projections.clone(),
         auditor.clone(),
-        match &postgres {
-            Some(url) => naast_app::evaluation::DisclosureStore::Postgres(url),
+        match shared_disclosures {
+            Some(log) => naast_app::evaluation::DisclosureStore::Shared(log),
             None => naast_app::evaluation::DisclosureStore::Folder(&disclosures),
         },
         hourly_rate_cents,
