@@ -466,3 +466,83 @@ async fn a_backup_of_one_machine_restores_into_postgres_and_a_cut_restore_starts
     let node = Server::start_with(&node_dir, &node_args);
     assert_eq!(naast_tests::all_events(&node).await, events);
 }
+
+/// An audit year past its retention, on a database several nodes share: the node enforcing the
+/// retention retires it, so a node that still has it open goes on reading it (until its next
+/// listing of the years) instead of failing, a node opening now no longer sees it, and its table
+/// is dropped only once it has been retired long enough that no node can still be reading it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_year_past_its_retention_is_retired_before_its_table_is_dropped() {
+    use naast_app::audit::Auditor;
+    use naast_eventlog::{ExpectedRevision, NewEvent};
+    let cluster = Cluster::start();
+    let database = cluster.new_database();
+    let url = cluster.url(&database);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let retention = std::time::Duration::from_secs(365 * 86_400);
+    let open = |node: &str| {
+        Auditor::open_postgres(&url, &dir.path().join(node), retention)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let table_count = |table: &str| {
+        cluster.psql(
+            &database,
+            &format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"),
+        )
+    };
+    let enforcing = open("a");
+    let event = NewEvent::new("AccessAudited", b"{}".to_vec());
+    let id = event.id;
+    enforcing
+        .partition(2019)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .append("audit-service", ExpectedRevision::Any, vec![event])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Three years on (the record, written today, must be past the retention too), with the
+    // newest year there, which is never removed.
+    let later = time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(3 * 365 * 86_400);
+    enforcing
+        .partition(later.year())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reading = open("b");
+    assert!(reading.contains(id).unwrap_or_else(|e| panic!("{e}")));
+
+    let removed = enforcing
+        .enforce_retention(later)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(removed.contains(&2019), "{removed:?}");
+    // The node that had the year open reads it still: no error (dropped at once, its table
+    // would be gone under it).
+    assert!(reading.contains(id).unwrap_or_else(|e| panic!("{e}")));
+    // A node opening now does not see it; the enforcing node has let go of it.
+    let fresh = open("c");
+    for auditor in [&fresh, &enforcing] {
+        assert!(
+            auditor.partitions().iter().all(|(year, _)| *year != 2019),
+            "a retired year is listed"
+        );
+        assert!(!auditor.contains(id).unwrap_or_else(|e| panic!("{e}")));
+    }
+    // Its table is dropped only once it has been retired long enough.
+    let minutes = |n: u64| std::time::Duration::from_secs(n * 60);
+    enforcing
+        .enforce_retention(later + minutes(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(table_count("naast_audit_2019"), "1");
+    reading.close().await;
+    fresh.close().await;
+    enforcing
+        .enforce_retention(later + minutes(11))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(table_count("naast_audit_2019"), "0");
+    assert_eq!(
+        cluster.psql(&database, "SELECT count(*) FROM naast_retired_logs"),
+        "0"
+    );
+    assert_eq!(table_count(&format!("naast_audit_{}", later.year())), "1");
+    enforcing.close().await;
+}

@@ -293,6 +293,10 @@ const PARTITION_TABLE: &str = "naast_audit_";
 /// How long a listing of the audit log's years in PostgreSQL serves.
 const YEARS_LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long a year retired in PostgreSQL is kept before its table is dropped: well past the
+/// other nodes' next listing of the years and any scan they began before it.
+const RETIRED_KEPT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// The table of `year`'s partition in PostgreSQL.
 pub fn partition_table(year: i32) -> String {
     format!("{PARTITION_TABLE}{year}")
@@ -1038,10 +1042,32 @@ impl Auditor {
     /// the partition of `now`'s year, never the newest, and never one holding a record written
     /// less than the retention before `now`, as records written while the clock was behind
     /// would be), and returns those years.
+    ///
+    /// In PostgreSQL, where other nodes may be reading a year, it is retired rather than
+    /// dropped: no node lists it from then on, and each lets go of it at its next listing
+    /// (within [`YEARS_LISTED_FOR`]). Its table is dropped by a later enforcement, once it has
+    /// been retired for [`RETIRED_KEPT`] (in the daily round, the next day's).
     pub async fn enforce_retention(
         &self,
         now: time::OffsetDateTime,
     ) -> Result<Vec<i32>, AuditError> {
+        if let Some(url) = self.inner.postgres.clone() {
+            let dropped = tokio::task::spawn_blocking(move || {
+                naast_eventlog::postgres::drop_retired_tables(
+                    &url,
+                    PARTITION_TABLE,
+                    now.into(),
+                    RETIRED_KEPT,
+                )
+                .map_err(std::io::Error::other)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|e| io_error("remove", e))?;
+            for table in dropped {
+                tracing::info!(%table, "a retired audit year's table dropped");
+            }
+        }
         let mut removed = Vec::new();
         for (year, log) in self.partitions() {
             let Ok(next_year) =
@@ -1079,7 +1105,7 @@ impl Auditor {
             let postgres = self.inner.postgres.clone();
             let removal = tokio::task::spawn_blocking(move || match postgres {
                 Some(url) => {
-                    naast_eventlog::postgres::drop_table(&url, &format!("{PARTITION_TABLE}{year}"))
+                    naast_eventlog::postgres::retire_table(&url, &partition_table(year), now.into())
                         .map_err(std::io::Error::other)
                 }
                 None => remove_partition(&dir, &parent),

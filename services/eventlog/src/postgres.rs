@@ -509,39 +509,116 @@ pub fn finish_restore(url: &str) -> Result<(), StorageError> {
 }
 
 /// The log tables in the database at `url` whose names start with `prefix` (the audit log's
-/// years), by name.
+/// years), by name; retired ones ([`retire_table`]) are not among them.
 pub fn tables_starting(url: &str, prefix: &str) -> Result<Vec<String>, StorageError> {
     let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
     let (config, prefix) = (db.settings().clone(), prefix.to_owned());
     db.block(ANSWER_WITHIN, async move {
         let client = connect(&config).await?;
-        naast_postgres::tables_starting(&client, &prefix)
+        // Asked before any log opened (an audit log opened first): the schema must be there.
+        naast_postgres::migrate(&client)
             .await
-            .map_err(|e| error_text(&e))
+            .map_err(|e| error_text(&e))?;
+        let retired: Vec<String> = client
+            .query("SELECT log_table FROM naast_retired_logs", &[])
+            .await
+            .map_err(|e| error_text(&e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut tables = naast_postgres::tables_starting(&client, &prefix)
+            .await
+            .map_err(|e| error_text(&e))?;
+        tables.retain(|table| !retired.contains(table));
+        Ok(tables)
     })
     .map_err(|e| StorageError::new("read", e))
 }
 
-/// Drops the log table `table` (an audit year past its retention): every copy of it in the
-/// database goes at once.
-pub fn drop_table(url: &str, table: &str) -> Result<(), StorageError> {
+/// Retires the log table `table` (an audit year past its retention) as of `now`, durably: from
+/// then on no process lists it ([`tables_starting`]), and each lets go of it at its next listing.
+/// It is dropped by [`drop_retired_tables`] once it has been retired long enough that none can
+/// still be reading it. (Dropped at once, it would fail the reads of the nodes that still had it
+/// open until their next listing.)
+pub fn retire_table(
+    url: &str,
+    table: &str,
+    now: std::time::SystemTime,
+) -> Result<(), StorageError> {
     if !is_table_name(table) || table == LOG_TABLE {
         return Err(StorageError::new(
             "remove",
-            format!("{table:?} is not a table naast drops"),
+            format!("{table:?} is not a table naast retires"),
         ));
     }
     let db = Database::new(url).map_err(|e| StorageError::new("remove", e))?;
-    let (config, drop) = (
-        db.settings().clone(),
-        format!("DROP TABLE IF EXISTS {table}"),
-    );
+    let (config, table) = (db.settings().clone(), table.to_owned());
     db.block(ANSWER_WITHIN, async move {
         let client = connect(&config).await?;
         client
-            .batch_execute(&drop)
+            .batch_execute("SET synchronous_commit TO on")
             .await
+            .map_err(|e| error_text(&e))?;
+        client
+            .execute(
+                "INSERT INTO naast_retired_logs (log_table, retired_at) VALUES ($1, $2) \
+                 ON CONFLICT (log_table) DO NOTHING",
+                &[&table, &now],
+            )
+            .await
+            .map(drop)
             .map_err(|e| error_text(&e))
+    })
+    .map_err(|e| StorageError::new("remove", e))
+}
+
+/// Drops the retired log tables whose names start with `prefix` that were retired more than
+/// `kept` before `now`, each with its row in one transaction: every copy of it in the database
+/// goes at once. Returns the tables dropped.
+pub fn drop_retired_tables(
+    url: &str,
+    prefix: &str,
+    now: std::time::SystemTime,
+    kept: std::time::Duration,
+) -> Result<Vec<String>, StorageError> {
+    let before = now.checked_sub(kept).unwrap_or(std::time::UNIX_EPOCH);
+    let db = Database::new(url).map_err(|e| StorageError::new("remove", e))?;
+    let (config, prefix) = (db.settings().clone(), prefix.to_owned());
+    db.block(ANSWER_WITHIN, async move {
+        let client = connect(&config).await?;
+        let text = |e: tokio_postgres::Error| error_text(&e);
+        client
+            .batch_execute("SET synchronous_commit TO on")
+            .await
+            .map_err(text)?;
+        let due: Vec<String> = client
+            .query(
+                "SELECT log_table FROM naast_retired_logs \
+                 WHERE starts_with(log_table, $1) AND retired_at < $2 ORDER BY log_table",
+                &[&prefix, &before],
+            )
+            .await
+            .map_err(text)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut dropped = Vec::new();
+        for table in due {
+            // A name stored by `retire_table`, which took only log table names: safe to put in
+            // the statement's text (and checked again).
+            if !is_table_name(&table) || table == LOG_TABLE {
+                continue;
+            }
+            client
+                .batch_execute(&format!(
+                    "BEGIN; DROP TABLE IF EXISTS {table}; \
+                     DELETE FROM naast_retired_logs WHERE log_table = '{table}'; COMMIT"
+                ))
+                .await
+                .map_err(text)?;
+            dropped.push(table);
+        }
+        Ok(dropped)
     })
     .map_err(|e| StorageError::new("remove", e))
 }

@@ -260,6 +260,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "the mark of an unfinished restore",
         include_str!("../migrations/0006_restoring.sql"),
     ),
+    (
+        7,
+        "retired log tables",
+        include_str!("../migrations/0007_retired_logs.sql"),
+    ),
 ];
 
 /// The advisory lock held while migrations are applied.

@@ -11,12 +11,13 @@ use tokio_postgres::Client;
 /// The tables of naast's data that exist from the migrations on; the audit log's years
 /// (`naast_audit_<year>`) and the record of disclosed reports (`naast_disclosures`) are made when
 /// first written.
-const DATA_TABLES: [&str; 5] = [
+const DATA_TABLES: [&str; 6] = [
     "naast_log",
     "naast_household_keys",
     "naast_master_key_check",
     "naast_erased_households",
     "naast_push",
+    "naast_retired_logs",
 ];
 
 /// The prefixes of the tables of naast's data made on demand.
