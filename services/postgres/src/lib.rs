@@ -609,6 +609,48 @@ pub async fn tables_starting(
         .collect())
 }
 
+/// Waits until the database at `url` takes a connection that may write (with several hosts in
+/// the URL and `target_session_attrs=read-write`, whichever is the primary now), trying every
+/// second, at most `within`; says so once while it waits. `Err`: the last reason it did not.
+pub fn wait_for_writes(url: &str, within: std::time::Duration) -> Result<(), String> {
+    let db = Database::new(url)?;
+    let deadline = std::time::Instant::now() + within;
+    let mut said = false;
+    loop {
+        let settings = db.settings().clone();
+        let tried = db.block(ANSWER_WITHIN, async move {
+            let client = Database::connect(&settings)
+                .await
+                .map_err(|e| error_text(&e))?;
+            let read_only: String = client
+                .query_one("SHOW transaction_read_only", &[])
+                .await
+                .map_err(|e| error_text(&e))?
+                .get(0);
+            if read_only == "on" {
+                return Err("the database takes no writes (a standby)".to_owned());
+            }
+            Ok(())
+        });
+        match tried {
+            Ok(()) => {
+                if said {
+                    tracing::info!("PostgreSQL takes writes again");
+                }
+                return Ok(());
+            }
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(e) => {
+                if !said {
+                    tracing::warn!(error = %e, "waiting for PostgreSQL to take writes again");
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// Whether `url` is a PostgreSQL URL naast can connect with: `Err` says what is wrong (never
 /// repeating the URL, which may hold a password).
 pub fn check_url(url: &str) -> Result<(), String> {

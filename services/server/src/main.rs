@@ -347,6 +347,10 @@ fn config(args: ServeArgs, serves: bool) -> Result<Config, Failure> {
     Ok(config)
 }
 
+/// How long a node restarting in place waits for its PostgreSQL database to take writes again
+/// (a failover: the old primary gone, a standby being promoted).
+const RESTART_WAITS_FOR_DATABASE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The advisory lock of the push lease: of several nodes on one PostgreSQL database, the one
 /// holding it pushes to the platforms.
 const PUSH_LEASE: i64 = 0x6e61_6173_745f_7073;
@@ -1023,6 +1027,19 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
     )
     .await?;
     Ok(if restart.load(std::sync::atomic::Ordering::SeqCst) {
+        // A connection lost as PostgreSQL fails over (its standby being promoted): the new run
+        // could not open the log until the database takes writes again, so wait for that here
+        // rather than exit for want of it.
+        if let Some(url) = &config.storage {
+            let url = url.0.clone();
+            let waited = tokio::task::spawn_blocking(move || {
+                naast_postgres::wait_for_writes(&url, RESTART_WAITS_FOR_DATABASE)
+            })
+            .await;
+            if let Ok(Err(e)) = waited {
+                tracing::error!(error = %e, "PostgreSQL takes no writes yet; restarting all the same");
+            }
+        }
         Served::Restart {
             held: taken
                 .lock()

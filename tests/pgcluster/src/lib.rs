@@ -20,6 +20,17 @@ pub struct Cluster {
     as_postgres: bool,
     /// The loopback port it takes TLS connections on.
     tls_port: Option<u16>,
+    /// Whether a standby streams from it ([`Cluster::start_with_standby`]), and whether it
+    /// has taken over ([`Cluster::fail_over`]).
+    standby: Option<Standby>,
+}
+
+/// The standby of a cluster started with one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Standby {
+    Streaming,
+    Stopped,
+    Promoted,
 }
 
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
@@ -34,6 +45,146 @@ impl Cluster {
     /// [`Cluster::start`], also taking TLS connections (and only those) on a loopback port.
     pub fn start_with_tls() -> Self {
         Self::start_listening(true)
+    }
+
+    /// [`Cluster::start`], with a hot standby (made with `pg_basebackup`, on a socket directory
+    /// of its own) that replicates synchronously: the primary's `synchronous_standby_names` is
+    /// `*`, so a commit that waits for its flush (`synchronous_commit` on) waits for the
+    /// standby's too. [`Cluster::failover_url`] reaches whichever of the two takes writes.
+    pub fn start_with_standby() -> Self {
+        let mut cluster = Self::start_listening(false);
+        let (dir, standby, socket) = (
+            cluster.dir.path().to_owned(),
+            cluster.standby_data(),
+            cluster.standby_socket(),
+        );
+        cluster.standby = Some(Standby::Streaming);
+        std::fs::create_dir(&socket).expect("the standby's socket directory");
+        if cluster.as_postgres {
+            run(Command::new("chown").arg("postgres:").arg(&socket));
+        }
+        cluster.run_as_server(
+            "pg_basebackup",
+            &[
+                "-h",
+                path_str(&dir),
+                "-U",
+                "naast",
+                "-D",
+                path_str(&standby),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+            ],
+        );
+        cluster.run_standby();
+        cluster.psql(
+            "postgres",
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        );
+        cluster.psql("postgres", "SELECT pg_reload_conf()");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while cluster.psql("postgres", "SELECT sync_state FROM pg_stat_replication") != "sync" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the standby did not become synchronous"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// The URL of `database` that reaches whichever of the primary and its standby takes
+    /// writes (both hosts, `target_session_attrs=read-write`), as a node is given it where the
+    /// database fails over.
+    pub fn failover_url(&self, database: &str) -> String {
+        let encode = |path: &Path| path_str(path).replace('/', "%2F");
+        format!(
+            "postgresql://naast@{},{}/{database}?target_session_attrs=read-write",
+            encode(self.dir.path()),
+            encode(&self.standby_socket())
+        )
+    }
+
+    fn run_standby(&self) {
+        let options = format!(
+            "-k {} -c listen_addresses='' -c max_connections=200",
+            path_str(&self.standby_socket())
+        );
+        let log = self.dir.path().join("standby.log");
+        self.run_as_server(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&self.standby_data()),
+                "-l",
+                path_str(&log),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the standby (`fast`), so that it receives nothing until [`Cluster::fail_over`]:
+    /// a commit that waits for it waits until then (and is lost with the primary), one that
+    /// does not wait for it is on the primary alone.
+    pub fn stop_standby(&mut self) {
+        assert!(
+            self.standby == Some(Standby::Streaming),
+            "the cluster has no standby streaming"
+        );
+        self.run_as_server(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&self.standby_data()),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+        self.standby = Some(Standby::Stopped);
+    }
+
+    /// The primary dies (`immediate`, as a crash) and its standby (started again first, when
+    /// stopped) is promoted: the standby takes writes from then on.
+    pub fn fail_over(&mut self) {
+        let stopped = match self.standby {
+            Some(Standby::Streaming) => false,
+            Some(Standby::Stopped) => true,
+            _ => panic!("the cluster has no standby to fail over to"),
+        };
+        let data = self.data();
+        self.run_as_server(
+            "pg_ctl",
+            &["-D", path_str(&data), "-m", "immediate", "-w", "stop"],
+        );
+        if stopped {
+            self.run_standby();
+        }
+        let standby = self.standby_data();
+        self.run_as_server("pg_ctl", &["-D", path_str(&standby), "-w", "promote"]);
+        self.standby = Some(Standby::Promoted);
+    }
+
+    fn standby_data(&self) -> PathBuf {
+        self.dir.path().join("standby")
+    }
+
+    fn standby_socket(&self) -> PathBuf {
+        self.dir.path().join("standby-socket")
+    }
+
+    /// The socket directory of the server that takes writes.
+    fn serving_socket(&self) -> PathBuf {
+        match self.standby {
+            Some(Standby::Promoted) => self.standby_socket(),
+            _ => self.dir.path().to_owned(),
+        }
     }
 
     fn start_listening(tls: bool) -> Self {
@@ -53,6 +204,7 @@ impl Cluster {
             bin,
             as_postgres,
             tls_port: None,
+            standby: None,
         };
         let data = cluster.data();
         cluster.run_as_server(
@@ -250,11 +402,13 @@ impl Cluster {
         name
     }
 
-    /// Runs `sql` in `database` with `psql` (as the test's user, `naast`); what it printed,
+    /// Runs `sql` in `database` with `psql` (as the test's user, `naast`, on the server that
+    /// takes writes); what it printed,
     /// unaligned and without headers.
     pub fn psql(&self, database: &str, sql: &str) -> String {
+        let socket = self.serving_socket();
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", path_str(self.dir.path()), "-U", "naast", "-At", "-v"])
+            .args(["-h", path_str(&socket), "-U", "naast", "-At", "-v"])
             .arg("ON_ERROR_STOP=1")
             .args(self.tls_port.map(|port| format!("-p{port}")))
             .args(["-d", database, "-c", sql])
@@ -288,12 +442,14 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let data = self.data();
         // Stopping is best effort: a cluster already gone is fine.
-        let _ = self
-            .as_server("pg_ctl")
-            .args(["-D", path_str(&data), "-m", "immediate", "-w", "stop"])
-            .output();
+        let standby = self.standby.map(|_| self.standby_data());
+        for data in std::iter::once(self.data()).chain(standby) {
+            let _ = self
+                .as_server("pg_ctl")
+                .args(["-D", path_str(&data), "-m", "immediate", "-w", "stop"])
+                .output();
+        }
     }
 }
 
