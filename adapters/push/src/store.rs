@@ -480,6 +480,31 @@ impl Store {
         Ok(out)
     }
 
+    /// The subscriptions following each of `households` that any follows: one look at the index
+    /// for all of them (one round trip on PostgreSQL), then each subscription followed.
+    pub fn subscriptions_following(
+        &self,
+        households: &[HouseholdId],
+    ) -> Result<std::collections::HashMap<HouseholdId, Vec<Subscription>>, StoreError> {
+        let prefixes: Vec<Vec<u8>> = households.iter().map(|h| h.0.as_bytes().to_vec()).collect();
+        let mut out: std::collections::HashMap<HouseholdId, Vec<Subscription>> =
+            std::collections::HashMap::new();
+        for (key, _) in self.following.scan_prefixes(&prefixes)? {
+            let (Some(household), Some(id)) = (
+                key.get(..16).and_then(|b| Uuid::from_slice(b).ok()),
+                key.get(16..32).and_then(|b| Uuid::from_slice(b).ok()),
+            ) else {
+                return Err(damaged("following", "a key of the wrong length"));
+            };
+            if let Some(subscription) = self.subscription(id)? {
+                out.entry(HouseholdId(household))
+                    .or_default()
+                    .push(subscription);
+            }
+        }
+        Ok(out)
+    }
+
     /// Changes the subscription `id` with `change`, which says whether to change it and what
     /// entry of its events to write with the change. A compare-and-swap of the
     /// stored subscription, tried again when another change (of this process or another node) got

@@ -255,11 +255,12 @@ async fn dispatch(
         }
         touched.reverse();
         let today = naast_domain::calendar::dutch_today();
+        let households_touched: Vec<HouseholdId> = touched.iter().map(|(h, _, _)| *h).collect();
+        let mut followed = store.subscriptions_following(&households_touched)?;
         for (household, position, at) in touched {
-            let following = store.subscriptions_of(household)?;
-            if following.is_empty() {
+            let Some(following) = followed.remove(&household) else {
                 continue;
-            }
+            };
             let (state, _) = households.state(household).await?;
             for subscription in following {
                 if matches!(subscription.status, Status::Off | Status::Error)

@@ -366,6 +366,46 @@ impl Tree {
         self.range(prefix, after_prefix(prefix).as_deref(), usize::MAX)
     }
 
+    /// Every entry whose key starts with any of `prefixes`, in key order, each once: one round
+    /// trip on PostgreSQL, however many prefixes.
+    pub(crate) fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<Vec<Entry>, StoreError> {
+        let mut found = match self {
+            Tree::Sled(_) => {
+                let mut found = Vec::new();
+                for prefix in prefixes {
+                    found.extend(self.scan_prefix(prefix)?);
+                }
+                found
+            }
+            Tree::Postgres { table, name } => {
+                if prefixes.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let name = *name;
+                let (starts, ends): (Vec<Vec<u8>>, Vec<Option<Vec<u8>>>) = prefixes
+                    .iter()
+                    .map(|prefix| (prefix.clone(), after_prefix(prefix)))
+                    .unzip();
+                table.run(move |client| async move {
+                    Ok(client
+                        .query(
+                            "SELECT k.key, k.value FROM unnest($2::bytea[], $3::bytea[]) \
+                             AS p(start, stop) JOIN naast_push k ON k.tree = $1 \
+                             AND k.key >= p.start AND (p.stop IS NULL OR k.key < p.stop)",
+                            &[&name, &starts, &ends],
+                        )
+                        .await?
+                        .iter()
+                        .map(|row| (row.get(0), row.get(1)))
+                        .collect())
+                })?
+            }
+        };
+        found.sort();
+        found.dedup_by(|a, b| a.0 == b.0);
+        Ok(found)
+    }
+
     /// The last entry whose key starts with `prefix`.
     pub(crate) fn last_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
         match self {

@@ -75,6 +75,7 @@ struct Answers {
     events: Vec<(u64, u64)>,
     subscription: Option<Subscription>,
     following: usize,
+    followed: Vec<(HouseholdId, Vec<Uuid>)>,
     delivered: u64,
     entries: Vec<naast_eventlog::storage::TreeEntry>,
 }
@@ -115,6 +116,16 @@ async fn script(store: &Store, ids: &[Uuid; 4], sub: &Subscription) -> Answers {
             .unwrap();
     }
     store.set_subscription_delivered(sub.id, 2).unwrap();
+    // Households asked for together (one of them twice): only the followed one answers, with
+    // its subscription.
+    let mut followed: Vec<(HouseholdId, Vec<Uuid>)> = store
+        .subscriptions_following(&[a, sub.household, b, sub.household])
+        .unwrap()
+        .into_iter()
+        .map(|(household, subs)| (household, subs.iter().map(|s| s.id).collect()))
+        .collect();
+    followed.sort();
+    assert_eq!(followed, [(sub.household, vec![sub.id])]);
     let letters = store.dead_letters("jo").unwrap();
     // Numbers are each store's own: what counts is that they follow in order, none reused.
     assert!(letters.windows(2).all(|w| w[0].id < w[1].id), "{letters:?}");
@@ -142,6 +153,7 @@ async fn script(store: &Store, ids: &[Uuid; 4], sub: &Subscription) -> Answers {
             .collect(),
         subscription: store.subscription(sub.id).unwrap(),
         following: store.subscriptions_of(sub.household).unwrap().len(),
+        followed,
         delivered: store.subscription_delivered(sub.id).unwrap(),
         entries: entries(store),
     }
