@@ -1045,21 +1045,17 @@ impl Auditor {
     ///
     /// In PostgreSQL, where other nodes may be reading a year, it is retired rather than
     /// dropped: no node lists it from then on, and each lets go of it at its next listing
-    /// (within [`YEARS_LISTED_FOR`]). Its table is dropped by a later enforcement, once it has
-    /// been retired for [`RETIRED_KEPT`] (in the daily round, the next day's).
+    /// (within [`YEARS_LISTED_FOR`]). Its table is dropped by a later enforcement (the next
+    /// day's round, or a node's start), once it has been retired for [`RETIRED_KEPT`] by the
+    /// database's clock.
     pub async fn enforce_retention(
         &self,
         now: time::OffsetDateTime,
     ) -> Result<Vec<i32>, AuditError> {
         if let Some(url) = self.inner.postgres.clone() {
             let dropped = tokio::task::spawn_blocking(move || {
-                naast_eventlog::postgres::drop_retired_tables(
-                    &url,
-                    PARTITION_TABLE,
-                    now.into(),
-                    RETIRED_KEPT,
-                )
-                .map_err(std::io::Error::other)
+                naast_eventlog::postgres::drop_retired_tables(&url, PARTITION_TABLE, RETIRED_KEPT)
+                    .map_err(std::io::Error::other)
             })
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
@@ -1104,10 +1100,8 @@ impl Auditor {
             );
             let postgres = self.inner.postgres.clone();
             let removal = tokio::task::spawn_blocking(move || match postgres {
-                Some(url) => {
-                    naast_eventlog::postgres::retire_table(&url, &partition_table(year), now.into())
-                        .map_err(std::io::Error::other)
-                }
+                Some(url) => naast_eventlog::postgres::retire_table(&url, &partition_table(year))
+                    .map_err(std::io::Error::other),
                 None => remove_partition(&dir, &parent),
             })
             .await

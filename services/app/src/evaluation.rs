@@ -95,7 +95,6 @@ pub async fn restore_disclosures(
     log: &EventLog,
     entries: &[naast_eventlog::storage::TreeEntry],
 ) -> Result<usize, AppError> {
-    let mut events = Vec::with_capacity(entries.len());
     for (tree, _, value) in entries {
         if tree != "answered" {
             return Err(AppError::Unavailable(format!(
@@ -103,15 +102,29 @@ pub async fn restore_disclosures(
             )));
         }
         decode_fingerprint(value)?;
-        events.push(NewEvent::new(REPORT_DISCLOSED, value.clone()));
     }
-    let restored = events.len();
-    if !events.is_empty() {
-        log.append(DISCLOSURES_STREAM, ExpectedRevision::NoStream, events)
-            .await?;
+    // Appended in runs within the log's limits of one append (a backup of a node on sled holds
+    // as many as it answered).
+    let mut expected = ExpectedRevision::NoStream;
+    let mut run: Vec<NewEvent> = Vec::new();
+    let mut run_bytes = 0;
+    for (at, (_, _, value)) in entries.iter().enumerate() {
+        run_bytes += value.len();
+        run.push(NewEvent::new(REPORT_DISCLOSED, value.clone()));
+        let full = run.len() == naast_eventlog::limits::MAX_EVENTS_PER_APPEND
+            || entries.get(at + 1).is_none_or(|(_, _, next)| {
+                run_bytes + next.len() > naast_eventlog::limits::MAX_APPEND_PAYLOAD_BYTES
+            });
+        if full {
+            let appended = log
+                .append(DISCLOSURES_STREAM, expected, std::mem::take(&mut run))
+                .await?;
+            expected = ExpectedRevision::Exact(appended.last_revision);
+            run_bytes = 0;
+        }
     }
     log.sync().await?;
-    Ok(restored)
+    Ok(entries.len())
 }
 
 /// The table of the disclosures' log in PostgreSQL.
@@ -663,6 +676,20 @@ mod tests {
         let mut answered = Answered::default();
         catch_up_disclosures(&shared, &mut answered).unwrap();
         assert_eq!(answered.fingerprints, fingerprints);
+        // More than one append may hold: in runs, all of them, in order.
+        let many: Vec<Fingerprint> = (0..2_500).map(|n| vec![(n, n + 1)]).collect();
+        let entries_many: Vec<_> = many
+            .iter()
+            .map(|f| entry("answered", encode_fingerprint(f)))
+            .collect();
+        let large = log();
+        assert_eq!(
+            restore_disclosures(&large, &entries_many).await.unwrap(),
+            2_500
+        );
+        let mut answered = Answered::default();
+        catch_up_disclosures(&large, &mut answered).unwrap();
+        assert_eq!(answered.fingerprints, many);
         // Into a log that holds reports already: refused, nothing written twice.
         assert!(restore_disclosures(&shared, &entries).await.is_err());
         assert_eq!(shared.head(), 2);

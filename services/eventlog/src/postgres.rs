@@ -441,71 +441,101 @@ async fn watch(
 /// Why a process is refused a database a restore into which has not finished.
 pub const UNFINISHED_RESTORE: &str = "a restore into this database did not finish (naast_restoring holds its mark); run naast restore again, which starts over";
 
-/// Begins a restore into the database at `url`: with no naast process on it (the sole writer's
-/// lock, held just for this), it must hold nothing of naast's, or what a restore cut short left
-/// (which is then emptied); then its mark keeps every other process off until
-/// [`finish_restore`]. `Err` names the tables that hold data, or why it cannot begin.
-pub fn begin_restore(url: &str) -> Result<(), StorageError> {
-    let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
-    let config = db.settings().clone();
-    db.block(
-        std::time::Duration::from_secs(LOCK_WAIT_SECONDS) + ANSWER_WITHIN,
-        async move {
-            let client = connect(&config).await?;
-            let text = |e: tokio_postgres::Error| error_text(&e);
-            naast_postgres::migrate(&client).await.map_err(text)?;
-            client
-                .batch_execute(&format!("SET lock_timeout TO '{LOCK_WAIT_SECONDS}s'"))
-                .await
-                .map_err(text)?;
-            if let Err(e) = client
-                .query_one("SELECT pg_advisory_lock($1)", &[&SOLE_WRITER_LOCK])
-                .await
-            {
-                return Err(
-                    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
-                        "a naast process has this database open: stop every node before restoring into it".to_owned()
-                    } else {
-                        error_text(&e)
-                    },
-                );
-            }
-            if naast_postgres::restoring::unfinished(&client)
-                .await
-                .map_err(text)?
-            {
-                tracing::warn!("a restore into this database did not finish: emptying what it wrote and starting over");
-                naast_postgres::restoring::empty(&client).await.map_err(text)?;
-            } else {
-                let holding = naast_postgres::restoring::tables_with_data(&client)
-                    .await
-                    .map_err(text)?;
-                if !holding.is_empty() {
-                    return Err(format!(
-                        "the database holds naast data already (in {}); restore into an empty database",
-                        holding.join(", ")
-                    ));
-                }
-                naast_postgres::restoring::mark(&client).await.map_err(text)?;
-            }
-            // The session ends with the connection, and with it the lock.
-            Ok(())
-        },
-    )
-    .map_err(|e| StorageError::new("restore", e))
+/// The advisory lock a restore holds from its beginning to its end (session level), so that a
+/// second restore started meanwhile is refused rather than taking the first one's mark for that
+/// of a restore cut short.
+pub const RESTORE_LOCK: i64 = 0x6e61_6173_745f_7273;
+
+/// A restore into a database under way ([`Restore::begin`]): its session holds
+/// [`RESTORE_LOCK`] until [`Restore::finish`], or until it is dropped (a failed restore, whose
+/// mark stays).
+pub struct Restore {
+    db: Database,
+    client: Arc<Client>,
 }
 
-/// Ends a restore into the database at `url`: its mark goes, durably, and the nodes may start.
-pub fn finish_restore(url: &str) -> Result<(), StorageError> {
-    let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
-    let config = db.settings().clone();
-    db.block(ANSWER_WITHIN, async move {
-        let client = connect(&config).await?;
-        naast_postgres::restoring::finish(&client)
-            .await
-            .map_err(|e| error_text(&e))
-    })
-    .map_err(|e| StorageError::new("restore", e))
+impl Restore {
+    /// Begins a restore into the database at `url`: no other restore may be under way, and,
+    /// with no naast process on it (the sole writer's lock, held just for this), it must hold
+    /// nothing of naast's, or what a restore cut short left (which is then emptied); then its
+    /// mark keeps every other process off until [`Restore::finish`]. `Err` names the tables that
+    /// hold data, or why it cannot begin.
+    pub fn begin(url: &str) -> Result<Self, StorageError> {
+        let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
+        let config = db.settings().clone();
+        let client = db
+            .block(
+                std::time::Duration::from_secs(LOCK_WAIT_SECONDS) + ANSWER_WITHIN,
+                async move {
+                    let client = connect(&config).await?;
+                    let text = |e: tokio_postgres::Error| error_text(&e);
+                    naast_postgres::migrate(&client).await.map_err(text)?;
+                    let alone: bool = client
+                        .query_one("SELECT pg_try_advisory_lock($1)", &[&RESTORE_LOCK])
+                        .await
+                        .map_err(text)?
+                        .get(0);
+                    if !alone {
+                        return Err("another naast restore into this database is under way".to_owned());
+                    }
+                    client
+                        .batch_execute(&format!("SET lock_timeout TO '{LOCK_WAIT_SECONDS}s'"))
+                        .await
+                        .map_err(text)?;
+                    if let Err(e) = client
+                        .query_one("SELECT pg_advisory_lock($1)", &[&SOLE_WRITER_LOCK])
+                        .await
+                    {
+                        return Err(
+                            if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                                "a naast process has this database open: stop every node before restoring into it".to_owned()
+                            } else {
+                                error_text(&e)
+                            },
+                        );
+                    }
+                    if naast_postgres::restoring::unfinished(&client)
+                        .await
+                        .map_err(text)?
+                    {
+                        tracing::warn!("a restore into this database did not finish: emptying what it wrote and starting over");
+                        naast_postgres::restoring::empty(&client).await.map_err(text)?;
+                    } else {
+                        let holding = naast_postgres::restoring::tables_with_data(&client)
+                            .await
+                            .map_err(text)?;
+                        if !holding.is_empty() {
+                            return Err(format!(
+                                "the database holds naast data already (in {}); restore into an empty database",
+                                holding.join(", ")
+                            ));
+                        }
+                        naast_postgres::restoring::mark(&client).await.map_err(text)?;
+                    }
+                    // The logs the restore opens take the sole writer's lock themselves, one at
+                    // a time; the mark keeps everyone else off meanwhile.
+                    client
+                        .query_one("SELECT pg_advisory_unlock($1)", &[&SOLE_WRITER_LOCK])
+                        .await
+                        .map_err(text)?;
+                    Ok(Arc::new(client))
+                },
+            )
+            .map_err(|e| StorageError::new("restore", e))?;
+        Ok(Self { db, client })
+    }
+
+    /// Ends the restore: its mark goes, durably, and the nodes may start.
+    pub fn finish(self) -> Result<(), StorageError> {
+        let client = self.client.clone();
+        self.db
+            .block(ANSWER_WITHIN, async move {
+                naast_postgres::restoring::finish(&client)
+                    .await
+                    .map_err(|e| error_text(&e))
+            })
+            .map_err(|e| StorageError::new("restore", e))
+    }
 }
 
 /// The log tables in the database at `url` whose names start with `prefix` (the audit log's
@@ -535,16 +565,13 @@ pub fn tables_starting(url: &str, prefix: &str) -> Result<Vec<String>, StorageEr
     .map_err(|e| StorageError::new("read", e))
 }
 
-/// Retires the log table `table` (an audit year past its retention) as of `now`, durably: from
-/// then on no process lists it ([`tables_starting`]), and each lets go of it at its next listing.
-/// It is dropped by [`drop_retired_tables`] once it has been retired long enough that none can
-/// still be reading it. (Dropped at once, it would fail the reads of the nodes that still had it
-/// open until their next listing.)
-pub fn retire_table(
-    url: &str,
-    table: &str,
-    now: std::time::SystemTime,
-) -> Result<(), StorageError> {
+/// Retires the log table `table` (an audit year past its retention), durably: from then on no
+/// process lists it ([`tables_starting`]), and each lets go of it at its next listing. It is
+/// dropped by [`drop_retired_tables`] once it has been retired long enough that none can still
+/// be reading it. (Dropped at once, it would fail the reads of the nodes that still had it open
+/// until their next listing.) The time it was retired is the database's, as is the time it is
+/// compared with: the nodes' clocks need not agree.
+pub fn retire_table(url: &str, table: &str) -> Result<(), StorageError> {
     if !is_table_name(table) || table == LOG_TABLE {
         return Err(StorageError::new(
             "remove",
@@ -561,9 +588,9 @@ pub fn retire_table(
             .map_err(|e| error_text(&e))?;
         client
             .execute(
-                "INSERT INTO naast_retired_logs (log_table, retired_at) VALUES ($1, $2) \
+                "INSERT INTO naast_retired_logs (log_table, retired_at) VALUES ($1, now()) \
                  ON CONFLICT (log_table) DO NOTHING",
-                &[&table, &now],
+                &[&table],
             )
             .await
             .map(drop)
@@ -573,15 +600,15 @@ pub fn retire_table(
 }
 
 /// Drops the retired log tables whose names start with `prefix` that were retired more than
-/// `kept` before `now`, each with its row in one transaction: every copy of it in the database
-/// goes at once. Returns the tables dropped.
+/// `kept` ago (by the database's clock), each with its row in one transaction: every copy of it
+/// in the database goes at once. One still in use (a read that began long ago) is left for a
+/// later call. Returns the tables dropped.
 pub fn drop_retired_tables(
     url: &str,
     prefix: &str,
-    now: std::time::SystemTime,
     kept: std::time::Duration,
 ) -> Result<Vec<String>, StorageError> {
-    let before = now.checked_sub(kept).unwrap_or(std::time::UNIX_EPOCH);
+    let kept_seconds = kept.as_secs_f64();
     let db = Database::new(url).map_err(|e| StorageError::new("remove", e))?;
     let (config, prefix) = (db.settings().clone(), prefix.to_owned());
     db.block(ANSWER_WITHIN, async move {
@@ -593,9 +620,9 @@ pub fn drop_retired_tables(
             .map_err(text)?;
         let due: Vec<String> = client
             .query(
-                "SELECT log_table FROM naast_retired_logs \
-                 WHERE starts_with(log_table, $1) AND retired_at < $2 ORDER BY log_table",
-                &[&prefix, &before],
+                "SELECT log_table FROM naast_retired_logs WHERE starts_with(log_table, $1) \
+                 AND retired_at < now() - make_interval(secs => $2) ORDER BY log_table",
+                &[&prefix, &kept_seconds],
             )
             .await
             .map_err(text)?
@@ -609,14 +636,25 @@ pub fn drop_retired_tables(
             if !is_table_name(&table) || table == LOG_TABLE {
                 continue;
             }
-            client
+            let dropping = client
                 .batch_execute(&format!(
-                    "BEGIN; DROP TABLE IF EXISTS {table}; \
+                    "BEGIN; SET LOCAL lock_timeout TO '5s'; DROP TABLE IF EXISTS \"{table}\"; \
                      DELETE FROM naast_retired_logs WHERE log_table = '{table}'; COMMIT"
                 ))
-                .await
-                .map_err(text)?;
-            dropped.push(table);
+                .await;
+            match dropping {
+                Ok(()) => dropped.push(table),
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
+                {
+                    client.batch_execute("ROLLBACK").await.map_err(text)?;
+                    tracing::info!(%table, "a retired log table is still in use; dropped later");
+                }
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(error_text(&e));
+                }
+            }
         }
         Ok(dropped)
     })

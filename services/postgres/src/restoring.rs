@@ -20,8 +20,27 @@ const DATA_TABLES: [&str; 6] = [
     "naast_retired_logs",
 ];
 
-/// The prefixes of the tables of naast's data made on demand.
-const DATA_TABLES_MADE_LATER: [&str; 2] = ["naast_audit_", "naast_disclosures"];
+/// The tables of naast's data made on demand that the database has: the audit log's years
+/// (`naast_audit_` and digits) and the record of disclosed reports; any other table (a copy an
+/// administrator made, say) is not naast's.
+async fn made_later(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
+    let mut tables: Vec<String> = crate::tables_starting(client, "naast_audit_")
+        .await?
+        .into_iter()
+        .filter(|table| {
+            table
+                .strip_prefix("naast_audit_")
+                .is_some_and(|year| !year.is_empty() && year.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    tables.extend(
+        crate::tables_starting(client, "naast_disclosures")
+            .await?
+            .into_iter()
+            .filter(|table| table == "naast_disclosures"),
+    );
+    Ok(tables)
+}
 
 /// Whether a restore into the database began and has not finished.
 pub async fn unfinished(client: &Client) -> Result<bool, tokio_postgres::Error> {
@@ -34,15 +53,13 @@ pub async fn unfinished(client: &Client) -> Result<bool, tokio_postgres::Error> 
 /// The tables of naast's data that hold any row, by name.
 pub async fn tables_with_data(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
     let mut tables: Vec<String> = DATA_TABLES.iter().map(|t| (*t).to_owned()).collect();
-    for prefix in DATA_TABLES_MADE_LATER {
-        tables.extend(crate::tables_starting(client, prefix).await?);
-    }
+    tables.extend(made_later(client).await?);
     let mut holding = Vec::new();
     for table in tables {
-        // Names from the list above or from the catalogue by a fixed prefix: naast's own,
-        // safe to put in the statement's text.
+        // Names from the list above or of the form checked in `made_later`: lower-case
+        // letters, digits and underscores, quoted all the same.
         let any: bool = client
-            .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), &[])
+            .query_one(&format!("SELECT EXISTS (SELECT 1 FROM \"{table}\")"), &[])
             .await?
             .get(0);
         if any {
@@ -66,16 +83,21 @@ pub async fn mark(client: &Client) -> Result<(), tokio_postgres::Error> {
 /// Empties naast's tables of what a restore cut short wrote, in one transaction (the mark
 /// stays).
 pub async fn empty(client: &Client) -> Result<(), tokio_postgres::Error> {
-    let mut dropped = Vec::new();
-    for prefix in DATA_TABLES_MADE_LATER {
-        dropped.extend(crate::tables_starting(client, prefix).await?);
-    }
+    let quoted = |tables: &[String]| {
+        tables
+            .iter()
+            .map(|table| format!("\"{table}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let dropped = made_later(client).await?;
+    let truncated: Vec<String> = DATA_TABLES.iter().map(|t| (*t).to_owned()).collect();
     let mut statement = format!(
         "SET synchronous_commit TO on; BEGIN; TRUNCATE {};",
-        DATA_TABLES.join(", ")
+        quoted(&truncated)
     );
     if !dropped.is_empty() {
-        statement.push_str(&format!(" DROP TABLE {};", dropped.join(", ")));
+        statement.push_str(&format!(" DROP TABLE {};", quoted(&dropped)));
     }
     statement.push_str(" COMMIT");
     client.batch_execute(&statement).await

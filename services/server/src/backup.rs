@@ -768,7 +768,7 @@ pub async fn restore_into_postgres(dir: &Path, url: &str) -> Result<Manifest, Ba
     check(dir, &manifest)?;
     let database =
         |e: naast_eventlog::StorageError| BackupError::Store(format!("the database: {e}"));
-    naast_eventlog::postgres::begin_restore(url).map_err(database)?;
+    let restore = naast_eventlog::postgres::Restore::begin(url).map_err(database)?;
     // One log at a time, each as its sole writer: no node opens the database meanwhile.
     let restoring = Options {
         sole_writer: true,
@@ -827,7 +827,7 @@ pub async fn restore_into_postgres(dir: &Path, url: &str) -> Result<Manifest, Ba
             .and_then(|store| store.take_in(&entries))
             .map_err(|e| BackupError::Store(format!("the push state's table: {e}")))?;
     }
-    naast_eventlog::postgres::finish_restore(url).map_err(database)?;
+    restore.finish().map_err(database)?;
     Ok(manifest)
 }
 

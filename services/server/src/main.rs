@@ -185,8 +185,8 @@ struct RestoreArgs {
     #[arg(long, env = "NAAST_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
     /// Restore into this PostgreSQL database instead (`postgres://user@host/db`): it must hold
-    /// nothing of naast's, and every node on it must be stopped. The nodes' data directories
-    /// need nothing restored (their read models are rebuilt at start).
+    /// nothing of naast's, and every node on it must be stopped. Start the nodes on empty data
+    /// directories then (their read models are rebuilt from the restored log).
     #[arg(long, env = "NAAST_STORAGE")]
     storage: Option<String>,
 }
@@ -606,7 +606,12 @@ fn backup(args: BackupArgs) -> Result<(), Failure> {
 
 async fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (manifest, into) = match (&args.storage, &args.data_dir) {
-        (Some(url), _) => {
+        (Some(_), Some(_)) => {
+            return Err(
+                "say where to restore into: --data-dir DIR or --storage postgres://…, not both (NAAST_DATA_DIR and NAAST_STORAGE count too)".into(),
+            );
+        }
+        (Some(url), None) => {
             naast_eventlog::postgres::check_url(url).map_err(|e| format!("--storage: {e}"))?;
             let manifest = naast_server::backup::restore_into_postgres(&args.dir, url).await?;
             (manifest, "the PostgreSQL database".to_owned())
@@ -630,6 +635,9 @@ async fn restore(args: RestoreArgs) -> Result<(), Box<dyn std::error::Error + Se
 }
 
 fn verify(config: Config) -> Result<(), Failure> {
+    // The log first: in PostgreSQL its open refuses a database an unfinished restore marked,
+    // before anything below writes to it (the key store's check, keys taken in).
+    let log = config.open_log(Options::default()).map_err(failed)?;
     if config.storage.is_some() {
         let vault = vault(
             &config.data_dir,
@@ -666,7 +674,6 @@ fn verify(config: Config) -> Result<(), Failure> {
             Ok::<(), String>(())
         })?;
     }
-    let log = config.open_log(Options::default()).map_err(failed)?;
     let report = log.verify().map_err(failed);
     // Closed cleanly, so the next open need not look for debris again.
     block_on(async {

@@ -259,7 +259,7 @@ impl KeyTable {
         })?;
         if held {
             return Err(VaultError::Corrupt {
-                what: "the keys' table in PostgreSQL holds keys already".into(),
+                what: "the keys' tables in PostgreSQL hold keys, a master key check or erased households already".into(),
             });
         }
         Ok(())
