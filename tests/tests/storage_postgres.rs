@@ -434,42 +434,27 @@ async fn a_backup_of_one_machine_restores_into_postgres_and_a_cut_restore_starts
         &database,
         "INSERT INTO naast_restoring (one) VALUES (true); DELETE FROM naast_master_key_check",
     );
-    let (ok, said) = naast(
-        &[
+    let (key_file, verifier) = (text(&key), text(&dir.path().join("verifier")));
+    for command in [
+        [
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--data-dir",
             &text(&node_dir),
-            "--dev",
-            "--master-key-file",
-            &text(&key),
-            "--storage",
-            &url,
-        ],
-        None,
-    );
-    assert!(
-        !ok && said.contains("a restore into this database did not finish"),
-        "{said}"
-    );
+        ]
+        .as_slice(),
+        ["verify", "--data-dir", &verifier].as_slice(),
+    ] {
+        let mut args = command.to_vec();
+        args.extend(["--dev", "--master-key-file", &key_file, "--storage", &url]);
+        let (ok, said) = naast(&args, None);
+        assert!(
+            !ok && said.contains("a restore into this database did not finish"),
+            "{command:?}: {said}"
+        );
+    }
     let checks = "SELECT count(*) FROM naast_master_key_check";
-    let (ok, said) = naast(
-        &[
-            "verify",
-            "--data-dir",
-            &text(&dir.path().join("verifier")),
-            "--master-key-file",
-            &text(&key),
-            "--storage",
-            &url,
-        ],
-        None,
-    );
-    assert!(
-        !ok && said.contains("a restore into this database did not finish"),
-        "{said}"
-    );
     assert_eq!(
         cluster.psql(&database, checks),
         "0",

@@ -713,11 +713,7 @@ async fn restore_into(dir: &Path, data_dir: &Path, manifest: &Manifest) -> Resul
         .await?;
     }
     if let Some(keys) = &manifest.keys {
-        let files: Vec<(String, Vec<u8>)> = Frames::open(dir.join(&keys.part))?
-            .entries()?
-            .into_iter()
-            .map(|(_, name, bytes)| (String::from_utf8_lossy(&name).into_owned(), bytes))
-            .collect();
+        let files = key_files(dir, keys)?;
         naast_vault::restore_files(&data_dir.join("keys"), &files)
             .map_err(|e| BackupError::Store(format!("the key folder: {e}")))?;
     }
@@ -740,6 +736,15 @@ async fn restore_log(part: &Path, dir: &Path, options: Options) -> Result<(), Ba
         .await
         .map(|_| ())
         .map_err(log_error(part.display().to_string()))
+}
+
+/// The files of the key folder the backup in `dir` holds in its part `keys`, by name.
+fn key_files(dir: &Path, keys: &EntriesPart) -> Result<Vec<(String, Vec<u8>)>, BackupError> {
+    Ok(Frames::open(dir.join(&keys.part))?
+        .entries()?
+        .into_iter()
+        .map(|(_, name, bytes)| (String::from_utf8_lossy(&name).into_owned(), bytes))
+        .collect())
 }
 
 /// The stored records of a log's part, one at a time.
@@ -798,11 +803,7 @@ pub async fn restore_into_postgres(dir: &Path, url: &str) -> Result<Manifest, Ba
             .map_err(log_error(part.display().to_string()))?;
     }
     if let Some(keys) = &manifest.keys {
-        let files: Vec<(String, Vec<u8>)> = Frames::open(dir.join(&keys.part))?
-            .entries()?
-            .into_iter()
-            .map(|(_, name, bytes)| (String::from_utf8_lossy(&name).into_owned(), bytes))
-            .collect();
+        let files = key_files(dir, keys)?;
         naast_vault::restore_into_postgres(url, &files)
             .map_err(|e| BackupError::Store(format!("the keys' table: {e}")))?;
     }

@@ -112,20 +112,7 @@ impl Cluster {
             "-k {} -c listen_addresses='' -c max_connections=200",
             path_str(&self.standby_socket())
         );
-        let log = self.dir.path().join("standby.log");
-        self.run_as_server(
-            "pg_ctl",
-            &[
-                "-D",
-                path_str(&self.standby_data()),
-                "-l",
-                path_str(&log),
-                "-o",
-                &options,
-                "-w",
-                "start",
-            ],
-        );
+        self.pg_ctl_start(&self.standby_data(), "standby.log", &options);
     }
 
     /// Stops the standby (`fast`), so that it receives nothing until [`Cluster::fail_over`]:
@@ -342,16 +329,22 @@ impl Cluster {
             )),
             None => options.push_str(" -c listen_addresses=''"),
         }
-        let log = self.dir.path().join("server.log");
+        self.pg_ctl_start(&data, "server.log", &options);
+    }
+
+    /// Starts the server on `data` with `options`, its log in `log` of the cluster's directory,
+    /// and waits until it takes connections.
+    fn pg_ctl_start(&self, data: &Path, log: &str, options: &str) {
+        let log = self.dir.path().join(log);
         self.run_as_server(
             "pg_ctl",
             &[
                 "-D",
-                path_str(&data),
+                path_str(data),
                 "-l",
                 path_str(&log),
                 "-o",
-                &options,
+                options,
                 "-w",
                 "start",
             ],
