@@ -469,15 +469,10 @@ impl Store {
         &self,
         household: HouseholdId,
     ) -> Result<Vec<Subscription>, StoreError> {
-        let mut out = Vec::new();
-        for (key, _) in self.following.scan_prefix(household.0.as_bytes())? {
-            let id = key
-                .get(16..32)
-                .and_then(|b| Uuid::from_slice(b).ok())
-                .ok_or_else(|| damaged("following", "a key of the wrong length"))?;
-            out.extend(self.subscription(id)?);
-        }
-        Ok(out)
+        Ok(self
+            .subscriptions_following(&[household])?
+            .remove(&household)
+            .unwrap_or_default())
     }
 
     /// The subscriptions following each of `households` that any follows: one look at the index

@@ -451,7 +451,7 @@ pub const RESTORE_LOCK: i64 = 0x6e61_6173_745f_7273;
 /// mark stays).
 pub struct Restore {
     db: Database,
-    client: Arc<Client>,
+    client: Client,
 }
 
 impl Restore {
@@ -518,7 +518,7 @@ impl Restore {
                         .query_one("SELECT pg_advisory_unlock($1)", &[&SOLE_WRITER_LOCK])
                         .await
                         .map_err(text)?;
-                    Ok(Arc::new(client))
+                    Ok(client)
                 },
             )
             .map_err(|e| StorageError::new("restore", e))?;
@@ -527,42 +527,36 @@ impl Restore {
 
     /// Ends the restore: its mark goes, durably, and the nodes may start.
     pub fn finish(self) -> Result<(), StorageError> {
-        let client = self.client.clone();
-        self.db
-            .block(ANSWER_WITHIN, async move {
-                naast_postgres::restoring::finish(&client)
-                    .await
-                    .map_err(|e| error_text(&e))
-            })
-            .map_err(|e| StorageError::new("restore", e))
+        let Self { db, client } = self;
+        db.block(ANSWER_WITHIN, async move {
+            naast_postgres::restoring::finish(&client)
+                .await
+                .map_err(|e| error_text(&e))
+        })
+        .map_err(|e| StorageError::new("restore", e))
     }
 }
 
 /// The log tables in the database at `url` whose names start with `prefix` (the audit log's
 /// years), by name; retired ones ([`retire_table`]) are not among them.
 pub fn tables_starting(url: &str, prefix: &str) -> Result<Vec<String>, StorageError> {
-    let db = Database::new(url).map_err(|e| StorageError::new("open", e))?;
-    let (config, prefix) = (db.settings().clone(), prefix.to_owned());
-    db.block(ANSWER_WITHIN, async move {
-        let client = connect(&config).await?;
-        // Asked before any log opened (an audit log opened first): the schema must be there.
-        naast_postgres::migrate(&client)
-            .await
-            .map_err(|e| error_text(&e))?;
-        let retired: Vec<String> = client
-            .query("SELECT log_table FROM naast_retired_logs", &[])
-            .await
-            .map_err(|e| error_text(&e))?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        let mut tables = naast_postgres::tables_starting(&client, &prefix)
-            .await
-            .map_err(|e| error_text(&e))?;
-        tables.retain(|table| !retired.contains(table));
-        Ok(tables)
-    })
-    .map_err(|e| StorageError::new("read", e))
+    // Asked before any log opened (an audit log opened first): `Durable` migrates the schema.
+    let prefix = prefix.to_owned();
+    naast_postgres::Durable::open(url)
+        .and_then(|db| {
+            db.run(move |client| async move {
+                let retired: Vec<String> = client
+                    .query("SELECT log_table FROM naast_retired_logs", &[])
+                    .await?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                let mut tables = naast_postgres::tables_starting(&client, &prefix).await?;
+                tables.retain(|table| !retired.contains(table));
+                Ok(tables)
+            })
+        })
+        .map_err(|e| StorageError::new("read", e))
 }
 
 /// Retires the log table `table` (an audit year past its retention), durably: from then on no
@@ -578,25 +572,21 @@ pub fn retire_table(url: &str, table: &str) -> Result<(), StorageError> {
             format!("{table:?} is not a table naast retires"),
         ));
     }
-    let db = Database::new(url).map_err(|e| StorageError::new("remove", e))?;
-    let (config, table) = (db.settings().clone(), table.to_owned());
-    db.block(ANSWER_WITHIN, async move {
-        let client = connect(&config).await?;
-        client
-            .batch_execute("SET synchronous_commit TO on")
-            .await
-            .map_err(|e| error_text(&e))?;
-        client
-            .execute(
-                "INSERT INTO naast_retired_logs (log_table, retired_at) VALUES ($1, now()) \
-                 ON CONFLICT (log_table) DO NOTHING",
-                &[&table],
-            )
-            .await
-            .map(drop)
-            .map_err(|e| error_text(&e))
-    })
-    .map_err(|e| StorageError::new("remove", e))
+    let table = table.to_owned();
+    naast_postgres::Durable::open(url)
+        .and_then(|db| {
+            db.run(move |client| async move {
+                client
+                    .execute(
+                        "INSERT INTO naast_retired_logs (log_table, retired_at) VALUES ($1, now()) \
+                         ON CONFLICT (log_table) DO NOTHING",
+                        &[&table],
+                    )
+                    .await
+                    .map(drop)
+            })
+        })
+        .map_err(|e| StorageError::new("remove", e))
 }
 
 /// Drops the retired log tables whose names start with `prefix` that were retired more than
@@ -608,57 +598,52 @@ pub fn drop_retired_tables(
     prefix: &str,
     kept: std::time::Duration,
 ) -> Result<Vec<String>, StorageError> {
-    let kept_seconds = kept.as_secs_f64();
-    let db = Database::new(url).map_err(|e| StorageError::new("remove", e))?;
-    let (config, prefix) = (db.settings().clone(), prefix.to_owned());
-    db.block(ANSWER_WITHIN, async move {
-        let client = connect(&config).await?;
-        let text = |e: tokio_postgres::Error| error_text(&e);
-        client
-            .batch_execute("SET synchronous_commit TO on")
-            .await
-            .map_err(text)?;
-        let due: Vec<String> = client
-            .query(
-                "SELECT log_table FROM naast_retired_logs WHERE starts_with(log_table, $1) \
-                 AND retired_at < now() - make_interval(secs => $2) ORDER BY log_table",
-                &[&prefix, &kept_seconds],
-            )
-            .await
-            .map_err(text)?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        let mut dropped = Vec::new();
-        for table in due {
-            // A name stored by `retire_table`, which took only log table names: safe to put in
-            // the statement's text (and checked again).
-            if !is_table_name(&table) || table == LOG_TABLE {
-                continue;
-            }
-            let dropping = client
-                .batch_execute(&format!(
-                    "BEGIN; SET LOCAL lock_timeout TO '5s'; DROP TABLE IF EXISTS \"{table}\"; \
-                     DELETE FROM naast_retired_logs WHERE log_table = '{table}'; COMMIT"
-                ))
-                .await;
-            match dropping {
-                Ok(()) => dropped.push(table),
-                Err(e)
-                    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
-                {
-                    client.batch_execute("ROLLBACK").await.map_err(text)?;
-                    tracing::info!(%table, "a retired log table is still in use; dropped later");
+    let (kept_seconds, prefix) = (kept.as_secs_f64(), prefix.to_owned());
+    naast_postgres::Durable::open(url)
+        .and_then(|db| {
+            db.run(move |client| async move {
+                let due: Vec<String> = client
+                    .query(
+                        "SELECT log_table FROM naast_retired_logs WHERE starts_with(log_table, $1) \
+                         AND retired_at < now() - make_interval(secs => $2) ORDER BY log_table",
+                        &[&prefix, &kept_seconds],
+                    )
+                    .await?
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                let mut dropped = Vec::new();
+                for table in due {
+                    // A name stored by `retire_table`, which took only log table names: safe to
+                    // put in the statement's text (and checked again).
+                    if !is_table_name(&table) || table == LOG_TABLE {
+                        continue;
+                    }
+                    let dropping = client
+                        .batch_execute(&format!(
+                            "BEGIN; SET LOCAL lock_timeout TO '5s'; DROP TABLE IF EXISTS \"{table}\"; \
+                             DELETE FROM naast_retired_logs WHERE log_table = '{table}'; COMMIT"
+                        ))
+                        .await;
+                    match dropping {
+                        Ok(()) => dropped.push(table),
+                        Err(e)
+                            if e.code()
+                                == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
+                        {
+                            client.batch_execute("ROLLBACK").await?;
+                            tracing::info!(%table, "a retired log table is still in use; dropped later");
+                        }
+                        Err(e) => {
+                            let _ = client.batch_execute("ROLLBACK").await;
+                            return Err(e);
+                        }
+                    }
                 }
-                Err(e) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    return Err(error_text(&e));
-                }
-            }
-        }
-        Ok(dropped)
-    })
-    .map_err(|e| StorageError::new("remove", e))
+                Ok(dropped)
+            })
+        })
+        .map_err(|e| StorageError::new("remove", e))
 }
 
 impl Storage for PgStorage {

@@ -1043,7 +1043,11 @@ async fn serve_with(config: Config) -> Result<Served, Box<dyn std::error::Error 
                 naast_postgres::wait_for_writes(&url, RESTART_WAITS_FOR_DATABASE)
             })
             .await;
-            if let Ok(Err(e)) = waited {
+            let failed = match waited {
+                Ok(waited) => waited.err(),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = failed {
                 tracing::error!(error = %e, "PostgreSQL takes no writes yet; restarting all the same");
             }
         }

@@ -14,6 +14,7 @@
 //! complete there.
 
 use crate::{MasterKey, VaultError};
+use std::future::Future;
 use std::sync::Arc;
 use tokio_postgres::Client;
 use uuid::Uuid;
@@ -167,8 +168,7 @@ impl KeyTable {
             .map(|(id, wrapped)| (id.to_string(), wrapped))
             .unzip();
         self.run(move |client| async move {
-            client.batch_execute("BEGIN").await?;
-            let done = async {
+            committed_if(&client, async {
                 let current: Option<Vec<u8>> = client
                     .query_opt("SELECT sealed FROM naast_master_key_check FOR UPDATE", &[])
                     .await?
@@ -188,16 +188,8 @@ impl KeyTable {
                     .execute("UPDATE naast_master_key_check SET sealed = $1", &[&check])
                     .await?;
                 Ok(true)
-            }
-            .await;
-            match done {
-                Ok(true) => client.batch_execute("COMMIT").await.map(|()| true),
-                Ok(false) => client.batch_execute("ROLLBACK").await.map(|()| false),
-                Err(e) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    Err(e)
-                }
-            }
+            })
+            .await
         })
     }
 }
@@ -214,9 +206,8 @@ impl KeyTable {
             .into_iter()
             .map(|(id, key)| (id.to_string(), key))
             .unzip();
-        let held = self.run(move |client| async move {
-            client.batch_execute("BEGIN").await?;
-            let done = async {
+        let written = self.run(move |client| async move {
+            committed_if(&client, async {
                 let held: bool = client
                     .query_one(
                         "SELECT EXISTS (SELECT 1 FROM naast_household_keys) \
@@ -227,7 +218,7 @@ impl KeyTable {
                     .await?
                     .get(0);
                 if held {
-                    return Ok(true);
+                    return Ok(false);
                 }
                 client
                     .execute(
@@ -245,24 +236,33 @@ impl KeyTable {
                         )
                         .await?;
                 }
-                Ok(false)
-            }
-            .await;
-            match done {
-                Ok(false) => client.batch_execute("COMMIT").await.map(|()| false),
-                Ok(true) => client.batch_execute("ROLLBACK").await.map(|()| true),
-                Err(e) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    Err(e)
-                }
-            }
+                Ok(true)
+            })
+            .await
         })?;
-        if held {
+        if !written {
             return Err(VaultError::Corrupt {
                 what: "the keys' tables in PostgreSQL hold keys, a master key check or erased households already".into(),
             });
         }
         Ok(())
+    }
+}
+
+/// Runs `work` in a transaction on `client`: committed when it answers `true`, rolled back when
+/// it answers `false` (what it says is returned) or fails.
+async fn committed_if(
+    client: &Client,
+    work: impl Future<Output = Result<bool, tokio_postgres::Error>>,
+) -> Result<bool, tokio_postgres::Error> {
+    client.batch_execute("BEGIN").await?;
+    match work.await {
+        Ok(true) => client.batch_execute("COMMIT").await.map(|()| true),
+        Ok(false) => client.batch_execute("ROLLBACK").await.map(|()| false),
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
     }
 }
 
