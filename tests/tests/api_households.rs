@@ -1129,10 +1129,12 @@ async fn the_timeline_is_the_same_after_a_kill_a_restart_and_a_replay() {
 }
 
 /// Writers add notes concurrently; a timeline subscriber sees every entry exactly once, in
-/// revision order, first the stored ones then the live ones. Racing commands that name the same
+/// revision order, first the stored ones then the live ones, those recorded about an earlier day
+/// (which the timeline files under that day) as well. Racing commands that name the same
 /// expected revision: one wins, the others are ABORTED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeline_subscriber_sees_every_concurrent_write_exactly_once() {
+    const EARLIER_DAY: &str = "2025-02-14";
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let mut client = api(&server).await;
@@ -1160,9 +1162,15 @@ async fn a_timeline_subscriber_sees_every_concurrent_write_exactly_once() {
         let household = s.household.clone();
         writers.push(tokio::spawn(async move {
             for i in 0..15 {
+                // The first writer records what happened on an earlier day.
+                let options = (w == 0).then(|| pb::CommandOptions {
+                    effective_date: EARLIER_DAY.into(),
+                    ..Default::default()
+                });
                 client
                     .create_note(pb::CreateNoteRequest {
                         household_id: household.clone(),
+                        options,
                         text: format!("notitie {w}.{i}"),
                         ..Default::default()
                     })
@@ -1185,11 +1193,14 @@ async fn a_timeline_subscriber_sees_every_concurrent_write_exactly_once() {
             .unwrap();
         assert_eq!(entry.revision, expected);
     }
+    let mut earlier = 0;
     for expected in stored..total {
         let entry = from_now.message().await.unwrap().unwrap().entry.unwrap();
         assert_eq!(entry.revision, expected);
         assert_eq!(entry.kind, pb::TimelineEntryKind::Note as i32);
+        earlier += usize::from(entry.date == EARLIER_DAY);
     }
+    assert_eq!(earlier, 15, "the first writer's notes, each on its own day");
 
     let mut racers = Vec::new();
     for i in 0..8 {

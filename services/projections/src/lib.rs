@@ -14,9 +14,12 @@
 //!
 //! Keys (one sled tree, `timeline`, so one batch covers them all): `c` → checkpoint (u64 BE);
 //! `v` → the format of the store (u64 BE; a store of another format is rebuilt at open);
-//! `e` + household id (16 bytes) + revision (u64 BE) → a timeline entry; `d` + household id + the
-//! entry's day (Julian day, sign bit flipped, u32 BE) + revision → nothing (the timeline in the
-//! order people read it: by the day things happened, then as recorded). Entries are JSON, sealed
+//! `d` + household id (16 bytes) + the entry's day (Julian day, sign bit flipped, u32 BE) +
+//! revision (u64 BE) → a timeline entry, so the keys hold the timeline in the order people read
+//! it (by the day things happened, then as recorded) and a page is one range read. One key an
+//! entry: each key costs the projector about as much as sealing and encoding the row together
+//! (sled writes a key's change to its own log). An entry is found by its event through the
+//! event's day (the day it names, or the day it was recorded). Entries are JSON, sealed
 //! with the household's key when the store has a vault (the same key as its events, bound to the
 //! row's key), so that erasing a household makes every copy of its rows unreadable, whatever
 //! old segments sled keeps on disk.
@@ -57,9 +60,8 @@ const FORMAT_KEY: &[u8] = b"v";
 /// plans, goals and agreements (reads are decided and served from the household's state); 4
 /// finds households by the ids of what they hold; 5 by the ids of notes and logbook entries too;
 /// 6 finds the households someone is involved in; 7 keeps what each household contributes to the
-/// effect report.
-const FORMAT: u64 = 7;
-const ENTRY_PREFIX: u8 = b'e';
+/// effect report; 8 keeps each entry under its day key only (no separate index).
+const FORMAT: u64 = 8;
 const DAY_PREFIX: u8 = b'd';
 const ID_PREFIX: u8 = b'i';
 const ID_OF_HOUSEHOLD_PREFIX: u8 = b'r';
@@ -223,23 +225,15 @@ impl Projections {
         let end = day_key(household, until.unwrap_or(time::Date::MAX), u64::MAX);
         let mut entries = Vec::new();
         for item in self.tree.range(start..=end) {
-            let (key, _) = item?;
-            let revision = key
-                .get(21..29)
-                .and_then(|r| r.try_into().ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| Error::Damaged("a day key of the wrong length".into()))?;
-            let Some(entry) = self.entry(household, revision)? else {
+            let (key, value) = item?;
+            let Some(entry) = self.open_row::<StoredEntry>(household, &key, &value)? else {
                 continue; // erased meanwhile
             };
             if !keep(&entry) {
                 continue;
             }
             if entries.len() == limit {
-                let next = TimelinePosition {
-                    day: entry.entry.date,
-                    revision,
-                };
+                let next = position_of(&key)?;
                 return Ok((entries, Some(next)));
             }
             entries.push(entry);
@@ -247,13 +241,19 @@ impl Projections {
         Ok((entries, None))
     }
 
-    /// One entry.
-    pub fn entry(
-        &self,
-        household: HouseholdId,
-        revision: u64,
-    ) -> Result<Option<StoredEntry>, Error> {
-        let key = entry_key(household, revision);
+    /// The entry of household event `recorded`, once projected; `None` when it has none (it
+    /// cannot be read, or its household was erased).
+    pub fn entry_of(&self, recorded: &RecordedEvent) -> Result<Option<StoredEntry>, Error> {
+        let Some(household) = HouseholdId::of_stream(&recorded.stream_id) else {
+            return Ok(None);
+        };
+        let stored = match decode(self.vault.as_ref(), household, recorded) {
+            Ok(stored) => stored,
+            Err(Unreadable::Unavailable(e)) => return Err(Error::Store(e)),
+            Err(Unreadable::Erased | Unreadable::Bad(_)) => return Ok(None),
+        };
+        let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
+        let key = day_key(household, day, recorded.revision);
         match self.tree.get(&key)? {
             Some(value) => self.open_row(household, &key, &value),
             None => Ok(None),
@@ -373,7 +373,9 @@ impl Projections {
 
     /// Whether the household has any entry.
     pub fn has_household(&self, household: HouseholdId) -> Result<bool, Error> {
-        Ok(self.entry(household, 0)?.is_some())
+        let mut start = vec![DAY_PREFIX];
+        start.extend_from_slice(household.0.as_bytes());
+        Ok(self.tree.scan_prefix(&start).next().transpose()?.is_some())
     }
 
     /// Whether the projector's last attempt failed in its own store (sled), so that it is
@@ -494,7 +496,6 @@ impl Projections {
                     tracing::error!(%household, error = %e, "erased, but the key file could not be destroyed yet");
                 }
                 for prefix in [
-                    ENTRY_PREFIX,
                     DAY_PREFIX,
                     REPORT_ROW_PREFIX,
                     ID_OF_HOUSEHOLD_PREFIX,
@@ -563,15 +564,12 @@ impl Projections {
                 actor: recorded.metadata.actor.clone(),
                 entry,
             };
-            let key = entry_key(household, recorded.revision);
+            // Keyed by the day the event happened, which `entry_of` finds from the event alone.
+            let key = day_key(household, day, recorded.revision);
             // Plain data: serialising cannot fail.
             let row = serde_json::to_vec(&value).unwrap_or_default();
             if let Some(row) = self.seal_row(household, &key, &row, create_key)? {
                 batch.insert(key, row);
-                batch.insert(
-                    day_key(household, value.entry.date, recorded.revision),
-                    Vec::new(),
-                );
             }
         }
         for (household, create_key) in report_rows {
@@ -791,14 +789,6 @@ fn report_row_key(household: HouseholdId) -> Vec<u8> {
     key
 }
 
-fn entry_key(household: HouseholdId, revision: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(25);
-    key.push(ENTRY_PREFIX);
-    key.extend_from_slice(household.0.as_bytes());
-    key.extend_from_slice(&revision.to_be_bytes());
-    key
-}
-
 fn day_key(household: HouseholdId, day: time::Date, revision: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(29);
     key.push(DAY_PREFIX);
@@ -807,6 +797,25 @@ fn day_key(household: HouseholdId, day: time::Date, revision: u64) -> Vec<u8> {
     key.extend_from_slice(&(day.to_julian_day().cast_unsigned() ^ 0x8000_0000).to_be_bytes());
     key.extend_from_slice(&revision.to_be_bytes());
     key
+}
+
+/// Where the entry under day key `key` stands.
+fn position_of(key: &[u8]) -> Result<TimelinePosition, Error> {
+    let damaged = || Error::Damaged("a day key of the wrong length or day".into());
+    let julian = key
+        .get(17..21)
+        .and_then(|d| d.try_into().ok())
+        .map(|d| (u32::from_be_bytes(d) ^ 0x8000_0000).cast_signed())
+        .ok_or_else(damaged)?;
+    let revision = key
+        .get(21..29)
+        .and_then(|r| r.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(damaged)?;
+    Ok(TimelinePosition {
+        day: time::Date::from_julian_day(julian).map_err(|_| damaged())?,
+        revision,
+    })
 }
 
 fn u64_from(value: &[u8]) -> Result<u64, Error> {

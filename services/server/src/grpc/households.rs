@@ -1965,7 +1965,7 @@ impl pb::household_service_server::HouseholdService for HouseholdApi {
                 {
                     return Step::Send(Err(Status::unavailable(e.to_string())));
                 }
-                match source.projections.entry(source.household, event.revision) {
+                match source.projections.entry_of(&event) {
                     Ok(Some(entry)) if view.entry(&entry.entry) => {
                         Step::Send(Ok(pb::SubscribeTimelineResponse {
                             entry: Some(entry_to_proto(&entry)),
