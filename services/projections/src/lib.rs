@@ -253,7 +253,11 @@ impl Projections {
             Err(Unreadable::Erased | Unreadable::Bad(_)) => return Ok(None),
         };
         let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
-        let key = day_key(household, day, recorded.revision);
+        // An entry's date is the day an event names itself (a funding transition's), else the
+        // day it happened: the event's alone, never its household's state, so an empty state
+        // gives the date the projector keyed the entry by.
+        let date = timeline::entry(&Household::default(), &stored.event, day).date;
+        let key = day_key(household, date, recorded.revision);
         match self.tree.get(&key)? {
             Some(value) => self.open_row(household, &key, &value),
             None => Ok(None),
@@ -564,8 +568,8 @@ impl Projections {
                 actor: recorded.metadata.actor.clone(),
                 entry,
             };
-            // Keyed by the day the event happened, which `entry_of` finds from the event alone.
-            let key = day_key(household, day, recorded.revision);
+            // Keyed by the entry's day, which `entry_of` finds from the event alone.
+            let key = day_key(household, value.entry.date, recorded.revision);
             // Plain data: serialising cannot fail.
             let row = serde_json::to_vec(&value).unwrap_or_default();
             if let Some(row) = self.seal_row(household, &key, &row, create_key)? {
