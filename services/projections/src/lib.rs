@@ -233,7 +233,11 @@ impl Projections {
                 continue;
             }
             if entries.len() == limit {
-                let next = position_of(&key)?;
+                // Its key's day and revision.
+                let next = TimelinePosition {
+                    day: entry.entry.date,
+                    revision: entry.revision,
+                };
                 return Ok((entries, Some(next)));
             }
             entries.push(entry);
@@ -801,25 +805,6 @@ fn day_key(household: HouseholdId, day: time::Date, revision: u64) -> Vec<u8> {
     key.extend_from_slice(&(day.to_julian_day().cast_unsigned() ^ 0x8000_0000).to_be_bytes());
     key.extend_from_slice(&revision.to_be_bytes());
     key
-}
-
-/// Where the entry under day key `key` stands.
-fn position_of(key: &[u8]) -> Result<TimelinePosition, Error> {
-    let damaged = || Error::Damaged("a day key of the wrong length or day".into());
-    let julian = key
-        .get(17..21)
-        .and_then(|d| d.try_into().ok())
-        .map(|d| (u32::from_be_bytes(d) ^ 0x8000_0000).cast_signed())
-        .ok_or_else(damaged)?;
-    let revision = key
-        .get(21..29)
-        .and_then(|r| r.try_into().ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(damaged)?;
-    Ok(TimelinePosition {
-        day: time::Date::from_julian_day(julian).map_err(|_| damaged())?,
-        revision,
-    })
 }
 
 fn u64_from(value: &[u8]) -> Result<u64, Error> {
