@@ -192,6 +192,14 @@ async fn turning_18_moves_care_from_jeugdwet_to_wmo_on_one_timeline() {
     let server = Server::start(dir.path());
     let mut api = api(&server).await;
     let s = scenario_two(&mut api).await;
+    let mut live = api
+        .subscribe_timeline(pb::SubscribeTimelineRequest {
+            household_id: s.household.clone(),
+            start_revision: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let transition = api
         .record_funding_transition(pb::RecordFundingTransitionRequest {
             household_id: s.household.clone(),
@@ -207,6 +215,21 @@ async fn turning_18_moves_care_from_jeugdwet_to_wmo_on_one_timeline() {
         .into_inner()
         .result
         .unwrap();
+    // A live subscriber sees the transition and the agreement it carries over as they are
+    // recorded, each under the day the transition names.
+    for expected in ["FundingTransitionRecorded", "AgreementCarriedOver"] {
+        let entry = tokio::time::timeout(std::time::Duration::from_secs(30), live.message())
+            .await
+            .expect("a live entry within 30 s")
+            .unwrap()
+            .unwrap()
+            .entry
+            .unwrap();
+        assert_eq!(
+            (entry.event_type.as_str(), entry.date.as_str()),
+            (expected, "2026-03-14")
+        );
+    }
 
     let household = api
         .get_household(pb::GetHouseholdRequest {

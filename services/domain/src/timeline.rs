@@ -57,6 +57,58 @@ pub struct TimelineEntry {
     pub funding_domains: Vec<FundingDomain>,
 }
 
+/// The day an entry for `event` concerns: the day the event names itself (a plan activated, a
+/// funding transition, a logbook entry, an indication's first day, …), or else `recorded_on`,
+/// the day it happened. It depends on the event alone, never on the household's state, so the
+/// read models can key an entry by it and find it again from the event. Every event is listed,
+/// so a new one has to say which day it concerns.
+pub fn date_of(event: &DomainEvent, recorded_on: Date) -> Date {
+    use DomainEvent as E;
+    match event {
+        E::SupportPhaseChanged { on, .. }
+        | E::PlanActivated { on, .. }
+        | E::PlanEvaluated { on, .. }
+        | E::PlanClosed { on, .. }
+        | E::GoalProgressNoted { on, .. }
+        | E::GoalAchieved { on, .. }
+        | E::GoalAbandoned { on, .. }
+        | E::AgreementEnded { on, .. }
+        | E::AgreementNotDelivered { on, .. }
+        | E::FundingTransitionRecorded { on, .. }
+        | E::AgreementCarriedOver { on, .. }
+        | E::LogbookEntryAdded { on, .. }
+        | E::CheckInRecorded { on, .. }
+        | E::MeasurementRecorded { on, .. } => *on,
+        E::IndicationRecorded { valid_from, .. } => *valid_from,
+        E::HouseholdRegistered { .. }
+        | E::IdentityLinked { .. }
+        | E::HouseholdErased { .. }
+        | E::AccessGranted { .. }
+        | E::AccessRevoked { .. }
+        | E::AccessRequested { .. }
+        | E::AccessRequestDeclined { .. }
+        | E::MemberAdded { .. }
+        | E::MemberUpdated { .. }
+        | E::MemberRemoved { .. }
+        | E::ContactAdded { .. }
+        | E::ContactUpdated { .. }
+        | E::ContactRemoved { .. }
+        | E::PlanDrafted { .. }
+        | E::PlanRevised { .. }
+        | E::GoalSet { .. }
+        | E::GoalUpdated { .. }
+        | E::GoalReopened { .. }
+        | E::AgreementProposed { .. }
+        | E::AgreementAccepted { .. }
+        | E::AgreementRejected { .. }
+        | E::AgreementAmended { .. }
+        | E::NoteAdded { .. }
+        | E::CheckInThresholdSet { .. }
+        | E::FamilyTypeSet { .. }
+        | E::EvaluationObjectionSet { .. } => recorded_on,
+    }
+}
+
 /// The entry for `event`, described with `before`, the household's state before it.
 /// `recorded_on` is the day it happened: the day the log recorded it, or the day given when it
 /// was recorded later. Events that name their own day are dated by that.
@@ -107,7 +159,8 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             .get(id)
             .map_or_else(|| "?".to_owned(), |c| c.details.name.clone())
     };
-    let new = |kind, date, summary: String| TimelineEntry {
+    let date = date_of(event, recorded_on);
+    let new = |kind, summary: String| TimelineEntry {
         kind,
         date,
         summary,
@@ -118,14 +171,9 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
     match event {
         E::HouseholdRegistered { name, .. } => new(
             EntryKind::Household,
-            recorded_on,
             format!("Huishouden aangemeld: {name}"),
         ),
-        E::HouseholdErased { .. } => new(
-            EntryKind::Household,
-            recorded_on,
-            "Huishouden gewist".to_owned(),
-        ),
+        E::HouseholdErased { .. } => new(EntryKind::Household, "Huishouden gewist".to_owned()),
         E::IdentityLinked {
             party,
             identity,
@@ -142,12 +190,11 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             };
             TimelineEntry {
                 members,
-                ..new(EntryKind::Access, recorded_on, summary)
+                ..new(EntryKind::Access, summary)
             }
         }
         E::AccessGranted { grantee, terms, .. } => new(
             EntryKind::Access,
-            recorded_on,
             format!(
                 "Toegang verleend aan {}: {}",
                 grantee_name(before, grantee),
@@ -161,7 +208,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
                 .map_or_else(|| "?".to_owned(), |g| grantee_name(before, &g.grantee));
             new(
                 EntryKind::Access,
-                recorded_on,
                 with_reason(format!("Toegang van {who} ingetrokken"), reason),
             )
         }
@@ -169,7 +215,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             requester, terms, ..
         } => new(
             EntryKind::Access,
-            recorded_on,
             format!(
                 "{} vraagt toegang: {}",
                 grantee_name(before, requester),
@@ -183,7 +228,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
                 .map_or_else(|| "?".to_owned(), |r| grantee_name(before, &r.requester));
             new(
                 EntryKind::Access,
-                recorded_on,
                 with_reason(format!("Toegangsverzoek van {who} afgewezen"), reason),
             )
         }
@@ -191,7 +235,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             members: vec![*member],
             ..new(
                 EntryKind::Household,
-                recorded_on,
                 format!("{} toegevoegd als {}", details.name, details.role),
             )
         },
@@ -199,7 +242,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             members: vec![*member],
             ..new(
                 EntryKind::Household,
-                recorded_on,
                 format!("Gegevens van {} bijgewerkt", details.name),
             )
         },
@@ -207,7 +249,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             members: vec![*member],
             ..new(
                 EntryKind::Household,
-                recorded_on,
                 format!("{} uit het dossier: {reason}", member_name(member)),
             )
         },
@@ -219,28 +260,24 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
                 .unwrap_or(details.kind.display_name());
             new(
                 EntryKind::Network,
-                recorded_on,
                 format!("{} in het netwerk ({what})", details.name),
             )
         }
         E::ContactUpdated { details, .. } => new(
             EntryKind::Network,
-            recorded_on,
             format!("Gegevens van {} bijgewerkt", details.name),
         ),
         E::ContactRemoved { contact, reason } => new(
             EntryKind::Network,
-            recorded_on,
             format!("{} uit het netwerk: {reason}", contact_name(contact)),
         ),
         E::SupportPhaseChanged {
             phase,
             hours_per_week,
-            on,
             contact_every_days,
+            ..
         } => new(
             EntryKind::Support,
-            *on,
             format!(
                 "Fase: {phase}{}{}",
                 hours_per_week
@@ -251,33 +288,25 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
                     .unwrap_or_default()
             ),
         ),
-        E::PlanDrafted { kind, title, .. } => new(
-            EntryKind::Plan,
-            recorded_on,
-            format!("Plan opgesteld: {title} ({kind})"),
-        ),
+        E::PlanDrafted { kind, title, .. } => {
+            new(EntryKind::Plan, format!("Plan opgesteld: {title} ({kind})"))
+        }
         E::PlanRevised { version, title, .. } => new(
             EntryKind::Plan,
-            recorded_on,
             format!("Plan herzien: {title}, versie {version}"),
         ),
-        E::PlanActivated { plan, on } => new(
+        E::PlanActivated { plan, .. } => new(
             EntryKind::Plan,
-            *on,
             format!("Plan van kracht: {}", plan_title(plan)),
         ),
         E::PlanEvaluated {
-            plan,
-            on,
-            evaluation,
+            plan, evaluation, ..
         } => new(
             EntryKind::Plan,
-            *on,
             format!("Plan geëvalueerd: {} — {evaluation}", plan_title(plan)),
         ),
-        E::PlanClosed { plan, on, reason } => new(
+        E::PlanClosed { plan, reason, .. } => new(
             EntryKind::Plan,
-            *on,
             format!("Plan afgesloten: {} — {reason}", plan_title(plan)),
         ),
         E::GoalSet {
@@ -290,7 +319,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             life_domains: life_domains.clone(),
             ..new(
                 EntryKind::Goal,
-                recorded_on,
                 format!("Doel van {}: {title}", member_name(owner)),
             )
         },
@@ -302,36 +330,29 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
         } => TimelineEntry {
             members: goal_owner(goal).into_iter().collect(),
             life_domains: life_domains.clone(),
-            ..new(
-                EntryKind::Goal,
-                recorded_on,
-                format!("Doel bijgesteld: {title}"),
-            )
+            ..new(EntryKind::Goal, format!("Doel bijgesteld: {title}"))
         },
-        E::GoalProgressNoted { goal, on, note } => TimelineEntry {
+        E::GoalProgressNoted { goal, note, .. } => TimelineEntry {
             members: goal_owner(goal).into_iter().collect(),
             life_domains: goal_domains(goal),
             ..new(
                 EntryKind::Goal,
-                *on,
                 format!("Voortgang {}: {note}", goal_title(goal)),
             )
         },
-        E::GoalAchieved { goal, on, .. } => TimelineEntry {
+        E::GoalAchieved { goal, .. } => TimelineEntry {
             members: goal_owner(goal).into_iter().collect(),
             life_domains: goal_domains(goal),
             ..new(
                 EntryKind::Goal,
-                *on,
                 format!("Doel bereikt: {}", goal_title(goal)),
             )
         },
-        E::GoalAbandoned { goal, on, reason } => TimelineEntry {
+        E::GoalAbandoned { goal, reason, .. } => TimelineEntry {
             members: goal_owner(goal).into_iter().collect(),
             life_domains: goal_domains(goal),
             ..new(
                 EntryKind::Goal,
-                *on,
                 format!("Doel losgelaten: {} — {reason}", goal_title(goal)),
             )
         },
@@ -340,7 +361,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             life_domains: goal_domains(goal),
             ..new(
                 EntryKind::Goal,
-                recorded_on,
                 format!("Doel heropend: {} — {reason}", goal_title(goal)),
             )
         },
@@ -354,7 +374,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
                 .fold(Vec::new(), dedup),
             ..new(
                 EntryKind::Agreement,
-                recorded_on,
                 format!(
                     "Afspraak voorgesteld: {} ({}{}), vanaf {}",
                     terms.title,
@@ -369,7 +388,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             funding_domains: agreement_funding(id),
             ..new(
                 EntryKind::Agreement,
-                recorded_on,
                 format!("Afspraak geaccepteerd: {}", agreement_title(id)),
             )
         },
@@ -381,7 +399,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             funding_domains: agreement_funding(id),
             ..new(
                 EntryKind::Agreement,
-                recorded_on,
                 format!("Afspraak afgewezen: {} — {reason}", agreement_title(id)),
             )
         },
@@ -397,33 +414,30 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
                 .fold(Vec::new(), dedup),
             ..new(
                 EntryKind::Agreement,
-                recorded_on,
                 format!("Afspraak gewijzigd: {} — {reason}", terms.title),
             )
         },
         E::AgreementEnded {
             agreement: id,
-            on,
             reason,
+            ..
         } => TimelineEntry {
             members: agreement_members(id),
             funding_domains: agreement_funding(id),
             ..new(
                 EntryKind::Agreement,
-                *on,
                 format!("Afspraak beëindigd: {} — {reason}", agreement_title(id)),
             )
         },
         E::AgreementNotDelivered {
             agreement: id,
-            on,
             description,
+            ..
         } => TimelineEntry {
             members: agreement_members(id),
             funding_domains: agreement_funding(id),
             ..new(
                 EntryKind::Agreement,
-                *on,
                 format!(
                     "Niet geleverd zoals afgesproken: {} — {description}",
                     agreement_title(id)
@@ -434,7 +448,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             member,
             kind,
             care_profile,
-            valid_from,
             valid_until,
             ..
         } => TimelineEntry {
@@ -442,7 +455,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             funding_domains: vec![kind.funding_domain()],
             ..new(
                 EntryKind::Indication,
-                *valid_from,
                 format!(
                     "{kind} voor {}{}{}",
                     member_name(member),
@@ -460,14 +472,13 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             member,
             from,
             to,
-            on,
             reason,
+            ..
         } => TimelineEntry {
             members: vec![*member],
             funding_domains: vec![*from, *to],
             ..new(
                 EntryKind::Transition,
-                *on,
                 format!("{}: van {from} naar {to} — {reason}", member_name(member)),
             )
         },
@@ -475,13 +486,12 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             agreement: id,
             from,
             to,
-            on,
+            ..
         } => TimelineEntry {
             members: agreement_members(id),
             funding_domains: vec![*from, *to],
             ..new(
                 EntryKind::Agreement,
-                *on,
                 format!(
                     "Afspraak loopt door onder de {to} (was {from}): {}",
                     agreement_title(id)
@@ -490,7 +500,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
         },
         E::LogbookEntryAdded {
             supporter,
-            on,
             minutes,
             mode,
             tasks,
@@ -501,7 +510,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             life_domains: life_domains.clone(),
             ..new(
                 EntryKind::Logbook,
-                *on,
                 format!(
                     "{} ({mode}, {minutes} min; {}): {summary}",
                     contact_name(supporter),
@@ -521,12 +529,11 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
         } => TimelineEntry {
             members: about.iter().copied().collect(),
             life_domains: life_domains.clone(),
-            ..new(EntryKind::Note, recorded_on, format!("Notitie: {text}"))
+            ..new(EntryKind::Note, format!("Notitie: {text}"))
         },
         E::CheckInRecorded {
             member,
             respondent,
-            on,
             rating,
             note,
             ..
@@ -538,7 +545,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             },
             ..new(
                 EntryKind::CheckIn,
-                *on,
                 format!(
                     "Check-in over {}: {rating}/10{}{}",
                     member_name(member),
@@ -561,7 +567,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             instrument,
             version,
             moment,
-            on,
             answers,
             ..
         } => TimelineEntry {
@@ -574,7 +579,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
             life_domains: vec![LifeDomain::MentalHealthAndWellbeing],
             ..new(
                 EntryKind::Measurement,
-                *on,
                 format!(
                     "Meting{} ingevuld over {}: {instrument} (versie {version}), {} {}{}",
                     moment.map_or(String::new(), |m| format!(" ({})", m.display_name())),
@@ -595,7 +599,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
         },
         E::FamilyTypeSet { family_type } => new(
             EntryKind::Support,
-            recorded_on,
             match family_type {
                 Some(t) => format!("Gezinstype: {}", t.display_name()),
                 None => "Gezinstype gewist".to_owned(),
@@ -603,7 +606,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
         ),
         E::EvaluationObjectionSet { objects } => new(
             EntryKind::Access,
-            recorded_on,
             if *objects {
                 "Het gezin telt niet mee in de effectmeting (bezwaar)".to_owned()
             } else {
@@ -612,7 +614,6 @@ pub fn entry(before: &Household, event: &DomainEvent, recorded_on: Date) -> Time
         ),
         E::CheckInThresholdSet { threshold } => new(
             EntryKind::Support,
-            recorded_on,
             format!("Check-ins onder de {threshold} worden een signaal"),
         ),
     }

@@ -257,11 +257,12 @@ impl Projections {
             Err(Unreadable::Erased | Unreadable::Bad(_)) => return Ok(None),
         };
         let day = stored.happened_on.unwrap_or_else(|| recorded_on(recorded));
-        // An entry's date is the day an event names itself (a funding transition's), else the
-        // day it happened: the event's alone, never its household's state, so an empty state
-        // gives the date the projector keyed the entry by.
-        let date = timeline::entry(&Household::default(), &stored.event, day).date;
-        let key = day_key(household, date, recorded.revision);
+        // The projector keyed the entry by its date, which is the event's alone.
+        let key = day_key(
+            household,
+            timeline::date_of(&stored.event, day),
+            recorded.revision,
+        );
         match self.tree.get(&key)? {
             Some(value) => self.open_row(household, &key, &value),
             None => Ok(None),
@@ -381,9 +382,8 @@ impl Projections {
 
     /// Whether the household has any entry.
     pub fn has_household(&self, household: HouseholdId) -> Result<bool, Error> {
-        let mut start = vec![DAY_PREFIX];
-        start.extend_from_slice(household.0.as_bytes());
-        Ok(self.tree.scan_prefix(&start).next().transpose()?.is_some())
+        let start = household_key(DAY_PREFIX, household);
+        Ok(self.tree.scan_prefix(start).next().transpose()?.is_some())
     }
 
     /// Whether the projector's last attempt failed in its own store (sled), so that it is
@@ -509,9 +509,11 @@ impl Projections {
                     ID_OF_HOUSEHOLD_PREFIX,
                     INVOLVED_OF_HOUSEHOLD_PREFIX,
                 ] {
-                    let mut start = vec![prefix];
-                    start.extend_from_slice(household.0.as_bytes());
-                    for key in self.tree.scan_prefix(&start).keys() {
+                    for key in self
+                        .tree
+                        .scan_prefix(household_key(prefix, household))
+                        .keys()
+                    {
                         let key = key?;
                         if prefix == ID_OF_HOUSEHOLD_PREFIX
                             && let Some(id) = key.get(17..33)
@@ -791,8 +793,13 @@ fn involved_keys(who: &[u8], household: HouseholdId) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn report_row_key(household: HouseholdId) -> Vec<u8> {
+    household_key(REPORT_ROW_PREFIX, household)
+}
+
+/// `prefix` + household id: a household's report row, and where its keys of a kind start.
+fn household_key(prefix: u8, household: HouseholdId) -> Vec<u8> {
     let mut key = Vec::with_capacity(17);
-    key.push(REPORT_ROW_PREFIX);
+    key.push(prefix);
     key.extend_from_slice(household.0.as_bytes());
     key
 }
